@@ -1,0 +1,35 @@
+"""Rendering speed of the simulated camera: ``python -m benchmarks.bench_simulator``."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+import numpy as np
+
+import simulators as sim
+
+
+def bench(size: int = 512, planes: int = 21) -> dict:
+    """Time the first frame (field set-up) and a z-stack of frames on a live worm."""
+    world = sim.SimWorld(sim.worm(seed=7), sensor_shape=(size, size))
+    world.shutter_open = True
+    t0 = time.perf_counter()
+    world.expose(10.0)
+    first = time.perf_counter() - t0
+    times = []
+    for i, z in enumerate(np.linspace(-10, 10, planes)):
+        world.z_um = float(z)
+        world.clock_offset_s += 0.2  # a live specimen: new activity every frame
+        t0 = time.perf_counter()
+        world.expose(10.0)
+        times.append(time.perf_counter() - t0)
+    return {"frame": f"{size}x{size}", "first_frame_s": round(first, 3),
+            "median_frame_s": round(float(np.median(times)), 4), "max_frame_s": round(max(times), 4),
+            "cpu": platform.processor() or platform.machine()}
+
+
+if __name__ == "__main__":
+    for size in (256, 512):
+        print(json.dumps(bench(size)))

@@ -1,0 +1,159 @@
+"""The one place where mm-deepz adapts pycromanager to a core.
+
+pycromanager's ``Acquisition`` runs on one of two backends:
+
+- **Java** (users with hardware): a running Micro-Manager (GUI or headless) serves its
+  core on a port (4827 by default). :func:`connect_micromanager` checks the connection and
+  returns pycromanager's remote core; ``Acquisition`` then uses the Java backend.
+- **Python** (the simulator): pycromanager's pure-Python acquisition engine drives a
+  pymmcore core in this process. pycromanager expects the core it gets from
+  ``mmpycorex.create_core_instance``: snake_case aliases of the CMMCore methods plus
+  ``get_tagged_image`` / ``pop_next_tagged_image`` / ``TaggedImage``. That function can
+  only build a plain ``pymmcore.CMMCore`` from a Micro-Manager install, so
+  :func:`start_simulator` builds the same adapter around the simulator's ``UniMMCore``,
+  registers it where pycromanager looks (``mmpycorex.launcher._PYMMCORES``) and starts the
+  Python engine exactly as ``pycromanager.start_headless(python_backend=True)`` does.
+
+Nothing else in mm-deepz touches pycromanager internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 4827
+
+
+class BridgeError(RuntimeError):
+    """pycromanager could not be given a core (no Micro-Manager answering, or busy)."""
+
+
+class TaggedImage:
+    """An image with its metadata tags, as pycromanager's Python engine expects."""
+
+    def __init__(self, tags: dict[str, Any], pix: np.ndarray):
+        self.tags = tags
+        self.pix = pix
+
+
+def _snake(name: str) -> str:
+    s1 = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z0-9])([A-Z])", r"\1_\2", s1).lower()
+
+
+def _snake_case_class(base: type) -> type:
+    """A subclass of ``base`` with a snake_case alias for every camelCase method."""
+    aliases: dict[str, Any] = {}
+    for klass in reversed(base.__mro__):
+        for name, value in vars(klass).items():
+            if name.startswith("_") or not callable(value):
+                continue
+            snake = _snake(name)
+            if snake != name:
+                aliases[snake] = value
+    return type(f"{base.__name__}SnakeCase", (base,), aliases)
+
+
+def _get_tagged_image(self: Any, cam_index: int, camera: str, height: int, width: int,
+                      binning: Any = None, pixel_type: Any = None, roi_x_start: Any = None,
+                      roi_y_start: Any = None) -> TaggedImage:
+    tags: dict[str, Any] = {"Camera": camera, "Height": height, "Width": width,
+                            "PixelType": pixel_type, "CameraChannelIndex": cam_index}
+    if binning is not None:
+        tags["Binning"] = binning
+    return TaggedImage(tags, self.getImage())
+
+
+def _pop_next_tagged_image(self: Any) -> TaggedImage:
+    pix, md = self.popNextImageAndMD()
+    return TaggedImage(dict(md), pix)
+
+
+@dataclass
+class SimulatorSession:
+    """A simulator core registered with pycromanager's Python backend."""
+
+    core: Any
+
+    @property
+    def world(self) -> Any:
+        """The simulated microscope's physical state (:class:`simulators.SimWorld`)."""
+        return self.core.sim_world
+
+    def close(self) -> None:
+        """Stop the Python acquisition engine and unregister the core."""
+        stop_simulator()
+
+    def __enter__(self) -> SimulatorSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_simulator(world: Any = None) -> SimulatorSession:
+    """Load the simulated microscope and make it pycromanager's (Python-backend) core.
+
+    Afterwards ``pycromanager.Acquisition(...)`` runs on the simulator. Only one core can
+    be active at a time; call :meth:`SimulatorSession.close` (or use ``with``) when done.
+    """
+    from mmpycorex import launcher
+    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+    from simulators import SimCore, load_demo_core
+
+    if launcher._PYMMCORES:
+        raise BridgeError(
+            "A Python-backend core is already active in this process; close the previous "
+            "simulator session (session.close()) before starting another."
+        )
+    core = _snake_case_class(SimCore)()
+    load_demo_core(world, core=core)
+    core.get_tagged_image = _get_tagged_image.__get__(core)
+    core.pop_next_tagged_image = _pop_next_tagged_image.__get__(core)
+    core.TaggedImage = TaggedImage
+    launcher._PYMMCORES.append(core)
+    Engine(core)
+    logger.info("Simulated microscope registered with pycromanager (Python backend)")
+    return SimulatorSession(core)
+
+
+def stop_simulator() -> None:
+    """Undo :func:`start_simulator` (safe to call when nothing is running)."""
+    from mmpycorex import launcher
+    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+    if (engine := Engine.get_instance()) is not None:
+        engine.shutdown()
+        del Engine.singleton  # the next start_simulator() creates a fresh engine
+    for core in launcher._PYMMCORES:
+        core.unloadAllDevices()
+    launcher._PYMMCORES.clear()
+
+
+def connect_micromanager(port: int = DEFAULT_PORT, timeout_ms: int = 2000) -> Any:
+    """Connect to a running Micro-Manager (Java backend) and return its remote core.
+
+    Raises :class:`BridgeError` naming the port when nothing answers there.
+    """
+    from mmpycorex import launcher
+    from pycromanager import Core
+
+    if launcher._PYMMCORES:
+        raise BridgeError("A simulator core is active; close it before connecting to Micro-Manager.")
+    try:
+        core = Core(port=port, timeout=timeout_ms)
+        core.get_version_info()
+    except Exception as e:  # noqa: BLE001 - pyjavaz raises bare Exceptions
+        raise BridgeError(
+            f"No Micro-Manager answered on port {port}: start Micro-Manager and enable "
+            f"Tools > Options > 'Run pycro-manager server on port {port}'. ({e})"
+        ) from e
+    return core

@@ -1,0 +1,170 @@
+"""The physical state of the simulated microscope, shared by its devices.
+
+Micro-Manager devices only talk to the core, never to each other, but on a real
+microscope the camera sees what the stage and the light path do. :class:`SimWorld` is
+that shared physics: specimen, optics, stage positions, light path, the light dose the
+sample has received and its photobleaching. Devices bind to the *active* world when they
+are initialised (see :func:`use_world`); :func:`simulators.load_demo_core` gives each
+core a fresh world.
+
+Light dose: each exposure with the shutter open adds ``power_mW × exposure_ms / 1000``
+millijoules. Photobleaching scales the specimen's brightness by
+``exp(-dose_mJ / bleach_dose_mJ)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .optics import MODALITIES, Modality, Optics
+from .phantoms import Phantom, worm
+from .render import FieldOfView, Renderer
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """sCMOS-like detection: quantum efficiency, gain, read noise, offset, bit depth."""
+
+    quantum_efficiency: float = 0.8
+    gain_adu_per_e: float = 0.5
+    read_noise_e: float = 1.6
+    offset_adu: float = 100.0
+    bit_depth: int = 16
+
+    def digitize(self, photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Expected photons -> uint16 counts: Poisson shot noise, read noise, offset, clipping."""
+        electrons = rng.poisson(photons * self.quantum_efficiency).astype(np.float32)
+        electrons += rng.standard_normal(photons.shape, dtype=np.float32) * self.read_noise_e
+        adu = electrons * self.gain_adu_per_e + self.offset_adu
+        return np.clip(np.round(adu), 0, 2**self.bit_depth - 1).astype(np.uint16)
+
+
+@dataclass
+class DoseLedger:
+    """Cumulative light dose delivered to the sample."""
+
+    dose_mJ: float = 0.0
+    exposures: int = 0
+    exposure_ms_total: float = 0.0
+    by_modality: dict[str, float] = field(default_factory=lambda: {m: 0.0 for m in MODALITIES})
+
+
+class SimWorld:
+    """Specimen + optics + hardware state. Thread-safe; one per simulated microscope."""
+
+    def __init__(
+        self,
+        phantom: Phantom | None = None,
+        optics: Optics | None = None,
+        camera: CameraModel | None = None,
+        sensor_shape: tuple[int, int] = (512, 512),
+        bleach_dose_mJ: float = 500.0,
+        seed: int = 0,
+        dz_um: float = 0.5,
+    ):
+        self.phantom = phantom if phantom is not None else worm(seed=seed)
+        self.optics = optics or Optics()
+        self.camera = camera or CameraModel()
+        self.sensor_shape = sensor_shape
+        self.bleach_dose_mJ = bleach_dose_mJ
+        self.renderer = Renderer(self.phantom, self.optics, dz_um=dz_um)
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.RLock()
+        # hardware state, in sample coordinates
+        self.z_um = 0.0
+        self.xy_um = (0.0, 0.0)
+        self.shutter_open = False
+        self.modality: Modality = "widefield"
+        self.light_power_mW = 10.0
+        self.dose = DoseLedger()
+        self._t0 = time.monotonic()
+        self.clock_offset_s = 0.0
+
+    # -- time -------------------------------------------------------------------
+    def now_s(self) -> float:
+        """Specimen time in seconds since the world was created (plus ``clock_offset_s``)."""
+        return time.monotonic() - self._t0 + self.clock_offset_s
+
+    # -- light ------------------------------------------------------------------
+    @property
+    def bleach_factor(self) -> float:
+        """Remaining fraction of the specimen's brightness after the dose so far."""
+        return float(np.exp(-self.dose.dose_mJ / self.bleach_dose_mJ))
+
+    def _deliver_dose(self, exposure_ms: float) -> None:
+        if not self.shutter_open or self.light_power_mW <= 0:
+            return
+        mj = self.light_power_mW * exposure_ms / 1000.0
+        self.dose.dose_mJ += mj
+        self.dose.exposures += 1
+        self.dose.exposure_ms_total += exposure_ms
+        self.dose.by_modality[self.modality] += mj
+
+    def reset_dose(self) -> None:
+        """Forget the dose (a fresh specimen); brightness returns to 100 %."""
+        with self.lock:
+            self.dose = DoseLedger()
+
+    # -- imaging ----------------------------------------------------------------
+    def field_of_view(self, binning: int = 1) -> FieldOfView:
+        """The field of view for the current stage XY and camera binning."""
+        h, w = self.sensor_shape
+        return FieldOfView(self.xy_um, (h // binning, w // binning), self.optics.pixel_size_um * binning)
+
+    def expected_photons(self, exposure_ms: float, binning: int = 1, t_s: float | None = None,
+                         z_um: float | None = None, modality: Modality | None = None) -> np.ndarray:
+        """Noise-free photons per pixel for an exposure, without delivering any dose."""
+        with self.lock:
+            rate = self.renderer.render(
+                self.z_um if z_um is None else z_um,
+                modality or self.modality,
+                self.field_of_view(binning),
+                self.now_s() if t_s is None else t_s,
+            )
+            scale = exposure_ms * (self.light_power_mW / 10.0) * self.bleach_factor
+            return rate * np.float32(scale)
+
+    def expose(self, exposure_ms: float, binning: int = 1) -> np.ndarray:
+        """One camera exposure: photons if the shutter is open, then the dose is counted."""
+        with self.lock:
+            if self.shutter_open:
+                photons = self.expected_photons(exposure_ms, binning)
+            else:
+                h, w = self.field_of_view(binning).shape
+                photons = np.zeros((h, w), np.float32)
+            self._deliver_dose(exposure_ms)
+            return self.camera.digitize(photons, self.rng)
+
+
+_DEFAULT: SimWorld | None = None
+_ACTIVE: list[SimWorld] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+def active_world() -> SimWorld:
+    """The world devices bind to when initialised (a default one if none is active)."""
+    global _DEFAULT
+    with _ACTIVE_LOCK:
+        if _ACTIVE:
+            return _ACTIVE[-1]
+        if _DEFAULT is None:
+            _DEFAULT = SimWorld()
+        return _DEFAULT
+
+
+@contextlib.contextmanager
+def use_world(world: SimWorld) -> Iterator[SimWorld]:
+    """Make ``world`` the one that devices initialised inside the block bind to."""
+    with _ACTIVE_LOCK:
+        _ACTIVE.append(world)
+    try:
+        yield world
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.remove(world)

@@ -1,0 +1,58 @@
+"""The simulator's optics: focus, blur and optical sectioning behave as physics says."""
+
+import numpy as np
+import pytest
+
+from simulators.figures import focus_sweep
+from simulators.optics import Optics, RadialOTF
+
+Z = np.arange(-4.0, 8.01, 0.25)
+BEAD_Z = 2.0
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return focus_sweep(Z, bead_z_um=BEAD_Z, shape=(96, 96))
+
+
+def _rms_radius(img: np.ndarray) -> float:
+    y, x = np.indices(img.shape)
+    w = img / img.sum()
+    cy, cx = (w * y).sum(), (w * x).sum()
+    return float(np.sqrt((w * ((y - cy) ** 2 + (x - cx) ** 2)).sum()))
+
+
+@pytest.mark.parametrize("modality", ["widefield", "confocal"])
+def test_bead_is_sharpest_at_its_depth(sweep, modality):
+    best = sweep.z_um[np.argmax(sweep.peak(modality))]
+    assert best == pytest.approx(BEAD_Z, abs=0.25)
+
+
+def test_widefield_blur_grows_with_defocus(sweep):
+    radius = {d: _rms_radius(sweep.widefield[int(np.argmin(np.abs(sweep.z_um - BEAD_Z - d)))])
+              for d in (-3, -1, 0, 1, 2, 4)}
+    assert radius[0] < radius[1] < radius[2] < radius[4]
+    assert radius[0] < radius[-1] < radius[-3]
+
+
+def test_widefield_conserves_light_confocal_sections(sweep):
+    i0 = int(np.argmin(np.abs(sweep.z_um - BEAD_Z)))
+    i3 = int(np.argmin(np.abs(sweep.z_um - (BEAD_Z + 3))))
+    wf, cf = sweep.total("widefield"), sweep.total("confocal")
+    assert wf[i3] == pytest.approx(wf[i0], rel=0.02)  # a defocused point spreads, keeps its light
+    assert cf[i3] < 0.1 * cf[i0]  # out-of-focus light rejected by the pinhole
+
+
+def test_psf_widths_match_textbook_values():
+    optics = Optics()
+    radial = RadialOTF(optics, dr_um=0.01, r_max_um=20)
+    psf = radial.intensity_psf(0.0, "widefield")
+    fwhm = 2 * radial.r[np.argmax(psf < psf[0] / 2)]
+    assert fwhm == pytest.approx(optics.lateral_fwhm_um, rel=0.08)
+    conf = radial.intensity_psf(0.0, "confocal")
+    assert 2 * radial.r[np.argmax(conf < conf[0] / 2)] < 0.8 * fwhm
+
+
+def test_invalid_optics_are_refused():
+    with pytest.raises(ValueError, match="NA"):
+        Optics(na=1.2, immersion_index=1.0)
