@@ -1,0 +1,55 @@
+"""Intensity normalization of network inputs and its inverse on outputs.
+
+Inputs are scaled so that the ``low_percentile`` of the measured planes maps to 0 and the
+``high_percentile`` to 1 (all planes of one bundle share one scale, so their relative
+brightness is kept). Network outputs are mapped back with the same scale: virtual images
+are in the input camera's units (ADU, offset included), clipped to the output dtype's range
+(0-65535 for uint16) and rounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class IntensityScale:
+    """Affine map between camera counts and network units."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def from_planes(cls, planes: np.ndarray, low_percentile: float = 1.0,
+                    high_percentile: float = 99.8) -> IntensityScale:
+        """The scale of a bundle of measured planes; refuses empty (flat) input."""
+        sample = planes[..., ::4, ::4] if planes.shape[-1] >= 256 else planes
+        low, high = np.percentile(sample, [low_percentile, high_percentile])
+        if not np.isfinite([low, high]).all():
+            raise InputError("Input planes contain NaN or Inf values.")
+        if high - low < 1e-6:
+            raise InputError(
+                f"Input planes are flat (all ≈ {low:g}): is the shutter closed or the sample out of view?"
+            )
+        return cls(float(low), float(high))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Camera counts -> network units (float32)."""
+        return ((np.asarray(x, np.float32) - np.float32(self.low)) / np.float32(self.high - self.low))
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """Network units -> camera counts (float32)."""
+        return np.asarray(y, np.float32) * np.float32(self.high - self.low) + np.float32(self.low)
+
+
+def to_dtype(img: np.ndarray, dtype: np.dtype | type = np.uint16) -> np.ndarray:
+    """Round and clip float counts into an integer camera dtype (float dtypes pass through)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return img.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(img), info.min, info.max).astype(dtype)

@@ -1,0 +1,148 @@
+"""Virtual z-stacks from 1-2 measured planes: batched, tiled, GPU first with CPU fallback."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import dpm as dpm_mod
+from ..errors import InferenceError, InputError
+from ..modelfile import DeepZModel
+from .normalization import IntensityScale, to_dtype
+from .tiling import run_tiled
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VirtualStack:
+    """Synthesized planes (z, y, x) with where they lie and how they were made."""
+
+    data: np.ndarray
+    z_um: np.ndarray  # absolute z of each virtual plane (surface DPMs: the surface's mean z)
+    plane_z_um: tuple[float, ...]  # z of the measured input planes
+    scale: IntensityScale
+    meta: dict = field(default_factory=dict)
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """``auto`` -> CUDA if available else CPU; a CUDA request without a GPU falls back with a warning."""
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        warnings.warn("CUDA was requested but no GPU is available: running Deep-Z on the CPU (slower).",
+                      RuntimeWarning, stacklevel=2)
+    elif requested not in ("auto", "cpu"):
+        raise ValueError(f"Unknown device {requested!r}: use auto, cuda or cpu.")
+    return torch.device("cpu")
+
+
+class Predictor:
+    """Runs a :class:`DeepZModel` on plane bundles.
+
+    One predictor owns its device; use it from one thread (the :class:`InferenceWorker`
+    does). On CUDA it autocasts to bfloat16 (fp16 where bf16 is unsupported), uses
+    channels_last and pinned host memory, and synchronises once per stack. Frames larger
+    than ``tile_size`` are processed in overlapping, blended tiles.
+    """
+
+    def __init__(self, model: DeepZModel, device: str = "auto", batch_size: int | None = None,
+                 tile_size: int | None = None, tile_overlap: int = 48, compile: bool = False):
+        self.model = model
+        self.device = resolve_device(device)
+        cuda = self.device.type == "cuda"
+        self.batch_size = batch_size or (16 if cuda else 4)
+        multiple = model.card.architecture.multiple
+        self.tile_size = tile_size or (1024 if cuda else 512)
+        self.tile_size -= self.tile_size % multiple
+        self.tile_overlap = tile_overlap
+        self.network = model.network.to(self.device).eval()
+        if cuda:
+            self.network = self.network.to(memory_format=torch.channels_last)
+            self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self._forward = torch.compile(self.network) if compile else self.network
+
+    # -- public API ------------------------------------------------------------------
+    def predict_stack(self, planes: np.ndarray, plane_z_um: tuple[float, ...], target_z_um: np.ndarray,
+                      strict_range: bool = True, out_dtype: type = np.uint16) -> VirtualStack:
+        """Virtual planes at absolute depths ``target_z_um`` (uniform DPMs) from measured planes."""
+        target_z_um = np.asarray(target_z_um, np.float64).reshape(-1)
+        planes = self._check_planes(planes, plane_z_um)
+        dist = target_z_um[:, None] - np.asarray(plane_z_um)[None, :]  # (Z, n) µm
+        dpm_mod.to_network_units(dist, self.model.card.z_range_um, strict=strict_range)  # range check
+        scale = IntensityScale.from_planes(planes, **self._pcts())
+        out = self._run(scale.forward(planes), dist_um=dist)
+        return VirtualStack(to_dtype(scale.inverse(out), out_dtype), target_z_um, tuple(plane_z_um), scale,
+                            {"dpm": "uniform"})
+
+    def predict_dpm(self, planes: np.ndarray, plane_z_um: tuple[float, ...], dpms_um: np.ndarray,
+                    strict_range: bool = True, out_dtype: type = np.uint16) -> np.ndarray:
+        """Images on arbitrary surfaces: ``dpms_um`` is (B, n_planes, H, W) or (B, H, W) for 1 plane."""
+        planes = self._check_planes(planes, plane_z_um)
+        dpms_um = np.asarray(dpms_um, np.float32)
+        if dpms_um.ndim == 3:
+            dpms_um = dpms_um[:, None]
+        if dpms_um.shape[1:] != planes.shape:
+            raise InputError(f"DPMs of shape {dpms_um.shape[1:]} do not match the planes {planes.shape}.")
+        dpm_mod.to_network_units(dpms_um, self.model.card.z_range_um, strict=strict_range)
+        scale = IntensityScale.from_planes(planes, **self._pcts())
+        return to_dtype(scale.inverse(self._run(scale.forward(planes), dpm_maps_um=dpms_um)), out_dtype)
+
+    # -- internals ---------------------------------------------------------------------
+    def _pcts(self) -> dict[str, float]:
+        n = self.model.card.normalization
+        return {"low_percentile": n["low_percentile"], "high_percentile": n["high_percentile"]}
+
+    def _check_planes(self, planes: np.ndarray, plane_z_um: tuple[float, ...]) -> np.ndarray:
+        planes = np.asarray(planes)
+        if planes.ndim == 2:
+            planes = planes[None]
+        if planes.ndim != 3 or min(planes.shape[1:]) < 16:
+            raise InputError(f"Expected planes as (n, y, x) with y, x >= 16, got shape {planes.shape}.")
+        if planes.dtype.kind not in "uif":
+            raise InputError(f"Planes must be numeric images, got dtype {planes.dtype}.")
+        if len(plane_z_um) != planes.shape[0]:
+            raise InputError(f"{planes.shape[0]} planes but {len(plane_z_um)} plane positions.")
+        offsets = tuple(float(z) for z in plane_z_um)
+        self.model.check_compatible(plane_offsets_um=offsets)
+        return planes
+
+    @torch.inference_mode()
+    def _run(self, planes_n: np.ndarray, dist_um: np.ndarray | None = None,
+             dpm_maps_um: np.ndarray | None = None) -> np.ndarray:
+        """Normalized planes (n,H,W) + DPMs -> normalized outputs (B,H,W), batched on the device."""
+        cuda = self.device.type == "cuda"
+        zr = float(self.model.card.z_range_um)
+        host = torch.from_numpy(np.ascontiguousarray(planes_n, np.float32))
+        if cuda:
+            host = host.pin_memory()
+        p = host.to(self.device, non_blocking=True)  # (n, H, W)
+        n, h, w = p.shape
+        total = len(dist_um) if dist_um is not None else len(dpm_maps_um)
+        outs = []
+        for b0 in range(0, total, self.batch_size):
+            b1 = min(total, b0 + self.batch_size)
+            if dist_um is not None:  # uniform DPMs: built on the device, no host transfer
+                d = torch.as_tensor(dist_um[b0:b1] / zr, dtype=torch.float32, device=self.device)
+                dpm = d[:, :, None, None].expand(-1, -1, h, w)
+            else:
+                d = torch.from_numpy(np.ascontiguousarray(dpm_maps_um[b0:b1] / zr, np.float32))
+                dpm = d.to(self.device, non_blocking=True)
+            x = torch.stack([p.expand(b1 - b0, -1, -1, -1), dpm], dim=2).reshape(b1 - b0, 2 * n, h, w)
+            outs.append(run_tiled(self._net, x, self.tile_size, self.tile_overlap,
+                                  self.model.card.architecture.multiple)[:, 0])
+        out = torch.cat(outs).float().cpu().numpy()  # one host sync per stack
+        if not np.isfinite(out).all():
+            raise InferenceError("The model produced NaN/Inf values; the virtual planes were discarded.")
+        return out
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=self._amp_dtype):
+                return self._forward(x).float()
+        return self._forward(x)

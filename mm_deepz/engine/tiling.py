@@ -1,0 +1,67 @@
+"""Tiled application of a fully convolutional network with overlapping, blended tiles.
+
+Large frames (e.g. 2048x2048) are cut into ``tile``-sized tiles that overlap by
+``overlap`` pixels; each output pixel is the weighted mean of the tiles covering it, with
+weights that ramp linearly to (almost) zero across the overlap, so seams are invisible
+and memory is bounded by one tile batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles covering ``length`` with at least ``overlap`` between them."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _ramp(n: int, overlap: int, device: torch.device) -> torch.Tensor:
+    w = torch.ones(n, device=device)
+    if overlap > 0:
+        r = (torch.arange(overlap, device=device, dtype=torch.float32) + 0.5) / overlap
+        w[:overlap] = r
+        w[-overlap:] = torch.minimum(w[-overlap:], r.flip(0))
+    return w
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad H and W up to a multiple (returns the padded tensor and the original size)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if h > ph and w > pw else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
+              multiple: int) -> torch.Tensor:
+    """Apply ``fn`` (B,C,h,w)->(B,1,h,w) to ``x`` (B,C,H,W) tile by tile and blend."""
+    b, _, h, w = x.shape
+    if h <= tile and w <= tile:
+        padded, (h0, w0) = pad_to_multiple(x, multiple)
+        return fn(padded)[..., :h0, :w0]
+    if tile % multiple:
+        raise ValueError(f"Tile size {tile} must be a multiple of {multiple}.")
+    out = torch.zeros((b, 1, h, w), device=x.device, dtype=torch.float32)
+    norm = torch.zeros((1, 1, h, w), device=x.device, dtype=torch.float32)
+    for y0 in tile_starts(h, tile, overlap):
+        for x0 in tile_starts(w, tile, overlap):
+            patch = x[..., y0:y0 + tile, x0:x0 + tile]
+            padded, (th, tw) = pad_to_multiple(patch, multiple)
+            pred = fn(padded)[..., :th, :tw].float()
+            wy = _ramp(th, overlap if th == tile else 0, x.device)
+            wx = _ramp(tw, overlap if tw == tile else 0, x.device)
+            weight = (wy[:, None] * wx[None, :])[None, None]
+            out[..., y0:y0 + th, x0:x0 + tw] += pred * weight
+            norm[..., y0:y0 + th, x0:x0 + tw] += weight
+    return out / norm

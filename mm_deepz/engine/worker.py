@@ -1,0 +1,145 @@
+"""A background inference worker: one thread owns the model's device; bounded queue, in order.
+
+The acquisition thread hands plane bundles to :meth:`InferenceWorker.submit`, which never
+blocks longer than the caller allows: when the queue is full it raises
+:class:`~mm_deepz.errors.WorkerBusy` (back-pressure the caller can see and act on, e.g. by
+recording the time point as measured-only). Bundles are processed strictly in submission
+order; each returns a :class:`concurrent.futures.Future`, and optional callbacks receive
+results and errors. A failing bundle fails only its own future.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import WorkerBusy, WorkerClosed
+from .predictor import Predictor, VirtualStack
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PlaneBundle:
+    """The measured planes of one (time point, position, channel) and the wanted virtual planes."""
+
+    key: tuple[int, ...]
+    planes: np.ndarray  # (n, y, x)
+    plane_z_um: tuple[float, ...]
+    target_z_um: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WorkerStats:
+    """Counters for the panel and the run summary."""
+
+    submitted: int = 0
+    done: int = 0
+    failed: int = 0
+    rejected: int = 0
+    planes_out: int = 0
+    busy_s: float = 0.0
+    last_latency_s: float = 0.0
+
+    @property
+    def planes_per_s(self) -> float:
+        """Virtual planes synthesized per second of model time."""
+        return self.planes_out / self.busy_s if self.busy_s else 0.0
+
+
+ResultCallback = Callable[[PlaneBundle, VirtualStack], None]
+ErrorCallback = Callable[[PlaneBundle, BaseException], None]
+
+
+class InferenceWorker:
+    """Runs a :class:`Predictor` on submitted :class:`PlaneBundle` objects in a background thread."""
+
+    def __init__(self, predictor: Predictor, max_pending: int = 4, on_result: ResultCallback | None = None,
+                 on_error: ErrorCallback | None = None):
+        self.predictor = predictor
+        self.on_result = on_result
+        self.on_error = on_error
+        self.stats = WorkerStats()
+        self._queue: queue.Queue[tuple[PlaneBundle, Future, float] | None] = queue.Queue(max_pending)
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="deepz-inference", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Bundles waiting for the model."""
+        return self._queue.qsize()
+
+    def submit(self, bundle: PlaneBundle, timeout: float | None = 0.0) -> Future:
+        """Queue a bundle; raises :class:`WorkerBusy` if the queue stays full for ``timeout`` s."""
+        if self._closed:
+            raise WorkerClosed("The inference worker is stopped; start a new one to accept bundles.")
+        fut: Future = Future()
+        try:
+            self._queue.put((bundle, fut, time.perf_counter()), block=timeout != 0, timeout=timeout or None)
+        except queue.Full:
+            self.stats.rejected += 1
+            raise WorkerBusy(
+                f"Inference queue full ({self._queue.maxsize} bundles pending): the model is slower than "
+                "the acquisition. Use a GPU, fewer virtual planes, or a longer interval."
+            ) from None
+        self.stats.submitted += 1
+        return fut
+
+    def close(self, timeout: float = 60.0) -> bool:
+        """Finish queued bundles and stop; returns False if the thread did not end in time."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:
+                logger.warning("Inference worker did not drain within %.0f s", timeout)
+                return False
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def __enter__(self) -> InferenceWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            bundle, fut, t_submit = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            t0 = time.perf_counter()
+            try:
+                stack = self.predictor.predict_stack(bundle.planes, bundle.plane_z_um, bundle.target_z_um)
+            except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+                self.stats.failed += 1
+                logger.error("Deep-Z failed on bundle %s: %s", bundle.key, e)
+                fut.set_exception(e)
+                self._callback(self.on_error, bundle, e)
+                continue
+            finally:
+                self.stats.busy_s += time.perf_counter() - t0
+            self.stats.done += 1
+            self.stats.planes_out += len(stack.z_um)
+            self.stats.last_latency_s = time.perf_counter() - t_submit
+            fut.set_result(stack)
+            self._callback(self.on_result, bundle, stack)
+
+    @staticmethod
+    def _callback(cb: Callable | None, bundle: PlaneBundle, arg: Any) -> None:
+        if cb is None:
+            return
+        try:
+            cb(bundle, arg)
+        except Exception:  # a broken consumer must not stop inference
+            logger.exception("Inference callback failed for bundle %s", bundle.key)

@@ -1,0 +1,33 @@
+"""Errors a user can act on; each names the problem and what to do."""
+
+
+class DeepZError(Exception):
+    """Base class of mm-deepz errors."""
+
+
+class ModelFileError(DeepZError):
+    """A model file is missing, truncated, corrupt or of an unknown format version."""
+
+
+class ModelMismatchError(DeepZError):
+    """A model does not fit the data: pixel size, number of input planes or plane offsets."""
+
+
+class ZRangeError(DeepZError):
+    """Requested virtual planes lie outside the range the model was trained for."""
+
+
+class InputError(DeepZError):
+    """Input planes of the wrong shape, dtype or content."""
+
+
+class WorkerBusy(DeepZError):
+    """The inference queue is full: the model is slower than the acquisition."""
+
+
+class WorkerClosed(DeepZError):
+    """The inference worker was stopped; no more bundles are accepted."""
+
+
+class InferenceError(DeepZError):
+    """The model failed on a bundle (raised, or produced NaN/Inf); measured data is unaffected."""

@@ -1,0 +1,77 @@
+"""The Deep-Z generator: a U-Net fed with measured planes and their DPMs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture: input planes, width of the first level and number of down-samplings."""
+
+    n_planes: int = 1
+    base_channels: int = 16
+    depth: int = 3
+
+    def __post_init__(self) -> None:
+        if self.n_planes not in (1, 2):
+            raise ValueError(f"Deep-Z takes 1 or 2 input planes, not {self.n_planes}.")
+        if self.base_channels < 4 or self.depth < 1:
+            raise ValueError("base_channels must be >= 4 and depth >= 1.")
+
+    @property
+    def multiple(self) -> int:
+        """Frame sizes must be multiples of this (padding is added otherwise)."""
+        return 2**self.depth
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.LeakyReLU(0.1, inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+class DeepZUNet(nn.Module):
+    """U-Net: channels are (plane_1, dpm_1[, plane_2, dpm_2]); output is one plane.
+
+    The output is a residual on the mean of the input planes, which keeps the identity
+    (zero propagation, same modality) easy to learn.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        c = config.base_channels
+        widths = [c * 2**i for i in range(config.depth + 1)]
+        self.down = nn.ModuleList()
+        cin = 2 * config.n_planes
+        for w in widths[:-1]:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.bottom = _block(widths[-2], widths[-1])
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for w_hi, w_lo in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
+            self.up.append(nn.ConvTranspose2d(w_hi, w_lo, 2, stride=2))
+            self.merge.append(_block(2 * w_lo, w_lo))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        planes = x[:, 0::2]
+        skips = []
+        h = x
+        for block in self.down:
+            h = block(h)
+            skips.append(h)
+            h = self.pool(h)
+        h = self.bottom(h)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
+            h = merge(torch.cat([up(h), skip], dim=1))
+        return self.head(h) + planes.mean(dim=1, keepdim=True)

@@ -1,0 +1,183 @@
+"""The Deep-Z model file: weights plus everything needed to use them correctly.
+
+One ``.pt`` file (a ``torch.save`` dict loaded with ``weights_only=True``, so opening a
+model never executes code) holds:
+
+- ``format`` / ``format_version``: what this is and which reader it needs;
+- ``card``: a JSON string, the :class:`ModelCard` (architecture, input planes and their
+  offsets, trained z-range, optics, modalities, normalization, provenance, metrics);
+- ``state_dict``: the generator's weights.
+
+:func:`load_model` refuses truncated, corrupt or foreign files and files from a newer
+format; :meth:`DeepZModel.check_compatible` refuses data from other optics or with other
+plane offsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelFileError, ModelMismatchError
+from .model import DeepZUNet, UNetConfig
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "mm-deepz-model"
+FORMAT_VERSION = 1
+#: relative tolerance on pixel size before a model is refused for other optics
+PIXEL_SIZE_RTOL = 0.02
+#: tolerance (µm) on the spacing of measured input planes
+PLANE_OFFSET_ATOL_UM = 0.05
+
+
+@dataclass(frozen=True)
+class OpticsSpec:
+    """Optics the model was trained for (µm)."""
+
+    na: float
+    wavelength_em_um: float
+    immersion_index: float
+    pixel_size_um: float
+
+
+@dataclass
+class ModelCard:
+    """Everything about a model that is not a weight."""
+
+    architecture: UNetConfig
+    input_offsets_um: tuple[float, ...]
+    z_range_um: float
+    optics: OpticsSpec
+    input_modality: str = "widefield"
+    target_modality: str = "confocal"
+    normalization: dict[str, float] = field(
+        default_factory=lambda: {"low_percentile": 1.0, "high_percentile": 99.8}
+    )
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input_offsets_um = tuple(float(o) for o in self.input_offsets_um)
+        if len(self.input_offsets_um) != self.architecture.n_planes:
+            raise ValueError(
+                f"{len(self.input_offsets_um)} plane offsets for a {self.architecture.n_planes}-plane network."
+            )
+        if self.z_range_um <= 0:
+            raise ValueError(f"z_range_um must be positive, got {self.z_range_um}.")
+
+    @property
+    def n_planes(self) -> int:
+        """Number of measured input planes."""
+        return self.architecture.n_planes
+
+    def to_json(self) -> str:
+        """The card as JSON."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        """Parse a card written by :meth:`to_json`."""
+        d = json.loads(text)
+        return cls(
+            architecture=UNetConfig(**d.pop("architecture")),
+            optics=OpticsSpec(**d.pop("optics")),
+            input_offsets_um=tuple(d.pop("input_offsets_um")),
+            **d,
+        )
+
+
+@dataclass
+class DeepZModel:
+    """A generator with its card, as loaded from (or about to be saved to) a model file."""
+
+    card: ModelCard
+    network: DeepZUNet
+    path: Path | None = None
+    sha256: str | None = None
+
+    @classmethod
+    def new(cls, card: ModelCard, seed: int = 0) -> DeepZModel:
+        """A freshly initialised (untrained) model for ``card``."""
+        torch.manual_seed(seed)
+        return cls(card, DeepZUNet(card.architecture))
+
+    def check_compatible(self, pixel_size_um: float | None = None,
+                         plane_offsets_um: tuple[float, ...] | None = None) -> None:
+        """Refuse data the model was not trained for (:class:`ModelMismatchError`)."""
+        card = self.card
+        if pixel_size_um is not None:
+            expected = card.optics.pixel_size_um
+            if abs(pixel_size_um - expected) > PIXEL_SIZE_RTOL * expected:
+                raise ModelMismatchError(
+                    f"The model was trained at {expected:g} µm/pixel but the data has {pixel_size_um:g} "
+                    f"µm/pixel: use the objective/binning it was trained for, or train a model for this one."
+                )
+        if plane_offsets_um is not None:
+            if len(plane_offsets_um) != card.n_planes:
+                raise ModelMismatchError(
+                    f"The model takes {card.n_planes} input plane(s), got {len(plane_offsets_um)}: "
+                    f"set the number of input planes to {card.n_planes} or choose a {len(plane_offsets_um)}-plane model."
+                )
+            ref = [o - card.input_offsets_um[0] for o in card.input_offsets_um]
+            got = [o - plane_offsets_um[0] for o in plane_offsets_um]
+            if any(abs(a - b) > PLANE_OFFSET_ATOL_UM for a, b in zip(ref, got, strict=True)):
+                raise ModelMismatchError(
+                    f"Input planes must be spaced {ref} µm apart for this model, got {got} µm."
+                )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model file (weights + card) and return its path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "card": self.card.to_json(),
+                    "state_dict": state}, tmp)
+        tmp.replace(path)  # never leave a half-written model under the real name
+        self.path, self.sha256 = path, file_sha256(path)
+        return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_model(path: str | Path) -> DeepZModel:
+    """Load a model file, refusing anything that is not a complete, compatible mm-deepz model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"Model file not found: {path}. Train one with `mm-deepz train` or pass --model.")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+        raise ModelFileError(f"{path} is not a readable model file (truncated or corrupt?): {e}") from e
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an mm-deepz model file.")
+    version = blob.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {version}; this mm-deepz reads up to {FORMAT_VERSION}. "
+            "Upgrade mm-deepz."
+        )
+    try:
+        card = ModelCard.from_json(blob["card"])
+        network = DeepZUNet(card.architecture)
+        network.load_state_dict(blob["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path} has a damaged card or weights that do not fit its architecture: {e}") from e
+    network.eval()
+    model = DeepZModel(card, network, path, file_sha256(path))
+    logger.debug("Loaded model %s (sha256 %s)", path, model.sha256)
+    return model

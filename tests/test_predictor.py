@@ -1,0 +1,75 @@
+"""The predictor: tiling is seamless, results deterministic, bad requests refused."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import blobs, tiny_model
+
+from mm_deepz.engine import Predictor, resolve_device
+from mm_deepz.errors import InferenceError, InputError, ModelMismatchError, ZRangeError
+
+TILE_TOLERANCE_ADU = 2  # tiled vs whole-frame, max abs difference (documented in docs/engine.md)
+
+
+def test_tiled_prediction_equals_whole_frame():
+    model = tiny_model(seed=1)
+    planes = blobs((1, 200, 232), seed=2)
+    z = np.array([-6.0, 0.0, 5.0])
+    whole = Predictor(model, "cpu", tile_size=512).predict_stack(planes, (0.0,), z).data.astype(int)
+    tiled = Predictor(model, "cpu", tile_size=64, tile_overlap=24).predict_stack(planes, (0.0,), z).data
+    assert whole.shape == (3, 200, 232)
+    assert np.abs(tiled.astype(int) - whole).max() <= TILE_TOLERANCE_ADU
+
+
+def test_prediction_is_deterministic_and_depends_on_the_dpm():
+    p = Predictor(tiny_model(n_planes=2, seed=4), "cpu")
+    planes = blobs((2, 64, 64), seed=5)
+    a = p.predict_stack(planes, (-2.0, 2.0), np.array([-4.0, 4.0]))
+    b = p.predict_stack(planes, (-2.0, 2.0), np.array([-4.0, 4.0]))
+    assert np.array_equal(a.data, b.data)
+    assert a.data.dtype == np.uint16 and a.data.shape == (2, 64, 64)
+    assert not np.array_equal(a.data[0], a.data[1])
+    surf = p.predict_dpm(planes, (-2.0, 2.0), np.full((1, 2, 64, 64), [[[-2.0]], [[-6.0]]], np.float32))
+    assert np.array_equal(surf[0], a.data[0])  # a uniform surface DPM = the uniform plane
+
+
+def test_requests_outside_the_trained_range_are_refused():
+    p = Predictor(tiny_model(z_range_um=10.0), "cpu")
+    with pytest.raises(ZRangeError, match="±10"):
+        p.predict_stack(blobs(), (0.0,), np.array([0.0, 12.0]))
+
+
+def test_bad_planes_are_refused_with_a_reason():
+    p = Predictor(tiny_model(n_planes=2), "cpu")
+    with pytest.raises(ModelMismatchError, match="takes 2 input plane"):
+        p.predict_stack(blobs(), (0.0,), np.array([0.0]))
+    with pytest.raises(InputError, match="flat"):
+        p.predict_stack(np.full((2, 64, 64), 100, np.uint16), (-2.0, 2.0), np.array([0.0]))
+    with pytest.raises(InputError, match="shape"):
+        p.predict_stack(np.zeros((2, 4, 64, 64)), (-2.0, 2.0), np.array([0.0]))
+
+
+def test_nan_from_the_model_is_an_inference_error():
+    model = tiny_model()
+    with torch.no_grad():
+        model.network.head.bias.fill_(float("nan"))
+    with pytest.raises(InferenceError, match="NaN"):
+        Predictor(model, "cpu").predict_stack(blobs(), (0.0,), np.array([1.0]))
+
+
+def test_outputs_clip_to_the_camera_range():
+    model = tiny_model()
+    with torch.no_grad():
+        model.network.head.bias.fill_(1e4)  # absurdly bright output
+    out = Predictor(model, "cpu").predict_stack(blobs(), (0.0,), np.array([1.0])).data
+    assert out.dtype == np.uint16 and out.max() == 65535
+
+
+def test_cuda_request_falls_back_to_cpu_with_a_warning():
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+    else:
+        with pytest.warns(RuntimeWarning, match="CPU"):
+            assert resolve_device("cuda").type == "cpu"
+    with pytest.raises(ValueError, match="Unknown device"):
+        resolve_device("tpu")
