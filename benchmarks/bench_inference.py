@@ -19,7 +19,7 @@ from mm_deepz.engine import Predictor
 from mm_deepz.model import UNetConfig
 from mm_deepz.modelfile import DeepZModel, ModelCard, OpticsSpec
 
-OPTICS = OpticsSpec(na=0.75, wavelength_em_um=0.525, immersion_index=1.0, pixel_size_um=0.325)
+OPTICS = OpticsSpec(pixel_size_um=0.325, na=0.75, wavelength_em_um=0.525, immersion_index=1.0)
 
 
 def _model(n_planes: int, base: int, depth: int) -> DeepZModel:

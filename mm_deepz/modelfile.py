@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE
 from .errors import ModelFileError, ModelMismatchError
 from .model import DeepZUNet, UNetConfig
 
@@ -39,12 +40,12 @@ PLANE_OFFSET_ATOL_UM = 0.05
 
 @dataclass(frozen=True)
 class OpticsSpec:
-    """Optics the model was trained for (µm)."""
+    """Optics the model was trained for (µm); ``None`` where the training data did not say."""
 
-    na: float
-    wavelength_em_um: float
-    immersion_index: float
     pixel_size_um: float
+    na: float | None = None
+    wavelength_em_um: float | None = None
+    immersion_index: float | None = None
 
 
 @dataclass
@@ -58,7 +59,7 @@ class ModelCard:
     input_modality: str = "widefield"
     target_modality: str = "confocal"
     normalization: dict[str, float] = field(
-        default_factory=lambda: {"low_percentile": 1.0, "high_percentile": 99.8}
+        default_factory=lambda: {"low_percentile": LOW_PERCENTILE, "high_percentile": HIGH_PERCENTILE}
     )
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -181,3 +182,14 @@ def load_model(path: str | Path) -> DeepZModel:
     model = DeepZModel(card, network, path, file_sha256(path))
     logger.debug("Loaded model %s (sha256 %s)", path, model.sha256)
     return model
+
+
+#: Models trained by the project on simulator data and shipped with the package (docs/models.md).
+SHIPPED_MODELS_DIR = Path(__file__).parent / "models"
+
+
+def shipped_model_path(n_planes: int = 1) -> Path:
+    """Path of the shipped demo model with 1 or 2 input planes."""
+    if n_planes not in (1, 2):
+        raise ValueError(f"Shipped models take 1 or 2 input planes, not {n_planes}.")
+    return SHIPPED_MODELS_DIR / f"deepz_{n_planes}plane.pt"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +62,32 @@ class PairSpec:
     confocal_exposure_ms: float = 100.0
     xy_um: tuple[float, float] = (0.0, 0.0)
     time_s: float = 0.0
+    randomize: bool = False  # seeded jitter of field, depth and (sheets) tilt / curvature
+    tilt_x: float = 0.0  # sheets only (µm/µm)
+    tilt_y: float = 0.0
+    curvature_per_um: float = 0.0
+
+    def resolved(self) -> PairSpec:
+        """The spec with its seeded randomization applied (idempotent)."""
+        if not self.randomize:
+            return self
+        rng = np.random.default_rng(self.seed + 424242)
+        changes = {"randomize": False, "z_center_um": float(rng.uniform(-6, 6)),
+                   "xy_um": (float(rng.uniform(-30, 30)), float(rng.uniform(-30, 30)))}
+        if self.phantom == "sheet":
+            changes |= {"tilt_x": float(rng.uniform(-0.08, 0.08)), "tilt_y": float(rng.uniform(-0.08, 0.08)),
+                        "curvature_per_um": float(rng.uniform(-2e-3, 2e-3)), "z_center_um": 0.0,
+                        "xy_um": (0.0, 0.0)}
+        return replace(self, **changes)
 
 
 def make_stack_pair(spec: PairSpec, optics: Optics | None = None,
                     camera: CameraModel | None = None) -> StackPair:
     """Render one widefield / confocal stack pair as the simulated camera would record it."""
-    phantom = make_phantom(spec.phantom, seed=spec.seed)
+    spec = spec.resolved()
+    shape_kw = ({"tilt_x": spec.tilt_x, "tilt_y": spec.tilt_y, "curvature_per_um": spec.curvature_per_um}
+                if spec.phantom == "sheet" else {})
+    phantom = make_phantom(spec.phantom, seed=spec.seed, **shape_kw)
     world = SimWorld(phantom, optics, camera, sensor_shape=spec.shape, seed=spec.seed + 1_000_003)
     world.xy_um = spec.xy_um
     n = int(round(2 * spec.z_half_range_um / spec.z_step_um)) + 1

@@ -8,7 +8,7 @@ from scipy import ndimage
 from mm_deepz.model import UNetConfig
 from mm_deepz.modelfile import DeepZModel, ModelCard, OpticsSpec
 
-OPTICS = OpticsSpec(na=0.75, wavelength_em_um=0.525, immersion_index=1.0, pixel_size_um=0.325)
+OPTICS = OpticsSpec(pixel_size_um=0.325, na=0.75, wavelength_em_um=0.525, immersion_index=1.0)
 
 
 def tiny_model(n_planes: int = 1, seed: int = 0, z_range_um: float = 10.0) -> DeepZModel:

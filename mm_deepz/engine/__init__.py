@@ -1,6 +1,6 @@
 """Inference: normalization, tiling, the predictor and the background worker."""
 
-from .normalization import IntensityScale
+from ..normalization import IntensityScale
 from .predictor import Predictor, VirtualStack, resolve_device
 from .worker import InferenceWorker, PlaneBundle, WorkerStats
 

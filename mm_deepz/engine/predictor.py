@@ -12,7 +12,7 @@ import torch
 from .. import dpm as dpm_mod
 from ..errors import InferenceError, InputError
 from ..modelfile import DeepZModel
-from .normalization import IntensityScale, to_dtype
+from ..normalization import IntensityScale, to_dtype
 from .tiling import run_tiled
 
 logger = logging.getLogger(__name__)

@@ -40,8 +40,10 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class DeepZUNet(nn.Module):
     """U-Net: channels are (plane_1, dpm_1[, plane_2, dpm_2]); output is one plane.
 
-    The output is a residual on the mean of the input planes, which keeps the identity
-    (zero propagation, same modality) easy to learn.
+    The DPMs are also fed, average-pooled, to every level of the encoder, the bottleneck and
+    the decoder: the propagation distance then conditions the deep features directly instead
+    of only the first convolution. The output is a residual on the mean of the input planes,
+    which keeps the identity (zero propagation, same modality) easy to learn.
     """
 
     def __init__(self, config: UNetConfig):
@@ -49,29 +51,35 @@ class DeepZUNet(nn.Module):
         self.config = config
         c = config.base_channels
         widths = [c * 2**i for i in range(config.depth + 1)]
+        n = config.n_planes
         self.down = nn.ModuleList()
-        cin = 2 * config.n_planes
-        for w in widths[:-1]:
-            self.down.append(_block(cin, w))
+        cin = 2 * n
+        for i, w in enumerate(widths[:-1]):
+            self.down.append(_block(cin + (n if i else 0), w))
             cin = w
-        self.bottom = _block(widths[-2], widths[-1])
+        self.bottom = _block(widths[-2] + n, widths[-1])
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for w_hi, w_lo in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
             self.up.append(nn.ConvTranspose2d(w_hi, w_lo, 2, stride=2))
-            self.merge.append(_block(2 * w_lo, w_lo))
+            self.merge.append(_block(2 * w_lo + n, w_lo))
         self.head = nn.Conv2d(widths[0], 1, 1)
         self.pool = nn.AvgPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        planes = x[:, 0::2]
+        planes, dpm = x[:, 0::2], x[:, 1::2]
+        dpms = [dpm]
+        for _ in range(self.config.depth):
+            dpms.append(self.pool(dpms[-1]))
         skips = []
         h = x
-        for block in self.down:
-            h = block(h)
+        for i, block in enumerate(self.down):
+            h = block(h if i == 0 else torch.cat([h, dpms[i]], dim=1))
             skips.append(h)
             h = self.pool(h)
-        h = self.bottom(h)
+        h = self.bottom(torch.cat([h, dpms[-1]], dim=1))
+        level = self.config.depth - 1
         for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
-            h = merge(torch.cat([up(h), skip], dim=1))
+            h = merge(torch.cat([up(h), skip, dpms[level]], dim=1))
+            level -= 1
         return self.head(h) + planes.mean(dim=1, keepdim=True)

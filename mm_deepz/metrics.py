@@ -1,0 +1,78 @@
+"""Image-quality metrics shared by the training loss and the blind evaluation.
+
+Images are compared in normalized units (each stack scaled by its own 1st / 99.99th
+percentiles, see :func:`normalize_stack`), so a widefield-trained model can be scored
+against a confocal reference recorded with another exposure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.metrics import structural_similarity
+
+from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE
+
+
+def normalize_stack(stack: np.ndarray, low: float = LOW_PERCENTILE, high: float = HIGH_PERCENTILE) -> np.ndarray:
+    """Scale a whole stack so its ``low``/``high`` percentiles map to 0/1 (float32)."""
+    lo, hi = np.percentile(stack, [low, high])
+    return ((stack.astype(np.float32) - lo) / max(hi - lo, 1e-6)).astype(np.float32)
+
+
+def psnr(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio (dB)."""
+    mse = float(np.mean((pred.astype(np.float64) - ref) ** 2))
+    return float(10 * np.log10(data_range**2 / max(mse, 1e-12)))
+
+
+def nrmse(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Root-mean-square error divided by the reference's standard deviation."""
+    return float(np.sqrt(np.mean((pred.astype(np.float64) - ref) ** 2)) / max(float(np.std(ref)), 1e-12))
+
+
+def ssim(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
+    """Structural similarity (scikit-image, Gaussian window as in Wang et al. 2004)."""
+    return float(structural_similarity(pred.astype(np.float64), ref.astype(np.float64), data_range=data_range,
+                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+
+
+def _gauss_window(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32, device=device) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim_torch(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM of (B, 1, H, W) batches; differentiable, for the training loss."""
+    w = _gauss_window(device=a.device).to(a.dtype)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
+    saa = F.conv2d(a * a, w) - mu_a**2
+    sbb = F.conv2d(b * b, w) - mu_b**2
+    sab = F.conv2d(a * b, w) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return s.mean()
+
+
+def fwhm_1d(profile: np.ndarray, spacing: float = 1.0) -> float:
+    """Full width at half maximum of a single-peaked profile (linear interpolation), above its minimum."""
+    p = np.asarray(profile, np.float64)
+    p = p - p.min()
+    i = int(np.argmax(p))
+    half = p[i] / 2
+    if half <= 0:
+        return float("nan")
+    left = i
+    while left > 0 and p[left] > half:
+        left -= 1
+    right = i
+    while right < len(p) - 1 and p[right] > half:
+        right += 1
+    if p[left] > half or p[right] > half:
+        return float("nan")  # the peak is not contained in the profile
+    xl = left + (half - p[left]) / (p[left + 1] - p[left])
+    xr = right - 1 + (p[right - 1] - half) / (p[right - 1] - p[right])
+    return float((xr - xl) * spacing)

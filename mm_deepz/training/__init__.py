@@ -1,0 +1,1 @@
+"""Training Deep-Z models from z-stack pairs."""

@@ -1,0 +1,135 @@
+"""Random training patches from registered stack pairs.
+
+Each sample picks a pair, anchor plane(s) at the model's input offsets, a target plane
+within the trained z-range, and a random (flipped / rotated) crop. Inputs are normalized
+exactly as at inference (percentiles of the full input planes, :class:`IntensityScale`);
+targets by their whole stack's percentiles, which keeps the axial brightness profile of the
+target modality (a confocal plane far from the specimen stays dark).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..normalization import HIGH_PERCENTILE, LOW_PERCENTILE, IntensityScale
+from ..errors import DeepZError
+from .stacks import PairedStack
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """What the network sees: input-plane offsets (µm), trained z-range (µm), patch size."""
+
+    plane_offsets_um: tuple[float, ...] = (0.0,)
+    z_range_um: float = 10.0
+    patch: int = 96
+    low_percentile: float = LOW_PERCENTILE
+    high_percentile: float = HIGH_PERCENTILE
+    #: fraction of patches required to show structure in the target (sparse specimens would
+    #: otherwise teach the network that "dark" is the answer)
+    foreground_fraction: float = 0.9
+    foreground_level: float = 0.1
+
+
+class PatchSampler:
+    """Draws (input, target) batches: x (B, 2n, P, P), y (B, 1, P, P) as float32 tensors."""
+
+    def __init__(self, pairs: list[PairedStack], cfg: SamplingConfig, seed: int = 0):
+        if not pairs:
+            raise DeepZError("No stack pairs to sample from.")
+        self.pairs = pairs
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+        step = pairs[0].inputs.z_step_um
+        rel = np.asarray(cfg.plane_offsets_um) - cfg.plane_offsets_um[0]
+        idx = rel / step
+        if not np.allclose(idx, np.round(idx), atol=1e-3):
+            raise DeepZError(
+                f"Input plane offsets {cfg.plane_offsets_um} µm are not multiples of the stacks' z step {step} µm."
+            )
+        self.plane_steps = np.round(idx).astype(int)
+        self._target_scale = {}
+        for p in pairs:
+            lo, hi = np.percentile(p.target.data, [cfg.low_percentile, cfg.high_percentile])
+            self._target_scale[p.name] = IntensityScale(float(lo), float(max(hi, lo + 1e-6)))
+            if min(p.inputs.data.shape[1:]) < cfg.patch:
+                raise DeepZError(f"{p.name}: frames smaller than the {cfg.patch}-pixel training patch.")
+        self._input_scale: dict[tuple[str, int], IntensityScale] = {}
+        self.choices = self._enumerate()
+        if not self.choices:
+            raise DeepZError(
+                f"No anchor/target combination fits: stacks cover {pairs[0].z_um[-1] - pairs[0].z_um[0]:.1f} µm, "
+                f"planes need {self.plane_steps[-1] * step:.1f} µm plus targets within ±{cfg.z_range_um} µm."
+            )
+
+    def _enumerate(self) -> list[tuple[int, int, int]]:
+        out = []
+        for k, p in enumerate(self.pairs):
+            z = p.z_um
+            n = len(z)
+            for a in range(n - self.plane_steps[-1]):
+                zi = z[a + self.plane_steps]
+                for j in range(n):
+                    if np.all(np.abs(z[j] - zi) <= self.cfg.z_range_um + 1e-6):
+                        out.append((k, a, j))
+        return out
+
+    def input_scale(self, k: int, a: int) -> IntensityScale:
+        """The inference-time scale of the input planes at anchor ``a`` of pair ``k``."""
+        key = (self.pairs[k].name, a)
+        if key not in self._input_scale:
+            planes = self.pairs[k].inputs.data[a + self.plane_steps]
+            self._input_scale[key] = IntensityScale.from_planes(planes, self.cfg.low_percentile,
+                                                                self.cfg.high_percentile)
+        return self._input_scale[key]
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch."""
+        xs, ys = [], []
+        for c in self.rng.integers(len(self.choices), size=batch):
+            x, y = self.example(*self.choices[c], rng=self.rng)
+            xs.append(x)
+            ys.append(y)
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+    def _window(self, k: int, j: int, rng: np.random.Generator) -> tuple[slice, slice]:
+        """A crop; with probability ``foreground_fraction`` one whose target shows structure."""
+        p = self.pairs[k]
+        P = self.cfg.patch
+        _, h, w = p.inputs.data.shape
+        want_fg = rng.random() < self.cfg.foreground_fraction
+        scale = self._target_scale[p.name]
+        for _ in range(20):
+            y0, x0 = rng.integers(0, h - P + 1), rng.integers(0, w - P + 1)
+            win = (slice(y0, y0 + P), slice(x0, x0 + P))
+            if not want_fg or scale.forward(p.target.data[j][win].max()) > self.cfg.foreground_level:
+                break
+        return win
+
+    def example(self, k: int, a: int, j: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One (x, y) patch for pair ``k``, anchor ``a``, target plane ``j``."""
+        p = self.pairs[k]
+        P = self.cfg.patch
+        win = self._window(k, j, rng)
+        idx = a + self.plane_steps
+        planes = self.input_scale(k, a).forward(p.inputs.data[idx][:, win[0], win[1]])
+        dpm = ((p.z_um[j] - p.z_um[idx]) / self.cfg.z_range_um).astype(np.float32)
+        x = np.empty((2 * len(idx), P, P), np.float32)
+        x[0::2] = planes
+        x[1::2] = dpm[:, None, None]
+        y = self._target_scale[p.name].forward(p.target.data[j][win])[None]
+        rot, flip = int(rng.integers(4)), bool(rng.integers(2))
+        x, y = np.rot90(x, rot, (1, 2)), np.rot90(y, rot, (1, 2))
+        if flip:
+            x, y = x[:, :, ::-1], y[:, :, ::-1]
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+    def fixed_batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reproducible batch (validation)."""
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(len(self.choices), size=n)
+        xs, ys = zip(*(self.example(*self.choices[c], rng=rng) for c in picks), strict=True)
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

@@ -1,0 +1,224 @@
+"""Training a Deep-Z model from registered stack pairs (``mm-deepz train``)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .. import __version__
+from ..engine.predictor import resolve_device
+from ..errors import DeepZError
+from ..metrics import ssim_torch
+from ..model import PatchDiscriminator, UNetConfig
+from ..modelfile import DeepZModel, ModelCard, OpticsSpec
+from .sampler import PatchSampler, SamplingConfig
+from .stacks import PairedStack, dataset_summary
+
+logger = logging.getLogger(__name__)
+
+#: extra L1 weight per unit of normalized target intensity
+FOREGROUND_WEIGHT = 10.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (validated on creation)."""
+
+    n_planes: int = 1
+    plane_separation_um: float = 4.0
+    z_range_um: float = 10.0
+    base_channels: int = 16
+    depth: int = 3
+    patch: int = 96
+    batch_size: int = 12
+    steps: int = 3000
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    ssim_weight: float = 0.5
+    adversarial_weight: float = 0.0
+    val_fraction: float = 0.2
+    val_every: int = 200
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+    input_modality: str = "widefield"
+    target_modality: str = "confocal"
+    optics: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_planes not in (1, 2):
+            raise DeepZError(f"n_planes must be 1 or 2, got {self.n_planes}.")
+        if self.n_planes == 2 and self.plane_separation_um <= 0:
+            raise DeepZError("A 2-plane model needs a positive plane separation.")
+        for name in ("z_range_um", "steps", "batch_size", "patch", "lr"):
+            if getattr(self, name) <= 0:
+                raise DeepZError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0 <= self.val_fraction < 1:
+            raise DeepZError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+
+    @property
+    def plane_offsets_um(self) -> tuple[float, ...]:
+        """Offsets of the input planes around the anchor (µm)."""
+        if self.n_planes == 1:
+            return (0.0,)
+        half = self.plane_separation_um / 2
+        return (-half, half)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    model: DeepZModel
+    history: list[dict]
+    best_val_loss: float
+    steps_done: int
+    seconds: float
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def split_pairs(pairs: list[PairedStack], val_fraction: float, seed: int) -> tuple[list, list]:
+    """Hold out whole stacks for validation (at least one when there are two or more)."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = int(round(val_fraction * len(pairs)))
+    if val_fraction > 0 and len(pairs) > 1:
+        n_val = max(1, n_val)
+    val = [pairs[i] for i in order[:n_val]]
+    train = [pairs[i] for i in order[n_val:]]
+    return train, val
+
+
+def _loss(pred: torch.Tensor, y: torch.Tensor, ssim_weight: float) -> torch.Tensor:
+    # foreground-weighted L1: in sparse specimens "all dark" must not be a cheap answer
+    loss = ((1 + FOREGROUND_WEIGHT * y.clamp(min=0)) * (pred - y).abs()).mean()
+    if ssim_weight:
+        loss = loss + ssim_weight * (1 - ssim_torch(pred.float(), y.float()))
+    return loss
+
+
+def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = False,
+          command: str | None = None) -> TrainResult:
+    """Train a model on ``pairs`` and save it to ``out`` (checkpoints next to it)."""
+    out = Path(out)
+    torch.manual_seed(cfg.seed)
+    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
+    sampling = SamplingConfig(cfg.plane_offsets_um, cfg.z_range_um, cfg.patch)  # card percentiles = defaults
+    sampler = PatchSampler(train_pairs, sampling, seed=cfg.seed)
+    val_x, val_y = (PatchSampler(val_pairs, sampling).fixed_batch(48, seed=cfg.seed + 1) if val_pairs
+                    else sampler.fixed_batch(48, seed=cfg.seed + 1))
+    device = resolve_device(cfg.device)
+    px = pairs[0].pixel_size_um
+    known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
+    optics = OpticsSpec(pixel_size_um=px, **{k: known.get(k) for k in ("na", "wavelength_em_um",
+                                                                      "immersion_index")})
+    card = ModelCard(UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth), cfg.plane_offsets_um,
+                     cfg.z_range_um, optics, cfg.input_modality, cfg.target_modality)
+    model = DeepZModel.new(card, seed=cfg.seed)
+    net = model.network.to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    disc = d_opt = None
+    if cfg.adversarial_weight > 0:
+        disc = PatchDiscriminator(2 * cfg.n_planes + 1).to(device)
+        d_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr / 2)
+    amp = device.type == "cuda"
+    ckpt_path = out.with_suffix(".ckpt")
+    step, best, bad_evals, history = 0, math.inf, 0, []
+    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        step, best, history = ck["step"], ck["best"], ck["history"]
+        best_state = ck["best_state"]
+        sampler.rng = np.random.default_rng(cfg.seed + step)
+        logger.info("Resumed from %s at step %d", ckpt_path, step)
+    t0 = time.perf_counter()
+    columns = (TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("train", total=cfg.steps, completed=step, info="")
+        while step < cfg.steps:
+            net.train()
+            x, y = sampler.sample(cfg.batch_size)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                pred = net(x)
+                loss = _loss(pred.float(), y, cfg.ssim_weight)
+                if disc is not None:
+                    loss = loss + cfg.adversarial_weight * ((disc(x, pred) - 1) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            if disc is not None:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    d_loss = ((disc(x, y) - 1) ** 2).mean() + (disc(x, pred.detach()) ** 2).mean()
+                d_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                d_opt.step()
+            step += 1
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                val = _validate(net, val_x, val_y, device, cfg.ssim_weight)
+                history.append({"step": step, "train_loss": loss.item(), "val_loss": val})
+                if val < best - 1e-4:
+                    best, bad_evals = val, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad_evals += 1
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "step": step, "best": best, "history": history, "best_state": best_state}, ckpt_path)
+                if bad_evals >= cfg.patience:
+                    logger.info("Early stop at step %d: validation loss did not improve %d times", step, bad_evals)
+                    progress.update(task, completed=step, info=f"val {val:.4f} (early stop)")
+                    break
+            progress.update(task, completed=step, info=f"loss {loss.item():.4f} best val {best:.4f}")
+    seconds = time.perf_counter() - t0
+    net.load_state_dict(best_state)
+    net.eval().cpu()
+    model.card.provenance = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mm_deepz_version": __version__, "git_commit": _git_commit(),
+        "command": command or " ".join(sys.argv),
+        "train_config": asdict(cfg), "steps_done": step, "train_seconds": round(seconds, 1),
+        "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "data": dataset_summary(pairs), "validation_pairs": [p.name for p in val_pairs],
+    }
+    model.card.metrics = {"validation_loss": round(best, 5)}
+    model.save(out)
+    logger.info("Saved %s (best validation loss %.4f, %d steps, %.0f s)", out, best, step, seconds)
+    return TrainResult(model, history, best, step, seconds)
+
+
+@torch.no_grad()
+def _validate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+              ssim_weight: float) -> float:
+    net.eval()
+    losses = []
+    for i in range(0, len(x), 16):
+        xb, yb = x[i:i + 16].to(device), y[i:i + 16].to(device)
+        losses.append(float(_loss(net(xb).float(), yb, ssim_weight)) * len(xb))
+    return sum(losses) / len(x)

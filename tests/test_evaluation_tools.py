@@ -1,0 +1,48 @@
+"""Measurement tools of the evaluation: FWHM, surface sampling, metrics."""
+
+import numpy as np
+import pytest
+
+from mm_deepz.evaluation.evaluate import bead_fwhm, sample_on_surface
+from mm_deepz.metrics import fwhm_1d, nrmse, psnr, ssim
+
+
+def gaussian(x, sigma):
+    return np.exp(-0.5 * (x / sigma) ** 2)
+
+
+def test_fwhm_of_a_gaussian():
+    x = np.arange(-20, 21) * 0.1
+    assert fwhm_1d(gaussian(x, 0.4), 0.1) == pytest.approx(2.3548 * 0.4, rel=0.02)
+    assert np.isnan(fwhm_1d(np.linspace(0, 1, 10)))  # peak not contained
+
+
+def test_bead_fwhm_measures_known_beads():
+    z, y, x = np.meshgrid(np.arange(21), np.arange(64), np.arange(64), indexing="ij")
+    stack = np.zeros((21, 64, 64))
+    for (bz, by, bx) in [(10, 20, 20), (8, 44, 40)]:
+        stack += gaussian(np.sqrt((y - by) ** 2 + (x - bx) ** 2), 1.5) * gaussian(z - bz, 1.2)
+    wider = np.zeros_like(stack)
+    for (bz, by, bx) in [(10, 20, 20), (8, 44, 40)]:
+        wider += gaussian(np.sqrt((y - by) ** 2 + (x - bx) ** 2), 1.65) * gaussian(z - bz, 1.2)
+    res = bead_fwhm(wider, stack, pixel_um=0.2, z_step_um=0.5)
+    assert res["n_beads"] == 2
+    assert res["reference_lateral_um"] == pytest.approx(2.3548 * 1.5 * 0.2, rel=0.05)
+    assert res["lateral_ratio"] == pytest.approx(1.1, rel=0.03)
+    assert res["axial_ratio"] == pytest.approx(1.0, rel=0.03)
+
+
+def test_sampling_a_stack_on_a_surface():
+    z_um = np.array([0.0, 1.0, 2.0])
+    stack = np.stack([np.full((4, 4), v) for v in (10.0, 20.0, 30.0)])
+    height = np.array([[0.0, 0.5, 1.0, 1.5]] * 4)
+    np.testing.assert_allclose(sample_on_surface(stack, z_um, height)[0], [10, 15, 20, 25])
+
+
+def test_metrics_rank_images_sensibly():
+    rng = np.random.default_rng(0)
+    ref = rng.random((64, 64))
+    close, far = ref + 0.01 * rng.standard_normal(ref.shape), rng.random((64, 64))
+    assert ssim(close, ref) > 0.9 > ssim(far, ref)
+    assert psnr(close, ref) > psnr(far, ref)
+    assert nrmse(close, ref) < nrmse(far, ref)
