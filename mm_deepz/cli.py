@@ -18,7 +18,8 @@ app.add_typer(simulate, name="simulate")
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(show_path=False)], force=True)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    for noisy in ("matplotlib", "pymmcore-plus", "zarr", "asyncio", "pycromanager", "mmpycorex", "numcodecs"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @simulate.command("focus-sweep")
@@ -41,6 +42,10 @@ def pairs_cmd(
     size: Annotated[int, typer.Option(help="Frame size (pixels, square).")] = 256,
     z_range: Annotated[float, typer.Option(help="Half range of the stacks (µm).")] = 10.0,
     z_step: Annotated[float, typer.Option(help="Step of the stacks (µm).")] = 1.0,
+    randomize: Annotated[bool, typer.Option(help="Seeded jitter of field, depth and sheet shape.")] = False,
+    tilt_x: Annotated[float, typer.Option(help="Sheets: slope in x (µm/µm).")] = 0.0,
+    tilt_y: Annotated[float, typer.Option(help="Sheets: slope in y (µm/µm).")] = 0.0,
+    curvature: Annotated[float, typer.Option(help="Sheets: curvature (1/µm).")] = 0.0,
 ) -> None:
     """Simulate widefield / confocal z-stack pairs for training or testing."""
     from rich.progress import track
@@ -49,6 +54,172 @@ def pairs_cmd(
 
     for i in track(range(n), description="simulating stack pairs"):
         spec = PairSpec(phantom=phantom, seed=seed + i, shape=(size, size), z_half_range_um=z_range,
-                        z_step_um=z_step)
+                        z_step_um=z_step, randomize=randomize, tilt_x=tilt_x, tilt_y=tilt_y,
+                        curvature_per_um=curvature)
         write_stack_pair(make_stack_pair(spec), out, f"{phantom}_{seed + i:04d}")
     typer.echo(f"wrote {n} stack pairs to {out}")
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[list[Path], typer.Argument(help="Folders/files with <name>_<input>.ome.tif + <name>_<target>.ome.tif pairs.")],
+    out: Annotated[Path, typer.Option(help="Model file to write.")] = Path("deepz_model.pt"),
+    planes: Annotated[int, typer.Option(help="Input planes: 1, or 2 (Recurrent-MZ style).")] = 1,
+    separation: Annotated[float, typer.Option(help="2 planes: their separation (µm).")] = 4.0,
+    z_range: Annotated[float, typer.Option(help="Largest propagation distance from an input plane (µm).")] = 10.0,
+    input_modality: Annotated[str, typer.Option(help="File suffix of the input stacks.")] = "widefield",
+    target_modality: Annotated[str, typer.Option(help="File suffix of the targets (= input for refocusing only).")] = "confocal",
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option()] = 6,
+    patch: Annotated[int, typer.Option(help="Patch size (pixels).")] = 128,
+    base_channels: Annotated[int, typer.Option(help="U-Net width (16 small, 32+ for GPUs).")] = 16,
+    depth: Annotated[int, typer.Option(help="U-Net depth.")] = 3,
+    lr: Annotated[float, typer.Option()] = 2e-3,
+    adversarial: Annotated[float, typer.Option(help="Weight of the GAN loss (0 = off).")] = 0.0,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of stacks held out for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
+    no_register: Annotated[bool, typer.Option("--no-register", help="Skip lateral/axial registration.")] = False,
+) -> None:
+    """Train a Deep-Z model from z-stack pairs (simulated or from your microscope)."""
+    import json
+    import sys
+
+    from mm_deepz.training.stacks import dataset_summary, load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    pairs = load_pairs(data, input_modality, target_modality, do_register=not no_register)
+    cfg = TrainConfig(n_planes=planes, plane_separation_um=separation, z_range_um=z_range, steps=steps,
+                      batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth, lr=lr,
+                      adversarial_weight=adversarial, val_fraction=val_fraction, seed=seed, device=device,
+                      input_modality=input_modality, target_modality=target_modality)
+    summary_path = out.with_suffix(".dataset.json")
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
+    result = train(pairs, cfg, out, resume=resume, command="mm-deepz " + " ".join(sys.argv[1:]))
+    typer.echo(f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
+               f"{result.steps_done} steps, {result.seconds:.0f} s); dataset summary: {summary_path}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[Path, typer.Argument(help="Model file.")],
+    stacks: Annotated[list[Path], typer.Argument(help="Held-out stack pairs (folders or files).")],
+    report: Annotated[Path, typer.Option(help="Directory for metrics.json and PNG plots.")] = Path("report"),
+    input_modality: Annotated[str, typer.Option()] = "widefield",
+    target_modality: Annotated[str, typer.Option()] = "confocal",
+    device: Annotated[str, typer.Option()] = "auto",
+    write_card: Annotated[bool, typer.Option(help="Store the blind metrics in the model file's card.")] = False,
+) -> None:
+    """Blind test of a model against mechanically scanned reference stacks."""
+    from rich.progress import track
+
+    from mm_deepz.engine import Predictor
+    from mm_deepz.evaluation import evaluate_pair, summarize, write_report
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.training.stacks import load_pairs
+
+    m = load_model(model)
+    pairs = load_pairs(stacks, input_modality, target_modality)
+    predictor = Predictor(m, device)
+    evals = [evaluate_pair(m, p, predictor) for p in track(pairs, description="evaluating")]
+    summary = summarize(evals, m)
+    files = write_report(summary, evals, report)
+    ms = summary["mean_ssim"]
+    typer.echo(f"mean SSIM: virtual {ms['virtual']:.3f}, repeated input {ms['repeated']:.3f}, "
+               f"scanned widefield {ms['widefield']:.3f}; report: {report} ({len(files)} files)")
+    if write_card:
+        m.card.metrics = {**m.card.metrics, "blind": {k: summary[k] for k in
+                          ("mean_ssim", "mean_psnr", "virtual_beats_baselines_at_every_defocus", "pairs")
+                          if k in summary}}
+        m.save(model)
+        typer.echo(f"blind metrics stored in {model}")
+
+
+@app.command("acquire")
+def acquire_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="OME-Zarr container to write.")] = Path(
+        "deepz_run.ome.zarr"),
+    time_points: Annotated[int, typer.Option("--time-points", "-t", help="Number of time points.")] = 5,
+    interval: Annotated[float, typer.Option(help="Time between time points (s).")] = 0.0,
+    z_start: Annotated[float, typer.Option(help="Requested stack: first z (µm).")] = -10.0,
+    z_end: Annotated[float, typer.Option(help="Requested stack: last z (µm).")] = 10.0,
+    z_step: Annotated[float, typer.Option(help="Requested stack: step (µm).")] = 1.0,
+    planes: Annotated[int, typer.Option(help="Measured planes per time point (1 or 2).")] = 1,
+    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model for --planes).")] = None,
+    exposure: Annotated[float, typer.Option(help="Exposure of the measured planes (ms).")] = 10.0,
+    power: Annotated[float | None, typer.Option(help="Light power for measured planes (mW).")] = None,
+    blind_check: Annotated[int, typer.Option(help="Acquire a real confocal stack every N time points (0 = off).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    no_deepz: Annotated[bool, typer.Option("--no-deepz", help="Acquire full stacks (virtual z-stacking off).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    connect: Annotated[bool, typer.Option(help="Use a running Micro-Manager (Java backend) instead of the simulator.")] = False,
+    port: Annotated[int, typer.Option(help="Micro-Manager's pycro-manager port (with --connect).")] = 4827,
+    phantom: Annotated[str, typer.Option(help="Simulator specimen: worm, beads or sheet.")] = "worm",
+    seed: Annotated[int, typer.Option(help="Simulator specimen seed.")] = 100,
+    frame: Annotated[int, typer.Option(help="Simulator camera size (pixels, square).")] = 256,
+) -> None:
+    """Run a low-light Deep-Z acquisition to OME-Zarr (simulator by default)."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
+    from mm_deepz.bridge import connect_micromanager, start_simulator
+    from mm_deepz.modelfile import load_model, shipped_model_path
+
+    m = load_model(model or shipped_model_path(planes))
+    plan = DeepZPlan.for_model(m, z_start, z_end, z_step, anchor_exposure_ms=exposure, light_power_mW=power,
+                               blind_check_every=blind_check)
+    settings = RunSettings(output, time_points, interval, device, overwrite, deepz=not no_deepz)
+    session = None
+    if connect:
+        core = connect_micromanager(port)
+    else:
+        import simulators
+
+        world = simulators.SimWorld(simulators.make_phantom(phantom, seed=seed), sensor_shape=(frame, frame),
+                                    seed=seed)
+        session = start_simulator(world)
+        core = session.core
+    console = Console()
+    try:
+        run = DeepZAcquisition(core, m, plan, settings)
+        with Progress(console=console) as bar:
+            task = bar.add_task("time points", total=time_points)
+            run.hooks.on_image = lambda kind, t, z, img: bar.update(task, completed=len(run.recorder.completed["measured"]))
+            summary = run.run()
+            bar.update(task, completed=summary.time_points)
+    finally:
+        if session is not None:
+            session.close()
+    table = Table(title="Deep-Z acquisition", show_header=False)
+    table.add_row("output", summary.output)
+    table.add_row("time points complete", f"{summary.time_points}" + (" (aborted)" if summary.aborted else ""))
+    table.add_row("planes measured / requested", f"{summary.planes_measured} / {summary.planes_requested}")
+    table.add_row("virtual planes synthesized", f"{summary.planes_synthesized}"
+                  + (f" ({summary.virtual_missing} stacks missing)" if summary.virtual_missing else ""))
+    table.add_row("planes per time point", f"{len(plan.plane_offsets_um)} measured for {len(plan.requested_z())} "
+                  f"requested ({plan.dose_ratio:.0f}x less light per stack)")
+    table.add_row("exposure used / as full stacks", f"{summary.exposure_s:.2f} s / {summary.exposure_full_stack_s:.2f} s"
+                  f" ({summary.light_saving:.1f}x less light{', blind checks included' if blind_check else ''})")
+    if summary.dose_mJ is not None:
+        table.add_row("light dose (simulator)", f"{summary.dose_mJ:.2f} mJ vs {summary.dose_full_stack_mJ:.2f} mJ "
+                      "as full stacks")
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    console.print(table)
+    for err in summary.errors[:5]:
+        console.print(f"[yellow]warning:[/] {err}")
+
+
+@app.command("preview")
+def preview_cmd(
+    container: Annotated[Path, typer.Argument(help="A container written by `mm-deepz acquire`.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("deepz_preview.png"),
+    t: Annotated[int, typer.Option(help="Time point.")] = 0,
+) -> None:
+    """Picture of measured vs virtual (and reference) data of one time point."""
+    from mm_deepz.io.preview import preview_png
+
+    typer.echo(f"wrote {preview_png(container, out, t)}")

@@ -32,6 +32,13 @@ def nrmse(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred.astype(np.float64) - ref) ** 2)) / max(float(np.std(ref)), 1e-12))
 
 
+def pcc(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Pearson correlation coefficient (insensitive to how dark a sparse image mostly is)."""
+    a = pred.astype(np.float64).ravel() - pred.mean()
+    b = ref.astype(np.float64).ravel() - ref.mean()
+    return float((a @ b) / max(np.sqrt((a @ a) * (b @ b)), 1e-12))
+
+
 def ssim(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
     """Structural similarity (scikit-image, Gaussian window as in Wang et al. 2004)."""
     return float(structural_similarity(pred.astype(np.float64), ref.astype(np.float64), data_range=data_range,

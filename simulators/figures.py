@@ -73,18 +73,14 @@ def save_focus_sweep_png(path: str | Path, bead_z_um: float = 2.0) -> Path:
             ax.set_title(f"{zs - bead_z_um:+.0f} µm", fontsize=9)
             if col == 0:
                 ax.set_ylabel(modality, fontsize=11)
-    ax = fig.add_subplot(grid[0, len(shown):])
-    for m in ("widefield", "confocal"):
-        ax.plot(sweep.z_um - bead_z_um, sweep.peak(m) / sweep.peak(m).max(), label=m)
-    ax.set_title("peak intensity vs defocus")
-    ax.set_xlabel("focus - bead depth (µm)")
-    ax.legend()
-    ax = fig.add_subplot(grid[1, len(shown):])
-    for m in ("widefield", "confocal"):
-        ax.plot(sweep.z_um - bead_z_um, sweep.total(m) / sweep.total(m).max(), label=m)
-    ax.set_title("integrated intensity vs defocus")
-    ax.set_xlabel("focus - bead depth (µm)")
-    ax.legend()
+    for row, (measure, what) in enumerate(((FocusSweep.peak, "peak"), (FocusSweep.total, "integrated"))):
+        ax = fig.add_subplot(grid[row, len(shown):])
+        for m in ("widefield", "confocal"):
+            values = measure(sweep, m)
+            ax.plot(sweep.z_um - bead_z_um, values / values.max(), label=m)
+        ax.set_title(f"{what} intensity vs defocus")
+        ax.set_xlabel("focus - bead depth (µm)")
+        ax.legend()
     fig.suptitle("Simulated 20x/0.75 objective, 525 nm emission, 0.325 µm pixels (sqrt display)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

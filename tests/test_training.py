@@ -52,3 +52,16 @@ def test_train_rejects_inconsistent_settings(data, tmp_path):
     res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"),
                                    "--planes", "2", "--separation", "1.5"])
     assert "not multiples of the stacks' z step" in str(res.exception)
+
+
+def test_training_resumes_from_its_checkpoint(data, tmp_path):
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    pairs = load_pairs([data / "train"])
+    cfg = dict(z_range_um=4, batch_size=4, patch=32, base_channels=4, depth=1, val_every=10, device="cpu")
+    first = train(pairs, TrainConfig(steps=20, **cfg), tmp_path / "m.pt")
+    assert tmp_path.joinpath("m.ckpt").exists() and first.steps_done == 20
+    resumed = train(pairs, TrainConfig(steps=30, **cfg), tmp_path / "m.pt", resume=True)
+    assert resumed.steps_done == 30
+    assert [h["step"] for h in resumed.history] == [10, 20, 30]  # continued, not restarted

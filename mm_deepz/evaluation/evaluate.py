@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from .. import dpm as dpm_mod
 from ..engine import Predictor
-from ..metrics import fwhm_1d, normalize_stack, nrmse, psnr, ssim
+from ..metrics import fwhm_1d, normalize_stack, nrmse, pcc, psnr, ssim
 from ..modelfile import DeepZModel
 from ..training.stacks import PairedStack
 
@@ -76,12 +76,13 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
         "repeated": normalize_stack(np.stack([planes[int(np.argmin(np.abs(z[idx] - z[t])))] for t in targets])),
         "widefield": normalize_stack(pair.inputs.data[targets]),
     }
-    metrics = {m: {"ssim": [], "psnr": [], "nrmse": []} for m in METHODS}
+    metrics = {m: {"ssim": [], "psnr": [], "nrmse": [], "pcc": []} for m in METHODS}
     for k in range(len(targets)):
         for m in METHODS:
             metrics[m]["ssim"].append(ssim(stacks[m][k], ref[k]))
             metrics[m]["psnr"].append(psnr(stacks[m][k], ref[k]))
             metrics[m]["nrmse"].append(nrmse(stacks[m][k], ref[k]))
+            metrics[m]["pcc"].append(pcc(stacks[m][k], ref[k]))
     arrays = {m: {k: np.asarray(v) for k, v in d.items()} for m, d in metrics.items()}
     ev = PairEvaluation(pair.name, z[targets] - z[c], arrays, planes, stacks["virtual"], ref, stacks["widefield"])
     kind = pair.meta.get("spec", {}).get("phantom")
@@ -176,7 +177,7 @@ def evaluate_surface(model: DeepZModel, pair: PairedStack, predictor: Predictor,
     for name, img in (("matching_dpm", out[0]), ("uniform_dpm", out[1])):
         n = normalize_stack(img[None])[0]
         images[name] = n
-        res[name] = {"ssim": ssim(n, refn), "psnr": psnr(n, refn), "nrmse": nrmse(n, refn)}
+        res[name] = {"ssim": ssim(n, refn), "psnr": psnr(n, refn), "nrmse": nrmse(n, refn), "pcc": pcc(n, refn)}
     res["images"] = images
     return res
 
@@ -187,7 +188,7 @@ def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict:
     summary: dict = {"defocus_um": all_d.tolist(), "methods": {}}
     for m in METHODS:
         summary["methods"][m] = {}
-        for metric in ("ssim", "psnr", "nrmse"):
+        for metric in ("ssim", "psnr", "nrmse", "pcc"):
             vals = []
             for d in all_d:
                 v = [e.metrics[m][metric][np.isclose(e.defocus_um, d)] for e in evals]
@@ -197,9 +198,10 @@ def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict:
     ms = summary["methods"]
     summary["mean_ssim"] = {m: float(np.nanmean(ms[m]["ssim"])) for m in METHODS}
     summary["mean_psnr"] = {m: float(np.nanmean(ms[m]["psnr"])) for m in METHODS}
+    summary["mean_pcc"] = {m: float(np.nanmean(ms[m]["pcc"])) for m in METHODS}
     summary["virtual_beats_baselines_at_every_defocus"] = bool(all(
-        v > max(r, w) for v, r, w in zip(ms["virtual"]["ssim"], ms["repeated"]["ssim"], ms["widefield"]["ssim"],
-                                         strict=True)))
+        all(v > max(r, w) for v, r, w in zip(ms["virtual"][k], ms["repeated"][k], ms["widefield"][k], strict=True))
+        for k in ("ssim", "pcc")))
     beads = [e.beads for e in evals if e.beads and e.beads.get("n_beads")]
     if beads:
         summary["beads"] = {k: float(np.mean([b[k] for b in beads])) for k in beads[0]}

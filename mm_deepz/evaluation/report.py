@@ -22,6 +22,21 @@ def _plt():
     return plt
 
 
+def _save(fig, path: Path, title: str, dpi: int = 80) -> Path:
+    fig.suptitle(title)
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+    return path
+
+
+def _image(ax, img: np.ndarray, title: str | None = None, **kw) -> None:
+    ax.imshow(img, cmap="magma", vmin=0, vmax=1, **kw)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+
+
 def write_report(summary: dict, evals: list[PairEvaluation], directory: str | Path) -> list[Path]:
     """Write metrics.json and the plots; returns the files written."""
     d = Path(directory)
@@ -46,18 +61,15 @@ def write_report(summary: dict, evals: list[PairEvaluation], directory: str | Pa
 def _metric_plot(summary: dict, path: Path) -> Path:
     plt = _plt()
     d = np.asarray(summary["defocus_um"])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    for ax, metric in zip(axes, ("ssim", "psnr", "nrmse"), strict=True):
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), constrained_layout=True)
+    for ax, metric in zip(axes, ("ssim", "pcc", "psnr", "nrmse"), strict=True):
         for m in METHODS:
             ax.plot(d, summary["methods"][m][metric], "o-", ms=3, color=COLORS[m], label=LABELS[m])
         ax.set_xlabel("defocus from the stack centre (µm)")
         ax.set_title(metric.upper() + (" (dB)" if metric == "psnr" else ""))
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(f"Blind test vs mechanically scanned reference ({len(summary['pairs'])} stacks)")
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, f"Blind test vs mechanically scanned reference ({len(summary['pairs'])} stacks)", 90)
 
 
 def _montage(e: PairEvaluation, path: Path) -> Path:
@@ -68,18 +80,9 @@ def _montage(e: PairEvaluation, path: Path) -> Path:
     rows = (("widefield (scanned)", e.widefield), ("Deep-Z virtual", e.virtual), ("reference", e.reference))
     for r, (label, st) in enumerate(rows):
         for c, k in enumerate(picks):
-            ax = axes[r, c]
-            ax.imshow(st[k], cmap="magma", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"{e.defocus_um[k]:+.0f} µm")
-            if c == 0:
-                ax.set_ylabel(label)
-    fig.suptitle(f"{e.name}: input plane(s) at 0 µm; virtual planes vs reference")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+            _image(axes[r, c], st[k], f"{e.defocus_um[k]:+.0f} µm" if r == 0 else None)
+        axes[r, 0].set_ylabel(label)
+    return _save(fig, path, f"{e.name}: input plane(s) at 0 µm; virtual planes vs reference")
 
 
 def _xz(e: PairEvaluation, path: Path) -> Path:
@@ -92,10 +95,7 @@ def _xz(e: PairEvaluation, path: Path) -> Path:
                   extent=(0, st.shape[2], e.defocus_um[-1], e.defocus_um[0]))
         ax.set_ylabel(f"{label}\nz (µm)")
     axes[-1].set_xlabel("x (pixels)")
-    fig.suptitle(f"{e.name}: XZ section at y = {y}")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path, f"{e.name}: XZ section at y = {y}")
 
 
 def _surface(e: PairEvaluation, path: Path) -> Path:
@@ -107,32 +107,27 @@ def _surface(e: PairEvaluation, path: Path) -> Path:
               (f"matching DPM (SSIM {s['matching_dpm']['ssim']:.3f})", s["images"]["matching_dpm"]),
               ("reference on the surface", s["images"]["reference"]))
     for ax, (title, img) in zip(axes, panels, strict=True):
-        ax.imshow(img, cmap="magma", vmin=0, vmax=1)
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _image(ax, img, title)
     lo, hi = s["height_range_um"]
-    fig.suptitle(f"{e.name}: refocusing onto a surface spanning {lo:+.1f} to {hi:+.1f} µm")
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path, f"{e.name}: refocusing onto a surface spanning {lo:+.1f} to {hi:+.1f} µm")
 
 
 def summary_markdown(summary: dict) -> str:
     """Markdown tables of the summary (per-defocus SSIM/PSNR, beads, surfaces)."""
     ms = summary["methods"]
-    lines = ["| defocus (µm) | SSIM virtual | SSIM repeated input | SSIM scanned widefield "
-             "| PSNR virtual (dB) | PSNR repeated | PSNR widefield |", "|" + " --- |" * 7]
+    cols = [("ssim", "SSIM", ".3f"), ("pcc", "PCC", ".3f"), ("psnr", "PSNR (dB)", ".1f")]
+    head = " | ".join(f"{label} {who}" for _, label, _ in cols for who in ("virtual", "repeated", "widefield"))
+    lines = [f"| defocus (µm) | {head} |", "|" + " --- |" * (1 + 3 * len(cols))]
     for i, dz in enumerate(summary["defocus_um"]):
-        lines.append(f"| {dz:+.0f} | {ms['virtual']['ssim'][i]:.3f} | {ms['repeated']['ssim'][i]:.3f} "
-                     f"| {ms['widefield']['ssim'][i]:.3f} | {ms['virtual']['psnr'][i]:.1f} "
-                     f"| {ms['repeated']['psnr'][i]:.1f} | {ms['widefield']['psnr'][i]:.1f} |")
-    lines.append(f"| **mean** | **{summary['mean_ssim']['virtual']:.3f}** | {summary['mean_ssim']['repeated']:.3f} "
-                 f"| {summary['mean_ssim']['widefield']:.3f} | **{summary['mean_psnr']['virtual']:.1f}** "
-                 f"| {summary['mean_psnr']['repeated']:.1f} | {summary['mean_psnr']['widefield']:.1f} |")
-    lines.append("")
-    lines.append(f"Virtual SSIM above both baselines at every defocus: "
-                 f"**{summary['virtual_beats_baselines_at_every_defocus']}**")
+        cells = " | ".join(f"{ms[m][k][i]:{fmt}}" for k, _, fmt in cols for m in METHODS)
+        lines.append(f"| {dz:+.0f} | {cells} |")
+    means = " | ".join((f"**{summary['mean_' + k][m]:{fmt}}**" if m == "virtual" else f"{summary['mean_' + k][m]:{fmt}}")
+                       for k, _, fmt in cols for m in METHODS)
+    lines += [f"| **mean** | {means} |", "",
+              "repeated = the measured input plane at every depth; widefield = the mechanically scanned widefield "
+              "plane at that depth.", "",
+              f"Virtual above both baselines at every defocus (SSIM and PCC): "
+              f"**{summary['virtual_beats_baselines_at_every_defocus']}**"]
     if b := summary.get("beads"):
         lines += ["", "| beads (n = %d) | virtual | reference | ratio |" % b["n_beads"], "| --- | --- | --- | --- |",
                   f"| lateral FWHM (µm) | {b['virtual_lateral_um']:.2f} | {b['reference_lateral_um']:.2f} "
@@ -141,10 +136,10 @@ def summary_markdown(summary: dict) -> str:
                   f"| {b['axial_ratio']:.2f} |"]
     if surf := summary.get("surfaces"):
         lines += ["", "| surface | height range (µm) | SSIM matching DPM | SSIM uniform DPM "
-                  "| PSNR matching | PSNR uniform |", "|" + " --- |" * 6]
+                  "| PCC matching | PCC uniform |", "|" + " --- |" * 6]
         for name, r in surf.items():
             lo, hi = r["height_range_um"]
             lines.append(f"| {name} | {lo:+.1f} to {hi:+.1f} | {r['matching_dpm']['ssim']:.3f} "
-                         f"| {r['uniform_dpm']['ssim']:.3f} | {r['matching_dpm']['psnr']:.1f} "
-                         f"| {r['uniform_dpm']['psnr']:.1f} |")
+                         f"| {r['uniform_dpm']['ssim']:.3f} | {r['matching_dpm']['pcc']:.3f} "
+                         f"| {r['uniform_dpm']['pcc']:.3f} |")
     return "\n".join(lines) + "\n"

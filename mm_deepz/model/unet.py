@@ -30,9 +30,9 @@ class UNetConfig:
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect"),
         nn.LeakyReLU(0.1, inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.Conv2d(cout, cout, 3, padding=1, padding_mode="reflect"),
         nn.LeakyReLU(0.1, inplace=True),
     )
 
@@ -40,7 +40,8 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class DeepZUNet(nn.Module):
     """U-Net: channels are (plane_1, dpm_1[, plane_2, dpm_2]); output is one plane.
 
-    The DPMs are also fed, average-pooled, to every level of the encoder, the bottleneck and
+    Convolutions pad by reflection: with zero padding, networks trained on patches learn to
+    lean on the patch border and behave differently on whole frames. The DPMs are also fed, average-pooled, to every level of the encoder, the bottleneck and
     the decoder: the propagation distance then conditions the deep features directly instead
     of only the first convolution. The output is a residual on the mean of the input planes,
     which keeps the identity (zero propagation, same modality) easy to learn.

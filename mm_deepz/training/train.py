@@ -8,7 +8,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,15 +41,15 @@ class TrainConfig:
     z_range_um: float = 10.0
     base_channels: int = 16
     depth: int = 3
-    patch: int = 96
-    batch_size: int = 12
-    steps: int = 3000
+    patch: int = 128
+    batch_size: int = 6
+    steps: int = 2000
     lr: float = 2e-3
     weight_decay: float = 1e-4
     ssim_weight: float = 0.5
     adversarial_weight: float = 0.0
     val_fraction: float = 0.2
-    val_every: int = 200
+    val_every: int = 250
     patience: int = 5
     seed: int = 0
     device: str = "auto"
@@ -124,8 +124,11 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
     sampling = SamplingConfig(cfg.plane_offsets_um, cfg.z_range_um, cfg.patch)  # card percentiles = defaults
     sampler = PatchSampler(train_pairs, sampling, seed=cfg.seed)
-    val_x, val_y = (PatchSampler(val_pairs, sampling).fixed_batch(48, seed=cfg.seed + 1) if val_pairs
-                    else sampler.fixed_batch(48, seed=cfg.seed + 1))
+    # validation on whole frames (what inference sees), not on training-sized patches
+    val_source = val_pairs or train_pairs
+    frame = min(min(p.inputs.data.shape[1:]) for p in val_source)
+    val_sampling = replace(sampling, patch=frame, foreground_fraction=0.0)
+    val_x, val_y = PatchSampler(val_source, val_sampling).fixed_batch(12, seed=cfg.seed + 1)
     device = resolve_device(cfg.device)
     px = pairs[0].pixel_size_um
     known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
@@ -149,7 +152,9 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
+        # the schedule is rebuilt for this run's length (it may be longer than the first run's)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, ck["step"] + 1),
+                                                    pct_start=0.1, last_epoch=ck["step"] - 1)
         step, best, history = ck["step"], ck["best"], ck["history"]
         best_state = ck["best_state"]
         sampler.rng = np.random.default_rng(cfg.seed + step)
@@ -188,8 +193,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     bad_evals += 1
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "step": step, "best": best, "history": history, "best_state": best_state}, ckpt_path)
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best, "history": history, "best_state": best_state}, ckpt_path)
                 if bad_evals >= cfg.patience:
                     logger.info("Early stop at step %d: validation loss did not improve %d times", step, bad_evals)
                     progress.update(task, completed=step, info=f"val {val:.4f} (early stop)")
@@ -218,7 +222,7 @@ def _validate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: to
               ssim_weight: float) -> float:
     net.eval()
     losses = []
-    for i in range(0, len(x), 16):
-        xb, yb = x[i:i + 16].to(device), y[i:i + 16].to(device)
+    for i in range(0, len(x), 4):
+        xb, yb = x[i:i + 4].to(device), y[i:i + 4].to(device)
         losses.append(float(_loss(net(xb).float(), yb, ssim_weight)) * len(xb))
     return sum(losses) / len(x)

@@ -1,0 +1,245 @@
+"""pycromanager hooks that turn z-stack requests into Deep-Z captures.
+
+:class:`DeepZHooks` hands pycromanager two callables:
+
+- ``event_generation_hook``: each requested z-stack event (axes ``time`` and ``z``) becomes,
+  with virtual z-stacking on, one of the 1-2 anchor planes (at the plan's exposure, light
+  power and input light path) or is skipped; with it off, the plane is acquired as usual.
+  The mode is fixed per time point when its first plane is processed, so flipping the toggle
+  mid-stack takes effect at the next time point. Reference (blind-check) events and events
+  without a z axis pass through untouched.
+- ``image_process_fn``: writes each measured plane to the recorder, groups the anchor planes
+  of a time point into a :class:`PlaneBundle` and hands it to the inference worker without
+  blocking; reference planes go to ``reference/``, and a completed blind check is scored.
+
+Exposure, light path and light power are set declaratively in the events (``exposure``,
+``config_group``, ``properties``), so pycromanager's engine applies them in its hardware
+step, and events that are not anchors restore the plan's normal settings the same way.
+Deep-Z events carry an extra axis ``deepz`` (``anchor``, ``full`` or ``reference``) because
+pycromanager's Python backend cannot carry event tags.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mm_deepz.engine import InferenceWorker, PlaneBundle, VirtualStack
+from mm_deepz.errors import DeepZError, WorkerBusy, WorkerClosed
+from mm_deepz.io import Recorder
+from mm_deepz.metrics import normalize_stack, psnr, ssim
+
+from .plan import DeepZPlan
+
+logger = logging.getLogger(__name__)
+
+DEEPZ_AXIS = "deepz"
+
+
+@dataclass
+class HookStats:
+    """Counters the CLI summary and the panel show."""
+
+    planes_measured: int = 0
+    planes_requested: int = 0
+    planes_skipped: int = 0
+    time_points_deepz: int = 0
+    time_points_full: int = 0
+    virtual_done: int = 0
+    virtual_missing: int = 0
+    reference_planes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class DeepZHooks:
+    """The hooks of one acquisition (one plan, one recorder, one worker)."""
+
+    def __init__(self, plan: DeepZPlan, recorder: Recorder, worker: InferenceWorker | None,
+                 enabled: bool = True, on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
+                 on_virtual: Callable[[int, VirtualStack], None] | None = None):
+        self.plan = plan
+        self.recorder = recorder
+        self.worker = worker
+        self.on_image = on_image
+        self.on_virtual = on_virtual
+        self.stats = HookStats()
+        self._enabled = threading.Event()
+        if enabled:
+            self._enabled.set()
+        self._lock = threading.Lock()
+        self._measured = threading.Condition()
+        self._measured_t: set[int] = set()
+        self._mode: dict[int, str] = {}
+        self._planes: dict[tuple[str, int], dict[int, np.ndarray]] = {}
+        self._virtual: dict[int, np.ndarray] = {}
+        self._z = plan.requested_z()
+        self._anchors = plan.anchor_indices()
+        if worker is not None:
+            worker.on_result = self._on_virtual
+            worker.on_error = self._on_virtual_error
+
+    # -- the toggle ---------------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        """Whether new time points are captured with Deep-Z (else as full stacks)."""
+        return self._enabled.is_set()
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        (self._enabled.set if value else self._enabled.clear)()
+        logger.info("Virtual z-stacking %s (from the next time point)", "on" if value else "off")
+
+    def acquisition_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``pycromanager.Acquisition``."""
+        return {"event_generation_hook_fn": self.event_generation_hook, "image_process_fn": self.image_process_fn}
+
+    # -- event generation ---------------------------------------------------------------
+    def mode_of(self, t: int) -> str:
+        """``deepz`` or ``full`` for time point ``t`` (decided once, on its first plane)."""
+        with self._lock:
+            if t not in self._mode:
+                self._mode[t] = "deepz" if self.enabled and self.worker is not None else "full"
+            return self._mode[t]
+
+    def event_generation_hook(self, event: dict) -> dict | None:
+        """Rewrite a requested event into a Deep-Z event, or skip it (``None``)."""
+        axes = event.get("axes", {})
+        if DEEPZ_AXIS in axes or "z" not in axes or "time" not in axes:
+            return event
+        t, zi = int(axes["time"]), int(axes["z"])
+        self.stats.planes_requested += 1
+        plan = self.plan
+        out = copy.deepcopy(event)
+        out["config_group"] = [plan.channel_group, plan.input_preset]
+        if self.mode_of(t) == "full":
+            out["axes"][DEEPZ_AXIS] = "full"
+            out["exposure"] = plan.stack_exposure_ms
+            return out
+        if zi not in self._anchors:
+            self.stats.planes_skipped += 1
+            return None
+        out["axes"][DEEPZ_AXIS] = "anchor"
+        out["z"] = float(self._z[zi])
+        out["exposure"] = plan.anchor_exposure_ms
+        if plan.light_power_mW is not None:
+            out["properties"] = [["Shutter", "Power_mW", str(plan.light_power_mW)]]
+        return out
+
+    def reference_events(self, t: int, min_start_time: float | None = None) -> list[dict]:
+        """The events of a blind check: a real target-modality stack over the requested grid."""
+        plan = self.plan
+        events = []
+        for zi, z in enumerate(self._z):
+            ev = {"axes": {"time": t, "z": zi, DEEPZ_AXIS: "reference"}, "z": float(z),
+                  "config_group": [plan.channel_group, plan.reference_preset], "exposure": plan.reference_exposure_ms}
+            if min_start_time is not None:
+                ev["min_start_time"] = min_start_time
+            events.append(ev)
+        return events
+
+    def wait_measured(self, t: int, timeout: float) -> bool:
+        """Block until every measured plane of time point ``t`` is recorded (or ``timeout`` s)."""
+        with self._measured:
+            return self._measured.wait_for(lambda: t in self._measured_t, timeout)
+
+    # -- images -------------------------------------------------------------------------
+    def image_process_fn(self, image: np.ndarray, metadata: dict) -> Any:
+        """Record a plane; anchors of a complete time point go to the worker. Returns None (stored)."""
+        axes = metadata.get("Axes", {})
+        kind = axes.get(DEEPZ_AXIS)
+        if kind is None:  # not ours: leave it to pycromanager's storage
+            return image, metadata
+        t, zi = int(axes["time"]), int(axes["z"])
+        image = np.asarray(image)
+        try:
+            if kind == "reference":
+                self.recorder.write_plane("reference", t, zi, image)
+                self.stats.reference_planes += 1
+                self._collect("reference", t, zi, image, len(self._z))
+            else:
+                self.recorder.write_plane("measured", t, zi, image)
+                self.stats.planes_measured += 1
+                expected = len(self._anchors) if kind == "anchor" else len(self._z)
+                self._collect(kind, t, zi, image, expected)
+        except DeepZError as e:
+            self.stats.errors.append(str(e))
+            raise
+        if self.on_image is not None:
+            self.on_image(kind, t, zi, image)
+        return None
+
+    def _collect(self, kind: str, t: int, zi: int, image: np.ndarray, expected: int) -> None:
+        with self._lock:
+            planes = self._planes.setdefault((kind, t), {})
+            planes[zi] = image
+            if len(planes) < expected:
+                return
+            del self._planes[(kind, t)]
+        if kind == "reference":
+            self.recorder.mark_complete("reference", t)
+            self._blind_check(t)
+            return
+        self.recorder.mark_complete("measured", t, planes=sorted(planes))  # flushed before inference
+        with self._measured:
+            self._measured_t.add(t)
+            self._measured.notify_all()
+        if kind == "full":
+            self.stats.time_points_full += 1
+            return
+        self.stats.time_points_deepz += 1
+        bundle = PlaneBundle((t,), np.stack([planes[i] for i in self._anchors]),
+                             self.plan.anchor_z(), self._z)
+        try:
+            self.worker.submit(bundle, timeout=0)
+        except (WorkerBusy, WorkerClosed) as e:
+            self._virtual_missing(t, str(e))
+
+    # -- virtual stacks (worker thread) ---------------------------------------------------
+    def _on_virtual(self, bundle: PlaneBundle, stack: VirtualStack) -> None:
+        t = bundle.key[0]
+        try:
+            self.recorder.write_stack("virtual", t, stack.data)
+            self.recorder.mark_complete("virtual", t)
+        except DeepZError as e:
+            self._virtual_missing(t, str(e))
+            return
+        self.stats.virtual_done += 1
+        if self.plan.is_blind_check(t):  # kept only until its reference is scored
+            with self._lock:
+                self._virtual[t] = stack.data
+        if self.on_virtual is not None:
+            self.on_virtual(t, stack)
+        self._blind_check(t)
+
+    def _on_virtual_error(self, bundle: PlaneBundle, error: BaseException) -> None:
+        self._virtual_missing(bundle.key[0], f"{type(error).__name__}: {error}")
+
+    def _virtual_missing(self, t: int, reason: str) -> None:
+        self.stats.virtual_missing += 1
+        self.stats.errors.append(f"t={t}: {reason}")
+        logger.warning("No virtual stack for time point %d: %s (measured planes are saved)", t, reason)
+        self.recorder.mark_virtual_missing(t, reason)
+
+    def _blind_check(self, t: int) -> None:
+        """Score virtual vs reference once both stacks of ``t`` exist."""
+        done = self.recorder.completed
+        if t not in done["reference"] or t not in done["virtual"]:
+            return
+        with self._lock:
+            virtual = self._virtual.pop(t, None)
+        if virtual is None:
+            return
+        ref = np.asarray(self.recorder.root["reference/0"][t, 0])
+        v, r = normalize_stack(virtual), normalize_stack(ref)
+        per_plane = [ssim(a, b) for a, b in zip(v, r, strict=True)]
+        metrics = {"ssim_mean": float(np.mean(per_plane)), "psnr_mean": float(np.mean([psnr(a, b) for a, b in
+                                                                                     zip(v, r, strict=True)])),
+                   "ssim_per_plane": [round(x, 4) for x in per_plane]}
+        self.recorder.record_blind_check(t, metrics)
+        logger.info("Blind check at t=%d: SSIM %.3f, PSNR %.1f dB", t, metrics["ssim_mean"], metrics["psnr_mean"])

@@ -1,0 +1,114 @@
+"""The Deep-Z plan: which planes to measure for a requested z-stack, and at what light."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mm_deepz.errors import DeepZError, ZRangeError
+from mm_deepz.modelfile import DeepZModel
+
+#: anchors must fall on the requested z grid within this tolerance (µm)
+GRID_TOLERANCE_UM = 0.05
+
+
+class PlanError(DeepZError):
+    """A Deep-Z plan that cannot work (empty z range, anchors off the grid ...)."""
+
+
+@dataclass
+class DeepZPlan:
+    """A requested z-stack (absolute stage z, µm) and how Deep-Z captures it.
+
+    The anchor planes are the model's input offsets around the centre of the requested
+    range; they must lie on the requested grid (so measured and virtual planes share it).
+    """
+
+    z_start_um: float
+    z_end_um: float
+    z_step_um: float
+    plane_offsets_um: tuple[float, ...] = (0.0,)
+    anchor_exposure_ms: float = 10.0
+    stack_exposure_ms: float = 10.0
+    light_power_mW: float | None = None
+    channel_group: str = "Channel"
+    input_preset: str = "Widefield"
+    reference_preset: str = "Confocal"
+    reference_exposure_ms: float = 100.0
+    blind_check_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.z_step_um <= 0:
+            raise PlanError(f"z step must be positive, got {self.z_step_um} µm.")
+        if self.z_end_um < self.z_start_um:
+            raise PlanError(f"z end ({self.z_end_um}) is below z start ({self.z_start_um}).")
+        for name in ("anchor_exposure_ms", "stack_exposure_ms", "reference_exposure_ms"):
+            if getattr(self, name) <= 0:
+                raise PlanError(f"{name} must be positive.")
+        if self.blind_check_every < 0:
+            raise PlanError("blind_check_every must be 0 (off) or a positive number of time points.")
+        self.plane_offsets_um = tuple(float(o) for o in self.plane_offsets_um)
+        self.anchor_indices()  # validates the grid
+
+    @classmethod
+    def for_model(cls, model: DeepZModel, z_start_um: float, z_end_um: float, z_step_um: float,
+                  **kwargs: object) -> DeepZPlan:
+        """A plan with the model's input offsets, checked against its trained range."""
+        offs = np.asarray(model.card.input_offsets_um)
+        plan = cls(z_start_um, z_end_um, z_step_um, tuple(offs - offs.mean()), **kwargs)  # type: ignore[arg-type]
+        plan.check_range(model.card.z_range_um)
+        return plan
+
+    def requested_z(self) -> np.ndarray:
+        """z positions of the requested stack (µm), the grid of every image."""
+        n = int(np.floor((self.z_end_um - self.z_start_um) / self.z_step_um + 1e-6)) + 1
+        return self.z_start_um + np.arange(n) * self.z_step_um
+
+    @property
+    def centre_um(self) -> float:
+        """Centre of the requested range."""
+        z = self.requested_z()
+        return float((z[0] + z[-1]) / 2)
+
+    def anchor_indices(self) -> tuple[int, ...]:
+        """Indices (in the requested grid) of the planes Deep-Z measures."""
+        z = self.requested_z()
+        out = []
+        for off in self.plane_offsets_um:
+            target = self.centre_um + off
+            i = int(np.argmin(np.abs(z - target)))
+            if abs(z[i] - target) > GRID_TOLERANCE_UM:
+                raise PlanError(
+                    f"The model's input plane at {off:+g} µm from the stack centre is not on the requested grid "
+                    f"({self.z_start_um:g} to {self.z_end_um:g} µm, step {self.z_step_um:g}): use a step that "
+                    f"divides the plane offsets and a range centred between grid points accordingly."
+                )
+            out.append(i)
+        if len(set(out)) != len(out):
+            raise PlanError("Two input planes fall on the same grid plane: use a finer z step.")
+        return tuple(out)
+
+    def anchor_z(self) -> tuple[float, ...]:
+        """Absolute z of the measured planes."""
+        z = self.requested_z()
+        return tuple(float(z[i]) for i in self.anchor_indices())
+
+    def check_range(self, z_range_um: float) -> None:
+        """Refuse requested planes farther from an anchor than the model was trained for."""
+        z = self.requested_z()
+        worst = float(np.max(np.abs(z[:, None] - np.asarray(self.anchor_z())[None, :]).max(axis=1)))
+        if worst > z_range_um + 1e-6:
+            raise ZRangeError(
+                f"The requested stack reaches {worst:g} µm from the measured plane(s) but the model was trained "
+                f"for ±{z_range_um:g} µm: narrow the z range to within ±{z_range_um:g} µm of the centre."
+            )
+
+    @property
+    def dose_ratio(self) -> float:
+        """Planes requested per plane measured (the light saved, at equal exposure)."""
+        return len(self.requested_z()) / len(self.plane_offsets_um)
+
+    def is_blind_check(self, t: int) -> bool:
+        """Whether time point ``t`` also acquires a real reference stack."""
+        return self.blind_check_every > 0 and t % self.blind_check_every == 0

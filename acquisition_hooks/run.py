@@ -1,0 +1,183 @@
+"""One Deep-Z acquisition: pycromanager + hooks + inference worker + recorder.
+
+:class:`DeepZAcquisition` is the single implementation used by ``mm-deepz acquire``, the
+Qt panel and the tests. It works with whichever backend pycromanager is on: the simulator
+(Python backend, see :mod:`mm_deepz.bridge`) or a running Micro-Manager (Java backend).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycromanager import Acquisition, multi_d_acquisition_events
+
+from mm_deepz import __version__
+from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
+from mm_deepz.io import Geometry, Recorder
+from mm_deepz.modelfile import DeepZModel
+
+from .hooks import DeepZHooks
+from .plan import DeepZPlan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSettings:
+    """What to acquire besides the plan: time-lapse, output, device."""
+
+    output: Path
+    time_points: int = 3
+    interval_s: float = 0.0
+    device: str = "auto"
+    overwrite: bool = False
+    deepz: bool = True
+    max_pending: int = 4
+    drain_timeout_s: float = 600.0
+    time_point_timeout_s: float = 120.0
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the CLI's closing table and the panel."""
+
+    output: str
+    time_points: int
+    planes_measured: int
+    planes_requested: int
+    planes_synthesized: int
+    virtual_missing: int
+    reference_planes: int
+    dose_mJ: float | None
+    dose_full_stack_mJ: float | None
+    exposure_s: float
+    exposure_full_stack_s: float
+    seconds: float
+    aborted: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def light_saving(self) -> float:
+        """Full-stack exposure time / exposure time actually used."""
+        return self.exposure_full_stack_s / self.exposure_s if self.exposure_s else float("nan")
+
+
+class DeepZAcquisition:
+    """Runs a Deep-Z time-lapse on the current pycromanager backend and records it."""
+
+    def __init__(self, core: Any, model: DeepZModel, plan: DeepZPlan, settings: RunSettings,
+                 on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
+                 on_virtual: Callable[[int, VirtualStack], None] | None = None):
+        self.core = core
+        self.model = model
+        self.plan = plan
+        self.settings = settings
+        pixel = float(core.get_pixel_size_um())
+        model.check_compatible(pixel_size_um=pixel, plane_offsets_um=plan.anchor_z())
+        plan.check_range(model.card.z_range_um)
+        self.predictor = Predictor(model, settings.device)
+        h, w = int(core.get_image_height()), int(core.get_image_width())
+        self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w))
+        self.recorder = Recorder(settings.output, self.geometry, self._attrs(), overwrite=settings.overwrite)
+        self.worker = InferenceWorker(self.predictor, max_pending=settings.max_pending)
+        self.hooks = DeepZHooks(plan, self.recorder, self.worker, enabled=settings.deepz,
+                                on_image=on_image, on_virtual=on_virtual)
+        self._acq: Any = None
+        self._abort = threading.Event()
+
+    def _attrs(self) -> dict[str, Any]:
+        import pycromanager
+
+        return {"plan": asdict(self.plan), "model": {"path": str(self.model.path), "sha256": self.model.sha256,
+                                                     "card": self.model.card.to_json()},
+                "software": {"mm_deepz": __version__, "pycromanager": pycromanager.__version__,
+                             "torch": torch.__version__},
+                "device": str(self.predictor.device), "time_points_requested": self.settings.time_points,
+                "interval_s": self.settings.interval_s}
+
+    @property
+    def enabled(self) -> bool:
+        """The virtual z-stacking toggle (effective from the next time point)."""
+        return self.hooks.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self.hooks.enabled = value
+
+    def abort(self) -> None:
+        """Stop after the event in progress (safe from any thread)."""
+        self._abort.set()
+        if self._acq is not None:
+            self._acq.abort()
+
+    def _dose(self) -> float | None:
+        try:
+            return float(self.core.get_property("Shutter", "Dose_mJ"))
+        except Exception:  # noqa: BLE001 - real light sources have no dose counter
+            return None
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> RunSummary:
+        """Acquire all time points (blocking) and return the summary; never loses measured data."""
+        s, plan = self.settings, self.plan
+        dose0 = self._dose()
+        t0 = time.perf_counter()
+        events = multi_d_acquisition_events(num_time_points=s.time_points, time_interval_s=s.interval_s,
+                                            z_start=plan.z_start_um, z_end=plan.z_end_um, z_step=plan.z_step_um)
+        by_t: dict[int, list[dict]] = {}
+        for ev in events:
+            by_t.setdefault(ev["axes"].get("time", 0), []).append(ev)
+        aborted = False
+        try:
+            with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
+                self._acq = acq
+                for t in sorted(by_t):
+                    if self._abort.is_set():
+                        break
+                    # one event per call: a skipped plane then ends only its own (one-event) batch
+                    for ev in by_t[t]:
+                        acq.acquire(ev)
+                    if plan.is_blind_check(t):
+                        acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time")))
+                    # the next time point is submitted once this one is measured, so a toggle or an
+                    # abort during time point t applies from t + 1 (the interval wait is unaffected)
+                    wait = s.interval_s + s.time_point_timeout_s
+                    if not self.hooks.wait_measured(t, wait) and not self._abort.is_set():
+                        logger.warning("Time point %d not measured after %.0f s; going on", t, wait)
+                    if progress is not None:
+                        progress(t, s.time_points)
+        except KeyboardInterrupt:
+            aborted = True
+            self.abort()
+            logger.warning("Acquisition interrupted; finishing what was measured")
+        finally:
+            aborted = aborted or self._abort.is_set()
+            drained = self.worker.close(timeout=s.drain_timeout_s)
+            if not drained:
+                logger.error("The inference worker did not finish within %.0f s", s.drain_timeout_s)
+        return self._finish(dose0, time.perf_counter() - t0, aborted)
+
+    def _finish(self, dose0: float | None, seconds: float, aborted: bool) -> RunSummary:
+        st, plan = self.hooks.stats, self.plan
+        n_req = len(plan.requested_z())
+        done_t = len(self.recorder.completed["measured"])
+        dose1 = self._dose()
+        dose = dose1 - dose0 if dose0 is not None and dose1 is not None else None
+        exposure_s = (st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
+                      + st.time_points_full * n_req * plan.stack_exposure_ms
+                      + st.reference_planes * plan.reference_exposure_ms) / 1000
+        full_s = done_t * n_req * plan.stack_exposure_ms / 1000 + st.reference_planes * plan.reference_exposure_ms / 1000
+        full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
+        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured, done_t * n_req,
+                             st.virtual_done * n_req, st.virtual_missing, st.reference_planes, dose, full_dose,
+                             exposure_s, full_s, seconds, aborted, list(st.errors))
+        self.recorder.finish(summary={k: v for k, v in asdict(summary).items() if k != "errors"},
+                             errors=summary.errors, aborted=aborted)
+        return summary

@@ -1,0 +1,68 @@
+"""A PNG picture of a recorded container: measured plane(s), virtual planes, XZ sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from ..normalization import HIGH_PERCENTILE, LOW_PERCENTILE
+
+
+def preview_png(container: str | Path, out: str | Path, t: int = 0) -> Path:
+    """Render time point ``t`` of a Deep-Z container to ``out`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = zarr.open_group(str(container), mode="r")
+    meas = np.asarray(root["measured/0"][t, 0])
+    virt = np.asarray(root["virtual/0"][t, 0])
+    ref = np.asarray(root["reference/0"][t, 0]) if root["reference/0"].shape[0] > t else None
+    tr = root["virtual"].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    z0, dz = tr[1]["translation"][2], tr[0]["scale"][2]
+    z = z0 + dz * np.arange(virt.shape[0])
+    measured_idx = [i for i in range(meas.shape[0]) if meas[i].max() > 0]
+    if ref is not None and not ref.any():
+        ref = None
+    show = np.unique(np.linspace(0, len(z) - 1, 5).round().astype(int))
+    rows = 2 + (ref is not None)
+    fig, axes = plt.subplots(rows, len(show) + 1, figsize=(3.2 * (len(show) + 1), 3.3 * rows), constrained_layout=True)
+
+    def norm(a: np.ndarray) -> np.ndarray:
+        lo, hi = np.percentile(a, [LOW_PERCENTILE, HIGH_PERCENTILE])
+        return np.clip((a.astype(float) - lo) / max(hi - lo, 1e-6), 0, 1)
+
+    anchor = measured_idx[len(measured_idx) // 2] if measured_idx else 0
+    axes[0, 0].imshow(norm(meas[anchor]), cmap="gray")
+    axes[0, 0].set_title(f"measured plane, z = {z[anchor]:+.1f} µm")
+    vn = norm(virt)
+    for k, i in enumerate(show):
+        axes[0, k + 1].imshow(vn[i], cmap="magma", vmin=0, vmax=1)
+        axes[0, k + 1].set_title(f"virtual, z = {z[i]:+.1f} µm")
+    y = int(np.argmax(vn.max(axis=0).max(axis=1)))
+    axes[1, 0].imshow(norm(meas[measured_idx][:, y, :]) if len(measured_idx) > 1 else norm(meas[anchor][None, y, :]),
+                      cmap="gray", aspect="auto")
+    axes[1, 0].set_title("measured, XZ")
+    axes[1, 1].imshow(vn[:, y, :], cmap="magma", aspect="auto", extent=(0, vn.shape[2], z[-1], z[0]))
+    axes[1, 1].set_title(f"virtual XZ at y = {y}")
+    if ref is not None:
+        rn = norm(ref)
+        axes[1, 2].imshow(rn[:, y, :], cmap="magma", aspect="auto", extent=(0, rn.shape[2], z[-1], z[0]))
+        axes[1, 2].set_title("reference XZ (blind check)")
+        for k, i in enumerate(show):
+            axes[2, k + 1].imshow(rn[i], cmap="magma", vmin=0, vmax=1)
+            axes[2, k + 1].set_title(f"reference, z = {z[i]:+.1f} µm")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not ax.images:
+            ax.axis("off")
+    fig.suptitle(f"{Path(container).name}, time point {t}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out

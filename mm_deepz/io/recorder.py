@@ -1,0 +1,210 @@
+"""Streaming OME-Zarr recorder: measured, virtual and reference stacks side by side.
+
+One container per acquisition (NGFF 0.5, zarr v3)::
+
+    run.ome.zarr/                 root attrs "mm_deepz": plan, model, versions, dose, progress
+      measured/   (t, c, z, y, x) the camera's planes on the requested z grid: the 1-2 anchor
+                  planes of Deep-Z time points; every plane when virtual z-stacking was off
+      virtual/    (t, c, z, y, x) the synthesized stack on the same grid
+      reference/  (t, c, z, y, x) real target-modality stacks from blind checks
+
+All three images share scales and translations (µm, s), so they overlay exactly. The time
+axis grows as data arrives; planes never written read as 0, and the root attributes list
+which time points are complete in each image, which virtual stacks are missing and why.
+Measured planes are written (each chunk is a file, written when the plane arrives) before
+their virtual stack is requested, so a model, GPU or disk failure later never loses them.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..errors import DeepZError
+
+logger = logging.getLogger(__name__)
+
+IMAGES = ("measured", "virtual", "reference")
+
+
+class OutputExistsError(DeepZError):
+    """The output path already holds data (pass overwrite=True / --overwrite to replace it)."""
+
+
+class StorageError(DeepZError):
+    """Writing to the output failed (disk full, path unwritable)."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The shared physical frame: z grid (µm), pixel size (µm), time interval (s), frame shape."""
+
+    z_um: tuple[float, ...]
+    pixel_size_um: float
+    interval_s: float
+    shape_yx: tuple[int, int]
+    channels: tuple[str, ...] = ("fluorescence",)
+
+    @property
+    def z_step_um(self) -> float:
+        """Spacing of the z grid (1 for a single plane)."""
+        return float(np.median(np.diff(self.z_um))) if len(self.z_um) > 1 else 1.0
+
+
+def _ngff_attrs(name: str, g: Geometry) -> dict:
+    h, w = g.shape_yx
+    p = g.pixel_size_um
+    return {"ome": {"version": "0.5", "multiscales": [{
+        "name": name,
+        "axes": [{"name": "t", "type": "time", "unit": "second"},
+                 {"name": "c", "type": "channel"},
+                 {"name": "z", "type": "space", "unit": "micrometer"},
+                 {"name": "y", "type": "space", "unit": "micrometer"},
+                 {"name": "x", "type": "space", "unit": "micrometer"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [
+            # an interval of 0 (as fast as possible) is replaced by the measured cadence on finish
+            {"type": "scale", "scale": [g.interval_s if g.interval_s > 0 else 1.0, 1.0, g.z_step_um, p, p]},
+            {"type": "translation", "translation": [0.0, 0.0, float(g.z_um[0]), -(h - 1) / 2 * p, -(w - 1) / 2 * p]},
+        ]}],
+    }], "omero": {"channels": [{"label": c, "active": True, "color": "00FF00",
+                                "window": {"start": 0, "end": 4000, "min": 0, "max": 65535}} for c in g.channels],
+                  "rdefs": {"model": "greyscale"}}}}
+
+
+class Recorder:
+    """Writes one acquisition's images into an OME-Zarr container, thread-safe."""
+
+    def __init__(self, path: str | Path, geometry: Geometry, attrs: dict[str, Any] | None = None,
+                 overwrite: bool = False):
+        self.path = Path(path)
+        self.geometry = geometry
+        if self.path.exists() and any(self.path.iterdir() if self.path.is_dir() else [True]):
+            if not overwrite:
+                raise OutputExistsError(
+                    f"{self.path} already holds data; choose another output or pass --overwrite to replace it."
+                )
+            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+        self._lock = threading.RLock()
+        self._state: dict[str, Any] = {"completed": {k: [] for k in IMAGES}, "virtual_missing": {},
+                                       "blind_checks": {}, "planes_measured": {}, "finished": False}
+        try:
+            self.root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+            self.root.attrs["mm_deepz"] = {**(attrs or {}), **self._state}
+            self._arrays: dict[str, zarr.Array] = {}
+            h, w = geometry.shape_yx
+            for name in IMAGES:
+                grp = self.root.create_group(name)
+                grp.attrs.update(_ngff_attrs(name, geometry))
+                self._arrays[name] = grp.create_array(
+                    "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w),
+                    chunks=(1, 1, 1, h, w), dtype="uint16", fill_value=0, dimension_names=("t", "c", "z", "y", "x"))
+        except OSError as e:
+            raise self._storage_error(e) from e
+        self._attrs = dict(self.root.attrs["mm_deepz"])
+        self._times: dict[int, float] = {}
+
+    # -- writing ------------------------------------------------------------------
+    def write_plane(self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0) -> None:
+        """Write one plane (grows the time axis as needed)."""
+        self._write(image, t, (c, z_index), plane)
+
+    def write_stack(self, image: str, t: int, stack: np.ndarray, c: int = 0) -> None:
+        """Write a whole (z, y, x) stack of time point ``t``."""
+        self._write(image, t, (c, slice(None)), stack)
+
+    def _write(self, image: str, t: int, index: tuple, data: np.ndarray) -> None:
+        arr = self._arrays[image]
+        with self._lock:
+            try:
+                if arr.shape[0] <= t:
+                    arr.resize((t + 1, *arr.shape[1:]))
+                arr[(t, *index)] = np.asarray(data, np.uint16)
+            except OSError as e:
+                raise self._storage_error(e) from e
+
+    # -- bookkeeping --------------------------------------------------------------
+    def mark_complete(self, image: str, t: int, **info: Any) -> None:
+        """Record that time point ``t`` of ``image`` is fully written."""
+        with self._lock:
+            done = self._state["completed"][image]
+            if t not in done:
+                done.append(t)
+                done.sort()
+            if image == "measured":
+                self._times[t] = time.time()
+                if "planes" in info:
+                    self._state["planes_measured"][str(t)] = info["planes"]
+            if image == "virtual":
+                self._state["virtual_missing"].pop(str(t), None)
+            self._flush_attrs()
+
+    def mark_virtual_missing(self, t: int, reason: str) -> None:
+        """Record that the virtual stack of ``t`` will not exist, and why."""
+        with self._lock:
+            self._state["virtual_missing"][str(t)] = reason
+            self._flush_attrs()
+
+    def record_blind_check(self, t: int, metrics: dict) -> None:
+        """Store the metrics of a blind check (virtual vs reference) at ``t``."""
+        with self._lock:
+            self._state["blind_checks"][str(t)] = metrics
+            self._flush_attrs()
+
+    def update_attrs(self, **values: Any) -> None:
+        """Merge values into the root ``mm_deepz`` attributes (dose, summary ...)."""
+        with self._lock:
+            self._attrs.update(values)
+            self._flush_attrs()
+
+    def finish(self, **values: Any) -> None:
+        """Mark the container complete; the time scale becomes the measured cadence."""
+        with self._lock:
+            self._state["finished"] = True
+            self._attrs.update(values)
+            if len(self._times) > 1:
+                ts = [self._times[k] for k in sorted(self._times)]
+                cadence = float(np.median(np.diff(ts)))
+                self._attrs["measured_interval_s"] = cadence
+                if self.geometry.interval_s <= 0 and cadence > 0:
+                    for name in IMAGES:
+                        grp = self.root[name]
+                        ome = grp.attrs["ome"]
+                        ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][0] = cadence
+                        grp.attrs["ome"] = ome
+            self._flush_attrs()
+
+    @property
+    def completed(self) -> dict[str, list[int]]:
+        """Time points complete in each image."""
+        with self._lock:
+            return {k: list(v) for k, v in self._state["completed"].items()}
+
+    def _flush_attrs(self) -> None:
+        try:
+            self.root.attrs["mm_deepz"] = {**self._attrs, **self._state}
+        except OSError as e:
+            raise self._storage_error(e) from e
+
+    def _storage_error(self, e: OSError) -> StorageError:
+        try:
+            free = shutil.disk_usage(self.path.parent if not self.path.exists() else self.path).free
+            space = f"{free / 2**30:.2f} GiB free"
+        except OSError:
+            space = "free space unknown"
+        what = "the disk is full" if e.errno == errno.ENOSPC else str(e)
+        return StorageError(f"Writing {self.path} failed: {what} ({space}). Data written so far is readable.")
+
+
+def read_progress(path: str | Path) -> dict[str, Any]:
+    """The ``mm_deepz`` attributes of a container (which time points are complete, etc.)."""
+    root = zarr.open_group(str(path), mode="r")
+    return dict(root.attrs["mm_deepz"])

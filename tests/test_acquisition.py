@@ -1,0 +1,115 @@
+"""Deep-Z acquisitions on the simulated microscope through pycromanager (CPU, shipped model)."""
+
+import numpy as np
+import pytest
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from typer.testing import CliRunner
+
+import simulators as sim
+from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
+from mm_deepz.bridge import start_simulator
+from mm_deepz.cli import app
+from mm_deepz.io import read_progress
+from mm_deepz.modelfile import load_model, shipped_model_path
+
+Z = (-10.0, 10.0, 1.0)
+
+
+@pytest.fixture
+def static_world():
+    """A worm without neuron activity, so the noise-free confocal truth does not depend on time."""
+    return sim.SimWorld(sim.worm(seed=102, activity=False), sensor_shape=(128, 128), seed=102)
+
+
+@pytest.fixture
+def session(static_world):
+    with start_simulator(static_world) as s:
+        yield s
+
+
+def _run(session, tmp_path, planes=1, time_points=3, **kw):
+    model = load_model(shipped_model_path(planes))
+    plan = DeepZPlan.for_model(model, *Z)
+    run = DeepZAcquisition(session.core, model, plan,
+                           RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu"), **kw)
+    return run, run.run()
+
+
+def _image(path, name):
+    node = list(Reader(parse_url(str(path / name)))())[0]
+    return np.asarray(node.data[0]), node.metadata["coordinateTransformations"][0]
+
+
+def test_deepz_exposes_one_plane_per_time_point_and_records_both(session, static_world, tmp_path):
+    run, summary = _run(session, tmp_path)
+    assert static_world.dose.exposures == 3  # the dose counter: 1 plane per time point, not 21
+    assert summary.planes_measured == 3 and summary.planes_synthesized == 63
+    measured, tr_m = _image(tmp_path / "run.ome.zarr", "measured")
+    virtual, tr_v = _image(tmp_path / "run.ome.zarr", "virtual")
+    assert measured.shape == virtual.shape == (3, 1, 21, 128, 128)
+    assert tr_m == tr_v  # measured and virtual overlay exactly
+    assert tr_m[0]["scale"][1:] == [1.0, 1.0, 0.325, 0.325] and tr_m[1]["translation"][2] == -10.0
+    anchor = run.plan.anchor_indices()[0]
+    assert (measured[:, 0, anchor] > 0).all() and measured[:, 0, :anchor].max() == 0
+    assert virtual.min() >= 0 and (virtual[:, 0].reshape(3, 21, -1).std(axis=2) > 0).all()
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["measured"] == prog["completed"]["virtual"] == [0, 1, 2]
+    assert prog["model"]["sha256"] == run.model.sha256 and prog["finished"]
+
+
+def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_path):
+    holder = {}
+
+    def flip(kind, t, z, img):
+        if kind == "anchor" and t == 0:
+            holder["run"].enabled = False
+
+    model = load_model(shipped_model_path(1))
+    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
+                           RunSettings(tmp_path / "run.ome.zarr", time_points=3, device="cpu"), on_image=flip)
+    holder["run"] = run
+    run.run()
+    assert static_world.dose.exposures == 1 + 21 + 21
+    measured, _ = _image(tmp_path / "run.ome.zarr", "measured")
+    assert (measured[1:, 0].reshape(2, 21, -1).max(axis=2) > 0).all()  # every plane measured at t=1, 2
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["virtual"] == [0] and prog["planes_measured"]["1"] == list(range(21))
+
+
+def test_two_plane_model_exposes_two_planes(session, static_world, tmp_path):
+    run, summary = _run(session, tmp_path, planes=2, time_points=2)
+    assert static_world.dose.exposures == 4
+    assert run.plan.anchor_z() == (-2.0, 2.0)
+    assert summary.planes_synthesized == 42
+
+
+def test_aborted_run_leaves_completed_time_points_readable(session, static_world, tmp_path):
+    holder = {}
+
+    def stop(kind, t, z, img):
+        if t == 1:
+            holder["run"].abort()
+
+    model = load_model(shipped_model_path(1))
+    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
+                           RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"), on_image=stop)
+    holder["run"] = run
+    summary = run.run()
+    assert summary.aborted and summary.time_points < 6
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert 0 in prog["completed"]["measured"] and prog["aborted"]
+    virtual, _ = _image(tmp_path / "run.ome.zarr", "virtual")
+    for t in prog["completed"]["virtual"]:
+        assert virtual[t].max() > 0
+
+
+def test_cli_main_job_runs_on_the_simulator(tmp_path):
+    res = CliRunner().invoke(app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "2", "--frame", "96",
+                                   "--device", "cpu", "--blind-check", "2"])
+    assert res.exit_code == 0, res.output
+    assert "planes measured / requested" in res.output and "2 / 42" in res.output
+    prog = read_progress(tmp_path / "cli.ome.zarr")
+    assert prog["completed"]["reference"] == [0] and "0" in prog["blind_checks"]
+    res = CliRunner().invoke(app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "1", "--frame", "96"])
+    assert res.exit_code != 0 and "--overwrite" in str(res.exception)

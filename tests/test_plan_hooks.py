@@ -1,0 +1,67 @@
+"""The Deep-Z plan and the event-generation hook: what gets exposed, at what settings."""
+
+import numpy as np
+import pytest
+from helpers import tiny_model
+
+from acquisition_hooks import DEEPZ_AXIS, DeepZHooks, DeepZPlan, PlanError
+from mm_deepz.engine import InferenceWorker, Predictor
+from mm_deepz.errors import ZRangeError
+from mm_deepz.io import Geometry, Recorder
+
+
+def test_plan_anchors_and_light_ratio():
+    plan = DeepZPlan(-10, 10, 1, plane_offsets_um=(-2.0, 2.0))
+    assert len(plan.requested_z()) == 21
+    assert plan.anchor_z() == (-2.0, 2.0) and plan.anchor_indices() == (8, 12)
+    assert plan.dose_ratio == pytest.approx(10.5)
+    assert DeepZPlan(-10, 10, 1).dose_ratio == 21
+
+
+def test_plan_refuses_what_cannot_work():
+    with pytest.raises(PlanError, match="step must be positive"):
+        DeepZPlan(0, 10, -1)
+    with pytest.raises(PlanError, match="not on the requested grid"):
+        DeepZPlan(-10, 10, 1.5, plane_offsets_um=(-2.0, 2.0))
+    with pytest.raises(ZRangeError, match="trained for ±4"):
+        DeepZPlan.for_model(tiny_model(z_range_um=4.0), -10, 10, 1)
+
+
+@pytest.fixture
+def hooks(tmp_path):
+    plan = DeepZPlan(-2, 2, 1, anchor_exposure_ms=5, stack_exposure_ms=20, light_power_mW=3.0)
+    rec = Recorder(tmp_path / "r.ome.zarr", Geometry(tuple(plan.requested_z()), 0.325, 1.0, (32, 32)))
+    with InferenceWorker(Predictor(tiny_model(), "cpu")) as worker:
+        yield DeepZHooks(plan, rec, worker)
+
+
+def _event(t, zi, z):
+    return {"axes": {"time": t, "z": zi}, "z": z, "min_start_time": 0}
+
+
+def test_hook_keeps_only_the_anchor_plane_at_low_light(hooks):
+    out = [hooks.event_generation_hook(_event(0, i, z)) for i, z in enumerate(hooks.plan.requested_z())]
+    kept = [e for e in out if e is not None]
+    assert len(kept) == 1
+    e = kept[0]
+    assert e["axes"] == {"time": 0, "z": 2, DEEPZ_AXIS: "anchor"} and e["z"] == 0.0
+    assert e["exposure"] == 5 and e["config_group"] == ["Channel", "Widefield"]
+    assert e["properties"] == [["Shutter", "Power_mW", "3.0"]]
+    assert hooks.stats.planes_skipped == 4
+
+
+def test_toggle_takes_effect_at_the_next_time_point(hooks):
+    assert hooks.event_generation_hook(_event(0, 0, -2.0)) is None  # t=0 is a Deep-Z time point
+    hooks.enabled = False
+    assert hooks.event_generation_hook(_event(0, 1, -1.0)) is None  # still t=0: stays Deep-Z
+    full = [hooks.event_generation_hook(_event(1, i, z)) for i, z in enumerate(hooks.plan.requested_z())]
+    assert all(e is not None and e["axes"][DEEPZ_AXIS] == "full" and e["exposure"] == 20 for e in full)
+
+
+def test_other_events_pass_untouched(hooks):
+    no_z = {"axes": {"time": 0}, "exposure": 7}
+    assert hooks.event_generation_hook(no_z) is no_z
+    ref = hooks.reference_events(3)
+    assert len(ref) == 5 and all(hooks.event_generation_hook(e) is e for e in ref)
+    assert ref[0]["config_group"] == ["Channel", "Confocal"]
+    np.testing.assert_allclose([e["z"] for e in ref], hooks.plan.requested_z())

@@ -1,0 +1,51 @@
+"""The OME-Zarr recorder: valid NGFF, overlaying geometry, progress record, refusals."""
+
+import numpy as np
+import pytest
+import yaozarrs
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+
+from mm_deepz.io import Geometry, OutputExistsError, Recorder, StorageError, read_progress
+
+GEOM = Geometry(z_um=(-2.0, -1.0, 0.0, 1.0, 2.0), pixel_size_um=0.5, interval_s=2.0, shape_yx=(16, 20))
+
+
+def test_images_are_valid_ngff_and_overlay(tmp_path):
+    rec = Recorder(tmp_path / "a.ome.zarr", GEOM, {"plan": {"x": 1}})
+    plane = np.arange(320, dtype=np.uint16).reshape(16, 20)
+    rec.write_plane("measured", 0, 2, plane)
+    rec.mark_complete("measured", 0, planes=[2])
+    rec.write_stack("virtual", 1, np.ones((5, 16, 20), np.uint16) * 7)
+    rec.mark_complete("virtual", 1)
+    rec.finish()
+    for name in ("measured", "virtual", "reference"):
+        yaozarrs.validate_zarr_store(tmp_path / "a.ome.zarr" / name)
+    transforms = {}
+    for name in ("measured", "virtual"):
+        node = list(Reader(parse_url(str(tmp_path / "a.ome.zarr" / name)))())[0]
+        transforms[name] = node.metadata["coordinateTransformations"][0]
+        data = np.asarray(node.data[0])
+        assert data.shape[1:] == (1, 5, 16, 20)
+    assert transforms["measured"] == transforms["virtual"]
+    assert transforms["measured"][0]["scale"] == [2.0, 1.0, 1.0, 0.5, 0.5]
+    assert transforms["measured"][1]["translation"][2] == -2.0
+    m = np.asarray(list(Reader(parse_url(str(tmp_path / "a.ome.zarr" / "measured")))())[0].data[0])
+    np.testing.assert_array_equal(m[0, 0, 2], plane)
+    assert m[0, 0, 0].max() == 0  # planes never measured read as 0
+    prog = read_progress(tmp_path / "a.ome.zarr")
+    assert prog["completed"]["measured"] == [0] and prog["completed"]["virtual"] == [1]
+    assert prog["planes_measured"] == {"0": [2]} and prog["finished"] and prog["plan"] == {"x": 1}
+
+
+def test_existing_output_is_never_overwritten_silently(tmp_path):
+    Recorder(tmp_path / "a.ome.zarr", GEOM)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        Recorder(tmp_path / "a.ome.zarr", GEOM)
+    Recorder(tmp_path / "a.ome.zarr", GEOM, overwrite=True)
+
+
+def test_unwritable_output_names_the_path(tmp_path):
+    (tmp_path / "file").write_text("not a folder")  # (tests run as root: permissions would not stop us)
+    with pytest.raises(StorageError, match="file/a.ome.zarr"):
+        Recorder(tmp_path / "file" / "a.ome.zarr", GEOM)
