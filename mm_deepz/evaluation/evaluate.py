@@ -68,7 +68,7 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
     dist = np.abs(z[:, None] - z[idx][None, :]).max(axis=1)
     targets = np.flatnonzero(dist <= model.card.z_range_um + 1e-6)
     planes = pair.inputs.data[idx]
-    virtual = predictor.predict_stack(planes, plane_z, z[targets]).data
+    virtual = predictor.predict_stack(planes, plane_z, z[targets], out_dtype=np.float32).data
     ref = normalize_stack(pair.target.data[targets])
     stacks = {
         "virtual": normalize_stack(virtual),

@@ -42,7 +42,9 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0) -> Path:
     for k, i in enumerate(show):
         axes[0, k + 1].imshow(vn[i], cmap="magma", vmin=0, vmax=1)
         axes[0, k + 1].set_title(f"virtual, z = {z[i]:+.1f} µm")
-    y = int(np.argmax(vn.max(axis=0).max(axis=1)))
+    rows = norm(meas[anchor]).max(axis=1)
+    rows[:8] = rows[-8:] = -1  # a row through the specimen, not the frame edge
+    y = int(np.argmax(rows))
     axes[1, 0].imshow(norm(meas[measured_idx][:, y, :]) if len(measured_idx) > 1 else norm(meas[anchor][None, y, :]),
                       cmap="gray", aspect="auto")
     axes[1, 0].set_title("measured, XZ")

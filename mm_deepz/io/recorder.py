@@ -5,7 +5,7 @@ One container per acquisition (NGFF 0.5, zarr v3)::
     run.ome.zarr/                 root attrs "mm_deepz": plan, model, versions, dose, progress
       measured/   (t, c, z, y, x) the camera's planes on the requested z grid: the 1-2 anchor
                   planes of Deep-Z time points; every plane when virtual z-stacking was off
-      virtual/    (t, c, z, y, x) the synthesized stack on the same grid
+      virtual/    (t, c, z, y, x) the synthesized stack on the same grid (float32, input ADU)
       reference/  (t, c, z, y, x) real target-modality stacks from blind checks
 
 All three images share scales and translations (µm, s), so they overlay exactly. The time
@@ -34,6 +34,9 @@ from ..errors import DeepZError
 logger = logging.getLogger(__name__)
 
 IMAGES = ("measured", "virtual", "reference")
+#: camera images are uint16; virtual images float32 in the input camera's units, because a dim
+#: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
+DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16"}
 
 
 class OutputExistsError(DeepZError):
@@ -106,7 +109,7 @@ class Recorder:
                 grp.attrs.update(_ngff_attrs(name, geometry))
                 self._arrays[name] = grp.create_array(
                     "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w),
-                    chunks=(1, 1, 1, h, w), dtype="uint16", fill_value=0, dimension_names=("t", "c", "z", "y", "x"))
+                    chunks=(1, 1, 1, h, w), dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"))
         except OSError as e:
             raise self._storage_error(e) from e
         self._attrs = dict(self.root.attrs["mm_deepz"])
@@ -127,7 +130,7 @@ class Recorder:
             try:
                 if arr.shape[0] <= t:
                     arr.resize((t + 1, *arr.shape[1:]))
-                arr[(t, *index)] = np.asarray(data, np.uint16)
+                arr[(t, *index)] = np.asarray(data, arr.dtype)
             except OSError as e:
                 raise self._storage_error(e) from e
 
