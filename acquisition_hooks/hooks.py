@@ -74,10 +74,10 @@ class DeepZHooks:
             self._enabled.set()
         self._lock = threading.Lock()
         self._measured = threading.Condition()
-        self._measured_t: set[int] = set()
+        self._measured_t: dict[int, set[int]] = {}
         self._mode: dict[int, str] = {}
-        self._planes: dict[tuple[str, int], dict[int, np.ndarray]] = {}
-        self._virtual: dict[int, np.ndarray] = {}
+        self._planes: dict[tuple[str, int, int], dict[int, np.ndarray]] = {}
+        self._virtual: dict[tuple[int, int], np.ndarray] = {}
         self._z = plan.requested_z()
         self._anchors = plan.anchor_indices()
         if worker is not None:
@@ -131,22 +131,29 @@ class DeepZHooks:
             out["properties"] = [["Shutter", "Power_mW", str(plan.light_power_mW)]]
         return out
 
-    def reference_events(self, t: int, min_start_time: float | None = None) -> list[dict]:
-        """The events of a blind check: a real target-modality stack over the requested grid."""
+    def reference_events(self, t: int, min_start_time: float | None = None,
+                         position: tuple[int, float, float] | None = None) -> list[dict]:
+        """The events of a blind check: a real target-modality stack over the requested grid.
+
+        ``position`` is (index, x, y) for multi-position acquisitions.
+        """
         plan = self.plan
         events = []
         for zi, z in enumerate(self._z):
             ev = {"axes": {"time": t, "z": zi, DEEPZ_AXIS: "reference"}, "z": float(z),
                   "config_group": [plan.channel_group, plan.reference_preset], "exposure": plan.reference_exposure_ms}
+            if position is not None:
+                ev["axes"]["position"], ev["x"], ev["y"] = position
             if min_start_time is not None:
                 ev["min_start_time"] = min_start_time
             events.append(ev)
         return events
 
     def wait_measured(self, t: int, timeout: float) -> bool:
-        """Block until every measured plane of time point ``t`` is recorded (or ``timeout`` s)."""
+        """Block until every measured plane of time point ``t`` (all positions) is recorded."""
+        n = self.recorder.n_positions
         with self._measured:
-            return self._measured.wait_for(lambda: t in self._measured_t, timeout)
+            return self._measured.wait_for(lambda: len(self._measured_t.get(t, ())) >= n, timeout)
 
     # -- images -------------------------------------------------------------------------
     def image_process_fn(self, image: np.ndarray, metadata: dict) -> Any:
@@ -155,18 +162,18 @@ class DeepZHooks:
         kind = axes.get(DEEPZ_AXIS)
         if kind is None:  # not ours: leave it to pycromanager's storage
             return image, metadata
-        t, zi = int(axes["time"]), int(axes["z"])
+        t, zi, p = int(axes["time"]), int(axes["z"]), int(axes.get("position", 0))
         image = np.asarray(image)
         try:
             if kind == "reference":
-                self.recorder.write_plane("reference", t, zi, image)
+                self.recorder.write_plane("reference", t, zi, image, p=p)
                 self.stats.reference_planes += 1
-                self._collect("reference", t, zi, image, len(self._z))
+                self._collect("reference", t, p, zi, image, len(self._z))
             else:
-                self.recorder.write_plane("measured", t, zi, image)
+                self.recorder.write_plane("measured", t, zi, image, p=p)
                 self.stats.planes_measured += 1
                 expected = len(self._anchors) if kind == "anchor" else len(self._z)
-                self._collect(kind, t, zi, image, expected)
+                self._collect(kind, t, p, zi, image, expected)
         except DeepZError as e:
             self.stats.errors.append(str(e))
             raise
@@ -174,72 +181,72 @@ class DeepZHooks:
             self.on_image(kind, t, zi, image)
         return None
 
-    def _collect(self, kind: str, t: int, zi: int, image: np.ndarray, expected: int) -> None:
+    def _collect(self, kind: str, t: int, p: int, zi: int, image: np.ndarray, expected: int) -> None:
         with self._lock:
-            planes = self._planes.setdefault((kind, t), {})
+            planes = self._planes.setdefault((kind, t, p), {})
             planes[zi] = image
             if len(planes) < expected:
                 return
-            del self._planes[(kind, t)]
+            del self._planes[(kind, t, p)]
         if kind == "reference":
-            self.recorder.mark_complete("reference", t)
-            self._blind_check(t)
+            self.recorder.mark_complete("reference", t, p)
+            self._blind_check(t, p)
             return
-        self.recorder.mark_complete("measured", t, planes=sorted(planes))  # flushed before inference
+        self.recorder.mark_complete("measured", t, p, planes=sorted(planes))  # flushed before inference
         with self._measured:
-            self._measured_t.add(t)
+            self._measured_t.setdefault(t, set()).add(p)
             self._measured.notify_all()
         if kind == "full":
-            self.stats.time_points_full += 1
+            self.stats.time_points_full += p == 0
             return
-        self.stats.time_points_deepz += 1
-        bundle = PlaneBundle((t,), np.stack([planes[i] for i in self._anchors]),
+        self.stats.time_points_deepz += p == 0
+        bundle = PlaneBundle((t, p), np.stack([planes[i] for i in self._anchors]),
                              self.plan.anchor_z(), self._z)
         try:
             self.worker.submit(bundle, timeout=0)
         except (WorkerBusy, WorkerClosed) as e:
-            self._virtual_missing(t, str(e))
+            self._virtual_missing(t, p, str(e))
 
     # -- virtual stacks (worker thread) ---------------------------------------------------
     def _on_virtual(self, bundle: PlaneBundle, stack: VirtualStack) -> None:
-        t = bundle.key[0]
+        t, p = bundle.key
         try:
-            self.recorder.write_stack("virtual", t, stack.data)
-            self.recorder.mark_complete("virtual", t)
+            self.recorder.write_stack("virtual", t, stack.data, p=p)
+            self.recorder.mark_complete("virtual", t, p)
         except DeepZError as e:
-            self._virtual_missing(t, str(e))
+            self._virtual_missing(t, p, str(e))
             return
         self.stats.virtual_done += 1
         if self.plan.is_blind_check(t):  # kept only until its reference is scored
             with self._lock:
-                self._virtual[t] = stack.data
+                self._virtual[t, p] = stack.data
         if self.on_virtual is not None:
             self.on_virtual(t, stack)
-        self._blind_check(t)
+        self._blind_check(t, p)
 
     def _on_virtual_error(self, bundle: PlaneBundle, error: BaseException) -> None:
-        self._virtual_missing(bundle.key[0], f"{type(error).__name__}: {error}")
+        self._virtual_missing(*bundle.key, f"{type(error).__name__}: {error}")
 
-    def _virtual_missing(self, t: int, reason: str) -> None:
+    def _virtual_missing(self, t: int, p: int, reason: str) -> None:
         self.stats.virtual_missing += 1
-        self.stats.errors.append(f"t={t}: {reason}")
-        logger.warning("No virtual stack for time point %d: %s (measured planes are saved)", t, reason)
-        self.recorder.mark_virtual_missing(t, reason)
+        self.stats.errors.append(f"t={t}, p={p}: {reason}")
+        logger.warning("No virtual stack for time point %d, position %d: %s (measured planes are saved)", t, p,
+                       reason)
+        self.recorder.mark_virtual_missing(t, reason, p)
 
-    def _blind_check(self, t: int) -> None:
-        """Score virtual vs reference once both stacks of ``t`` exist."""
-        done = self.recorder.completed
-        if t not in done["reference"] or t not in done["virtual"]:
+    def _blind_check(self, t: int, p: int) -> None:
+        """Score virtual vs reference once both stacks of ``(t, p)`` exist."""
+        if not (self.recorder.is_complete("reference", t, p) and self.recorder.is_complete("virtual", t, p)):
             return
         with self._lock:
-            virtual = self._virtual.pop(t, None)
+            virtual = self._virtual.pop((t, p), None)
         if virtual is None:
             return
-        ref = np.asarray(self.recorder.root["reference/0"][t, 0])
+        ref = np.asarray(self.recorder.array("reference", p)[t, 0])
         v, r = normalize_stack(virtual), normalize_stack(ref)
         per_plane = [ssim(a, b) for a, b in zip(v, r, strict=True)]
         metrics = {"ssim_mean": float(np.mean(per_plane)), "psnr_mean": float(np.mean([psnr(a, b) for a, b in
                                                                                      zip(v, r, strict=True)])),
                    "ssim_per_plane": [round(x, 4) for x in per_plane]}
-        self.recorder.record_blind_check(t, metrics)
+        self.recorder.record_blind_check(t, metrics, p)
         logger.info("Blind check at t=%d: SSIM %.3f, PSNR %.1f dB", t, metrics["ssim_mean"], metrics["psnr_mean"])

@@ -43,6 +43,8 @@ class RunSettings:
     max_pending: int = 4
     drain_timeout_s: float = 600.0
     time_point_timeout_s: float = 120.0
+    #: stage XY positions (µm); None = wherever the stage is
+    positions_xy_um: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass
@@ -85,7 +87,9 @@ class DeepZAcquisition:
         plan.check_range(model.card.z_range_um)
         self.predictor = Predictor(model, settings.device)
         h, w = int(core.get_image_height()), int(core.get_image_width())
-        self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w))
+        positions = tuple(tuple(map(float, xy)) for xy in settings.positions_xy_um or ((0.0, 0.0),))
+        self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w),
+                                 positions_xy_um=positions)
         self.recorder = Recorder(settings.output, self.geometry, self._attrs(), overwrite=settings.overwrite)
         self.worker = InferenceWorker(self.predictor, max_pending=settings.max_pending)
         self.hooks = DeepZHooks(plan, self.recorder, self.worker, enabled=settings.deepz,
@@ -129,11 +133,15 @@ class DeepZAcquisition:
         s, plan = self.settings, self.plan
         dose0 = self._dose()
         t0 = time.perf_counter()
+        xy = [list(p) for p in s.positions_xy_um] if s.positions_xy_um else None
         events = multi_d_acquisition_events(num_time_points=s.time_points, time_interval_s=s.interval_s,
-                                            z_start=plan.z_start_um, z_end=plan.z_end_um, z_step=plan.z_step_um)
+                                            z_start=plan.z_start_um, z_end=plan.z_end_um, z_step=plan.z_step_um,
+                                            xy_positions=xy)
+        n_z = len(plan.requested_z())
         by_t: dict[int, list[dict]] = {}
         for ev in events:
-            by_t.setdefault(ev["axes"].get("time", 0), []).append(ev)
+            if ev["axes"].get("z", 0) < n_z:  # (pycromanager's float arange may add a plane past z_end)
+                by_t.setdefault(ev["axes"].get("time", 0), []).append(ev)
         aborted = False
         try:
             with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
@@ -145,7 +153,11 @@ class DeepZAcquisition:
                     for ev in by_t[t]:
                         acq.acquire(ev)
                     if plan.is_blind_check(t):
-                        acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time")))
+                        start = by_t[t][0].get("min_start_time")
+                        wheres = ([(pos, x, y) for pos, (x, y) in enumerate(s.positions_xy_um)]
+                                  if s.positions_xy_um else [None])
+                        for where in wheres:
+                            acq.acquire(self.hooks.reference_events(t, start, where))
                     # the next time point is submitted once this one is measured, so a toggle or an
                     # abort during time point t applies from t + 1 (the interval wait is unaffected)
                     wait = s.interval_s + s.time_point_timeout_s
@@ -166,16 +178,17 @@ class DeepZAcquisition:
 
     def _finish(self, dose0: float | None, seconds: float, aborted: bool) -> RunSummary:
         st, plan = self.hooks.stats, self.plan
+        n_pos = self.recorder.n_positions
         n_req = len(plan.requested_z())
         done_t = len(self.recorder.completed["measured"])
         dose1 = self._dose()
         dose = dose1 - dose0 if dose0 is not None and dose1 is not None else None
-        exposure_s = (st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
-                      + st.time_points_full * n_req * plan.stack_exposure_ms
+        exposure_s = (n_pos * st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
+                      + n_pos * st.time_points_full * n_req * plan.stack_exposure_ms
                       + st.reference_planes * plan.reference_exposure_ms) / 1000
-        full_s = done_t * n_req * plan.stack_exposure_ms / 1000 + st.reference_planes * plan.reference_exposure_ms / 1000
+        full_s = (n_pos * done_t * n_req * plan.stack_exposure_ms + st.reference_planes * plan.reference_exposure_ms) / 1000
         full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
-        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured, done_t * n_req,
+        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured, n_pos * done_t * n_req,
                              st.virtual_done * n_req, st.virtual_missing, st.reference_planes, dose, full_dose,
                              exposure_s, full_s, seconds, aborted, list(st.errors))
         self.recorder.finish(summary={k: v for k, v in asdict(summary).items() if k != "errors"},

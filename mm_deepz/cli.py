@@ -151,6 +151,7 @@ def acquire_cmd(
     exposure: Annotated[float, typer.Option(help="Exposure of the measured planes (ms).")] = 10.0,
     power: Annotated[float | None, typer.Option(help="Light power for measured planes (mW).")] = None,
     blind_check: Annotated[int, typer.Option(help="Acquire a real confocal stack every N time points (0 = off).")] = 0,
+    position: Annotated[list[str] | None, typer.Option(help="Stage XY position 'X,Y' in µm (repeat for several).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
     no_deepz: Annotated[bool, typer.Option("--no-deepz", help="Acquire full stacks (virtual z-stacking off).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
@@ -172,7 +173,14 @@ def acquire_cmd(
     m = load_model(model or shipped_model_path(planes))
     plan = DeepZPlan.for_model(m, z_start, z_end, z_step, anchor_exposure_ms=exposure, light_power_mW=power,
                                blind_check_every=blind_check)
-    settings = RunSettings(output, time_points, interval, device, overwrite, deepz=not no_deepz)
+    try:
+        positions = tuple(tuple(float(v) for v in p.split(",")) for p in position) if position else None
+    except ValueError:
+        raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}") from None
+    if positions and any(len(p) != 2 for p in positions):
+        raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}")
+    settings = RunSettings(output, time_points, interval, device, overwrite, deepz=not no_deepz,
+                           positions_xy_um=positions)
     session = None
     if connect:
         core = connect_micromanager(port)
@@ -218,8 +226,9 @@ def preview_cmd(
     container: Annotated[Path, typer.Argument(help="A container written by `mm-deepz acquire`.")],
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("deepz_preview.png"),
     t: Annotated[int, typer.Option(help="Time point.")] = 0,
+    p: Annotated[int, typer.Option(help="XY position (multi-position runs).")] = 0,
 ) -> None:
     """Picture of measured vs virtual (and reference) data of one time point."""
     from mm_deepz.io.preview import preview_png
 
-    typer.echo(f"wrote {preview_png(container, out, t)}")
+    typer.echo(f"wrote {preview_png(container, out, t, p)}")

@@ -11,6 +11,7 @@ from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
 from mm_deepz.io import read_progress
+from mm_deepz.io.preview import preview_png as mm_preview
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
@@ -113,3 +114,25 @@ def test_cli_main_job_runs_on_the_simulator(tmp_path):
     assert prog["completed"]["reference"] == [0] and "0" in prog["blind_checks"]
     res = CliRunner().invoke(app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "1", "--frame", "96"])
     assert res.exit_code != 0 and "--overwrite" in str(res.exception)
+
+
+def test_positions_get_their_own_images_at_their_stage_place(session, static_world, tmp_path):
+    model = load_model(shipped_model_path(1))
+    settings = RunSettings(tmp_path / "run.ome.zarr", time_points=2, device="cpu",
+                           positions_xy_um=((0.0, 0.0), (30.0, -20.0)))
+    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z), settings)
+    summary = run.run()
+    assert static_world.dose.exposures == 4  # 1 plane x 2 positions x 2 time points
+    assert summary.planes_synthesized == 2 * 2 * 21 and summary.planes_requested == 2 * 2 * 21
+    m0, tr0 = _image(tmp_path / "run.ome.zarr", "measured/p0")
+    m1, tr1 = _image(tmp_path / "run.ome.zarr", "measured/p1")
+    v1, trv = _image(tmp_path / "run.ome.zarr", "virtual/p1")
+    assert m0.shape == m1.shape == v1.shape == (2, 1, 21, 128, 128)
+    assert tr1 == trv  # measured and virtual of one position overlay
+    assert tr1[1]["translation"][4] - tr0[1]["translation"][4] == pytest.approx(30.0)
+    assert tr1[1]["translation"][3] - tr0[1]["translation"][3] == pytest.approx(-20.0)
+    anchor = run.plan.anchor_indices()[0]
+    assert not np.array_equal(m0[0, 0, anchor], m1[0, 0, anchor])  # two different fields of the specimen
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["measured"] == prog["completed"]["virtual"] == [0, 1]
+    assert mm_preview(tmp_path / "run.ome.zarr", tmp_path / "p1.png", t=1, p=1).read_bytes()[:4] == b"\x89PNG"

@@ -10,18 +10,24 @@ import zarr
 from ..normalization import HIGH_PERCENTILE, LOW_PERCENTILE
 
 
-def preview_png(container: str | Path, out: str | Path, t: int = 0) -> Path:
-    """Render time point ``t`` of a Deep-Z container to ``out`` (PNG)."""
+def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) -> Path:
+    """Render time point ``t`` (position ``p``) of a Deep-Z container to ``out`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     root = zarr.open_group(str(container), mode="r")
-    meas = np.asarray(root["measured/0"][t, 0])
-    virt = np.asarray(root["virtual/0"][t, 0])
-    ref = np.asarray(root["reference/0"][t, 0]) if root["reference/0"].shape[0] > t else None
-    tr = root["virtual"].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    flat = "0" in root["measured"]
+
+    def path(image: str) -> str:
+        return image if flat else f"{image}/p{p}"
+
+    meas = np.asarray(root[f"{path('measured')}/0"][t, 0])
+    virt = np.asarray(root[f"{path('virtual')}/0"][t, 0])
+    ref_arr = root[f"{path('reference')}/0"]
+    ref = np.asarray(ref_arr[t, 0]) if ref_arr.shape[0] > t else None
+    tr = root[path("virtual")].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
     z0, dz = tr[1]["translation"][2], tr[0]["scale"][2]
     z = z0 + dz * np.arange(virt.shape[0])
     measured_idx = [i for i in range(meas.shape[0]) if meas[i].max() > 0]

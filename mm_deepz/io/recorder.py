@@ -8,6 +8,9 @@ One container per acquisition (NGFF 0.5, zarr v3)::
       virtual/    (t, c, z, y, x) the synthesized stack on the same grid (float32, input ADU)
       reference/  (t, c, z, y, x) real target-modality stacks from blind checks
 
+With several XY positions each image holds one NGFF image per position (``measured/p0``,
+``measured/p1`` ...), translated to its stage position so the fields tile in a viewer.
+
 All three images share scales and translations (µm, s), so they overlay exactly. The time
 axis grows as data arrives; planes never written read as 0, and the root attributes list
 which time points are complete in each image, which virtual stacks are missing and why.
@@ -56,6 +59,12 @@ class Geometry:
     interval_s: float
     shape_yx: tuple[int, int]
     channels: tuple[str, ...] = ("fluorescence",)
+    #: stage XY (µm) of each position; one position keeps the flat layout (measured/0 ...)
+    positions_xy_um: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
+
+    def image_path(self, image: str, p: int = 0) -> str:
+        """Group of one image (and position) inside the container."""
+        return image if len(self.positions_xy_um) == 1 else f"{image}/p{p}"
 
     @property
     def z_step_um(self) -> float:
@@ -63,9 +72,10 @@ class Geometry:
         return float(np.median(np.diff(self.z_um))) if len(self.z_um) > 1 else 1.0
 
 
-def _ngff_attrs(name: str, g: Geometry) -> dict:
+def _ngff_attrs(name: str, g: Geometry, position: int = 0) -> dict:
     h, w = g.shape_yx
     p = g.pixel_size_um
+    x0, y0 = g.positions_xy_um[position] if len(g.positions_xy_um) > 1 else (0.0, 0.0)
     return {"ome": {"version": "0.5", "multiscales": [{
         "name": name,
         "axes": [{"name": "t", "type": "time", "unit": "second"},
@@ -76,7 +86,8 @@ def _ngff_attrs(name: str, g: Geometry) -> dict:
         "datasets": [{"path": "0", "coordinateTransformations": [
             # an interval of 0 (as fast as possible) is replaced by the measured cadence on finish
             {"type": "scale", "scale": [g.interval_s if g.interval_s > 0 else 1.0, 1.0, g.z_step_um, p, p]},
-            {"type": "translation", "translation": [0.0, 0.0, float(g.z_um[0]), -(h - 1) / 2 * p, -(w - 1) / 2 * p]},
+            {"type": "translation", "translation": [0.0, 0.0, float(g.z_um[0]), y0 - (h - 1) / 2 * p,
+                                                    x0 - (w - 1) / 2 * p]},
         ]}],
     }], "omero": {"channels": [{"label": c, "active": True, "color": "00FF00",
                                 "window": {"start": 0, "end": 4000, "min": 0, "max": 65535}} for c in g.channels],
@@ -102,30 +113,41 @@ class Recorder:
         try:
             self.root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
             self.root.attrs["mm_deepz"] = {**(attrs or {}), **self._state}
-            self._arrays: dict[str, zarr.Array] = {}
+            self._arrays: dict[tuple[str, int], zarr.Array] = {}
             h, w = geometry.shape_yx
             for name in IMAGES:
-                grp = self.root.create_group(name)
-                grp.attrs.update(_ngff_attrs(name, geometry))
-                self._arrays[name] = grp.create_array(
-                    "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w),
-                    chunks=(1, 1, 1, h, w), dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"))
+                for pos in range(self.n_positions):
+                    grp = self.root.require_group(geometry.image_path(name, pos))
+                    grp.attrs.update(_ngff_attrs(name if self.n_positions == 1 else f"{name} p{pos}", geometry, pos))
+                    self._arrays[name, pos] = grp.create_array(
+                        "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w), chunks=(1, 1, 1, h, w),
+                        dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"))
         except OSError as e:
             raise self._storage_error(e) from e
         self._attrs = dict(self.root.attrs["mm_deepz"])
         self._times: dict[int, float] = {}
+        self._done_positions: dict[tuple[str, int], set[int]] = {}
+
+    @property
+    def n_positions(self) -> int:
+        """Number of XY positions."""
+        return len(self.geometry.positions_xy_um)
+
+    def array(self, image: str, p: int = 0) -> zarr.Array:
+        """The (t, c, z, y, x) array of one image and position."""
+        return self._arrays[image, p]
 
     # -- writing ------------------------------------------------------------------
-    def write_plane(self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0) -> None:
+    def write_plane(self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0, p: int = 0) -> None:
         """Write one plane (grows the time axis as needed)."""
-        self._write(image, t, (c, z_index), plane)
+        self._write(image, p, t, (c, z_index), plane)
 
-    def write_stack(self, image: str, t: int, stack: np.ndarray, c: int = 0) -> None:
+    def write_stack(self, image: str, t: int, stack: np.ndarray, c: int = 0, p: int = 0) -> None:
         """Write a whole (z, y, x) stack of time point ``t``."""
-        self._write(image, t, (c, slice(None)), stack)
+        self._write(image, p, t, (c, slice(None)), stack)
 
-    def _write(self, image: str, t: int, index: tuple, data: np.ndarray) -> None:
-        arr = self._arrays[image]
+    def _write(self, image: str, p: int, t: int, index: tuple, data: np.ndarray) -> None:
+        arr = self._arrays[image, p]
         with self._lock:
             try:
                 if arr.shape[0] <= t:
@@ -135,31 +157,39 @@ class Recorder:
                 raise self._storage_error(e) from e
 
     # -- bookkeeping --------------------------------------------------------------
-    def mark_complete(self, image: str, t: int, **info: Any) -> None:
-        """Record that time point ``t`` of ``image`` is fully written."""
+    def mark_complete(self, image: str, t: int, p: int = 0, **info: Any) -> None:
+        """Record that position ``p`` of time point ``t`` of ``image`` is fully written.
+
+        ``completed`` lists a time point once every position of it is written.
+        """
         with self._lock:
+            positions = self._done_positions.setdefault((image, t), set())
+            positions.add(p)
+            if image == "measured" and "planes" in info:
+                self._state["planes_measured"][str(t) if self.n_positions == 1 else f"{t}/p{p}"] = info["planes"]
+            if len(positions) < self.n_positions:
+                self._flush_attrs()
+                return
             done = self._state["completed"][image]
             if t not in done:
                 done.append(t)
                 done.sort()
             if image == "measured":
                 self._times[t] = time.time()
-                if "planes" in info:
-                    self._state["planes_measured"][str(t)] = info["planes"]
             if image == "virtual":
                 self._state["virtual_missing"].pop(str(t), None)
             self._flush_attrs()
 
-    def mark_virtual_missing(self, t: int, reason: str) -> None:
-        """Record that the virtual stack of ``t`` will not exist, and why."""
+    def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
+        """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""
         with self._lock:
-            self._state["virtual_missing"][str(t)] = reason
+            self._state["virtual_missing"][str(t) if self.n_positions == 1 else f"{t}/p{p}"] = reason
             self._flush_attrs()
 
-    def record_blind_check(self, t: int, metrics: dict) -> None:
+    def record_blind_check(self, t: int, metrics: dict, p: int = 0) -> None:
         """Store the metrics of a blind check (virtual vs reference) at ``t``."""
         with self._lock:
-            self._state["blind_checks"][str(t)] = metrics
+            self._state["blind_checks"][str(t) if self.n_positions == 1 else f"{t}/p{p}"] = metrics
             self._flush_attrs()
 
     def update_attrs(self, **values: Any) -> None:
@@ -178,8 +208,8 @@ class Recorder:
                 cadence = float(np.median(np.diff(ts)))
                 self._attrs["measured_interval_s"] = cadence
                 if self.geometry.interval_s <= 0 and cadence > 0:
-                    for name in IMAGES:
-                        grp = self.root[name]
+                    for name, pos in self._arrays:
+                        grp = self.root[self.geometry.image_path(name, pos)]
                         ome = grp.attrs["ome"]
                         ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][0] = cadence
                         grp.attrs["ome"] = ome
@@ -196,6 +226,11 @@ class Recorder:
             self.root.attrs["mm_deepz"] = {**self._attrs, **self._state}
         except OSError as e:
             raise self._storage_error(e) from e
+
+    def is_complete(self, image: str, t: int, p: int = 0) -> bool:
+        """Whether position ``p`` of time point ``t`` of ``image`` is fully written."""
+        with self._lock:
+            return p in self._done_positions.get((image, t), ())
 
     def _storage_error(self, e: OSError) -> StorageError:
         try:
