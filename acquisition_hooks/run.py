@@ -1,13 +1,15 @@
 """One Deep-Z acquisition: pycromanager + hooks + inference worker + recorder.
 
 :class:`DeepZAcquisition` is the single implementation used by ``mm-deepz acquire``, the
-Qt panel and the tests. It works with whichever backend pycromanager is on: the simulator
-(Python backend, see :mod:`mm_deepz.bridge`) or a running Micro-Manager (Java backend).
+Qt panel and the tests. ``run()`` works with whichever backend pycromanager is on: the
+simulator (Python backend, see :mod:`mm_deepz.bridge`) or a running Micro-Manager (Java
+backend); ``run_mda()`` runs the same capture through pymmcore-plus's MDA runner.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,13 @@ from .hooks import DeepZHooks
 from .plan import DeepZPlan
 
 logger = logging.getLogger(__name__)
+
+
+def _core_call(core: Any, camel: str, *args: Any) -> Any:
+    """Call a core method by its CMMCore name on pymmcore-plus (camelCase) or pycromanager (snake_case) cores."""
+    if (method := getattr(core, camel, None)) is None:
+        method = getattr(core, re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", camel).lower())
+    return method(*args)
 
 
 @dataclass
@@ -82,11 +91,11 @@ class DeepZAcquisition:
         self.model = model
         self.plan = plan
         self.settings = settings
-        pixel = float(core.get_pixel_size_um())
+        pixel = float(_core_call(core, "getPixelSizeUm"))
         model.check_compatible(pixel_size_um=pixel, plane_offsets_um=plan.anchor_z())
         plan.check_range(model.card.z_range_um)
         self.predictor = Predictor(model, settings.device)
-        h, w = int(core.get_image_height()), int(core.get_image_width())
+        h, w = int(_core_call(core, "getImageHeight")), int(_core_call(core, "getImageWidth"))
         positions = tuple(tuple(map(float, xy)) for xy in settings.positions_xy_um or ((0.0, 0.0),))
         self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w),
                                  positions_xy_um=positions)
@@ -95,6 +104,7 @@ class DeepZAcquisition:
         self.hooks = DeepZHooks(plan, self.recorder, self.worker, enabled=settings.deepz,
                                 on_image=on_image, on_virtual=on_virtual)
         self._acq: Any = None
+        self._mda: Any = None
         self._abort = threading.Event()
 
     def _attrs(self) -> dict[str, Any]:
@@ -121,10 +131,32 @@ class DeepZAcquisition:
         self._abort.set()
         if self._acq is not None:
             self._acq.abort()
+        if self._mda is not None:
+            self.core.mda.cancel()
+
+    def run_mda(self) -> RunSummary:
+        """The same acquisition through pymmcore-plus's MDA runner (``core`` is a CMMCorePlus)."""
+        from .mda import DeepZMDAEngine, sequence_for
+
+        s = self.settings
+        dose0 = self._dose()
+        t0 = time.perf_counter()
+        self._mda = engine = DeepZMDAEngine(self.core, self.hooks, s.positions_xy_um)
+        previous = self.core.mda.set_engine(engine)
+        self.core.mda.events.frameReady.connect(engine.on_frame)
+        try:
+            self.core.mda.run(sequence_for(self.plan, s.time_points, s.interval_s, s.positions_xy_um))
+        except KeyboardInterrupt:
+            self.abort()
+        finally:
+            self.core.mda.events.frameReady.disconnect(engine.on_frame)
+            self.core.mda.set_engine(previous)
+            self.worker.close(timeout=s.drain_timeout_s)
+        return self._finish(dose0, time.perf_counter() - t0, self._abort.is_set())
 
     def _dose(self) -> float | None:
         try:
-            return float(self.core.get_property("Shutter", "Dose_mJ"))
+            return float(_core_call(self.core, "getProperty", "Shutter", "Dose_mJ"))
         except Exception:  # noqa: BLE001 - real light sources have no dose counter
             return None
 

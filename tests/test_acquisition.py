@@ -136,3 +136,27 @@ def test_positions_get_their_own_images_at_their_stage_place(session, static_wor
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["measured"] == prog["completed"]["virtual"] == [0, 1]
     assert mm_preview(tmp_path / "run.ome.zarr", tmp_path / "p1.png", t=1, p=1).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pymmcore_plus_mda_runs_the_same_capture(static_world, tmp_path):
+    core = sim.load_demo_core(static_world)
+    model = load_model(shipped_model_path(1))
+    flips = []
+
+    def flip(kind, t, z, img):
+        if kind == "anchor" and t == 1:
+            run.enabled = False
+            flips.append(t)
+
+    run = DeepZAcquisition(core, model, DeepZPlan.for_model(model, *Z, blind_check_every=2),
+                           RunSettings(tmp_path / "mda.ome.zarr", time_points=3, device="cpu"), on_image=flip)
+    summary = run.run_mda()
+    # t0: 1 anchor + 21 confocal reference planes (blind check); t1: 1 anchor, then toggled off;
+    # t2: a full 21-plane stack + 21 reference planes
+    assert flips == [1]
+    assert static_world.dose.exposures == 1 + 21 + 1 + 21 + 21
+    assert summary.planes_synthesized == 2 * 21
+    prog = read_progress(tmp_path / "mda.ome.zarr")
+    assert prog["completed"]["measured"] == [0, 1, 2] and prog["completed"]["virtual"] == [0, 1]
+    assert prog["completed"]["reference"] == [0, 2] and "0" in prog["blind_checks"]
+    core.unloadAllDevices()
