@@ -43,7 +43,8 @@ class TaggedImage:
         self.pix = pix
 
 
-def _snake(name: str) -> str:
+def snake_case(name: str) -> str:
+    """A CMMCore method name in pycromanager's snake_case (``getPixelSizeUm`` -> ``get_pixel_size_um``)."""
     s1 = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z0-9])([A-Z])", r"\1_\2", s1).lower()
 
@@ -55,7 +56,7 @@ def _snake_case_class(base: type) -> type:
         for name, value in vars(klass).items():
             if name.startswith("_") or not callable(value):
                 continue
-            snake = _snake(name)
+            snake = snake_case(name)
             if snake != name:
                 aliases[snake] = value
     return type(f"{base.__name__}SnakeCase", (base,), aliases)

@@ -12,13 +12,12 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
-from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE
+from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE, IntensityScale
 
 
 def normalize_stack(stack: np.ndarray, low: float = LOW_PERCENTILE, high: float = HIGH_PERCENTILE) -> np.ndarray:
     """Scale a whole stack so its ``low``/``high`` percentiles map to 0/1 (float32)."""
-    lo, hi = np.percentile(stack, [low, high])
-    return ((stack.astype(np.float32) - lo) / max(hi - lo, 1e-6)).astype(np.float32)
+    return IntensityScale.of(stack, low, high).forward(stack)
 
 
 def psnr(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
@@ -43,6 +42,13 @@ def ssim(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
     """Structural similarity (scikit-image, Gaussian window as in Wang et al. 2004)."""
     return float(structural_similarity(pred.astype(np.float64), ref.astype(np.float64), data_range=data_range,
                                        gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+
+
+def plane_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
+    """SSIM, PSNR, NRMSE and PCC of every plane of two normalized (z, y, x) stacks."""
+    pairs = list(zip(pred, ref, strict=True))
+    return {name: np.array([fn(a, b) for a, b in pairs])
+            for name, fn in (("ssim", ssim), ("psnr", psnr), ("nrmse", nrmse), ("pcc", pcc))}
 
 
 def _gauss_window(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> torch.Tensor:

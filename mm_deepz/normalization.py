@@ -30,25 +30,37 @@ class IntensityScale:
     high: float
 
     @classmethod
+    def of(cls, data: np.ndarray, low_percentile: float = LOW_PERCENTILE,
+           high_percentile: float = HIGH_PERCENTILE) -> IntensityScale:
+        """The scale mapping ``data``'s percentiles to 0 and 1 (any data, flat included)."""
+        low, high = np.percentile(data, [low_percentile, high_percentile])
+        return cls(float(low), float(high))
+
+    @classmethod
     def from_planes(cls, planes: np.ndarray, low_percentile: float = LOW_PERCENTILE,
                     high_percentile: float = HIGH_PERCENTILE) -> IntensityScale:
-        """The scale of a bundle of measured planes (or a stack); refuses empty (flat) input."""
-        low, high = np.percentile(planes, [low_percentile, high_percentile])
-        if not np.isfinite([low, high]).all():
+        """The scale of a bundle of measured planes; refuses NaN/Inf and empty (flat) input."""
+        scale = cls.of(planes, low_percentile, high_percentile)
+        if not np.isfinite([scale.low, scale.high]).all():
             raise InputError("Input planes contain NaN or Inf values.")
-        if high - low < 1e-6:
+        if scale.high - scale.low < 1e-6:
             raise InputError(
-                f"Input planes are flat (all ≈ {low:g}): is the shutter closed or the sample out of view?"
+                f"Input planes are flat (all ≈ {scale.low:g}): is the shutter closed or the sample out of view?"
             )
-        return cls(float(low), float(high))
+        return scale
+
+    @property
+    def span(self) -> float:
+        """high - low, at least 1e-6 (a flat image maps to 0, not to infinity)."""
+        return max(self.high - self.low, 1e-6)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Camera counts -> network units (float32)."""
-        return ((np.asarray(x, np.float32) - np.float32(self.low)) / np.float32(self.high - self.low))
+        return (np.asarray(x, np.float32) - np.float32(self.low)) / np.float32(self.span)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """Network units -> camera counts (float32)."""
-        return np.asarray(y, np.float32) * np.float32(self.high - self.low) + np.float32(self.low)
+        return np.asarray(y, np.float32) * np.float32(self.span) + np.float32(self.low)
 
 
 def to_dtype(img: np.ndarray, dtype: np.dtype | type = np.uint16) -> np.ndarray:

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from .. import dpm as dpm_mod
 from ..engine import Predictor
-from ..metrics import fwhm_1d, normalize_stack, nrmse, pcc, psnr, ssim
+from ..metrics import fwhm_1d, normalize_stack, plane_scores
 from ..modelfile import DeepZModel
 from ..training.stacks import PairedStack
 
@@ -76,14 +76,7 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
         "repeated": normalize_stack(np.stack([planes[int(np.argmin(np.abs(z[idx] - z[t])))] for t in targets])),
         "widefield": normalize_stack(pair.inputs.data[targets]),
     }
-    metrics = {m: {"ssim": [], "psnr": [], "nrmse": [], "pcc": []} for m in METHODS}
-    for k in range(len(targets)):
-        for m in METHODS:
-            metrics[m]["ssim"].append(ssim(stacks[m][k], ref[k]))
-            metrics[m]["psnr"].append(psnr(stacks[m][k], ref[k]))
-            metrics[m]["nrmse"].append(nrmse(stacks[m][k], ref[k]))
-            metrics[m]["pcc"].append(pcc(stacks[m][k], ref[k]))
-    arrays = {m: {k: np.asarray(v) for k, v in d.items()} for m, d in metrics.items()}
+    arrays = {m: plane_scores(stacks[m], ref) for m in METHODS}
     ev = PairEvaluation(pair.name, z[targets] - z[c], arrays, planes, stacks["virtual"], ref, stacks["widefield"])
     kind = pair.meta.get("spec", {}).get("phantom")
     if kind == "beads":
@@ -177,7 +170,7 @@ def evaluate_surface(model: DeepZModel, pair: PairedStack, predictor: Predictor,
     for name, img in (("matching_dpm", out[0]), ("uniform_dpm", out[1])):
         n = normalize_stack(img[None])[0]
         images[name] = n
-        res[name] = {"ssim": ssim(n, refn), "psnr": psnr(n, refn), "nrmse": nrmse(n, refn), "pcc": pcc(n, refn)}
+        res[name] = {k: float(v[0]) for k, v in plane_scores(n[None], refn[None]).items()}
     res["images"] = images
     return res
 

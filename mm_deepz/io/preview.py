@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from ..normalization import HIGH_PERCENTILE, LOW_PERCENTILE
+from ..metrics import normalize_stack
 
 
 def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) -> Path:
@@ -38,8 +38,7 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     fig, axes = plt.subplots(rows, len(show) + 1, figsize=(3.2 * (len(show) + 1), 3.3 * rows), constrained_layout=True)
 
     def norm(a: np.ndarray) -> np.ndarray:
-        lo, hi = np.percentile(a, [LOW_PERCENTILE, HIGH_PERCENTILE])
-        return np.clip((a.astype(float) - lo) / max(hi - lo, 1e-6), 0, 1)
+        return np.clip(normalize_stack(a), 0, 1)
 
     anchor = measured_idx[len(measured_idx) // 2] if measured_idx else 0
     axes[0, 0].imshow(norm(meas[anchor]), cmap="gray")

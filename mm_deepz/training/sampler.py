@@ -53,8 +53,7 @@ class PatchSampler:
         self.plane_steps = np.round(idx).astype(int)
         self._target_scale = {}
         for p in pairs:
-            lo, hi = np.percentile(p.target.data, [cfg.low_percentile, cfg.high_percentile])
-            self._target_scale[p.name] = IntensityScale(float(lo), float(max(hi, lo + 1e-6)))
+            self._target_scale[p.name] = IntensityScale.of(p.target.data, cfg.low_percentile, cfg.high_percentile)
             if min(p.inputs.data.shape[1:]) < cfg.patch:
                 raise DeepZError(f"{p.name}: frames smaller than the {cfg.patch}-pixel training patch.")
         self._input_scale: dict[tuple[str, int], IntensityScale] = {}
