@@ -33,7 +33,7 @@ import numpy as np
 from mm_deepz.engine import InferenceWorker, PlaneBundle, VirtualStack
 from mm_deepz.errors import DeepZError, WorkerBusy, WorkerClosed
 from mm_deepz.io import Recorder
-from mm_deepz.metrics import normalize_stack, psnr, ssim
+from mm_deepz.metrics import normalize_stack, plane_scores
 
 from .plan import DeepZPlan
 
@@ -132,21 +132,23 @@ class DeepZHooks:
         return out
 
     def reference_events(self, t: int, min_start_time: float | None = None,
-                         position: tuple[int, float, float] | None = None) -> list[dict]:
-        """The events of a blind check: a real target-modality stack over the requested grid.
-
-        ``position`` is (index, x, y) for multi-position acquisitions.
-        """
+                         positions_xy_um: tuple[tuple[float, float], ...] | None = None) -> list[dict]:
+        """The events of a blind check: a real target-modality stack over the requested grid,
+        at every XY position of a multi-position acquisition (``None``: where the stage is)."""
         plan = self.plan
+        wheres = list(enumerate(positions_xy_um)) if positions_xy_um else [None]
         events = []
-        for zi, z in enumerate(self._z):
-            ev = {"axes": {"time": t, "z": zi, DEEPZ_AXIS: "reference"}, "z": float(z),
-                  "config_group": [plan.channel_group, plan.reference_preset], "exposure": plan.reference_exposure_ms}
-            if position is not None:
-                ev["axes"]["position"], ev["x"], ev["y"] = position
-            if min_start_time is not None:
-                ev["min_start_time"] = min_start_time
-            events.append(ev)
+        for where in wheres:
+            for zi, z in enumerate(self._z):
+                ev = {"axes": {"time": t, "z": zi, DEEPZ_AXIS: "reference"}, "z": float(z),
+                      "config_group": [plan.channel_group, plan.reference_preset],
+                      "exposure": plan.reference_exposure_ms}
+                if where is not None:
+                    p, (ev["x"], ev["y"]) = where
+                    ev["axes"]["position"] = p
+                if min_start_time is not None:
+                    ev["min_start_time"] = min_start_time
+                events.append(ev)
         return events
 
     def wait_measured(self, t: int, timeout: float) -> bool:
@@ -184,7 +186,7 @@ class DeepZHooks:
     def _collect(self, kind: str, t: int, p: int, zi: int, image: np.ndarray, expected: int) -> None:
         with self._lock:
             planes = self._planes.setdefault((kind, t, p), {})
-            planes[zi] = image
+            planes[zi] = image if kind == "anchor" else None  # other planes are on disk already
             if len(planes) < expected:
                 return
             del self._planes[(kind, t, p)]
@@ -194,12 +196,17 @@ class DeepZHooks:
             return
         self.recorder.mark_complete("measured", t, p, planes=sorted(planes))  # flushed before inference
         with self._measured:
-            self._measured_t.setdefault(t, set()).add(p)
+            done = self._measured_t.setdefault(t, set())
+            done.add(p)
+            whole_time_point = len(done) == self.recorder.n_positions
             self._measured.notify_all()
+        if whole_time_point:
+            if kind == "full":
+                self.stats.time_points_full += 1
+            else:
+                self.stats.time_points_deepz += 1
         if kind == "full":
-            self.stats.time_points_full += p == 0
             return
-        self.stats.time_points_deepz += p == 0
         bundle = PlaneBundle((t, p), np.stack([planes[i] for i in self._anchors]),
                              self.plan.anchor_z(), self._z)
         try:
@@ -243,10 +250,8 @@ class DeepZHooks:
         if virtual is None:
             return
         ref = np.asarray(self.recorder.array("reference", p)[t, 0])
-        v, r = normalize_stack(virtual), normalize_stack(ref)
-        per_plane = [ssim(a, b) for a, b in zip(v, r, strict=True)]
-        metrics = {"ssim_mean": float(np.mean(per_plane)), "psnr_mean": float(np.mean([psnr(a, b) for a, b in
-                                                                                     zip(v, r, strict=True)])),
-                   "ssim_per_plane": [round(x, 4) for x in per_plane]}
+        scores = plane_scores(normalize_stack(virtual), normalize_stack(ref))
+        metrics = {"ssim_mean": float(scores["ssim"].mean()), "psnr_mean": float(scores["psnr"].mean()),
+                   "ssim_per_plane": [round(float(x), 4) for x in scores["ssim"]]}
         self.recorder.record_blind_check(t, metrics, p)
         logger.info("Blind check at t=%d: SSIM %.3f, PSNR %.1f dB", t, metrics["ssim_mean"], metrics["psnr_mean"])

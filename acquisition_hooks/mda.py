@@ -74,11 +74,9 @@ class DeepZMDAEngine(MDAEngine):
     def _references(self, t: int) -> Iterator[useq.MDAEvent]:
         if not self.hooks.plan.is_blind_check(t):
             return
-        wheres = [(p, x, y) for p, (x, y) in enumerate(self.positions)] if self.positions else [None]
-        for where in wheres:
-            for d in self.hooks.reference_events(t, position=where):
-                ax = d["axes"]
-                yield _to_useq(None, d, {"t": t, "z": ax["z"], "p": ax.get("position", 0)})
+        for d in self.hooks.reference_events(t, positions_xy_um=self.positions):
+            ax = d["axes"]
+            yield _to_useq(None, d, {"t": t, "z": ax["z"], "p": ax.get("position", 0)})
 
     def on_frame(self, image: Any, event: useq.MDAEvent, meta: Any = None) -> None:
         """Connect to ``core.mda.events.frameReady``: hands Deep-Z frames to the hooks."""

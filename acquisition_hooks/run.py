@@ -9,7 +9,6 @@ backend); ``run_mda()`` runs the same capture through pymmcore-plus's MDA runner
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import torch
 from pycromanager import Acquisition, multi_d_acquisition_events
 
 from mm_deepz import __version__
+from mm_deepz.bridge import snake_case
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
 from mm_deepz.io import Geometry, Recorder
 from mm_deepz.modelfile import DeepZModel
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 def _core_call(core: Any, camel: str, *args: Any) -> Any:
     """Call a core method by its CMMCore name on pymmcore-plus (camelCase) or pycromanager (snake_case) cores."""
     if (method := getattr(core, camel, None)) is None:
-        method = getattr(core, re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", camel).lower())
+        method = getattr(core, snake_case(camel))
     return method(*args)
 
 
@@ -147,12 +147,21 @@ class DeepZAcquisition:
         try:
             self.core.mda.run(sequence_for(self.plan, s.time_points, s.interval_s, s.positions_xy_um))
         except KeyboardInterrupt:
-            self.abort()
+            self._interrupted()
         finally:
             self.core.mda.events.frameReady.disconnect(engine.on_frame)
             self.core.mda.set_engine(previous)
-            self.worker.close(timeout=s.drain_timeout_s)
-        return self._finish(dose0, time.perf_counter() - t0, self._abort.is_set())
+            self._drain()
+        return self._finish(dose0, time.perf_counter() - t0)
+
+    def _interrupted(self) -> None:
+        self.abort()
+        logger.warning("Acquisition interrupted; finishing what was measured")
+
+    def _drain(self) -> None:
+        """Let the worker finish the virtual stacks of what was measured (bounded wait)."""
+        if not self.worker.close(timeout=self.settings.drain_timeout_s):
+            logger.error("The inference worker did not finish within %.0f s", self.settings.drain_timeout_s)
 
     def _dose(self) -> float | None:
         try:
@@ -174,7 +183,6 @@ class DeepZAcquisition:
         for ev in events:
             if ev["axes"].get("z", 0) < n_z:  # (pycromanager's float arange may add a plane past z_end)
                 by_t.setdefault(ev["axes"].get("time", 0), []).append(ev)
-        aborted = False
         try:
             with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
                 self._acq = acq
@@ -185,11 +193,8 @@ class DeepZAcquisition:
                     for ev in by_t[t]:
                         acq.acquire(ev)
                     if plan.is_blind_check(t):
-                        start = by_t[t][0].get("min_start_time")
-                        wheres = ([(pos, x, y) for pos, (x, y) in enumerate(s.positions_xy_um)]
-                                  if s.positions_xy_um else [None])
-                        for where in wheres:
-                            acq.acquire(self.hooks.reference_events(t, start, where))
+                        acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time"),
+                                                                s.positions_xy_um))
                     # the next time point is submitted once this one is measured, so a toggle or an
                     # abort during time point t applies from t + 1 (the interval wait is unaffected)
                     wait = s.interval_s + s.time_point_timeout_s
@@ -198,17 +203,13 @@ class DeepZAcquisition:
                     if progress is not None:
                         progress(t, s.time_points)
         except KeyboardInterrupt:
-            aborted = True
-            self.abort()
-            logger.warning("Acquisition interrupted; finishing what was measured")
+            self._interrupted()
         finally:
-            aborted = aborted or self._abort.is_set()
-            drained = self.worker.close(timeout=s.drain_timeout_s)
-            if not drained:
-                logger.error("The inference worker did not finish within %.0f s", s.drain_timeout_s)
-        return self._finish(dose0, time.perf_counter() - t0, aborted)
+            self._drain()
+        return self._finish(dose0, time.perf_counter() - t0)
 
-    def _finish(self, dose0: float | None, seconds: float, aborted: bool) -> RunSummary:
+    def _finish(self, dose0: float | None, seconds: float) -> RunSummary:
+        aborted = self._abort.is_set()
         st, plan = self.hooks.stats, self.plan
         n_pos = self.recorder.n_positions
         n_req = len(plan.requested_z())

@@ -196,9 +196,7 @@ def acquire_cmd(
         run = DeepZAcquisition(core, m, plan, settings)
         with Progress(console=console) as bar:
             task = bar.add_task("time points", total=time_points)
-            run.hooks.on_image = lambda kind, t, z, img: bar.update(task, completed=len(run.recorder.completed["measured"]))
-            summary = run.run()
-            bar.update(task, completed=summary.time_points)
+            summary = run.run(progress=lambda t, total: bar.update(task, completed=t + 1))
     finally:
         if session is not None:
             session.close()
