@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     args = ap.parse_args()
     devices = (["cuda"] if torch.cuda.is_available() else []) + ([] if args.cuda_only else ["cpu"])
-    cases = [(256, 5, 1)] if args.quick else [(512, 21, 1), (512, 21, 2), (512, 41, 1), (2048, 21, 1)]
+    cases = [(256, 5, 1)] if args.quick else [(256, 21, 1), (512, 21, 1), (512, 21, 2), (512, 41, 1), (2048, 21, 1)]
     rows = []
     for dev in devices:
         for size, nt, npl in cases:

@@ -19,7 +19,7 @@ def bench(size: int = 512, planes: int = 21) -> dict:
     world.expose(10.0)
     first = time.perf_counter() - t0
     times = []
-    for i, z in enumerate(np.linspace(-10, 10, planes)):
+    for z in np.linspace(-10, 10, planes):
         world.z_um = float(z)
         world.clock_offset_s += 0.2  # a live specimen: new activity every frame
         t0 = time.perf_counter()

@@ -8,7 +8,8 @@ high NA (it contains the Born-Wolf paraxial PSF as its low-NA limit)::
 
 with ``r`` the lateral radius, ``d`` the defocus (object plane minus focal plane) and
 ``ρ`` the lateral spatial frequency; the pupil also carries primary spherical aberration
-(``Optics.spherical_aberration_waves``), which makes the PSF differ above and below focus. Intensity PSFs are radially symmetric and real, so
+(``Optics.spherical_aberration_waves``), which makes the PSF differ above and below focus.
+Intensity PSFs are radially symmetric and real, so
 their 2D Fourier transforms (the OTFs) are real and radially symmetric too; they are
 computed with a Hankel transform on a 1D radius grid and mapped onto the camera's
 frequency grid. That makes one OTF cost about a millisecond instead of two large FFTs.
