@@ -186,8 +186,11 @@ class DeepZAcquisition:
         try:
             with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
                 self._acq = acq
+                start = time.monotonic()
                 for t in sorted(by_t):
-                    if self._abort.is_set():
+                    # wait out the interval here, before time point t is submitted (pycromanager runs
+                    # the event hook at submission), so a toggle during the wait applies to t
+                    if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
                         break
                     # one event per call: a skipped plane then ends only its own (one-event) batch
                     for ev in by_t[t]:
@@ -196,8 +199,8 @@ class DeepZAcquisition:
                         acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time"),
                                                                 s.positions_xy_um))
                     # the next time point is submitted once this one is measured, so a toggle or an
-                    # abort during time point t applies from t + 1 (the interval wait is unaffected)
-                    wait = s.interval_s + s.time_point_timeout_s
+                    # abort during time point t applies from t + 1
+                    wait = s.time_point_timeout_s
                     if not self.hooks.wait_measured(t, wait) and not self._abort.is_set():
                         logger.warning("Time point %d not measured after %.0f s; going on", t, wait)
                     if progress is not None:
@@ -208,21 +211,28 @@ class DeepZAcquisition:
             self._drain()
         return self._finish(dose0, time.perf_counter() - t0)
 
+    def light(self) -> tuple[float, float]:
+        """Exposure time (s) used so far, and what the same completed time points would have
+        used as full z-stacks (blind checks count in both)."""
+        st, plan = self.hooks.stats, self.plan
+        n_pos, n_req = self.recorder.n_positions, len(plan.requested_z())
+        done_t = len(self.recorder.completed["measured"])
+        reference_s = st.reference_planes * plan.reference_exposure_ms
+        used = (n_pos * st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
+                + n_pos * st.time_points_full * n_req * plan.stack_exposure_ms + reference_s)
+        return used / 1000, (n_pos * done_t * n_req * plan.stack_exposure_ms + reference_s) / 1000
+
     def _finish(self, dose0: float | None, seconds: float) -> RunSummary:
         aborted = self._abort.is_set()
-        st, plan = self.hooks.stats, self.plan
-        n_pos = self.recorder.n_positions
-        n_req = len(plan.requested_z())
+        st = self.hooks.stats
+        n_z = len(self.plan.requested_z())
         done_t = len(self.recorder.completed["measured"])
         dose1 = self._dose()
         dose = dose1 - dose0 if dose0 is not None and dose1 is not None else None
-        exposure_s = (n_pos * st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
-                      + n_pos * st.time_points_full * n_req * plan.stack_exposure_ms
-                      + st.reference_planes * plan.reference_exposure_ms) / 1000
-        full_s = (n_pos * done_t * n_req * plan.stack_exposure_ms + st.reference_planes * plan.reference_exposure_ms) / 1000
+        exposure_s, full_s = self.light()
         full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
-        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured, n_pos * done_t * n_req,
-                             st.virtual_done * n_req, st.virtual_missing, st.reference_planes, dose, full_dose,
+        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured, self.recorder.n_positions * done_t * n_z,
+                             st.virtual_done * n_z, st.virtual_missing, st.reference_planes, dose, full_dose,
                              exposure_s, full_s, seconds, aborted, list(st.errors))
         self.recorder.finish(summary={k: v for k, v in asdict(summary).items() if k != "errors"},
                              errors=summary.errors, aborted=aborted)

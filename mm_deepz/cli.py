@@ -166,40 +166,24 @@ def acquire_cmd(
     from rich.progress import Progress
     from rich.table import Table
 
-    from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
-    from mm_deepz.bridge import connect_micromanager, start_simulator
-    from mm_deepz.modelfile import load_model, shipped_model_path
+    from acquisition_hooks import AcquisitionRequest
 
-    m = load_model(model or shipped_model_path(planes))
-    plan = DeepZPlan.for_model(m, z_start, z_end, z_step, anchor_exposure_ms=exposure, light_power_mW=power,
-                               blind_check_every=blind_check)
     try:
         positions = tuple(tuple(float(v) for v in p.split(",")) for p in position) if position else None
     except ValueError:
         raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}") from None
     if positions and any(len(p) != 2 for p in positions):
         raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}")
-    settings = RunSettings(output, time_points, interval, device, overwrite, deepz=not no_deepz,
-                           positions_xy_um=positions)
-    session = None
-    if connect:
-        core = connect_micromanager(port)
-    else:
-        import simulators
-
-        world = simulators.SimWorld(simulators.make_phantom(phantom, seed=seed), sensor_shape=(frame, frame),
-                                    seed=seed)
-        session = start_simulator(world)
-        core = session.core
+    request = AcquisitionRequest(output, time_points, interval, z_start, z_end, z_step, planes, model, exposure,
+                                 power, blind_check, positions, device, deepz=not no_deepz, overwrite=overwrite,
+                                 connect=connect, port=port, phantom=phantom, seed=seed, frame=frame)
+    m, plan = request.prepare()
     console = Console()
-    try:
-        run = DeepZAcquisition(core, m, plan, settings)
+    with request.microscope() as core:
+        run = request.acquisition(core, m, plan)
         with Progress(console=console) as bar:
             task = bar.add_task("time points", total=time_points)
             summary = run.run(progress=lambda t, total: bar.update(task, completed=t + 1))
-    finally:
-        if session is not None:
-            session.close()
     table = Table(title="Deep-Z acquisition", show_header=False)
     table.add_row("output", summary.output)
     table.add_row("time points complete", f"{summary.time_points}" + (" (aborted)" if summary.aborted else ""))
@@ -217,6 +201,43 @@ def acquire_cmd(
     console.print(table)
     for err in summary.errors[:5]:
         console.print(f"[yellow]warning:[/] {err}")
+
+
+@app.command("gui")
+def gui_cmd(
+    screenshot: Annotated[Path | None, typer.Option(help="Run a short simulated acquisition and save the panel as PNG.")] = None,
+    connect: Annotated[bool, typer.Option(help="Use a running Micro-Manager instead of the simulator.")] = False,
+    port: Annotated[int, typer.Option(help="Micro-Manager's pycro-manager port (with --connect).")] = 4827,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Default OME-Zarr container.")] = Path(
+        "deepz_run.ome.zarr"),
+) -> None:
+    """The Deep-Z panel: settings, the virtual z-stacking toggle, live measured and virtual views."""
+    from acquisition_hooks import AcquisitionRequest
+
+    if screenshot is None:
+        from gui.app import run_window
+
+        raise typer.Exit(run_window(AcquisitionRequest(output, connect=connect, port=port)))
+    import tempfile
+
+    from gui.screenshot import render_screenshot
+
+    with tempfile.TemporaryDirectory() as tmp:
+        request = AcquisitionRequest(Path(tmp) / "screenshot.ome.zarr", time_points=5, blind_check_every=4,
+                                     connect=connect, port=port)
+        typer.echo(f"wrote {render_screenshot(screenshot, request, virtual_plane=4)}")
+
+
+def main() -> None:
+    """The ``mm-deepz`` entry point: errors a user can act on are one clear line, not a traceback."""
+    from mm_deepz.bridge import BridgeError
+    from mm_deepz.errors import DeepZError
+
+    try:
+        app()
+    except (DeepZError, BridgeError) as e:
+        logging.getLogger("mm_deepz").error("%s", e)
+        raise SystemExit(2) from None
 
 
 @app.command("preview")

@@ -31,3 +31,7 @@ class WorkerClosed(DeepZError):
 
 class InferenceError(DeepZError):
     """The model failed on a bundle (raised, or produced NaN/Inf); measured data is unaffected."""
+
+
+class SettingsError(DeepZError):
+    """Acquisition settings outside their valid range (time points, interval, power ...)."""

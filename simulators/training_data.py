@@ -90,7 +90,7 @@ def make_stack_pair(spec: PairSpec, optics: Optics | None = None,
     phantom = make_phantom(spec.phantom, seed=spec.seed, **shape_kw)
     world = SimWorld(phantom, optics, camera, sensor_shape=spec.shape, seed=spec.seed + 1_000_003)
     world.xy_um = spec.xy_um
-    n = int(round(2 * spec.z_half_range_um / spec.z_step_um)) + 1
+    n = round(2 * spec.z_half_range_um / spec.z_step_um) + 1
     z = spec.z_center_um + np.linspace(-spec.z_half_range_um, spec.z_half_range_um, n)
     stacks = {}
     for modality, exposure in (("widefield", spec.widefield_exposure_ms),
