@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from pymmcore_plus.experimental.unicore import UniMMCore
 from .world import SimWorld, use_world
 
 logger = logging.getLogger(__name__)
+
+#: pymmcore-plus's environment variable choosing its event backend (qt / psygnal)
+PYMM_SIGNALS_BACKEND = "PYMM_SIGNALS_BACKEND"
 
 #: The simulated microscope's Micro-Manager configuration file (shipped with the package).
 DEMO_CONFIG = Path(str(files("simulators") / "demo.cfg"))
@@ -26,17 +30,25 @@ class SimCore(UniMMCore):
     - the current pixel-size configuration, matched against Python device properties.
 
     It needs no Micro-Manager installation, so the search for one (which logs an error
-    when none is found) is silenced.
+    when none is found) is silenced. Its events are always psygnal's: the simulator is driven
+    from acquisition threads, also inside a Qt application (the panel), where pymmcore-plus
+    would otherwise pick Qt signals owned by whichever thread made the core.
     """
 
     def __init__(self) -> None:
         mm_logger = logging.getLogger("pymmcore-plus")
         level = mm_logger.level
+        backend = os.environ.get(PYMM_SIGNALS_BACKEND)
         mm_logger.setLevel(logging.CRITICAL)
+        os.environ[PYMM_SIGNALS_BACKEND] = "psygnal"
         try:
             super().__init__()
         finally:
             mm_logger.setLevel(level)
+            if backend is None:
+                del os.environ[PYMM_SIGNALS_BACKEND]
+            else:
+                os.environ[PYMM_SIGNALS_BACKEND] = backend
 
     def getCurrentPixelSizeConfig(self, cached: bool = False) -> str:  # type: ignore[override]
         if current := super().getCurrentPixelSizeConfig(cached):

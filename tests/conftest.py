@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import simulators as sim
 from mm_deepz.bridge import start_simulator
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the panel's tests need no display
 
 
 @pytest.fixture

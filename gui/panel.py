@@ -1,0 +1,417 @@
+"""The Deep-Z panel: settings, the virtual z-stacking toggle, live views, dose gauge.
+
+:class:`DeepZPanel` is a plain QWidget (dock it into another Qt application) that fills an
+:class:`~acquisition_hooks.AcquisitionRequest` from its fields, checks it as the user types
+(the Start button stays off, and the message says why, while settings are invalid) and runs
+it through :class:`~gui.runner.AcquisitionRunner`, the CLI's acquisition in a background
+thread. :class:`DeepZWindow` is the standalone window of ``mm-deepz gui``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, RunSummary
+from acquisition_hooks.request import PHANTOMS
+from mm_deepz.errors import DeepZError
+from mm_deepz.modelfile import DeepZModel
+
+from .runner import AcquisitionRunner, LiveStats
+from .views import PlaneView, StackView
+
+logger = logging.getLogger(__name__)
+
+MODEL_CHOICES = ("1 plane (shipped)", "2 planes (shipped)", "model file")
+
+
+def _spin(lo: float, hi: float, value: float, step: float = 1.0, decimals: int = 2, suffix: str = "") -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(lo, hi)
+    spin.setDecimals(decimals)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    spin.setSuffix(suffix)
+    return spin
+
+
+def _int_spin(lo: int, hi: int, value: int, special: str | None = None) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(lo, hi)
+    spin.setValue(value)
+    if special:
+        spin.setSpecialValueText(special)
+    return spin
+
+
+def card_text(model: DeepZModel) -> str:
+    """A model card in a few lines: inputs, trained range, optics, modalities, metrics."""
+    c = model.card
+    o = c.optics
+    optics = ", ".join(f"{k} {v:g}" for k, v in (("NA", o.na), ("λem µm", o.wavelength_em_um),
+                                                  ("n", o.immersion_index)) if v is not None)
+    lines = [f"{model.path.name}  (sha256 {model.sha256[:12]})",
+             f"inputs: {c.n_planes} plane(s) at {', '.join(f'{z:+g}' for z in c.input_offsets_um)} µm",
+             f"trained range: ±{c.z_range_um:g} µm from an input plane",
+             f"optics: pixel {o.pixel_size_um:g} µm" + (f", {optics}" if optics else ""),
+             f"{c.input_modality} → {c.target_modality}"]
+    lines += [f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in c.metrics.items()]
+    trained = c.provenance.get("steps_done"), c.provenance.get("hardware")
+    if trained[0]:
+        lines.append(f"trained {trained[0]} steps on {trained[1]}")
+    return "\n".join(lines)
+
+
+class DeepZPanel(QWidget):
+    """Settings, toggle, start/stop and live views of Deep-Z acquisitions."""
+
+    def __init__(self, request: AcquisitionRequest | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        r = request or AcquisitionRequest()
+        self._base = r  # what the panel has no field for (positions, power, simulator seed/frame)
+        self.runner = AcquisitionRunner(self)
+        self.model: DeepZModel | None = None
+        self.summary: RunSummary | None = None
+        self._z = np.zeros(0)
+        self._pixel_um = 1.0
+        self._model_key: tuple | None = None
+        self._reference: dict[int, np.ndarray] = {}
+        self._build(r)
+        self._wire()
+        self.validate()
+
+    # -- layout ----------------------------------------------------------------------------
+    def _build(self, r: AcquisitionRequest) -> None:
+        self.backend = QComboBox()
+        self.backend.addItems(["Simulator", "Micro-Manager"])
+        self.backend.setCurrentIndex(1 if r.connect else 0)
+        self.port = _int_spin(1, 65535, r.port)
+        self.phantom = QComboBox()
+        self.phantom.addItems(PHANTOMS)
+        self.phantom.setCurrentText(r.phantom)
+        self.model_choice = QComboBox()
+        self.model_choice.addItems(MODEL_CHOICES)
+        self.model_choice.setCurrentIndex(2 if r.model else r.planes - 1)
+        self.model_path = QLineEdit(str(r.model) if r.model else "")
+        self.model_path.setPlaceholderText("path to a .pt model file")
+        self.browse_model = QPushButton("…")
+        self.card = QPlainTextEdit()
+        self.card.setReadOnly(True)
+        self.card.setMaximumHeight(130)
+        self.inputs = QLabel("-")
+        self.z_start = _spin(-1000, 1000, r.z_start_um, suffix=" µm")
+        self.z_end = _spin(-1000, 1000, r.z_end_um, suffix=" µm")
+        # the step may be typed negative on purpose: the plan then says what is wrong
+        self.z_step = _spin(-100, 100, r.z_step_um, 0.1, 3, " µm")
+        self.exposure = _spin(0.01, 10000, r.exposure_ms, suffix=" ms")
+        self.time_points = _int_spin(1, 100000, r.time_points)
+        self.interval = _spin(0, 86400, r.interval_s, 0.5, suffix=" s")
+        self.blind = _int_spin(0, 100000, r.blind_check_every, special="off")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda"])
+        self.device.setCurrentText(r.device)
+        self.output = QLineEdit(str(r.output))
+        self.browse_output = QPushButton("…")
+        self.overwrite = QCheckBox("replace an existing container")
+        self.overwrite.setChecked(r.overwrite)
+        self.toggle = QCheckBox("Virtual z-stacking (Deep-Z)")
+        self.toggle.setChecked(r.deepz)
+        self.toggle.setToolTip("On: 1-2 measured planes per time point, the rest synthesized. Off: full z-stacks. "
+                               "Can be switched during a run; applies from the next time point.")
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m time points")
+        self.dose = QProgressBar()
+        self.dose.setRange(0, 1000)
+        self.dose.setValue(0)
+        self.dose.setFormat("light: -")
+        self.dose.setToolTip("Exposure used so far, as a fraction of the same time points taken as full z-stacks")
+        self.throughput = QLabel("model: -")
+
+        form = QFormLayout()
+        mic = QHBoxLayout()
+        for w in (self.backend, QLabel("port"), self.port, QLabel("specimen"), self.phantom):
+            mic.addWidget(w)
+        form.addRow("microscope", mic)
+        model_row = QHBoxLayout()
+        for w in (self.model_choice, self.model_path, self.browse_model):
+            model_row.addWidget(w)
+        form.addRow("model", model_row)
+        form.addRow("model card", self.card)
+        form.addRow("input planes", self.inputs)
+        z_row = QHBoxLayout()
+        for w in (self.z_start, QLabel("to"), self.z_end, QLabel("step"), self.z_step):
+            z_row.addWidget(w)
+        form.addRow("virtual z", z_row)
+        form.addRow("anchor exposure", self.exposure)
+        tl = QHBoxLayout()
+        for w in (self.time_points, QLabel("every"), self.interval):
+            tl.addWidget(w)
+        form.addRow("time points", tl)
+        form.addRow("blind check every", self.blind)
+        form.addRow("device", self.device)
+        out = QHBoxLayout()
+        out.addWidget(self.output)
+        out.addWidget(self.browse_output)
+        form.addRow("output", out)
+        form.addRow("", self.overwrite)
+        settings = QGroupBox("Acquisition")
+        s_lay = QVBoxLayout(settings)
+        s_lay.addLayout(form)
+        s_lay.addWidget(self.toggle)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        s_lay.addLayout(buttons)
+        s_lay.addWidget(self.progress)
+        s_lay.addWidget(self.dose)
+        s_lay.addWidget(self.throughput)
+        s_lay.addWidget(self.message)
+        s_lay.addStretch(1)
+
+        self.measured_view = PlaneView("no measured plane yet")
+        self.measured_title = QLabel("latest measured plane")
+        measured = QGroupBox("Measured")
+        m_lay = QVBoxLayout(measured)
+        m_lay.addWidget(self.measured_title)
+        m_lay.addWidget(self.measured_view, 1)
+        self.virtual_view = StackView("Virtual (Deep-Z)")
+        self.reference_view = StackView("Reference (blind check)")
+        views = QGridLayout()
+        views.addWidget(measured, 0, 0)
+        views.addWidget(self.virtual_view, 0, 1)
+        views.addWidget(self.reference_view, 1, 1)
+        lay = QHBoxLayout(self)
+        lay.addWidget(settings)
+        lay.addLayout(views, 1)
+
+    def _wire(self) -> None:
+        for w in (self.backend, self.phantom, self.model_choice, self.device):
+            w.currentIndexChanged.connect(self.validate)
+        for w in (self.model_path, self.output):
+            w.textChanged.connect(self.validate)
+        for w in (self.z_start, self.z_end, self.z_step, self.exposure, self.interval):
+            w.valueChanged.connect(self.validate)
+        for w in (self.port, self.time_points, self.blind):
+            w.valueChanged.connect(self.validate)
+        self.overwrite.toggled.connect(self.validate)
+        self.toggle.toggled.connect(self.runner.set_enabled)
+        self.browse_model.clicked.connect(self._browse_model)
+        self.browse_output.clicked.connect(self._browse_output)
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.virtual_view.slider.valueChanged.connect(self._sync_reference)
+        r = self.runner
+        r.started.connect(self._on_started)
+        r.image.connect(self._on_image)
+        r.virtual.connect(self._on_virtual)
+        r.progress.connect(lambda done, total: self.progress.setValue(done))
+        r.stats.connect(self._on_stats)
+        r.finished.connect(self._on_finished)
+        r.failed.connect(self._on_failed)
+
+    # -- settings ----------------------------------------------------------------------------
+    def request(self) -> AcquisitionRequest:
+        """The acquisition the fields describe (not yet checked)."""
+        choice = self.model_choice.currentIndex()
+        return dataclasses.replace(
+            self._base, output=Path(self.output.text().strip()), time_points=self.time_points.value(),
+            interval_s=self.interval.value(), z_start_um=self.z_start.value(), z_end_um=self.z_end.value(),
+            z_step_um=self.z_step.value(), planes=min(choice + 1, 2),
+            model=Path(self.model_path.text().strip()) if choice == 2 else None, exposure_ms=self.exposure.value(),
+            blind_check_every=self.blind.value(), device=self.device.currentText(), deepz=self.toggle.isChecked(),
+            overwrite=self.overwrite.isChecked(), connect=self.backend.currentIndex() == 1, port=self.port.value(),
+            phantom=self.phantom.currentText())
+
+    def validate(self) -> bool:
+        """Check the settings; show the model card or what is wrong; enable Start accordingly."""
+        problem = self._problem()
+        self._show_message(problem, error=True)
+        return problem is None
+
+    def _problem(self) -> str | None:
+        """What is wrong with the settings (None: nothing); updates the card and Start button."""
+        is_file = self.model_choice.currentIndex() == 2
+        self.model_path.setEnabled(is_file)
+        self.browse_model.setEnabled(is_file)
+        self.port.setEnabled(self.backend.currentIndex() == 1)
+        self.phantom.setEnabled(self.backend.currentIndex() == 0)
+        request = self.request()
+        problem = None
+        if is_file and not self.model_path.text().strip():
+            problem = "Choose a model file (or one of the shipped models)."
+        elif not self.output.text().strip():
+            problem = "Choose an output path for the OME-Zarr container."
+        else:
+            try:
+                _, plan = request.prepare(self._model_for(request.model_path))
+            except DeepZError as e:
+                problem = str(e)
+            else:
+                self.inputs.setText(f"{len(plan.anchor_z())} measured at z = "
+                                    + ", ".join(f"{z:+.1f}" for z in plan.anchor_z())
+                                    + f" µm for {len(plan.requested_z())} virtual planes "
+                                    f"({plan.dose_ratio:.0f}x less light)")
+        if self.model is None:
+            self.card.setPlainText("")
+        self.start_button.setEnabled(problem is None and not self.runner.running)
+        return problem
+
+    def _model_for(self, path: Path) -> DeepZModel:
+        """The loaded model of ``path`` (loaded again only when the path or file changes)."""
+        from mm_deepz.modelfile import load_model
+
+        key = (path, path.stat().st_mtime_ns if path.is_file() else None)
+        if self.model is None or self._model_key != key:
+            self.model = None
+            self.model = load_model(path)
+            self._model_key = key
+            self.card.setPlainText(card_text(self.model))
+        return self.model
+
+    def _show_message(self, text: str | None, error: bool = False) -> None:
+        self.message.setText(text or "")
+        self.message.setStyleSheet("color: #c62828;" if error else "color: palette(text);")
+
+    def _browse_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Deep-Z model", "", "Deep-Z models (*.pt)")
+        if path:
+            self.model_path.setText(path)
+
+    def _browse_output(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder for the OME-Zarr container")
+        if path:
+            self.output.setText(str(Path(path) / "deepz_run.ome.zarr"))
+
+    # -- run control -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start an acquisition with the current settings (refused with a message if invalid)."""
+        if not self.validate():
+            return
+        request = self.request()
+        try:
+            self.runner.start(request)
+        except (DeepZError, RuntimeError) as e:
+            self._show_message(str(e), error=True)
+            return
+        self.summary = None
+        self._reference.clear()
+        self.progress.setRange(0, request.time_points)
+        self.progress.setValue(0)
+        self._set_running(True)
+        self._show_message("Opening the microscope…")
+
+    def stop(self) -> None:
+        """Stop the running acquisition after the event in progress."""
+        self.runner.stop()
+        self._show_message("Stopping after the current event; measured data is kept…")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        for w in (self.backend, self.port, self.phantom, self.model_choice, self.model_path, self.z_start,
+                  self.z_end, self.z_step, self.exposure, self.time_points, self.interval, self.blind, self.device,
+                  self.output, self.overwrite):
+            w.setEnabled(not running)
+
+    def _on_started(self, acq: DeepZAcquisition) -> None:
+        self._z = acq.plan.requested_z()
+        self._pixel_um = acq.geometry.pixel_size_um
+        self._show_message(f"Acquiring to {acq.settings.output}")
+
+    def _on_image(self, kind: str, t: int, zi: int, plane: np.ndarray) -> None:
+        if kind == "reference":
+            self._reference[zi] = plane
+            if len(self._reference) == len(self._z):
+                self.reference_view.set_stack(np.stack([self._reference[i] for i in range(len(self._z))]),
+                                              self._z, self._pixel_um)
+                self.reference_view.setTitle(f"Reference (blind check, t={t})")
+                self._reference.clear()
+            return
+        self.measured_view.set_image(plane)
+        self.measured_title.setText(f"t={t}, z plane {zi} ({'Deep-Z anchor' if kind == 'anchor' else 'full stack'})")
+
+    def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
+        self.virtual_view.set_stack(stack, z_um, self._pixel_um)
+        self.virtual_view.setTitle(f"Virtual (Deep-Z, t={t})")
+
+    def _sync_reference(self, zi: int) -> None:
+        if self.reference_view.stack is not None and zi < len(self.reference_view.z_um):
+            self.reference_view.slider.setValue(zi)
+
+    def _on_stats(self, s: LiveStats) -> None:
+        if s.exposure_full_stack_s > 0:
+            self.dose.setValue(round(1000 * min(s.exposure_s / s.exposure_full_stack_s, 1.0)))
+            self.dose.setFormat(f"light: {s.exposure_s:.2f} s of {s.exposure_full_stack_s:.2f} s as full stacks "
+                                f"({s.exposure_full_stack_s / max(s.exposure_s, 1e-9):.1f}x less"
+                                + (", blind checks included)" if s.blind_checks else ")"))
+        if s.virtual_planes_per_s:
+            self.throughput.setText(f"model: {s.virtual_planes_per_s:.1f} virtual planes/s, latency "
+                                    f"{s.latency_s:.2f} s, {s.pending} queued")
+
+    def _on_finished(self, summary: RunSummary) -> None:
+        self.summary = summary
+        self.runner.wait(5)  # the thread ends right after it reports
+        self._set_running(False)
+        text = (f"{'Stopped' if summary.aborted else 'Done'}: {summary.time_points} time points, "
+                f"{summary.planes_measured} planes measured, {summary.planes_synthesized} synthesized, "
+                f"{summary.seconds:.1f} s → {summary.output}")
+        if summary.errors:
+            text += f"\n{len(summary.errors)} problem(s): {summary.errors[0]}"
+        self._show_message(text, error=bool(summary.errors))
+        self._problem()
+
+    def _on_failed(self, message: str) -> None:
+        self.runner.wait(5)
+        self._set_running(False)
+        self._show_message(message, error=True)
+        self._problem()
+
+    def closeEvent(self, event) -> None:
+        """Stop a running acquisition (bounded wait) before the panel goes."""
+        if self.runner.running:
+            self.runner.stop()
+            self.runner.wait(30)
+        super().closeEvent(event)
+
+
+class DeepZWindow(QMainWindow):
+    """The standalone window of ``mm-deepz gui``."""
+
+    def __init__(self, request: AcquisitionRequest | None = None):
+        super().__init__()
+        self.setWindowTitle("mm-deepz: virtual z-stacking")
+        self.panel = DeepZPanel(request)
+        self.setCentralWidget(self.panel)
+        self.resize(1400, 820)
+
+    def closeEvent(self, event) -> None:
+        """Close the panel (which stops a running acquisition)."""
+        self.panel.close()
+        super().closeEvent(event)

@@ -1,0 +1,127 @@
+"""Runs the shared acquisition off the GUI thread and reports it as Qt signals.
+
+:class:`AcquisitionRunner` takes an :class:`~acquisition_hooks.AcquisitionRequest`, opens the
+microscope and runs the same :class:`~acquisition_hooks.DeepZAcquisition` the CLI runs, in a
+background thread. The acquisition's callbacks (camera, inference and writer threads) become
+signals, which Qt queues to the panel's thread: nothing the panel does waits on hardware,
+the model or the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PyQt5.QtCore import QObject, pyqtSignal
+
+from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
+from mm_deepz.engine import VirtualStack
+from mm_deepz.modelfile import DeepZModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveStats:
+    """What the dose gauge and the model's throughput read show, as of one event."""
+
+    exposure_s: float
+    exposure_full_stack_s: float
+    virtual_planes_per_s: float
+    latency_s: float
+    pending: int
+    #: whether blind-check reference stacks are part of the exposure figures
+    blind_checks: bool
+
+
+class AcquisitionRunner(QObject):
+    """One acquisition at a time, in a background thread, reported through signals."""
+
+    started = pyqtSignal(object)  # the DeepZAcquisition
+    image = pyqtSignal(str, int, int, object)  # kind (anchor/full/reference), t, z index, plane
+    virtual = pyqtSignal(int, object, object)  # t, stack (z, y, x), z (µm)
+    progress = pyqtSignal(int, int)  # time points done, total
+    stats = pyqtSignal(object)  # LiveStats
+    finished = pyqtSignal(object)  # RunSummary
+    failed = pyqtSignal(str)  # a message for the user
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.acquisition: DeepZAcquisition | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._toggle: bool | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether an acquisition thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, request: AcquisitionRequest) -> None:
+        """Check ``request`` here (errors raise at once), then acquire in the background."""
+        if self.running:
+            raise RuntimeError("An acquisition is already running; stop it first.")
+        model, plan = request.prepare()
+        self._stop.clear()
+        self._toggle = None
+        self._thread = threading.Thread(target=self._run, args=(request, model, plan), name="deepz-panel-run",
+                                        daemon=True)
+        self._thread.start()
+
+    def set_enabled(self, on: bool) -> None:
+        """Switch virtual z-stacking (effective from the next time point)."""
+        self._toggle = on
+        if self.acquisition is not None:
+            self.acquisition.enabled = on
+
+    def stop(self) -> None:
+        """Abort after the event in progress; measured data stays."""
+        self._stop.set()
+        if self.acquisition is not None:
+            self.acquisition.abort()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the acquisition thread to end (bounded); True if it did."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def _run(self, request: AcquisitionRequest, model: DeepZModel, plan: DeepZPlan) -> None:
+        try:
+            with request.microscope() as core:
+                acq = request.acquisition(core, model, plan, on_image=self._on_image, on_virtual=self._on_virtual)
+                if self._toggle is not None:  # flipped while the microscope was being opened
+                    acq.enabled = self._toggle
+                self.acquisition = acq
+                self.started.emit(acq)
+                if self._stop.is_set():
+                    acq.abort()
+                summary: RunSummary = acq.run(progress=lambda t, total: self.progress.emit(t + 1, total))
+                self._emit_stats()
+        except Exception as e:
+            logger.exception("Acquisition failed")
+            self.failed.emit(f"{type(e).__name__}: {e}")
+            return
+        finally:
+            self.acquisition = None
+        self.finished.emit(summary)
+
+    def _on_image(self, kind: str, t: int, zi: int, plane: np.ndarray) -> None:
+        self.image.emit(kind, t, zi, plane)
+        self._emit_stats()
+
+    def _on_virtual(self, t: int, stack: VirtualStack) -> None:
+        self.virtual.emit(t, stack.data, np.asarray(stack.z_um))
+        self._emit_stats()
+
+    def _emit_stats(self) -> None:
+        acq = self.acquisition
+        if acq is None:
+            return
+        used, full = acq.light()
+        ws = acq.worker.stats
+        self.stats.emit(LiveStats(used, full, ws.planes_per_s, ws.last_latency_s, acq.worker.pending,
+                                  acq.hooks.stats.reference_planes > 0))
+

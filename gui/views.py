@@ -1,0 +1,141 @@
+"""Image views of the panel: one plane with contrast limits, and a stack with a z slider and XZ section."""
+
+from __future__ import annotations
+
+import numpy as np
+from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mm_deepz.normalization import IntensityScale
+
+#: the auto contrast stretches between these percentiles of the shown image
+AUTO_PERCENTILES = (1.0, 99.9)
+
+
+def to_qimage(image: np.ndarray, low: float, high: float) -> QImage:
+    """An 8-bit grey QImage of a 2D array, ``low`` -> black and ``high`` -> white."""
+    span = high - low if high > low else 1.0
+    grey = np.clip((np.asarray(image, np.float32) - low) * (255.0 / span), 0, 255).astype(np.uint8)
+    grey = np.ascontiguousarray(grey)
+    h, w = grey.shape
+    return QImage(grey.data, w, h, w, QImage.Format_Grayscale8).copy()  # copy: own the pixels
+
+
+class PlaneView(QWidget):
+    """A 2D image with auto or manual contrast limits; ``aspect`` stretches rows (for XZ sections)."""
+
+    def __init__(self, placeholder: str = "no data yet", display_px: int = 256, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.image: np.ndarray | None = None
+        self.aspect = 1.0
+        self._display_px = display_px
+        self._label = QLabel(placeholder)
+        self._label.setAlignment(Qt.AlignCenter)
+        self._label.setMinimumSize(display_px // 2, display_px // 2)
+        self._label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self._label.setStyleSheet("background: black; color: grey;")
+        self.auto = QCheckBox("auto")
+        self.auto.setChecked(True)
+        self.low, self.high = QDoubleSpinBox(), QDoubleSpinBox()
+        for spin, tip in ((self.low, "black level"), (self.high, "white level")):
+            spin.setRange(-1e9, 1e9)
+            spin.setDecimals(1)
+            spin.setToolTip(tip)
+            spin.valueChanged.connect(self._manual)
+        self.auto.toggled.connect(self._render)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("contrast"))
+        row.addWidget(self.auto)
+        row.addWidget(self.low)
+        row.addWidget(self.high)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self._label, 1)
+        lay.addLayout(row)
+
+    def set_image(self, image: np.ndarray, aspect: float = 1.0) -> None:
+        """Show ``image`` (2D); with auto contrast on, its limits follow the data."""
+        self.image = np.asarray(image)
+        self.aspect = aspect
+        self._render()
+
+    def limits(self) -> tuple[float, float]:
+        """The black and white levels in use."""
+        return self.low.value(), self.high.value()
+
+    def _manual(self) -> None:
+        if self.low.hasFocus() or self.high.hasFocus():
+            self.auto.setChecked(False)
+        self._render()
+
+    def _render(self) -> None:
+        if self.image is None:
+            return
+        if self.auto.isChecked():
+            scale = IntensityScale.of(self.image, *AUTO_PERCENTILES)
+            for spin, value in ((self.low, scale.low), (self.high, scale.high)):
+                spin.blockSignals(True)
+                spin.setValue(value)
+                spin.blockSignals(False)
+        qimg = to_qimage(self.image, *self.limits())
+        h, w = self.image.shape
+        size = self._display_px
+        target_h = max(1, round(h * self.aspect))
+        pixmap = QPixmap.fromImage(qimg).scaled(w, target_h, Qt.IgnoreAspectRatio, Qt.FastTransformation)
+        self._label.setPixmap(pixmap.scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation))
+
+
+class StackView(QGroupBox):
+    """A z-stack: the plane at the slider's z, and an XZ section through the middle row."""
+
+    def __init__(self, title: str, parent: QWidget | None = None):
+        super().__init__(title, parent)
+        self.stack: np.ndarray | None = None
+        self.z_um: np.ndarray | None = None
+        self.pixel_size_um = 1.0
+        self.plane = PlaneView("no virtual stack yet")
+        self.xz = PlaneView("XZ section", display_px=256)
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setEnabled(False)
+        self.slider.valueChanged.connect(self._show_plane)
+        self.z_label = QLabel("z: -")
+        row = QHBoxLayout()
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.z_label)
+        views = QHBoxLayout()
+        views.addWidget(self.plane, 1)
+        views.addWidget(self.xz, 1)
+        lay = QVBoxLayout(self)
+        lay.addLayout(views, 1)
+        lay.addLayout(row)
+
+    def set_stack(self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float) -> None:
+        """Show a new (z, y, x) stack, keeping the slider where the user left it."""
+        self.stack, self.z_um, self.pixel_size_um = np.asarray(stack), np.asarray(z_um), pixel_size_um
+        n = len(self.z_um)
+        keep = self.slider.value() if self.slider.isEnabled() else n // 2
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, n - 1)
+        self.slider.setValue(min(keep, n - 1))
+        self.slider.blockSignals(False)
+        self.slider.setEnabled(True)
+        step = float(np.median(np.diff(self.z_um))) if n > 1 else pixel_size_um
+        self.xz.set_image(self.stack[:, self.stack.shape[1] // 2, :], aspect=step / pixel_size_um)
+        self._show_plane(self.slider.value())
+
+    def _show_plane(self, zi: int) -> None:
+        if self.stack is None:
+            return
+        self.plane.set_image(self.stack[zi])
+        self.z_label.setText(f"z: {self.z_um[zi]:+.1f} µm")

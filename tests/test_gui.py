@@ -1,0 +1,150 @@
+"""The Qt panel on the simulator (pytest-qt, offscreen): runs, toggle, views, refusals, screenshot."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from acquisition_hooks import AcquisitionRequest
+from gui import DeepZPanel
+from gui.screenshot import render_screenshot
+from mm_deepz.cli import app
+from mm_deepz.io import read_progress
+
+RUN_TIMEOUT_MS = 120_000
+
+
+def _request(tmp_path, name="panel.ome.zarr", **kw):
+    base = {"time_points": 2, "frame": 128, "seed": 102, "device": "cpu"}
+    return AcquisitionRequest(tmp_path / name, **{**base, **kw})
+
+
+@pytest.fixture
+def panel(qtbot, tmp_path):
+    p = DeepZPanel(_request(tmp_path))
+    qtbot.addWidget(p)
+    yield p
+    p.runner.stop()
+    assert p.runner.wait(30), "the acquisition thread did not end"
+
+
+def _start_and_wait(qtbot, panel):
+    assert panel.start_button.isEnabled(), panel.message.text()
+    with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.start_button, 1)  # Qt.LeftButton
+    return panel.summary
+
+
+def _layout(path):
+    """Every array's shape, dtype and NGFF metadata (but the measured time step), and the run
+    record's plan and progress."""
+    root = zarr.open_group(str(path), mode="r")
+    arrays = {}
+    for name in ("measured", "virtual", "reference"):
+        if name in root:
+            g = root[name]
+            attrs = dict(g.attrs)
+            for ds in attrs["ome"]["multiscales"][0]["datasets"]:
+                ds["coordinateTransformations"][0]["scale"][0] = "dt"  # with no interval: the time taken
+            arrays[name] = (g["0"].shape, str(g["0"].dtype), json.dumps(attrs, sort_keys=True))
+    record = read_progress(path)
+    return arrays, record["plan"], record["completed"], record["planes_measured"]
+
+
+def test_panel_writes_the_same_container_as_the_cli(qtbot, panel, tmp_path):
+    summary = _start_and_wait(qtbot, panel)
+    assert summary is not None and summary.time_points == 2 and not summary.errors
+    cli = CliRunner().invoke(app, ["acquire", "-t", "2", "--frame", "128", "--seed", "102", "--device", "cpu",
+                                   "-o", str(tmp_path / "cli.ome.zarr")])
+    assert cli.exit_code == 0, cli.output
+    assert _layout(tmp_path / "panel.ome.zarr") == _layout(tmp_path / "cli.ome.zarr")
+    panel_data, cli_data = (zarr.open_group(str(tmp_path / n), mode="r")["measured/0"][:]
+                            for n in ("panel.ome.zarr", "cli.ome.zarr"))
+    assert (panel_data[:, 0, 10] > 0).all()  # the centre plane of 21 was measured at both time points
+    np.testing.assert_array_equal(panel_data, cli_data)  # same seeded specimen and camera: same pixels
+
+
+def test_toggle_during_a_run_changes_the_next_time_point(qtbot, tmp_path):
+    panel = DeepZPanel(_request(tmp_path, time_points=3, interval_s=1.0))
+    qtbot.addWidget(panel)
+
+    def flip(kind, t, zi, plane):
+        if kind == "anchor" and t == 0:
+            panel.toggle.setChecked(False)  # what a click does, during the interval after t=0
+
+    panel.runner.image.connect(flip)
+    _start_and_wait(qtbot, panel)
+    planes = read_progress(tmp_path / "panel.ome.zarr")["planes_measured"]
+    assert planes["0"] == [10]  # Deep-Z: the centre plane only
+    assert planes["1"] == planes["2"] == list(range(21))  # full stacks after the flip
+    assert panel.summary.planes_synthesized == 21
+
+
+def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
+    _start_and_wait(qtbot, panel)
+    view = panel.virtual_view
+    assert panel.measured_view.image is not None and panel.measured_view.image.shape == (128, 128)
+    assert view.stack is not None and view.stack.shape == (21, 128, 128)
+    view.slider.setValue(0)
+    top = view.plane.image.copy()
+    view.slider.setValue(20)
+    bottom = view.plane.image.copy()
+    assert not np.array_equal(top, bottom)
+    assert view.z_label.text() == "z: +10.0 µm"
+    assert view.xz.image.shape == (21, 128)
+    assert panel.progress.value() == 2
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()  # ready for the next run
+    assert "less" in panel.dose.format()  # the gauge shows the light saved
+
+
+def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_path):
+    panel = DeepZPanel(_request(tmp_path, time_points=1, blind_check_every=1))
+    qtbot.addWidget(panel)
+    _start_and_wait(qtbot, panel)
+    assert panel.reference_view.stack is not None and panel.reference_view.stack.shape == (21, 128, 128)
+    panel.virtual_view.slider.setValue(3)
+    assert panel.reference_view.slider.value() == 3  # the reference follows the virtual z
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("z_end", 30.0, "trained for"),
+    ("z_step", -1.0, "step must be positive"),
+])
+def test_invalid_plan_settings_are_refused_with_a_message(panel, field, value, words):
+    assert panel.start_button.isEnabled()
+    getattr(panel, field).setValue(value)
+    assert words in panel.message.text()
+    assert not panel.start_button.isEnabled()
+    panel.start()  # even when called directly, nothing starts
+    assert not panel.runner.running
+
+
+def test_missing_model_file_is_refused_with_a_message(panel, tmp_path):
+    panel.model_choice.setCurrentIndex(2)
+    panel.model_path.setText(str(tmp_path / "nowhere.pt"))
+    assert "Model file not found" in panel.message.text()
+    assert not panel.start_button.isEnabled()
+    panel.model_choice.setCurrentIndex(1)  # back to the shipped 2-plane model: fine again
+    assert panel.start_button.isEnabled() and "2 plane(s)" in panel.card.toPlainText()
+
+
+def test_existing_output_is_reported_in_the_panel(qtbot, panel, tmp_path):
+    (tmp_path / "panel.ome.zarr").mkdir()
+    (tmp_path / "panel.ome.zarr" / "data").write_text("precious")
+    with qtbot.waitSignal(panel.runner.failed, timeout=RUN_TIMEOUT_MS):
+        panel.start()
+    assert "already" in panel.message.text() and str(tmp_path / "panel.ome.zarr") in panel.message.text()
+    assert (tmp_path / "panel.ome.zarr" / "data").read_text() == "precious"
+    assert panel.start_button.isEnabled()
+
+
+def test_screenshot_renders_the_panel_with_data(qtbot, tmp_path):
+    from PyQt5.QtGui import QImage
+
+    out = render_screenshot(tmp_path / "gui.png", _request(tmp_path, time_points=1), virtual_plane=2)
+    img = QImage(str(out))
+    assert img.width() > 800 and img.height() > 400
+    grey = np.array([img.pixelColor(x, y).value() for x in range(0, img.width(), 7) for y in range(0, img.height(), 7)])
+    assert grey.std() > 20  # not a blank window
