@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from mm_deepz.engine import InferenceWorker, PlaneBundle, VirtualStack
-from mm_deepz.errors import DeepZError, WorkerBusy, WorkerClosed
-from mm_deepz.io import Recorder
+from mm_deepz.errors import InputError, WorkerBusy, WorkerClosed
+from mm_deepz.io import Recorder, StorageError
 from mm_deepz.metrics import normalize_stack, plane_scores
 
 from .plan import DeepZPlan
@@ -40,6 +40,16 @@ from .plan import DeepZPlan
 logger = logging.getLogger(__name__)
 
 DEEPZ_AXIS = "deepz"
+#: an input frame with more than this fraction of its pixels at a camera's full scale is flagged
+SATURATION_WARN_FRACTION = 0.001
+#: full-scale values of 8- to 16-bit cameras
+FULL_SCALE = frozenset(2**bits - 1 for bits in range(8, 17))
+
+
+def saturated_fraction(image: np.ndarray) -> float:
+    """Fraction of pixels at the full scale of an 8- to 16-bit camera (0 if the maximum is below it)."""
+    top = int(image.max()) if image.size else 0
+    return float(np.count_nonzero(image == top)) / image.size if top in FULL_SCALE else 0.0
 
 
 @dataclass
@@ -54,7 +64,9 @@ class HookStats:
     virtual_done: int = 0
     virtual_missing: int = 0
     reference_planes: int = 0
+    rejected_frames: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class DeepZHooks:
@@ -80,6 +92,11 @@ class DeepZHooks:
         self._virtual: dict[tuple[int, int], np.ndarray] = {}
         self._z = plan.requested_z()
         self._anchors = plan.anchor_indices()
+        self._rejected: set[tuple[str, int, int, int]] = set()
+        #: why the acquisition must end early (a storage failure, an abort); None while it runs
+        self.stop_reason: str | None = None
+        #: called once, from the thread that hit the failure, when :meth:`stop` is first called
+        self.on_stop: Callable[[str], None] | None = None
         if worker is not None:
             worker.on_result = self._on_virtual
             worker.on_error = self._on_virtual_error
@@ -95,6 +112,16 @@ class DeepZHooks:
         (self._enabled.set if value else self._enabled.clear)()
         logger.info("Virtual z-stacking %s (from the next time point)", "on" if value else "off")
 
+    def stop(self, reason: str) -> None:
+        """Acquire nothing more: every further event is skipped and waiting threads wake up."""
+        with self._measured:
+            first = self.stop_reason is None
+            if first:
+                self.stop_reason = reason
+            self._measured.notify_all()
+        if first and self.on_stop is not None:
+            self.on_stop(reason)
+
     def acquisition_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``pycromanager.Acquisition``."""
         return {"event_generation_hook_fn": self.event_generation_hook, "image_process_fn": self.image_process_fn}
@@ -109,6 +136,8 @@ class DeepZHooks:
 
     def event_generation_hook(self, event: dict) -> dict | None:
         """Rewrite a requested event into a Deep-Z event, or skip it (``None``)."""
+        if self.stop_reason is not None:
+            return None
         axes = event.get("axes", {})
         if DEEPZ_AXIS in axes or "z" not in axes or "time" not in axes:
             return event
@@ -152,49 +181,86 @@ class DeepZHooks:
         return events
 
     def wait_measured(self, t: int, timeout: float) -> bool:
-        """Block until every measured plane of time point ``t`` (all positions) is recorded."""
+        """Block until every measured plane of time point ``t`` (all positions) is recorded, or the
+        acquisition is stopped; True if ``t`` is measured."""
         n = self.recorder.n_positions
         with self._measured:
-            return self._measured.wait_for(lambda: len(self._measured_t.get(t, ())) >= n, timeout)
+            self._measured.wait_for(lambda: len(self._measured_t.get(t, ())) >= n or self.stop_reason is not None,
+                                    timeout)
+            return len(self._measured_t.get(t, ())) >= n
 
     # -- images -------------------------------------------------------------------------
     def image_process_fn(self, image: np.ndarray, metadata: dict) -> Any:
-        """Record a plane; anchors of a complete time point go to the worker. Returns None (stored)."""
+        """Record a plane; anchors of a complete time point go to the worker. Returns None (stored).
+
+        Nothing here raises into the acquisition engine: a frame that does not fit the container
+        is kept aside (``rejected/``), and a storage failure stops the acquisition cleanly.
+        """
         axes = metadata.get("Axes", {})
         kind = axes.get(DEEPZ_AXIS)
         if kind is None:  # not ours: leave it to pycromanager's storage
             return image, metadata
         t, zi, p = int(axes["time"]), int(axes["z"]), int(axes.get("position", 0))
         image = np.asarray(image)
+        name = "reference" if kind == "reference" else "measured"
         try:
+            try:
+                self.recorder.write_plane(name, t, zi, image, p=p)
+            except InputError as e:
+                where = self.recorder.keep_rejected(name, t, zi, image, str(e), p)
+                self._rejected.add((kind, t, p, zi))
+                self.stats.rejected_frames += 1
+                self.stats.errors.append(f"t={t}, z={zi}, p={p}: {e} Kept as {where}.")
+                logger.error("%s Frame kept as %s.", e, where)
             if kind == "reference":
-                self.recorder.write_plane("reference", t, zi, image, p=p)
                 self.stats.reference_planes += 1
-                self._collect("reference", t, p, zi, image, len(self._z))
+                self._collect("reference", t, p, zi, None, len(self._z))
             else:
-                self.recorder.write_plane("measured", t, zi, image, p=p)
                 self.stats.planes_measured += 1
-                expected = len(self._anchors) if kind == "anchor" else len(self._z)
-                self._collect(kind, t, p, zi, image, expected)
-        except DeepZError as e:
+                if kind == "anchor":
+                    self._check_saturation(t, zi, p, image)
+                self._collect(kind, t, p, zi, image, len(self._anchors) if kind == "anchor" else len(self._z))
+        except StorageError as e:
             self.stats.errors.append(str(e))
-            raise
-        if self.on_image is not None:
-            self.on_image(kind, t, zi, image)
+            logger.error("%s Stopping the acquisition.", e)
+            self.stop(str(e))
+            return None
+        self._notify(self.on_image, kind, t, zi, image)
         return None
 
-    def _collect(self, kind: str, t: int, p: int, zi: int, image: np.ndarray, expected: int) -> None:
+    def _check_saturation(self, t: int, zi: int, p: int, image: np.ndarray) -> None:
+        if (frac := saturated_fraction(image)) > SATURATION_WARN_FRACTION:
+            msg = (f"t={t}, z={zi}, p={p}: {100 * frac:.1f} % of the input plane's pixels are saturated "
+                   f"({int(image.max())}); the virtual stack is unreliable there. Lower the exposure or light power.")
+            self.stats.warnings.append(msg)
+            logger.warning(msg)
+            self.recorder.record_warning(msg)
+
+    def _notify(self, callback: Callable | None, *args: Any) -> None:
+        """Call a display callback; its failure is logged, never the acquisition's."""
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception as e:
+            if not any(err.startswith("display callback") for err in self.stats.errors):
+                self.stats.errors.append(f"display callback failed: {type(e).__name__}: {e}")
+            logger.exception("A display callback failed; the acquisition goes on")
+
+    def _collect(self, kind: str, t: int, p: int, zi: int, image: np.ndarray | None, expected: int) -> None:
         with self._lock:
             planes = self._planes.setdefault((kind, t, p), {})
             planes[zi] = image if kind == "anchor" else None  # other planes are on disk already
             if len(planes) < expected:
                 return
             del self._planes[(kind, t, p)]
+        written = sorted(i for i in planes if (kind, t, p, i) not in self._rejected)
         if kind == "reference":
-            self.recorder.mark_complete("reference", t, p)
-            self._blind_check(t, p)
+            if len(written) == expected:
+                self.recorder.mark_complete("reference", t, p)
+                self._blind_check(t, p)
             return
-        self.recorder.mark_complete("measured", t, p, planes=sorted(planes))  # flushed before inference
+        self.recorder.mark_complete("measured", t, p, planes=written)  # flushed before inference
         with self._measured:
             done = self._measured_t.setdefault(t, set())
             done.add(p)
@@ -207,6 +273,9 @@ class DeepZHooks:
                 self.stats.time_points_deepz += 1
         if kind == "full":
             return
+        if len(written) < expected:
+            self._virtual_missing(t, p, "an input plane did not fit the container (see rejected/)")
+            return
         bundle = PlaneBundle((t, p), np.stack([planes[i] for i in self._anchors]),
                              self.plan.anchor_z(), self._z)
         try:
@@ -218,18 +287,24 @@ class DeepZHooks:
     def _on_virtual(self, bundle: PlaneBundle, stack: VirtualStack) -> None:
         t, p = bundle.key
         try:
-            self.recorder.write_stack("virtual", t, stack.data, p=p)
-            self.recorder.mark_complete("virtual", t, p)
-        except DeepZError as e:
-            self._virtual_missing(t, p, str(e))
+            try:
+                self.recorder.write_stack("virtual", t, stack.data, p=p)
+                self.recorder.mark_complete("virtual", t, p)
+            except InputError as e:
+                self._virtual_missing(t, p, str(e))
+                return
+            self.stats.virtual_done += 1
+            if self.plan.is_blind_check(t):  # kept only until its reference is scored
+                with self._lock:
+                    self._virtual[t, p] = stack.data
+            self._blind_check(t, p)
+        except StorageError as e:
+            self.stats.virtual_missing += 1
+            self.stats.errors.append(str(e))
+            logger.error("%s Stopping the acquisition.", e)
+            self.stop(str(e))
             return
-        self.stats.virtual_done += 1
-        if self.plan.is_blind_check(t):  # kept only until its reference is scored
-            with self._lock:
-                self._virtual[t, p] = stack.data
-        if self.on_virtual is not None:
-            self.on_virtual(t, stack)
-        self._blind_check(t, p)
+        self._notify(self.on_virtual, t, stack)
 
     def _on_virtual_error(self, bundle: PlaneBundle, error: BaseException) -> None:
         self._virtual_missing(*bundle.key, f"{type(error).__name__}: {error}")
@@ -239,7 +314,10 @@ class DeepZHooks:
         self.stats.errors.append(f"t={t}, p={p}: {reason}")
         logger.warning("No virtual stack for time point %d, position %d: %s (measured planes are saved)", t, p,
                        reason)
-        self.recorder.mark_virtual_missing(t, reason, p)
+        try:
+            self.recorder.mark_virtual_missing(t, reason, p)
+        except StorageError as e:
+            self.stop(str(e))
 
     def _blind_check(self, t: int, p: int) -> None:
         """Score virtual vs reference once both stacks of ``(t, p)`` exist."""

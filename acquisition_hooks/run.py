@@ -23,7 +23,7 @@ from pycromanager import Acquisition, multi_d_acquisition_events
 from mm_deepz import __version__
 from mm_deepz.bridge import snake_case
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
-from mm_deepz.io import Geometry, Recorder
+from mm_deepz.io import Geometry, Recorder, StorageError
 from mm_deepz.modelfile import DeepZModel
 
 from .hooks import DeepZHooks
@@ -73,7 +73,10 @@ class RunSummary:
     exposure_full_stack_s: float
     seconds: float
     aborted: bool = False
+    #: why the run ended early (user abort, storage failure); None when it ran to the end
+    stop_reason: str | None = None
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def light_saving(self) -> float:
@@ -106,6 +109,7 @@ class DeepZAcquisition:
         self._acq: Any = None
         self._mda: Any = None
         self._abort = threading.Event()
+        self.hooks.on_stop = self._on_stop
 
     def _attrs(self) -> dict[str, Any]:
         import pycromanager
@@ -128,9 +132,13 @@ class DeepZAcquisition:
 
     def abort(self) -> None:
         """Stop after the event in progress (safe from any thread)."""
-        self._abort.set()
+        self.hooks.stop("aborted by the user")
         if self._acq is not None:
             self._acq.abort()
+
+    def _on_stop(self, reason: str) -> None:
+        """The hooks stopped the acquisition (abort, storage failure): end the run loop / MDA."""
+        self._abort.set()
         if self._mda is not None:
             self.core.mda.cancel()
 
@@ -186,30 +194,41 @@ class DeepZAcquisition:
         try:
             with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
                 self._acq = acq
-                start = time.monotonic()
-                for t in sorted(by_t):
-                    # wait out the interval here, before time point t is submitted (pycromanager runs
-                    # the event hook at submission), so a toggle during the wait applies to t
-                    if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
-                        break
-                    # one event per call: a skipped plane then ends only its own (one-event) batch
-                    for ev in by_t[t]:
-                        acq.acquire(ev)
-                    if plan.is_blind_check(t):
-                        acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time"),
-                                                                s.positions_xy_um))
-                    # the next time point is submitted once this one is measured, so a toggle or an
-                    # abort during time point t applies from t + 1
-                    wait = s.time_point_timeout_s
-                    if not self.hooks.wait_measured(t, wait) and not self._abort.is_set():
-                        logger.warning("Time point %d not measured after %.0f s; going on", t, wait)
-                    if progress is not None:
-                        progress(t, s.time_points)
-        except KeyboardInterrupt:
-            self._interrupted()
+                try:
+                    self._submit(acq, by_t, progress)
+                except KeyboardInterrupt:
+                    self._interrupted()  # while pycromanager's acquisition is still open
+        except KeyboardInterrupt:  # a second Ctrl-C while the last events finish
+            self.hooks.stop("aborted by the user")
         finally:
+            self._acq = None
             self._drain()
         return self._finish(dose0, time.perf_counter() - t0)
+
+    def _submit(self, acq: Acquisition, by_t: dict[int, list[dict]], progress: Callable[[int, int], None] | None,
+                ) -> None:
+        """Submit the time points one after the other, each once the previous one is measured."""
+        s, plan = self.settings, self.plan
+        start = time.monotonic()
+        for t in sorted(by_t):
+            # wait out the interval here, before time point t is submitted (pycromanager runs
+            # the event hook at submission), so a toggle during the wait applies to t
+            if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
+                return
+            # one event per call: a skipped plane then ends only its own (one-event) batch
+            for ev in by_t[t]:
+                acq.acquire(ev)
+            if plan.is_blind_check(t):
+                acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time"), s.positions_xy_um))
+            # the next time point is submitted once this one is measured, so a toggle or an
+            # abort during time point t applies from t + 1
+            if not self.hooks.wait_measured(t, s.time_point_timeout_s) and not self._abort.is_set():
+                msg = (f"Time point {t} was not measured within {s.time_point_timeout_s:.0f} s (a microscope "
+                       "error? see the log); going on with the next one")
+                self.hooks.stats.errors.append(msg)
+                logger.error(msg)
+            if progress is not None:
+                progress(t, s.time_points)
 
     def light(self) -> tuple[float, float]:
         """Exposure time (s) used so far, and what the same completed time points would have
@@ -231,9 +250,13 @@ class DeepZAcquisition:
         dose = dose1 - dose0 if dose0 is not None and dose1 is not None else None
         exposure_s, full_s = self.light()
         full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
-        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured, self.recorder.n_positions * done_t * n_z,
-                             st.virtual_done * n_z, st.virtual_missing, st.reference_planes, dose, full_dose,
-                             exposure_s, full_s, seconds, aborted, list(st.errors))
-        self.recorder.finish(summary={k: v for k, v in asdict(summary).items() if k != "errors"},
-                             errors=summary.errors, aborted=aborted)
+        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured,
+                             self.recorder.n_positions * done_t * n_z, st.virtual_done * n_z, st.virtual_missing,
+                             st.reference_planes, dose, full_dose, exposure_s, full_s, seconds, aborted,
+                             self.hooks.stop_reason, list(st.errors), list(st.warnings))
+        try:
+            self.recorder.finish(summary={k: v for k, v in asdict(summary).items() if k not in ("errors", "warnings")},
+                                 errors=summary.errors, aborted=aborted)
+        except StorageError as e:  # the data written so far stays readable; say so, do not raise
+            summary.errors.append(str(e))
         return summary

@@ -382,9 +382,13 @@ class DeepZPanel(QWidget):
         text = (f"{'Stopped' if summary.aborted else 'Done'}: {summary.time_points} time points, "
                 f"{summary.planes_measured} planes measured, {summary.planes_synthesized} synthesized, "
                 f"{summary.seconds:.1f} s → {summary.output}")
+        if summary.stop_reason and summary.stop_reason != "aborted by the user":
+            text += f"\nStopped because: {summary.stop_reason}"
         if summary.errors:
             text += f"\n{len(summary.errors)} problem(s): {summary.errors[0]}"
-        self._show_message(text, error=bool(summary.errors))
+        for warning in summary.warnings[:1]:
+            text += f"\n{warning}"
+        self._show_message(text, error=bool(summary.errors or summary.warnings))
         self._problem()
 
     def _on_failed(self, message: str) -> None:

@@ -199,8 +199,12 @@ def acquire_cmd(
                       "as full stacks")
     table.add_row("time", f"{summary.seconds:.1f} s")
     console.print(table)
-    for err in summary.errors[:5]:
+    for err in summary.errors[:5] + summary.warnings[:5]:
         console.print(f"[yellow]warning:[/] {err}")
+    if summary.stop_reason:
+        console.print(f"[red]stopped early:[/] {summary.stop_reason} — completed time points are readable in "
+                      f"{summary.output} (`mm-deepz info` lists them)")
+        raise typer.Exit(1)
 
 
 @app.command("gui")
@@ -238,6 +242,42 @@ def main() -> None:
     except (DeepZError, BridgeError) as e:
         logging.getLogger("mm_deepz").error("%s", e)
         raise SystemExit(2) from None
+
+
+@app.command("info")
+def info_cmd(
+    container: Annotated[Path, typer.Argument(help="A container written by `mm-deepz acquire` or the panel.")],
+) -> None:
+    """What a container holds: complete time points, missing virtual stacks and why, warnings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mm_deepz.io import read_progress
+
+    rec = read_progress(container)
+    table = Table(title=str(container), show_header=False)
+    state = "finished" if rec.get("finished") else "interrupted (not finished)"
+    table.add_row("state", state + (" after an abort" if rec.get("aborted") else ""))
+    for image, done in rec["completed"].items():
+        table.add_row(f"{image}: complete time points", _ranges(done) or "none")
+    for label, key in (("virtual missing", "virtual_missing"), ("rejected frames", "rejected"),
+                       ("blind checks", "blind_checks")):
+        for where, what in (rec.get(key) or {}).items():
+            table.add_row(f"{label} {where}", str(what))
+    for msg in (rec.get("errors") or []) + (rec.get("warnings") or []):
+        table.add_row("note", msg)
+    Console().print(table)
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out: list[str] = []
+    for v in sorted(values):
+        if out and v == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out)
 
 
 @app.command("preview")

@@ -1,6 +1,6 @@
 """A physically simulated fluorescence microscope for Micro-Manager (pymmcore-plus UniMMCore)."""
 
-from .core import DEMO_CONFIG, SimCore, load_demo_core, world_of
+from .core import DEMO_CONFIG, ConfigError, SimCore, load_demo_core, world_of
 from .optics import Modality, Optics
 from .phantoms import Phantom, beads, make_phantom, sheet, worm
 from .world import CameraModel, SimWorld, active_world, use_world
@@ -8,6 +8,7 @@ from .world import CameraModel, SimWorld, active_world, use_world
 __all__ = [
     "DEMO_CONFIG",
     "CameraModel",
+    "ConfigError",
     "Modality",
     "Optics",
     "Phantom",

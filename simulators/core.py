@@ -20,6 +20,14 @@ PYMM_SIGNALS_BACKEND = "PYMM_SIGNALS_BACKEND"
 DEMO_CONFIG = Path(str(files("simulators") / "demo.cfg"))
 
 
+#: the device classes a configuration can name on "#py pyDevice,<label>,simulators.devices,<class>" lines
+PY_DEVICES = ("SimCamera", "SimZStage", "SimXYStage", "SimLightSource", "SimLightPath", "SimObjective")
+
+
+class ConfigError(ValueError):
+    """A Micro-Manager configuration file that does not load (unknown device, bad line)."""
+
+
 class SimCore(UniMMCore):
     """``UniMMCore`` completed for an all-Python microscope.
 
@@ -103,7 +111,13 @@ def load_demo_core(world: SimWorld | None = None, config: str | Path = DEMO_CONF
     if not path.is_file():
         raise FileNotFoundError(f"Micro-Manager configuration file not found: {path}")
     with use_world(world):
-        core.loadSystemConfiguration(str(path))
+        try:
+            core.loadSystemConfiguration(str(path))
+        except RuntimeError as e:
+            raise ConfigError(
+                f"Could not load the microscope configuration {path}: {e}\nCompare its device lines with "
+                f"{DEMO_CONFIG} (Python devices: {', '.join(PY_DEVICES)})."
+            ) from e
     # the calibration must describe the simulated optics, whatever the file says
     for res in core.getAvailablePixelSizeConfigs():
         core.setPixelSizeUm(res, world.optics.pixel_size_um)

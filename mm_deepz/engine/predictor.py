@@ -60,11 +60,17 @@ class Predictor:
         self.tile_size = tile_size or (1024 if cuda else 512)
         self.tile_size -= self.tile_size % multiple
         self.tile_overlap = tile_overlap
-        self.network = model.network.to(self.device).eval()
-        if cuda:
+        self._compile = compile
+        self._use_device(self.device)
+
+    def _use_device(self, device: torch.device) -> None:
+        """Put the network on ``device`` (at start, and when falling back to the CPU)."""
+        self.device = device
+        self.network = self.model.network.to(device).eval()
+        if device.type == "cuda":
             self.network = self.network.to(memory_format=torch.channels_last)
             self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self._forward = torch.compile(self.network) if compile else self.network
+        self._forward = torch.compile(self.network) if self._compile else self.network
 
     # -- public API ------------------------------------------------------------------
     def predict_stack(self, planes: np.ndarray, plane_z_um: tuple[float, ...], target_z_um: np.ndarray,
@@ -111,9 +117,34 @@ class Predictor:
         self.model.check_compatible(plane_offsets_um=offsets)
         return planes
 
-    @torch.inference_mode()
     def _run(self, planes_n: np.ndarray, dist_um: np.ndarray | None = None,
              dpm_maps_um: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`_run_batches`, retried after running out of memory: with half the batch size
+        (kept for later stacks), then, one plane at a time on a GPU, on the CPU."""
+        while True:
+            try:
+                return self._run_batches(planes_n, dist_um, dpm_maps_um)
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+                if not _out_of_memory(e):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    logger.warning("Out of memory on %s: retrying with batches of %d virtual planes", self.device,
+                                   self.batch_size)
+                elif self.device.type != "cpu":
+                    logger.warning("Out of memory on %s even one plane at a time: falling back to the CPU", self.device)
+                    self._use_device(torch.device("cpu"))
+                else:
+                    raise InferenceError(
+                        "Out of memory even one virtual plane at a time on the CPU: use smaller frames (or tiles, "
+                        "tile_size) or close other programs."
+                    ) from e
+
+    @torch.inference_mode()
+    def _run_batches(self, planes_n: np.ndarray, dist_um: np.ndarray | None = None,
+                     dpm_maps_um: np.ndarray | None = None) -> np.ndarray:
         """Normalized planes (n,H,W) + DPMs -> normalized outputs (B,H,W), batched on the device."""
         cuda = self.device.type == "cuda"
         zr = float(self.model.card.z_range_um)
@@ -146,3 +177,9 @@ class Predictor:
             with torch.autocast("cuda", dtype=self._amp_dtype):
                 return self._forward(x).float()
         return self._forward(x)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is torch running out of GPU or host memory."""
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "can't allocate memory" in str(e) \
+        or "out of memory" in str(e).lower()

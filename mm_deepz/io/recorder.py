@@ -8,6 +8,10 @@ One container per acquisition (NGFF 0.5, zarr v3)::
       virtual/    (t, c, z, y, x) the synthesized stack on the same grid (float32, input ADU)
       reference/  (t, c, z, y, x) real target-modality stacks from blind checks
 
+A camera frame that does not fit its image (another shape: the ROI or binning changed; values
+that are not 16-bit counts) is never dropped: it is kept as its own array under
+``rejected/`` with the reason, and listed in the root attributes.
+
 With several XY positions each image holds one NGFF image per position (``measured/p0``,
 ``measured/p1`` ...), translated to its stage position so the fields tile in a viewer.
 
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ..errors import DeepZError
+from ..errors import DeepZError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +152,15 @@ class Recorder:
 
     def _write(self, image: str, p: int, t: int, index: tuple, data: np.ndarray) -> None:
         arr = self._arrays[image, p]
+        data = np.asarray(data)
+        expected = self.geometry.shape_yx if isinstance(index[1], int) else (arr.shape[2], *self.geometry.shape_yx)
+        if data.shape != expected:
+            raise InputError(f"A {image} frame of shape {data.shape} does not fit this acquisition's {expected}: "
+                             "did the camera ROI or binning change during the acquisition?")
+        if data.dtype != arr.dtype and arr.dtype.kind == "u" and (data.dtype.kind not in "ui" or data.min() < 0
+                                                    or data.max() > np.iinfo(arr.dtype).max):
+            raise InputError(f"A {image} frame of dtype {data.dtype} (range {data.min()}..{data.max()}) is not "
+                             f"{arr.dtype} camera counts.")
         with self._lock:
             try:
                 if arr.shape[0] <= t:
@@ -155,6 +168,27 @@ class Recorder:
                 arr[(t, *index)] = np.asarray(data, arr.dtype)
             except OSError as e:
                 raise self._storage_error(e) from e
+
+    def keep_rejected(self, image: str, t: int, z_index: int, frame: np.ndarray, reason: str, p: int = 0) -> str:
+        """Store a frame that does not fit ``image`` under ``rejected/`` (never drop data); its path."""
+        name = f"{image}_t{t}_z{z_index}_p{p}"
+        with self._lock:
+            try:
+                grp = self.root.require_group("rejected")
+                arr = grp.create_array(name, shape=frame.shape, dtype=frame.dtype, overwrite=True)
+                arr[...] = frame
+                arr.attrs["reason"] = reason
+            except OSError as e:
+                raise self._storage_error(e) from e
+            self._state.setdefault("rejected", {})[name] = reason
+            self._flush_attrs()
+        return f"rejected/{name}"
+
+    def record_warning(self, message: str) -> None:
+        """Add a warning about the data (saturation ...) to the root attributes."""
+        with self._lock:
+            self._state.setdefault("warnings", []).append(message)
+            self._flush_attrs()
 
     # -- bookkeeping --------------------------------------------------------------
     def mark_complete(self, image: str, t: int, p: int = 0, **info: Any) -> None:
@@ -208,12 +242,18 @@ class Recorder:
                 cadence = float(np.median(np.diff(ts)))
                 self._attrs["measured_interval_s"] = cadence
                 if self.geometry.interval_s <= 0 and cadence > 0:
-                    for name, pos in self._arrays:
-                        grp = self.root[self.geometry.image_path(name, pos)]
-                        ome = grp.attrs["ome"]
-                        ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][0] = cadence
-                        grp.attrs["ome"] = ome
+                    self._set_time_scale(cadence)
             self._flush_attrs()
+
+    def _set_time_scale(self, seconds: float) -> None:
+        try:
+            for name, pos in self._arrays:
+                grp = self.root[self.geometry.image_path(name, pos)]
+                ome = grp.attrs["ome"]
+                ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][0] = seconds
+                grp.attrs["ome"] = ome
+        except OSError as e:
+            raise self._storage_error(e) from e
 
     @property
     def completed(self) -> dict[str, list[int]]:

@@ -1,0 +1,282 @@
+"""Fault injection: whatever fails (model, memory, disk, camera, user, input), measured data survives
+and the user is told what happened. The simulator, pycromanager and the shipped model, CPU."""
+
+import _thread
+import errno
+import itertools
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from typer.testing import CliRunner
+
+import simulators as sim
+from acquisition_hooks import DeepZAcquisition, DeepZHooks, DeepZPlan, RunSettings
+from helpers import tiny_model
+from mm_deepz.bridge import start_simulator
+from mm_deepz.cli import app
+from mm_deepz.engine import InferenceWorker, Predictor
+from mm_deepz.errors import InferenceError
+from mm_deepz.io import Geometry, Recorder, read_progress
+from mm_deepz.modelfile import load_model, shipped_model_path
+
+Z = (-10.0, 10.0, 1.0)
+
+
+@pytest.fixture
+def session():
+    world = sim.SimWorld(sim.worm(seed=103, activity=False), sensor_shape=(64, 64), seed=103)
+    with start_simulator(world) as s:
+        yield s
+
+
+def _acquisition(session, tmp_path, time_points=4, **settings):
+    model = load_model(shipped_model_path(1))
+    return DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
+                            RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu", **settings))
+
+
+def _measured(path):
+    node = next(iter(Reader(parse_url(str(path / "measured")))()))
+    return np.asarray(node.data[0])
+
+
+def _no_worker_threads():
+    return not any(t.name == "deepz-inference" and t.is_alive() for t in threading.enumerate())
+
+
+# -- 1. the model fails --------------------------------------------------------------------
+def test_model_errors_nan_and_oom_mid_run_lose_no_measured_plane(session, tmp_path):
+    run = _acquisition(session, tmp_path, time_points=5)
+    predictor, calls = run.predictor, itertools.count()
+    good_stack, good_forward = predictor.predict_stack, predictor._forward
+
+    def faulty_stack(*args, **kwargs):
+        i = next(calls)
+        if i == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        if i == 2:
+            predictor._forward = lambda x: torch.full_like(x[:, :1], float("nan"))
+        if i == 3:  # runs out of memory with more than one virtual plane per batch
+            predictor._forward = lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory")) \
+                if x.shape[0] > 1 else good_forward(x)
+        try:
+            return good_stack(*args, **kwargs)
+        finally:
+            predictor._forward = good_forward
+
+    predictor.predict_stack = faulty_stack
+    summary = run.run()
+    measured = _measured(tmp_path / "run.ome.zarr")
+    assert (measured[:, 0, 10].reshape(5, -1).max(axis=1) > 0).all()  # every time point's plane is on disk
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["measured"] == [0, 1, 2, 3, 4]
+    assert prog["completed"]["virtual"] == [0, 3, 4]  # t=3 recovered by smaller batches
+    assert "illegal memory access" in prog["virtual_missing"]["1"] and "NaN" in prog["virtual_missing"]["2"]
+    assert summary.virtual_missing == 2 and len(summary.errors) == 2 and summary.stop_reason is None
+    assert predictor.batch_size == 1  # the smaller batch is kept for later stacks
+
+
+def test_out_of_memory_retries_with_smaller_batches_and_gives_the_same_planes():
+    model = tiny_model()
+    planes = np.random.default_rng(0).integers(100, 3000, (1, 64, 64)).astype(np.uint16)
+    z = np.linspace(-4, 4, 9)
+    reference = Predictor(model, "cpu", batch_size=8).predict_stack(planes, (0.0,), z).data
+    predictor = Predictor(model, "cpu", batch_size=8)
+    forward = predictor._forward
+
+    def small_memory(x):
+        if x.shape[0] > 2:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory")
+        return forward(x)
+
+    predictor._forward = small_memory
+    np.testing.assert_array_equal(predictor.predict_stack(planes, (0.0,), z).data, reference)
+    assert predictor.batch_size == 2
+    predictor._forward = lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))
+    with pytest.raises(InferenceError, match="Out of memory even one virtual plane"):
+        predictor.predict_stack(planes, (0.0,), z)
+
+
+# -- 2. the disk fails ---------------------------------------------------------------------
+@pytest.mark.parametrize(("code", "words"), [(errno.ENOSPC, "the disk is full"), (errno.EACCES, "Permission")])
+def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(session, tmp_path, monkeypatch, code,
+                                                                          words):
+    store_set = zarr.storage.LocalStore.set
+    writes = {"measured": 0}
+
+    async def failing_set(self, key, value):
+        if key.startswith("measured/0/c/"):
+            writes["measured"] += 1
+        if writes["measured"] > 2:  # from the third measured plane on, nothing can be written
+            raise OSError(code, "No space left on device" if code == errno.ENOSPC else "Permission denied")
+        return await store_set(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
+    run = _acquisition(session, tmp_path, time_points=6)
+    t0 = time.monotonic()
+    summary = run.run()
+    assert time.monotonic() - t0 < 60 and _no_worker_threads()
+    monkeypatch.undo()
+    assert summary.stop_reason and str(tmp_path / "run.ome.zarr") in summary.stop_reason
+    assert words in summary.stop_reason and "GiB free" in summary.stop_reason
+    assert session.world.dose.exposures == 3  # nothing more was exposed after the failure
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["measured"] == [0, 1]
+    measured = _measured(tmp_path / "run.ome.zarr")
+    assert (measured[:2, 0, 10].reshape(2, -1).max(axis=1) > 0).all()
+
+
+# -- 3. the acquisition is aborted ------------------------------------------------------------
+def test_ctrl_c_ends_threads_and_leaves_a_consistent_container(session, tmp_path):
+    def interrupt(kind, t, zi, image):
+        if t == 1:
+            _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    run = _acquisition(session, tmp_path, time_points=8, interval_s=0.2)
+    run.hooks.on_image = interrupt
+    summary = run.run()
+    assert summary.aborted and summary.stop_reason == "aborted by the user" and _no_worker_threads()
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["finished"] and prog["completed"]["measured"] == [0, 1]
+    assert prog["completed"]["virtual"] == [0, 1]  # the measured bundles were still synthesized
+    assert _measured(tmp_path / "run.ome.zarr").shape[0] == 2
+
+
+def test_panel_stop_ends_the_run_promptly(qtbot, tmp_path):
+    from acquisition_hooks import AcquisitionRequest
+    from gui import DeepZPanel
+
+    panel = DeepZPanel(AcquisitionRequest(tmp_path / "run.ome.zarr", time_points=50, interval_s=0.5, frame=64,
+                                          device="cpu"))
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.runner.image, timeout=60_000):
+        panel.start()
+    with qtbot.waitSignal(panel.runner.finished, timeout=30_000):
+        qtbot.mouseClick(panel.stop_button, 1)
+    assert panel.summary.aborted and panel.summary.time_points < 50
+    assert panel.runner.wait(5) and _no_worker_threads()
+    assert read_progress(tmp_path / "run.ome.zarr")["finished"]
+
+
+def test_a_failing_display_callback_does_not_stop_the_acquisition(session, tmp_path):
+    def broken(*args):
+        raise ValueError("the viewer crashed")
+
+    run = _acquisition(session, tmp_path, time_points=3, )
+    run.hooks.on_image = run.hooks.on_virtual = broken
+    summary = run.run()
+    assert summary.time_points == 3 and summary.planes_synthesized == 63
+    assert summary.errors == ["display callback failed: ValueError: the viewer crashed"]
+
+
+def test_a_camera_error_does_not_hang_the_run(session, tmp_path, monkeypatch):
+    snap, calls = sim.devices.SimCamera.snap, itertools.count()
+
+    def flaky(self, buffer):
+        if next(calls) == 1:
+            raise RuntimeError("camera: lost connection")
+        return snap(self, buffer)
+
+    monkeypatch.setattr(sim.devices.SimCamera, "snap", flaky)
+    run = _acquisition(session, tmp_path, time_points=3, time_point_timeout_s=3)
+    summary = run.run()
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["measured"] == [0, 2]  # t=1 lost to the camera, the run went on
+    assert any("Time point 1 was not measured" in e for e in summary.errors)
+
+
+# -- 4. bad input --------------------------------------------------------------------------
+@pytest.fixture
+def hooks(tmp_path):
+    """Hooks with a real recorder and worker, fed frames directly (no microscope)."""
+    plan = DeepZPlan(-4.0, 4.0, 1.0)
+    recorder = Recorder(tmp_path / "h.ome.zarr", Geometry(tuple(plan.requested_z()), 0.325, 0.0, (64, 64)))
+    worker = InferenceWorker(Predictor(tiny_model(z_range_um=4.0), "cpu"))
+    h = DeepZHooks(plan, recorder, worker)
+    yield h
+    worker.close()
+
+
+def _anchor(hooks, t, frame):
+    hooks.event_generation_hook({"axes": {"time": t, "z": 4}})  # fixes the time point's mode
+    return hooks.image_process_fn(frame, {"Axes": {"time": t, "z": 4, "deepz": "anchor"}})
+
+
+def _worm_frame(seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.poisson(200, (64, 64)) + 100).astype(np.uint16)
+
+
+@pytest.mark.parametrize("frame", [np.zeros((32, 64), np.uint16), np.full((64, 64), 2.5, np.float32),
+                                   np.full((64, 64), 70000, np.int32)], ids=["roi-changed", "float", "over-16-bit"])
+def test_frames_that_do_not_fit_are_kept_aside_not_dropped(hooks, frame, tmp_path):
+    _anchor(hooks, 0, _worm_frame())
+    assert _anchor(hooks, 1, frame) is None  # nothing raised into the acquisition engine
+    hooks.worker.close()
+    root = zarr.open_group(str(tmp_path / "h.ome.zarr"), mode="r")
+    kept = root["rejected/measured_t1_z4_p0"]
+    np.testing.assert_array_equal(kept[...], frame)
+    assert "does not fit" in kept.attrs["reason"] or "not uint16" in kept.attrs["reason"]
+    prog = read_progress(tmp_path / "h.ome.zarr")
+    assert prog["completed"]["virtual"] == [0] and "rejected" in prog["virtual_missing"]["1"]
+    assert hooks.stats.rejected_frames == 1
+
+
+def test_saturated_input_is_flagged_and_still_synthesized(hooks, tmp_path):
+    frame = _worm_frame()
+    frame[:8, :] = 4095  # a 12-bit camera at full scale over 12 % of the frame
+    _anchor(hooks, 0, frame)
+    hooks.worker.close()
+    prog = read_progress(tmp_path / "h.ome.zarr")
+    assert prog["completed"]["virtual"] == [0]
+    assert "saturated" in prog["warnings"][0] and "12.5 %" in prog["warnings"][0]
+
+
+def test_empty_frames_give_a_missing_virtual_stack_with_the_reason(hooks, tmp_path):
+    _anchor(hooks, 0, np.zeros((64, 64), np.uint16))
+    hooks.worker.close()
+    prog = read_progress(tmp_path / "h.ome.zarr")
+    assert prog["completed"]["measured"] == [0] and prog["completed"]["virtual"] == []
+    assert "flat" in prog["virtual_missing"]["0"] and "shutter" in prog["virtual_missing"]["0"]
+
+
+def test_a_config_file_with_unknown_devices_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text(sim.DEMO_CONFIG.read_text().replace("SimZStage", "SimFocusDrive"))
+    with pytest.raises(sim.ConfigError, match="SimFocusDrive") as e:
+        sim.load_demo_core(config=cfg)
+    assert "SimZStage" in str(e.value)  # the message lists the devices there are
+
+
+# -- 5. reading what an interrupted run left -----------------------------------------------
+def test_an_interrupted_container_reads_and_reports_its_complete_time_points(session, tmp_path):
+    run = _acquisition(session, tmp_path, time_points=6)
+    run.hooks.on_image = lambda kind, t, zi, image: run.abort() if t == 2 else None
+    run.run()
+    measured = _measured(tmp_path / "run.ome.zarr")  # ome_zarr's reader (what napari's plugin uses)
+    assert measured.shape[0] == 3 and (measured[:, 0, 10].reshape(3, -1).max(axis=1) > 0).all()
+    out = CliRunner().invoke(app, ["info", str(tmp_path / "run.ome.zarr")])
+    assert out.exit_code == 0 and "0-2" in out.output and "abort" in out.output
+
+
+# -- 6. load ---------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_a_long_run_keeps_memory_flat_and_loses_no_frame(session, tmp_path):
+    run = _acquisition(session, tmp_path, time_points=150)
+    rss = {}
+    run.hooks.on_image = lambda kind, t, zi, image: rss.setdefault(t, _rss_mb()) if t in (30, 149) else None
+    summary = run.run()
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert summary.planes_measured == 150 and prog["completed"]["measured"] == list(range(150))
+    assert summary.virtual_missing + summary.planes_synthesized // 21 == 150  # every bundle accounted for
+    assert rss[149] - rss[30] < 40, rss  # MB; bounded queues, nothing kept per time point
