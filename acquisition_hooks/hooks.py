@@ -85,8 +85,10 @@ class DeepZHooks:
         if enabled:
             self._enabled.set()
         self._lock = threading.Lock()
-        self._measured = threading.Condition()
-        self._measured_t: dict[int, set[int]] = {}
+        self._arrival = threading.Condition()
+        self._arrived: dict[tuple[int, int], int] = {}  # (t, p) -> frames of it that arrived
+        self._acquired_t: dict[int, set[int]] = {}  # t -> positions whose frames all arrived
+        self._measured_t: dict[int, set[int]] = {}  # t -> positions written (for the counters)
         self._mode: dict[int, str] = {}
         self._planes: dict[tuple[str, int, int], dict[int, np.ndarray]] = {}
         self._virtual: dict[tuple[int, int], np.ndarray] = {}
@@ -114,11 +116,11 @@ class DeepZHooks:
 
     def stop(self, reason: str) -> None:
         """Acquire nothing more: every further event is skipped and waiting threads wake up."""
-        with self._measured:
+        with self._arrival:
             first = self.stop_reason is None
             if first:
                 self.stop_reason = reason
-            self._measured.notify_all()
+            self._arrival.notify_all()
         if first and self.on_stop is not None:
             self.on_stop(reason)
 
@@ -132,6 +134,7 @@ class DeepZHooks:
         with self._lock:
             if t not in self._mode:
                 self._mode[t] = "deepz" if self.enabled and self.worker is not None else "full"
+                self._mode.pop(t - 2, None)  # decided long ago (MDA runners may ask again for t - 1)
             return self._mode[t]
 
     def event_generation_hook(self, event: dict) -> dict | None:
@@ -180,14 +183,23 @@ class DeepZHooks:
                 events.append(ev)
         return events
 
-    def wait_measured(self, t: int, timeout: float) -> bool:
-        """Block until every measured plane of time point ``t`` (all positions) is recorded, or the
-        acquisition is stopped; True if ``t`` is measured."""
+    def wait_acquired(self, t: int, timeout: float) -> bool:
+        """Block until every camera frame of time point ``t`` (all positions) has arrived, or the
+        acquisition is stopped; True if ``t`` was acquired. Writing them may still be under way."""
         n = self.recorder.n_positions
-        with self._measured:
-            self._measured.wait_for(lambda: len(self._measured_t.get(t, ())) >= n or self.stop_reason is not None,
-                                    timeout)
-            return len(self._measured_t.get(t, ())) >= n
+        with self._arrival:
+            self._arrival.wait_for(lambda: len(self._acquired_t.get(t, ())) >= n or self.stop_reason is not None,
+                                   timeout)
+            return len(self._acquired_t.pop(t, ())) >= n
+
+    def _note_arrival(self, kind: str, t: int, p: int) -> None:
+        expected = len(self._anchors) if kind == "anchor" else len(self._z)
+        with self._arrival:
+            self._arrived[t, p] = self._arrived.get((t, p), 0) + 1
+            if self._arrived[t, p] == expected:
+                del self._arrived[t, p]
+                self._acquired_t.setdefault(t, set()).add(p)
+                self._arrival.notify_all()
 
     # -- images -------------------------------------------------------------------------
     def image_process_fn(self, image: np.ndarray, metadata: dict) -> Any:
@@ -203,6 +215,8 @@ class DeepZHooks:
         t, zi, p = int(axes["time"]), int(axes["z"]), int(axes.get("position", 0))
         image = np.asarray(image)
         name = "reference" if kind == "reference" else "measured"
+        if kind != "reference":  # the next time point may be submitted while this plane is written
+            self._note_arrival(kind, t, p)
         try:
             try:
                 self.recorder.write_plane(name, t, zi, image, p=p)
@@ -261,11 +275,12 @@ class DeepZHooks:
                 self._blind_check(t, p)
             return
         self.recorder.mark_complete("measured", t, p, planes=written)  # flushed before inference
-        with self._measured:
+        with self._lock:
             done = self._measured_t.setdefault(t, set())
             done.add(p)
             whole_time_point = len(done) == self.recorder.n_positions
-            self._measured.notify_all()
+            if whole_time_point:
+                del self._measured_t[t]
         if whole_time_point:
             if kind == "full":
                 self.stats.time_points_full += 1

@@ -215,14 +215,14 @@ class DeepZAcquisition:
             # the event hook at submission), so a toggle during the wait applies to t
             if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
                 return
-            # one event per call: a skipped plane then ends only its own (one-event) batch
-            for ev in by_t[t]:
-                acq.acquire(ev)
+            # the hook rewrites the events here, so only the planes to measure travel through
+            # pycromanager (the rewritten events carry the deepz axis and pass its hook untouched)
+            acq.acquire([out for ev in by_t[t] if (out := self.hooks.event_generation_hook(ev)) is not None])
             if plan.is_blind_check(t):
                 acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time"), s.positions_xy_um))
-            # the next time point is submitted once this one is measured, so a toggle or an
-            # abort during time point t applies from t + 1
-            if not self.hooks.wait_measured(t, s.time_point_timeout_s) and not self._abort.is_set():
+            # the next time point is submitted once this one's frames are taken, so a toggle or
+            # an abort during time point t applies from t + 1
+            if not self.hooks.wait_acquired(t, s.time_point_timeout_s) and not self._abort.is_set():
                 msg = (f"Time point {t} was not measured within {s.time_point_timeout_s:.0f} s (a microscope "
                        "error? see the log); going on with the next one")
                 self.hooks.stats.errors.append(msg)

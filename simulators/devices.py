@@ -8,6 +8,7 @@ when it is initialised, so the camera sees what the stage, shutter and light pat
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,7 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
         super().__init__()
         self._exposure = 10.0
         self._binning = 1
+        self._real_time = True
 
     def sensor_shape(self) -> tuple[int, int]:
         h, w = self.world.sensor_shape
@@ -111,16 +113,29 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
         w = self.world
         w.camera = dataclasses.replace(w.camera, **changes)
 
+    @pymm_property(allowed_values=[0, 1], name="RealTime")
+    def real_time(self) -> int:
+        """1: a frame takes at least its exposure time, as on a real camera; 0: as fast as it renders."""
+        return int(self._real_time)
+
+    @real_time.setter
+    def real_time(self, value: int) -> None:
+        self._real_time = bool(int(value))
+
     def snap(self, buffer: np.ndarray) -> Mapping:
         w = self.world
+        start = time.perf_counter()
         with w.lock:
             buffer[:] = w.expose(self._exposure, self._binning)
-            return {
+            meta = {
                 "SimZ-um": f"{w.z_um:.4f}",
                 "SimModality": w.modality,
                 "SimDose-mJ": f"{w.dose.dose_mJ:.6f}",
                 "SimTime-s": f"{w.now_s():.4f}",
             }
+        if self._real_time:
+            time.sleep(max(0.0, self._exposure / 1000 - (time.perf_counter() - start)))
+        return meta
 
 
 class SimZStage(_WorldBound, StageDevice):

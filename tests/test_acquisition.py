@@ -67,8 +67,10 @@ def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_p
             holder["run"].enabled = False
 
     model = load_model(shipped_model_path(1))
+    # the flip comes during the interval after t=0, as a user's click would
     run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=3, device="cpu"), on_image=flip)
+                           RunSettings(tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"),
+                           on_image=flip)
     holder["run"] = run
     run.run()
     assert static_world.dose.exposures == 1 + 21 + 21

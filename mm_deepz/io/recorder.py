@@ -102,7 +102,8 @@ class Recorder:
     """Writes one acquisition's images into an OME-Zarr container, thread-safe."""
 
     def __init__(self, path: str | Path, geometry: Geometry, attrs: dict[str, Any] | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, compression: bool = True):
+        """``compression``: zstd-compressed chunks (zarr's default; lossless), or raw chunks."""
         self.path = Path(path)
         self.geometry = geometry
         if self.path.exists() and any(self.path.iterdir() if self.path.is_dir() else [True]):
@@ -125,7 +126,8 @@ class Recorder:
                     grp.attrs.update(_ngff_attrs(name if self.n_positions == 1 else f"{name} p{pos}", geometry, pos))
                     self._arrays[name, pos] = grp.create_array(
                         "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w), chunks=(1, 1, 1, h, w),
-                        dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"))
+                        dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"),
+                        compressors="auto" if compression else None)
         except OSError as e:
             raise self._storage_error(e) from e
         self._attrs = dict(self.root.attrs["mm_deepz"])

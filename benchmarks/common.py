@@ -1,0 +1,72 @@
+"""Shared benchmark tools: timing, peak memory, the demo network with random weights."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from mm_deepz.model import UNetConfig
+from mm_deepz.modelfile import DeepZModel, ModelCard, OpticsSpec
+
+OPTICS = OpticsSpec(pixel_size_um=0.325, na=0.75, wavelength_em_um=0.525, immersion_index=1.0)
+
+
+def demo_model(n_planes: int = 1, base: int = 16, depth: int = 3) -> DeepZModel:
+    """The shipped architecture with random weights (speed does not depend on the weights)."""
+    offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
+    return DeepZModel.new(ModelCard(UNetConfig(n_planes, base, depth), offsets, 10.0, OPTICS))
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (MB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+@contextmanager
+def peak_memory(device: str = "cpu", every_s: float = 0.005) -> Any:
+    """Peak memory above the start while the block runs (MB): process RSS, or CUDA allocations."""
+    result: dict[str, float] = {}
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        yield result
+        torch.cuda.synchronize()
+        result["peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        return
+    base, peak, stop = rss_mb(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every_s):
+            peak[0] = max(peak[0], rss_mb())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        result["peak_mb"] = max(0.0, max(peak[0], rss_mb()) - base)
+
+
+def best_time(fn: Callable[[], Any], repeats: int = 2, warmup: bool = True, cuda: bool = False) -> float:
+    """Best wall time of ``fn`` over ``repeats`` runs (after one warm-up run)."""
+    if warmup:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
