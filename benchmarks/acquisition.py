@@ -5,7 +5,8 @@ per time point at the stack centre: z, light path and exposure set by each event
 possible) on the same simulated microscope: plain pycromanager stores them with its own storage
 (NDTiff) on the same disk; the Deep-Z run turns each 21-plane request into that one plane
 through the hooks, writes it to the OME-Zarr recorder and synthesizes the virtual stack in the
-background. The frame rate counts from the first to the last frame.
+background. The frame rate counts from the fourth to the last frame: the first frames of a
+fresh simulated field also build the simulator's optics caches.
 """
 
 from __future__ import annotations
@@ -21,10 +22,18 @@ from pycromanager import Acquisition
 import simulators as sim
 from acquisition_hooks import AcquisitionRequest
 from mm_deepz.bridge import start_simulator
+from mm_deepz.engine import Predictor, VirtualStack
+from mm_deepz.normalization import IntensityScale
 
 logger = logging.getLogger(__name__)
 
 EXPOSURE_MS = 10.0
+SKIP = 3  # frames not timed (simulator warm-up)
+
+
+def _fps(stamps: list[float]) -> float:
+    timed = stamps[SKIP:]
+    return (len(timed) - 1) / (timed[-1] - timed[0])
 
 
 def _world(size: int) -> sim.SimWorld:
@@ -43,12 +52,24 @@ def plain_fps(size: int, frames: int, directory: Path) -> float:
               for t in range(frames)]
     with start_simulator(_world(size)), Acquisition(directory=str(directory), name="plain", show_display=False,
                                                     image_process_fn=stamp) as acq:
-        acq.acquire(events)
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        for event in events:  # one per call: a whole list at once slows pycromanager's Python engine
+            acq.acquire(event)  # down ~10x after a few frames (measured), which would flatter Deep-Z
+    return _fps(stamps)
 
 
-def deepz_run(size: int, frames: int, output: Path, device: str) -> dict:
-    """Frames per second, virtual stacks made and their latency, with the Deep-Z hooks and recorder."""
+def _instant(predictor: Predictor) -> None:
+    """Make ``predictor`` return empty stacks at once: the run then shows what the hooks and the
+    recorder cost the CPU when the model runs elsewhere (a GPU)."""
+    def predict_stack(planes: np.ndarray, plane_z_um: tuple, target_z_um: np.ndarray, **kw: object) -> VirtualStack:
+        return VirtualStack(np.zeros((len(target_z_um), *planes.shape[1:]), np.float32), np.asarray(target_z_um),
+                            plane_z_um, IntensityScale(0.0, 1.0))
+
+    predictor.predict_stack = predict_stack  # type: ignore[method-assign]
+
+
+def deepz_run(size: int, frames: int, output: Path, device: str, model_on_cpu: bool = True) -> dict:
+    """Frames per second, virtual stacks made and their latency, with the Deep-Z hooks and recorder
+    (``model_on_cpu=False``: the model's work left out, as when it runs on a GPU)."""
     request = AcquisitionRequest(output, time_points=frames, frame=size, device=device, exposure_ms=EXPOSURE_MS)
     model, plan = request.prepare()
     stamps: dict[int, float] = {}
@@ -61,22 +82,39 @@ def deepz_run(size: int, frames: int, output: Path, device: str) -> dict:
         latency.append(time.perf_counter() - stamps[t])
 
     with request.microscope() as core:
-        summary = request.acquisition(core, model, plan, on_image=on_image, on_virtual=on_virtual).run()
-    times = [stamps[t] for t in sorted(stamps)]
-    return {"fps": (len(times) - 1) / (times[-1] - times[0]), "virtual_made": len(latency),
+        acq = request.acquisition(core, model, plan, on_image=on_image, on_virtual=on_virtual)
+        if not model_on_cpu:
+            _instant(acq.predictor)
+        summary = acq.run()
+    return {"fps": _fps([stamps[t] for t in sorted(stamps)]), "virtual_made": len(latency),
             "virtual_missing": summary.virtual_missing,
             "latency_median_s": float(np.median(latency)) if latency else None}
 
 
-def run(quick: bool, device: str) -> dict:
-    """The overhead row: fps with and without the hooks, their ratio, latency."""
-    size, frames = (128, 10) if quick else (256, 50)
+def run(quick: bool, device: str) -> list[dict]:
+    """Overhead rows (alternating runs, medians): the model on ``device``, and the model's work left
+    out (what the hooks and the recorder cost by themselves)."""
+    size, frames, repeats = (128, 12, 1) if quick else (256, 60, 3)
+    plain: list[float] = []
+    deepz: dict[bool, list[dict]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(dir=".") as tmp:
-        plain = plain_fps(size, frames, Path(tmp))
-        deepz = deepz_run(size, frames, Path(tmp) / "deepz.ome.zarr", device)
-    row = {"frame": size, "frames": frames, "exposure_ms": EXPOSURE_MS, "plain_fps": round(plain, 1),
-           "deepz_fps": round(deepz["fps"], 1), "ratio": round(deepz["fps"] / plain, 3),
-           "virtual_made": deepz["virtual_made"], "virtual_missing": deepz["virtual_missing"],
-           "latency_median_s": round(deepz["latency_median_s"], 3) if deepz["latency_median_s"] else None}
-    logger.info("acquisition %s", row)
-    return row
+        for i in range(repeats):  # alternate, so a slow spell of the machine hits all alike
+            plain.append(plain_fps(size, frames, Path(tmp) / f"plain{i}"))
+            for with_model in (True, False):
+                deepz[with_model].append(deepz_run(size, frames, Path(tmp) / f"deepz{i}{with_model}.ome.zarr", device,
+                                                   with_model))
+    base = float(np.median(plain))
+    rows = []
+    for with_model, runs in deepz.items():
+        fps = [d["fps"] for d in runs]
+        last = runs[-1]
+        rows.append({"model": f"on {device}" if with_model else "left out (as on a GPU)", "frame": size,
+                     "frames": frames, "runs": repeats, "exposure_ms": EXPOSURE_MS, "plain_fps": round(base, 1),
+                     "plain_fps_range": [round(min(plain), 1), round(max(plain), 1)],
+                     "deepz_fps": round(float(np.median(fps)), 1), "deepz_fps_range": [round(min(fps), 1),
+                                                                                     round(max(fps), 1)],
+                     "ratio": round(float(np.median(fps)) / base, 3), "virtual_made": last["virtual_made"],
+                     "virtual_missing": last["virtual_missing"],
+                     "latency_median_s": round(last["latency_median_s"], 3) if last["latency_median_s"] else None})
+        logger.info("acquisition %s", rows[-1])
+    return rows

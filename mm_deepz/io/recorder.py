@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec
 
 from ..errors import DeepZError, InputError
 
@@ -44,6 +45,24 @@ IMAGES = ("measured", "virtual", "reference")
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
 #: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
 DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16"}
+
+
+#: lossless, and 5x faster than zarr's default zstd on camera frames at a better size ratio
+#: (benchmarks: 2048x2048 uint16, 1227 vs 236 MB/s, 5.1 vs 5.0)
+COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
+#: every written chunk is stored: zarr's check for chunks equal to the fill value costs 2/3 of
+#: the write time of a camera frame, and camera frames are never empty
+ARRAY_CONFIG = {"write_empty_chunks": True}
+
+
+#: virtual stacks arrive whole, so their planes share chunks of up to this size (fewer, larger
+#: writes: 21 planes of 256x256 float32 in 9 instead of 17 ms); camera planes arrive one by one
+VIRTUAL_CHUNK_BYTES = 16 * 2**20
+
+
+def _z_chunk(image: str, n_z: int, plane_bytes: int) -> int:
+    """Planes per chunk along z."""
+    return max(1, min(n_z, VIRTUAL_CHUNK_BYTES // plane_bytes)) if image == "virtual" else 1
 
 
 class OutputExistsError(DeepZError):
@@ -103,7 +122,7 @@ class Recorder:
 
     def __init__(self, path: str | Path, geometry: Geometry, attrs: dict[str, Any] | None = None,
                  overwrite: bool = False, compression: bool = True):
-        """``compression``: zstd-compressed chunks (zarr's default; lossless), or raw chunks."""
+        """``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, or raw chunks."""
         self.path = Path(path)
         self.geometry = geometry
         if self.path.exists() and any(self.path.iterdir() if self.path.is_dir() else [True]):
@@ -125,9 +144,10 @@ class Recorder:
                     grp = self.root.require_group(geometry.image_path(name, pos))
                     grp.attrs.update(_ngff_attrs(name if self.n_positions == 1 else f"{name} p{pos}", geometry, pos))
                     self._arrays[name, pos] = grp.create_array(
-                        "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w), chunks=(1, 1, 1, h, w),
+                        "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w),
+                        chunks=(1, 1, _z_chunk(name, len(geometry.z_um), h * w * np.dtype(DTYPES[name]).itemsize), h, w),
                         dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"),
-                        compressors="auto" if compression else None)
+                        compressors=COMPRESSOR if compression else None, config=ARRAY_CONFIG)
         except OSError as e:
             raise self._storage_error(e) from e
         self._attrs = dict(self.root.attrs["mm_deepz"])

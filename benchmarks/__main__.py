@@ -1,0 +1,82 @@
+"""The benchmark suite: ``python -m benchmarks [--quick] [--out DIR]``.
+
+Runs every section side by side in one process (so machine noise hits all alike), on the CPU
+and, where one is present, on the GPU; writes ``benchmarks.json`` and the results section of
+``benchmarks.md`` into DIR (default ``docs/``). ``--quick`` uses small sizes (CI smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pycromanager
+import torch
+import zarr
+from rich.logging import RichHandler
+from rich.progress import Progress
+
+import mm_deepz
+
+from . import acquisition, inference, light, scaling, simulator, writing
+from .report import write_markdown
+
+logger = logging.getLogger("benchmarks")
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    import os
+
+    return {"date": date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
+            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "versions": {"mm_deepz": mm_deepz.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                         "zarr": zarr.__version__, "pycromanager": pycromanager.__version__,
+                         "python": platform.python_version()}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the suite; returns the results written to ``benchmarks.json``."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run, figures not meaningful)")
+    ap.add_argument("--out", type=Path, default=Path("docs"), help="folder for benchmarks.json / benchmarks.md")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    # a CPU model drops virtual stacks when frames come faster than it: counted in the tables, not logged
+    logging.getLogger("acquisition_hooks").setLevel(logging.ERROR)
+    devices = (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
+    gpu = devices[0]
+    sections = [
+        ("simulator", lambda: simulator.run(args.quick)),
+        ("inference", lambda: inference.run(args.quick, devices)),
+        ("acquisition", lambda: acquisition.run(args.quick, gpu)),
+        ("writing", lambda: writing.run(args.quick)),
+        ("light", lambda: light.run(args.quick, gpu)),
+        ("scaling", lambda: scaling.run(args.quick, gpu)),
+    ]
+    results: dict = {"machine": machine(), "quick": args.quick, "seconds": {}}
+    with Progress() as bar:
+        task = bar.add_task("benchmarks", total=len(sections))
+        for name, fn in sections:
+            bar.update(task, description=f"benchmark: {name}")
+            t0 = time.perf_counter()
+            results[name] = fn()
+            results["seconds"][name] = round(time.perf_counter() - t0, 1)
+            bar.advance(task)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2))
+    write_markdown(results, args.out / "benchmarks.md")
+    logger.warning("wrote %s and %s", args.out / "benchmarks.json", args.out / "benchmarks.md")
+    return results
+
+
+if __name__ == "__main__":
+    main()

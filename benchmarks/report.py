@@ -1,0 +1,84 @@
+"""The results section of docs/benchmarks.md, made from the suite's results (text outside the
+section, the analysis, is kept as it is)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+START, END = "<!-- results:start (written by python -m benchmarks) -->", "<!-- results:end -->"
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+            *("| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows), ""]
+
+
+def _goal(value: float, goal: float) -> str:
+    return f"{value} ({'meets' if value >= goal else 'below'} {goal})"
+
+
+def results_markdown(r: dict) -> list[str]:
+    """The tables of one run."""
+    m = r["machine"]
+    v = ", ".join(f"{k} {x}" for k, x in m["versions"].items())
+    out = [f"Measured {m['date']} on {m['cpu']} ({m['cpu_cores']} cores, torch threads {m['torch_threads']}), "
+           f"GPU: {m['gpu'] or 'none'}; {v}." + (" **Quick mode: sizes too small to mean anything.**"
+                                                if r["quick"] else ""), ""]
+    out += ["### Inference", ""]
+    out += _table(["device", "frame", "planes in", "virtual planes", "planes / s", "s per stack", "peak MB",
+                   "engine / eager", "timed over"],
+                  [[x["device"], f"{x['frame']}²", x["planes_in"], x["planes_out"], x["planes_per_s"], x["stack_s"],
+                    x["peak_mb"], x.get("engine_vs_eager"), f"{x['planes_timed']} planes"] for x in r["inference"]])
+    out += ["### Acquisition overhead", ""]
+    out += _table(["model", "frame", "frames × runs", "exposure", "plain pycromanager fps (range)",
+                   "with Deep-Z fps (range)", "ratio (goal)", "virtual stacks made / missing",
+                   "latency to disk (median)"],
+                  [[a["model"], f"{a['frame']}²", f"{a['frames']} × {a['runs']}", f"{a['exposure_ms']} ms",
+                    f"{a['plain_fps']} ({a['plain_fps_range'][0]}-{a['plain_fps_range'][1]})",
+                    f"{a['deepz_fps']} ({a['deepz_fps_range'][0]}-{a['deepz_fps_range'][1]})",
+                    _goal(a["ratio"], 0.95), f"{a['virtual_made']} / {a['virtual_missing']}",
+                    f"{a['latency_median_s']} s"] for a in r["acquisition"]])
+    w = r["writing"]
+    out += ["### Writing", ""]
+    out += _table(["frame", "frames", "raw file writes", "recorder (lz4)", "recorder (uncompressed)",
+                   "ome-zarr write_image", "recorder / raw (goal)", "lz4 size ratio", "camera fps sustained (lz4 / raw)"],
+                  [[f"{w['frame']}² uint16", w["frames"], f"{w['raw_mb_s']} MB/s", f"{w['recorder_lz4_mb_s']} MB/s",
+                    f"{w['recorder_raw_mb_s']} MB/s", f"{w['ome_zarr_mb_s']} MB/s",
+                    f"{_goal(w['lz4_vs_raw'], 0.8)} / {w['uncompressed_vs_raw']}", w["lz4_size_ratio"],
+                    f"{w['camera_fps_sustained_lz4']} / {w['camera_fps_sustained_raw']}"]])
+    li = r["light"]
+    out += ["### Light", ""]
+    out += _table(["time points", "planes measured (Deep-Z / full)", "dose (Deep-Z / full)", "dose ratio (goal)",
+                   "brightness left (Deep-Z / full)"],
+                  [[li["time_points"], f"{li['deepz_planes']} / {li['full_planes']}",
+                    f"{li['deepz_dose_mJ']} / {li['full_dose_mJ']} mJ",
+                    f"{li['dose_ratio']} (= {li['planes_requested_per_time_point']} requested / 1 measured)",
+                    f"{li['deepz_brightness_left']} / {li['full_brightness_left']}"]])
+    s = r["scaling"]
+    out += ["### Scaling", "", "Virtual stack (1 input plane, CPU) against frame size (21 planes) and depth:", ""]
+    out += _table(["frame", "planes", "s per stack", "peak MB"],
+                  [[f"{x['frame']}²", x["depth"], x["stack_s"], x["peak_mb"]] for x in s["frame_size"] + s["depth"]])
+    out += ["Deep-Z time-lapse (128² frames) against XY positions:", ""]
+    out += _table(["positions", "time points", "s per time point", "peak MB", "virtual missing"],
+                  [[x["positions"], x["time_points"], x["s_per_time_point"], x["peak_mb"], x["virtual_missing"]]
+                   for x in s["positions"]])
+    out += ["Where a Deep-Z time point's cost goes (cProfile, self time):", ""]
+    out += _table(["function", "self s", "share"], [[x["function"], x["self_s"], x["share"]] for x in s["profile"]])
+    out += ["### Simulator", ""]
+    out += _table(["frame", "first frame", "median frame", "max frame"],
+                  [[x["frame"], f"{x['first_frame_s']} s", f"{x['median_frame_s']} s", f"{x['max_frame_s']} s"]
+                   for x in r["simulator"]])
+    out += ["Section times: " + ", ".join(f"{k} {t} s" for k, t in r["seconds"].items()) + "."]
+    return out
+
+
+def write_markdown(results: dict, path: Path) -> Path:
+    """Replace the results section of ``path`` (or create the file with it)."""
+    block = "\n".join([START, *results_markdown(results), END])
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START in text and END in text:
+        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+    return path

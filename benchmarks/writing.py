@@ -1,0 +1,86 @@
+"""Writing: recorder MB/s for a stream of camera frames vs raw bytes and ome-zarr's writer, same disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+from ome_zarr.writer import write_image
+
+import simulators as sim
+from mm_deepz.io import Geometry, Recorder
+
+logger = logging.getLogger(__name__)
+
+
+def camera_frames(size: int, n_distinct: int = 4) -> list[np.ndarray]:
+    """A few simulated widefield frames (realistic content and noise, so compression is honest)."""
+    world = sim.SimWorld(sim.worm(seed=100), sensor_shape=(size, size), seed=100)
+    world.shutter_open = True
+    frames = []
+    for z in np.linspace(-4, 4, n_distinct):
+        world.z_um = float(z)
+        frames.append(world.expose(10.0))
+    return frames
+
+
+def _mb_s(nbytes: int, seconds: float) -> float:
+    return nbytes / 2**20 / seconds
+
+
+def recorder_mb_s(frames: list[np.ndarray], n: int, out: Path, compression: bool) -> tuple[float, float]:
+    """MB/s of Recorder.write_plane streaming ``n`` frames (one per time point), and the on-disk ratio."""
+    size = frames[0].shape
+    rec = Recorder(out, Geometry((0.0,), 0.325, 0.0, size), overwrite=True, compression=compression)
+    t0 = time.perf_counter()
+    for t in range(n):
+        rec.write_plane("measured", t, 0, frames[t % len(frames)])
+        rec.mark_complete("measured", t, planes=[0])
+    seconds = time.perf_counter() - t0
+    on_disk = sum(f.stat().st_size for f in (out / "measured").rglob("*") if f.is_file())
+    return _mb_s(n * frames[0].nbytes, seconds), n * frames[0].nbytes / max(on_disk, 1)
+
+
+def raw_mb_s(frames: list[np.ndarray], n: int, out: Path) -> float:
+    """MB/s of writing the same bytes, one file per frame, with plain Python file writes."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for t in range(n):
+        with open(out / f"{t}.raw", "wb") as f:
+            f.write(frames[t % len(frames)].tobytes())
+    return _mb_s(n * frames[0].nbytes, time.perf_counter() - t0)
+
+
+def ome_zarr_mb_s(frames: list[np.ndarray], n: int, out: Path) -> float:
+    """MB/s of ome-zarr-py's write_image of the same frames as one (t, y, x) array (not streamed)."""
+    data = np.stack([frames[t % len(frames)] for t in range(n)])
+    root = zarr.open_group(str(out), mode="w")
+    t0 = time.perf_counter()
+    write_image(data, root, axes="tyx", scale_factors=())
+    return _mb_s(data.nbytes, time.perf_counter() - t0)
+
+
+def run(quick: bool) -> dict:
+    """The writing row: MB/s and ratios, with and without compression."""
+    size, n = (256, 20) if quick else (2048, 40)
+    frames = camera_frames(size)
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        d = Path(tmp)
+        raw = raw_mb_s(frames, n, d / "raw")
+        lz4, ratio = recorder_mb_s(frames, n, d / "lz4.ome.zarr", True)
+        plain, _ = recorder_mb_s(frames, n, d / "plain.ome.zarr", False)
+        reference = ome_zarr_mb_s(frames, n, d / "omezarr.ome.zarr")
+        os.sync()
+    frame_mb = frames[0].nbytes / 2**20
+    row = {"frame": size, "frames": n, "frame_mb": round(frame_mb, 1), "raw_mb_s": round(raw),
+           "recorder_lz4_mb_s": round(lz4), "recorder_raw_mb_s": round(plain), "ome_zarr_mb_s": round(reference),
+           "lz4_vs_raw": round(lz4 / raw, 2), "uncompressed_vs_raw": round(plain / raw, 2),
+           "lz4_size_ratio": round(ratio, 2), "camera_fps_sustained_lz4": round(lz4 / frame_mb),
+           "camera_fps_sustained_raw": round(plain / frame_mb)}
+    logger.info("writing %s", row)
+    return row
