@@ -11,6 +11,9 @@
 - ``image_process_fn``: writes each measured plane to the recorder, groups the anchor planes
   of a time point into a :class:`PlaneBundle` and hands it to the inference worker without
   blocking; reference planes go to ``reference/``, and a completed blind check is scored.
+  It never raises into pycromanager: a frame that does not fit is kept under ``rejected/``,
+  saturated input planes are flagged, and a storage failure stops the acquisition
+  (:meth:`DeepZHooks.stop`: every further event is skipped, waiting threads wake up).
 
 Exposure, light path and light power are set declaratively in the events (``exposure``,
 ``config_group``, ``properties``), so pycromanager's engine applies them in its hardware
@@ -235,9 +238,7 @@ class DeepZHooks:
                     self._check_saturation(t, zi, p, image)
                 self._collect(kind, t, p, zi, image, len(self._anchors) if kind == "anchor" else len(self._z))
         except StorageError as e:
-            self.stats.errors.append(str(e))
-            logger.error("%s Stopping the acquisition.", e)
-            self.stop(str(e))
+            self._storage_failed(e)
             return None
         self._notify(self.on_image, kind, t, zi, image)
         return None
@@ -268,7 +269,9 @@ class DeepZHooks:
             if len(planes) < expected:
                 return
             del self._planes[(kind, t, p)]
-        written = sorted(i for i in planes if (kind, t, p, i) not in self._rejected)
+        rejected = {i for i in planes if (kind, t, p, i) in self._rejected}
+        self._rejected -= {(kind, t, p, i) for i in rejected}
+        written = sorted(set(planes) - rejected)
         if kind == "reference":
             if len(written) == expected:
                 self.recorder.mark_complete("reference", t, p)
@@ -315,9 +318,7 @@ class DeepZHooks:
             self._blind_check(t, p)
         except StorageError as e:
             self.stats.virtual_missing += 1
-            self.stats.errors.append(str(e))
-            logger.error("%s Stopping the acquisition.", e)
-            self.stop(str(e))
+            self._storage_failed(e)
             return
         self._notify(self.on_virtual, t, stack)
 
@@ -332,7 +333,14 @@ class DeepZHooks:
         try:
             self.recorder.mark_virtual_missing(t, reason, p)
         except StorageError as e:
-            self.stop(str(e))
+            self._storage_failed(e)
+
+    def _storage_failed(self, error: StorageError) -> None:
+        """Nothing more can be stored: report it once and stop the acquisition."""
+        if self.stop_reason is None:
+            self.stats.errors.append(str(error))
+            logger.error("%s Stopping the acquisition.", error)
+        self.stop(str(error))
 
     def _blind_check(self, t: int, p: int) -> None:
         """Score virtual vs reference once both stacks of ``(t, p)`` exist."""

@@ -207,7 +207,7 @@ class DeepZAcquisition:
 
     def _submit(self, acq: Acquisition, by_t: dict[int, list[dict]], progress: Callable[[int, int], None] | None,
                 ) -> None:
-        """Submit the time points one after the other, each once the previous one is measured."""
+        """Submit the time points one after the other, each once the previous one's frames have arrived."""
         s, plan = self.settings, self.plan
         start = time.monotonic()
         for t in sorted(by_t):
