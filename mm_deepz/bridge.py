@@ -92,7 +92,7 @@ class SimulatorSession:
         """Stop the Python acquisition engine and unregister the core."""
         stop_simulator()
 
-    def __enter__(self) -> SimulatorSession:
+    def __enter__(self) -> SimulatorSession:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -152,7 +152,7 @@ def connect_micromanager(port: int = DEFAULT_PORT, timeout_ms: int = 2000) -> An
     try:
         core = Core(port=port, timeout=timeout_ms)
         core.get_version_info()
-    except Exception as e:  # noqa: BLE001 - pyjavaz raises bare Exceptions
+    except Exception as e:
         raise BridgeError(
             f"No Micro-Manager answered on port {port}: start Micro-Manager and enable "
             f"Tools > Options > 'Run pycro-manager server on port {port}'. ({e})"

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE
 from .errors import ModelFileError, ModelMismatchError
 from .model import DeepZUNet, UNetConfig
+from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def load_model(path: str | Path) -> DeepZModel:
         raise ModelFileError(f"Model file not found: {path}. Train one with `mm-deepz train` or pass --model.")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
+    except Exception as e:
         raise ModelFileError(f"{path} is not a readable model file (truncated or corrupt?): {e}") from e
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an mm-deepz model file.")

@@ -38,7 +38,7 @@ def _run(session, tmp_path, planes=1, time_points=3, **kw):
 
 
 def _image(path, name):
-    node = list(Reader(parse_url(str(path / name)))())[0]
+    node = next(iter(Reader(parse_url(str(path / name)))()))
     return np.asarray(node.data[0]), node.metadata["coordinateTransformations"][0]
 
 

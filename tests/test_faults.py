@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from helpers import tiny_model
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from typer.testing import CliRunner
 
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZHooks, DeepZPlan, RunSettings
-from helpers import tiny_model
 from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
 from mm_deepz.engine import InferenceWorker, Predictor

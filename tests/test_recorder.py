@@ -23,14 +23,14 @@ def test_images_are_valid_ngff_and_overlay(tmp_path):
         yaozarrs.validate_zarr_store(tmp_path / "a.ome.zarr" / name)
     transforms = {}
     for name in ("measured", "virtual"):
-        node = list(Reader(parse_url(str(tmp_path / "a.ome.zarr" / name)))())[0]
+        node = next(iter(Reader(parse_url(str(tmp_path / "a.ome.zarr" / name)))()))
         transforms[name] = node.metadata["coordinateTransformations"][0]
         data = np.asarray(node.data[0])
         assert data.shape[1:] == (1, 5, 16, 20)
     assert transforms["measured"] == transforms["virtual"]
     assert transforms["measured"][0]["scale"] == [2.0, 1.0, 1.0, 0.5, 0.5]
     assert transforms["measured"][1]["translation"][2] == -2.0
-    m = np.asarray(list(Reader(parse_url(str(tmp_path / "a.ome.zarr" / "measured")))())[0].data[0])
+    m = np.asarray(next(iter(Reader(parse_url(str(tmp_path / "a.ome.zarr" / "measured")))())).data[0])
     np.testing.assert_array_equal(m[0, 0, 2], plane)
     assert m[0, 0, 0].max() == 0  # planes never measured read as 0
     prog = read_progress(tmp_path / "a.ome.zarr")

@@ -5,7 +5,15 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from mm_deepz.training.stacks import Stack, StackDataError, find_pairs, load_pair, load_pairs, read_stack, register
+from mm_deepz.training.stacks import (
+    Stack,
+    StackDataError,
+    find_pairs,
+    load_pair,
+    load_pairs,
+    read_stack,
+    register,
+)
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
 
@@ -27,7 +35,7 @@ def test_ome_tiff_pair_reads_with_geometry(pair_dir):
 
 
 def test_registration_recovers_a_known_shift(pair_dir, tmp_path):
-    d, pair = pair_dir
+    _, pair = pair_dir
     shifted = ndimage.shift(pair.confocal.astype(np.float32), (1.0, 1.5, -2.3), order=1, mode="nearest")
     meta = {"axes": "ZYX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325, "PhysicalSizeZ": 1.0}
     tifffile.imwrite(tmp_path / "w_widefield.ome.tif", pair.widefield, ome=True, metadata=meta)

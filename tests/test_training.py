@@ -63,7 +63,8 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path):
     from mm_deepz.training.train import TrainConfig, train
 
     pairs = load_pairs([data / "train"])
-    cfg = dict(z_range_um=4, batch_size=4, patch=32, base_channels=4, depth=1, val_every=10, device="cpu")
+    cfg = {"z_range_um": 4, "batch_size": 4, "patch": 32, "base_channels": 4, "depth": 1, "val_every": 10,
+           "device": "cpu"}
     first = train(pairs, TrainConfig(steps=20, **cfg), tmp_path / "m.pt")
     assert tmp_path.joinpath("m.ckpt").exists() and first.steps_done == 20
     resumed = train(pairs, TrainConfig(steps=30, **cfg), tmp_path / "m.pt", resume=True)

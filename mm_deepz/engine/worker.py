@@ -108,7 +108,7 @@ class InferenceWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def __enter__(self) -> InferenceWorker:
+    def __enter__(self) -> InferenceWorker:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -124,19 +124,19 @@ def summary_markdown(summary: dict) -> str:
     means = " | ".join((f"**{summary['mean_' + k][m]:{fmt}}**" if m == "virtual" else f"{summary['mean_' + k][m]:{fmt}}")
                        for k, _, fmt in cols for m in METHODS)
     lines += [f"| **mean** | {means} |", "",
-              "repeated = the measured input plane at every depth; widefield = the mechanically scanned widefield "
-              "plane at that depth.", "",
-              f"Virtual above both baselines at every defocus (SSIM and PCC): "
-              f"**{summary['virtual_beats_baselines_at_every_defocus']}**"]
+              ("repeated = the measured input plane at every depth; widefield = the mechanically scanned widefield "
+               "plane at that depth."), "",
+              ("Virtual above both baselines at every defocus (SSIM and PCC): "
+               f"**{summary['virtual_beats_baselines_at_every_defocus']}**")]
     if b := summary.get("beads"):
-        lines += ["", "| beads (n = %d) | virtual | reference | ratio |" % b["n_beads"], "| --- | --- | --- | --- |",
-                  f"| lateral FWHM (µm) | {b['virtual_lateral_um']:.2f} | {b['reference_lateral_um']:.2f} "
-                  f"| {b['lateral_ratio']:.2f} |",
-                  f"| axial FWHM (µm) | {b['virtual_axial_um']:.2f} | {b['reference_axial_um']:.2f} "
-                  f"| {b['axial_ratio']:.2f} |"]
+        lines += ["", f"| beads (n = {b['n_beads']}) | virtual | reference | ratio |", "| --- | --- | --- | --- |",
+                  (f"| lateral FWHM (µm) | {b['virtual_lateral_um']:.2f} | {b['reference_lateral_um']:.2f} "
+                   f"| {b['lateral_ratio']:.2f} |"),
+                  (f"| axial FWHM (µm) | {b['virtual_axial_um']:.2f} | {b['reference_axial_um']:.2f} "
+                   f"| {b['axial_ratio']:.2f} |")]
     if surf := summary.get("surfaces"):
-        lines += ["", "| surface | height range (µm) | SSIM matching DPM | SSIM uniform DPM "
-                  "| PCC matching | PCC uniform |", "|" + " --- |" * 6]
+        lines += ["", ("| surface | height range (µm) | SSIM matching DPM | SSIM uniform DPM "
+                       "| PCC matching | PCC uniform |"), "|" + " --- |" * 6]
         for name, r in surf.items():
             lo, hi = r["height_range_um"]
             lines.append(f"| {name} | {lo:+.1f} to {hi:+.1f} | {r['matching_dpm']['ssim']:.3f} "

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..normalization import HIGH_PERCENTILE, LOW_PERCENTILE, IntensityScale
 from ..errors import DeepZError
+from ..normalization import HIGH_PERCENTILE, LOW_PERCENTILE, IntensityScale
 from .stacks import PairedStack
 
 

@@ -96,7 +96,7 @@ def _read_tiff(path: Path) -> Stack:
 
         pixel, z_step = attr("PhysicalSizeX"), attr("PhysicalSizeZ")
         z_pos = [float(v) for v in re.findall(r'PositionZ="([-0-9.eE+]+)"', ome)]
-        if m := re.search(r"<Description>(.*?)</Description>", ome, re.S):
+        if m := re.search(r"<Description>(.*?)</Description>", ome, re.DOTALL):
             try:
                 meta = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
             except json.JSONDecodeError:
