@@ -76,6 +76,8 @@ def train_cmd(
     depth: Annotated[int, typer.Option(help="U-Net depth.")] = 3,
     lr: Annotated[float, typer.Option()] = 2e-3,
     adversarial: Annotated[float, typer.Option(help="Weight of the GAN loss (0 = off).")] = 0.0,
+    pcc_weight: Annotated[float, typer.Option(help="Weight of the (1 - correlation) loss.")] = 1.0,
+    ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) loss.")] = 0.0,
     val_fraction: Annotated[float, typer.Option(help="Fraction of stacks held out for validation.")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
@@ -92,7 +94,8 @@ def train_cmd(
     pairs = load_pairs(data, input_modality, target_modality, do_register=not no_register)
     cfg = TrainConfig(n_planes=planes, plane_separation_um=separation, z_range_um=z_range, steps=steps,
                       batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth, lr=lr,
-                      adversarial_weight=adversarial, val_fraction=val_fraction, seed=seed, device=device,
+                      adversarial_weight=adversarial, pcc_weight=pcc_weight, ssim_weight=ssim_weight,
+                      val_fraction=val_fraction, seed=seed, device=device,
                       input_modality=input_modality, target_modality=target_modality)
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,14 @@ def ssim_torch(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> tor
     return s.mean()
 
 
+def pcc_torch(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean Pearson correlation of the (B, 1, H, W) images of two batches; differentiable."""
+    a = a - a.mean(dim=(2, 3), keepdim=True)
+    b = b - b.mean(dim=(2, 3), keepdim=True)
+    num = (a * b).sum(dim=(2, 3))
+    return (num / (a.pow(2).sum(dim=(2, 3)).sqrt() * b.pow(2).sum(dim=(2, 3)).sqrt() + eps)).mean()
+
+
 def fwhm_1d(profile: np.ndarray, spacing: float = 1.0) -> float:
     """Full width at half maximum of a single-peaked profile (linear interpolation), above its minimum."""
     p = np.asarray(profile, np.float64)
