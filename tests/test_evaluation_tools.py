@@ -46,3 +46,16 @@ def test_metrics_rank_images_sensibly():
     assert ssim(close, ref) > 0.9 > ssim(far, ref)
     assert psnr(close, ref) > psnr(far, ref)
     assert nrmse(close, ref) < nrmse(far, ref)
+
+
+def test_the_training_correlation_loss_agrees_with_the_evaluation_metric():
+    import torch
+
+    from mm_deepz.metrics import pcc, pcc_torch
+
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 1, 32, 32)).astype(np.float32)
+    b = (a + rng.random(a.shape).astype(np.float32)).astype(np.float32)
+    expected = np.mean([pcc(a[i, 0], b[i, 0]) for i in range(3)])
+    assert float(pcc_torch(torch.from_numpy(a), torch.from_numpy(b))) == pytest.approx(expected, abs=1e-4)
+    assert float(pcc_torch(torch.from_numpy(a), torch.from_numpy(-a))) == pytest.approx(-1.0, abs=1e-4)
