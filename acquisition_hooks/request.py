@@ -18,6 +18,7 @@ import numpy as np
 
 from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.engine import VirtualStack
+from mm_deepz.engine.predictor import DEVICES
 from mm_deepz.errors import SettingsError
 from mm_deepz.modelfile import DeepZModel, load_model, shipped_model_path
 
@@ -65,8 +66,8 @@ class AcquisitionRequest:
             problems.append(f"the shipped models take 1 or 2 input planes (got {self.planes})")
         if self.power_mW is not None and self.power_mW <= 0:
             problems.append(f"light power must be positive (got {self.power_mW:g} mW)")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            problems.append(f"device must be auto, cpu or cuda (got {self.device!r})")
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
         if not self.connect:
             if self.phantom not in PHANTOMS:
                 problems.append(f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})")

@@ -103,7 +103,6 @@ class StackView(QGroupBox):
         super().__init__(title, parent)
         self.stack: np.ndarray | None = None
         self.z_um: np.ndarray | None = None
-        self.pixel_size_um = 1.0
         self.plane = PlaneView("no virtual stack yet")
         self.xz = PlaneView("XZ section", display_px=256)
         self.slider = QSlider(Qt.Horizontal)
@@ -122,7 +121,7 @@ class StackView(QGroupBox):
 
     def set_stack(self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float) -> None:
         """Show a new (z, y, x) stack, keeping the slider where the user left it."""
-        self.stack, self.z_um, self.pixel_size_um = np.asarray(stack), np.asarray(z_um), pixel_size_um
+        self.stack, self.z_um = np.asarray(stack), np.asarray(z_um)
         n = len(self.z_um)
         keep = self.slider.value() if self.slider.isEnabled() else n // 2
         self.slider.blockSignals(True)

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZHooks, DeepZPlan, RunSettings
+from benchmarks.common import rss_mb
 from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
 from mm_deepz.engine import InferenceWorker, Predictor
@@ -267,15 +268,10 @@ def test_an_interrupted_container_reads_and_reports_its_complete_time_points(ses
 
 
 # -- 6. load ---------------------------------------------------------------------------------
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
-
-
 def test_a_long_run_keeps_memory_flat_and_loses_no_frame(session, tmp_path):
     run = _acquisition(session, tmp_path, time_points=150)
     rss = {}
-    run.hooks.on_image = lambda kind, t, zi, image: rss.setdefault(t, _rss_mb()) if t in (30, 149) else None
+    run.hooks.on_image = lambda kind, t, zi, image: rss.setdefault(t, rss_mb()) if t in (30, 149) else None
     summary = run.run()
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert summary.planes_measured == 150 and prog["completed"]["measured"] == list(range(150))

@@ -29,6 +29,10 @@ class VirtualStack:
     meta: dict = field(default_factory=dict)
 
 
+#: the device names users can ask for
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def resolve_device(requested: str = "auto") -> torch.device:
     """``auto`` -> CUDA if available else CPU; a CUDA request without a GPU falls back with a warning."""
     if requested in ("auto", "cuda") and torch.cuda.is_available():
@@ -36,7 +40,7 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested == "cuda":
         warnings.warn("CUDA was requested but no GPU is available: running Deep-Z on the CPU (slower).",
                       RuntimeWarning, stacklevel=2)
-    elif requested not in ("auto", "cpu"):
+    elif requested not in DEVICES:
         raise ValueError(f"Unknown device {requested!r}: use auto, cuda or cpu.")
     return torch.device("cpu")
 
