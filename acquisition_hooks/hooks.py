@@ -36,7 +36,7 @@ import numpy as np
 from mm_deepz.engine import InferenceWorker, PlaneBundle, VirtualStack
 from mm_deepz.errors import InputError, WorkerBusy, WorkerClosed
 from mm_deepz.io import Recorder, StorageError
-from mm_deepz.metrics import normalize_stack, plane_scores
+from mm_deepz.metrics import stack_scores
 
 from .plan import DeepZPlan
 
@@ -351,7 +351,7 @@ class DeepZHooks:
         if virtual is None:
             return
         ref = np.asarray(self.recorder.array("reference", p)[t, 0])
-        scores = plane_scores(normalize_stack(virtual), normalize_stack(ref))
+        scores, _, _ = stack_scores(virtual, ref)
         metrics = {"ssim_mean": float(scores["ssim"].mean()), "psnr_mean": float(scores["psnr"].mean()),
                    "ssim_per_plane": [round(float(x), 4) for x in scores["ssim"]]}
         self.recorder.record_blind_check(t, metrics, p)

@@ -134,7 +134,7 @@ def evaluate_cmd(
                f"scanned widefield {ms['widefield']:.3f}; report: {report} ({len(files)} files)")
     if write_card:
         m.card.metrics = {**m.card.metrics, "blind": {k: summary[k] for k in
-                          ("mean_ssim", "mean_psnr", "virtual_beats_baselines_at_every_defocus", "pairs")
+                          ("mean_ssim", "mean_psnr", "mean_pcc", "margin_over_baselines", "pairs")
                           if k in summary}}
         m.save(model)
         typer.echo(f"blind metrics stored in {model}")

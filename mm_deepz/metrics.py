@@ -1,8 +1,13 @@
 """Image-quality metrics shared by the training loss and the blind evaluation.
 
-Images are compared in normalized units (each stack scaled by its own 1st / 99.99th
-percentiles, see :func:`normalize_stack`), so a widefield-trained model can be scored
-against a confocal reference recorded with another exposure.
+Stacks are scored as CARE scores restorations (Weigert et al., Nature Methods 2018): the
+reference is scaled by its own 1st / 99.99th percentiles (:func:`normalize_stack`), and the
+stack under test by the one scale and offset that fit it best to that reference
+(:func:`match_affine`, least squares over the whole stack). Scores then measure structure,
+not how a method happens to map intensities: a widefield plane's haze, or a virtual stack
+whose peaks are a little dim, is not read as a different image. One scale for the whole
+stack keeps its axial brightness profile, so a plane that is bright where the reference is
+dark still scores badly.
 """
 
 from __future__ import annotations
@@ -18,6 +23,16 @@ from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE, IntensityScale
 def normalize_stack(stack: np.ndarray, low: float = LOW_PERCENTILE, high: float = HIGH_PERCENTILE) -> np.ndarray:
     """Scale a whole stack so its ``low``/``high`` percentiles map to 0/1 (float32)."""
     return IntensityScale.of(stack, low, high).forward(stack)
+
+
+def match_affine(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``a * pred + b`` with the scale and offset that best fit ``ref`` (least squares; float32)."""
+    p = pred.astype(np.float64)
+    r = ref.astype(np.float64)
+    pc = p - p.mean()
+    var = float(np.sum(pc * pc))
+    a = float(np.sum(pc * (r - r.mean()))) / var if var > 0 else 0.0
+    return (a * pc + r.mean()).astype(np.float32)
 
 
 def psnr(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
@@ -49,6 +64,14 @@ def plane_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
     pairs = list(zip(pred, ref, strict=True))
     return {name: np.array([fn(a, b) for a, b in pairs])
             for name, fn in (("ssim", ssim), ("psnr", psnr), ("nrmse", nrmse), ("pcc", pcc))}
+
+
+def stack_scores(pred: np.ndarray, ref: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Per-plane scores of ``pred`` against ``ref`` (both (z, y, x), any units), and the two
+    stacks as scored: the reference normalized, the prediction matched to it."""
+    refn = normalize_stack(ref)
+    matched = match_affine(pred, refn)
+    return plane_scores(matched, refn), matched, refn
 
 
 def _gauss_window(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> torch.Tensor:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mm_deepz.evaluation.evaluate import bead_fwhm, sample_on_surface
-from mm_deepz.metrics import fwhm_1d, nrmse, psnr, ssim
+from mm_deepz.metrics import fwhm_1d, nrmse, psnr, ssim, stack_scores
 
 
 def gaussian(x, sigma):
@@ -46,6 +46,23 @@ def test_metrics_rank_images_sensibly():
     assert ssim(close, ref) > 0.9 > ssim(far, ref)
     assert psnr(close, ref) > psnr(far, ref)
     assert nrmse(close, ref) < nrmse(far, ref)
+
+
+def test_stack_scores_ignore_brightness_and_offset_but_not_structure():
+    """A dim copy on a haze (a widefield-like pedestal) scores as the reference itself; the same
+    planes in the wrong order, or a different specimen, do not."""
+    rng = np.random.default_rng(1)
+    ref = np.zeros((5, 48, 48))
+    for k in range(5):
+        ref[k, rng.integers(4, 44, 6), rng.integers(4, 44, 6)] = 1000.0
+    ref += rng.poisson(2.0, ref.shape)
+    scores, matched, refn = stack_scores(0.2 * ref + 300.0, ref)
+    assert scores["ssim"].min() > 0.99 and scores["pcc"].min() > 0.99
+    np.testing.assert_allclose(matched, refn, atol=1e-4)
+    shuffled, _, _ = stack_scores(ref[::-1], ref)
+    assert shuffled["ssim"][0] < 0.9 and shuffled["pcc"][0] < 0.2
+    flat, _, _ = stack_scores(np.ones_like(ref), ref)  # no structure at all: matched to the mean
+    assert flat["pcc"].max() == 0.0 and flat["ssim"].max() < scores["ssim"].min()
 
 
 def test_the_training_correlation_loss_agrees_with_the_evaluation_metric():

@@ -46,7 +46,8 @@ def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path):
     assert summary["mean_pcc"]["virtual"] > summary["mean_pcc"]["repeated"]
     for name in ("metrics_vs_defocus.png", "montage_sheet_160.png", "xz_sheet_160.png"):
         assert (report / name).read_bytes()[:4] == b"\x89PNG"
-    assert load_model(model_path).card.metrics["blind"]["pairs"] == ["sheet_160"]
+    blind = load_model(model_path).card.metrics["blind"]
+    assert blind["pairs"] == ["sheet_160"] and set(blind["margin_over_baselines"]) == {"ssim", "pcc", "psnr"}
 
 
 def test_train_rejects_inconsistent_settings(data, tmp_path):

@@ -125,9 +125,10 @@ def summary_markdown(summary: dict) -> str:
                        for k, _, fmt in cols for m in METHODS)
     lines += [f"| **mean** | {means} |", "",
               ("repeated = the measured input plane at every depth; widefield = the mechanically scanned widefield "
-               "plane at that depth."), "",
-              ("Virtual above both baselines at every defocus (SSIM and PCC): "
-               f"**{summary['virtual_beats_baselines_at_every_defocus']}**")]
+               "plane at that depth. Each stack is matched to the percentile-normalized reference by one "
+               "least-squares scale and offset before scoring (as CARE scores restorations)."), "",
+              "Smallest lead of the virtual stack over the better baseline, at any defocus: " + ", ".join(
+                  f"{label} {summary['margin_over_baselines'][k]:+{fmt}}" for k, label, fmt in cols) + "."]
     if b := summary.get("beads"):
         lines += ["", f"| beads (n = {b['n_beads']}) | virtual | reference | ratio |", "| --- | --- | --- | --- |",
                   (f"| lateral FWHM (µm) | {b['virtual_lateral_um']:.2f} | {b['reference_lateral_um']:.2f} "
