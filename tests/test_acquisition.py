@@ -12,7 +12,7 @@ from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
 from mm_deepz.io import read_progress
 from mm_deepz.io.preview import preview_png as mm_preview
-from mm_deepz.metrics import normalize_stack, plane_scores
+from mm_deepz.metrics import stack_scores
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
@@ -60,22 +60,23 @@ def test_deepz_exposes_one_plane_per_time_point_and_records_both(session, static
     assert prog["model"]["sha256"] == run.model.sha256 and prog["finished"]
 
 
-@pytest.mark.parametrize(("planes", "factor"), [(2, 1.5), (1, 1.0)])
+@pytest.mark.parametrize(("planes", "dissimilarity", "correlation"), [(2, 0.6, 1.5), (1, 0.8, 1.0)])
 def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(session, static_world, tmp_path,
-                                                                             planes, factor):
+                                                                             planes, dissimilarity, correlation):
     """The shipped models against the simulator's noise-free confocal stack (a worm never trained on):
-    the 2-plane model at least 1.5x the repeated input's SSIM and correlation, the 1-plane model above it."""
+    the 2-plane model at most 0.6x the repeated input's structural dissimilarity (1 - SSIM) and at
+    least 1.5x its correlation; the 1-plane model 0.8x, and no less correlation."""
     run, _ = _run(session, tmp_path, planes=planes, time_points=1)
     virtual, _ = _image(tmp_path / "run.ome.zarr", "virtual")
     measured, _ = _image(tmp_path / "run.ome.zarr", "measured")
     z = run.plan.requested_z()
     truth = np.stack([static_world.expected_photons(100.0, z_um=float(zz), modality="confocal") for zz in z])
     repeated = np.repeat(measured[0, 0, [run.plan.anchor_indices()[0]]].astype(np.float32), len(z), axis=0)
-    ours = plane_scores(normalize_stack(virtual[0, 0]), normalize_stack(truth))
-    baseline = plane_scores(normalize_stack(repeated), normalize_stack(truth))
-    for metric in ("ssim", "pcc"):
-        assert ours[metric].mean() > factor * baseline[metric].mean(), (metric, ours[metric].mean(),
-                                                                        baseline[metric].mean())
+    ours, _, _ = stack_scores(virtual[0, 0], truth)
+    baseline, _, _ = stack_scores(repeated, truth)
+    scores = {k: (float(ours[k].mean()), float(baseline[k].mean())) for k in ("ssim", "pcc")}
+    assert 1 - scores["ssim"][0] <= dissimilarity * (1 - scores["ssim"][1]), scores
+    assert scores["pcc"][0] >= correlation * scores["pcc"][1], scores
 
 
 def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_path):
