@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from mm_deepz.cli import app
@@ -59,7 +60,8 @@ def test_train_rejects_inconsistent_settings(data, tmp_path):
     assert "not multiples of the stacks' z step" in str(res.exception)
 
 
-def test_training_resumes_from_its_checkpoint(data, tmp_path):
+def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
+    from mm_deepz.model import PatchDiscriminator
     from mm_deepz.training.stacks import load_pairs
     from mm_deepz.training.train import TrainConfig, train
 
@@ -68,6 +70,12 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path):
            "device": "cpu"}
     first = train(pairs, TrainConfig(steps=20, **cfg), tmp_path / "m.pt")
     assert tmp_path.joinpath("m.ckpt").exists() and first.steps_done == 20
+    saved = torch.load(tmp_path / "m.ckpt", weights_only=True)["disc"]  # the critic, on by default
+    restored = []
+    original = PatchDiscriminator.load_state_dict
+    monkeypatch.setattr(PatchDiscriminator, "load_state_dict",
+                        lambda self, state, *a, **k: restored.append(state) or original(self, state, *a, **k))
     resumed = train(pairs, TrainConfig(steps=30, **cfg), tmp_path / "m.pt", resume=True)
     assert resumed.steps_done == 30
     assert [h["step"] for h in resumed.history] == [10, 20, 30]  # continued, not restarted
+    assert len(restored) == 1 and all(torch.equal(restored[0][k], saved[k]) for k in saved)  # critic too

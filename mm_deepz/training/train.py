@@ -51,8 +51,10 @@ class TrainConfig:
     #: weight of (1 - Pearson correlation) per patch: what makes the network localize sparse
     #: structure (pixel losses alone are satisfied by a dim blur; see docs/models.md)
     pcc_weight: float = 1.0
-    ssim_weight: float = 0.0
-    adversarial_weight: float = 0.0
+    #: SSIM and a light patch-GAN term keep peaks at the target's height and suppress input
+    #: structure at depths where the target has none (the shipped models' recipe)
+    ssim_weight: float = 1.0
+    adversarial_weight: float = 0.05
     val_fraction: float = 0.2
     val_every: int = 250
     patience: int = 5
@@ -175,6 +177,9 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                                                     pct_start=0.1, last_epoch=ck["step"] - 1)
         step, best, history = ck["step"], ck["best"], ck["history"]
         best_state = ck["best_state"]
+        if disc is not None and "disc" in ck:  # the critic goes on where it stopped, not from scratch
+            disc.load_state_dict(ck["disc"])
+            d_opt.load_state_dict(ck["d_opt"])
         sampler.rng = np.random.default_rng(cfg.seed + step)
         logger.info("Resumed from %s at step %d", ckpt_path, step)
     t0 = time.perf_counter()
@@ -211,7 +216,11 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     bad_evals += 1
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best, "history": history, "best_state": best_state}, ckpt_path)
+                ck = {"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                      "history": history, "best_state": best_state}
+                if disc is not None:
+                    ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
+                torch.save(ck, ckpt_path)
                 if bad_evals >= cfg.patience:
                     logger.info("Early stop at step %d: validation loss did not improve %d times", step, bad_evals)
                     progress.update(task, completed=step, info=f"val {val:.4f} (early stop)")
