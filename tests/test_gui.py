@@ -63,7 +63,9 @@ def test_panel_writes_the_same_container_as_the_cli(qtbot, panel, tmp_path):
     panel_data, cli_data = (zarr.open_group(str(tmp_path / n), mode="r")["measured/0"][:]
                             for n in ("panel.ome.zarr", "cli.ome.zarr"))
     assert (panel_data[:, 0, 10] > 0).all()  # the centre plane of 21 was measured at both time points
-    np.testing.assert_array_equal(panel_data, cli_data)  # same seeded specimen and camera: same pixels
+    # same seeded specimen and camera: the same pixels at t=0 (later time points are taken when the
+    # machine gets to them, and the simulated worm's neurons fire on the wall clock)
+    np.testing.assert_array_equal(panel_data[0], cli_data[0])
 
 
 def test_toggle_during_a_run_changes_the_next_time_point(qtbot, tmp_path):

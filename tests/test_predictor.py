@@ -73,3 +73,19 @@ def test_cuda_request_falls_back_to_cpu_with_a_warning():
             assert resolve_device("cuda").type == "cpu"
     with pytest.raises(ValueError, match="Unknown device"):
         resolve_device("tpu")
+
+
+def test_frame_borders_are_as_clean_as_the_inside():
+    """The shipped model on a simulated widefield worm: the outermost rows and columns of a
+    virtual plane carry no more noise than those just inside them."""
+    from mm_deepz.modelfile import load_model, shipped_model_path
+    from simulators.training_data import PairSpec, make_stack_pair
+
+    pair = make_stack_pair(PairSpec(phantom="worm", seed=7, shape=(96, 96), z_half_range_um=1, z_step_um=1))
+    planes = pair.widefield[1:2]  # the in-focus plane
+    virtual = Predictor(load_model(shipped_model_path(1)), "cpu").predict_stack(
+        planes, (0.0,), np.array([-6.0]), out_dtype=np.float32).data[0]
+    edges = [virtual[0], virtual[-1], virtual[:, 0], virtual[:, -1]]
+    inside = [virtual[1], virtual[-2], virtual[:, 1], virtual[:, -2]]
+    for edge, ref in zip(edges, inside, strict=True):
+        assert np.std(np.diff(edge)) < 3 * np.std(np.diff(ref)) + 0.05

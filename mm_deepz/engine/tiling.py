@@ -33,14 +33,22 @@ def _ramp(n: int, overlap: int, device: torch.device) -> torch.Tensor:
     return w
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad H and W up to a multiple (returns the padded tensor and the original size)."""
+#: pixels of reflection added around every tile: the network then sees the frame's outermost
+#: pixels with neighbours on all sides, as it saw every pixel in training (without it the
+#: outermost row came out noisy, ~1 ADU rms against ~0.05 inside)
+MARGIN = 4
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, margin: int = MARGIN) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """Reflect-pad H and W by ``margin`` and up to a multiple; returns the padded tensor and the
+    slices of the original pixels in it."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if h > ph and w > pw else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
+    m = min(margin, h - 1, w - 1)
+    ph, pw = (-(h + 2 * m)) % multiple, (-(w + 2 * m)) % multiple
+    if m or ph or pw:
+        mode = "reflect" if min(h, w) > m + max(ph, pw) else "replicate"
+        x = F.pad(x, (m, m + pw, m, m + ph), mode=mode)
+    return x, (slice(m, m + h), slice(m, m + w))
 
 
 def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
@@ -48,8 +56,8 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
     """Apply ``fn`` (B,C,h,w)->(B,1,h,w) to ``x`` (B,C,H,W) tile by tile and blend."""
     b, _, h, w = x.shape
     if h <= tile and w <= tile:
-        padded, (h0, w0) = pad_to_multiple(x, multiple)
-        return fn(padded)[..., :h0, :w0]
+        padded, (ys, xs) = pad_to_multiple(x, multiple)
+        return fn(padded)[..., ys, xs]
     if tile % multiple:
         raise ValueError(f"Tile size {tile} must be a multiple of {multiple}.")
     out = torch.zeros((b, 1, h, w), device=x.device, dtype=torch.float32)
@@ -57,8 +65,9 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
     for y0 in tile_starts(h, tile, overlap):
         for x0 in tile_starts(w, tile, overlap):
             patch = x[..., y0:y0 + tile, x0:x0 + tile]
-            padded, (th, tw) = pad_to_multiple(patch, multiple)
-            pred = fn(padded)[..., :th, :tw].float()
+            padded, (ys, xs) = pad_to_multiple(patch, multiple)
+            pred = fn(padded)[..., ys, xs].float()
+            th, tw = pred.shape[-2:]
             wy = _ramp(th, overlap if th == tile else 0, x.device)
             wx = _ramp(tw, overlap if tw == tile else 0, x.device)
             weight = (wy[:, None] * wx[None, :])[None, None]
