@@ -66,12 +66,19 @@ def plane_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
             for name, fn in (("ssim", ssim), ("psnr", psnr), ("nrmse", nrmse), ("pcc", pcc))}
 
 
+def matched_scores(pred: np.ndarray, ref_normalized: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-plane scores of ``pred`` (any units) matched to an already normalized reference, and
+    the matched stack (score several stacks against one reference without normalizing it again)."""
+    matched = match_affine(pred, ref_normalized)
+    return plane_scores(matched, ref_normalized), matched
+
+
 def stack_scores(pred: np.ndarray, ref: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Per-plane scores of ``pred`` against ``ref`` (both (z, y, x), any units), and the two
-    stacks as scored: the reference normalized, the prediction matched to it."""
+    stacks as scored: the prediction matched to the reference, the reference normalized."""
     refn = normalize_stack(ref)
-    matched = match_affine(pred, refn)
-    return plane_scores(matched, refn), matched, refn
+    scores, matched = matched_scores(pred, refn)
+    return scores, matched, refn
 
 
 def _gauss_window(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> torch.Tensor:

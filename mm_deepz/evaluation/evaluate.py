@@ -8,7 +8,7 @@ the same depth, and with two baselines:
 - ``widefield``: the mechanically scanned input-modality plane at that depth (what you
   would get by scanning, without the modality transfer).
 
-Scoring follows CARE (:func:`mm_deepz.metrics.stack_scores`): the reference normalized by its
+Scoring follows CARE (:func:`mm_deepz.metrics.stack_scores`, :func:`~mm_deepz.metrics.matched_scores`): the reference normalized by its
 percentiles, each method's stack matched to it by one least-squares scale and offset, so
 metrics are insensitive to exposure, offset and modality brightness, not to structure.
 Beads give lateral and axial FWHM; sheets with known
@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from .. import dpm as dpm_mod
 from ..engine import Predictor
-from ..metrics import fwhm_1d, stack_scores
+from ..metrics import fwhm_1d, matched_scores, normalize_stack
 from ..modelfile import DeepZModel
 from ..training.stacks import PairedStack
 
@@ -77,9 +77,10 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
         "repeated": np.stack([planes[int(np.argmin(np.abs(z[idx] - z[t])))] for t in targets]),
         "widefield": pair.inputs.data[targets],
     }
+    ref = normalize_stack(pair.target.data[targets])
     arrays, stacks = {}, {}
     for m in METHODS:
-        arrays[m], stacks[m], ref = stack_scores(raw[m], pair.target.data[targets])
+        arrays[m], stacks[m] = matched_scores(raw[m], ref)
     ev = PairEvaluation(pair.name, z[targets] - z[c], arrays, planes, stacks["virtual"], ref, stacks["widefield"])
     kind = pair.meta.get("spec", {}).get("phantom")
     if kind == "beads":
@@ -167,11 +168,12 @@ def evaluate_surface(model: DeepZModel, pair: PairedStack, predictor: Predictor,
     uniform = np.stack([dpm_mod.uniform(height.shape, float(height.mean()) - zp) for zp in plane_z])
     out = predictor.predict_dpm(planes, tuple(plane_z), np.stack([matching, uniform]))
     ref = sample_on_surface(pair.target.data.astype(np.float32), z, height)
+    refn = normalize_stack(ref[None])
     res = {"height_range_um": [float(height.min()), float(height.max())]}
-    images = {}
+    images = {"reference": refn[0]}
     for name, img in (("matching_dpm", out[0]), ("uniform_dpm", out[1])):
-        scores, matched, refn = stack_scores(img[None], ref[None])
-        images[name], images["reference"] = matched[0], refn[0]
+        scores, matched = matched_scores(img[None], refn)
+        images[name] = matched[0]
         res[name] = {k: float(v[0]) for k, v in scores.items()}
     res["images"] = images
     return res
