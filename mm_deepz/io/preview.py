@@ -8,6 +8,7 @@ import numpy as np
 import zarr
 
 from ..metrics import normalize_stack
+from .recorder import per_position
 
 
 def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) -> Path:
@@ -18,10 +19,10 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     import matplotlib.pyplot as plt
 
     root = zarr.open_group(str(container), mode="r")
-    flat = "0" in root["measured"]
+    several = "0" not in root["measured"]  # one position keeps the flat layout
 
     def path(image: str) -> str:
-        return image if flat else f"{image}/p{p}"
+        return per_position(image, p, several)
 
     meas = np.asarray(root[f"{path('measured')}/0"][t, 0])
     virt = np.asarray(root[f"{path('virtual')}/0"][t, 0])

@@ -60,6 +60,12 @@ ARRAY_CONFIG = {"write_empty_chunks": True}
 VIRTUAL_CHUNK_BYTES = 16 * 2**20
 
 
+def per_position(name: str, p: int, several: bool) -> str:
+    """``name`` with one XY position, ``name/p<p>`` with several: image groups and the keys of
+    per-time-point records alike."""
+    return f"{name}/p{p}" if several else name
+
+
 def _z_chunk(image: str, n_z: int, plane_bytes: int) -> int:
     """Planes per chunk along z."""
     return max(1, min(n_z, VIRTUAL_CHUNK_BYTES // plane_bytes)) if image == "virtual" else 1
@@ -87,7 +93,7 @@ class Geometry:
 
     def image_path(self, image: str, p: int = 0) -> str:
         """Group of one image (and position) inside the container."""
-        return image if len(self.positions_xy_um) == 1 else f"{image}/p{p}"
+        return per_position(image, p, len(self.positions_xy_um) > 1)
 
     @property
     def z_step_um(self) -> float:
@@ -222,7 +228,7 @@ class Recorder:
             positions = self._done_positions.setdefault((image, t), set())
             positions.add(p)
             if image == "measured" and "planes" in info:
-                self._state["planes_measured"][str(t) if self.n_positions == 1 else f"{t}/p{p}"] = info["planes"]
+                self._state["planes_measured"][per_position(str(t), p, self.n_positions > 1)] = info["planes"]
             if len(positions) < self.n_positions:
                 self._flush_attrs()
                 return
@@ -239,13 +245,13 @@ class Recorder:
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
         """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""
         with self._lock:
-            self._state["virtual_missing"][str(t) if self.n_positions == 1 else f"{t}/p{p}"] = reason
+            self._state["virtual_missing"][per_position(str(t), p, self.n_positions > 1)] = reason
             self._flush_attrs()
 
     def record_blind_check(self, t: int, metrics: dict, p: int = 0) -> None:
         """Store the metrics of a blind check (virtual vs reference) at ``t``."""
         with self._lock:
-            self._state["blind_checks"][str(t) if self.n_positions == 1 else f"{t}/p{p}"] = metrics
+            self._state["blind_checks"][per_position(str(t), p, self.n_positions > 1)] = metrics
             self._flush_attrs()
 
     def update_attrs(self, **values: Any) -> None:
