@@ -79,3 +79,5 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     assert resumed.steps_done == 30
     assert [h["step"] for h in resumed.history] == [10, 20, 30]  # continued, not restarted
     assert len(restored) == 1 and all(torch.equal(restored[0][k], saved[k]) for k in saved)  # critic too
+    assert resumed.seconds > first.seconds  # the card's training time covers both legs
+    assert resumed.model.card.provenance["train_seconds"] == round(resumed.seconds, 1)

@@ -167,6 +167,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     amp = device.type == "cuda"
     ckpt_path = out.with_suffix(".ckpt")
     step, best, bad_evals, history = 0, math.inf, 0, []
+    earlier_seconds = 0.0  # training time of the runs this one resumes
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -176,6 +177,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, ck["step"] + 1),
                                                     pct_start=0.1, last_epoch=ck["step"] - 1)
         step, best, history = ck["step"], ck["best"], ck["history"]
+        earlier_seconds = float(ck.get("seconds", 0.0))
         best_state = ck["best_state"]
         if disc is not None and "disc" in ck:  # the critic goes on where it stopped, not from scratch
             disc.load_state_dict(ck["disc"])
@@ -217,7 +219,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                 else:
                     bad_evals += 1
                 ck = {"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
-                      "history": history, "best_state": best_state}
+                      "history": history, "best_state": best_state,
+                      "seconds": earlier_seconds + time.perf_counter() - t0}
                 if disc is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
                 torch.save(ck, ckpt_path)
@@ -226,7 +229,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                     progress.update(task, completed=step, info=f"val {val:.4f} (early stop)")
                     break
             progress.update(task, completed=step, info=f"loss {loss.item():.4f} best val {best:.4f}")
-    seconds = time.perf_counter() - t0
+    seconds = earlier_seconds + time.perf_counter() - t0  # the whole training, over all resumes
     net.load_state_dict(best_state)
     net.eval().cpu()
     model.card.provenance = {
