@@ -79,6 +79,8 @@ def train_cmd(
     pcc_weight: Annotated[float, typer.Option(help="Weight of the (1 - correlation) loss.")] = 1.0,
     ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) loss.")] = 1.0,
     val_fraction: Annotated[float, typer.Option(help="Fraction of stacks held out for validation.")] = 0.2,
+    patience: Annotated[int, typer.Option(
+        help="Stop after this many validations (every 250 steps) without improvement; 0 = never.")] = 5,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
@@ -95,7 +97,7 @@ def train_cmd(
     cfg = TrainConfig(n_planes=planes, plane_separation_um=separation, z_range_um=z_range, steps=steps,
                       batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth, lr=lr,
                       adversarial_weight=adversarial, pcc_weight=pcc_weight, ssim_weight=ssim_weight,
-                      val_fraction=val_fraction, seed=seed, device=device,
+                      val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                       input_modality=input_modality, target_modality=target_modality)
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from mm_deepz.cli import app
+from mm_deepz.errors import DeepZError
 from mm_deepz.modelfile import load_model
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
@@ -81,3 +82,17 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     assert len(restored) == 1 and all(torch.equal(restored[0][k], saved[k]) for k in saved)  # critic too
     assert resumed.seconds > first.seconds  # the card's training time covers both legs
     assert resumed.model.card.provenance["train_seconds"] == round(resumed.seconds, 1)
+
+
+def test_early_stopping_follows_patience(data, tmp_path):
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    pairs = load_pairs([data / "train"])
+    # a learning rate too small to change anything: validation never improves after its first value
+    cfg = {"z_range_um": 4, "batch_size": 2, "patch": 32, "base_channels": 4, "depth": 1, "val_every": 10,
+           "steps": 60, "lr": 1e-12, "adversarial_weight": 0, "device": "cpu"}
+    assert train(pairs, TrainConfig(patience=2, **cfg), tmp_path / "a.pt").steps_done == 30
+    assert train(pairs, TrainConfig(patience=0, **cfg), tmp_path / "b.pt").steps_done == 60  # 0 = never
+    with pytest.raises(DeepZError, match="patience"):
+        TrainConfig(patience=-1)

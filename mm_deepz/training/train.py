@@ -57,6 +57,8 @@ class TrainConfig:
     adversarial_weight: float = 0.05
     val_fraction: float = 0.2
     val_every: int = 250
+    #: stop after this many validations without improvement (0 = never; long one-cycle runs
+    #: pass through noisy high-learning-rate stretches that are not the end of learning)
     patience: int = 5
     seed: int = 0
     device: str = "auto"
@@ -69,6 +71,8 @@ class TrainConfig:
             raise DeepZError(f"n_planes must be 1 or 2, got {self.n_planes}.")
         if self.n_planes == 2 and self.plane_separation_um <= 0:
             raise DeepZError("A 2-plane model needs a positive plane separation.")
+        if self.patience < 0:
+            raise DeepZError(f"patience must be >= 0 (0 = no early stopping), got {self.patience}.")
         for name in ("z_range_um", "steps", "batch_size", "patch", "lr"):
             if getattr(self, name) <= 0:
                 raise DeepZError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -224,7 +228,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                 if disc is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
                 torch.save(ck, ckpt_path)
-                if bad_evals >= cfg.patience:
+                if cfg.patience and bad_evals >= cfg.patience:
                     logger.info("Early stop at step %d: validation loss did not improve %d times", step, bad_evals)
                     progress.update(task, completed=step, info=f"val {val:.4f} (early stop)")
                     break
