@@ -219,6 +219,10 @@ class Recorder:
             self._flush_attrs()
 
     # -- bookkeeping --------------------------------------------------------------
+    def _record_key(self, t: int, p: int) -> str:
+        """Key of a per-time-point record (planes measured, missing virtual stack, blind check)."""
+        return per_position(str(t), p, self.n_positions > 1)
+
     def mark_complete(self, image: str, t: int, p: int = 0, **info: Any) -> None:
         """Record that position ``p`` of time point ``t`` of ``image`` is fully written.
 
@@ -228,7 +232,7 @@ class Recorder:
             positions = self._done_positions.setdefault((image, t), set())
             positions.add(p)
             if image == "measured" and "planes" in info:
-                self._state["planes_measured"][per_position(str(t), p, self.n_positions > 1)] = info["planes"]
+                self._state["planes_measured"][self._record_key(t, p)] = info["planes"]
             if len(positions) < self.n_positions:
                 self._flush_attrs()
                 return
@@ -245,13 +249,13 @@ class Recorder:
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
         """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""
         with self._lock:
-            self._state["virtual_missing"][per_position(str(t), p, self.n_positions > 1)] = reason
+            self._state["virtual_missing"][self._record_key(t, p)] = reason
             self._flush_attrs()
 
     def record_blind_check(self, t: int, metrics: dict, p: int = 0) -> None:
         """Store the metrics of a blind check (virtual vs reference) at ``t``."""
         with self._lock:
-            self._state["blind_checks"][per_position(str(t), p, self.n_positions > 1)] = metrics
+            self._state["blind_checks"][self._record_key(t, p)] = metrics
             self._flush_attrs()
 
     def update_attrs(self, **values: Any) -> None:
