@@ -69,19 +69,24 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     pairs = load_pairs([data / "train"])
     cfg = {"z_range_um": 4, "batch_size": 4, "patch": 32, "base_channels": 4, "depth": 1, "val_every": 10,
            "device": "cpu"}
-    first = train(pairs, TrainConfig(steps=20, **cfg), tmp_path / "m.pt")
+    first = train(pairs, TrainConfig(steps=20, **cfg), tmp_path / "m.pt", command="first leg")
     assert tmp_path.joinpath("m.ckpt").exists() and first.steps_done == 20
     saved = torch.load(tmp_path / "m.ckpt", weights_only=True)["disc"]  # the critic, on by default
     restored = []
     original = PatchDiscriminator.load_state_dict
     monkeypatch.setattr(PatchDiscriminator, "load_state_dict",
                         lambda self, state, *a, **k: restored.append(state) or original(self, state, *a, **k))
-    resumed = train(pairs, TrainConfig(steps=30, **cfg), tmp_path / "m.pt", resume=True)
+    resumed = train(pairs, TrainConfig(steps=30, lr=1e-3, **cfg), tmp_path / "m.pt", resume=True,
+                    command="second leg")
     assert resumed.steps_done == 30
     assert [h["step"] for h in resumed.history] == [10, 20, 30]  # continued, not restarted
     assert len(restored) == 1 and all(torch.equal(restored[0][k], saved[k]) for k in saved)  # critic too
     assert resumed.seconds > first.seconds  # the card's training time covers both legs
     assert resumed.model.card.provenance["train_seconds"] == round(resumed.seconds, 1)
+    # the card names every leg's command, step range and learning rate: the recipe to reproduce it
+    legs = resumed.model.card.provenance["legs"]
+    assert [(leg["command"], leg["steps"], leg["lr"]) for leg in legs] == [
+        ("first leg", [0, 20], 2e-3), ("second leg", [20, 30], 1e-3)]
 
 
 def test_early_stopping_follows_patience(data, tmp_path):

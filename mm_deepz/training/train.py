@@ -172,6 +172,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     ckpt_path = out.with_suffix(".ckpt")
     step, best, bad_evals, history = 0, math.inf, 0, []
     earlier_seconds = 0.0  # training time of the runs this one resumes
+    earlier_legs: list[dict] = []  # their commands and step ranges (a resumed run's full recipe)
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -182,6 +183,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                                                     pct_start=0.1, last_epoch=ck["step"] - 1)
         step, best, history = ck["step"], ck["best"], ck["history"]
         earlier_seconds = float(ck.get("seconds", 0.0))
+        earlier_legs = list(ck.get("legs", []))
         best_state = ck["best_state"]
         if disc is not None and "disc" in ck:  # the critic goes on where it stopped, not from scratch
             disc.load_state_dict(ck["disc"])
@@ -189,6 +191,14 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         sampler.rng = np.random.default_rng(cfg.seed + step)
         logger.info("Resumed from %s at step %d", ckpt_path, step)
     t0 = time.perf_counter()
+    command = command or " ".join(sys.argv)
+    first_step = step
+
+    def legs() -> list[dict]:
+        this = {"command": command, "steps": [first_step, step], "lr": cfg.lr,
+                "seconds": round(time.perf_counter() - t0, 1)}
+        return [*earlier_legs, this]
+
     columns = (TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=False) as progress:
@@ -224,7 +234,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                     bad_evals += 1
                 ck = {"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                       "history": history, "best_state": best_state,
-                      "seconds": earlier_seconds + time.perf_counter() - t0}
+                      "seconds": earlier_seconds + time.perf_counter() - t0, "legs": legs()}
                 if disc is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
                 torch.save(ck, ckpt_path)
@@ -239,7 +249,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     model.card.provenance = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mm_deepz_version": __version__, "git_commit": _git_commit(),
-        "command": command or " ".join(sys.argv),
+        "command": command, "legs": legs(),
         "train_config": asdict(cfg), "steps_done": step, "train_seconds": round(seconds, 1),
         "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
