@@ -76,6 +76,7 @@ def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(s
     ours, _, _ = stack_scores(virtual[0, 0], truth)
     baseline, _, _ = stack_scores(repeated, truth)
     scores = {k: (float(ours[k].mean()), float(baseline[k].mean())) for k in ("ssim", "pcc")}
+    print(f"{planes}-plane model (virtual, repeated input): {scores}")  # the figures in docs/models.md
     assert 1 - scores["ssim"][0] <= dissimilarity * (1 - scores["ssim"][1]), scores
     assert scores["pcc"][0] >= correlation * scores["pcc"][1], scores
 
