@@ -87,6 +87,10 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     legs = resumed.model.card.provenance["legs"]
     assert [(leg["command"], leg["steps"], leg["lr"]) for leg in legs] == [
         ("first leg", [0, 20], 2e-3), ("second leg", [20, 30], 1e-3)]
+    # ... and the second leg ran at its own rate, not at the peak the resumed optimizer carried
+    ck = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    assert [g["max_lr"] for g in ck["opt"]["param_groups"]] == [1e-3]
+    assert [g["lr"] for g in ck["d_opt"]["param_groups"]] == [5e-4]
 
 
 def test_early_stopping_follows_patience(data, tmp_path):

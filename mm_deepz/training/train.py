@@ -163,7 +163,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     model = DeepZModel.new(card, seed=cfg.seed)
     net = model.network.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    sched = _one_cycle(opt, cfg.lr, cfg.steps)
     disc = d_opt = None
     if cfg.adversarial_weight > 0:
         disc = PatchDiscriminator(2 * cfg.n_planes + 1).to(device)
@@ -178,9 +178,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
-        # the schedule is rebuilt for this run's length (it may be longer than the first run's)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, ck["step"] + 1),
-                                                    pct_start=0.1, last_epoch=ck["step"] - 1)
+        # the schedule is rebuilt for this run's length and learning rate (both may differ from the last leg's)
+        sched = _one_cycle(opt, cfg.lr, max(cfg.steps, ck["step"] + 1), start_step=ck["step"])
         step, best, history = ck["step"], ck["best"], ck["history"]
         earlier_seconds = float(ck.get("seconds", 0.0))
         earlier_legs = list(ck.get("legs", []))
@@ -188,6 +187,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         if disc is not None and "disc" in ck:  # the critic goes on where it stopped, not from scratch
             disc.load_state_dict(ck["disc"])
             d_opt.load_state_dict(ck["d_opt"])
+            for group in d_opt.param_groups:  # the saved state carries the last leg's rate
+                group["lr"] = cfg.lr / 2
         sampler.rng = np.random.default_rng(cfg.seed + step)
         logger.info("Resumed from %s at step %d", ckpt_path, step)
     t0 = time.perf_counter()
@@ -226,7 +227,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
             step += 1
             if step % cfg.val_every == 0 or step == cfg.steps:
                 val = _validate(net, val_x, val_y, device, cfg)
-                history.append({"step": step, "train_loss": loss.item(), "val_loss": val})
+                history.append({"step": step, "lr": sched.get_last_lr()[0], "train_loss": loss.item(),
+                                "val_loss": val})
                 if val < best - 1e-4:
                     best, bad_evals = val, 0
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -259,6 +261,20 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     model.save(out)
     logger.info("Saved %s (best validation loss %.4f, %d steps, %.0f s)", out, best, step, seconds)
     return TrainResult(model, history, best, step, seconds)
+
+
+def _one_cycle(opt: torch.optim.Optimizer, lr: float, total_steps: int,
+               start_step: int = 0) -> torch.optim.lr_scheduler.OneCycleLR:
+    """A one-cycle schedule peaking at ``lr`` over ``total_steps``, positioned at ``start_step``.
+
+    torch positions a schedule (``last_epoch``) with the peak stored in the optimizer's groups; a
+    resumed optimizer carries the last leg's peak there, so this leg's peak is written first.
+    """
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.1)
+    if start_step:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.1,
+                                                    last_epoch=start_step - 1)
+    return sched
 
 
 @torch.no_grad()
