@@ -242,8 +242,6 @@ class Recorder:
                 done.sort()
             if image == "measured":
                 self._times[t] = time.time()
-            if image == "virtual":
-                self._state["virtual_missing"].pop(str(t), None)
             self._flush_attrs()
 
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
