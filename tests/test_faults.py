@@ -145,9 +145,11 @@ def test_ctrl_c_ends_threads_and_leaves_a_consistent_container(session, tmp_path
     summary = run.run()
     assert summary.aborted and summary.stop_reason == "aborted by the user" and _no_worker_threads()
     prog = read_progress(tmp_path / "run.ome.zarr")
-    assert prog["finished"] and prog["completed"]["measured"] == [0, 1]
-    assert prog["completed"]["virtual"] == [0, 1]  # the measured bundles were still synthesized
-    assert _measured(tmp_path / "run.ome.zarr").shape[0] == 2
+    # t=1 and at most the time point already sent to the camera (on a busy machine) are finished
+    done = prog["completed"]["measured"]
+    assert prog["finished"] and done in ([0, 1], [0, 1, 2]), done
+    assert prog["completed"]["virtual"] == done  # the measured bundles were still synthesized
+    assert _measured(tmp_path / "run.ome.zarr").shape[0] == len(done)
 
 
 def test_panel_stop_ends_the_run_promptly(qtbot, tmp_path):
