@@ -163,7 +163,6 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     model = DeepZModel.new(card, seed=cfg.seed)
     net = model.network.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _one_cycle(opt, cfg.lr, cfg.steps)
     disc = d_opt = None
     if cfg.adversarial_weight > 0:
         disc = PatchDiscriminator(2 * cfg.n_planes + 1).to(device)
@@ -178,8 +177,6 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
-        # the schedule is rebuilt for this run's length and learning rate (both may differ from the last leg's)
-        sched = _one_cycle(opt, cfg.lr, max(cfg.steps, ck["step"] + 1), start_step=ck["step"])
         step, best, history = ck["step"], ck["best"], ck["history"]
         earlier_seconds = float(ck.get("seconds", 0.0))
         earlier_legs = list(ck.get("legs", []))
@@ -191,6 +188,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                 group["lr"] = cfg.lr / 2
         sampler.rng = np.random.default_rng(cfg.seed + step)
         logger.info("Resumed from %s at step %d", ckpt_path, step)
+    # this leg's length and peak (a resumed leg's may differ from the last one's), from where training stands
+    sched = _one_cycle(opt, cfg.lr, max(cfg.steps, step + 1), start_step=step)
     t0 = time.perf_counter()
     command = command or " ".join(sys.argv)
     first_step = step
