@@ -46,6 +46,7 @@ def pairs_cmd(
     tilt_x: Annotated[float, typer.Option(help="Sheets: slope in x (µm/µm).")] = 0.0,
     tilt_y: Annotated[float, typer.Option(help="Sheets: slope in y (µm/µm).")] = 0.0,
     curvature: Annotated[float, typer.Option(help="Sheets: curvature (1/µm).")] = 0.0,
+    widefield_exposure: Annotated[float, typer.Option(help="Exposure of the widefield stacks (ms).")] = 10.0,
 ) -> None:
     """Simulate widefield / confocal z-stack pairs for training or testing."""
     from rich.progress import track
@@ -55,7 +56,7 @@ def pairs_cmd(
     for i in track(range(n), description="simulating stack pairs"):
         spec = PairSpec(phantom=phantom, seed=seed + i, shape=(size, size), z_half_range_um=z_range,
                         z_step_um=z_step, randomize=randomize, tilt_x=tilt_x, tilt_y=tilt_y,
-                        curvature_per_um=curvature)
+                        curvature_per_um=curvature, widefield_exposure_ms=widefield_exposure)
         write_stack_pair(make_stack_pair(spec), out, f"{phantom}_{seed + i:04d}")
     typer.echo(f"wrote {n} stack pairs to {out}")
 
@@ -74,11 +75,14 @@ def train_cmd(
     patch: Annotated[int, typer.Option(help="Patch size (pixels).")] = 128,
     base_channels: Annotated[int, typer.Option(help="U-Net width (16 small, 32+ for GPUs).")] = 16,
     depth: Annotated[int, typer.Option(help="U-Net depth.")] = 3,
+    max_channels: Annotated[int | None, typer.Option(help="Widest U-Net level (default: doubling at each level).")] = None,
     lr: Annotated[float, typer.Option()] = 2e-3,
     adversarial: Annotated[float, typer.Option(help="Weight of the patch-GAN loss (0 = off).")] = 0.05,
     pcc_weight: Annotated[float, typer.Option(help="Weight of the (1 - correlation) loss.")] = 1.0,
     ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) loss.")] = 1.0,
     val_fraction: Annotated[float, typer.Option(help="Fraction of stacks held out for validation.")] = 0.2,
+    val: Annotated[list[Path] | None, typer.Option(
+        help="Fixed validation stacks (folders/files; repeatable); then --val-fraction is not used.")] = None,
     patience: Annotated[int, typer.Option(
         help="Stop after this many validations (every 250 steps) without improvement; 0 = never.")] = 5,
     seed: Annotated[int, typer.Option()] = 0,
@@ -95,14 +99,16 @@ def train_cmd(
 
     pairs = load_pairs(data, input_modality, target_modality, do_register=not no_register)
     cfg = TrainConfig(n_planes=planes, plane_separation_um=separation, z_range_um=z_range, steps=steps,
-                      batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth, lr=lr,
+                      batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth, max_channels=max_channels, lr=lr,
                       adversarial_weight=adversarial, pcc_weight=pcc_weight, ssim_weight=ssim_weight,
                       val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                       input_modality=input_modality, target_modality=target_modality)
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
-    result = train(pairs, cfg, out, resume=resume, command="mm-deepz " + " ".join(sys.argv[1:]))
+    val_pairs = load_pairs(val, input_modality, target_modality, do_register=not no_register) if val else None
+    result = train(pairs, cfg, out, resume=resume, command="mm-deepz " + " ".join(sys.argv[1:]),
+                   val_pairs=val_pairs)
     typer.echo(f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
                f"{result.steps_done} steps, {result.seconds:.0f} s); dataset summary: {summary_path}")
 

@@ -105,3 +105,22 @@ def test_early_stopping_follows_patience(data, tmp_path):
     assert train(pairs, TrainConfig(patience=0, **cfg), tmp_path / "b.pt").steps_done == 60  # 0 = never
     with pytest.raises(DeepZError, match="patience"):
         TrainConfig(patience=-1)
+
+
+def test_fixed_validation_set_and_capped_deeper_network(data, tmp_path):
+    # a user's own validation stacks (--val) are what the card names, and a deeper network with a
+    # width cap (more receptive field, few parameters) trains, saves and loads with its architecture
+    model_path = tmp_path / "deep.pt"
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--val", str(data / "blind"), "--out",
+                                   str(model_path), "--z-range", "4", "--steps", "2", "--batch-size", "2",
+                                   "--patch", "64", "--base-channels", "8", "--depth", "5", "--max-channels",
+                                   "16", "--adversarial", "0", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    model = load_model(model_path)
+    assert model.card.provenance["validation_pairs"] == ["sheet_160"]
+    assert model.card.provenance["data"]["n_pairs"] == 4  # 3 training + 1 validation stack
+    assert model.card.architecture.widths == [8, 16, 16, 16, 16, 16]
+    assert model.network.head.in_channels == 8
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "x.pt"),
+                                   "--patch", "32", "--depth", "5"])
+    assert res.exit_code != 0 and "must be a multiple of 32 and at least 64 px" in str(res.exception)

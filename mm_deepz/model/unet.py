@@ -10,17 +10,31 @@ from torch import nn
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Architecture: input planes, width of the first level and number of down-samplings."""
+    """Architecture: input planes, width of the first level, number of down-samplings and the
+    widest level (``None``: doubling at every level).
+
+    Capping the width lets a deeper network gather light from a wider blur disk (the
+    receptive field doubles with each level) at a small cost in parameters.
+    """
 
     n_planes: int = 1
     base_channels: int = 16
     depth: int = 3
+    max_channels: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_planes not in (1, 2):
             raise ValueError(f"Deep-Z takes 1 or 2 input planes, not {self.n_planes}.")
         if self.base_channels < 4 or self.depth < 1:
             raise ValueError("base_channels must be >= 4 and depth >= 1.")
+        if self.max_channels is not None and self.max_channels < self.base_channels:
+            raise ValueError(f"max_channels ({self.max_channels}) must be >= base_channels ({self.base_channels}).")
+
+    @property
+    def widths(self) -> list[int]:
+        """Channels at each level, the bottleneck last."""
+        cap = self.max_channels or self.base_channels * 2**self.depth
+        return [min(self.base_channels * 2**i, cap) for i in range(self.depth + 1)]
 
     @property
     def multiple(self) -> int:
@@ -50,8 +64,7 @@ class DeepZUNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = config
-        c = config.base_channels
-        widths = [c * 2**i for i in range(config.depth + 1)]
+        widths = config.widths
         n = config.n_planes
         self.down = nn.ModuleList()
         cin = 2 * n

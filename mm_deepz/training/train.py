@@ -43,6 +43,8 @@ class TrainConfig:
     z_range_um: float = 10.0
     base_channels: int = 16
     depth: int = 3
+    #: widest U-Net level (None: doubling at every level); lets deeper networks stay small
+    max_channels: int | None = None
     patch: int = 128
     batch_size: int = 6
     steps: int = 2000
@@ -76,6 +78,10 @@ class TrainConfig:
         for name in ("z_range_um", "steps", "batch_size", "patch", "lr"):
             if getattr(self, name) <= 0:
                 raise DeepZError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.patch % 2**self.depth or self.patch < 2 ** (self.depth + 1):
+            raise DeepZError(f"The patch ({self.patch} px) must be a multiple of {2**self.depth} and at least "
+                             f"{2 ** (self.depth + 1)} px for a depth-{self.depth} U-Net: use a larger --patch "
+                             "or a smaller --depth.")
         if not 0 <= self.val_fraction < 1:
             raise DeepZError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
 
@@ -141,11 +147,19 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor
 
 
 def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = False,
-          command: str | None = None) -> TrainResult:
-    """Train a model on ``pairs`` and save it to ``out`` (checkpoints next to it)."""
+          command: str | None = None, val_pairs: list[PairedStack] | None = None) -> TrainResult:
+    """Train a model on ``pairs`` and save it to ``out`` (checkpoints next to it).
+
+    ``val_pairs``: a fixed validation set (``cfg.val_fraction`` is then not used); by default
+    whole stacks of ``pairs`` are held out.
+    """
     out = Path(out)
     torch.manual_seed(cfg.seed)
-    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
+    if val_pairs:
+        train_pairs = pairs
+        pairs = [*pairs, *val_pairs]
+    else:
+        train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
     sampling = SamplingConfig(cfg.plane_offsets_um, cfg.z_range_um, cfg.patch)  # card percentiles = defaults
     sampler = PatchSampler(train_pairs, sampling, seed=cfg.seed)
     # validation on whole frames (what inference sees), not on training-sized patches
@@ -158,7 +172,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
     optics = OpticsSpec(pixel_size_um=px, **{k: known.get(k) for k in ("na", "wavelength_em_um",
                                                                       "immersion_index")})
-    card = ModelCard(UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth), cfg.plane_offsets_um,
+    card = ModelCard(UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels), cfg.plane_offsets_um,
                      cfg.z_range_um, optics, cfg.input_modality, cfg.target_modality)
     model = DeepZModel.new(card, seed=cfg.seed)
     net = model.network.to(device)
@@ -228,6 +242,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                 val = _validate(net, val_x, val_y, device, cfg)
                 history.append({"step": step, "lr": sched.get_last_lr()[0], "train_loss": loss.item(),
                                 "val_loss": val})
+                logger.info("step %d: train loss %.4f, validation loss %.4f (best %.4f)", step, loss.item(),
+                            val, min(best, val))
                 if val < best - 1e-4:
                     best, bad_evals = val, 0
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -243,7 +259,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
                     logger.info("Early stop at step %d: validation loss did not improve %d times", step, bad_evals)
                     progress.update(task, completed=step, info=f"val {val:.4f} (early stop)")
                     break
-            progress.update(task, completed=step, info=f"loss {loss.item():.4f} best val {best:.4f}")
+            if step % 50 == 0:  # reading the loss waits for the device: not at every step
+                progress.update(task, completed=step, info=f"loss {loss.item():.4f} best val {best:.4f}")
     seconds = earlier_seconds + time.perf_counter() - t0  # the whole training, over all resumes
     net.load_state_dict(best_state)
     net.eval().cpu()
