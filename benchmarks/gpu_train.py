@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{n}.ckpt").replace(args.work / f"{n}.ckpt")
         (args.out / f"{n}.dataset.json").replace(args.work / f"{n}.dataset.json")
     with open(args.out / "train_logs.txt", "w") as logs:
-        for part in sorted(args.work.glob("train_*.log")):
-            logs.write(f"=== {part.name}\n{part.read_text()}")
+        logs.writelines(f"=== {part.name}\n{part.read_text()}" for part in sorted(args.work.glob("train_*.log")))
     logger.info("done in %.0f s: %s", summary["total_seconds"], ", ".join(f"{n} {steps[n]} steps" for n in names))
     return 0
 
