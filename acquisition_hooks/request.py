@@ -9,6 +9,7 @@ one :class:`~acquisition_hooks.run.DeepZAcquisition` both front ends run.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,16 @@ from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.engine import VirtualStack
 from mm_deepz.engine.predictor import DEVICES
 from mm_deepz.errors import SettingsError
+from mm_deepz.io.claim import preflight_output
 from mm_deepz.modelfile import DeepZModel, load_model, shipped_model_path
 
 from .plan import DeepZPlan
 from .run import DeepZAcquisition, RunSettings
 
 PHANTOMS = ("worm", "beads", "sheet")
+#: sizes beyond which a request is a typo, not an experiment (each refused with its limit)
+LIMITS = {"time_points": 1_000_000, "interval_s": 86_400.0, "z_abs_um": 10_000.0, "planes": 1001,
+          "exposure_ms": 10_000.0, "power_mW": 10_000.0, "xy_abs_um": 100_000.0, "frame": 4096}
 
 
 @dataclass
@@ -38,8 +43,9 @@ class AcquisitionRequest:
     z_start_um: float = -10.0
     z_end_um: float = 10.0
     z_step_um: float = 1.0
-    #: measured planes per time point; picks the shipped model when ``model`` is None
-    planes: int = 1
+    #: measured planes per time point: picks the shipped model when ``model`` is None, and must
+    #: match ``model`` when both are given (None: the model's)
+    planes: int | None = 1
     model: Path | None = None
     exposure_ms: float = 10.0
     power_mW: float | None = None
@@ -54,34 +60,79 @@ class AcquisitionRequest:
     phantom: str = "worm"
     seed: int = 100
     frame: int = 256
+    #: the config group that switches the light path, and its presets for Deep-Z's input
+    #: planes and for blind-check reference stacks (microscopes name them their own way)
+    channel_group: str = "Channel"
+    input_preset: str = "Widefield"
+    reference_preset: str = "Confocal"
 
     def check(self) -> None:
-        """Refuse settings outside their valid range (:class:`SettingsError`)."""
-        problems = []
-        if self.time_points < 1:
-            problems.append(f"time points must be at least 1 (got {self.time_points})")
-        if self.interval_s < 0:
-            problems.append(f"the interval cannot be negative (got {self.interval_s:g} s)")
-        if self.model is None and self.planes not in (1, 2):
-            problems.append(f"the shipped models take 1 or 2 input planes (got {self.planes})")
-        if self.power_mW is not None and self.power_mW <= 0:
-            problems.append(f"light power must be positive (got {self.power_mW:g} mW)")
+        """Refuse settings outside their valid range (:class:`SettingsError`): non-finite values,
+        values below their minimum or above :data:`LIMITS`, and outputs that may not be written."""
+        problems = self._range_problems()
         if self.device not in DEVICES:
             problems.append(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
-        if not self.connect:
-            if self.phantom not in PHANTOMS:
-                problems.append(f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})")
-            if self.frame < 32:
-                problems.append(f"the simulated camera needs at least 32 pixels (got {self.frame})")
+        if not self.connect and self.phantom not in PHANTOMS:
+            problems.append(f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})")
         if not 0 < self.port < 65536:
             problems.append(f"port must be 1-65535 (got {self.port})")
         if problems:
             raise SettingsError("Invalid acquisition settings: " + "; ".join(problems) + ".")
+        preflight_output(self.output, self.overwrite)
+
+    def _range_problems(self) -> list[str]:
+        """What is non-finite, too small or too large among the numeric settings."""
+        problems = []
+        numbers = {"interval": self.interval_s, "z start": self.z_start_um, "z end": self.z_end_um,
+                   "z step": self.z_step_um, "exposure": self.exposure_ms}
+        if self.power_mW is not None:
+            numbers["light power"] = self.power_mW
+        for i, xy in enumerate(self.positions_xy_um or ()):
+            numbers[f"position {i + 1}"] = xy[0] + xy[1]  # nan or inf in either stays non-finite
+        bad = [name for name, v in numbers.items() if not math.isfinite(v)]
+        if bad:
+            return [f"{', '.join(bad)} must be a finite number (got nan or inf)"]
+        lim = LIMITS
+        if not 1 <= self.time_points <= lim["time_points"]:
+            problems.append(f"time points must be 1 to {lim['time_points']:,} (got {self.time_points})")
+        if not 0 <= self.interval_s <= lim["interval_s"]:
+            problems.append(f"the interval must be 0 to {lim['interval_s']:g} s (got {self.interval_s:g} s)")
+        if self.z_step_um <= 0:
+            problems.append(f"the z step must be positive (got {self.z_step_um:g} µm)")
+        elif max(abs(self.z_start_um), abs(self.z_end_um)) > lim["z_abs_um"]:
+            problems.append(f"z must stay within ±{lim['z_abs_um']:g} µm (got {self.z_start_um:g} to "
+                            f"{self.z_end_um:g} µm)")
+        elif self.z_end_um > self.z_start_um:
+            n = math.floor((self.z_end_um - self.z_start_um) / self.z_step_um + 1e-6) + 1
+            if n > lim["planes"]:
+                problems.append(f"{self.z_start_um:g} to {self.z_end_um:g} µm in steps of {self.z_step_um:g} µm "
+                                f"is {n:,} planes; at most {lim['planes']} (use a larger step)")
+            elif n == 1:
+                problems.append(f"a z step of {self.z_step_um:g} µm is larger than the range {self.z_start_um:g} "
+                                f"to {self.z_end_um:g} µm: the stack would be one plane")
+        if not 0 < self.exposure_ms <= lim["exposure_ms"]:
+            problems.append(f"the exposure must be above 0 and at most {lim['exposure_ms']:g} ms "
+                            f"(got {self.exposure_ms:g} ms)")
+        if self.power_mW is not None and not 0 < self.power_mW <= lim["power_mW"]:
+            problems.append(f"light power must be above 0 and at most {lim['power_mW']:g} mW "
+                            f"(got {self.power_mW:g} mW)")
+        if any(abs(v) > lim["xy_abs_um"] for xy in self.positions_xy_um or () for v in xy):
+            problems.append(f"stage positions must be within ±{lim['xy_abs_um']:g} µm")
+        if self.blind_check_every < 0:
+            problems.append(f"blind checks are every N >= 1 time points, or 0 for none (got {self.blind_check_every})")
+        if self.planes is not None and self.planes not in (1, 2):
+            problems.append(f"Deep-Z measures 1 or 2 planes per time point (got {self.planes})")
+        if not self.connect:
+            if not 32 <= self.frame <= lim["frame"]:
+                problems.append(f"the simulated camera is 32 to {lim['frame']} pixels square (got {self.frame})")
+            if self.seed < 0:
+                problems.append(f"the specimen seed must be 0 or more (got {self.seed})")
+        return problems
 
     @property
     def model_path(self) -> Path:
         """The model file to use (the shipped one for ``planes`` unless one was given)."""
-        return self.model if self.model is not None else shipped_model_path(self.planes)
+        return self.model if self.model is not None else shipped_model_path(self.planes or 1)
 
     def prepare(self, model: DeepZModel | None = None) -> tuple[DeepZModel, DeepZPlan]:
         """Check everything that can be checked before the microscope moves; the model and plan.
@@ -90,9 +141,13 @@ class AcquisitionRequest:
         """
         self.check()
         model = model or load_model(self.model_path)
+        if self.planes is not None and model.card.n_planes != self.planes:
+            raise SettingsError(f"{self.planes} measured plane(s) were asked for, but the model {self.model_path.name} "
+                                f"takes {model.card.n_planes}: ask for {model.card.n_planes} or choose another model.")
         plan = DeepZPlan.for_model(model, self.z_start_um, self.z_end_um, self.z_step_um,
                                    anchor_exposure_ms=self.exposure_ms, light_power_mW=self.power_mW,
-                                   blind_check_every=self.blind_check_every)
+                                   blind_check_every=self.blind_check_every, channel_group=self.channel_group,
+                                   input_preset=self.input_preset, reference_preset=self.reference_preset)
         return model, plan
 
     def run_settings(self) -> RunSettings:

@@ -23,6 +23,7 @@ from pycromanager import Acquisition, multi_d_acquisition_events
 from mm_deepz import __version__
 from mm_deepz.bridge import snake_case
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
+from mm_deepz.errors import HardwareError
 from mm_deepz.io import Geometry, Recorder, StorageError
 from mm_deepz.modelfile import DeepZModel
 
@@ -37,6 +38,35 @@ def _core_call(core: Any, camel: str, *args: Any) -> Any:
     if (method := getattr(core, camel, None)) is None:
         method = getattr(core, snake_case(camel))
     return method(*args)
+
+
+def _strings(values: Any) -> list[str]:
+    """A core's string list (Python list, or a Java StrVector through pycromanager)."""
+    if hasattr(values, "size") and hasattr(values, "get"):
+        return [str(values.get(i)) for i in range(values.size())]
+    return [str(v) for v in values]
+
+
+def check_hardware(core: Any, plan: DeepZPlan, blind_checks: bool) -> None:
+    """Refuse a plan the microscope cannot carry out, before anything moves (:class:`HardwareError`)."""
+    groups = _strings(_core_call(core, "getAvailableConfigGroups"))
+    if plan.channel_group not in groups:
+        raise HardwareError(f"The microscope has no config group {plan.channel_group!r} (it has: "
+                            f"{', '.join(groups) or 'none'}): name the group that switches the light path "
+                            "(--channel-group).")
+    presets = _strings(_core_call(core, "getAvailableConfigs", plan.channel_group))
+    wanted = [("widefield input", plan.input_preset, "--input-preset")]
+    if blind_checks:
+        wanted.append(("blind-check reference", plan.reference_preset, "--reference-preset"))
+    for what, preset, option in wanted:
+        if preset not in presets:
+            raise HardwareError(f"Config group {plan.channel_group!r} has no preset {preset!r} for the {what} "
+                                f"(it has: {', '.join(presets) or 'none'}): name it with {option}.")
+    if plan.light_power_mW is not None and not (
+            "Shutter" in _strings(_core_call(core, "getLoadedDevices"))
+            and _core_call(core, "hasProperty", "Shutter", "Power_mW")):
+        raise HardwareError("This microscope's light source has no Power_mW property on a device named "
+                            "'Shutter': leave the light power unset and set it in Micro-Manager.")
 
 
 @dataclass
@@ -94,6 +124,7 @@ class DeepZAcquisition:
         self.model = model
         self.plan = plan
         self.settings = settings
+        check_hardware(core, plan, blind_checks=plan.blind_check_every > 0)
         pixel = float(_core_call(core, "getPixelSizeUm"))
         model.check_compatible(pixel_size_um=pixel, plane_offsets_um=plan.anchor_z())
         plan.check_range(model.card.z_range_um)
@@ -179,23 +210,13 @@ class DeepZAcquisition:
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> RunSummary:
         """Acquire all time points (blocking) and return the summary; never loses measured data."""
-        s, plan = self.settings, self.plan
         dose0 = self._dose()
         t0 = time.perf_counter()
-        xy = [list(p) for p in s.positions_xy_um] if s.positions_xy_um else None
-        events = multi_d_acquisition_events(num_time_points=s.time_points, time_interval_s=s.interval_s,
-                                            z_start=plan.z_start_um, z_end=plan.z_end_um, z_step=plan.z_step_um,
-                                            xy_positions=xy)
-        n_z = len(plan.requested_z())
-        by_t: dict[int, list[dict]] = {}
-        for ev in events:
-            if ev["axes"].get("z", 0) < n_z:  # (pycromanager's float arange may add a plane past z_end)
-                by_t.setdefault(ev["axes"].get("time", 0), []).append(ev)
         try:
             with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
                 self._acq = acq
                 try:
-                    self._submit(acq, by_t, progress)
+                    self._submit(acq, progress)
                 except KeyboardInterrupt:
                     self._interrupted()  # while pycromanager's acquisition is still open
         except KeyboardInterrupt:  # a second Ctrl-C while the last events finish
@@ -205,21 +226,38 @@ class DeepZAcquisition:
             self._drain()
         return self._finish(dose0, time.perf_counter() - t0)
 
-    def _submit(self, acq: Acquisition, by_t: dict[int, list[dict]], progress: Callable[[int, int], None] | None,
-                ) -> None:
+    def _events(self, t: int) -> list[dict]:
+        """pycromanager's events of time point ``t`` (made one time point at a time: a long
+        time-lapse never holds all its events)."""
+        s, plan = self.settings, self.plan
+        xy = [list(p) for p in s.positions_xy_um] if s.positions_xy_um else None
+        events = multi_d_acquisition_events(num_time_points=1, time_interval_s=s.interval_s, z_start=plan.z_start_um,
+                                            z_end=plan.z_end_um, z_step=plan.z_step_um, xy_positions=xy)
+        n_z = len(plan.requested_z())
+        out = []
+        for ev in events:
+            if ev["axes"].get("z", 0) < n_z:  # (pycromanager's float arange may add a plane past z_end)
+                ev["axes"]["time"] = t
+                if "min_start_time" in ev:
+                    ev["min_start_time"] = t * s.interval_s
+                out.append(ev)
+        return out
+
+    def _submit(self, acq: Acquisition, progress: Callable[[int, int], None] | None) -> None:
         """Submit the time points one after the other, each once the previous one's frames have arrived."""
         s, plan = self.settings, self.plan
         start = time.monotonic()
-        for t in sorted(by_t):
+        for t in range(s.time_points):
             # wait out the interval here, before time point t is submitted (pycromanager runs
             # the event hook at submission), so a toggle during the wait applies to t
             if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
                 return
             # the hook rewrites the events here, so only the planes to measure travel through
             # pycromanager (the rewritten events carry the deepz axis and pass its hook untouched)
-            acq.acquire([out for ev in by_t[t] if (out := self.hooks.event_generation_hook(ev)) is not None])
+            events = self._events(t)
+            acq.acquire([out for ev in events if (out := self.hooks.event_generation_hook(ev)) is not None])
             if plan.is_blind_check(t):
-                acq.acquire(self.hooks.reference_events(t, by_t[t][0].get("min_start_time"), s.positions_xy_um))
+                acq.acquire(self.hooks.reference_events(t, events[0].get("min_start_time"), s.positions_xy_um))
             # the next time point is submitted once this one's frames are taken, so a toggle or
             # an abort during time point t applies from t + 1
             if not self.hooks.wait_acquired(t, s.time_point_timeout_s) and not self._abort.is_set():
@@ -251,7 +289,7 @@ class DeepZAcquisition:
         exposure_s, full_s = self.light()
         full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
         summary = RunSummary(str(self.settings.output), done_t, st.planes_measured,
-                             self.recorder.n_positions * done_t * n_z, st.virtual_done * n_z, st.virtual_missing,
+                             st.planes_requested, st.virtual_done * n_z, st.virtual_missing,
                              st.reference_planes, dose, full_dose, exposure_s, full_s, seconds, aborted,
                              self.hooks.stop_reason, list(st.errors), list(st.warnings))
         try:

@@ -108,7 +108,7 @@ def simulate(data: Path, scale: str) -> None:
 
 def _train_args(name: str, data: Path, out: Path, steps: int, device: str, batch: int, patch: int) -> list[str]:
     return ["train", str(data / "train"), "--val", str(data / "val"), *RUNS[name], "--steps", str(steps),
-            "--batch-size", str(batch), "--patch", str(patch), "--patience", "0", "--device", device,
+            "--batch-size", str(batch), "--patch", str(patch), "--patience", "0", "--device", device, "--overwrite",
             "--out", str(out / f"{name}.pt")]
 
 

@@ -113,7 +113,7 @@ class DeepZPanel(QWidget):
         self.phantom.setCurrentText(r.phantom)
         self.model_choice = QComboBox()
         self.model_choice.addItems(MODEL_CHOICES)
-        self.model_choice.setCurrentIndex(2 if r.model else r.planes - 1)
+        self.model_choice.setCurrentIndex(2 if r.model else (r.planes or 1) - 1)
         self.model_path = QLineEdit(str(r.model) if r.model else "")
         self.model_path.setPlaceholderText("path to a .pt model file")
         self.browse_model = QPushButton("…")
@@ -243,7 +243,7 @@ class DeepZPanel(QWidget):
         return dataclasses.replace(
             self._base, output=Path(self.output.text().strip()), time_points=self.time_points.value(),
             interval_s=self.interval.value(), z_start_um=self.z_start.value(), z_end_um=self.z_end.value(),
-            z_step_um=self.z_step.value(), planes=min(choice + 1, 2),
+            z_step_um=self.z_step.value(), planes=choice + 1 if choice < 2 else None,
             model=Path(self.model_path.text().strip()) if choice == 2 else None, exposure_ms=self.exposure.value(),
             blind_check_every=self.blind.value(), device=self.device.currentText(), deepz=self.toggle.isChecked(),
             overwrite=self.overwrite.isChecked(), connect=self.backend.currentIndex() == 1, port=self.port.value(),

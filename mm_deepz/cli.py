@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -89,20 +92,22 @@ def train_cmd(
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     no_register: Annotated[bool, typer.Option("--no-register", help="Skip lateral/axial registration.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model file and its checkpoint.")] = False,
 ) -> None:
     """Train a Deep-Z model from z-stack pairs (simulated or from your microscope)."""
     import json
     import sys
 
     from mm_deepz.training.stacks import dataset_summary, load_pairs
-    from mm_deepz.training.train import TrainConfig, train
+    from mm_deepz.training.train import TrainConfig, check_output_model, train
 
-    pairs = load_pairs(data, input_modality, target_modality, do_register=not no_register)
     cfg = TrainConfig(n_planes=planes, plane_separation_um=separation, z_range_um=z_range, steps=steps,
-                      batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth, max_channels=max_channels, lr=lr,
-                      adversarial_weight=adversarial, pcc_weight=pcc_weight, ssim_weight=ssim_weight,
-                      val_fraction=val_fraction, patience=patience, seed=seed, device=device,
+                      batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth,
+                      max_channels=max_channels, lr=lr, adversarial_weight=adversarial, pcc_weight=pcc_weight,
+                      ssim_weight=ssim_weight, val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                       input_modality=input_modality, target_modality=target_modality)
+    check_output_model(out, resume=resume, overwrite=overwrite)
+    pairs = load_pairs(data, input_modality, target_modality, do_register=not no_register)
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
@@ -127,11 +132,18 @@ def evaluate_cmd(
     from rich.progress import track
 
     from mm_deepz.engine import Predictor
+    from mm_deepz.errors import SettingsError
     from mm_deepz.evaluation import evaluate_pair, summarize, write_report
     from mm_deepz.modelfile import load_model
     from mm_deepz.training.stacks import load_pairs
 
+    if report.exists() and not report.is_dir():
+        raise SettingsError(f"--report {report} is a file: give a folder for metrics.json and the plots.")
     m = load_model(model)
+    if (input_modality, target_modality) != (m.card.input_modality, m.card.target_modality):
+        raise SettingsError(f"{model.name} turns {m.card.input_modality} into {m.card.target_modality} images, but "
+                            f"{input_modality} -> {target_modality} was asked for: use --input-modality "
+                            f"{m.card.input_modality} --target-modality {m.card.target_modality}.")
     pairs = load_pairs(stacks, input_modality, target_modality)
     predictor = Predictor(m, device)
     evals = [evaluate_pair(m, p, predictor) for p in track(pairs, description="evaluating")]
@@ -157,7 +169,8 @@ def acquire_cmd(
     z_start: Annotated[float, typer.Option(help="Requested stack: first z (µm).")] = -10.0,
     z_end: Annotated[float, typer.Option(help="Requested stack: last z (µm).")] = 10.0,
     z_step: Annotated[float, typer.Option(help="Requested stack: step (µm).")] = 1.0,
-    planes: Annotated[int, typer.Option(help="Measured planes per time point (1 or 2).")] = 1,
+    planes: Annotated[int | None, typer.Option(
+        help="Measured planes per time point (1 or 2; default: the model's, 1 for the shipped models).")] = None,
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model for --planes).")] = None,
     exposure: Annotated[float, typer.Option(help="Exposure of the measured planes (ms).")] = 10.0,
     power: Annotated[float | None, typer.Option(help="Light power for measured planes (mW).")] = None,
@@ -171,6 +184,9 @@ def acquire_cmd(
     phantom: Annotated[str, typer.Option(help="Simulator specimen: worm, beads or sheet.")] = "worm",
     seed: Annotated[int, typer.Option(help="Simulator specimen seed.")] = 100,
     frame: Annotated[int, typer.Option(help="Simulator camera size (pixels, square).")] = 256,
+    channel_group: Annotated[str, typer.Option(help="Config group that switches the light path.")] = "Channel",
+    input_preset: Annotated[str, typer.Option(help="Its preset for the measured (widefield) planes.")] = "Widefield",
+    reference_preset: Annotated[str, typer.Option(help="Its preset for blind-check reference stacks.")] = "Confocal",
 ) -> None:
     """Run a low-light Deep-Z acquisition to OME-Zarr (simulator by default)."""
     from rich.console import Console
@@ -187,10 +203,12 @@ def acquire_cmd(
         raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}")
     request = AcquisitionRequest(output, time_points, interval, z_start, z_end, z_step, planes, model, exposure,
                                  power, blind_check, positions, device, deepz=not no_deepz, overwrite=overwrite,
-                                 connect=connect, port=port, phantom=phantom, seed=seed, frame=frame)
+                                 connect=connect, port=port, phantom=phantom, seed=seed, frame=frame,
+                                 channel_group=channel_group, input_preset=input_preset,
+                                 reference_preset=reference_preset)
     m, plan = request.prepare()
     console = Console()
-    with request.microscope() as core:
+    with _signals_as_interrupt(), request.microscope() as core:
         run = request.acquisition(core, m, plan)
         with Progress(console=console) as bar:
             task = bar.add_task("time points", total=time_points)
@@ -201,11 +219,16 @@ def acquire_cmd(
     table.add_row("planes measured / requested", f"{summary.planes_measured} / {summary.planes_requested}")
     table.add_row("virtual planes synthesized", f"{summary.planes_synthesized}"
                   + (f" ({summary.virtual_missing} stacks missing)" if summary.virtual_missing else ""))
-    table.add_row("planes per time point", f"{len(plan.plane_offsets_um)} measured for {len(plan.requested_z())} "
-                  f"requested ({plan.dose_ratio:.0f}x less light per stack)")
-    table.add_row("exposure used / as full stacks", f"{summary.exposure_s:.2f} s / {summary.exposure_full_stack_s:.2f} s"
-                  f" ({summary.light_saving:.1f}x less light{', blind checks included' if blind_check else ''})")
-    if summary.dose_mJ is not None:
+    if no_deepz:
+        table.add_row("planes per time point", f"{len(plan.requested_z())} measured (virtual z-stacking off)")
+    else:
+        table.add_row("planes per time point", f"{len(plan.plane_offsets_um)} measured for "
+                      f"{len(plan.requested_z())} requested ({plan.dose_ratio:.0f}x less light per stack)")
+    saving = (f" ({summary.light_saving:.1f}x less light{', blind checks included' if blind_check else ''})"
+              if summary.exposure_s and not no_deepz else "")
+    table.add_row("exposure used / as full stacks",
+                  f"{summary.exposure_s:.2f} s / {summary.exposure_full_stack_s:.2f} s{saving}")
+    if summary.dose_mJ is not None and summary.dose_full_stack_mJ is not None:
         table.add_row("light dose (simulator)", f"{summary.dose_mJ:.2f} mJ vs {summary.dose_full_stack_mJ:.2f} mJ "
                       "as full stacks")
     table.add_row("time", f"{summary.seconds:.1f} s")
@@ -216,6 +239,21 @@ def acquire_cmd(
         console.print(f"[red]stopped early:[/] {summary.stop_reason} — completed time points are readable in "
                       f"{summary.output} (`mm-deepz info` lists them)")
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal, ``kill``) end a run like Ctrl-C: what was measured is
+    finished and summarized instead of the process dying mid-write."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command("gui")

@@ -35,3 +35,7 @@ class InferenceError(DeepZError):
 
 class SettingsError(DeepZError):
     """Acquisition settings outside their valid range (time points, interval, power ...)."""
+
+
+class HardwareError(DeepZError):
+    """The microscope lacks what the run needs (a config group, a preset, a property)."""

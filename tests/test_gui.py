@@ -132,14 +132,14 @@ def test_missing_model_file_is_refused_with_a_message(panel, tmp_path):
     assert panel.start_button.isEnabled() and "2 plane(s)" in panel.card.toPlainText()
 
 
-def test_existing_output_is_reported_in_the_panel(qtbot, panel, tmp_path):
+def test_existing_output_is_refused_before_the_microscope_opens(qtbot, panel, tmp_path):
     (tmp_path / "panel.ome.zarr").mkdir()
     (tmp_path / "panel.ome.zarr" / "data").write_text("precious")
-    with qtbot.waitSignal(panel.runner.failed, timeout=RUN_TIMEOUT_MS):
-        panel.start()
-    assert "already" in panel.message.text() and str(tmp_path / "panel.ome.zarr") in panel.message.text()
+    panel.overwrite.setChecked(True)  # not even a replace: the folder is not an mm-deepz container
+    panel.start()
+    assert not panel.runner.running
+    assert "did not write" in panel.message.text() and str(tmp_path / "panel.ome.zarr") in panel.message.text()
     assert (tmp_path / "panel.ome.zarr" / "data").read_text() == "precious"
-    assert panel.start_button.isEnabled()
 
 
 def test_screenshot_renders_the_panel_with_data(qtbot, tmp_path):

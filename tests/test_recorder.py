@@ -39,10 +39,10 @@ def test_images_are_valid_ngff_and_overlay(tmp_path):
 
 
 def test_existing_output_is_never_overwritten_silently(tmp_path):
-    Recorder(tmp_path / "a.ome.zarr", GEOM)
+    Recorder(tmp_path / "a.ome.zarr", GEOM).finish()
     with pytest.raises(OutputExistsError, match="--overwrite"):
         Recorder(tmp_path / "a.ome.zarr", GEOM)
-    Recorder(tmp_path / "a.ome.zarr", GEOM, overwrite=True)
+    Recorder(tmp_path / "a.ome.zarr", GEOM, overwrite=True).finish()
 
 
 def test_unwritable_output_names_the_path(tmp_path):

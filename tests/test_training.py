@@ -57,8 +57,41 @@ def test_train_rejects_inconsistent_settings(data, tmp_path):
                                    "--planes", "3"])
     assert res.exit_code != 0 and "n_planes must be 1 or 2" in str(res.exception)
     res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"),
-                                   "--planes", "2", "--separation", "1.5"])
+                                   "--planes", "2", "--separation", "1.5", "--z-range", "4"])
     assert "not multiples of the stacks' z step" in str(res.exception)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--z-range", "50"], "more than the stacks cover: the farthest target plane is 8 µm"),
+    (["--lr", "nan"], "lr must be a finite number"),
+    (["--z-range", "inf"], "z_range_um must be a finite number"),
+    (["--adversarial", "-1"], "adversarial_weight cannot be negative"),
+])
+def test_train_refuses_what_the_data_or_numbers_cannot_back(data, tmp_path, args, words):
+    # a card never claims a range its stacks did not cover (±4 µm stacks reach 8 µm at most)
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), *args])
+    assert res.exit_code != 0 and words in str(res.exception)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_never_replaces_a_model_unasked(data, tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"someone's model")
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt")])
+    assert "already exist" in str(res.exception) and "--overwrite" in str(res.exception)
+    assert (tmp_path / "m.pt").read_bytes() == b"someone's model"
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path)])
+    assert "is a folder" in str(res.exception)
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "new.pt"), "--resume"])
+    assert "Nothing to resume" in str(res.exception)
+    for modality in ("widefield", "confocal"):  # a copy cut short, as an interrupted transfer leaves it
+        whole = (data / "train" / f"sheet_150_{modality}.ome.tif").read_bytes()
+        (data / "train" / f"broken_{modality}.ome.tif").write_bytes(whole[: len(whole) // 2])
+    try:
+        res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "new.pt")])
+        assert "broken_" in str(res.exception) and "truncated" in str(res.exception)
+    finally:
+        for f in (data / "train").glob("broken_*"):
+            f.unlink()
 
 
 def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):

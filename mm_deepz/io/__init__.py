@@ -1,5 +1,15 @@
 """OME-Zarr recording of measured, virtual and reference data."""
 
-from .recorder import Geometry, OutputExistsError, Recorder, StorageError, read_progress
+from .claim import ContainerLockedError, OutputExistsError, is_container
+from .recorder import (
+                       ContainerChangedError,
+                       Geometry,
+                       NotAContainerError,
+                       Recorder,
+                       StorageError,
+                       open_container,
+                       read_progress,
+)
 
-__all__ = ["Geometry", "OutputExistsError", "Recorder", "StorageError", "read_progress"]
+__all__ = ["ContainerChangedError", "ContainerLockedError", "Geometry", "NotAContainerError", "OutputExistsError",
+           "Recorder", "StorageError", "is_container", "open_container", "read_progress"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import zarr
 
+from ..errors import DeepZError
 from ..metrics import normalize_stack
-from .recorder import per_position
+from .recorder import open_container, per_position
 
 
 def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) -> Path:
@@ -18,14 +18,27 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    root = zarr.open_group(str(container), mode="r")
+    root = open_container(container)
     several = "0" not in root["measured"]  # one position keeps the flat layout
+    n_pos = len(list(root["measured"].group_keys())) if several else 1
+    if not 0 <= p < n_pos:
+        raise DeepZError(f"{container} has {n_pos} position(s): --p must be 0 to {n_pos - 1} (got {p}).")
 
     def path(image: str) -> str:
         return per_position(image, p, several)
 
+    done = sorted(set(root.attrs["mm_deepz"]["completed"]["measured"]))
+    if t not in done:
+        raise DeepZError(f"Time point {t} of {container} was not measured: complete time points are "
+                         f"{', '.join(map(str, done)) or 'none'}.")
     meas = np.asarray(root[f"{path('measured')}/0"][t, 0])
-    virt = np.asarray(root[f"{path('virtual')}/0"][t, 0])
+    virt_arr = root[f"{path('virtual')}/0"]
+    if virt_arr.shape[0] <= t or t not in root.attrs["mm_deepz"]["completed"]["virtual"]:
+        missing = root.attrs["mm_deepz"].get("virtual_missing", {})
+        reason = missing.get(str(t)) or missing.get(f"{t}/p{p}") or "virtual z-stacking was off or it was never made"
+        raise DeepZError(f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
+                         f"{', '.join(map(str, root.attrs['mm_deepz']['completed']['virtual'])) or 'none'}.")
+    virt = np.asarray(virt_arr[t, 0])
     ref_arr = root[f"{path('reference')}/0"]
     ref = np.asarray(ref_arr[t, 0]) if ref_arr.shape[0] > t else None
     tr = root[path("virtual")].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]

@@ -38,6 +38,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ..errors import DeepZError, InputError
+from .claim import Claim, is_container
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,12 @@ def _z_chunk(image: str, n_z: int, plane_bytes: int) -> int:
     return max(1, min(n_z, VIRTUAL_CHUNK_BYTES // plane_bytes)) if image == "virtual" else 1
 
 
-class OutputExistsError(DeepZError):
-    """The output path already holds data (pass overwrite=True / --overwrite to replace it)."""
-
-
 class StorageError(DeepZError):
     """Writing to the output failed (disk full, path unwritable)."""
+
+
+class ContainerChangedError(StorageError):
+    """The container was deleted, moved or replaced while this run wrote it."""
 
 
 @dataclass(frozen=True)
@@ -128,20 +129,22 @@ class Recorder:
 
     def __init__(self, path: str | Path, geometry: Geometry, attrs: dict[str, Any] | None = None,
                  overwrite: bool = False, compression: bool = True):
-        """``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, or raw chunks."""
+        """``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, or raw chunks.
+
+        ``overwrite`` replaces an earlier mm-deepz container only (see :class:`Claim`); the
+        container stays locked against other writers until :meth:`close`.
+        """
         self.path = Path(path)
         self.geometry = geometry
-        if self.path.exists() and any(self.path.iterdir() if self.path.is_dir() else [True]):
-            if not overwrite:
-                raise OutputExistsError(
-                    f"{self.path} already holds data; choose another output or pass --overwrite to replace it."
-                )
-            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+        try:
+            self._claim = Claim(self.path, overwrite)
+        except OSError as e:
+            raise self._storage_error(e) from e
         self._lock = threading.RLock()
         self._state: dict[str, Any] = {"completed": {k: [] for k in IMAGES}, "virtual_missing": {},
                                        "blind_checks": {}, "planes_measured": {}, "finished": False}
         try:
-            self.root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+            self.root = zarr.create_group(str(self.path), zarr_format=3, overwrite=False)
             self.root.attrs["mm_deepz"] = {**(attrs or {}), **self._state}
             self._arrays: dict[tuple[str, int], zarr.Array] = {}
             h, w = geometry.shape_yx
@@ -154,8 +157,12 @@ class Recorder:
                         chunks=(1, 1, _z_chunk(name, len(geometry.z_um), h * w * np.dtype(DTYPES[name]).itemsize), h, w),
                         dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"),
                         compressors=COMPRESSOR if compression else None, config=ARRAY_CONFIG)
-        except OSError as e:
-            raise self._storage_error(e) from e
+        except BaseException as e:  # a half-made container is removed, an earlier one put back
+            self._claim.rollback()
+            if isinstance(e, OSError):
+                raise self._storage_error(e) from e
+            raise
+        self._claim.commit()
         self._attrs = dict(self.root.attrs["mm_deepz"])
         self._times: dict[int, float] = {}
         self._done_positions: dict[tuple[str, int], set[int]] = {}
@@ -190,6 +197,7 @@ class Recorder:
             raise InputError(f"A {image} frame of dtype {data.dtype} (range {data.min()}..{data.max()}) is not "
                              f"{arr.dtype} camera counts.")
         with self._lock:
+            self._check_intact()
             try:
                 if arr.shape[0] <= t:
                     arr.resize((t + 1, *arr.shape[1:]))
@@ -274,6 +282,7 @@ class Recorder:
                 if self.geometry.interval_s <= 0 and cadence > 0:
                     self._set_time_scale(cadence)
             self._flush_attrs()
+        self.close()
 
     def _set_time_scale(self, seconds: float) -> None:
         try:
@@ -292,10 +301,23 @@ class Recorder:
             return {k: list(v) for k, v in self._state["completed"].items()}
 
     def _flush_attrs(self) -> None:
+        self._check_intact()
         try:
-            self.root.attrs["mm_deepz"] = {**self._attrs, **self._state}
+            self.root.attrs["mm_deepz"] = json_safe({**self._attrs, **self._state})
         except OSError as e:
             raise self._storage_error(e) from e
+
+    def _check_intact(self) -> None:
+        """Stop writing (:class:`ContainerChangedError`) if the container is no longer ours."""
+        if not self._claim.intact():
+            raise ContainerChangedError(
+                f"{self.path} was deleted, moved or replaced while this run wrote it (by hand or by another "
+                "program): stopping so nothing is written into the wrong place. Data measured before that is in "
+                "the container that was there, if it still exists.")
+
+    def close(self) -> None:
+        """Release the container to other writers (after :meth:`finish`; idempotent)."""
+        self._claim.release()
 
     def is_complete(self, image: str, t: int, p: int = 0) -> bool:
         """Whether position ``p`` of time point ``t`` of ``image`` is fully written."""
@@ -305,14 +327,51 @@ class Recorder:
     def _storage_error(self, e: OSError) -> StorageError:
         try:
             free = shutil.disk_usage(self.path.parent if not self.path.exists() else self.path).free
-            space = f"{free / 2**30:.2f} GiB free"
+            space = f"{human_bytes(free)} free"
         except OSError:
             space = "free space unknown"
         what = "the disk is full" if e.errno == errno.ENOSPC else str(e)
         return StorageError(f"Writing {self.path} failed: {what} ({space}). Data written so far is readable.")
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None: JSON has no NaN or infinity, and readers reject them."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB' (powers of 1000, as disk tools show them)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class NotAContainerError(DeepZError):
+    """A path that is not an mm-deepz container (missing, a file, another tool's data)."""
+
+
+def open_container(path: str | Path) -> zarr.Group:
+    """The root group of an mm-deepz container, read-only; :class:`NotAContainerError` otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise NotAContainerError(f"{path} does not exist: give the path of a run's .ome.zarr folder.")
+    if not path.is_dir():
+        raise NotAContainerError(f"{path} is a file, not a run's .ome.zarr folder.")
+    if not is_container(path):
+        what = "an empty folder" if not any(path.iterdir()) else "not a container written by mm-deepz"
+        raise NotAContainerError(f"{path} is {what} (its zarr.json has no mm_deepz attributes): give the path of a "
+                                 "run written by `mm-deepz acquire` or the panel.")
+    return zarr.open_group(str(path), mode="r")
+
+
 def read_progress(path: str | Path) -> dict[str, Any]:
     """The ``mm_deepz`` attributes of a container (which time points are complete, etc.)."""
-    root = zarr.open_group(str(path), mode="r")
-    return dict(root.attrs["mm_deepz"])
+    return dict(open_container(path).attrs["mm_deepz"])

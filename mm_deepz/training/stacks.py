@@ -79,10 +79,22 @@ def read_stack(path: str | Path) -> Stack:
 
 
 def _read_tiff(path: Path) -> Stack:
-    with tifffile.TiffFile(path) as tif:
-        data = tif.asarray()
-        ome = tif.ome_metadata
-        ij = tif.imagej_metadata
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            ome = tif.ome_metadata
+            ij = tif.imagej_metadata
+            n_pages = len(tif.pages)
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError) as e:
+        raise StackDataError(f"{path} cannot be read as a TIFF stack ({e}): is it truncated or another kind of "
+                             "file? Remove it from the training folder or replace it.") from e
+    if path.name.lower().endswith((".ome.tif", ".ome.tiff")) and not ome:
+        raise StackDataError(f"{path} has no OME metadata although it is named .ome.tif: the file is truncated (an "
+                             "interrupted copy?) or not an OME-TIFF. Copy it again or remove it.")
+    declared = re.search(r'SizeZ="(\d+)"', ome or "")
+    if declared and n_pages < int(declared.group(1)):
+        raise StackDataError(f"{path} holds {n_pages} of the {declared.group(1)} planes its metadata declares: the "
+                             "file is truncated (an interrupted copy?). Copy it again or remove it.")
     data = np.squeeze(data)
     if data.ndim != 3 or min(data.shape) == 0:
         raise StackDataError(f"{path}: expected a z-stack (z, y, x), got an array of shape {data.shape}.")

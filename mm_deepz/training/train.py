@@ -75,9 +75,16 @@ class TrainConfig:
             raise DeepZError("A 2-plane model needs a positive plane separation.")
         if self.patience < 0:
             raise DeepZError(f"patience must be >= 0 (0 = no early stopping), got {self.patience}.")
+        for name in ("plane_separation_um", "z_range_um", "lr", "weight_decay", "pcc_weight", "ssim_weight",
+                     "adversarial_weight", "val_fraction"):
+            if not math.isfinite(getattr(self, name)):
+                raise DeepZError(f"{name} must be a finite number, got {getattr(self, name)}.")
         for name in ("z_range_um", "steps", "batch_size", "patch", "lr"):
             if getattr(self, name) <= 0:
                 raise DeepZError(f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("weight_decay", "pcc_weight", "ssim_weight", "adversarial_weight"):
+            if getattr(self, name) < 0:
+                raise DeepZError(f"{name} cannot be negative, got {getattr(self, name)}.")
         if self.patch % 2**self.depth or self.patch < 2 ** (self.depth + 1):
             raise DeepZError(f"The patch ({self.patch} px) must be a multiple of {2**self.depth} and at least "
                              f"{2 ** (self.depth + 1)} px for a depth-{self.depth} U-Net: use a larger --patch "
@@ -146,6 +153,32 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor
     return loss
 
 
+def check_output_model(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse, before training, a model path that is a folder or would replace a model unasked."""
+    out = Path(out)
+    ckpt = out.with_suffix(".ckpt")
+    if out.is_dir():
+        raise DeepZError(f"--out {out} is a folder: give the model file's name (e.g. {out / 'deepz_model.pt'}).")
+    if resume:
+        if not ckpt.exists():
+            raise DeepZError(f"Nothing to resume: {ckpt} does not exist.")
+        return
+    existing = [p for p in (out, ckpt) if p.exists()]
+    if existing and not overwrite:
+        raise DeepZError(f"{' and '.join(map(str, existing))} already exist: continue that run with --resume, "
+                         "replace it with --overwrite, or choose another --out.")
+
+
+def _check_z_range(pairs: list[PairedStack], cfg: TrainConfig) -> None:
+    """The trained range must be one the stacks cover: a card never claims more than the data had."""
+    offsets = np.asarray(cfg.plane_offsets_um)
+    reach = max(float(p.z_um[-1] - p.z_um[0]) - float(offsets[-1] - offsets[0]) for p in pairs)
+    if cfg.z_range_um > reach + 1e-6:
+        raise DeepZError(f"--z-range {cfg.z_range_um:g} µm is more than the stacks cover: the farthest target "
+                         f"plane is {reach:g} µm from the input plane(s). Use --z-range {reach:g} or less, or "
+                         "acquire deeper stacks.")
+
+
 def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = False,
           command: str | None = None, val_pairs: list[PairedStack] | None = None) -> TrainResult:
     """Train a model on ``pairs`` and save it to ``out`` (checkpoints next to it).
@@ -160,6 +193,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         pairs = [*pairs, *val_pairs]
     else:
         train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
+    _check_z_range(train_pairs, cfg)
     sampling = SamplingConfig(cfg.plane_offsets_um, cfg.z_range_um, cfg.patch)  # card percentiles = defaults
     sampler = PatchSampler(train_pairs, sampling, seed=cfg.seed)
     # validation on whole frames (what inference sees), not on training-sized patches

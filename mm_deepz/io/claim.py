@@ -1,0 +1,177 @@
+"""Claiming an output container: one writer at a time, and nothing but a container is replaced.
+
+mm-deepz never deletes what it did not write. An output path is used only when it does not
+exist, is an empty folder, or is an mm-deepz container (a zarr group whose root attributes
+hold ``mm_deepz``) that the user asked to replace. A replaced container is moved aside first
+and deleted only once the new container exists; if the new one cannot be created, the old one
+is moved back.
+
+While a run writes, it holds an exclusive ``flock`` on ``.mm_deepz.lock`` inside the
+container. The kernel releases it when the process ends, however it ends (kill -9 included),
+so a dead writer's lock is never stale; a second writer is refused with the holder's process,
+host and start time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from ..errors import DeepZError
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".mm_deepz.lock"
+
+
+class OutputExistsError(DeepZError):
+    """The output path already holds data that may not be replaced (or replacing was not asked for)."""
+
+
+class ContainerLockedError(DeepZError):
+    """Another process is writing the container."""
+
+
+def is_container(path: str | Path) -> bool:
+    """Whether ``path`` is a container written by mm-deepz (its root attributes hold ``mm_deepz``)."""
+    meta = Path(path) / "zarr.json"
+    try:
+        return "mm_deepz" in json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class ContainerLock:
+    """An exclusive lock on a container folder, released by the kernel when its process dies."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._file = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 - held for the lock's lifetime
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "an unknown process"
+            self._file.close()
+            raise ContainerLockedError(
+                f"{folder} is being written by {holder}: wait for that run to end, or choose another output."
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"process {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self._file.flush()
+        self.inode = os.fstat(self._file.fileno()).st_ino
+
+    def held(self) -> bool:
+        """Whether the lock file is still the one this lock holds (not deleted or replaced)."""
+        try:
+            return os.stat(self.folder / LOCK_NAME).st_ino == self.inode
+        except OSError:
+            return False
+
+    def release(self) -> None:
+        """Let other writers in (the lock file stays: removing it would race with them)."""
+        if not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+
+
+def _refusal(path: Path, overwrite: bool) -> str | None:
+    """Why ``path`` may not be written (None: it may), without touching anything."""
+    here = Path.cwd().resolve()
+    target = path.resolve()
+    if target == here or target in here.parents:
+        return (f"{path} is the current folder or one that holds it: choose a new name ending in .ome.zarr "
+                "for the output.")
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        return f"{path} exists and is not a folder: mm-deepz never replaces it. Choose another output."
+    if path.is_dir() and any(path.iterdir()):
+        if not is_container(path):
+            return (f"{path} holds files that mm-deepz did not write: it never replaces them. Choose another "
+                    "output (a new name ending in .ome.zarr).")
+        if not overwrite:
+            return (f"{path} already holds an mm-deepz run: choose another output, or replace it "
+                    "(--overwrite; the panel asks).")
+    return None
+
+
+def preflight_output(path: str | Path, overwrite: bool = False) -> None:
+    """Refuse an output before anything moves (:class:`OutputExistsError`,
+    :class:`ContainerLockedError` while another run writes it); changes nothing."""
+    path = Path(path)
+    if (why := _refusal(path, overwrite)) is not None:
+        raise OutputExistsError(why)
+    if path.is_dir() and is_container(path):
+        ContainerLock(path).release()  # raises while another process holds it
+
+
+class Claim:
+    """An output folder this process may write: locked, and a replaced container held aside."""
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        self.path = Path(path)
+        self._aside: Path | None = None
+        self._aside_lock: ContainerLock | None = None
+        if (why := _refusal(self.path, overwrite)) is not None:
+            raise OutputExistsError(why)
+        if self.path.is_dir() and any(self.path.iterdir()):
+            self._move_aside()
+        self._created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock = ContainerLock(self.path)
+        except BaseException:
+            self.rollback()
+            raise
+        self.inode = os.stat(self.path).st_ino
+
+    def _move_aside(self) -> None:
+        self._aside_lock = ContainerLock(self.path)  # refused while another run writes it
+        aside = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
+        os.rename(self.path, aside)
+        self._aside = aside
+        logger.info("Moved %s aside to %s until the new run's container exists", self.path, aside)
+
+    def commit(self) -> None:
+        """The new container exists: delete the replaced one."""
+        if self._aside is not None:
+            if self._aside_lock is not None:
+                self._aside_lock.release()
+            shutil.rmtree(self._aside, ignore_errors=True)
+            logger.info("Replaced the earlier run at %s", self.path)
+            self._aside = None
+
+    def rollback(self) -> None:
+        """Creating the new container failed: remove what this claim made, put the old one back."""
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
+        # everything in the folder is ours: it did not exist, was empty, or its old content is aside
+        if self._created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            for entry in self.path.iterdir():
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if self._aside is not None:
+            if self._aside_lock is not None:
+                self._aside_lock.release()
+            os.rename(self._aside, self.path)
+            self._aside = None
+
+    def intact(self) -> bool:
+        """Whether the container is still the folder this claim made, with its lock in place."""
+        try:
+            return os.stat(self.path).st_ino == self.inode and self.lock.held()
+        except OSError:
+            return False
+
+    def release(self) -> None:
+        """The run is over: other writers may open the container."""
+        self.lock.release()
