@@ -328,8 +328,10 @@ class DeepZHooks:
     def _virtual_missing(self, t: int, p: int, reason: str) -> None:
         self.stats.virtual_missing += 1
         self.stats.errors.append(f"t={t}, p={p}: {reason}")
-        logger.warning("No virtual stack for time point %d, position %d: %s (measured planes are saved)", t, p,
-                       reason)
+        # the first one says why; the rest are counted in the summary and listed by `mm-deepz info`
+        log = logger.warning if self.stats.virtual_missing == 1 else logger.debug
+        log("No virtual stack for time point %d, position %d: %s (measured planes are saved; further missing "
+            "stacks are counted in the summary)", t, p, reason)
         try:
             self.recorder.mark_virtual_missing(t, reason, p)
         except StorageError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -289,7 +290,8 @@ def main() -> None:
     try:
         app()
     except (DeepZError, BridgeError) as e:
-        logging.getLogger("mm_deepz").error("%s", e)
+        # one unwrapped line on stderr, whatever the terminal's width (scripts grep it)
+        print(f"mm-deepz: error: {' '.join(str(e).split())}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -83,33 +83,27 @@ class ContainerLock:
             self._file.close()
 
 
-def _refusal(path: Path, overwrite: bool) -> str | None:
-    """Why ``path`` may not be written (None: it may), without touching anything."""
+def preflight_output(path: str | Path, overwrite: bool = False) -> None:
+    """Refuse an output that may not be written, before anything moves: :class:`ContainerLockedError`
+    while another run writes it, :class:`OutputExistsError` for anything else in the way. Changes
+    nothing but the lock file of an existing container."""
+    path = Path(path)
     here = Path.cwd().resolve()
     target = path.resolve()
     if target == here or target in here.parents:
-        return (f"{path} is the current folder or one that holds it: choose a new name ending in .ome.zarr "
-                "for the output.")
+        raise OutputExistsError(f"{path} is the current folder or one that holds it: choose a new name ending in "
+                                ".ome.zarr for the output.")
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        return f"{path} exists and is not a folder: mm-deepz never replaces it. Choose another output."
+        raise OutputExistsError(f"{path} exists and is not a folder: mm-deepz never replaces it. Choose another "
+                                "output.")
     if path.is_dir() and any(path.iterdir()):
         if not is_container(path):
-            return (f"{path} holds files that mm-deepz did not write: it never replaces them. Choose another "
-                    "output (a new name ending in .ome.zarr).")
+            raise OutputExistsError(f"{path} holds files that mm-deepz did not write: it never replaces them. "
+                                    "Choose another output (a new name ending in .ome.zarr).")
+        ContainerLock(path).release()  # raises while another process writes it
         if not overwrite:
-            return (f"{path} already holds an mm-deepz run: choose another output, or replace it "
-                    "(--overwrite; the panel asks).")
-    return None
-
-
-def preflight_output(path: str | Path, overwrite: bool = False) -> None:
-    """Refuse an output before anything moves (:class:`OutputExistsError`,
-    :class:`ContainerLockedError` while another run writes it); changes nothing."""
-    path = Path(path)
-    if (why := _refusal(path, overwrite)) is not None:
-        raise OutputExistsError(why)
-    if path.is_dir() and is_container(path):
-        ContainerLock(path).release()  # raises while another process holds it
+            raise OutputExistsError(f"{path} already holds an mm-deepz run: choose another output, or replace it "
+                                    "(--overwrite; the panel asks).")
 
 
 class Claim:
@@ -119,8 +113,7 @@ class Claim:
         self.path = Path(path)
         self._aside: Path | None = None
         self._aside_lock: ContainerLock | None = None
-        if (why := _refusal(self.path, overwrite)) is not None:
-            raise OutputExistsError(why)
+        preflight_output(self.path, overwrite)
         if self.path.is_dir() and any(self.path.iterdir()):
             self._move_aside()
         self._created = not self.path.exists()
