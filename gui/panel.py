@@ -37,6 +37,7 @@ from PyQt5.QtWidgets import (
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, RunSummary
 from acquisition_hooks.request import PHANTOMS
 from mm_deepz.errors import DeepZError
+from mm_deepz.io import next_free_output
 from mm_deepz.modelfile import DeepZModel
 
 from .runner import AcquisitionRunner, LiveStats
@@ -307,7 +308,12 @@ class DeepZPanel(QWidget):
     def _browse_output(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Folder for the OME-Zarr container")
         if path:
-            self.output.setText(str(Path(path) / "deepz_run.ome.zarr"))
+            self.output.setText(str(next_free_output(Path(path) / "deepz_run.ome.zarr")))
+
+    def _next_output(self) -> None:
+        """After a run, propose a fresh container name; replacing stays an explicit choice per run."""
+        self.overwrite.setChecked(False)
+        self.output.setText(str(next_free_output(Path(self.output.text().strip()))))
 
     # -- run control -------------------------------------------------------------------------
     def start(self) -> None:
@@ -389,12 +395,14 @@ class DeepZPanel(QWidget):
         for warning in summary.warnings[:1]:
             text += f"\n{warning}"
         self._show_message(text, error=bool(summary.errors or summary.warnings))
+        self._next_output()
         self._problem()
 
     def _on_failed(self, message: str) -> None:
         self.runner.wait(5)
         self._set_running(False)
         self._show_message(message, error=True)
+        self._next_output()
         self._problem()
 
     def closeEvent(self, event) -> None:

@@ -65,6 +65,52 @@ def pairs_cmd(
     typer.echo(f"wrote {n} stack pairs to {out}")
 
 
+@simulate.command("neuron-experiment")
+def neuron_experiment_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder for neurons.json, neurons.md and neurons_f1.png.")],
+    model: Annotated[list[Path] | None, typer.Option(help="Model file(s) to test (default: both shipped).")] = None,
+    seeds: Annotated[str, typer.Option(help="Worm seeds, comma-separated (never used in training).")] = "160,161",
+    time_points: Annotated[int, typer.Option(help="Time points per worm.")] = 12,
+    interval: Annotated[float, typer.Option(help="Time between time points (s).")] = 1.0,
+    speed: Annotated[float, typer.Option(help="Crawling speed of the worms (µm/s; 0 = still).")] = 0.45,
+    frame: Annotated[int, typer.Option(help="Camera size (pixels, square).")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+) -> None:
+    """The C. elegans experiment: neurons found and tracked from Deep-Z vs scanned stacks (blind)."""
+    import math
+
+    from rich.progress import Progress
+
+    from mm_deepz.errors import SettingsError
+    from mm_deepz.evaluation.neuron_experiment import (
+        ExperimentConfig,
+        results_table,
+        run_experiment,
+        write_results,
+    )
+    from mm_deepz.modelfile import load_model, shipped_model_path
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        raise SettingsError(f"--seeds must be integers separated by commas, got {seeds!r}.") from None
+    if time_points < 2 or not (math.isfinite(interval) and interval > 0) or not math.isfinite(speed) or speed < 0:
+        raise SettingsError("Need at least 2 time points, a positive interval and a speed of 0 or more.")
+    paths = model or [shipped_model_path(1), shipped_model_path(2)]
+    models = {}
+    for p in paths:
+        m = load_model(p)
+        models[f"Deep-Z {m.card.n_planes} plane{'s' if m.card.n_planes > 1 else ''} ({p.stem})"] = m
+    cfg = ExperimentConfig(seeds=seed_list, time_points=time_points, interval_s=interval,
+                           drift_um_per_s=(speed * 0.894, -speed * 0.447), frame=frame)
+    with Progress() as bar:
+        task = bar.add_task("imaging and analysing", total=len(seed_list) * time_points)
+        results = run_experiment(models, cfg, device, progress=lambda: bar.advance(task))
+    files = write_results(results, out)
+    typer.echo(results_table(results))
+    typer.echo(f"wrote {', '.join(map(str, files))}")
+
+
 @app.command("train")
 def train_cmd(
     data: Annotated[list[Path], typer.Argument(help="Folders/files with <name>_<input>.ome.tif + <name>_<target>.ome.tif pairs.")],

@@ -24,7 +24,7 @@ import numpy as np
 
 from .optics import MODALITIES, Modality, Optics
 from .phantoms import Phantom, worm
-from .render import FieldOfView, Renderer
+from .render import TIME_BUCKET_S, FieldOfView, Renderer
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class SimWorld:
         bleach_dose_mJ: float = 500.0,
         seed: int = 0,
         dz_um: float = 0.5,
+        drift_um_per_s: tuple[float, float] = (0.0, 0.0),
     ):
         self.phantom = phantom if phantom is not None else worm(seed=seed)
         self.optics = optics or Optics()
@@ -83,6 +84,8 @@ class SimWorld:
         self.modality: Modality = "widefield"
         self.light_power_mW = 10.0
         self.dose = DoseLedger()
+        #: the specimen crawls: it moves by this much (x, y) per second of specimen time
+        self.drift_um_per_s = (float(drift_um_per_s[0]), float(drift_um_per_s[1]))
         self._t0 = time.monotonic()
         self.clock_offset_s = 0.0
 
@@ -117,16 +120,24 @@ class SimWorld:
         h, w = self.sensor_shape
         return FieldOfView(self.xy_um, (h // binning, w // binning), self.optics.pixel_size_um * binning)
 
+    def field_of_view_at(self, t_s: float, binning: int = 1) -> FieldOfView:
+        """The field of view in specimen coordinates at time ``t_s``: a crawling specimen moves
+        by ``drift_um_per_s`` (in steps of the renderer's time bucket), so the field moves back."""
+        fov = self.field_of_view(binning)
+        vx, vy = self.drift_um_per_s
+        if vx == 0 and vy == 0:
+            return fov
+        t = round(t_s / TIME_BUCKET_S) * TIME_BUCKET_S
+        return FieldOfView((fov.center_xy_um[0] - vx * t, fov.center_xy_um[1] - vy * t), fov.shape,
+                           fov.pixel_size_um)
+
     def expected_photons(self, exposure_ms: float, binning: int = 1, t_s: float | None = None,
                          z_um: float | None = None, modality: Modality | None = None) -> np.ndarray:
         """Noise-free photons per pixel for an exposure, without delivering any dose."""
         with self.lock:
-            rate = self.renderer.render(
-                self.z_um if z_um is None else z_um,
-                modality or self.modality,
-                self.field_of_view(binning),
-                self.now_s() if t_s is None else t_s,
-            )
+            t = self.now_s() if t_s is None else t_s
+            rate = self.renderer.render(self.z_um if z_um is None else z_um, modality or self.modality,
+                                        self.field_of_view_at(t, binning), t)
             scale = exposure_ms * (self.light_power_mW / 10.0) * self.bleach_factor
             return rate * np.float32(scale)
 

@@ -100,6 +100,16 @@ def test_a_replaced_container_survives_until_the_new_one_exists(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ome.zarr"]
 
 
+def test_next_free_output_counts_up_past_what_exists(tmp_path):
+    from mm_deepz.io import next_free_output
+
+    assert next_free_output(tmp_path / "run.ome.zarr") == tmp_path / "run.ome.zarr"
+    _finished_container(tmp_path / "run.ome.zarr")
+    (tmp_path / "run_2.ome.zarr").mkdir()
+    assert next_free_output(tmp_path / "run.ome.zarr") == tmp_path / "run_3.ome.zarr"
+    assert next_free_output(tmp_path / "run_2.ome.zarr") == tmp_path / "run_3.ome.zarr"
+
+
 # -- 2. one writer per container ----------------------------------------------------------------
 HOLDER = textwrap.dedent("""
     import sys, time

@@ -98,6 +98,8 @@ def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
     assert view.xz.image.shape == (21, 128)
     assert panel.progress.value() == 2
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()  # ready for the next run
+    # ... into a new container: the finished one is never replaced by pressing Start again
+    assert panel.output.text().endswith("panel_2.ome.zarr") and not panel.overwrite.isChecked()
     assert "less" in panel.dose.format()  # the gauge shows the light saved
 
 

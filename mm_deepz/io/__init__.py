@@ -1,6 +1,6 @@
 """OME-Zarr recording of measured, virtual and reference data."""
 
-from .claim import ContainerLockedError, OutputExistsError, is_container
+from .claim import ContainerLockedError, OutputExistsError, is_container, next_free_output
 from .recorder import (
                        ContainerChangedError,
                        Geometry,
@@ -12,4 +12,4 @@ from .recorder import (
 )
 
 __all__ = ["ContainerChangedError", "ContainerLockedError", "Geometry", "NotAContainerError", "OutputExistsError",
-           "Recorder", "StorageError", "is_container", "open_container", "read_progress"]
+           "Recorder", "StorageError", "is_container", "next_free_output", "open_container", "read_progress"]

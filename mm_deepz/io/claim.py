@@ -106,6 +106,21 @@ def preflight_output(path: str | Path, overwrite: bool = False) -> None:
                                     "(--overwrite; the panel asks).")
 
 
+def next_free_output(path: str | Path) -> Path:
+    """``path`` if nothing is there, else the first free ``name_2.ome.zarr``, ``name_3.ome.zarr`` …"""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return path
+    suffix = ".ome.zarr" if path.name.endswith(".ome.zarr") else path.suffix
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    base, _, number = stem.rpartition("_")
+    stem = base if base and number.isdigit() else stem
+    n = 2
+    while (candidate := path.with_name(f"{stem}_{n}{suffix}")).exists() or candidate.is_symlink():
+        n += 1
+    return candidate
+
+
 class Claim:
     """An output folder this process may write: locked, and a replaced container held aside."""
 

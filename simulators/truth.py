@@ -1,0 +1,31 @@
+"""Ground truth of a simulated specimen: where its neurons are and how active, at any time.
+
+Positions are given in the frame of the camera image at the world's stage position, the
+way the neuron analysis reports detections: y and x in µm from the centre of the frame's
+first pixel, z in µm of stage focus. That makes detections and truth directly comparable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .world import SimWorld
+
+
+def neuron_truth(world: SimWorld, t_s: float, margin_um: float = 0.0) -> dict[str, np.ndarray]:
+    """Neurons inside the field of view at specimen time ``t_s``: ``id``, ``z_um``, ``y_um``,
+    ``x_um`` and ``brightness`` (photons/ms at the reference power, activity included).
+
+    ``margin_um``: also drop neurons this close to the frame's edge (half cut off there).
+    """
+    em = world.phantom.emitters
+    fov = world.field_of_view_at(t_s)
+    h, w = fov.shape
+    p = fov.pixel_size_um
+    x = em.xyz[:, 0] - fov.center_xy_um[0] + (w - 1) / 2 * p
+    y = em.xyz[:, 1] - fov.center_xy_um[1] + (h - 1) / 2 * p
+    inside = ((x >= margin_um) & (x <= (w - 1) * p - margin_um) & (y >= margin_um)
+              & (y <= (h - 1) * p - margin_um))
+    ids = np.flatnonzero(inside)
+    return {"id": ids, "z_um": em.xyz[ids, 2], "y_um": y[ids], "x_um": x[ids],
+            "brightness": em.brightness_at(t_s)[ids]}
