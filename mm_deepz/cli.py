@@ -377,6 +377,62 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(out)
 
 
+@app.command("track")
+def track_cmd(
+    source: Annotated[Path, typer.Argument(help="A run (.ome.zarr), an NGFF image or an OME-TIFF z-stack series.")],
+    image: Annotated[str, typer.Option(help="In a run: virtual, reference, or measured (full-stack runs).")] = "virtual",
+    position: Annotated[int, typer.Option(help="XY position (multi-position runs).")] = 0,
+    csv: Annotated[Path | None, typer.Option(help="CSV to write (default: beside SOURCE).")] = None,
+    picture: Annotated[Path | None, typer.Option(help="PNG to write (default: beside SOURCE).")] = None,
+    diameter: Annotated[float, typer.Option(help="Neuron diameter, lateral (µm).")] = 3.0,
+    axial_diameter: Annotated[float, typer.Option(help="Neuron extent along z (µm).")] = 4.0,
+    search_range: Annotated[float, typer.Option(help="Largest move between time points (µm).")] = 3.0,
+    memory: Annotated[int, typer.Option(help="Time points a neuron may be missed and keep its track.")] = 2,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing CSV / PNG.")] = False,
+) -> None:
+    """Find every neuron in 3D, follow it over time and read its activity (dF/F)."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from mm_deepz.errors import SettingsError
+    from mm_deepz.io import is_container
+    from mm_deepz.neurons import DetectionConfig, LinkConfig
+    from mm_deepz.neurons.analyse import analyse, save_pictures, write_tracks_to_container
+    from mm_deepz.neurons.series import container_series, external_series
+
+    if not source.exists():
+        raise SettingsError(f"{source} does not exist.")
+    run = is_container(source)
+    series = container_series(source, image, position) if run else external_series(source)
+    stem = source.name.removesuffix(".ome.zarr").removesuffix(".ome.tif").removesuffix(".zarr")
+    label = f"{image}_p{position}" if run and position else (image if run else "stacks")
+    csv = csv or source.with_name(f"{stem}_{label}_tracks.csv")
+    picture = picture or source.with_name(f"{stem}_{label}_tracks.png")
+    for f in (csv, picture):
+        if f.exists() and not overwrite:
+            raise SettingsError(f"{f} already exists: pass --overwrite to replace it, or choose another name.")
+    with Progress() as bar:
+        task = bar.add_task(f"tracking neurons in {series.name}", total=len(series.time_points))
+        tracks = analyse(series, DetectionConfig(diameter_um=diameter, axial_diameter_um=axial_diameter),
+                         LinkConfig(search_range_um=search_range, memory=memory), progress=lambda: bar.advance(task))
+    tracks.to_csv(csv, index=False)
+    save_pictures(series, tracks, picture)
+    where = write_tracks_to_container(source, label, tracks) if run else None
+    n_t = len(series.time_points)
+    per_t = tracks.groupby("t").size().reindex(series.time_points, fill_value=0) if len(tracks) else None
+    long_tracks = int((tracks.groupby("track").size() >= 0.9 * n_t).sum()) if len(tracks) else 0
+    table = Table(title=f"neurons in {series.name}", show_header=False)
+    table.add_row("time points analysed", str(n_t))
+    table.add_row("neurons per time point", f"{per_t.mean():.1f} (min {per_t.min()}, max {per_t.max()})"
+                  if per_t is not None else "none found")
+    table.add_row("tracks", f"{tracks['track'].nunique() if len(tracks) else 0} ({long_tracks} over ≥ 90 % of the "
+                  "time points)")
+    table.add_row("tracks table", f"{csv}" + (f"; in the container as {where}" if where else ""))
+    table.add_row("picture", str(picture))
+    Console().print(table)
+
+
 @app.command("preview")
 def preview_cmd(
     container: Annotated[Path, typer.Argument(help="A container written by `mm-deepz acquire`.")],
