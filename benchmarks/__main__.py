@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 import mm_deepz
 
-from . import acquisition, inference, light, scaling, simulator, writing
+from . import acquisition, inference, light, neurons, scaling, simulator, writing
 from .report import write_markdown
 
 logger = logging.getLogger("benchmarks")
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
         ("writing", lambda: writing.run(args.quick)),
         ("light", lambda: light.run(args.quick, gpu)),
         ("scaling", lambda: scaling.run(args.quick, gpu)),
+        ("neurons", lambda: neurons.run(args.quick)),
     ]
     results: dict = {"machine": machine(), "quick": args.quick, "seconds": {}}
     with Progress() as bar:

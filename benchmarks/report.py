@@ -68,6 +68,13 @@ def results_markdown(r: dict) -> list[str]:
     out += _table(["frame", "first frame", "median frame", "max frame"],
                   [[x["frame"], f"{x['first_frame_s']} s", f"{x['median_frame_s']} s", f"{x['max_frame_s']} s"]
                    for x in r["simulator"]])
+    if "neurons" in r:
+        out += ["### Neuron analysis", "", ("Cost per time point of `mm-deepz track` (CPU, one 21-plane confocal "
+                                             "stack of a crawling worm):"), ""]
+        out += _table(["frame", "planes", "neurons per stack", "detection s per stack", "linking s per time point",
+                       "tracks"],
+                      [[f"{x['frame']}²", x["planes"], x["neurons_per_stack"], x["detect_s"], x["link_s_per_time_point"],
+                        x["tracks"]] for x in r["neurons"]])
     out += ["Section times: " + ", ".join(f"{k} {t} s" for k, t in r["seconds"].items()) + "."]
     return out
 

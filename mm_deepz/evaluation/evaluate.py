@@ -47,6 +47,7 @@ class PairEvaluation:
     widefield: np.ndarray
     beads: dict | None = None
     surface: dict | None = None
+    neurons: dict | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -87,7 +88,63 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
         ev.beads = bead_fwhm(stacks["virtual"], ref, pair.pixel_size_um, pair.inputs.z_step_um)
     if kind == "sheet":
         ev.surface = evaluate_surface(model, pair, predictor, idx)
+    if kind == "worm":
+        ev.neurons = evaluate_neurons(pair, virtual, pair.target.data[targets], z[targets], z[idx])
     return ev
+
+
+def evaluate_neurons(pair: PairedStack, virtual: np.ndarray, reference: np.ndarray, z_um: np.ndarray,
+                     measured_z_um: np.ndarray) -> dict:
+    """Neuron detection scores of the virtual stack (F1 by defocus band from the measured planes)
+    and its brightness read-out (Pearson r of matched neurons' mass with their true brightness),
+    against the simulator's truth when the pair carries its specimen, else against the neurons
+    found in the scanned reference stack."""
+    from ..neurons import detect_neurons, detection_scores, match
+
+    voxel = (float(np.median(np.diff(z_um))), pair.pixel_size_um, pair.pixel_size_um)
+    found = detect_neurons(virtual, voxel, z0_um=float(z_um[0]))
+    truth = _simulated_neurons(pair, (float(z_um[0]), float(z_um[-1])))
+    source = "simulator truth"
+    if truth is None:
+        truth = detect_neurons(reference, voxel, z0_um=float(z_um[0]))
+        truth = {k: truth[k].to_numpy() for k in ("z_um", "y_um", "x_um")} | {"brightness": truth["mass"].to_numpy()}
+        source = "neurons of the scanned reference"
+    scores = detection_scores(found, truth, measured_z_um)
+    m = match(found, truth)
+    r = float("nan")
+    if len(m.pairs) > 2:
+        r = float(np.corrcoef(found["mass"].to_numpy()[m.pairs[:, 0]],
+                              np.asarray(truth["brightness"])[m.pairs[:, 1]])[0, 1])
+    return {"reference": source, "scores": scores, "brightness_r": r}
+
+
+def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict | None:
+    """The true neurons of a simulated worm pair (its spec is in the stack metadata), or None."""
+    spec = pair.meta.get("spec") or {}
+    if spec.get("phantom") != "worm" or "seed" not in spec:
+        return None
+    import simulators as sim
+    from simulators.truth import neuron_truth
+
+    h, w = pair.inputs.data.shape[1:]
+    world = sim.SimWorld(sim.worm(seed=int(spec["seed"])), sensor_shape=(h, w), seed=0)
+    world.xy_um = tuple(spec.get("xy_um", (0.0, 0.0)))
+    truth = neuron_truth(world, float(spec.get("time_s", 0.0)), margin_um=1.0)
+    keep = (truth["z_um"] >= z_span[0]) & (truth["z_um"] <= z_span[1])
+    return {k: v[keep] for k, v in truth.items()}
+
+
+def _pooled_neurons(worms: list[dict]) -> dict:
+    """Detection F1 per band over all worm pairs (counts summed) and the mean brightness r."""
+    out: dict = {"reference": sorted({w["reference"] for w in worms}), "pairs": len(worms)}
+    for band in worms[0]["scores"]:
+        if band == "localisation_error_um":
+            continue
+        tp, fp, fn = (sum(w["scores"][band][k] for w in worms) for k in ("tp", "fp", "fn"))
+        out[f"f1 {band}"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    rs = [w["brightness_r"] for w in worms if np.isfinite(w["brightness_r"])]
+    out["brightness_r"] = float(np.mean(rs)) if rs else float("nan")
+    return out
 
 
 def bead_fwhm(virtual: np.ndarray, reference: np.ndarray, pixel_um: float, z_step_um: float,
@@ -203,6 +260,9 @@ def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict:
     beads = [e.beads for e in evals if e.beads and e.beads.get("n_beads")]
     if beads:
         summary["beads"] = {k: float(np.mean([b[k] for b in beads])) for k in beads[0]}
+    worms = [e.neurons for e in evals if e.neurons]
+    if worms:
+        summary["neurons"] = _pooled_neurons(worms)
     surfaces = {e.name: {k: v for k, v in e.surface.items() if k != "images"} for e in evals if e.surface}
     if surfaces:
         summary["surfaces"] = surfaces

@@ -191,8 +191,9 @@ def write_results(results: dict, out: Path) -> list[Path]:
     ax.set_xticks(np.arange(len(bands)) + width * (len(results["methods"]) - 1) / 2,
                   [f"{b.replace(' um', ' µm')} from the stack centre" for b in bands])
     ax.set_ylabel("neuron detection F1")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.3)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.legend(fontsize=8, ncol=2, loc="upper center")
     ax.set_title("Neurons found, by depth from the measured plane (simulated worms, blind)")
     fig.savefig(paths[2], dpi=90)
     plt.close(fig)

@@ -44,8 +44,9 @@ def write_report(summary: dict, evals: list[PairEvaluation], directory: str | Pa
     files = [d / "metrics.json"]
     per_pair = {e.name: {"defocus_um": e.defocus_um.tolist(),
                          **{m: {k: v.tolist() for k, v in e.metrics[m].items()} for m in METHODS},
-                         "beads": e.beads, "surface": ({k: v for k, v in e.surface.items() if k != "images"}
-                                                       if e.surface else None)} for e in evals}
+                         "beads": e.beads, "neurons": e.neurons,
+                         "surface": ({k: v for k, v in e.surface.items() if k != "images"}
+                                     if e.surface else None)} for e in evals}
     files[0].write_text(json.dumps({"summary": summary, "pairs": per_pair}, indent=2))
     files.append(d / "summary.md")
     files[-1].write_text(summary_markdown(summary))
@@ -135,6 +136,12 @@ def summary_markdown(summary: dict) -> str:
                    f"| {b['lateral_ratio']:.2f} |"),
                   (f"| axial FWHM (µm) | {b['virtual_axial_um']:.2f} | {b['reference_axial_um']:.2f} "
                    f"| {b['axial_ratio']:.2f} |")]
+    if nr := summary.get("neurons"):
+        bands = [k for k in nr if k.startswith("f1 ")]
+        lines += ["", f"| neurons ({nr['pairs']} worm stacks; reference: {', '.join(nr['reference'])}) | "
+                  + " | ".join(b.replace("f1 ", "F1 ").replace(" um", " µm") for b in bands) + " | brightness r |",
+                  "|" + " --- |" * (len(bands) + 2),
+                  "| virtual | " + " | ".join(f"{nr[b]:.2f}" for b in bands) + f" | {nr['brightness_r']:.2f} |"]
     if surf := summary.get("surfaces"):
         lines += ["", ("| surface | height range (µm) | SSIM matching DPM | SSIM uniform DPM "
                        "| PCC matching | PCC uniform |"), "|" + " --- |" * 6]
