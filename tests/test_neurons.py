@@ -106,3 +106,26 @@ def test_bad_input_is_refused_clearly(data, words):
 def test_an_empty_or_flat_stack_has_no_neurons():
     assert detect_neurons(np.full((9, 64, 64), 100, np.uint16), (1.0, PX, PX)).empty
     assert link_tracks(pd.DataFrame({"t": [], "z_um": [], "y_um": [], "x_um": [], "mass": []})).empty
+
+
+def test_evaluate_scores_neurons_against_the_truth_or_the_scanned_reference(tmp_path):
+    from mm_deepz.engine import Predictor
+    from mm_deepz.evaluation import evaluate_pair
+    from mm_deepz.evaluation.evaluate import evaluate_neurons
+    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.training.stacks import load_pairs
+    from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
+
+    spec = PairSpec(phantom="worm", seed=172, shape=(128, 128), z_half_range_um=10.0)
+    write_stack_pair(make_stack_pair(spec), tmp_path, "worm_0172")
+    model = load_model(shipped_model_path(2))
+    pair = load_pairs([tmp_path])[0]
+    ev = evaluate_pair(model, pair, Predictor(model, "cpu"))
+    assert ev.neurons["reference"] == "simulator truth"
+    near = ev.neurons["scores"]["0-3 um"]
+    assert near["n_reference"] > 5 and near["f1"] > 0.7, near  # in focus of the measured planes
+    # a pair from a real microscope carries no specimen: the scanned reference's neurons stand in
+    pair.meta = {}
+    z = pair.z_um
+    alone = evaluate_neurons(pair, pair.target.data.astype(np.float32), pair.target.data, z, z[[8, 12]])
+    assert alone["reference"] == "neurons of the scanned reference" and alone["scores"]["all"]["f1"] == 1.0
