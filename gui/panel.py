@@ -203,6 +203,14 @@ class DeepZPanel(QWidget):
         m_lay.addWidget(self.measured_title)
         m_lay.addWidget(self.measured_view, 1)
         self.virtual_view = StackView("Virtual (Deep-Z)")
+        self.show_neurons = QCheckBox("find neurons")
+        self.show_neurons.setToolTip("Detect neurons in 3D in each virtual stack and circle them on the plane shown "
+                                     "(docs/tracking.md); runs beside the acquisition, newest stack first.")
+        self.neuron_count = QLabel("")
+        n_row = QHBoxLayout()
+        n_row.addWidget(self.show_neurons)
+        n_row.addWidget(self.neuron_count, 1)
+        self.virtual_view.layout().addLayout(n_row)
         self.reference_view = StackView("Reference (blind check)")
         views = QGridLayout()
         views.addWidget(measured, 0, 0)
@@ -232,6 +240,8 @@ class DeepZPanel(QWidget):
         r.started.connect(self._on_started)
         r.image.connect(self._on_image)
         r.virtual.connect(self._on_virtual)
+        r.neurons.connect(self._on_neurons)
+        self.show_neurons.toggled.connect(self._toggle_neurons)
         r.progress.connect(lambda done, total: self.progress.setValue(done))
         r.stats.connect(self._on_stats)
         r.finished.connect(self._on_finished)
@@ -366,6 +376,18 @@ class DeepZPanel(QWidget):
     def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
         self.virtual_view.set_stack(stack, z_um, self._pixel_um)
         self.virtual_view.setTitle(f"Virtual (Deep-Z, t={t})")
+
+    def _toggle_neurons(self, on: bool) -> None:
+        self.runner.find_neurons = on
+        if not on:
+            self.virtual_view.set_neurons(None, self._pixel_um)
+            self.neuron_count.setText("")
+
+    def _on_neurons(self, t: int, neurons: object) -> None:
+        if not self.show_neurons.isChecked():
+            return
+        self.virtual_view.set_neurons(neurons, self._pixel_um)
+        self.neuron_count.setText(f"{len(neurons)} neurons at t={t}")
 
     def _sync_reference(self, zi: int) -> None:
         if self.reference_view.stack is not None and zi < len(self.reference_view.z_um):

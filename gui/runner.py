@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,7 @@ class AcquisitionRunner(QObject):
     stats = pyqtSignal(object)  # LiveStats
     finished = pyqtSignal(object)  # RunSummary
     failed = pyqtSignal(str)  # a message for the user
+    neurons = pyqtSignal(int, object)  # t, detections (DataFrame: z_um from the stack's first plane, y_um, x_um)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -53,6 +55,11 @@ class AcquisitionRunner(QObject):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._toggle: bool | None = None
+        #: find neurons in each virtual stack (off the inference thread; a stack arriving while the
+        #: last one is still analysed is not analysed: the view shows the newest it can)
+        self.find_neurons = False
+        self._finder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepz-neurons")
+        self._finding: Future | None = None
 
     @property
     def running(self) -> bool:
@@ -114,7 +121,20 @@ class AcquisitionRunner(QObject):
 
     def _on_virtual(self, t: int, stack: VirtualStack) -> None:
         self.virtual.emit(t, stack.data, np.asarray(stack.z_um))
+        acq = self.acquisition
+        if self.find_neurons and acq is not None and (self._finding is None or self._finding.done()):
+            self._finding = self._finder.submit(self._find, t, stack.data, np.asarray(stack.z_um),
+                                                acq.geometry.pixel_size_um)
         self._emit_stats()
+
+    def _find(self, t: int, stack: np.ndarray, z_um: np.ndarray, pixel_um: float) -> None:
+        from mm_deepz.neurons import detect_neurons
+
+        step = float(np.median(np.diff(z_um))) if len(z_um) > 1 else 1.0
+        try:
+            self.neurons.emit(t, detect_neurons(stack, (step, pixel_um, pixel_um), z0_um=float(z_um[0])))
+        except Exception:  # a live overlay never stops the run; the log says why it is missing
+            logger.exception("No neuron overlay for time point %d", t)
 
     def _emit_stats(self) -> None:
         acq = self.acquisition

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from PyQt5.QtCore import Qt
-from PyQt5.QtGui import QImage, QPixmap
+from PyQt5.QtCore import QPointF, Qt
+from PyQt5.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -38,6 +38,8 @@ class PlaneView(QWidget):
     def __init__(self, placeholder: str = "no data yet", display_px: int = 256, parent: QWidget | None = None):
         super().__init__(parent)
         self.image: np.ndarray | None = None
+        #: markers drawn over the image: (N, 2) rows, columns in image pixels
+        self.points = np.empty((0, 2))
         self.aspect = 1.0
         self._display_px = display_px
         self._label = QLabel(placeholder)
@@ -70,6 +72,11 @@ class PlaneView(QWidget):
         self.aspect = aspect
         self._render()
 
+    def set_points(self, yx_px: np.ndarray) -> None:
+        """Circle these (row, column) positions on the image (an empty array clears them)."""
+        self.points = np.asarray(yx_px, float).reshape(-1, 2)
+        self._render()
+
     def limits(self) -> tuple[float, float]:
         """The black and white levels in use."""
         return self.low.value(), self.high.value()
@@ -93,7 +100,15 @@ class PlaneView(QWidget):
         size = self._display_px
         target_h = max(1, round(h * self.aspect))
         pixmap = QPixmap.fromImage(qimg).scaled(w, target_h, Qt.IgnoreAspectRatio, Qt.FastTransformation)
-        self._label.setPixmap(pixmap.scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation))
+        pixmap = pixmap.scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation)
+        if len(self.points):
+            sy, sx = pixmap.height() / h, pixmap.width() / w
+            painter = QPainter(pixmap)
+            painter.setPen(QPen(QColor(0, 220, 255), 1.5))
+            for y, x in self.points:
+                painter.drawEllipse(QPointF((x + 0.5) * sx, (y + 0.5) * sy), 5, 5)
+            painter.end()
+        self._label.setPixmap(pixmap)
 
 
 class StackView(QGroupBox):
@@ -103,6 +118,9 @@ class StackView(QGroupBox):
         super().__init__(title, parent)
         self.stack: np.ndarray | None = None
         self.z_um: np.ndarray | None = None
+        #: neurons of the shown stack (DataFrame with z_um, y_um, x_um) and the pixel size, or None
+        self.neurons = None
+        self._pixel_um = 1.0
         self.plane = PlaneView("no virtual stack yet")
         self.xz = PlaneView("XZ section", display_px=256)
         self.slider = QSlider(Qt.Horizontal)
@@ -133,8 +151,22 @@ class StackView(QGroupBox):
         self.xz.set_image(self.stack[:, self.stack.shape[1] // 2, :], aspect=step / pixel_size_um)
         self._show_plane(self.slider.value())
 
+    def set_neurons(self, neurons: object, pixel_size_um: float) -> None:
+        """Mark these neurons (µm; z absolute, y and x from the frame's corner) on the planes they are
+        in focus on (None clears the marks)."""
+        self.neurons, self._pixel_um = neurons, pixel_size_um
+        if self.stack is not None:
+            self._show_plane(self.slider.value())
+
     def _show_plane(self, zi: int) -> None:
         if self.stack is None:
             return
+        near = np.empty((0, 2))
+        if self.neurons is not None and len(self.neurons):
+            step = float(np.median(np.diff(self.z_um))) if len(self.z_um) > 1 else 1.0
+            here = np.abs(self.neurons["z_um"].to_numpy() - self.z_um[zi]) <= step  # within a plane of this z
+            near = np.column_stack([self.neurons["y_um"].to_numpy()[here], self.neurons["x_um"].to_numpy()[here]])
+            near = near / self._pixel_um
+        self.plane.points = near
         self.plane.set_image(self.stack[zi])
         self.z_label.setText(f"z: {self.z_um[zi]:+.1f} µm")
