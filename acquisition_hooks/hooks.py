@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,8 @@ class HookStats:
     time_points_full: int = 0
     virtual_done: int = 0
     virtual_missing: int = 0
+    #: stacks the model could not take when their planes arrived, made later from the planes on disk
+    virtual_deferred: int = 0
     reference_planes: int = 0
     rejected_frames: int = 0
     errors: list[str] = field(default_factory=list)
@@ -98,6 +101,11 @@ class DeepZHooks:
         self._z = plan.requested_z()
         self._anchors = plan.anchor_indices()
         self._rejected: set[tuple[str, int, int, int]] = set()
+        #: (t, p) whose virtual stack waits for the model; their anchor planes are on disk
+        self._backlog: deque[tuple[int, int]] = deque()
+        self._draining = False
+        #: set once writing failed: nothing more is made (not even the backlog)
+        self.storage_failed = False
         #: why the acquisition must end early (a storage failure, an abort); None while it runs
         self.stop_reason: str | None = None
         #: called once, from the thread that hit the failure, when :meth:`stop` is first called
@@ -298,8 +306,73 @@ class DeepZHooks:
                              self.plan.anchor_z(), self._z)
         try:
             self.worker.submit(bundle, timeout=0)
-        except (WorkerBusy, WorkerClosed) as e:
-            self._virtual_missing(t, p, str(e))
+        except (WorkerBusy, WorkerClosed):
+            self._defer(t, p)
+
+    # -- the backlog: stacks the model could not take yet -----------------------------------
+    def _defer(self, t: int, p: int) -> None:
+        """The model is busy: make this stack later, from the anchor planes on disk (never dropped)."""
+        with self._lock:
+            self._backlog.append((t, p))
+            self.stats.virtual_deferred += 1
+        try:
+            self.recorder.mark_virtual_pending(t, p)
+        except StorageError as e:
+            self._storage_failed(e)
+
+    @property
+    def backlog(self) -> int:
+        """Virtual stacks waiting for the model (their planes are on disk)."""
+        with self._lock:
+            return len(self._backlog)
+
+    def _bundle_from_disk(self, t: int, p: int) -> PlaneBundle:
+        planes = self.recorder.read_planes("measured", t, self._anchors, p)
+        return PlaneBundle((t, p), planes, self.plan.anchor_z(), self._z)
+
+    def _feed_backlog(self) -> None:
+        """While the model has room, give it the oldest waiting stack (worker thread, after a result)."""
+        while (self.worker is not None and self.worker.pending == 0 and self.stop_reason is None
+               and not self._draining):
+            with self._lock:
+                if not self._backlog:
+                    return
+                t, p = self._backlog.popleft()
+            try:
+                self.worker.submit(self._bundle_from_disk(t, p), timeout=0)
+            except (WorkerBusy, WorkerClosed):
+                with self._lock:
+                    self._backlog.appendleft((t, p))
+                return
+            except StorageError as e:
+                self._virtual_missing(t, p, f"its planes could not be read back: {e}")
+
+    def drain_backlog(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Make every waiting stack, oldest first, waiting for the model as long as it takes (after the
+        camera stopped); returns how many were made. Interrupting it (Ctrl-C) leaves the rest recorded
+        as pending in the container (``mm-deepz infer`` makes them)."""
+        total = self.backlog
+        done = 0
+        self._draining = True  # the stacks go one by one from here, not also from the worker's callbacks
+        while self.worker is not None:
+            with self._lock:
+                if not self._backlog:
+                    break
+                t, p = self._backlog.popleft()
+            try:
+                fut = self.worker.submit(self._bundle_from_disk(t, p), timeout=None)
+            except WorkerClosed:
+                with self._lock:
+                    self._backlog.appendleft((t, p))
+                break
+            except StorageError as e:
+                self._virtual_missing(t, p, f"its planes could not be read back: {e}")
+                continue
+            fut.exception()  # waits; a failure is recorded as missing, with its reason, by the error callback
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        return done
 
     # -- virtual stacks (worker thread) ---------------------------------------------------
     def _on_virtual(self, bundle: PlaneBundle, stack: VirtualStack) -> None:
@@ -321,9 +394,11 @@ class DeepZHooks:
             self._storage_failed(e)
             return
         self._notify(self.on_virtual, t, stack)
+        self._feed_backlog()
 
     def _on_virtual_error(self, bundle: PlaneBundle, error: BaseException) -> None:
         self._virtual_missing(*bundle.key, f"{type(error).__name__}: {error}")
+        self._feed_backlog()
 
     def _virtual_missing(self, t: int, p: int, reason: str) -> None:
         self.stats.virtual_missing += 1
@@ -339,6 +414,7 @@ class DeepZHooks:
 
     def _storage_failed(self, error: StorageError) -> None:
         """Nothing more can be stored: report it once and stop the acquisition."""
+        self.storage_failed = True
         if self.stop_reason is None:
             self.stats.errors.append(str(error))
             logger.error("%s Stopping the acquisition.", error)

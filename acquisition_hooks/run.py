@@ -107,6 +107,8 @@ class RunSummary:
     stop_reason: str | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: virtual stacks still to be made from their measured planes (`mm-deepz infer` makes them)
+    virtual_pending: int = 0
 
     @property
     def light_saving(self) -> float:
@@ -197,8 +199,16 @@ class DeepZAcquisition:
         self.abort()
         logger.warning("Acquisition interrupted; finishing what was measured")
 
-    def _drain(self) -> None:
-        """Let the worker finish the virtual stacks of what was measured (bounded wait)."""
+    def _drain(self, backlog_progress: Callable[[int, int], None] | None = None) -> None:
+        """Make the virtual stacks of everything measured: the backlog (as long as it takes; Ctrl-C
+        leaves the rest recorded as pending), then what the worker still holds (bounded wait)."""
+        if self.hooks.backlog and not self.hooks.storage_failed:
+            logger.info("Making the %d virtual stacks the model could not take during the run", self.hooks.backlog)
+            try:
+                self.hooks.drain_backlog(backlog_progress)
+            except KeyboardInterrupt:
+                logger.warning("Stopped making the backlog: %d virtual stacks are still to make (`mm-deepz infer "
+                               "%s` makes them)", self.hooks.backlog, self.settings.output)
         if not self.worker.close(timeout=self.settings.drain_timeout_s):
             logger.error("The inference worker did not finish within %.0f s", self.settings.drain_timeout_s)
 
@@ -208,8 +218,13 @@ class DeepZAcquisition:
         except Exception:  # noqa: BLE001 - real light sources have no dose counter
             return None
 
-    def run(self, progress: Callable[[int, int], None] | None = None) -> RunSummary:
-        """Acquire all time points (blocking) and return the summary; never loses measured data."""
+    def run(self, progress: Callable[[int, int], None] | None = None,
+            backlog_progress: Callable[[int, int], None] | None = None) -> RunSummary:
+        """Acquire all time points (blocking) and return the summary; never loses measured data.
+
+        ``progress(t, total)`` after each time point; ``backlog_progress(done, total)`` while the
+        virtual stacks the model could not take during the run are made after it.
+        """
         dose0 = self._dose()
         t0 = time.perf_counter()
         try:
@@ -223,7 +238,7 @@ class DeepZAcquisition:
             self.hooks.stop("aborted by the user")
         finally:
             self._acq = None
-            self._drain()
+            self._drain(backlog_progress)
         return self._finish(dose0, time.perf_counter() - t0)
 
     def _events(self, t: int) -> list[dict]:
@@ -291,7 +306,8 @@ class DeepZAcquisition:
         summary = RunSummary(str(self.settings.output), done_t, st.planes_measured,
                              st.planes_requested, st.virtual_done * n_z, st.virtual_missing,
                              st.reference_planes, dose, full_dose, exposure_s, full_s, seconds, aborted,
-                             self.hooks.stop_reason, list(st.errors), list(st.warnings))
+                             self.hooks.stop_reason, list(st.errors), list(st.warnings),
+                             virtual_pending=self.hooks.backlog)
         try:
             self.recorder.finish(summary={k: v for k, v in asdict(summary).items() if k not in ("errors", "warnings")},
                                  errors=summary.errors, aborted=aborted)

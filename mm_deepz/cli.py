@@ -259,13 +259,25 @@ def acquire_cmd(
         run = request.acquisition(core, m, plan)
         with Progress(console=console) as bar:
             task = bar.add_task("time points", total=time_points)
-            summary = run.run(progress=lambda t, total: bar.update(task, completed=t + 1))
+            backlog: list = []  # the backlog's progress task, added when the backlog is made
+
+            def on_backlog(done: int, total: int) -> None:
+                if not backlog:
+                    backlog.append(bar.add_task("virtual stacks the model could not take during the run",
+                                                total=total))
+                bar.update(backlog[0], completed=done)
+
+            summary = run.run(progress=lambda t, total: bar.update(task, completed=t + 1),
+                              backlog_progress=on_backlog)
     table = Table(title="Deep-Z acquisition", show_header=False)
     table.add_row("output", summary.output)
     table.add_row("time points complete", f"{summary.time_points}" + (" (aborted)" if summary.aborted else ""))
     table.add_row("planes measured / requested", f"{summary.planes_measured} / {summary.planes_requested}")
     table.add_row("virtual planes synthesized", f"{summary.planes_synthesized}"
                   + (f" ({summary.virtual_missing} stacks missing)" if summary.virtual_missing else ""))
+    if summary.virtual_pending:
+        table.add_row("virtual stacks still to make", f"{summary.virtual_pending}: `mm-deepz infer {summary.output}` "
+                      "makes them from the measured planes")
     if no_deepz:
         table.add_row("planes per time point", f"{len(plan.requested_z())} measured (virtual z-stacking off)")
     else:
@@ -357,6 +369,9 @@ def info_cmd(
     table.add_row("state", state + (" after an abort" if rec.get("aborted") else ""))
     for image, done in rec["completed"].items():
         table.add_row(f"{image}: complete time points", _ranges(done) or "none")
+    if pending := rec.get("virtual_pending"):
+        table.add_row("virtual stacks still to make", f"{_ranges([int(k.split('/')[0]) for k in pending])} "
+                      "(`mm-deepz infer` makes them)")
     for label, key in (("virtual missing", "virtual_missing"), ("rejected frames", "rejected"),
                        ("blind checks", "blind_checks")):
         for where, what in (rec.get(key) or {}).items():
@@ -375,6 +390,26 @@ def _ranges(values: list[int]) -> str:
         else:
             out.append(str(v))
     return ", ".join(out)
+
+
+@app.command("infer")
+def infer_cmd(
+    container: Annotated[Path, typer.Argument(help="A run written by `mm-deepz acquire` or the panel.")],
+    model: Annotated[Path | None, typer.Option(
+        help="Model file (default: the run's). Another model's stacks go to a new image beside the run's.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+) -> None:
+    """Make the virtual stacks a run left to make (backlog, kill, disk full, model off), or another model's."""
+    from rich.progress import Progress
+
+    from acquisition_hooks.infer import infer_missing
+
+    with Progress() as bar:
+        task = bar.add_task("virtual stacks", total=None)
+        summary = infer_missing(container, model, device,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    typer.echo(f"{summary.made} virtual stacks made into {container}/{summary.image} in {summary.seconds:.1f} s "
+               f"({summary.already} were there already)")
 
 
 @app.command("track")

@@ -89,7 +89,8 @@ def test_a_replaced_container_survives_until_the_new_one_exists(tmp_path, monkey
         Recorder(path, GEOM, overwrite=True)
     monkeypatch.undo()
     assert read_progress(path)["plan"] == {"marker": 7}  # the old run is back where it was
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ome.zarr"]  # nothing left aside
+    # nothing left aside (the container's lock file, .run.ome.zarr.lock, lives beside it)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.ome.zarr.lock", "run.ome.zarr"]
     with pytest.raises(OutputExistsError, match="already holds an mm-deepz run"):
         _finished_container(path, value=8)  # without overwrite: refused
     assert read_progress(path)["plan"] == {"marker": 7}
@@ -97,7 +98,7 @@ def test_a_replaced_container_survives_until_the_new_one_exists(tmp_path, monkey
     rec = Recorder(path, GEOM, {"plan": {"marker": 9}}, overwrite=True)
     rec.finish()
     assert read_progress(path)["plan"] == {"marker": 9}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ome.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.ome.zarr.lock", "run.ome.zarr"]
 
 
 def test_next_free_output_counts_up_past_what_exists(tmp_path):
@@ -156,14 +157,18 @@ def test_a_writer_stops_when_its_container_vanishes_or_is_replaced(tmp_path, how
     rec = Recorder(path, GEOM)
     rec.write_plane("measured", 0, 1, np.ones((8, 8), np.uint16))
     shutil.rmtree(path)
-    if how == "replaced":
-        _finished_container(path, value=5)  # someone else's run now lives there
+    if how == "replaced":  # another tool writes there now (mm-deepz itself is refused: the path is locked)
+        with pytest.raises(ContainerLockedError):
+            Recorder(path, GEOM)
+        other = zarr.create_group(str(path))
+        other.attrs["owner"] = "another tool"
     with pytest.raises(ContainerChangedError, match="deleted, moved or replaced"):
         rec.write_plane("measured", 1, 1, np.ones((8, 8), np.uint16))
     with pytest.raises(ContainerChangedError):
         rec.mark_complete("measured", 1)
     if how == "replaced":
-        assert read_progress(path)["plan"] == {"marker": 5} and read_progress(path)["completed"]["measured"] == [0]
+        assert dict(zarr.open_group(str(path), mode="r").attrs) == {"owner": "another tool"}
+        assert sorted(p.name for p in path.iterdir()) == ["zarr.json"]
 
 
 # -- 3. non-finite and absurd values are refused before anything moves ---------------------------

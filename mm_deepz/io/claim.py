@@ -6,10 +6,12 @@ hold ``mm_deepz``) that the user asked to replace. A replaced container is moved
 and deleted only once the new container exists; if the new one cannot be created, the old one
 is moved back.
 
-While a run writes, it holds an exclusive ``flock`` on ``.mm_deepz.lock`` inside the
-container. The kernel releases it when the process ends, however it ends (kill -9 included),
-so a dead writer's lock is never stale; a second writer is refused with the holder's process,
-host and start time.
+While a run writes, it holds an exclusive ``flock`` on the hidden file ``.NAME.lock`` beside
+the container ``NAME`` (beside, not inside: zarr warns about files in a hierarchy that are not
+part of it). The kernel releases the lock when the process ends, however it ends (kill -9
+included), so a dead writer's lock is never stale; a second writer is refused with the
+holder's process, host and start time. The lock file stays (removing it would race with a
+writer opening it); it is a few bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from ..errors import DeepZError
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".mm_deepz.lock"
+
+
+def lock_path(container: Path) -> Path:
+    """The lock file of a container path."""
+    return container.parent / f".{container.name}.lock"
 
 
 class OutputExistsError(DeepZError):
@@ -48,11 +54,12 @@ def is_container(path: str | Path) -> bool:
 
 
 class ContainerLock:
-    """An exclusive lock on a container folder, released by the kernel when its process dies."""
+    """An exclusive lock on a container path, released by the kernel when its process dies."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._file = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 - held for the lock's lifetime
+    def __init__(self, container: Path):
+        self.container = Path(container)
+        self._path = lock_path(self.container)
+        self._file = open(self._path, "a+")  # noqa: SIM115 - held for the lock's lifetime
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -60,7 +67,8 @@ class ContainerLock:
             holder = self._file.read().strip() or "an unknown process"
             self._file.close()
             raise ContainerLockedError(
-                f"{folder} is being written by {holder}: wait for that run to end, or choose another output."
+                f"{self.container} is being written by {holder}: wait for that run to end, or choose another "
+                "output."
             ) from None
         self._file.seek(0)
         self._file.truncate()
@@ -72,7 +80,7 @@ class ContainerLock:
     def held(self) -> bool:
         """Whether the lock file is still the one this lock holds (not deleted or replaced)."""
         try:
-            return os.stat(self.folder / LOCK_NAME).st_ino == self.inode
+            return os.stat(self._path).st_ino == self.inode
         except OSError:
             return False
 
@@ -83,11 +91,8 @@ class ContainerLock:
             self._file.close()
 
 
-def preflight_output(path: str | Path, overwrite: bool = False) -> None:
-    """Refuse an output that may not be written, before anything moves: :class:`ContainerLockedError`
-    while another run writes it, :class:`OutputExistsError` for anything else in the way. Changes
-    nothing but the lock file of an existing container."""
-    path = Path(path)
+def _check_path(path: Path, overwrite: bool) -> None:
+    """Refuse (:class:`OutputExistsError`) an output that may not be written; touches nothing."""
     here = Path.cwd().resolve()
     target = path.resolve()
     if target == here or target in here.parents:
@@ -100,10 +105,19 @@ def preflight_output(path: str | Path, overwrite: bool = False) -> None:
         if not is_container(path):
             raise OutputExistsError(f"{path} holds files that mm-deepz did not write: it never replaces them. "
                                     "Choose another output (a new name ending in .ome.zarr).")
-        ContainerLock(path).release()  # raises while another process writes it
         if not overwrite:
             raise OutputExistsError(f"{path} already holds an mm-deepz run: choose another output, or replace it "
                                     "(--overwrite; the panel asks).")
+
+
+def preflight_output(path: str | Path, overwrite: bool = False) -> None:
+    """Refuse an output that may not be written, before anything moves: :class:`ContainerLockedError`
+    while another run writes it, :class:`OutputExistsError` for anything else in the way. Changes
+    nothing but the lock file beside an existing container."""
+    path = Path(path)
+    if is_container(path):
+        ContainerLock(path).release()  # raises while another process writes it
+    _check_path(path, overwrite)
 
 
 def next_free_output(path: str | Path) -> Path:
@@ -127,21 +141,41 @@ class Claim:
     def __init__(self, path: str | Path, overwrite: bool = False):
         self.path = Path(path)
         self._aside: Path | None = None
-        self._aside_lock: ContainerLock | None = None
+        self._created = False
+        #: whether the folder's content is this claim's (removed again if the container cannot be made)
+        self._ours = False
         preflight_output(self.path, overwrite)
-        if self.path.is_dir() and any(self.path.iterdir()):
-            self._move_aside()
-        self._created = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = ContainerLock(self.path)  # held from here: no other writer can slip in
         try:
-            self.lock = ContainerLock(self.path)
+            _check_path(self.path, overwrite)  # again, under the lock: the path may have changed meanwhile
+            if self.path.is_dir() and any(self.path.iterdir()):
+                self._move_aside()
+            self._created = not self.path.exists()
+            self.path.mkdir(exist_ok=True)
+            self._ours = True
         except BaseException:
             self.rollback()
             raise
-        self.inode = os.stat(self.path).st_ino
+        self._hold_folder()
+
+    @classmethod
+    def existing(cls, path: str | Path) -> Claim:
+        """An existing container, locked for this process (to add what its run left to make)."""
+        claim = cls.__new__(cls)
+        claim.path = Path(path)
+        claim._aside = None
+        claim._created = claim._ours = False
+        claim.lock = ContainerLock(claim.path)
+        claim._hold_folder()
+        return claim
+
+    def _hold_folder(self) -> None:
+        # an open descriptor keeps the folder's inode allocated even if the folder is deleted, so a
+        # new folder at the same path (another tool's) can never look like ours
+        self._folder_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
 
     def _move_aside(self) -> None:
-        self._aside_lock = ContainerLock(self.path)  # refused while another run writes it
         aside = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
         os.rename(self.path, aside)
         self._aside = aside
@@ -150,36 +184,36 @@ class Claim:
     def commit(self) -> None:
         """The new container exists: delete the replaced one."""
         if self._aside is not None:
-            if self._aside_lock is not None:
-                self._aside_lock.release()
             shutil.rmtree(self._aside, ignore_errors=True)
             logger.info("Replaced the earlier run at %s", self.path)
             self._aside = None
 
     def rollback(self) -> None:
         """Creating the new container failed: remove what this claim made, put the old one back."""
-        lock = getattr(self, "lock", None)
-        if lock is not None:
-            lock.release()
-        # everything in the folder is ours: it did not exist, was empty, or its old content is aside
-        if self._created:
-            shutil.rmtree(self.path, ignore_errors=True)
-        else:
-            for entry in self.path.iterdir():
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if self._ours:  # the folder did not exist, was empty, or its old content is aside
+            if self._created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:
+                for entry in self.path.iterdir():
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         if self._aside is not None:
-            if self._aside_lock is not None:
-                self._aside_lock.release()
             os.rename(self._aside, self.path)
             self._aside = None
+        self.lock.release()
 
     def intact(self) -> bool:
         """Whether the container is still the folder this claim made, with its lock in place."""
+        if getattr(self, "_folder_fd", None) is None:
+            return False  # released: this claim writes nothing more
         try:
-            return os.stat(self.path).st_ino == self.inode and self.lock.held()
+            now, ours = os.stat(self.path), os.fstat(self._folder_fd)
         except OSError:
             return False
+        return (now.st_ino, now.st_dev) == (ours.st_ino, ours.st_dev) and ours.st_nlink > 0 and self.lock.held()
 
     def release(self) -> None:
-        """The run is over: other writers may open the container."""
+        """The run is over: other writers may open the container (idempotent)."""
+        if getattr(self, "_folder_fd", None) is not None:
+            os.close(self._folder_fd)
+            self._folder_fd = None
         self.lock.release()

@@ -43,6 +43,9 @@ from .claim import Claim, is_container
 logger = logging.getLogger(__name__)
 
 IMAGES = ("measured", "virtual", "reference")
+#: root attributes that record progress (the rest describe the run)
+STATE_KEYS = ("completed", "virtual_missing", "virtual_pending", "blind_checks", "planes_measured", "finished",
+              "rejected", "warnings")
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
 #: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
 DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16"}
@@ -167,6 +170,54 @@ class Recorder:
         self._times: dict[int, float] = {}
         self._done_positions: dict[tuple[str, int], set[int]] = {}
 
+    @classmethod
+    def reopen(cls, path: str | Path) -> Recorder:
+        """A container written earlier, locked for this process, to add what its run left to make
+        (its geometry read from the measured image's NGFF metadata)."""
+        path = Path(path)
+        open_container(path)  # refuses what is not an mm-deepz run
+        rec = cls.__new__(cls)
+        rec.path = path
+        rec._claim = Claim.existing(path)
+        rec._lock = threading.RLock()
+        rec.root = zarr.open_group(str(path), mode="r+")
+        attrs = dict(rec.root.attrs["mm_deepz"])
+        rec._state = {k: attrs.pop(k) for k in list(attrs) if k in STATE_KEYS}
+        rec._attrs = attrs
+        measured = rec.root["measured"]
+        several = "0" not in measured
+        names = sorted(measured.group_keys(), key=lambda k: int(k[1:])) if several else [None]
+        frames = [measured[n] if n else measured for n in names]
+        arr = frames[0]["0"]
+        h, w = arr.shape[-2:]
+        ts = [g.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"] for g in frames]
+        scale, trans = ts[0][0]["scale"], ts[0][1]["translation"]
+        positions = tuple((t[1]["translation"][4] + (w - 1) / 2 * scale[4],
+                           t[1]["translation"][3] + (h - 1) / 2 * scale[3]) for t in ts) if several else ((0.0, 0.0),)
+        rec.geometry = Geometry(tuple(float(trans[2] + scale[2] * i) for i in range(arr.shape[2])), float(scale[3]),
+                                float(attrs.get("interval_s", 0.0)), (h, w), positions_xy_um=positions)
+        rec._arrays = {(name, pos): rec.root[f"{rec.geometry.image_path(name, pos)}/0"]
+                       for name in rec._state["completed"] for pos in range(rec.n_positions)}
+        rec._times = {}
+        rec._done_positions = {(name, t): set(range(rec.n_positions))
+                               for name, done in rec._state["completed"].items() for t in done}
+        return rec
+
+    def add_image(self, name: str, like: str = "virtual") -> None:
+        """A new image shaped like ``like`` (another model's virtual stacks beside the run's)."""
+        with self._lock:
+            for pos in range(self.n_positions):
+                src = self._arrays[like, pos]
+                grp = self.root.require_group(self.geometry.image_path(name, pos))
+                ome = dict(self.root[self.geometry.image_path(like, pos)].attrs["ome"])
+                ome["multiscales"] = [{**ome["multiscales"][0], "name": name}]
+                grp.attrs["ome"] = ome
+                self._arrays[name, pos] = grp.create_array(
+                    "0", shape=(0, *src.shape[1:]), chunks=src.chunks, dtype=src.dtype, fill_value=0,
+                    dimension_names=("t", "c", "z", "y", "x"), compressors=COMPRESSOR, config=ARRAY_CONFIG)
+            self._state["completed"][name] = []
+            self._flush_attrs()
+
     @property
     def n_positions(self) -> int:
         """Number of XY positions."""
@@ -241,6 +292,9 @@ class Recorder:
             positions.add(p)
             if image == "measured" and "planes" in info:
                 self._state["planes_measured"][self._record_key(t, p)] = info["planes"]
+            if image == "virtual":  # made at last (after the run, by `mm-deepz infer`)
+                self._state.get("virtual_pending", {}).pop(self._record_key(t, p), None)
+                self._state["virtual_missing"].pop(self._record_key(t, p), None)
             if len(positions) < self.n_positions:
                 self._flush_attrs()
                 return
@@ -256,7 +310,24 @@ class Recorder:
         """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""
         with self._lock:
             self._state["virtual_missing"][self._record_key(t, p)] = reason
+            self._state.setdefault("virtual_pending", {}).pop(self._record_key(t, p), None)
             self._flush_attrs()
+
+    def mark_virtual_pending(self, t: int, p: int = 0) -> None:
+        """Record that the virtual stack of ``t`` (position ``p``) is still to be made from its planes
+        on disk (the model was busy); cleared when it is written."""
+        with self._lock:
+            self._state.setdefault("virtual_pending", {})[self._record_key(t, p)] = "waiting for the model"
+            self._flush_attrs()
+
+    def read_planes(self, image: str, t: int, z_indices: tuple[int, ...], p: int = 0) -> np.ndarray:
+        """Planes of time point ``t`` read back from the container ((n, y, x))."""
+        with self._lock:
+            self._check_intact()
+            try:
+                return np.asarray(self._arrays[image, p][t, 0][list(z_indices)])
+            except OSError as e:
+                raise self._storage_error(e) from e
 
     def record_blind_check(self, t: int, metrics: dict, p: int = 0) -> None:
         """Store the metrics of a blind check (virtual vs reference) at ``t``."""
@@ -293,6 +364,18 @@ class Recorder:
                 grp.attrs["ome"] = ome
         except OSError as e:
             raise self._storage_error(e) from e
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """What the root attributes say of the run (plan, model, versions ...), a copy."""
+        with self._lock:
+            return dict(self._attrs)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The progress record (completed time points, planes measured, missing ...), a copy."""
+        with self._lock:
+            return json_safe(self._state)
 
     @property
     def completed(self) -> dict[str, list[int]]:

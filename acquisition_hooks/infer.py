@@ -1,0 +1,99 @@
+"""``mm-deepz infer``: make a run's virtual stacks after the fact, from its measured planes.
+
+What a run could not make (the model was slower than the camera and the run was interrupted
+before its backlog was made, a kill, a full disk since freed, a run with the model left out)
+is made from the anchor planes on disk; the container then reads as if the run had made them.
+With another model than the run's, the stacks go to a new image ``virtual_<model>`` beside the
+run's, recorded with that model's name, checksum and card, so two models can be compared on
+the same measured planes. Each stack is marked complete as it is written: an interrupted
+``infer`` goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mm_deepz.engine import Predictor
+from mm_deepz.errors import DeepZError
+from mm_deepz.io import Recorder
+from mm_deepz.modelfile import DeepZModel, load_model
+
+from .plan import DeepZPlan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InferSummary:
+    """What ``infer`` did."""
+
+    image: str
+    made: int
+    already: int
+    seconds: float
+
+
+def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> str:
+    """``virtual`` for the run's own model, else ``virtual_<model name>`` (added if new)."""
+    if model.sha256 == run_sha:
+        return "virtual"
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(model.path or "model").stem)
+    models = recorder.attrs.get("virtual_models", {})
+    name = f"virtual_{stem}"
+    if name in models and models[name]["sha256"] != model.sha256:
+        name = f"virtual_{stem}_{model.sha256[:8]}"
+    if name not in recorder.completed:
+        recorder.add_image(name)
+        recorder.update_attrs(virtual_models={**models, name: {"path": str(model.path), "sha256": model.sha256,
+                                                               "card": model.card.to_json()}})
+    return name
+
+
+def infer_missing(path: Path, model_path: Path | None = None, device: str = "auto",
+                  progress: Callable[[int, int], None] | None = None) -> InferSummary:
+    """Make every virtual stack of the run at ``path`` that is not on disk yet (see the module doc)."""
+    import time
+
+    recorder = Recorder.reopen(path)
+    try:
+        attrs = recorder.attrs
+        plan = DeepZPlan(**attrs["plan"])
+        run_model = attrs.get("model") or {}
+        if model_path is None:
+            model_path = Path(run_model.get("path") or "")
+            if not model_path.is_file():
+                raise DeepZError(f"The run's model file {str(model_path) or '(none recorded)'} is not here: give one "
+                                 "with --model.")
+        model = load_model(model_path)
+        model.check_compatible(pixel_size_um=recorder.geometry.pixel_size_um, plane_offsets_um=plan.anchor_z())
+        plan.check_range(model.card.z_range_um)
+        image = _image_for(recorder, model, run_model.get("sha256"))
+        anchors = list(plan.anchor_indices())
+        todo, already = [], 0
+        for key, planes in recorder.state["planes_measured"].items():
+            t, p = (int(key.split("/")[0]), int(key.split("/p")[1])) if "/p" in key else (int(key), 0)
+            if planes != anchors:
+                continue  # a full-stack time point (virtual z-stacking off), or an anchor was rejected
+            if recorder.is_complete(image, t, p):
+                already += 1
+            else:
+                todo.append((t, p))
+        todo.sort()
+        predictor = Predictor(model, device)
+        t0 = time.perf_counter()
+        for i, (t, p) in enumerate(todo):
+            planes = recorder.read_planes("measured", t, tuple(anchors), p)
+            stack = predictor.predict_stack(planes, plan.anchor_z(), plan.requested_z(), out_dtype=np.float32)
+            recorder.write_stack(image, t, stack.data, p=p)
+            recorder.mark_complete(image, t, p)
+            if progress is not None:
+                progress(i + 1, len(todo))
+        return InferSummary(image, len(todo), already, time.perf_counter() - t0)
+    finally:
+        recorder.close()
