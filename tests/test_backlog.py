@@ -1,0 +1,160 @@
+"""No virtual stack is ever lost: a backlog when the model is slower than the camera, and
+`mm-deepz infer` after a kill, with another model, and after being interrupted itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from typer.testing import CliRunner
+
+import simulators as sim
+from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
+from acquisition_hooks.infer import infer_missing
+from mm_deepz.bridge import start_simulator
+from mm_deepz.cli import app
+from mm_deepz.engine import Predictor
+from mm_deepz.io import NotAContainerError, read_progress
+from mm_deepz.modelfile import load_model, shipped_model_path
+
+Z = (-10.0, 10.0, 1.0)
+
+
+@pytest.fixture
+def session():
+    world = sim.SimWorld(sim.worm(seed=105, activity=False), sensor_shape=(64, 64), seed=105)
+    with start_simulator(world) as s:
+        yield s
+
+
+def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path):
+    model = load_model(shipped_model_path(1))
+    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
+                           RunSettings(tmp_path / "run.ome.zarr", time_points=8, device="cpu", max_pending=1))
+    fast = run.predictor.predict_stack
+
+    def slow(*a, **k):
+        time.sleep(0.4)  # a model ~10x slower than this camera
+        return fast(*a, **k)
+
+    run.predictor.predict_stack = slow
+    frames, drained = [], []
+    run.hooks.on_image = lambda kind, t, zi, plane: frames.append(time.monotonic())
+    t0 = time.monotonic()
+    summary = run.run(backlog_progress=lambda done, total: drained.append((done, total)))
+    total = time.monotonic() - t0
+    # the camera never waited for the model: every plane was taken long before the model finished
+    assert len(frames) == 8 and frames[-1] - t0 < 0.5 * total, (frames[-1] - t0, total)
+    assert drained and drained[-1][0] == drained[-1][1] > 0  # the backlog was made after the run, with progress
+    assert summary.virtual_missing == 0 and summary.virtual_pending == 0 and summary.planes_synthesized == 8 * 21
+    assert run.hooks.stats.virtual_deferred >= 4  # most stacks could not be taken when their planes arrived
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["virtual"] == list(range(8)) and not prog.get("virtual_pending")
+    # a stack made from the backlog is what the model makes of the planes on disk
+    root = zarr.open_group(str(tmp_path / "run.ome.zarr"), mode="r")
+    t = 5
+    planes = np.asarray(root["measured/0"][t, 0, [10]])
+    expected = Predictor(model, "cpu").predict_stack(planes, (0.0,), np.arange(-10, 10.5, 1.0), out_dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(root["virtual/0"][t, 0]), expected.data, rtol=1e-5, atol=1e-3)
+
+
+def _acquire_in_background(out, *args):
+    return subprocess.Popen([sys.executable, "-c", "from mm_deepz.cli import main; main()", "acquire", "-o", str(out),
+                             "--frame", "64", "--device", "cpu", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _measured(out) -> int:
+    """Time points measured so far by a run in another process (0 before its container exists or while
+    its record is being rewritten)."""
+    try:
+        return len(read_progress(out)["completed"]["measured"])
+    except (NotAContainerError, ValueError, KeyError):
+        return 0
+
+
+def test_after_kill_9_infer_completes_the_container(tmp_path):
+    out = tmp_path / "killed.ome.zarr"
+    proc = _acquire_in_background(out, "-t", "40", "--interval", "0.5")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and _measured(out) < 3:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = read_progress(out)
+    measured = before["completed"]["measured"]
+    assert len(measured) >= 3 and not before["finished"]
+    res = CliRunner().invoke(app, ["infer", str(out), "--device", "cpu"])  # the dead run's lock is gone
+    assert res.exit_code == 0, res.output
+    after = read_progress(out)
+    assert after["completed"]["virtual"] == measured and not after.get("virtual_pending")
+    virtual = zarr.open_group(str(out), mode="r")["virtual/0"]
+    assert virtual.shape[0] >= max(measured) + 1 and (np.asarray(virtual[measured, 0]).max(axis=(1, 2, 3)) > 0).all()
+
+
+def test_another_models_stacks_land_beside_the_runs_with_their_provenance(tmp_path):
+    out = tmp_path / "run.ome.zarr"
+    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "2", "--frame", "64", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    run_virtual = np.asarray(zarr.open_group(str(out), mode="r")["virtual/0"][:])
+    other = tmp_path / "retrained.pt"
+    model = load_model(shipped_model_path(1))
+    with torch.no_grad():
+        for p in model.network.parameters():
+            p.mul_(0.5)  # another model (as a retrained one would be)
+    model.save(other)
+    summary = infer_missing(out, other, "cpu")
+    assert summary.image == "virtual_retrained" and summary.made == 2
+    root = zarr.open_group(str(out), mode="r")
+    np.testing.assert_array_equal(root["virtual/0"][:], run_virtual)  # the run's own stacks untouched
+    assert root["virtual_retrained/0"].shape == run_virtual.shape
+    assert not np.array_equal(root["virtual_retrained/0"][:], run_virtual)
+    models = read_progress(out)["virtual_models"]
+    assert models["virtual_retrained"]["sha256"] == load_model(other).sha256
+    assert read_progress(out)["completed"]["virtual_retrained"] == [0, 1]
+    listing = CliRunner().invoke(app, ["info", str(out)]).output
+    assert "virtual_retrained: complete time points" in listing
+
+
+def test_an_interrupted_infer_goes_on_where_it_stopped(tmp_path):
+    out = tmp_path / "run.ome.zarr"
+    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "4", "--frame", "64", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    other = tmp_path / "other.pt"
+    model = load_model(shipped_model_path(1))
+    model.card.metrics = {"note": "a copy with another checksum"}
+    model.save(other)
+
+    def interrupt(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        infer_missing(out, other, "cpu", progress=interrupt)
+    assert read_progress(out)["completed"]["virtual_other"] == [0]
+    again = infer_missing(out, other, "cpu")
+    assert again.already == 1 and again.made == 3
+    assert read_progress(out)["completed"]["virtual_other"] == [0, 1, 2, 3]
+
+
+def test_infer_refuses_a_run_whose_model_is_gone_and_a_busy_run(tmp_path):
+    out = tmp_path / "run.ome.zarr"
+    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "1", "--frame", "64", "--device", "cpu",
+                                   "--model", str(_copy_model(tmp_path))])
+    assert res.exit_code == 0, res.output
+    os.remove(tmp_path / "mine.pt")
+    res = CliRunner().invoke(app, ["infer", str(out)])
+    assert "is not here: give one with --model" in str(res.exception)
+
+
+def _copy_model(tmp_path):
+    path = tmp_path / "mine.pt"
+    path.write_bytes(shipped_model_path(1).read_bytes())
+    return path
