@@ -1,8 +1,9 @@
 """Long-run load: ``python -m benchmarks.load [--time-points 500]``.
 
 A Deep-Z time-lapse of many time points on small simulated frames, as fast as possible: counts
-frames requested vs written (none may be lost), virtual stacks made vs missing (the bounded
-queue drops virtual stacks, never measured frames, when the model is slower than the camera),
+frames requested vs written (none may be lost), virtual stacks made vs missing (when the model
+is slower than the camera, its stacks wait in a backlog made from the planes on disk, after the
+run if need be; nothing is dropped),
 and the process's memory at the start, a tenth of the way in and at the end (it must stay flat).
 """
 
