@@ -3,6 +3,8 @@
 What a run could not make (the model was slower than the camera and the run was interrupted
 before its backlog was made, a kill, a full disk since freed, a run with the model left out)
 is made from the anchor planes on disk; the container then reads as if the run had made them.
+Measured planes whose record update failed (a full disk) are found by their chunk files and
+recorded first.
 With another model than the run's, the stacks go to a new image ``virtual_<model>`` beside the
 run's, recorded with that model's name, checksum and card, so two models can be compared on
 the same measured planes. Each stack is marked complete as it is written: an interrupted
@@ -37,6 +39,8 @@ class InferSummary:
     made: int
     already: int
     seconds: float
+    #: measured time points found on disk but missing from the record (now recorded)
+    recovered: int = 0
 
 
 def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> str:
@@ -74,6 +78,7 @@ def infer_missing(path: Path, model_path: Path | None = None, device: str = "aut
         model.check_compatible(pixel_size_um=recorder.geometry.pixel_size_um, plane_offsets_um=plan.anchor_z())
         plan.check_range(model.card.z_range_um)
         image = _image_for(recorder, model, run_model.get("sha256"))
+        recovered = recorder.recover_measured()  # planes written before a failed record update
         anchors = list(plan.anchor_indices())
         todo, already = [], 0
         for key, planes in recorder.state["planes_measured"].items():
@@ -94,6 +99,6 @@ def infer_missing(path: Path, model_path: Path | None = None, device: str = "aut
             recorder.mark_complete(image, t, p)
             if progress is not None:
                 progress(i + 1, len(todo))
-        return InferSummary(image, len(todo), already, time.perf_counter() - t0)
+        return InferSummary(image, len(todo), already, time.perf_counter() - t0, len(recovered))
     finally:
         recorder.close()

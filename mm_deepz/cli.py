@@ -409,7 +409,9 @@ def infer_cmd(
         summary = infer_missing(container, model, device,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
     typer.echo(f"{summary.made} virtual stacks made into {container}/{summary.image} in {summary.seconds:.1f} s "
-               f"({summary.already} were there already)")
+               f"({summary.already} were there already"
+               + (f"; {summary.recovered} measured time points recovered into the record" if summary.recovered else "")
+               + ")")
 
 
 @app.command("track")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -158,3 +159,32 @@ def _copy_model(tmp_path):
     path = tmp_path / "mine.pt"
     path.write_bytes(shipped_model_path(1).read_bytes())
     return path
+
+
+def test_after_a_real_disk_full_infer_recovers_planes_the_record_missed(session, tmp_path, monkeypatch):
+    # a real full disk fails every write from some moment on: a plane's chunk is written, then the
+    # record's update (zarr.json) fails, so the record misses planes that are on disk
+    store_set = zarr.storage.LocalStore.set
+    chunks = {"n": 0}
+
+    async def full_after_third_plane(self, key, value):
+        if chunks["n"] >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if key.startswith("measured/0/c/"):
+            chunks["n"] += 1
+        return await store_set(self, key, value)
+
+    model = load_model(shipped_model_path(1))
+    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
+                           RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"))
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", full_after_third_plane)
+    summary = run.run()
+    monkeypatch.undo()  # the disk was freed
+    assert summary.stop_reason and "disk is full" in summary.stop_reason
+    on_disk = sorted(int(d.name) for d in (tmp_path / "run.ome.zarr" / "measured" / "0" / "c").iterdir())
+    recorded = read_progress(tmp_path / "run.ome.zarr")["completed"]["measured"]
+    assert on_disk == [0, 1, 2] and recorded != on_disk  # the record missed a plane that is on disk
+    result = infer_missing(tmp_path / "run.ome.zarr", None, "cpu")
+    assert result.recovered == len(set(on_disk) - set(recorded))
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["completed"]["measured"] == on_disk and prog["completed"]["virtual"] == on_disk

@@ -203,6 +203,28 @@ class Recorder:
                                for name, done in rec._state["completed"].items() for t in done}
         return rec
 
+    def recover_measured(self) -> list[tuple[int, int]]:
+        """Time points (t, position) whose measured planes are on disk but not in the record (a write
+        of the record itself failed, e.g. a full disk, after the planes' own writes): record them
+        now, from the chunk files present (each measured plane is one chunk, written when it
+        arrives). Returns what was recovered."""
+        recovered = []
+        with self._lock:
+            for p in range(self.n_positions):
+                chunks = self.path / self.geometry.image_path("measured", p) / "0" / "c"
+                if not chunks.is_dir():
+                    continue
+                for t_dir in chunks.iterdir():
+                    t = int(t_dir.name)
+                    key = self._record_key(t, p)
+                    planes = sorted(int(z.name) for z in (t_dir / "0").iterdir()) if (t_dir / "0").is_dir() else []
+                    if planes and key not in self._state["planes_measured"]:
+                        self.mark_complete("measured", t, p, planes=planes)
+                        recovered.append((t, p))
+        if recovered:
+            logger.info("Recovered %d measured time point(s) on disk but missing from the record", len(recovered))
+        return sorted(recovered)
+
     def add_image(self, name: str, like: str = "virtual") -> None:
         """A new image shaped like ``like`` (another model's virtual stacks beside the run's)."""
         with self._lock:
@@ -342,7 +364,14 @@ class Recorder:
             self._flush_attrs()
 
     def finish(self, **values: Any) -> None:
-        """Mark the container complete; the time scale becomes the measured cadence."""
+        """Mark the container complete; the time scale becomes the measured cadence. The container is
+        released to other writers even when this last write fails (a full disk)."""
+        try:
+            self._finish(values)
+        finally:
+            self.close()
+
+    def _finish(self, values: dict[str, Any]) -> None:
         with self._lock:
             self._state["finished"] = True
             self._attrs.update(values)
@@ -353,7 +382,6 @@ class Recorder:
                 if self.geometry.interval_s <= 0 and cadence > 0:
                     self._set_time_scale(cadence)
             self._flush_attrs()
-        self.close()
 
     def _set_time_scale(self, seconds: float) -> None:
         try:
