@@ -104,6 +104,7 @@ class DeepZHooks:
         #: (t, p) whose virtual stack waits for the model; their anchor planes are on disk
         self._backlog: deque[tuple[int, int]] = deque()
         self._draining = False
+        self._cancel_drain = threading.Event()
         #: set once writing failed: nothing more is made (not even the backlog)
         self.storage_failed = False
         #: why the acquisition must end early (a storage failure, an abort); None while it runs
@@ -320,6 +321,10 @@ class DeepZHooks:
         except StorageError as e:
             self._storage_failed(e)
 
+    def cancel_drain(self) -> None:
+        """Stop making the backlog after the stack in progress (the rest stays recorded as pending)."""
+        self._cancel_drain.set()
+
     @property
     def backlog(self) -> int:
         """Virtual stacks waiting for the model (their planes are on disk)."""
@@ -354,7 +359,7 @@ class DeepZHooks:
         total = self.backlog
         done = 0
         self._draining = True  # the stacks go one by one from here, not also from the worker's callbacks
-        while self.worker is not None:
+        while self.worker is not None and not self._cancel_drain.is_set():
             with self._lock:
                 if not self._backlog:
                     break

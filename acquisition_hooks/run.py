@@ -164,7 +164,9 @@ class DeepZAcquisition:
         self.hooks.enabled = value
 
     def abort(self) -> None:
-        """Stop after the event in progress (safe from any thread)."""
+        """Stop after the event in progress (safe from any thread); while the backlog is made after
+        the run, stop that after the stack in progress (the rest stays recorded as pending)."""
+        self.hooks.cancel_drain()
         self.hooks.stop("aborted by the user")
         if self._acq is not None:
             self._acq.abort()

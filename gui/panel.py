@@ -416,6 +416,9 @@ class DeepZPanel(QWidget):
             text += f"\n{len(summary.errors)} problem(s): {summary.errors[0]}"
         for warning in summary.warnings[:1]:
             text += f"\n{warning}"
+        if summary.virtual_pending:
+            text += (f"\n{summary.virtual_pending} virtual stacks are still to make from the measured planes: "
+                     f"mm-deepz infer {summary.output}")
         self._show_message(text, error=bool(summary.errors or summary.warnings))
         self._next_output()
         self._problem()

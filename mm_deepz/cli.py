@@ -137,6 +137,8 @@ def train_cmd(
         help="Stop after this many validations (every 250 steps) without improvement; 0 = never.")] = 5,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    precision: Annotated[str, typer.Option(
+        help="auto (bfloat16 on CUDA and AMX CPUs), bf16 or fp32.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     no_register: Annotated[bool, typer.Option("--no-register", help="Skip lateral/axial registration.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model file and its checkpoint.")] = False,
@@ -152,6 +154,7 @@ def train_cmd(
                       batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth,
                       max_channels=max_channels, lr=lr, adversarial_weight=adversarial, pcc_weight=pcc_weight,
                       ssim_weight=ssim_weight, val_fraction=val_fraction, patience=patience, seed=seed, device=device,
+                      precision=precision,
                       input_modality=input_modality, target_modality=target_modality)
     check_output_model(out, resume=resume, overwrite=overwrite)
     pairs = load_pairs(data, input_modality, target_modality, do_register=not no_register)

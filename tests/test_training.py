@@ -157,3 +157,13 @@ def test_fixed_validation_set_and_capped_deeper_network(data, tmp_path):
     res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "x.pt"),
                                    "--patch", "32", "--depth", "5"])
     assert res.exit_code != 0 and "must be a multiple of 32 and at least 64 px" in str(res.exception)
+
+
+def test_precision_is_chosen_per_device_and_validated():
+    from mm_deepz.training.train import TrainConfig, _use_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert _use_bf16("fp32", cuda) is False and _use_bf16("bf16", cpu) is True and _use_bf16("auto", cuda) is True
+    assert _use_bf16("auto", cpu) == bool(torch.cpu._is_amx_tile_supported())  # bf16 where the CPU has AMX
+    with pytest.raises(DeepZError, match="precision must be auto, bf16 or fp32"):
+        TrainConfig(precision="fp16")
