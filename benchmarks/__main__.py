@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 import mm_deepz
 
-from . import acquisition, inference, light, neurons, scaling, simulator, writing
+from . import acquisition, inference, light, neurons, scaling, simulator, training_step, writing
 from .report import write_markdown
 
 logger = logging.getLogger("benchmarks")
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         ("light", lambda: light.run(args.quick, gpu)),
         ("scaling", lambda: scaling.run(args.quick, gpu)),
         ("neurons", lambda: neurons.run(args.quick)),
+        ("training_step", lambda: training_step.run(args.quick)),
     ]
     results: dict = {"machine": machine(), "quick": args.quick, "seconds": {}}
     with Progress() as bar:

@@ -75,6 +75,12 @@ def results_markdown(r: dict) -> list[str]:
                        "tracks"],
                       [[f"{x['frame']}²", x["planes"], x["neurons_per_stack"], x["detect_s"], x["link_s_per_time_point"],
                         x["tracks"]] for x in r["neurons"]])
+    if "training_step" in r:
+        out += ["### Training step", "", "One generator step (1 input plane), by precision:", ""]
+        out += _table(["U-Net", "mode", "device (threads)", "batch × patch", "s per step", "patches / s"],
+                      [[f"depth {x['depth']}" + (f", ≤ {x['max_channels']} channels" if x["max_channels"] else ""),
+                        x["mode"], f"{x['device']} ({x['threads']})", f"{x['batch']} × {x['patch']}²", x["step_s"],
+                        x["patches_per_s"]] for x in r["training_step"]])
     out += ["Section times: " + ", ".join(f"{k} {t} s" for k, t in r["seconds"].items()) + "."]
     return out
 

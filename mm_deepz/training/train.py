@@ -64,8 +64,8 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     device: str = "auto"
-    #: "auto": bfloat16 autocast on CUDA and on CPUs with AMX (2.6x / 1.9x faster steps for depth 3 / 5
-    #: here, docs/models.md), else float32; or "bf16" / "fp32"
+    #: "auto": bfloat16 autocast on CUDA and on CPUs with AMX (several times faster steps here, with
+    #: channels_last: `python -m benchmarks.training_step`, docs/models.md), else float32; or "bf16" / "fp32"
     precision: str = "auto"
     input_modality: str = "widefield"
     target_modality: str = "confocal"
