@@ -85,3 +85,26 @@ def test_track_an_ome_tiff_series_from_another_tool(tmp_path):
     truth["z_um"] = truth["z_um"] + 8.0  # the file's z starts at 0 (no stage positions in it)
     scores = detection_scores(table[table["t"] == 2], truth, [0.0])
     assert scores["all"]["f1"] > 0.8, scores["all"]
+
+
+def test_track_a_deep_z_run_reads_its_virtual_stacks(tmp_path):
+    out = tmp_path / "deepz.ome.zarr"
+    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "2", "--frame", str(FRAME), "--seed", str(SEED),
+                                   "--planes", "2", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["track", str(out)])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "deepz_virtual_tracks.csv")
+    # near the measured planes (centre ± 2 µm) the virtual stack's neurons are the true ones (a margin
+    # in z on the other side of each comparison, so a neuron at the band's edge counts once)
+    at0 = table[table["t"] == 0]
+    truth = _centred_truth(0.0)
+
+    def band(d, lim):
+        keep = np.abs(np.asarray(d["z_um"])) <= lim
+        return d[keep] if isinstance(d, pd.DataFrame) else {k: v[keep] for k, v in d.items()}
+
+    precision = detection_scores(band(at0, 3), band(truth, 5), [0.0])["all"]["precision"]
+    recall = detection_scores(band(at0, 5), band(truth, 3), [0.0])["all"]["recall"]
+    assert precision > 0.85 and recall > 0.7, (precision, recall)
+    assert read_tracks(out, "virtual")["track"].nunique() == table["track"].nunique()
