@@ -152,8 +152,10 @@ class AcquisitionRequest:
 
     def run_settings(self) -> RunSettings:
         """The run's time-lapse, output and device settings."""
+        specimen = None if self.connect else {"phantom": self.phantom, "seed": self.seed,
+                                              "sensor_shape": [self.frame, self.frame]}
         return RunSettings(self.output, self.time_points, self.interval_s, self.device, self.overwrite,
-                           deepz=self.deepz, positions_xy_um=self.positions_xy_um)
+                           deepz=self.deepz, positions_xy_um=self.positions_xy_um, specimen=specimen)
 
     @contextlib.contextmanager
     def microscope(self) -> Iterator[Any]:

@@ -84,6 +84,9 @@ class RunSettings:
     time_point_timeout_s: float = 120.0
     #: stage XY positions (µm); None = wherever the stage is
     positions_xy_um: tuple[tuple[float, float], ...] | None = None
+    #: the simulated specimen (phantom, seed, sensor shape), recorded so its truth can be rebuilt
+    #: (`simulators.truth`); None on a real microscope
+    specimen: dict | None = None
 
 
 @dataclass
@@ -152,7 +155,8 @@ class DeepZAcquisition:
                 "software": {"mm_deepz": __version__, "pycromanager": pycromanager.__version__,
                              "torch": torch.__version__},
                 "device": str(self.predictor.device), "time_points_requested": self.settings.time_points,
-                "interval_s": self.settings.interval_s}
+                "interval_s": self.settings.interval_s,
+                **({"specimen": self.settings.specimen} if self.settings.specimen else {})}
 
     @property
     def enabled(self) -> bool:

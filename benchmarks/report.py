@@ -31,13 +31,15 @@ def results_markdown(r: dict) -> list[str]:
                     x["peak_mb"], x.get("engine_vs_eager"), f"{x['planes_timed']} planes"] for x in r["inference"]])
     out += ["### Acquisition overhead", ""]
     out += _table(["model", "frame", "frames × runs", "exposure", "plain pycromanager fps (range)",
-                   "with Deep-Z fps (range)", "ratio (goal)", "virtual stacks made / missing",
+                   "with Deep-Z fps (range)", "ratio, median of pairs (goal)", "ratio range",
+                   "repeats for ±0.05", "virtual stacks made (during the run) / missing", "backlog after the run",
                    "latency to disk (median)"],
                   [[a["model"], f"{a['frame']}²", f"{a['frames']} × {a['runs']}", f"{a['exposure_ms']} ms",
                     f"{a['plain_fps']} ({a['plain_fps_range'][0]}-{a['plain_fps_range'][1]})",
                     f"{a['deepz_fps']} ({a['deepz_fps_range'][0]}-{a['deepz_fps_range'][1]})",
-                    _goal(a["ratio"], 0.95), f"{a['virtual_made']} / {a['virtual_missing']}",
-                    f"{a['latency_median_s']} s"] for a in r["acquisition"]])
+                    _goal(a["ratio"], 0.95), f"{a['ratio_range'][0]}-{a['ratio_range'][1]}", a["repeats_for_0.05"],
+                    f"{a['virtual_made']} ({a['virtual_during_run']}) / {a['virtual_missing']}",
+                    f"{a['backlog_s']} s", f"{a['latency_median_s']} s"] for a in r["acquisition"]])
     w = r["writing"]
     out += ["### Writing", ""]
     out += _table(["frame", "frames", "raw file writes", "recorder (lz4)", "recorder (uncompressed)",

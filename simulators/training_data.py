@@ -129,5 +129,21 @@ def write_stack_pair(pair: StackPair, directory: str | Path, name: str) -> tuple
             },
         )
         paths.append(path)
+    if pair.meta.get("spec", {}).get("phantom") == "worm":
+        write_neuron_truth(pair, directory / f"{name}_neurons.csv")
     logger.info("Wrote stack pair %s to %s", name, directory)
     return paths[0], paths[1]
+
+
+def write_neuron_truth(pair: StackPair, path: Path) -> Path:
+    """The true neurons of a simulated worm pair as CSV (id, z_um, y_um, x_um in the stacks' frame:
+    z in stage µm, y and x from the first pixel's centre; brightness at the pair's time): what the
+    neuron analysis of these stacks is scored against."""
+    from .truth import stack_neurons
+
+    truth = stack_neurons(pair.meta["spec"], pair.widefield.shape[1:], (pair.z_um[0], pair.z_um[-1]))
+    rows = ["id,z_um,y_um,x_um,brightness"]
+    rows += [f"{i},{z:.4f},{y:.4f},{x:.4f},{b:.3f}" for i, z, y, x, b in
+             zip(*(truth[k] for k in ("id", "z_um", "y_um", "x_um", "brightness")), strict=True)]
+    path.write_text("\n".join(rows) + "\n")
+    return path

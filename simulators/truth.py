@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .phantoms import worm
 from .world import SimWorld
 
 
@@ -29,3 +30,14 @@ def neuron_truth(world: SimWorld, t_s: float, margin_um: float = 0.0) -> dict[st
     ids = np.flatnonzero(inside)
     return {"id": ids, "z_um": em.xyz[ids, 2], "y_um": y[ids], "x_um": x[ids],
             "brightness": em.brightness_at(t_s)[ids]}
+
+
+def stack_neurons(spec: dict, shape: tuple[int, int], z_span_um: tuple[float, float],
+                  margin_um: float = 0.0) -> dict[str, np.ndarray]:
+    """The true neurons of a simulated worm stack pair (its ``PairSpec`` as a dict: seed, xy_um,
+    time_s) inside the field and the stack's z span, as :func:`neuron_truth` gives them."""
+    world = SimWorld(worm(seed=int(spec["seed"])), sensor_shape=tuple(shape), seed=0)
+    world.xy_um = tuple(spec.get("xy_um", (0.0, 0.0)))
+    truth = neuron_truth(world, float(spec.get("time_s", 0.0)), margin_um)
+    keep = (truth["z_um"] >= z_span_um[0]) & (truth["z_um"] <= z_span_um[1])
+    return {k: v[keep] for k, v in truth.items()}

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import simulators as sim
 from mm_deepz.cli import app
+from mm_deepz.io import read_progress
 from mm_deepz.neurons import detection_scores
 from mm_deepz.neurons.analyse import read_tracks
 from simulators.truth import neuron_truth
@@ -44,6 +45,9 @@ def test_track_a_scanned_run_finds_the_neurons_where_they_are(full_stack_run):
     table = pd.read_csv(csv)  # pandas reads it directly; napari's tracks layer takes track, t, z, y, x
     assert list(table.columns[:6]) == ["track", "t", "time_s", "z_um", "y_um", "x_um"]
     assert sorted(table["t"].unique()) == [0, 1, 2]
+    # the container records its simulated specimen, so the truth can be rebuilt from the run alone
+    specimen = read_progress(full_stack_run)["specimen"]
+    assert specimen == {"phantom": "worm", "seed": SEED, "sensor_shape": [FRAME, FRAME]}
     scores = detection_scores(table[table["t"] == 0], _centred_truth(0.0), [0.0])
     assert scores["all"]["f1"] > 0.7, scores["all"]  # widefield stacks at 30 ms, physical frame of the container
     stored = read_tracks(full_stack_run, "measured")
@@ -108,3 +112,15 @@ def test_track_a_deep_z_run_reads_its_virtual_stacks(tmp_path):
     recall = detection_scores(band(at0, 5), band(truth, 3), [0.0])["all"]["recall"]
     assert precision > 0.85 and recall > 0.7, (precision, recall)
     assert read_tracks(out, "virtual")["track"].nunique() == table["track"].nunique()
+
+
+def test_simulated_worm_pairs_come_with_their_truth_table(tmp_path):
+    from mm_deepz.neurons import detect_neurons
+    from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
+
+    pair = make_stack_pair(PairSpec(phantom="worm", seed=182, shape=(FRAME, FRAME), z_half_range_um=8.0))
+    write_stack_pair(pair, tmp_path, "worm_0182")
+    truth = pd.read_csv(tmp_path / "worm_0182_neurons.csv")
+    assert list(truth.columns) == ["id", "z_um", "y_um", "x_um", "brightness"] and len(truth) > 10
+    found = detect_neurons(pair.confocal, (1.0, PX, PX), z0_um=float(pair.z_um[0]))
+    assert detection_scores(found, truth, [0.0])["all"]["f1"] > 0.8

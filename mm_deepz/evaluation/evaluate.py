@@ -123,15 +123,9 @@ def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict |
     spec = pair.meta.get("spec") or {}
     if spec.get("phantom") != "worm" or "seed" not in spec:
         return None
-    import simulators as sim
-    from simulators.truth import neuron_truth
+    from simulators.truth import stack_neurons
 
-    h, w = pair.inputs.data.shape[1:]
-    world = sim.SimWorld(sim.worm(seed=int(spec["seed"])), sensor_shape=(h, w), seed=0)
-    world.xy_um = tuple(spec.get("xy_um", (0.0, 0.0)))
-    truth = neuron_truth(world, float(spec.get("time_s", 0.0)), margin_um=1.0)
-    keep = (truth["z_um"] >= z_span[0]) & (truth["z_um"] <= z_span[1])
-    return {k: v[keep] for k, v in truth.items()}
+    return stack_neurons(spec, pair.inputs.data.shape[1:], z_span, margin_um=1.0)
 
 
 def _pooled_neurons(worms: list[dict]) -> dict:
