@@ -97,6 +97,7 @@ class DeepZPanel(QWidget):
         self.summary: RunSummary | None = None
         self._z = np.zeros(0)
         self._pixel_um = 1.0
+        self._finished_output: Path | None = None  # the last run, while it has stacks to make
         self._model_key: tuple | None = None
         self._reference: dict[int, np.ndarray] = {}
         self._build(r)
@@ -143,6 +144,10 @@ class DeepZPanel(QWidget):
                                "Can be switched during a run; applies from the next time point.")
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
+        self.finish_button = QPushButton("Make the remaining virtual stacks")
+        self.finish_button.setToolTip("The last run ended with virtual stacks still to make (the model was slower "
+                                      "than the camera and the run was stopped): make them from its measured planes.")
+        self.finish_button.setVisible(False)
         self.stop_button.setEnabled(False)
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -194,6 +199,7 @@ class DeepZPanel(QWidget):
         s_lay.addWidget(self.dose)
         s_lay.addWidget(self.throughput)
         s_lay.addWidget(self.message)
+        s_lay.addWidget(self.finish_button)
         s_lay.addStretch(1)
 
         self.measured_view = PlaneView("no measured plane yet")
@@ -241,6 +247,8 @@ class DeepZPanel(QWidget):
         r.image.connect(self._on_image)
         r.virtual.connect(self._on_virtual)
         r.neurons.connect(self._on_neurons)
+        r.inferred.connect(self._on_inferred)
+        self.finish_button.clicked.connect(self._make_remaining)
         self.show_neurons.toggled.connect(self._toggle_neurons)
         r.progress.connect(lambda done, total: self.progress.setValue(done))
         r.stats.connect(self._on_stats)
@@ -322,8 +330,12 @@ class DeepZPanel(QWidget):
 
     def _next_output(self) -> None:
         """After a run, propose a fresh container name; replacing stays an explicit choice per run."""
-        self.overwrite.setChecked(False)
-        self.output.setText(str(next_free_output(Path(self.output.text().strip()))))
+        for widget, change in ((self.overwrite, lambda: self.overwrite.setChecked(False)),
+                               (self.output, lambda: self.output.setText(
+                                   str(next_free_output(Path(self.output.text().strip())))))):
+            widget.blockSignals(True)  # the run's closing message stays on screen; _problem() follows
+            change()
+            widget.blockSignals(False)
 
     # -- run control -------------------------------------------------------------------------
     def start(self) -> None:
@@ -377,6 +389,23 @@ class DeepZPanel(QWidget):
         self.virtual_view.set_stack(stack, z_um, self._pixel_um)
         self.virtual_view.setTitle(f"Virtual (Deep-Z, t={t})")
 
+    def _make_remaining(self) -> None:
+        self.finish_button.setEnabled(False)
+        self.start_button.setEnabled(False)
+        self.progress.setValue(0)
+        self._show_message(f"Making the remaining virtual stacks of {self._finished_output}…")
+        self.runner.make_remaining(self._finished_output, self.device.currentText())
+
+    def _on_inferred(self, result: object) -> None:
+        self.finish_button.setEnabled(True)
+        if isinstance(result, str):
+            self._show_message(f"The remaining virtual stacks could not be made: {result}", error=True)
+        else:
+            self.finish_button.setVisible(False)
+            self._show_message(f"{result.made} virtual stacks made in {result.seconds:.1f} s: "
+                               f"{self._finished_output} is complete.")
+        self._problem()
+
     def _toggle_neurons(self, on: bool) -> None:
         self.runner.find_neurons = on
         if not on:
@@ -417,8 +446,9 @@ class DeepZPanel(QWidget):
         for warning in summary.warnings[:1]:
             text += f"\n{warning}"
         if summary.virtual_pending:
-            text += (f"\n{summary.virtual_pending} virtual stacks are still to make from the measured planes: "
-                     f"mm-deepz infer {summary.output}")
+            text += f"\n{summary.virtual_pending} virtual stacks are still to make from the measured planes."
+        self._finished_output = Path(summary.output)
+        self.finish_button.setVisible(bool(summary.virtual_pending))
         self._show_message(text, error=bool(summary.errors or summary.warnings))
         self._next_output()
         self._problem()

@@ -13,6 +13,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PyQt5.QtCore import QObject, pyqtSignal
@@ -48,6 +49,7 @@ class AcquisitionRunner(QObject):
     finished = pyqtSignal(object)  # RunSummary
     failed = pyqtSignal(str)  # a message for the user
     neurons = pyqtSignal(int, object)  # t, detections (DataFrame: z_um from the stack's first plane, y_um, x_um)
+    inferred = pyqtSignal(object)  # InferSummary of `make_remaining`, or the error message (str)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -75,6 +77,23 @@ class AcquisitionRunner(QObject):
         self._toggle = None
         self._thread = threading.Thread(target=self._run, args=(request, model, plan), name="deepz-panel-run",
                                         daemon=True)
+        self._thread.start()
+
+    def make_remaining(self, container: Path, device: str) -> None:
+        """Make the virtual stacks a finished run left to make (``mm-deepz infer``), in the background;
+        ``progress`` reports them, ``inferred`` says how it ended."""
+        if self.running:
+            raise RuntimeError("An acquisition is running; make the remaining stacks after it.")
+
+        def work() -> None:
+            from acquisition_hooks.infer import infer_missing
+
+            try:
+                self.inferred.emit(infer_missing(container, None, device, progress=self.progress.emit))
+            except Exception as e:  # noqa: BLE001 - reported to the user in the panel
+                self.inferred.emit(f"{type(e).__name__}: {e}")
+
+        self._thread = threading.Thread(target=work, name="deepz-panel-infer", daemon=True)
         self._thread.start()
 
     def set_enabled(self, on: bool) -> None:

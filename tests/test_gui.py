@@ -1,6 +1,7 @@
 """The Qt panel on the simulator (pytest-qt, offscreen): runs, toggle, views, refusals, screenshot."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -104,6 +105,7 @@ def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()  # ready for the next run
     # ... into a new container: the finished one is never replaced by pressing Start again
     assert panel.output.text().endswith("panel_2.ome.zarr") and not panel.overwrite.isChecked()
+    assert panel.message.text().startswith("Done: 2 time points")  # the run's summary stays on screen
     assert "less" in panel.dose.format()  # the gauge shows the light saved
 
 
@@ -173,3 +175,28 @@ def test_find_neurons_circles_them_on_the_virtual_view(qtbot, panel):
     assert len(view.plane.points) and (view.plane.points >= 0).all() and (view.plane.points < 128).all()
     panel.show_neurons.setChecked(False)
     assert not len(view.plane.points) and panel.neuron_count.text() == ""
+
+
+def test_a_run_stopped_with_stacks_to_make_offers_to_finish_them(qtbot, tmp_path, monkeypatch):
+    from mm_deepz.engine import predictor as predictor_module
+
+    fast = predictor_module.Predictor.predict_stack
+
+    def slow(self, *a, **k):
+        time.sleep(0.5)  # the model much slower than the camera
+        return fast(self, *a, **k)
+
+    monkeypatch.setattr(predictor_module.Predictor, "predict_stack", slow)
+    panel = DeepZPanel(_request(tmp_path, time_points=6))
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
+        panel.start()
+        qtbot.waitUntil(lambda: panel.progress.value() == 6, timeout=RUN_TIMEOUT_MS)  # the camera is done
+        qtbot.mouseClick(panel.stop_button, 1)  # while the backlog is being made
+    assert panel.summary.virtual_pending > 0 and panel.finish_button.isVisibleTo(panel)
+    assert "still to make" in panel.message.text()
+    monkeypatch.setattr(predictor_module.Predictor, "predict_stack", fast)
+    with qtbot.waitSignal(panel.runner.inferred, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.finish_button, 1)
+    assert "is complete" in panel.message.text() and not panel.finish_button.isVisibleTo(panel)
+    assert read_progress(tmp_path / "panel.ome.zarr")["completed"]["virtual"] == list(range(6))
