@@ -30,7 +30,6 @@ from ..errors import DeepZError
 logger = logging.getLogger(__name__)
 
 
-
 def lock_path(container: Path) -> Path:
     """The lock file of a container path."""
     return container.parent / f".{container.name}.lock"
@@ -41,7 +40,8 @@ class OutputExistsError(DeepZError):
 
 
 class ContainerLockedError(DeepZError):
-    """Another process is writing the container."""
+    """The container cannot be locked for writing: another process writes it (or its lock file
+    cannot be made)."""
 
 
 def is_container(path: str | Path) -> bool:
@@ -59,7 +59,11 @@ class ContainerLock:
     def __init__(self, container: Path):
         self.container = Path(container)
         self._path = lock_path(self.container)
-        self._file = open(self._path, "a+")  # noqa: SIM115 - held for the lock's lifetime
+        try:
+            self._file = open(self._path, "a+")  # noqa: SIM115 - held for the lock's lifetime
+        except OSError as e:
+            raise ContainerLockedError(f"Cannot make the lock file {self._path} to write {self.container}: {e}. Is "
+                                       "the folder writable?") from e
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
