@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +59,7 @@ class AcquisitionRunner(QObject):
         #: find neurons in each virtual stack (off the inference thread; a stack arriving while the
         #: last one is still analysed is not analysed: the view shows the newest it can)
         self.find_neurons = False
-        self._finder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepz-neurons")
-        self._finding: Future | None = None
+        self._finding: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
@@ -132,6 +130,8 @@ class AcquisitionRunner(QObject):
             return
         finally:
             self.acquisition = None
+            if self._finding is not None:  # no overlay arrives after the run has ended
+                self._finding.join()
         self.finished.emit(summary)
 
     def _on_image(self, kind: str, t: int, zi: int, plane: np.ndarray) -> None:
@@ -141,9 +141,10 @@ class AcquisitionRunner(QObject):
     def _on_virtual(self, t: int, stack: VirtualStack) -> None:
         self.virtual.emit(t, stack.data, np.asarray(stack.z_um))
         acq = self.acquisition
-        if self.find_neurons and acq is not None and (self._finding is None or self._finding.done()):
-            self._finding = self._finder.submit(self._find, t, stack.data, np.asarray(stack.z_um),
-                                                acq.geometry.pixel_size_um)
+        if self.find_neurons and acq is not None and (self._finding is None or not self._finding.is_alive()):
+            self._finding = threading.Thread(target=self._find, name="deepz-neurons", daemon=True,
+                                             args=(t, stack.data, np.asarray(stack.z_um), acq.geometry.pixel_size_um))
+            self._finding.start()
         self._emit_stats()
 
     def _find(self, t: int, stack: np.ndarray, z_um: np.ndarray, pixel_um: float) -> None:

@@ -27,6 +27,15 @@ def core(world: sim.SimWorld):
 
 
 @pytest.fixture
+def session():
+    """A small (64x64), still worm (seed 103, no activity) as pycromanager's core: fast runs whose
+    pixels do not depend on when they are taken (test_acquisition has its own)."""
+    world = sim.SimWorld(sim.worm(seed=103, activity=False), sensor_shape=(64, 64), seed=103)
+    with start_simulator(world) as s:
+        yield s
+
+
+@pytest.fixture
 def pycro(world: sim.SimWorld):
     """The simulator registered as pycromanager's (Python-backend) core."""
     with start_simulator(world) as session:

@@ -16,23 +16,14 @@ import torch
 import zarr
 from typer.testing import CliRunner
 
-import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from acquisition_hooks.infer import infer_missing
-from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
 from mm_deepz.engine import Predictor
 from mm_deepz.io import NotAContainerError, read_progress
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
-
-
-@pytest.fixture
-def session():
-    world = sim.SimWorld(sim.worm(seed=105, activity=False), sensor_shape=(64, 64), seed=105)
-    with start_simulator(world) as s:
-        yield s
 
 
 def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path):

@@ -18,9 +18,7 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-import simulators as sim
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSettings
-from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
 from mm_deepz.errors import DeepZError, HardwareError, SettingsError
 from mm_deepz.io import (
@@ -239,13 +237,6 @@ def test_non_finite_values_never_reach_the_container_json(tmp_path):
 
 
 # -- 4. hardware that lacks what the run needs ---------------------------------------------------
-@pytest.fixture
-def session():
-    world = sim.SimWorld(sim.worm(seed=104, activity=False), sensor_shape=(64, 64), seed=104)
-    with start_simulator(world) as s:
-        yield s
-
-
 @pytest.mark.parametrize(("plan_kw", "words"), [
     ({"channel_group": "LightPathGroup"}, "no config group 'LightPathGroup'"),
     ({"input_preset": "WF"}, "no preset 'WF' for the widefield input"),

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZHooks, DeepZPlan, RunSettings
 from benchmarks.common import rss_mb
-from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
 from mm_deepz.engine import InferenceWorker, Predictor
 from mm_deepz.errors import InferenceError
@@ -28,13 +27,6 @@ from mm_deepz.io import Geometry, Recorder, read_progress
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
-
-
-@pytest.fixture
-def session():
-    world = sim.SimWorld(sim.worm(seed=103, activity=False), sensor_shape=(64, 64), seed=103)
-    with start_simulator(world) as s:
-        yield s
 
 
 def _acquisition(session, tmp_path, time_points=4, **settings):
