@@ -194,7 +194,7 @@ def write_results(results: dict, out: Path) -> list[Path]:
     ax.set_ylim(0, 1.3)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.legend(fontsize=8, ncol=2, loc="upper center")
-    ax.set_title("Neurons found, by depth from the measured plane (simulated worms, blind)")
+    ax.set_title("Neurons found, by depth from the stack centre (simulated crawling worms, blind)")
     fig.savefig(paths[2], dpi=90)
     plt.close(fig)
     return paths
