@@ -263,8 +263,10 @@ def test_renamed_presets_run(session, tmp_path):
 
 
 # -- 5. the summary of a run that completed nothing -------------------------------------------------
-def test_summary_prints_when_no_time_point_completed(tmp_path):
-    # SIGTERM in the first time point: handled like Ctrl-C, the table and the reason print, exit 1
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_summary_prints_when_no_time_point_completed(tmp_path, sig):
+    # SIGTERM (kill) or SIGHUP (a closed terminal) in the first time point: handled like Ctrl-C, the
+    # table and the reason print, exit 1
     proc = subprocess.Popen([sys.executable, "-c", "from mm_deepz.cli import main; main()", "acquire", "-o",
                              str(tmp_path / "r.ome.zarr"), "-t", "50", "--interval", "2", "--frame", "64",
                              "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -273,7 +275,7 @@ def test_summary_prints_when_no_time_point_completed(tmp_path):
     while not (tmp_path / "r.ome.zarr" / "zarr.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, out
     assert "Traceback" not in out and "aborted by the user" in out and "time points complete" in out
