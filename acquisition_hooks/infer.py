@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 
 from mm_deepz.engine import Predictor
 from mm_deepz.errors import DeepZError
-from mm_deepz.io import Recorder
+from mm_deepz.io import Recorder, record_key_parts
 from mm_deepz.modelfile import DeepZModel, load_model
 
 from .plan import DeepZPlan
@@ -62,8 +63,6 @@ def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> st
 def infer_missing(path: Path, model_path: Path | None = None, device: str = "auto",
                   progress: Callable[[int, int], None] | None = None) -> InferSummary:
     """Make every virtual stack of the run at ``path`` that is not on disk yet (see the module doc)."""
-    import time
-
     recorder = Recorder.reopen(path)
     try:
         attrs = recorder.attrs
@@ -82,7 +81,7 @@ def infer_missing(path: Path, model_path: Path | None = None, device: str = "aut
         anchors = list(plan.anchor_indices())
         todo, already = [], 0
         for key, planes in recorder.state["planes_measured"].items():
-            t, p = (int(key.split("/")[0]), int(key.split("/p")[1])) if "/p" in key else (int(key), 0)
+            t, p = record_key_parts(key)
             if planes != anchors:
                 continue  # a full-stack time point (virtual z-stacking off), or an anchor was rejected
             if recorder.is_complete(image, t, p):

@@ -364,7 +364,7 @@ def info_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from mm_deepz.io import read_progress
+    from mm_deepz.io import read_progress, record_key_parts
 
     rec = read_progress(container)
     table = Table(title=str(container), show_header=False)
@@ -373,7 +373,7 @@ def info_cmd(
     for image, done in rec["completed"].items():
         table.add_row(f"{image}: complete time points", _ranges(done) or "none")
     if pending := rec.get("virtual_pending"):
-        table.add_row("virtual stacks still to make", f"{_ranges([int(k.split('/')[0]) for k in pending])} "
+        table.add_row("virtual stacks still to make", f"{_ranges([record_key_parts(k)[0] for k in pending])} "
                       "(`mm-deepz infer` makes them)")
     for label, key in (("virtual missing", "virtual_missing"), ("rejected frames", "rejected"),
                        ("blind checks", "blind_checks")):

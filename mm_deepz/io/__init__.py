@@ -2,14 +2,16 @@
 
 from .claim import ContainerLockedError, OutputExistsError, is_container, next_free_output
 from .recorder import (
-                       ContainerChangedError,
-                       Geometry,
-                       NotAContainerError,
-                       Recorder,
-                       StorageError,
-                       open_container,
-                       read_progress,
+    ContainerChangedError,
+    Geometry,
+    NotAContainerError,
+    Recorder,
+    StorageError,
+    open_container,
+    read_progress,
+    record_key_parts,
 )
 
 __all__ = ["ContainerChangedError", "ContainerLockedError", "Geometry", "NotAContainerError", "OutputExistsError",
-           "Recorder", "StorageError", "is_container", "next_free_output", "open_container", "read_progress"]
+           "Recorder", "StorageError", "is_container", "next_free_output", "open_container", "read_progress",
+           "record_key_parts"]

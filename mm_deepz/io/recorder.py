@@ -70,6 +70,12 @@ def per_position(name: str, p: int, several: bool) -> str:
     return f"{name}/p{p}" if several else name
 
 
+def record_key_parts(key: str) -> tuple[int, int]:
+    """(time point, position) of a per-time-point record key (``"3"`` or ``"3/p1"``)."""
+    t, _, p = key.partition("/p")
+    return int(t), int(p or 0)
+
+
 def _z_chunk(image: str, n_z: int, plane_bytes: int) -> int:
     """Planes per chunk along z."""
     return max(1, min(n_z, VIRTUAL_CHUNK_BYTES // plane_bytes)) if image == "virtual" else 1
