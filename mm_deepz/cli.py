@@ -138,7 +138,7 @@ def train_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
     precision: Annotated[str, typer.Option(
-        help="auto (bfloat16 on CUDA and AMX CPUs), bf16 or fp32.")] = "auto",
+        help="auto (bfloat16 on CUDA, float32 on the CPU), bf16 (also on AMX CPUs: faster, less stable) or fp32.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     no_register: Annotated[bool, typer.Option("--no-register", help="Skip lateral/axial registration.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model file and its checkpoint.")] = False,

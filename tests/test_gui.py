@@ -185,15 +185,16 @@ def test_a_run_stopped_with_stacks_to_make_offers_to_finish_them(qtbot, tmp_path
     fast = predictor_module.Predictor.predict_stack
 
     def slow(self, *a, **k):
-        time.sleep(0.5)  # the model much slower than the camera
+        time.sleep(1.0)  # the model much slower than the camera
         return fast(self, *a, **k)
 
     monkeypatch.setattr(predictor_module.Predictor, "predict_stack", slow)
-    panel = DeepZPanel(_request(tmp_path, time_points=6))
+    # 10 time points: 1 in the model, 4 queued, the other 5 wait in the backlog (made after the camera)
+    panel = DeepZPanel(_request(tmp_path, time_points=10))
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
         panel.start()
-        qtbot.waitUntil(lambda: panel.progress.value() == 6, timeout=RUN_TIMEOUT_MS)  # the camera is done
+        qtbot.waitUntil(lambda: panel.progress.value() == 10, timeout=RUN_TIMEOUT_MS)  # the camera is done
         qtbot.mouseClick(panel.stop_button, 1)  # while the backlog is being made
     assert panel.summary.virtual_pending > 0 and panel.finish_button.isVisibleTo(panel)
     assert "still to make" in panel.message.text()
@@ -201,4 +202,4 @@ def test_a_run_stopped_with_stacks_to_make_offers_to_finish_them(qtbot, tmp_path
     with qtbot.waitSignal(panel.runner.inferred, timeout=RUN_TIMEOUT_MS):
         qtbot.mouseClick(panel.finish_button, 1)
     assert "is complete" in panel.message.text() and not panel.finish_button.isVisibleTo(panel)
-    assert read_progress(tmp_path / "panel.ome.zarr")["completed"]["virtual"] == list(range(6))
+    assert read_progress(tmp_path / "panel.ome.zarr")["completed"]["virtual"] == list(range(10))

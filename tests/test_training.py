@@ -164,6 +164,6 @@ def test_precision_is_chosen_per_device_and_validated():
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert _use_bf16("fp32", cuda) is False and _use_bf16("bf16", cpu) is True and _use_bf16("auto", cuda) is True
-    assert _use_bf16("auto", cpu) == bool(torch.cpu._is_amx_tile_supported())  # bf16 where the CPU has AMX
+    assert _use_bf16("auto", cpu) is False  # a 2-plane bf16 run on this CPU went NaN: opt-in only
     with pytest.raises(DeepZError, match="precision must be auto, bf16 or fp32"):
         TrainConfig(precision="fp16")

@@ -64,8 +64,9 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     device: str = "auto"
-    #: "auto": bfloat16 autocast on CUDA and on CPUs with AMX (several times faster steps here, with
-    #: channels_last: `python -m benchmarks.training_step`, docs/models.md), else float32; or "bf16" / "fp32"
+    #: "auto": bfloat16 autocast on CUDA, float32 on the CPU; "bf16" also on a CPU with AMX (2.4-3.5x
+    #: faster steps here, `python -m benchmarks.training_step`, but a 2-plane run went NaN at step 750:
+    #: docs/models.md); or "fp32"
     precision: str = "auto"
     input_modality: str = "widefield"
     target_modality: str = "confocal"
@@ -321,15 +322,10 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether training steps autocast to bfloat16 (CUDA, or a CPU with AMX tiles)."""
+    """Whether training steps autocast to bfloat16 (``auto``: on CUDA only)."""
     if precision != "auto":
         return precision == "bf16"
-    if device.type == "cuda":
-        return True
-    try:
-        return bool(torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
+    return device.type == "cuda"
 
 
 def _one_cycle(opt: torch.optim.Optimizer, lr: float, total_steps: int,
