@@ -16,9 +16,7 @@ def analysis_cost(size: int, depth: int = 21, time_points: int = 4) -> dict:
     ``time_points`` of them (per time point)."""
     world = sim.SimWorld(sim.worm(seed=190), sensor_shape=(size, size), seed=190, drift_um_per_s=(0.5, 0.0))
     z = np.linspace(-10, 10, depth)
-    stacks = [np.stack([world.camera.digitize(world.expected_photons(100, t_s=float(k), z_um=float(zz),
-                                                                     modality="confocal"), world.rng) for zz in z])
-              for k in range(time_points)]
+    stacks = [world.scan(z, 100, "confocal", float(k)) for k in range(time_points)]
     detect_s, found = [], []
     for k, stack in enumerate(stacks):
         t0 = time.perf_counter()

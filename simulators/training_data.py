@@ -92,13 +92,8 @@ def make_stack_pair(spec: PairSpec, optics: Optics | None = None,
     world.xy_um = spec.xy_um
     n = round(2 * spec.z_half_range_um / spec.z_step_um) + 1
     z = spec.z_center_um + np.linspace(-spec.z_half_range_um, spec.z_half_range_um, n)
-    stacks = {}
-    for modality, exposure in (("widefield", spec.widefield_exposure_ms),
-                               ("confocal", spec.confocal_exposure_ms)):
-        planes = [world.camera.digitize(world.expected_photons(exposure, t_s=spec.time_s, z_um=float(zz),
-                                                               modality=modality), world.rng)
-                  for zz in z]
-        stacks[modality] = np.stack(planes)
+    stacks = {modality: world.scan(z, exposure, modality, spec.time_s) for modality, exposure in
+              (("widefield", spec.widefield_exposure_ms), ("confocal", spec.confocal_exposure_ms))}
     meta = {"spec": asdict(spec), "phantom": phantom.name, "optics": asdict(world.optics),
             "camera": asdict(world.camera)}
     return StackPair(stacks["widefield"], stacks["confocal"], z, world.optics.pixel_size_um, meta)

@@ -141,6 +141,12 @@ class SimWorld:
             scale = exposure_ms * (self.light_power_mW / 10.0) * self.bleach_factor
             return rate * np.float32(scale)
 
+    def scan(self, z_um: np.ndarray, exposure_ms: float, modality: Modality, t_s: float = 0.0) -> np.ndarray:
+        """A mechanically scanned (z, y, x) uint16 stack as the camera records it (noise included), all
+        planes at specimen time ``t_s``; no light dose is charged (training data, experiments)."""
+        return np.stack([self.camera.digitize(self.expected_photons(exposure_ms, t_s=t_s, z_um=float(z),
+                                                                    modality=modality), self.rng) for z in z_um])
+
     def expose(self, exposure_ms: float, binning: int = 1) -> np.ndarray:
         """One camera exposure: photons if the shutter is open, then the dose is counted."""
         with self.lock:

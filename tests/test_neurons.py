@@ -30,8 +30,7 @@ def _truth(world, t_s, z=Z):
 
 
 def _stack(world, t_s, modality="confocal", exposure_ms=100.0, z=Z):
-    return np.stack([world.camera.digitize(world.expected_photons(exposure_ms, t_s=t_s, z_um=float(zz),
-                                                                  modality=modality), world.rng) for zz in z])
+    return world.scan(z, exposure_ms, modality, t_s)
 
 
 @pytest.fixture(scope="module")

@@ -73,9 +73,7 @@ def test_track_refuses_images_without_stacks(full_stack_run, tmp_path):
 def test_track_an_ome_tiff_series_from_another_tool(tmp_path):
     world = sim.SimWorld(sim.worm(seed=181), sensor_shape=(FRAME, FRAME), seed=181, drift_um_per_s=(0.5, 0.0))
     z = np.arange(-8.0, 8.5, 1.0)
-    series = np.stack([np.stack([world.camera.digitize(world.expected_photons(100, t_s=2.0 * k, z_um=float(zz),
-                                                                               modality="confocal"), world.rng)
-                                 for zz in z]) for k in range(3)])
+    series = np.stack([world.scan(z, 100, "confocal", 2.0 * k) for k in range(3)])
     path = tmp_path / "other.ome.tif"
     tifffile.imwrite(path, series, ome=True, metadata={"axes": "TZYX", "PhysicalSizeX": PX, "PhysicalSizeY": PX,
                                                        "PhysicalSizeZ": 1.0, "TimeIncrement": 2.0})

@@ -130,12 +130,11 @@ def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict |
 
 def _pooled_neurons(worms: list[dict]) -> dict:
     """Detection F1 per band over all worm pairs (counts summed) and the mean brightness r."""
+    from ..neurons import pool_detection_scores
+
     out: dict = {"reference": sorted({w["reference"] for w in worms}), "pairs": len(worms)}
-    for band in worms[0]["scores"]:
-        if band == "localisation_error_um":
-            continue
-        tp, fp, fn = (sum(w["scores"][band][k] for w in worms) for k in ("tp", "fp", "fn"))
-        out[f"f1 {band}"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    pooled = pool_detection_scores([w["scores"] for w in worms])
+    out |= {f"f1 {band}": v["f1"] for band, v in pooled.items() if band != "localisation_error_um"}
     rs = [w["brightness_r"] for w in worms if np.isfinite(w["brightness_r"])]
     out["brightness_r"] = float(np.mean(rs)) if rs else float("nan")
     return out

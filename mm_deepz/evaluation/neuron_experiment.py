@@ -23,7 +23,15 @@ import pandas as pd
 
 from ..engine import Predictor
 from ..modelfile import DeepZModel
-from ..neurons import BANDS, DetectionConfig, detect_neurons, detection_scores, link_tracks, tracking_scores
+from ..neurons import (
+    BANDS,
+    DetectionConfig,
+    detect_neurons,
+    detection_scores,
+    link_tracks,
+    pool_detection_scores,
+    tracking_scores,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +52,6 @@ class ExperimentConfig:
     confocal_exposure_ms: float = 100.0
     n_neurons: int = 200
     detection: DetectionConfig = field(default_factory=DetectionConfig)
-
-
-def _stacks(world: object, t_s: float, z: np.ndarray, modality: str, exposure_ms: float) -> np.ndarray:
-    return np.stack([world.camera.digitize(world.expected_photons(exposure_ms, t_s=t_s, z_um=float(zz),  # type: ignore[attr-defined]
-                                                                  modality=modality), world.rng)  # type: ignore[attr-defined]
-                     for zz in z])
 
 
 def run_experiment(models: dict[str, DeepZModel], cfg: ExperimentConfig, device: str = "auto",
@@ -84,8 +86,8 @@ def run_experiment(models: dict[str, DeepZModel], cfg: ExperimentConfig, device:
             truth = neuron_truth(world, t_s, margin_um=1.0)
             keep = np.abs(truth["z_um"]) <= cfg.z_half_range_um
             truth_by_t[k] = {key: v[keep] for key, v in truth.items()}
-            wide = _stacks(world, t_s, z, "widefield", cfg.widefield_exposure_ms)
-            stacks = {"scanned confocal": _stacks(world, t_s, z, "confocal", cfg.confocal_exposure_ms),
+            wide = world.scan(z, cfg.widefield_exposure_ms, "widefield", t_s)
+            stacks = {"scanned confocal": world.scan(z, cfg.confocal_exposure_ms, "confocal", t_s),
                       "scanned widefield": wide,
                       "input plane alone": wide[[int(np.argmin(np.abs(z)))]]}
             for name, predictor in predictors.items():
@@ -117,30 +119,8 @@ def run_experiment(models: dict[str, DeepZModel], cfg: ExperimentConfig, device:
 
 def _pooled_detection(dets: list[pd.DataFrame], truths: list[dict[int, dict]], measured_z: tuple) -> dict:
     """Precision / recall / F1 over all time points of all worms (counts summed, then scored)."""
-    counts: dict[str, list[int]] = {}
-    errors = []
-    i = 0
-    for truth_by_t in truths:
-        for k in sorted(truth_by_t):
-            s = detection_scores(dets[i], truth_by_t[k], measured_z)
-            i += 1
-            for band, v in s.items():
-                if band == "localisation_error_um":
-                    errors.append([v["z"], v["y"], v["x"]])
-                    continue
-                c = counts.setdefault(band, [0, 0, 0])
-                c[0] += v["tp"]
-                c[1] += v["fp"]
-                c[2] += v["fn"]
-    out = {}
-    for band, (tp, fp, fn) in counts.items():
-        out[band] = {"precision": tp / (tp + fp) if tp + fp else float("nan"),
-                     "recall": tp / (tp + fn) if tp + fn else float("nan"),
-                     "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"), "neurons": tp + fn}
-    if errors:
-        out["localisation_error_um"] = dict(zip(("z", "y", "x"), np.median(errors, axis=0).round(3).tolist(),
-                                                strict=True))
-    return out
+    refs = [truth_by_t[k] for truth_by_t in truths for k in sorted(truth_by_t)]
+    return pool_detection_scores([detection_scores(d, r, measured_z) for d, r in zip(dets, refs, strict=True)])
 
 
 def _pooled_tracking(per_worm: list[dict]) -> dict:

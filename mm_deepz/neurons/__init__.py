@@ -6,8 +6,8 @@ detect, and btrack, which needs a compiled core and a motion model file; see doc
 """
 
 from .detect import DetectionConfig, NeuronAnalysisError, detect_neurons
-from .score import BANDS, MATCH_UM, detection_scores, match, tracking_scores
+from .score import BANDS, MATCH_UM, detection_scores, match, pool_detection_scores, tracking_scores
 from .track import LinkConfig, link_tracks, traces
 
 __all__ = ["BANDS", "MATCH_UM", "DetectionConfig", "LinkConfig", "NeuronAnalysisError", "detect_neurons",
-           "detection_scores", "link_tracks", "match", "traces", "tracking_scores"]
+           "detection_scores", "link_tracks", "match", "pool_detection_scores", "traces", "tracking_scores"]

@@ -46,6 +46,26 @@ def match(detected: pd.DataFrame | dict, reference: pd.DataFrame | dict,
     return Match(pairs, np.setdiff1d(np.arange(len(d)), pairs[:, 0]), np.setdiff1d(np.arange(len(r)), pairs[:, 1]))
 
 
+def prf(tp: int, fp: int, fn: int) -> dict:
+    """Precision, recall and F1 of these counts (NaN where undefined), with the counts."""
+    return {"precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / (tp + fn) if tp + fn else float("nan"),
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
+            "n_reference": tp + fn, "n_detected": tp + fp, "tp": tp, "fp": fp, "fn": fn}
+
+
+def pool_detection_scores(scores: list[dict]) -> dict:
+    """:func:`detection_scores` of many stacks as one: counts summed per band, then scored; the
+    median of their localisation errors."""
+    out = {band: prf(*(sum(s[band][k] for s in scores) for k in ("tp", "fp", "fn")))
+           for band in scores[0] if band != "localisation_error_um"} if scores else {}
+    errors = [[s["localisation_error_um"][a] for a in ("z", "y", "x")] for s in scores if "localisation_error_um" in s]
+    if errors:
+        out["localisation_error_um"] = dict(zip(("z", "y", "x"), np.median(errors, axis=0).round(3).tolist(),
+                                                strict=True))
+    return out
+
+
 def defocus_um(z_um: np.ndarray, measured_z_um: Sequence[float]) -> np.ndarray:
     """Distance of each z from the nearest measured (input) plane."""
     z = np.asarray(z_um, float)
@@ -63,13 +83,6 @@ def detection_scores(detected: pd.DataFrame | dict, reference: pd.DataFrame | di
     d, r = _zyx(detected), _zyx(reference)
     ref_band = defocus_um(r[:, 0], measured_z_um) if len(r) else np.empty(0)
     det_band = defocus_um(d[:, 0], measured_z_um) if len(d) else np.empty(0)
-
-    def prf(tp: int, fp: int, fn: int) -> dict:
-        p = tp / (tp + fp) if tp + fp else float("nan")
-        rc = tp / (tp + fn) if tp + fn else float("nan")
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-        return {"precision": p, "recall": rc, "f1": f1, "n_reference": tp + fn, "n_detected": tp + fp,
-                "tp": tp, "fp": fp, "fn": fn}
 
     out = {"all": prf(len(m.pairs), len(m.false_positives), len(m.misses))}
     for lo, hi in bands:
