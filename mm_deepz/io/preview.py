@@ -35,7 +35,7 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     virt_arr = root[f"{path('virtual')}/0"]
     if virt_arr.shape[0] <= t or t not in root.attrs["mm_deepz"]["completed"]["virtual"]:
         missing = root.attrs["mm_deepz"].get("virtual_missing", {})
-        reason = missing.get(str(t)) or missing.get(f"{t}/p{p}") or "virtual z-stacking was off or it was never made"
+        reason = missing.get(path(str(t))) or "virtual z-stacking was off or it was never made"
         raise DeepZError(f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
                          f"{', '.join(map(str, root.attrs['mm_deepz']['completed']['virtual'])) or 'none'}.")
     virt = np.asarray(virt_arr[t, 0])
