@@ -24,9 +24,11 @@ def static_world():
     return sim.SimWorld(sim.worm(seed=102, activity=False), sensor_shape=(128, 128), seed=102)
 
 
-@pytest.fixture
-def session(static_world):
-    with start_simulator(static_world) as s:
+@pytest.fixture(params=[sim.DEMO_CONFIG, sim.MM_DEMO_CONFIG], ids=["native-config", "mm-demo-config"])
+def session(static_world, request):
+    """The simulator under its own configuration, and under Micro-Manager's demo-configuration names
+    (Deep-Z's Widefield / Confocal presets are in its Channel group there too)."""
+    with start_simulator(static_world, config=request.param) as s:
         yield s
 
 
@@ -82,19 +84,15 @@ def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(s
 
 
 def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_path):
-    holder = {}
-
-    def flip(kind, t, z, img):
-        if kind == "anchor" and t == 0:
-            holder["run"].enabled = False
-
     model = load_model(shipped_model_path(1))
-    # the flip comes during the interval after t=0, as a user's click would
     run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"),
-                           on_image=flip)
-    holder["run"] = run
-    run.run()
+                           RunSettings(tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"))
+
+    def flip(t, total):  # called once t's frames are taken, during the interval before t + 1: a user's click
+        if t == 0:
+            run.enabled = False
+
+    run.run(progress=flip)
     assert static_world.dose.exposures == 1 + 21 + 21
     measured, _ = _image(tmp_path / "run.ome.zarr", "measured")
     assert (measured[1:, 0].reshape(2, 21, -1).max(axis=2) > 0).all()  # every plane measured at t=1, 2
@@ -129,13 +127,15 @@ def test_aborted_run_leaves_completed_time_points_readable(session, static_world
         assert virtual[t].max() > 0
 
 
-def test_cli_main_job_runs_on_the_simulator(tmp_path):
+@pytest.mark.parametrize("config", [[], ["--config", "mmdemo"]], ids=["native-config", "mm-demo-config"])
+def test_cli_main_job_runs_on_the_simulator(tmp_path, config):
     res = CliRunner().invoke(app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "2", "--frame", "96",
-                                   "--device", "cpu", "--blind-check", "2"])
+                                   "--device", "cpu", "--blind-check", "2", *config])
     assert res.exit_code == 0, res.output
     assert "planes measured / requested" in res.output and "2 / 42" in res.output
     prog = read_progress(tmp_path / "cli.ome.zarr")
     assert prog["completed"]["reference"] == [0] and "0" in prog["blind_checks"]
+    assert prog["specimen"]["config"] == ("mmconfig_demo.cfg" if config else "demo.cfg")
     res = CliRunner().invoke(app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "1", "--frame", "96"])
     assert res.exit_code != 0 and "--overwrite" in str(res.exception)
 
