@@ -60,6 +60,9 @@ class AcquisitionRequest:
     phantom: str = "worm"
     seed: int = 100
     frame: int = 256
+    #: the simulator's Micro-Manager configuration file (None: its own, ``simulators/demo.cfg``;
+    #: ``simulators.MM_DEMO_CONFIG`` gives Micro-Manager's demo-configuration names)
+    config: Path | None = None
     #: the config group that switches the light path, and its presets for Deep-Z's input
     #: planes and for blind-check reference stacks (microscopes name them their own way)
     channel_group: str = "Channel"
@@ -76,6 +79,12 @@ class AcquisitionRequest:
             problems.append(f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})")
         if not 0 < self.port < 65536:
             problems.append(f"port must be 1-65535 (got {self.port})")
+        if self.config is not None:
+            if self.connect:
+                problems.append("a configuration file is the simulator's; with a running Micro-Manager, load it "
+                                "there (Devices > Load Hardware Configuration)")
+            elif not Path(self.config).is_file():
+                problems.append(f"the configuration file {self.config} does not exist")
         if problems:
             raise SettingsError("Invalid acquisition settings: " + "; ".join(problems) + ".")
         preflight_output(self.output, self.overwrite)
@@ -153,7 +162,8 @@ class AcquisitionRequest:
     def run_settings(self) -> RunSettings:
         """The run's time-lapse, output and device settings."""
         specimen = None if self.connect else {"phantom": self.phantom, "seed": self.seed,
-                                              "sensor_shape": [self.frame, self.frame]}
+                                              "sensor_shape": [self.frame, self.frame],
+                                              "config": Path(self.config).name if self.config else "demo.cfg"}
         return RunSettings(self.output, self.time_points, self.interval_s, self.device, self.overwrite,
                            deepz=self.deepz, positions_xy_um=self.positions_xy_um, specimen=specimen)
 
@@ -169,7 +179,7 @@ class AcquisitionRequest:
 
         world = simulators.SimWorld(simulators.make_phantom(self.phantom, seed=self.seed),
                                     sensor_shape=(self.frame, self.frame), seed=self.seed)
-        with start_simulator(world) as session:
+        with start_simulator(world, config=self.config) as session:
             yield session.core
 
     def acquisition(self, core: Any, model: DeepZModel, plan: DeepZPlan,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,9 @@ def _get_tagged_image(self: Any, cam_index: int, camera: str, height: int, width
                             "PixelType": pixel_type, "CameraChannelIndex": cam_index}
     if binning is not None:
         tags["Binning"] = binning
-    return TaggedImage(tags, self.getImage())
+    pix = self.getImage()
+    tags.update(self.sim_world.last_frame_metadata)  # the simulated camera's own tags, as in sequences
+    return TaggedImage(tags, pix)
 
 
 def _pop_next_tagged_image(self: Any) -> TaggedImage:
@@ -99,16 +102,18 @@ class SimulatorSession:
         self.close()
 
 
-def start_simulator(world: Any = None) -> SimulatorSession:
+def start_simulator(world: Any = None, config: str | Path | None = None) -> SimulatorSession:
     """Load the simulated microscope and make it pycromanager's (Python-backend) core.
 
-    Afterwards ``pycromanager.Acquisition(...)`` runs on the simulator. Only one core can
-    be active at a time; call :meth:`SimulatorSession.close` (or use ``with``) when done.
+    Afterwards ``pycromanager.Acquisition(...)`` runs on the simulator. ``config`` is the
+    Micro-Manager configuration file to load: the simulator's own (default) or
+    ``simulators.MM_DEMO_CONFIG``, which gives Micro-Manager's demo-configuration names. Only one
+    core can be active at a time; call :meth:`SimulatorSession.close` (or use ``with``) when done.
     """
     from mmpycorex import launcher
     from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
 
-    from simulators import SimCore, load_demo_core
+    from simulators import DEMO_CONFIG, SimCore, load_demo_core
 
     if launcher._PYMMCORES:
         raise BridgeError(
@@ -116,7 +121,7 @@ def start_simulator(world: Any = None) -> SimulatorSession:
             "simulator session (session.close()) before starting another."
         )
     core = _snake_case_class(SimCore)()
-    load_demo_core(world, core=core)
+    load_demo_core(world, config=config or DEMO_CONFIG, core=core)
     core.get_tagged_image = _get_tagged_image.__get__(core)
     core.pop_next_tagged_image = _pop_next_tagged_image.__get__(core)
     core.TaggedImage = TaggedImage
@@ -131,11 +136,13 @@ def stop_simulator() -> None:
     from mmpycorex import launcher
     from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
 
+    from simulators import release_core
+
     if (engine := Engine.get_instance()) is not None:
         engine.shutdown()
         del Engine.singleton  # the next start_simulator() creates a fresh engine
     for core in launcher._PYMMCORES:
-        core.unloadAllDevices()
+        release_core(core)
     launcher._PYMMCORES.clear()
 
 

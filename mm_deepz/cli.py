@@ -234,6 +234,8 @@ def acquire_cmd(
     phantom: Annotated[str, typer.Option(help="Simulator specimen: worm, beads or sheet.")] = "worm",
     seed: Annotated[int, typer.Option(help="Simulator specimen seed.")] = 100,
     frame: Annotated[int, typer.Option(help="Simulator camera size (pixels, square).")] = 256,
+    config: Annotated[str | None, typer.Option(help="Simulator's Micro-Manager configuration file; 'mmdemo' for "
+                                                    "the one with Micro-Manager's demo-config names.")] = None,
     channel_group: Annotated[str, typer.Option(help="Config group that switches the light path.")] = "Channel",
     input_preset: Annotated[str, typer.Option(help="Its preset for the measured (widefield) planes.")] = "Widefield",
     reference_preset: Annotated[str, typer.Option(help="Its preset for blind-check reference stacks.")] = "Confocal",
@@ -254,7 +256,7 @@ def acquire_cmd(
     request = AcquisitionRequest(output, time_points, interval, z_start, z_end, z_step, planes, model, exposure,
                                  power, blind_check, positions, device, deepz=not no_deepz, overwrite=overwrite,
                                  connect=connect, port=port, phantom=phantom, seed=seed, frame=frame,
-                                 channel_group=channel_group, input_preset=input_preset,
+                                 config=_simulator_config(config), channel_group=channel_group, input_preset=input_preset,
                                  reference_preset=reference_preset)
     m, plan = request.prepare()
     console = Console()
@@ -301,6 +303,15 @@ def acquire_cmd(
         console.print(f"[red]stopped early:[/] {summary.stop_reason} — completed time points are readable in "
                       f"{summary.output} (`mm-deepz info` lists them)")
         raise typer.Exit(1)
+
+
+def _simulator_config(value: str | None) -> Path | None:
+    """``--config``: a configuration file, or ``mmdemo`` for the shipped demo-config-named one."""
+    if value == "mmdemo":
+        from simulators import MM_DEMO_CONFIG
+
+        return MM_DEMO_CONFIG
+    return Path(value) if value is not None else None
 
 
 @contextlib.contextmanager

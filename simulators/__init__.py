@@ -14,9 +14,18 @@ from .phantoms import Phantom, beads, make_phantom, sheet, worm
 from .world import CameraModel, SimWorld, active_world, use_world
 
 if TYPE_CHECKING:
-    from .core import DEMO_CONFIG, ConfigError, SimCore, load_demo_core, world_of
+    from .core import (
+        DEMO_CONFIG,
+        MM_DEMO_CONFIG,
+        ConfigError,
+        SimCore,
+        load_demo_core,
+        release_core,
+        world_of,
+    )
 
-_CORE_NAMES = ("DEMO_CONFIG", "ConfigError", "SimCore", "load_demo_core", "world_of")
+_CORE_NAMES = ("DEMO_CONFIG", "MM_DEMO_CONFIG", "ConfigError", "SimCore", "load_demo_core", "release_core",
+               "world_of")
 
 
 def __getattr__(name: str) -> Any:
@@ -29,6 +38,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEMO_CONFIG",
+    "MM_DEMO_CONFIG",
     "CameraModel",
     "ConfigError",
     "Modality",
@@ -40,6 +50,7 @@ __all__ = [
     "beads",
     "load_demo_core",
     "make_phantom",
+    "release_core",
     "sheet",
     "use_world",
     "world_of",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import weakref
 from importlib.resources import files
 from pathlib import Path
 
+import pymmcore
 from pymmcore_plus.experimental.unicore import UniMMCore
 
+from .devices import OBJECTIVES
 from .world import SimWorld, use_world
 
 logger = logging.getLogger(__name__)
@@ -18,10 +22,17 @@ PYMM_SIGNALS_BACKEND = "PYMM_SIGNALS_BACKEND"
 
 #: The simulated microscope's Micro-Manager configuration file (shipped with the package).
 DEMO_CONFIG = Path(str(files("simulators") / "demo.cfg"))
+#: The same physics under the device labels, groups and presets of Micro-Manager's MMConfig_demo.cfg.
+MM_DEMO_CONFIG = Path(str(files("simulators") / "mmconfig_demo.cfg"))
 
 
 #: the device classes a configuration can name on "#py pyDevice,<label>,simulators.devices,<class>" lines
-PY_DEVICES = ("SimCamera", "SimZStage", "SimXYStage", "SimLightSource", "SimLightPath", "SimObjective")
+PY_DEVICES = ("SimCamera", "SimZStage", "SimXYStage", "SimLightSource", "SimLightPath", "SimObjective",
+              "SimObjectiveTurret", "SimPortSwitch", "SimLED", "SimExcitationWheel", "SimEmissionWheel",
+              "SimDichroicWheel")
+
+#: cores made by load_demo_core that are still alive, released before the interpreter exits
+_LIVE_CORES: weakref.WeakSet[UniMMCore] = weakref.WeakSet()
 
 
 class ConfigError(ValueError):
@@ -66,6 +77,28 @@ class SimCore(UniMMCore):
             if all(self.getProperty(dev, prop) == value for dev, prop, value in settings):
                 return res
         return ""
+
+    def getProperty(self, label: str, propName: str) -> str:  # type: ignore[override]
+        """A property's value as text, as MMCore returns it for every device (UniMMCore returns a
+        Python device's value as it is: ``12``, not ``"12"``)."""
+        return str(super().getProperty(label, propName))
+
+    def setProperty(  # type: ignore[override]
+        self, label: str, propName: str, propValue: bool | float | str
+    ) -> None:
+        """Set a property; a refused value raises ``RuntimeError`` naming the allowed values, as
+        MMCore's ``CMMError`` does (UniMMCore raises ``ValueError`` for Python devices)."""
+        try:
+            super().setProperty(label, propName, propValue)
+        except ValueError as e:
+            raise RuntimeError(f"{label}.{propName}: {e}") from e
+
+    def getImageBitDepth(self) -> int:
+        """The camera's ``BitDepth`` (as MMCore reports it), not the width of its pixel type."""
+        camera = self.getCameraDevice()
+        if camera and self.isPyDevice(camera) and self.hasProperty(camera, "BitDepth"):
+            return int(self.getProperty(camera, "BitDepth"))
+        return super().getImageBitDepth()
 
     def getPixelSizeUm(self, cached: bool = False) -> float:  # type: ignore[override]
         if not (res := self.getCurrentPixelSizeConfig(cached)):
@@ -118,12 +151,41 @@ def load_demo_core(world: SimWorld | None = None, config: str | Path = DEMO_CONF
                 f"Could not load the microscope configuration {path}: {e}\nCompare its device lines with "
                 f"{DEMO_CONFIG} (Python devices: {', '.join(PY_DEVICES)})."
             ) from e
-    # the calibration must describe the simulated optics, whatever the file says
+    # the calibrations must describe the simulated objectives, whatever the file says
     for res in core.getAvailablePixelSizeConfigs():
-        core.setPixelSizeUm(res, world.optics.pixel_size_um)
+        ratios = [OBJECTIVES[value][1] for _, prop, value in core.getPixelSizeConfigData(res)
+                  if prop == "Label" and value in OBJECTIVES]
+        core.setPixelSizeUm(res, world.base_optics.pixel_size_um / (ratios[0] if ratios else 1.0))
     core.sim_world = world  # type: ignore[attr-defined]
+    _LIVE_CORES.add(core)
     logger.info("Simulated microscope loaded from %s (%s)", path, world.phantom.name)
     return core
+
+
+def release_core(core: UniMMCore) -> None:
+    """Unload the simulated microscope and stop the core's notifications into Python.
+
+    MMCore delivers device notifications to Python from its own thread. When the process exits
+    while one is under way (right after ``unloadAllDevices``, for instance), that thread is
+    killed inside a C++ ``catch (...)`` and the process aborts ("FATAL: exception not rethrown",
+    exit status 134) instead of exiting with its own status. Unregistering the callback waits
+    for the notification in flight and stops the rest. Safe to call twice.
+    """
+    core.unloadAllDevices()
+    _stop_notifications(core)
+
+
+def _stop_notifications(core: UniMMCore) -> None:
+    pymmcore.CMMCore.registerCallback(core, None)  # pymmcore-plus refuses its own override
+    _LIVE_CORES.discard(core)
+
+
+@atexit.register
+def _release_live_cores() -> None:
+    """Before the interpreter tears down its threads, stop every live core's notifications
+    (a script that never released its core must still exit with its own status)."""
+    for core in list(_LIVE_CORES):
+        _stop_notifications(core)
 
 
 def world_of(core: UniMMCore) -> SimWorld:

@@ -15,16 +15,19 @@ millijoules. Photobleaching scales the specimen's brightness by
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .optics import MODALITIES, Modality, Optics
 from .phantoms import Phantom, worm
 from .render import TIME_BUCKET_S, FieldOfView, Renderer
+from .spectra import LightPathSpectra
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,17 @@ class CameraModel:
     bit_depth: int = 16
 
     def digitize(self, photons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Expected photons -> uint16 counts: Poisson shot noise, read noise, offset, clipping."""
+        """Expected photons -> counts: Poisson shot noise, read noise, offset, clipping at the bit
+        depth; uint8 pixels at 8 bits, uint16 above."""
         electrons = rng.poisson(photons * self.quantum_efficiency).astype(np.float32)
         electrons += rng.standard_normal(photons.shape, dtype=np.float32) * self.read_noise_e
         adu = electrons * self.gain_adu_per_e + self.offset_adu
-        return np.clip(np.round(adu), 0, 2**self.bit_depth - 1).astype(np.uint16)
+        return np.clip(np.round(adu), 0, 2**self.bit_depth - 1).astype(self.dtype)
+
+    @property
+    def dtype(self) -> type[np.unsignedinteger]:
+        """The pixel type the camera delivers at this bit depth."""
+        return np.uint8 if self.bit_depth <= 8 else np.uint16
 
 
 @dataclass
@@ -70,11 +79,20 @@ class SimWorld:
         drift_um_per_s: tuple[float, float] = (0.0, 0.0),
     ):
         self.phantom = phantom if phantom is not None else worm(seed=seed)
-        self.optics = optics or Optics()
+        #: the objective the specimen is calibrated for (the native configuration's only one)
+        self.base_optics = optics or Optics()
+        self.optics = self.base_optics
         self.camera = camera or CameraModel()
         self.sensor_shape = sensor_shape
         self.bleach_dose_mJ = bleach_dose_mJ
-        self.renderer = Renderer(self.phantom, self.optics, dz_um=dz_um)
+        self._dz_um = dz_um
+        self._renderers = {self.optics: Renderer(self.phantom, self.optics, dz_um=dz_um)}
+        self.renderer = self._renderers[self.optics]
+        #: filters and light source of the current channel; brightness relative to the FITC set
+        self.light_path = LightPathSpectra()
+        self.channel_efficiency = 1.0
+        #: hardware sequences started by the core, advanced by the camera's exposures (TTL triggers)
+        self._sequences: dict[str, _Sequence] = {}
         self.rng = np.random.default_rng(seed)
         self.lock = threading.RLock()
         # hardware state, in sample coordinates
@@ -82,6 +100,10 @@ class SimWorld:
         self.xy_um = (0.0, 0.0)
         self.shutter_open = False
         self.modality: Modality = "widefield"
+        #: False while the light-path switch sends the image to the eyepiece (the camera sees nothing)
+        self.light_to_camera = True
+        #: the simulated camera's metadata of its latest frame (where it is, what it saw)
+        self.last_frame_metadata: dict[str, str] = {}
         self.light_power_mW = 10.0
         self.dose = DoseLedger()
         #: the specimen crawls: it moves by this much (x, y) per second of specimen time
@@ -114,6 +136,49 @@ class SimWorld:
         with self.lock:
             self.dose = DoseLedger()
 
+    # -- light path and objective -----------------------------------------------
+    def set_light_path(self, **parts: Any) -> None:
+        """Change parts of the channel's light path (``source``, ``excitation``, ``dichroic_cut``,
+        ``emission``; see :class:`~simulators.spectra.LightPathSpectra`)."""
+        with self.lock:
+            self.light_path = dataclasses.replace(self.light_path, **parts)
+            self.channel_efficiency = self.light_path.efficiency()
+
+    def set_objective(self, na: float, magnification_ratio: float) -> None:
+        """Put another objective in the path: ``na``, and its magnification relative to the base
+        objective's (2: pixels half as large in the sample). Light collection scales with NA²."""
+        optics = dataclasses.replace(self.base_optics, na=na,
+                                     pixel_size_um=self.base_optics.pixel_size_um / magnification_ratio)
+        with self.lock:
+            if optics not in self._renderers:
+                self._renderers[optics] = Renderer(self.phantom, optics, dz_um=self._dz_um)
+            self.optics, self.renderer = optics, self._renderers[optics]
+
+    @property
+    def collection(self) -> float:
+        """Light collected by the current objective relative to the base objective (NA² ratio)."""
+        return (self.optics.na / self.base_optics.na) ** 2
+
+    # -- hardware sequences (triggered by the camera) -----------------------------
+    def start_sequence(self, key: str, apply: Callable[[Any], None], values: Sequence[Any]) -> None:
+        """Arm a loaded sequence: from now on each camera exposure first applies its next value."""
+        if not values:
+            raise ValueError(f"The sequence of {key} is empty: load values before starting it.")
+        with self.lock:
+            self._sequences[key] = _Sequence(apply, list(values))
+
+    def stop_sequence(self, key: str) -> None:
+        """Disarm a sequence (a no-op when none is running under ``key``)."""
+        with self.lock:
+            self._sequences.pop(key, None)
+
+    def trigger(self) -> None:
+        """One exposure's trigger pulse: every armed sequence steps to its next value (cycling)."""
+        with self.lock:
+            for seq in self._sequences.values():
+                seq.apply(seq.values[seq.index % len(seq.values)])
+                seq.index += 1
+
     # -- imaging ----------------------------------------------------------------
     def field_of_view(self, binning: int = 1) -> FieldOfView:
         """The field of view for the current stage XY and camera binning."""
@@ -138,7 +203,8 @@ class SimWorld:
             t = self.now_s() if t_s is None else t_s
             rate = self.renderer.render(self.z_um if z_um is None else z_um, modality or self.modality,
                                         self.field_of_view_at(t, binning), t)
-            scale = exposure_ms * (self.light_power_mW / 10.0) * self.bleach_factor
+            scale = (exposure_ms * (self.light_power_mW / 10.0) * self.bleach_factor
+                     * self.channel_efficiency * self.collection)
             return rate * np.float32(scale)
 
     def scan(self, z_um: np.ndarray, exposure_ms: float, modality: Modality, t_s: float = 0.0) -> np.ndarray:
@@ -150,13 +216,20 @@ class SimWorld:
     def expose(self, exposure_ms: float, binning: int = 1) -> np.ndarray:
         """One camera exposure: photons if the shutter is open, then the dose is counted."""
         with self.lock:
-            if self.shutter_open:
+            if self.shutter_open and self.light_to_camera:
                 photons = self.expected_photons(exposure_ms, binning)
             else:
                 h, w = self.field_of_view(binning).shape
                 photons = np.zeros((h, w), np.float32)
             self._deliver_dose(exposure_ms)
             return self.camera.digitize(photons, self.rng)
+
+
+@dataclass
+class _Sequence:
+    apply: Callable[[Any], None]
+    values: list[Any]
+    index: int = 0
 
 
 _DEFAULT: SimWorld | None = None

@@ -47,7 +47,7 @@ def test_track_a_scanned_run_finds_the_neurons_where_they_are(full_stack_run):
     assert sorted(table["t"].unique()) == [0, 1, 2]
     # the container records its simulated specimen, so the truth can be rebuilt from the run alone
     specimen = read_progress(full_stack_run)["specimen"]
-    assert specimen == {"phantom": "worm", "seed": SEED, "sensor_shape": [FRAME, FRAME]}
+    assert specimen == {"phantom": "worm", "seed": SEED, "sensor_shape": [FRAME, FRAME], "config": "demo.cfg"}
     scores = detection_scores(table[table["t"] == 0], _centred_truth(0.0), [0.0])
     assert scores["all"]["f1"] > 0.7, scores["all"]  # widefield stacks at 30 ms, physical frame of the container
     stored = read_tracks(full_stack_run, "measured")
