@@ -24,7 +24,7 @@ from mm_deepz import __version__
 from mm_deepz.bridge import snake_case
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
 from mm_deepz.errors import HardwareError
-from mm_deepz.io import Geometry, Recorder, StorageError
+from mm_deepz.io import Geometry, ImageInfo, Recorder, StorageError
 from mm_deepz.modelfile import DeepZModel
 
 from .hooks import DeepZHooks
@@ -119,6 +119,23 @@ class RunSummary:
         return self.exposure_full_stack_s / self.exposure_s if self.exposure_s else float("nan")
 
 
+def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
+    """What the run's images are, for viewers: modality, model, emission and exposure."""
+    card = model.card
+    emission = round(card.optics.wavelength_em_um * 1000, 1)
+    name = model.path.stem if model.path else "model"
+    return {
+        "measured": ImageInfo(f"{card.input_modality} (measured)", "00FF00",
+                              f"Planes measured by the camera ({plan.input_preset}); Deep-Z time points hold the "
+                              "input plane(s) only, the other planes read 0", emission, plan.anchor_exposure_ms),
+        "virtual": ImageInfo(f"virtual {card.target_modality} (Deep-Z, {name})", "FF00FF",
+                             f"Stacks synthesized by Deep-Z model {name} from the measured planes", emission),
+        "reference": ImageInfo(f"{card.target_modality} (reference)", "FFFFFF",
+                               f"Stacks scanned for blind checks ({plan.reference_preset})", emission,
+                               plan.reference_exposure_ms),
+    }
+
+
 class DeepZAcquisition:
     """Runs a Deep-Z time-lapse on the current pycromanager backend and records it."""
 
@@ -138,7 +155,8 @@ class DeepZAcquisition:
         positions = tuple(tuple(map(float, xy)) for xy in settings.positions_xy_um or ((0.0, 0.0),))
         self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w),
                                  positions_xy_um=positions)
-        self.recorder = Recorder(settings.output, self.geometry, self._attrs(), overwrite=settings.overwrite)
+        self.recorder = Recorder(settings.output, self.geometry, self._attrs(), overwrite=settings.overwrite,
+                                 infos=image_infos(model, plan))
         self.worker = InferenceWorker(self.predictor, max_pending=settings.max_pending)
         self.hooks = DeepZHooks(plan, self.recorder, self.worker, enabled=settings.deepz,
                                 on_image=on_image, on_virtual=on_virtual)
@@ -276,7 +294,10 @@ class DeepZAcquisition:
             # the hook rewrites the events here, so only the planes to measure travel through
             # pycromanager (the rewritten events carry the deepz axis and pass its hook untouched)
             events = self._events(t)
-            acq.acquire([out for ev in events if (out := self.hooks.event_generation_hook(ev)) is not None])
+            rewritten = [out for ev in events if (out := self.hooks.event_generation_hook(ev)) is not None]
+            if not rewritten:  # the run stopped (storage failure) while this time point was being submitted
+                return
+            acq.acquire(rewritten)
             if plan.is_blind_check(t):
                 acq.acquire(self.hooks.reference_events(t, events[0].get("min_start_time"), s.positions_xy_um))
             # the next time point is submitted once this one's frames are taken, so a toggle or

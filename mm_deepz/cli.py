@@ -379,20 +379,39 @@ def info_cmd(
 
     rec = read_progress(container)
     table = Table(title=str(container), show_header=False)
+    table.add_column("what", no_wrap=True)
+    table.add_column("value")
     state = "finished" if rec.get("finished") else "interrupted (not finished)"
     table.add_row("state", state + (" after an abort" if rec.get("aborted") else ""))
+    if images := rec.get("images"):  # layout 2: an OME-Zarr collection of numbered images
+        table.add_row("images (folder)", ", ".join(f"{name} {'/, '.join(paths)}/" for name, paths in images.items()))
+    else:
+        table.add_row("layout", "1 (an mm-deepz version before 2026-11-26; images at named folders)")
     for image, done in rec["completed"].items():
         table.add_row(f"{image}: complete time points", _ranges(done) or "none")
     if pending := rec.get("virtual_pending"):
         table.add_row("virtual stacks still to make", f"{_ranges([record_key_parts(k)[0] for k in pending])} "
                       "(`mm-deepz infer` makes them)")
-    for label, key in (("virtual missing", "virtual_missing"), ("rejected frames", "rejected"),
-                       ("blind checks", "blind_checks")):
+    for label, key in (("virtual missing", "virtual_missing"), ("rejected frames", "rejected")):
         for where, what in (rec.get(key) or {}).items():
             table.add_row(f"{label} {where}", str(what))
+    for where, scores in (rec.get("blind_checks") or {}).items():
+        table.add_row(f"blind check {where}", _blind_check_line(scores))
     for msg in (rec.get("errors") or []) + (rec.get("warnings") or []):
         table.add_row("note", msg)
     Console().print(table)
+
+
+def _blind_check_line(scores: dict) -> str:
+    """A blind check's scores in one readable line (rounded, the worst plane named)."""
+    parts = []
+    if (ssim := scores.get("ssim_mean")) is not None:
+        parts.append(f"SSIM {ssim:.3f}")
+        if per_plane := [s for s in scores.get("ssim_per_plane") or [] if s is not None]:
+            parts[-1] += f" (worst plane {min(per_plane):.3f})"
+    if (psnr := scores.get("psnr_mean")) is not None:
+        parts.append(f"PSNR {psnr:.1f} dB")
+    return ", ".join(parts) or "not scored"
 
 
 def _ranges(values: list[int]) -> str:
@@ -422,7 +441,7 @@ def infer_cmd(
         task = bar.add_task("virtual stacks", total=None)
         summary = infer_missing(container, model, device,
                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
-    typer.echo(f"{summary.made} virtual stacks made into {container}/{summary.image} in {summary.seconds:.1f} s "
+    typer.echo(f"{summary.made} virtual stacks made into image {summary.image} of {container} in {summary.seconds:.1f} s "
                f"({summary.already} were there already"
                + (f"; {summary.recovered} measured time points recovered into the record" if summary.recovered else "")
                + ")")

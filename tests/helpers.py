@@ -23,3 +23,10 @@ def blobs(shape=(1, 96, 96), seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = ndimage.gaussian_filter(rng.random(shape) * 4000, (0, 2, 2)) + 100
     return img.astype(np.uint16)
+
+
+def measured_chunks_prefix() -> str:
+    """Store keys of the measured image's chunks (position 0) in a run's container."""
+    from mm_deepz.io.layout import IMAGES, number_images
+
+    return f"{number_images(IMAGES, 1)['measured'][0]}/0/c/"

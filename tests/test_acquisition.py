@@ -10,7 +10,7 @@ import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
-from mm_deepz.io import read_progress
+from mm_deepz.io import image_group_path, open_container, read_progress
 from mm_deepz.io.preview import preview_png as mm_preview
 from mm_deepz.metrics import stack_scores
 from mm_deepz.modelfile import load_model, shipped_model_path
@@ -40,8 +40,8 @@ def _run(session, tmp_path, planes=1, time_points=3, **kw):
     return run, run.run()
 
 
-def _image(path, name):
-    node = next(iter(Reader(parse_url(str(path / name)))()))
+def _image(path, name, p=0):
+    node = next(iter(Reader(parse_url(str(path / image_group_path(open_container(path), name, p))))()))
     return np.asarray(node.data[0]), node.metadata["coordinateTransformations"][0]
 
 
@@ -148,9 +148,9 @@ def test_positions_get_their_own_images_at_their_stage_place(session, static_wor
     summary = run.run()
     assert static_world.dose.exposures == 4  # 1 plane x 2 positions x 2 time points
     assert summary.planes_synthesized == 2 * 2 * 21 and summary.planes_requested == 2 * 2 * 21
-    m0, tr0 = _image(tmp_path / "run.ome.zarr", "measured/p0")
-    m1, tr1 = _image(tmp_path / "run.ome.zarr", "measured/p1")
-    v1, trv = _image(tmp_path / "run.ome.zarr", "virtual/p1")
+    m0, tr0 = _image(tmp_path / "run.ome.zarr", "measured", 0)
+    m1, tr1 = _image(tmp_path / "run.ome.zarr", "measured", 1)
+    v1, trv = _image(tmp_path / "run.ome.zarr", "virtual", 1)
     assert m0.shape == m1.shape == v1.shape == (2, 1, 21, 128, 128)
     assert tr1 == trv  # measured and virtual of one position overlay
     assert tr1[1]["translation"][4] - tr0[1]["translation"][4] == pytest.approx(30.0)

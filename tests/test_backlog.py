@@ -13,14 +13,17 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaozarrs
 import zarr
+from helpers import measured_chunks_prefix
+from ome_zarr.utils import find_multiscales
 from typer.testing import CliRunner
 
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from acquisition_hooks.infer import infer_missing
 from mm_deepz.cli import app
 from mm_deepz.engine import Predictor
-from mm_deepz.io import NotAContainerError, read_progress
+from mm_deepz.io import NotAContainerError, image_array, open_container, read_progress
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
@@ -52,9 +55,9 @@ def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path
     # a stack made from the backlog is what the model makes of the planes on disk
     root = zarr.open_group(str(tmp_path / "run.ome.zarr"), mode="r")
     t = 5
-    planes = np.asarray(root["measured/0"][t, 0, [10]])
+    planes = np.asarray(image_array(root, "measured")[t, 0, [10]])
     expected = Predictor(model, "cpu").predict_stack(planes, (0.0,), np.arange(-10, 10.5, 1.0), out_dtype=np.float32)
-    np.testing.assert_allclose(np.asarray(root["virtual/0"][t, 0]), expected.data, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(image_array(root, "virtual")[t, 0]), expected.data, rtol=1e-5, atol=1e-3)
 
 
 def _acquire_in_background(out, *args):
@@ -87,7 +90,7 @@ def test_after_kill_9_infer_completes_the_container(tmp_path):
     assert res.exit_code == 0, res.output
     after = read_progress(out)
     assert after["completed"]["virtual"] == measured and not after.get("virtual_pending")
-    virtual = zarr.open_group(str(out), mode="r")["virtual/0"]
+    virtual = image_array(open_container(out), "virtual")
     assert virtual.shape[0] >= max(measured) + 1 and (np.asarray(virtual[measured, 0]).max(axis=(1, 2, 3)) > 0).all()
 
 
@@ -95,7 +98,7 @@ def test_another_models_stacks_land_beside_the_runs_with_their_provenance(tmp_pa
     out = tmp_path / "run.ome.zarr"
     res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "2", "--frame", "64", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    run_virtual = np.asarray(zarr.open_group(str(out), mode="r")["virtual/0"][:])
+    run_virtual = np.asarray(image_array(open_container(out), "virtual")[:])
     other = tmp_path / "retrained.pt"
     model = load_model(shipped_model_path(1))
     with torch.no_grad():
@@ -105,9 +108,11 @@ def test_another_models_stacks_land_beside_the_runs_with_their_provenance(tmp_pa
     summary = infer_missing(out, other, "cpu")
     assert summary.image == "virtual_retrained" and summary.made == 2
     root = zarr.open_group(str(out), mode="r")
-    np.testing.assert_array_equal(root["virtual/0"][:], run_virtual)  # the run's own stacks untouched
-    assert root["virtual_retrained/0"].shape == run_virtual.shape
-    assert not np.array_equal(root["virtual_retrained/0"][:], run_virtual)
+    np.testing.assert_array_equal(image_array(root, "virtual")[:], run_virtual)  # the run's own stacks untouched
+    assert image_array(root, "virtual_retrained").shape == run_virtual.shape
+    yaozarrs.validate_zarr_store(out)  # the added image joins the collection
+    assert [name for _, name, _ in find_multiscales(out)] == ["measured", "virtual", "reference", "virtual_retrained"]
+    assert not np.array_equal(image_array(root, "virtual_retrained")[:], run_virtual)
     models = read_progress(out)["virtual_models"]
     assert models["virtual_retrained"]["sha256"] == load_model(other).sha256
     assert read_progress(out)["completed"]["virtual_retrained"] == [0, 1]
@@ -161,7 +166,7 @@ def test_after_a_real_disk_full_infer_recovers_planes_the_record_missed(session,
     async def full_after_third_plane(self, key, value):
         if chunks["n"] >= 3:
             raise OSError(errno.ENOSPC, "No space left on device")
-        if key.startswith("measured/0/c/"):
+        if key.startswith(measured_chunks_prefix()):
             chunks["n"] += 1
         return await store_set(self, key, value)
 
@@ -172,7 +177,7 @@ def test_after_a_real_disk_full_infer_recovers_planes_the_record_missed(session,
     summary = run.run()
     monkeypatch.undo()  # the disk was freed
     assert summary.stop_reason and "disk is full" in summary.stop_reason
-    on_disk = sorted(int(d.name) for d in (tmp_path / "run.ome.zarr" / "measured" / "0" / "c").iterdir())
+    on_disk = sorted(int(d.name) for d in (tmp_path / "run.ome.zarr" / measured_chunks_prefix()).iterdir())
     recorded = read_progress(tmp_path / "run.ome.zarr")["completed"]["measured"]
     assert on_disk == [0, 1, 2] and recorded != on_disk  # the record missed a plane that is on disk
     result = infer_missing(tmp_path / "run.ome.zarr", None, "cpu")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from helpers import tiny_model
+from helpers import measured_chunks_prefix, tiny_model
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from typer.testing import CliRunner
@@ -23,7 +23,7 @@ from benchmarks.common import rss_mb
 from mm_deepz.cli import app
 from mm_deepz.engine import InferenceWorker, Predictor
 from mm_deepz.errors import InferenceError
-from mm_deepz.io import Geometry, Recorder, read_progress
+from mm_deepz.io import Geometry, Recorder, image_group_path, open_container, read_progress
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
@@ -36,7 +36,7 @@ def _acquisition(session, tmp_path, time_points=4, **settings):
 
 
 def _measured(path):
-    node = next(iter(Reader(parse_url(str(path / "measured")))()))
+    node = next(iter(Reader(parse_url(str(path / image_group_path(open_container(path), "measured"))))()))
     return np.asarray(node.data[0])
 
 
@@ -105,7 +105,7 @@ def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(sessio
     writes = {"measured": 0}
 
     async def failing_set(self, key, value):
-        if key.startswith("measured/0/c/"):
+        if key.startswith(measured_chunks_prefix()):
             writes["measured"] += 1
         if writes["measured"] > 2:  # from the third measured plane on, nothing can be written
             raise OSError(code, "No space left on device" if code == errno.ENOSPC else "Permission denied")

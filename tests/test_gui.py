@@ -5,14 +5,13 @@ import time
 
 import numpy as np
 import pytest
-import zarr
 from typer.testing import CliRunner
 
 from acquisition_hooks import AcquisitionRequest
 from gui import DeepZPanel
 from gui.screenshot import render_screenshot
 from mm_deepz.cli import app
-from mm_deepz.io import read_progress
+from mm_deepz.io import image_array, image_group_path, image_names, open_container, read_progress
 
 RUN_TIMEOUT_MS = 120_000
 
@@ -41,15 +40,14 @@ def _start_and_wait(qtbot, panel):
 def _layout(path):
     """Every array's shape, dtype and NGFF metadata (but the measured time step), and the run
     record's plan and progress."""
-    root = zarr.open_group(str(path), mode="r")
+    root = open_container(path)
     arrays = {}
-    for name in ("measured", "virtual", "reference"):
-        if name in root:
-            g = root[name]
-            attrs = dict(g.attrs)
-            for ds in attrs["ome"]["multiscales"][0]["datasets"]:
-                ds["coordinateTransformations"][0]["scale"][0] = "dt"  # with no interval: the time taken
-            arrays[name] = (g["0"].shape, str(g["0"].dtype), json.dumps(attrs, sort_keys=True))
+    for name in image_names(root):
+        g = root[image_group_path(root, name)]
+        attrs = dict(g.attrs)
+        for ds in attrs["ome"]["multiscales"][0]["datasets"]:
+            ds["coordinateTransformations"][0]["scale"][0] = "dt"  # with no interval: the time taken
+        arrays[name] = (g["0"].shape, str(g["0"].dtype), json.dumps(attrs, sort_keys=True))
     record = read_progress(path)
     return arrays, record["plan"], record["completed"], record["planes_measured"]
 
@@ -66,7 +64,7 @@ def test_panel_writes_the_same_container_as_the_cli(qtbot, tmp_path):
                                    "--phantom", "beads", "-o", str(tmp_path / "cli.ome.zarr")])
     assert cli.exit_code == 0, cli.output
     assert _layout(tmp_path / "panel.ome.zarr") == _layout(tmp_path / "cli.ome.zarr")
-    panel_data, cli_data = (zarr.open_group(str(tmp_path / n), mode="r")["measured/0"][:]
+    panel_data, cli_data = (image_array(open_container(tmp_path / n), "measured")[:]
                             for n in ("panel.ome.zarr", "cli.ome.zarr"))
     assert (panel_data[:, 0, 10] > 0).all()  # the centre plane of 21 was measured at both time points
     # same seeded specimen and camera: the same pixels

@@ -6,7 +6,16 @@ import yaozarrs
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 
-from mm_deepz.io import Geometry, OutputExistsError, Recorder, StorageError, read_progress
+from mm_deepz.io import (
+    Geometry,
+    OutputExistsError,
+    Recorder,
+    StorageError,
+    image_array,
+    image_group_path,
+    open_container,
+    read_progress,
+)
 
 GEOM = Geometry(z_um=(-2.0, -1.0, 0.0, 1.0, 2.0), pixel_size_um=0.5, interval_s=2.0, shape_yx=(16, 20))
 
@@ -19,18 +28,20 @@ def test_images_are_valid_ngff_and_overlay(tmp_path):
     rec.write_stack("virtual", 1, np.ones((5, 16, 20), np.uint16) * 7)
     rec.mark_complete("virtual", 1)
     rec.finish()
+    yaozarrs.validate_zarr_store(tmp_path / "a.ome.zarr")  # the root: a collection of the run's images
+    root = open_container(tmp_path / "a.ome.zarr")
     for name in ("measured", "virtual", "reference"):
-        yaozarrs.validate_zarr_store(tmp_path / "a.ome.zarr" / name)
+        yaozarrs.validate_zarr_store(tmp_path / "a.ome.zarr" / image_group_path(root, name))
     transforms = {}
     for name in ("measured", "virtual"):
-        node = next(iter(Reader(parse_url(str(tmp_path / "a.ome.zarr" / name)))()))
+        node = next(iter(Reader(parse_url(str(tmp_path / "a.ome.zarr" / image_group_path(root, name))))()))
         transforms[name] = node.metadata["coordinateTransformations"][0]
         data = np.asarray(node.data[0])
         assert data.shape[1:] == (1, 5, 16, 20)
     assert transforms["measured"] == transforms["virtual"]
     assert transforms["measured"][0]["scale"] == [2.0, 1.0, 1.0, 0.5, 0.5]
     assert transforms["measured"][1]["translation"][2] == -2.0
-    m = np.asarray(next(iter(Reader(parse_url(str(tmp_path / "a.ome.zarr" / "measured")))())).data[0])
+    m = np.asarray(image_array(root, "measured"))
     np.testing.assert_array_equal(m[0, 0, 2], plane)
     assert m[0, 0, 0].max() == 0  # planes never measured read as 0
     prog = read_progress(tmp_path / "a.ome.zarr")

@@ -1,6 +1,7 @@
 """OME-Zarr recording of measured, virtual and reference data."""
 
 from .claim import ContainerLockedError, OutputExistsError, is_container, next_free_output
+from .layout import ImageInfo, MissingImageError, image_array, image_group_path, image_names, n_positions
 from .recorder import (
     ContainerChangedError,
     Geometry,
@@ -12,6 +13,7 @@ from .recorder import (
     record_key_parts,
 )
 
-__all__ = ["ContainerChangedError", "ContainerLockedError", "Geometry", "NotAContainerError", "OutputExistsError",
-           "Recorder", "StorageError", "is_container", "next_free_output", "open_container", "read_progress",
+__all__ = ["ContainerChangedError", "ContainerLockedError", "Geometry", "ImageInfo", "MissingImageError",
+           "NotAContainerError", "OutputExistsError", "Recorder", "StorageError", "image_array", "image_group_path",
+           "image_names", "is_container", "n_positions", "next_free_output", "open_container", "read_progress",
            "record_key_parts"]

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import DeepZError
 from ..metrics import normalize_stack
+from .layout import image_group_path, n_positions
 from .recorder import open_container, per_position
 
 
@@ -19,13 +20,12 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     import matplotlib.pyplot as plt
 
     root = open_container(container)
-    several = "0" not in root["measured"]  # one position keeps the flat layout
-    n_pos = len(list(root["measured"].group_keys())) if several else 1
+    n_pos = n_positions(root)
     if not 0 <= p < n_pos:
         raise DeepZError(f"{container} has {n_pos} position(s): --p must be 0 to {n_pos - 1} (got {p}).")
 
     def path(image: str) -> str:
-        return per_position(image, p, several)
+        return image_group_path(root, image, p)
 
     done = sorted(set(root.attrs["mm_deepz"]["completed"]["measured"]))
     if t not in done:
@@ -35,7 +35,7 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     virt_arr = root[f"{path('virtual')}/0"]
     if virt_arr.shape[0] <= t or t not in root.attrs["mm_deepz"]["completed"]["virtual"]:
         missing = root.attrs["mm_deepz"].get("virtual_missing", {})
-        reason = missing.get(path(str(t))) or "virtual z-stacking was off or it was never made"
+        reason = missing.get(per_position(str(t), p, n_pos > 1)) or "virtual z-stacking was off or it was never made"
         raise DeepZError(f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
                          f"{', '.join(map(str, root.attrs['mm_deepz']['completed']['virtual'])) or 'none'}.")
     virt = np.asarray(virt_arr[t, 0])

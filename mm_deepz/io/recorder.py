@@ -1,23 +1,27 @@
 """Streaming OME-Zarr recorder: measured, virtual and reference stacks side by side.
 
-One container per acquisition (NGFF 0.5, zarr v3)::
+One container per acquisition (NGFF 0.5, zarr v3), an OME-Zarr collection of images
+(bioformats2raw layout, :mod:`mm_deepz.io.layout`)::
 
-    run.ome.zarr/                 root attrs "mm_deepz": plan, model, versions, dose, progress
-      measured/   (t, c, z, y, x) the camera's planes on the requested z grid: the 1-2 anchor
-                  planes of Deep-Z time points; every plane when virtual z-stacking was off
-      virtual/    (t, c, z, y, x) the synthesized stack on the same grid (float32, input ADU)
-      reference/  (t, c, z, y, x) real target-modality stacks from blind checks
+    run.ome.zarr/     root attrs "mm_deepz": plan, model, versions, dose, progress, where each image is
+      OME/            the collection's series and OME-XML
+      0/  measured    (t, c, z, y, x) the camera's planes on the requested z grid: the 1-2 anchor
+                      planes of Deep-Z time points; every plane when virtual z-stacking was off
+      1/  virtual     (t, c, z, y, x) the synthesized stack on the same grid (float32, input ADU)
+      2/  reference   (t, c, z, y, x) real target-modality stacks from blind checks
 
 A camera frame that does not fit its image (another shape: the ROI or binning changed; values
 that are not 16-bit counts) is never dropped: it is kept as its own array under
 ``rejected/`` with the reason, and listed in the root attributes.
 
-With several XY positions each image holds one NGFF image per position (``measured/p0``,
-``measured/p1`` ...), translated to its stage position so the fields tile in a viewer.
+With several XY positions each position has its own three images (``3/``, ``4/``, ``5/`` for the
+second), translated to its stage position so the fields tile in a viewer.
 
-All three images share scales and translations (µm, s), so they overlay exactly. The time
-axis grows as data arrives; planes never written read as 0, and the root attributes list
-which time points are complete in each image, which virtual stacks are missing and why.
+All three images share scales and translations (µm, s), so they overlay exactly. Each says what
+it is (channel label and colour, emission, exposure) and carries a display window taken from
+its data as the run grows. The time axis grows as data arrives; planes never written read as
+0, and the root attributes list which time points are complete in each image, which virtual
+stacks are missing and why, and when each frame was written (also in the OME-XML, per plane).
 Measured planes are written (each chunk is a file, written when the plane arrives) before
 their virtual stack is requested, so a model, GPU or disk failure later never loses them.
 """
@@ -39,13 +43,25 @@ from zarr.codecs import BloscCodec
 
 from ..errors import DeepZError, InputError
 from .claim import Claim, is_container
+from .layout import (
+    IMAGES,
+    LAYOUT_VERSION,
+    ImageInfo,
+    image_group_path,
+    info_for,
+    number_images,
+    omero,
+    write_collection,
+)
+from .layout import n_positions as layout_n_positions
 
 logger = logging.getLogger(__name__)
 
-IMAGES = ("measured", "virtual", "reference")
 #: root attributes that record progress (the rest describe the run)
 STATE_KEYS = ("completed", "virtual_missing", "virtual_pending", "blind_checks", "planes_measured", "finished",
-              "rejected", "warnings")
+              "rejected", "warnings", "frame_times_s")
+#: display windows are taken between these percentiles of the data (of every 4th pixel)
+WINDOW_PERCENTILES = (0.1, 99.9)
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
 #: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
 DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16"}
@@ -98,12 +114,8 @@ class Geometry:
     interval_s: float
     shape_yx: tuple[int, int]
     channels: tuple[str, ...] = ("fluorescence",)
-    #: stage XY (µm) of each position; one position keeps the flat layout (measured/0 ...)
+    #: stage XY (µm) of each position
     positions_xy_um: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
-
-    def image_path(self, image: str, p: int = 0) -> str:
-        """Group of one image (and position) inside the container."""
-        return per_position(image, p, len(self.positions_xy_um) > 1)
 
     @property
     def z_step_um(self) -> float:
@@ -111,7 +123,7 @@ class Geometry:
         return float(np.median(np.diff(self.z_um))) if len(self.z_um) > 1 else 1.0
 
 
-def _ngff_attrs(name: str, g: Geometry, position: int = 0) -> dict:
+def _ngff_attrs(name: str, g: Geometry, info: ImageInfo, position: int = 0) -> dict:
     h, w = g.shape_yx
     p = g.pixel_size_um
     x0, y0 = g.positions_xy_um[position] if len(g.positions_xy_um) > 1 else (0.0, 0.0)
@@ -128,17 +140,16 @@ def _ngff_attrs(name: str, g: Geometry, position: int = 0) -> dict:
             {"type": "translation", "translation": [0.0, 0.0, float(g.z_um[0]), y0 - (h - 1) / 2 * p,
                                                     x0 - (w - 1) / 2 * p]},
         ]}],
-    }], "omero": {"channels": [{"label": c, "active": True, "color": "00FF00",
-                                "window": {"start": 0, "end": 4000, "min": 0, "max": 65535}} for c in g.channels],
-                  "rdefs": {"model": "greyscale"}}}}
+    }], "omero": omero(info, (0.0, 4000.0), 65535)}}
 
 
 class Recorder:
     """Writes one acquisition's images into an OME-Zarr container, thread-safe."""
 
     def __init__(self, path: str | Path, geometry: Geometry, attrs: dict[str, Any] | None = None,
-                 overwrite: bool = False, compression: bool = True):
-        """``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, or raw chunks.
+                 overwrite: bool = False, compression: bool = True, infos: dict[str, ImageInfo] | None = None):
+        """``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, or raw chunks. ``infos``: what
+        each image is (label, colour, emission, exposure; defaults by image name).
 
         ``overwrite`` replaces an earlier mm-deepz container only (see :class:`Claim`); the
         container stays locked against other writers until :meth:`close`.
@@ -151,29 +162,37 @@ class Recorder:
             raise self._storage_error(e) from e
         self._lock = threading.RLock()
         self._state: dict[str, Any] = {"completed": {k: [] for k in IMAGES}, "virtual_missing": {},
-                                       "blind_checks": {}, "planes_measured": {}, "finished": False}
+                                       "blind_checks": {}, "planes_measured": {}, "finished": False,
+                                       "frame_times_s": {}}
+        self._infos = {name: info_for(name, infos) for name in IMAGES}
+        self._paths = number_images(IMAGES, len(geometry.positions_xy_um))
         try:
             self.root = zarr.create_group(str(self.path), zarr_format=3, overwrite=False)
-            self.root.attrs["mm_deepz"] = {**(attrs or {}), **self._state}
+            layout = {"layout": LAYOUT_VERSION, "images": self._paths}
+            self.root.attrs["mm_deepz"] = {**(attrs or {}), **layout, **self._state}
             self._arrays: dict[tuple[str, int], zarr.Array] = {}
             h, w = geometry.shape_yx
             for name in IMAGES:
                 for pos in range(self.n_positions):
-                    grp = self.root.require_group(geometry.image_path(name, pos))
-                    grp.attrs.update(_ngff_attrs(name if self.n_positions == 1 else f"{name} p{pos}", geometry, pos))
+                    grp = self.root.require_group(self._paths[name][pos])
+                    title = name if self.n_positions == 1 else f"{name} p{pos}"
+                    grp.attrs.update(_ngff_attrs(title, geometry, self._infos[name], pos))
                     self._arrays[name, pos] = grp.create_array(
                         "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w),
                         chunks=(1, 1, _z_chunk(name, len(geometry.z_um), h * w * np.dtype(DTYPES[name]).itemsize), h, w),
                         dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"),
                         compressors=COMPRESSOR if compression else None, config=ARRAY_CONFIG)
+            write_collection(self.root, self._paths, self._infos)
         except BaseException as e:  # a half-made container is removed, an earlier one put back
             self._claim.rollback()
             if isinstance(e, OSError):
                 raise self._storage_error(e) from e
             raise
         self._claim.commit()
-        self._attrs = dict(self.root.attrs["mm_deepz"])
+        self._attrs = {k: v for k, v in self.root.attrs["mm_deepz"].items() if k not in STATE_KEYS}
         self._times: dict[int, float] = {}
+        self._t0 = time.time()
+        self._windows: dict[tuple[str, int], tuple[float, float]] = {}
         self._done_positions: dict[tuple[str, int], set[int]] = {}
 
     @classmethod
@@ -189,21 +208,25 @@ class Recorder:
         rec.root = zarr.open_group(str(path), mode="r+")
         attrs = dict(rec.root.attrs["mm_deepz"])
         rec._state = {k: attrs.pop(k) for k in list(attrs) if k in STATE_KEYS}
+        rec._state.setdefault("frame_times_s", {})
         rec._attrs = attrs
-        measured = rec.root["measured"]
-        several = "0" not in measured
-        names = sorted(measured.group_keys(), key=lambda k: int(k[1:])) if several else [None]
-        frames = [measured[n] if n else measured for n in names]
+        n_pos = layout_n_positions(rec.root)
+        rec._paths = {name: [image_group_path(rec.root, name, p) for p in range(n_pos)]
+                      for name in rec._state["completed"]}
+        frames = [rec.root[path] for path in rec._paths["measured"]]
         arr = frames[0]["0"]
         h, w = arr.shape[-2:]
         ts = [g.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"] for g in frames]
         scale, trans = ts[0][0]["scale"], ts[0][1]["translation"]
         positions = tuple((t[1]["translation"][4] + (w - 1) / 2 * scale[4],
-                           t[1]["translation"][3] + (h - 1) / 2 * scale[3]) for t in ts) if several else ((0.0, 0.0),)
+                           t[1]["translation"][3] + (h - 1) / 2 * scale[3]) for t in ts) if n_pos > 1 else ((0.0, 0.0),)
         rec.geometry = Geometry(tuple(float(trans[2] + scale[2] * i) for i in range(arr.shape[2])), float(scale[3]),
                                 float(attrs.get("interval_s", 0.0)), (h, w), positions_xy_um=positions)
-        rec._arrays = {(name, pos): rec.root[f"{rec.geometry.image_path(name, pos)}/0"]
+        rec._arrays = {(name, pos): rec.root[f"{rec._paths[name][pos]}/0"]
                        for name in rec._state["completed"] for pos in range(rec.n_positions)}
+        rec._infos = {name: info_for(name) for name in rec._paths}
+        rec._windows = {}
+        rec._t0 = time.time()
         rec._times = {}
         rec._done_positions = {(name, t): set(range(rec.n_positions))
                                for name, done in rec._state["completed"].items() for t in done}
@@ -217,7 +240,7 @@ class Recorder:
         recovered = []
         with self._lock:
             for p in range(self.n_positions):
-                chunks = self.path / self.geometry.image_path("measured", p) / "0" / "c"
+                chunks = self.path / self._paths["measured"][p] / "0" / "c"
                 if not chunks.is_dir():
                     continue
                 for t_dir in chunks.iterdir():
@@ -234,17 +257,35 @@ class Recorder:
     def add_image(self, name: str, like: str = "virtual") -> None:
         """A new image shaped like ``like`` (another model's virtual stacks beside the run's)."""
         with self._lock:
+            if not self._layout_numbered:
+                raise InputError(f"{self.path} was written by an older mm-deepz (layout 1): images cannot be added "
+                                 "to it. Make the virtual stacks into a new run, or re-acquire.")
+            taken = max(int(path) for paths in self._paths.values() for path in paths) + 1
+            self._paths[name] = number_images([name], self.n_positions, start=taken)[name]
+            self._infos[name] = info_for(name)
             for pos in range(self.n_positions):
                 src = self._arrays[like, pos]
-                grp = self.root.require_group(self.geometry.image_path(name, pos))
-                ome = dict(self.root[self.geometry.image_path(like, pos)].attrs["ome"])
-                ome["multiscales"] = [{**ome["multiscales"][0], "name": name}]
+                grp = self.root.require_group(self._paths[name][pos])
+                ome = dict(self.root[self._paths[like][pos]].attrs["ome"])
+                title = name if self.n_positions == 1 else f"{name} p{pos}"
+                ome["multiscales"] = [{**ome["multiscales"][0], "name": title}]
+                ome["omero"] = omero(self._infos[name], (0.0, 4000.0), 65535)
                 grp.attrs["ome"] = ome
                 self._arrays[name, pos] = grp.create_array(
                     "0", shape=(0, *src.shape[1:]), chunks=src.chunks, dtype=src.dtype, fill_value=0,
                     dimension_names=("t", "c", "z", "y", "x"), compressors=COMPRESSOR, config=ARRAY_CONFIG)
             self._state["completed"][name] = []
+            self._attrs["images"] = self._paths
             self._flush_attrs()
+            self._write_collection()
+
+    @property
+    def _layout_numbered(self) -> bool:
+        return self._attrs.get("layout", 1) >= 2
+
+    def group_path(self, image: str, p: int = 0) -> str:
+        """The group of ``image`` at position ``p`` inside the container."""
+        return self._paths[image][p]
 
     @property
     def n_positions(self) -> int:
@@ -283,6 +324,51 @@ class Recorder:
                 arr[(t, *index)] = np.asarray(data, arr.dtype)
             except OSError as e:
                 raise self._storage_error(e) from e
+            if isinstance(index[1], int) and image in ("measured", "reference"):
+                times = self._state["frame_times_s"].setdefault(image, {}).setdefault(self._record_key(t, p), {})
+                times[str(index[1])] = round(time.time() - self._t0, 4)
+            self._note_window(image, p, data)
+
+    def _note_window(self, image: str, p: int, data: np.ndarray) -> None:
+        """Widen the image's display window to the data's percentiles (every 4th pixel)."""
+        sample = np.asarray(data[..., ::4, ::4], np.float32)
+        if not sample.size or not np.isfinite(sample).all():
+            return
+        lo, hi = (float(v) for v in np.percentile(sample, WINDOW_PERCENTILES))
+        old = self._windows.get((image, p))
+        self._windows[image, p] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+
+    def _update_windows(self, image: str) -> None:
+        """Write the display windows of ``image`` into its NGFF metadata (viewers open it in contrast)."""
+        self._check_intact()
+        for pos in range(self.n_positions):
+            if (window := self._windows.get((image, pos))) is None:
+                continue
+            grp = self.root[self._paths[image][pos]]
+            ome = grp.attrs["ome"]
+            dtype = self._arrays[image, pos].dtype
+            dtype_max = float(np.iinfo(dtype).max) if dtype.kind == "u" else max(2 * window[1], 1.0)
+            new = omero(self._infos[image], (round(window[0], 2), round(max(window[1], window[0] + 1), 2)), dtype_max)
+            if ome.get("omero") != new:
+                try:
+                    grp.attrs["ome"] = {**ome, "omero": new}
+                except OSError as e:
+                    raise self._storage_error(e) from e
+
+    def _write_collection(self) -> None:
+        """Rewrite the collection metadata: series, names, channels, and each measured frame's time."""
+        if not self._layout_numbered:
+            return
+        planes = {}
+        for image, by_key in self._state["frame_times_s"].items():
+            for key, times in by_key.items():
+                t, p = record_key_parts(key)
+                planes.setdefault(self._paths[image][p], []).extend(
+                    {"the_t": t, "the_z": int(z), "delta_t": s} for z, s in times.items())
+        try:
+            write_collection(self.root, self._paths, self._infos, planes)
+        except OSError as e:
+            raise self._storage_error(e) from e
 
     def keep_rejected(self, image: str, t: int, z_index: int, frame: np.ndarray, reason: str, p: int = 0) -> str:
         """Store a frame that does not fit ``image`` under ``rejected/`` (never drop data); its path."""
@@ -332,6 +418,7 @@ class Recorder:
                 done.sort()
             if image == "measured":
                 self._times[t] = time.time()
+            self._update_windows(image)
             self._flush_attrs()
 
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
@@ -387,12 +474,15 @@ class Recorder:
                 self._attrs["measured_interval_s"] = cadence
                 if self.geometry.interval_s <= 0 and cadence > 0:
                     self._set_time_scale(cadence)
+            for image in self._paths:
+                self._update_windows(image)
             self._flush_attrs()
+            self._write_collection()
 
     def _set_time_scale(self, seconds: float) -> None:
         try:
             for name, pos in self._arrays:
-                grp = self.root[self.geometry.image_path(name, pos)]
+                grp = self.root[self._paths[name][pos]]
                 ome = grp.attrs["ome"]
                 ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][0] = seconds
                 grp.attrs["ome"] = ome

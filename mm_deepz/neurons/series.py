@@ -70,24 +70,26 @@ def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = Non
 
 def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
     """An image of an mm-deepz container; only its complete time points (full stacks)."""
+    from ..io.layout import MissingImageError, image_group_path, n_positions
     from ..io.recorder import open_container, per_position
 
     root = open_container(path)
     record = root.attrs["mm_deepz"]
-    several = "measured" in root and "0" not in root["measured"]
-    group_path = per_position(image, position, several)
-    if group_path not in root:
-        raise NeuronAnalysisError(f"{path} has no image {group_path!r} (it has: "
-                                  f"{', '.join(k for k in ('measured', 'virtual', 'reference') if k in root)}).")
+    try:
+        group_path = image_group_path(root, image, position)
+    except MissingImageError as e:
+        raise NeuronAnalysisError(f"{path}: {e}") from None
+    several = n_positions(root) > 1
     done = sorted(set(record["completed"].get(image, [])))
     if image == "measured":  # Deep-Z time points hold 1-2 planes, not a stack: only full stacks count
         n_z = root[group_path]["0"].shape[2]
-        key = (lambda t: f"{t}/p{position}") if several else str
-        done = [t for t in done if len(record["planes_measured"].get(key(t), [])) == n_z]
+        done = [t for t in done if len(record["planes_measured"].get(per_position(str(t), position, several), []))
+                == n_z]
     if not done:
         raise NeuronAnalysisError(f"{path}: {image} holds no complete z-stack to analyse (with virtual "
                                   "z-stacking on, measured holds 1-2 planes per time point: use virtual).")
-    return _from_ngff(root[group_path], f"{Path(path).name}/{group_path}", done)
+    title = per_position(image, position, several)
+    return _from_ngff(root[group_path], f"{Path(path).name}/{title}", done)
 
 
 def external_series(path: Path) -> StackSeries:

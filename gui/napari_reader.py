@@ -1,0 +1,86 @@
+"""napari reader (npe2 plugin ``mm-deepz``): a Deep-Z run opens from its root as named layers.
+
+``napari run.ome.zarr`` (or File > Open Folder) gives, for every position, the measured planes,
+each model's virtual stacks and the blind-check reference stacks as image layers in one
+physical space (s, µm: the container's scales and translations, so positions tile and images
+overlay), with the container's colours and display windows, plus the neuron tracks of
+``mm-deepz track`` as tracks layers. Data stays on disk (dask), read as napari shows it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: napari colormap names for the container's channel colours
+COLORMAPS = {"00FF00": "green", "FF00FF": "magenta", "FFFFFF": "gray", "00FFFF": "cyan"}
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Any:
+    """napari's reader hook: :func:`read_run` for an mm-deepz run's folder, None for anything else
+    (napari then asks other readers, e.g. napari-ome-zarr for a plain NGFF image)."""
+    from mm_deepz.io import is_container
+
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(path)
+    return read_run if p.is_dir() and is_container(p) else None
+
+
+def read_run(path: str | list[str]) -> list[LayerData]:
+    """Layers of a run: images (per position) and tracks, as napari ``LayerData`` tuples."""
+    import dask.array as da
+
+    from mm_deepz.io import image_array, image_group_path, image_names, n_positions, open_container
+
+    path = Path(path[0] if isinstance(path, list) else path)
+    root = open_container(path)
+    several = n_positions(root) > 1
+    layers: list[LayerData] = []
+    for p in range(n_positions(root)):
+        for name in image_names(root):
+            arr = image_array(root, name, p)
+            if arr.shape[0] == 0:
+                continue  # nothing written (no blind checks, no time point yet)
+            ome = root[image_group_path(root, name, p)].attrs["ome"]
+            scale, translate = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+            channel = (ome.get("omero") or {}).get("channels", [{}])[0]
+            window = channel.get("window") or {}
+            kwargs: dict[str, Any] = {
+                "name": f"{name} p{p}" if several else name,
+                # (t, z, y, x): the channel axis holds one channel
+                "scale": [scale["scale"][0], *scale["scale"][2:]],
+                "translate": [translate["translation"][0], *translate["translation"][2:]],
+                "colormap": COLORMAPS.get(str(channel.get("color", "")).upper(), "gray"),
+                "blending": "additive",
+                "metadata": {"mm_deepz_image": name, "position": p, "label": channel.get("label", name)},
+            }
+            if "start" in window and "end" in window and window["end"] > window["start"]:
+                kwargs["contrast_limits"] = [window["start"], window["end"]]
+            layers.append((da.from_zarr(arr)[:, 0], kwargs, "image"))
+    layers.extend(_track_layers(path, root))
+    return layers
+
+
+def _track_layers(path: Path, root: Any) -> list[LayerData]:
+    """The run's neuron tracks (``tracks/<image>``) in world units (s, µm), as tracks layers."""
+    import numpy as np
+
+    from mm_deepz.neurons.analyse import TRACKS_GROUP, read_tracks
+
+    if TRACKS_GROUP not in root:
+        return []
+    layers = []
+    for key in sorted(root[TRACKS_GROUP].group_keys()):
+        image = root[f"{TRACKS_GROUP}/{key}"].attrs.get("mm_deepz_tracks", {}).get("image", key)
+        table = read_tracks(path, image)
+        if table.empty:
+            continue
+        data = table[["track", "time_s", "z_um", "y_um", "x_um"]].to_numpy(np.float64)
+        layers.append((data, {"name": f"{image} tracks", "tail_length": 10,
+                              "metadata": {"mm_deepz_tracks": image}}, "tracks"))
+    return layers

@@ -1,0 +1,159 @@
+"""A run's container is an OME-Zarr that validators and viewers open as the run's images.
+
+Each container is checked with the tools users have: yaozarrs and ome-zarr-models (validators),
+ome-zarr-py (its collection finder and image reader) and the OME-XML (ome-types), for the kinds
+of runs there are: single and multi-position, with blind checks, 2 planes, toggled to full
+stacks, interrupted. Containers of the previous layout are still read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaozarrs
+import zarr
+from ome_types import from_xml
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from ome_zarr.utils import find_multiscales
+from ome_zarr_models.v05 import BioFormats2Raw
+from ome_zarr_models.v05 import Image as NgffImage
+from typer.testing import CliRunner
+
+from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
+from acquisition_hooks.infer import infer_missing
+from mm_deepz.cli import app
+from mm_deepz.errors import InputError
+from mm_deepz.io import (
+    Geometry,
+    MissingImageError,
+    Recorder,
+    image_array,
+    image_group_path,
+    image_names,
+    open_container,
+    read_progress,
+    record_key_parts,
+)
+from mm_deepz.io.preview import preview_png
+from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.neurons.series import container_series
+
+Z = (-10.0, 10.0, 1.0)
+NAMES = ["measured", "virtual", "reference"]
+
+
+def _run(session, out, planes=1, time_points=2, toggle_at=None, **settings):
+    model = load_model(shipped_model_path(planes))
+    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z, blind_check_every=1),
+                           RunSettings(out, time_points=time_points, device="cpu", **settings))
+
+    def progress(t, total):
+        if t == toggle_at:
+            run.enabled = False
+
+    run.run(progress=progress)
+    return run
+
+
+RUNS = {
+    "single position, blind checks": {},
+    "two positions": {"positions_xy_um": ((0.0, 0.0), (20.0, 0.0))},
+    "two planes": {"planes": 2},
+    "toggled to full stacks": {"toggle_at": 0},
+}
+
+
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, tmp_path, kind):
+    out = tmp_path / "run.ome.zarr"
+    _run(session, out, **RUNS[kind])
+    n_pos = 2 if kind == "two positions" else 1
+    yaozarrs.validate_zarr_store(out)
+    collection = BioFormats2Raw.from_zarr(zarr.open_group(str(out), mode="r"))
+    assert len(collection.images) == 3 * n_pos
+    root = open_container(out)
+    # ome-zarr-py finds the run's images by name, as napari and its CLI list them
+    found = {name: path for path, name, _ in find_multiscales(out)}
+    expected = NAMES if n_pos == 1 else [f"{n} p{p}" for p in range(n_pos) for n in NAMES]
+    assert list(found) == expected
+    ome = from_xml((out / "OME" / "METADATA.ome.xml").read_text())
+    xml_images = {img.name: img for img in ome.images}
+    for p in range(n_pos):
+        for name in NAMES:
+            path = image_group_path(root, name, p)
+            title = name if n_pos == 1 else f"{name} p{p}"
+            assert found[title] == out / path
+            NgffImage.from_zarr(zarr.open_group(str(out / path), mode="r"))
+            node = next(iter(Reader(parse_url(str(out / path)))()))
+            data = np.asarray(node.data[0])
+            label = node.metadata["channel_names"][0]
+            assert {"measured": "widefield", "virtual": "virtual confocal", "reference": "confocal"}[name] in label
+            if name == "virtual":
+                assert "deepz_" in label  # which model made it
+            lo, hi = node.metadata["contrast_limits"][0]
+            written = data[data > 0]
+            assert written.min() - 1 <= lo < hi <= written.max() + 1  # a window on the data, not 0-4000
+            pixels = xml_images[title].pixels
+            assert pixels.channels[0].emission_wavelength == pytest.approx(525)
+            assert pixels.size_t == data.shape[0]
+    measured_planes = xml_images[expected[0]].pixels.planes
+    by_t = {}
+    for plane in measured_planes:
+        by_t.setdefault(plane.the_t, []).append(plane.delta_t)
+        assert plane.exposure_time == pytest.approx(10.0)
+    assert sorted(by_t) == [0, 1] and max(by_t[0]) < min(by_t[1])  # each frame's own time, in order
+    times = read_progress(out)["frame_times_s"]["measured"]
+    assert sum(len(v) for k, v in times.items() if record_key_parts(k)[1] == 0) == len(measured_planes)
+
+
+def test_an_interrupted_run_is_a_valid_collection_already(tmp_path):
+    """A run killed before it finishes (kill -9, power loss) leaves the collection written at creation."""
+    geometry = Geometry(z_um=(-1.0, 0.0, 1.0), pixel_size_um=0.5, interval_s=1.0, shape_yx=(8, 8))
+    rec = Recorder(tmp_path / "cut.ome.zarr", geometry)
+    rec.write_plane("measured", 0, 1, np.full((8, 8), 120, np.uint16))
+    rec.mark_complete("measured", 0, planes=[1])
+    rec.close()  # no finish
+    yaozarrs.validate_zarr_store(tmp_path / "cut.ome.zarr")
+    assert [name for _, name, _ in find_multiscales(tmp_path / "cut.ome.zarr")] == NAMES
+    assert not read_progress(tmp_path / "cut.ome.zarr")["finished"]
+
+
+def _as_layout_1(out):
+    """Rewrite a container as mm-deepz wrote it before (named folders, a root that is not OME-Zarr)."""
+    root = zarr.open_group(str(out), mode="r+")
+    attrs = dict(root.attrs["mm_deepz"])
+    for name, (path,) in attrs.pop("images").items():
+        (out / path).rename(out / name)
+    attrs.pop("layout")
+    shutil.rmtree(out / "OME")
+    meta = json.loads((out / "zarr.json").read_text())
+    meta["attributes"] = {"mm_deepz": attrs}
+    (out / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_containers_of_the_previous_layout_are_still_read(session, tmp_path):
+    out = tmp_path / "old.ome.zarr"
+    _run(session, out, time_points=2)
+    before = np.asarray(image_array(open_container(out), "virtual"))
+    _as_layout_1(out)
+    root = open_container(out)
+    assert image_group_path(root, "virtual") == "virtual" and image_names(root) == NAMES
+    np.testing.assert_array_equal(image_array(root, "virtual"), before)
+    assert preview_png(out, tmp_path / "old.png", t=1).read_bytes()[:4] == b"\x89PNG"
+    assert container_series(out, "virtual").time_points == (0, 1)
+    res = CliRunner().invoke(app, ["info", str(out)])
+    assert res.exit_code == 0 and "layout" in res.output and "1 (an mm-deepz version" in res.output
+    with pytest.raises(MissingImageError, match="no image 'virtual_other'"):
+        image_group_path(root, "virtual_other")
+    other = load_model(shipped_model_path(1))
+    with torch.no_grad():
+        for w in other.network.parameters():
+            w.mul_(0.5)  # another model (a retrained one)
+    other = other.save(tmp_path / "other.pt")
+    with pytest.raises(InputError, match="older mm-deepz"):
+        infer_missing(out, other, "cpu")
