@@ -36,7 +36,7 @@ import numpy as np
 
 from mm_deepz.engine import InferenceWorker, PlaneBundle, VirtualStack
 from mm_deepz.errors import InputError, WorkerBusy, WorkerClosed
-from mm_deepz.io import Recorder, StorageError
+from mm_deepz.io import STACK_IMAGE, Recorder, StorageError
 from mm_deepz.metrics import stack_scores
 
 from .plan import DeepZPlan
@@ -226,12 +226,17 @@ class DeepZHooks:
             return image, metadata
         t, zi, p = int(axes["time"]), int(axes["z"]), int(axes.get("position", 0))
         image = np.asarray(image)
-        name = "reference" if kind == "reference" else "measured"
+        # a full stack's planes go to the stack image, and its input planes also to the measured image
+        # (which holds Deep-Z's input planes at every time point)
+        names = {"reference": ("reference",), "anchor": ("measured",)}.get(
+            kind, (STACK_IMAGE, "measured") if zi in self._anchors else (STACK_IMAGE,))
+        name = names[0]
         if kind != "reference":  # the next time point may be submitted while this plane is written
             self._note_arrival(kind, t, p)
         try:
             try:
-                self.recorder.write_plane(name, t, zi, image, p=p)
+                for target in names:
+                    self.recorder.write_plane(target, t, zi, image, p=p)
             except InputError as e:
                 where = self.recorder.keep_rejected(name, t, zi, image, str(e), p)
                 self._rejected.add((kind, t, p, zi))
@@ -286,6 +291,8 @@ class DeepZHooks:
                 self.recorder.mark_complete("reference", t, p)
                 self._blind_check(t, p)
             return
+        if kind == "full":
+            self.recorder.mark_complete(STACK_IMAGE, t, p)
         self.recorder.mark_complete("measured", t, p, planes=written)  # flushed before inference
         with self._lock:
             done = self._measured_t.setdefault(t, set())

@@ -126,8 +126,11 @@ def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
     name = model.path.stem if model.path else "model"
     return {
         "measured": ImageInfo(f"{card.input_modality} (measured)", "00FF00",
-                              f"Planes measured by the camera ({plan.input_preset}); Deep-Z time points hold the "
-                              "input plane(s) only, the other planes read 0", emission, plan.anchor_exposure_ms),
+                              f"The input plane(s) of Deep-Z measured by the camera ({plan.input_preset}) at every "
+                              "time point", emission, plan.anchor_exposure_ms),
+        "measured_stack": ImageInfo(f"{card.input_modality} z-stacks (measured)", "00FF00",
+                                    f"Full z-stacks measured by the camera ({plan.input_preset}) while virtual "
+                                    "z-stacking was off", emission, plan.stack_exposure_ms),
         "virtual": ImageInfo(f"virtual {card.target_modality} (Deep-Z, {name})", "FF00FF",
                              f"Stacks synthesized by Deep-Z model {name} from the measured planes", emission),
         "reference": ImageInfo(f"{card.target_modality} (reference)", "FFFFFF",
@@ -154,7 +157,7 @@ class DeepZAcquisition:
         h, w = int(_core_call(core, "getImageHeight")), int(_core_call(core, "getImageWidth"))
         positions = tuple(tuple(map(float, xy)) for xy in settings.positions_xy_um or ((0.0, 0.0),))
         self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w),
-                                 positions_xy_um=positions)
+                                 positions_xy_um=positions, anchor_z_um=tuple(plan.anchor_z()))
         self.recorder = Recorder(settings.output, self.geometry, self._attrs(), overwrite=settings.overwrite,
                                  infos=image_infos(model, plan))
         self.worker = InferenceWorker(self.predictor, max_pending=settings.max_pending)

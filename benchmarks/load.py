@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from acquisition_hooks import AcquisitionRequest
-from mm_deepz.io import read_progress
+from mm_deepz.io import image_array, open_container, read_progress
 
 from .common import rss_mb
 
@@ -42,9 +41,8 @@ def run(time_points: int, frame: int = 64, device: str = "auto") -> dict:
         with request.microscope() as core:
             summary = request.acquisition(core, model, plan, on_image=on_image).run()
         seconds = time.perf_counter() - t0
-        written = zarr.open_group(str(out), mode="r")["measured/0"]
-        anchor = plan.anchor_indices()[0]
-        frames_on_disk = int(sum(np.asarray(written[t, 0, anchor]).any() for t in range(written.shape[0])))
+        written = image_array(open_container(out), "measured")  # the input plane of every time point
+        frames_on_disk = int(sum(np.asarray(written[t, 0, 0]).any() for t in range(written.shape[0])))
         complete = len(read_progress(out)["completed"]["measured"])
     return {"time_points": time_points, "frame": frame, "seconds": round(seconds, 1),
             "frames_requested": time_points, "frames_measured": summary.planes_measured,

@@ -42,7 +42,7 @@ def recorder_mb_s(frames: list[np.ndarray], n: int, out: Path, compression: bool
         rec.write_plane("measured", t, 0, frames[t % len(frames)])
         rec.mark_complete("measured", t, planes=[0])
     seconds = time.perf_counter() - t0
-    on_disk = sum(f.stat().st_size for f in (out / "measured").rglob("*") if f.is_file())
+    on_disk = sum(f.stat().st_size for f in (out / rec.group_path("measured")).rglob("*") if f.is_file())
     return _mb_s(n * frames[0].nbytes, seconds), n * frames[0].nbytes / max(on_disk, 1)
 
 

@@ -383,7 +383,8 @@ class DeepZPanel(QWidget):
                 self._reference.clear()
             return
         self.measured_view.set_image(plane)
-        self.measured_title.setText(f"t={t}, z plane {zi} ({'Deep-Z anchor' if kind == 'anchor' else 'full stack'})")
+        what = "Deep-Z input plane" if kind == "anchor" else "full stack"
+        self.measured_title.setText(f"t={t}, z = {self._z[zi]:+.1f} µm ({what})")
 
     def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
         self.virtual_view.set_stack(stack, z_um, self._pixel_um)

@@ -51,11 +51,14 @@ def test_deepz_exposes_one_plane_per_time_point_and_records_both(session, static
     assert summary.planes_measured == 3 and summary.planes_synthesized == 63
     measured, tr_m = _image(tmp_path / "run.ome.zarr", "measured")
     virtual, tr_v = _image(tmp_path / "run.ome.zarr", "virtual")
-    assert measured.shape == virtual.shape == (3, 1, 21, 128, 128)
-    assert tr_m == tr_v  # measured and virtual overlay exactly
-    assert tr_m[0]["scale"][1:] == [1.0, 1.0, 0.325, 0.325] and tr_m[1]["translation"][2] == -10.0
-    anchor = run.plan.anchor_indices()[0]
-    assert (measured[:, 0, anchor] > 0).all() and measured[:, 0, :anchor].max() == 0
+    # measured holds what was measured: the input plane at its z; virtual the whole requested grid
+    assert measured.shape == (3, 1, 1, 128, 128) and virtual.shape == (3, 1, 21, 128, 128)
+    assert tr_v[0]["scale"][1:] == [1.0, 1.0, 0.325, 0.325] and tr_v[1]["translation"][2] == -10.0
+    assert tr_m[1]["translation"][2] == run.plan.anchor_z()[0] == 0.0
+    # measured and virtual overlay exactly: same t, y, x frame; the measured plane at a grid plane's z
+    assert [tr_m[0]["scale"][i] for i in (0, 3, 4)] == [tr_v[0]["scale"][i] for i in (0, 3, 4)]
+    assert [tr_m[1]["translation"][i] for i in (0, 3, 4)] == [tr_v[1]["translation"][i] for i in (0, 3, 4)]
+    assert (measured.reshape(3, -1).min(axis=1) > 0).all()  # no plane of zeros: every plane was measured
     assert virtual.min() >= 0 and (virtual[:, 0].reshape(3, 21, -1).std(axis=2) > 0).all()
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["measured"] == prog["completed"]["virtual"] == [0, 1, 2]
@@ -74,7 +77,7 @@ def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(s
     measured, _ = _image(tmp_path / "run.ome.zarr", "measured")
     z = run.plan.requested_z()
     truth = np.stack([static_world.expected_photons(100.0, z_um=float(zz), modality="confocal") for zz in z])
-    repeated = np.repeat(measured[0, 0, [run.plan.anchor_indices()[0]]].astype(np.float32), len(z), axis=0)
+    repeated = np.repeat(measured[0, 0, [0]].astype(np.float32), len(z), axis=0)  # the input plane
     ours, _, _ = stack_scores(virtual[0, 0], truth)
     baseline, _, _ = stack_scores(repeated, truth)
     scores = {k: (float(ours[k].mean()), float(baseline[k].mean())) for k in ("ssim", "pcc")}
@@ -94,8 +97,12 @@ def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_p
 
     run.run(progress=flip)
     assert static_world.dose.exposures == 1 + 21 + 21
+    stacks, _ = _image(tmp_path / "run.ome.zarr", "measured_stack")  # made at the first full stack
+    assert stacks.shape == (3, 1, 21, 128, 128)
+    assert (stacks[1:, 0].reshape(2, 21, -1).max(axis=2) > 0).all()  # every plane measured at t=1, 2
     measured, _ = _image(tmp_path / "run.ome.zarr", "measured")
-    assert (measured[1:, 0].reshape(2, 21, -1).max(axis=2) > 0).all()  # every plane measured at t=1, 2
+    np.testing.assert_array_equal(measured[1:, 0, 0], stacks[1:, 0, 10])  # the input plane, at every t
+    assert read_progress(tmp_path / "run.ome.zarr")["completed"]["measured_stack"] == [1, 2]
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["virtual"] == [0] and prog["planes_measured"]["1"] == list(range(21))
 
@@ -151,12 +158,11 @@ def test_positions_get_their_own_images_at_their_stage_place(session, static_wor
     m0, tr0 = _image(tmp_path / "run.ome.zarr", "measured", 0)
     m1, tr1 = _image(tmp_path / "run.ome.zarr", "measured", 1)
     v1, trv = _image(tmp_path / "run.ome.zarr", "virtual", 1)
-    assert m0.shape == m1.shape == v1.shape == (2, 1, 21, 128, 128)
-    assert tr1 == trv  # measured and virtual of one position overlay
+    assert m0.shape == m1.shape == (2, 1, 1, 128, 128) and v1.shape == (2, 1, 21, 128, 128)
+    assert tr1[1]["translation"][3:] == trv[1]["translation"][3:]  # measured and virtual of one position overlay
     assert tr1[1]["translation"][4] - tr0[1]["translation"][4] == pytest.approx(30.0)
     assert tr1[1]["translation"][3] - tr0[1]["translation"][3] == pytest.approx(-20.0)
-    anchor = run.plan.anchor_indices()[0]
-    assert not np.array_equal(m0[0, 0, anchor], m1[0, 0, anchor])  # two different fields of the specimen
+    assert not np.array_equal(m0[0, 0, 0], m1[0, 0, 0])  # two different fields of the specimen
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["measured"] == prog["completed"]["virtual"] == [0, 1]
     assert mm_preview(tmp_path / "run.ome.zarr", tmp_path / "p1.png", t=1, p=1).read_bytes()[:4] == b"\x89PNG"
@@ -183,4 +189,5 @@ def test_pymmcore_plus_mda_runs_the_same_capture(static_world, tmp_path):
     prog = read_progress(tmp_path / "mda.ome.zarr")
     assert prog["completed"]["measured"] == [0, 1, 2] and prog["completed"]["virtual"] == [0, 1]
     assert prog["completed"]["reference"] == [0, 2] and "0" in prog["blind_checks"]
+    assert prog["completed"]["measured_stack"] == [2]  # the full stack, in its own image
     core.unloadAllDevices()

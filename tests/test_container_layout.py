@@ -60,6 +60,22 @@ def _run(session, out, planes=1, time_points=2, toggle_at=None, **settings):
     return run
 
 
+def _napari_layers(path):
+    """The layers napari's viewer gets from the mm-deepz plugin (napari's own plugin discovery)."""
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    viewer = ViewerModel()
+    viewer.open(str(path), plugin="mm-deepz")
+    return list(viewer.layers)
+
+
+def run_plan_anchors(kind):
+    """The input planes (µm) of a kind of run's model."""
+    return (-2.0, 2.0) if kind == "two planes" else (0.0,)
+
+
 RUNS = {
     "single position, blind checks": {},
     "two positions": {"positions_xy_um": ((0.0, 0.0), (20.0, 0.0))},
@@ -73,18 +89,20 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
     out = tmp_path / "run.ome.zarr"
     _run(session, out, **RUNS[kind])
     n_pos = 2 if kind == "two positions" else 1
+    names = NAMES + (["measured_stack"] if kind == "toggled to full stacks" else [])  # full stacks: own image
     yaozarrs.validate_zarr_store(out)
     collection = BioFormats2Raw.from_zarr(zarr.open_group(str(out), mode="r"))
-    assert len(collection.images) == 3 * n_pos
+    assert len(collection.images) == len(names) * n_pos
     root = open_container(out)
+    assert image_names(root) == names
     # ome-zarr-py finds the run's images by name, as napari and its CLI list them
     found = {name: path for path, name, _ in find_multiscales(out)}
-    expected = NAMES if n_pos == 1 else [f"{n} p{p}" for p in range(n_pos) for n in NAMES]
-    assert list(found) == expected
+    expected = names if n_pos == 1 else [f"{n} p{p}" for p in range(n_pos) for n in names]
+    assert sorted(found) == sorted(expected)
     ome = from_xml((out / "OME" / "METADATA.ome.xml").read_text())
     xml_images = {img.name: img for img in ome.images}
     for p in range(n_pos):
-        for name in NAMES:
+        for name in names:
             path = image_group_path(root, name, p)
             title = name if n_pos == 1 else f"{name} p{p}"
             assert found[title] == out / path
@@ -92,16 +110,27 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
             node = next(iter(Reader(parse_url(str(out / path)))()))
             data = np.asarray(node.data[0])
             label = node.metadata["channel_names"][0]
-            assert {"measured": "widefield", "virtual": "virtual confocal", "reference": "confocal"}[name] in label
+            assert {"measured": "widefield (measured)", "virtual": "virtual confocal", "reference": "confocal",
+                    "measured_stack": "widefield z-stacks"}[name] in label
             if name == "virtual":
                 assert "deepz_" in label  # which model made it
             lo, hi = node.metadata["contrast_limits"][0]
             written = data[data > 0]
+            if name == "measured":  # what was measured, at its own z: no plane of zeros
+                assert data.shape[2] == len(run_plan_anchors(kind)) and (data.reshape(len(data), -1).min(1) > 0).all()
             assert written.min() - 1 <= lo < hi <= written.max() + 1  # a window on the data, not 0-4000
             pixels = xml_images[title].pixels
             assert pixels.channels[0].emission_wavelength == pytest.approx(525)
             assert pixels.size_t == data.shape[0]
-    measured_planes = xml_images[expected[0]].pixels.planes
+    # napari, through the mm-deepz plugin: every image as a layer, where the container puts it
+    layers = {layer.name: layer for layer in _napari_layers(out)}
+    assert sorted(layers) == sorted(expected)
+    for title, layer in layers.items():
+        name, p = (title.split(" p") + ["0"])[:2] if n_pos > 1 else (title, "0")
+        ome = root[image_group_path(root, name, int(p))].attrs["ome"]
+        translation = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"]
+        np.testing.assert_allclose(layer.translate, [translation[0], *translation[2:]])
+    measured_planes = xml_images[expected[0]].pixels.planes  # the input planes, at every time point
     by_t = {}
     for plane in measured_planes:
         by_t.setdefault(plane.the_t, []).append(plane.delta_t)

@@ -66,7 +66,7 @@ def test_panel_writes_the_same_container_as_the_cli(qtbot, tmp_path):
     assert _layout(tmp_path / "panel.ome.zarr") == _layout(tmp_path / "cli.ome.zarr")
     panel_data, cli_data = (image_array(open_container(tmp_path / n), "measured")[:]
                             for n in ("panel.ome.zarr", "cli.ome.zarr"))
-    assert (panel_data[:, 0, 10] > 0).all()  # the centre plane of 21 was measured at both time points
+    assert (panel_data[:, 0, 0] > 0).all()  # the input plane (the centre of 21) was measured at both time points
     # same seeded specimen and camera: the same pixels
     np.testing.assert_array_equal(panel_data, cli_data)
 
@@ -91,6 +91,7 @@ def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
     _start_and_wait(qtbot, panel)
     view = panel.virtual_view
     assert panel.measured_view.image is not None and panel.measured_view.image.shape == (128, 128)
+    assert panel.measured_title.text() == "t=1, z = +0.0 µm (Deep-Z input plane)"  # where it is, in µm
     assert view.stack is not None and view.stack.shape == (21, 128, 128)
     view.slider.setValue(0)
     top = view.plane.image.copy()

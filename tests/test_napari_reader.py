@@ -48,13 +48,15 @@ def test_a_run_opens_as_named_layers_in_place_with_contrast_and_tracks(session, 
     assert list(layers) == ["measured p0", "virtual p0", "reference p0", "measured p1", "virtual p1",
                             "reference p1", "virtual_p1 tracks"]
     m0, m1, v1 = layers["measured p0"], layers["measured p1"], layers["virtual p1"]
-    assert m0.data.shape == (3, 21, 64, 64) and layers["reference p0"].data.shape[0] == 3
+    assert m0.data.shape == (3, 1, 64, 64) and v1.data.shape == (3, 21, 64, 64)  # the input plane; the grid
+    assert layers["reference p0"].data.shape[0] == 3
     np.testing.assert_array_equal(np.asarray(v1.data[2]), image_array(open_container(out), "virtual", 1)[2, 0])
     # one physical space: z in µm around the focus, positions side by side, measured and virtual overlaid
-    assert m0.translate[1] == pytest.approx(-10.0) and m0.scale[1] == pytest.approx(1.0)
+    assert v1.translate[1] == pytest.approx(-10.0) and v1.scale[1] == pytest.approx(1.0)
+    assert m0.translate[1] == pytest.approx(0.0)  # the measured plane sits at its own z, inside the stack
     assert m1.translate[3] - m0.translate[3] == pytest.approx(20.0)
-    np.testing.assert_allclose(v1.translate, m1.translate)
-    np.testing.assert_allclose(v1.scale, m1.scale)
+    np.testing.assert_allclose([v1.translate[i] for i in (0, 2, 3)], [m1.translate[i] for i in (0, 2, 3)])
+    np.testing.assert_allclose([v1.scale[i] for i in (0, 2, 3)], [m1.scale[i] for i in (0, 2, 3)])
     z_world = viewer.dims.range[1]
     assert z_world.start == pytest.approx(-10.0) and z_world.stop == pytest.approx(10.0)
     assert (m0.colormap.name, v1.colormap.name, layers["reference p0"].colormap.name) == ("green", "magenta", "gray")

@@ -57,6 +57,8 @@ DEFAULT_INFO = {
     "measured": ImageInfo("widefield (measured)", "00FF00", "Planes measured by the camera"),
     "virtual": ImageInfo("virtual confocal (Deep-Z)", "FF00FF", "Stacks synthesized by Deep-Z from the measured planes"),
     "reference": ImageInfo("confocal (reference)", "FFFFFF", "Stacks scanned for blind checks"),
+    "measured_stack": ImageInfo("widefield z-stacks (measured)", "00FF00",
+                                "Full z-stacks measured by the camera while virtual z-stacking was off"),
 }
 
 

@@ -41,9 +41,8 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     virt = np.asarray(virt_arr[t, 0])
     ref_arr = root[f"{path('reference')}/0"]
     ref = np.asarray(ref_arr[t, 0]) if ref_arr.shape[0] > t else None
-    tr = root[path("virtual")].attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
-    z0, dz = tr[1]["translation"][2], tr[0]["scale"][2]
-    z = z0 + dz * np.arange(virt.shape[0])
+    z = _z_of(root[path("virtual")], virt.shape[0])
+    meas_z = _z_of(root[path("measured")], meas.shape[0])  # the input planes (layout 2) or the whole grid
     measured_idx = [i for i in range(meas.shape[0]) if meas[i].max() > 0]
     if ref is not None and not ref.any():
         ref = None
@@ -56,7 +55,7 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
 
     anchor = measured_idx[len(measured_idx) // 2] if measured_idx else 0
     axes[0, 0].imshow(norm(meas[anchor]), cmap="gray")
-    axes[0, 0].set_title(f"measured plane, z = {z[anchor]:+.1f} µm")
+    axes[0, 0].set_title(f"measured plane, z = {meas_z[anchor]:+.1f} µm")
     vn = norm(virt)
     for k, i in enumerate(show):
         axes[0, k + 1].imshow(vn[i], cmap="magma", vmin=0, vmax=1)
@@ -87,3 +86,9 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     fig.savefig(out, dpi=80)
     plt.close(fig)
     return out
+
+
+def _z_of(group, n: int) -> np.ndarray:
+    """The z (µm) of an NGFF image's ``n`` planes."""
+    tr = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    return tr[1]["translation"][2] + tr[0]["scale"][2] * np.arange(n)

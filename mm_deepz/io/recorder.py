@@ -5,10 +5,14 @@ One container per acquisition (NGFF 0.5, zarr v3), an OME-Zarr collection of ima
 
     run.ome.zarr/     root attrs "mm_deepz": plan, model, versions, dose, progress, where each image is
       OME/            the collection's series and OME-XML
-      0/  measured    (t, c, z, y, x) the camera's planes on the requested z grid: the 1-2 anchor
-                      planes of Deep-Z time points; every plane when virtual z-stacking was off
-      1/  virtual     (t, c, z, y, x) the synthesized stack on the same grid (float32, input ADU)
+      0/  measured    (t, c, z, y, x) Deep-Z's 1-2 input planes as measured, at their own z
+                      (``Geometry.anchor_z_um``), at every time point
+      1/  virtual     (t, c, z, y, x) the synthesized stack on the requested z grid (float32, input ADU)
       2/  reference   (t, c, z, y, x) real target-modality stacks from blind checks
+      3/  measured_stack  full z-stacks measured while virtual z-stacking was off (made at the first)
+
+Callers address planes by their index on the requested z grid in every image; the recorder
+puts an input plane in its place in ``measured``.
 
 A camera frame that does not fit its image (another shape: the ROI or binning changed; values
 that are not 16-bit counts) is never dropped: it is kept as its own array under
@@ -64,7 +68,9 @@ STATE_KEYS = ("completed", "virtual_missing", "virtual_pending", "blind_checks",
 WINDOW_PERCENTILES = (0.1, 99.9)
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
 #: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
-DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16"}
+DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16", "measured_stack": "uint16"}
+#: full z-stacks the camera measured (virtual z-stacking off): made at the first one
+STACK_IMAGE = "measured_stack"
 
 
 #: lossless, and 5x faster than zarr's default zstd on camera frames at a better size ratio
@@ -116,16 +122,32 @@ class Geometry:
     channels: tuple[str, ...] = ("fluorescence",)
     #: stage XY (µm) of each position
     positions_xy_um: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
+    #: z of Deep-Z's input planes, on ``z_um``: the measured image holds these planes only (full
+    #: stacks go to ``measured_stack``); None: the measured image is on the whole grid
+    anchor_z_um: tuple[float, ...] | None = None
+
+    def image_z(self, image: str) -> tuple[float, ...]:
+        """The z planes (µm) of an image."""
+        return self.anchor_z_um if image == "measured" and self.anchor_z_um is not None else self.z_um
+
+    def grid_index(self, z: float) -> int:
+        """Index on ``z_um`` of the plane at ``z`` µm."""
+        return int(np.argmin(np.abs(np.asarray(self.z_um) - z)))
 
     @property
     def z_step_um(self) -> float:
         """Spacing of the z grid (1 for a single plane)."""
-        return float(np.median(np.diff(self.z_um))) if len(self.z_um) > 1 else 1.0
+        return _step(self.z_um)
 
 
-def _ngff_attrs(name: str, g: Geometry, info: ImageInfo, position: int = 0) -> dict:
+def _step(z: tuple[float, ...]) -> float:
+    return float(np.median(np.diff(z))) if len(z) > 1 else 1.0
+
+
+def _ngff_attrs(name: str, g: Geometry, info: ImageInfo, position: int = 0, z: tuple[float, ...] | None = None) -> dict:
     h, w = g.shape_yx
     p = g.pixel_size_um
+    z = z or g.z_um
     x0, y0 = g.positions_xy_um[position] if len(g.positions_xy_um) > 1 else (0.0, 0.0)
     return {"ome": {"version": "0.5", "multiscales": [{
         "name": name,
@@ -136,8 +158,8 @@ def _ngff_attrs(name: str, g: Geometry, info: ImageInfo, position: int = 0) -> d
                  {"name": "x", "type": "space", "unit": "micrometer"}],
         "datasets": [{"path": "0", "coordinateTransformations": [
             # an interval of 0 (as fast as possible) is replaced by the measured cadence on finish
-            {"type": "scale", "scale": [g.interval_s if g.interval_s > 0 else 1.0, 1.0, g.z_step_um, p, p]},
-            {"type": "translation", "translation": [0.0, 0.0, float(g.z_um[0]), y0 - (h - 1) / 2 * p,
+            {"type": "scale", "scale": [g.interval_s if g.interval_s > 0 else 1.0, 1.0, _step(z), p, p]},
+            {"type": "translation", "translation": [0.0, 0.0, float(z[0]), y0 - (h - 1) / 2 * p,
                                                     x0 - (w - 1) / 2 * p]},
         ]}],
     }], "omero": omero(info, (0.0, 4000.0), 65535)}}
@@ -164,22 +186,24 @@ class Recorder:
         self._state: dict[str, Any] = {"completed": {k: [] for k in IMAGES}, "virtual_missing": {},
                                        "blind_checks": {}, "planes_measured": {}, "finished": False,
                                        "frame_times_s": {}}
-        self._infos = {name: info_for(name, infos) for name in IMAGES}
+        self._infos = {**{name: info_for(name, infos) for name in IMAGES}, **(infos or {})}
         self._paths = number_images(IMAGES, len(geometry.positions_xy_um))
+        self._slots = self._anchor_slots()
         try:
             self.root = zarr.create_group(str(self.path), zarr_format=3, overwrite=False)
-            layout = {"layout": LAYOUT_VERSION, "images": self._paths}
-            self.root.attrs["mm_deepz"] = {**(attrs or {}), **layout, **self._state}
+            layout = {"layout": LAYOUT_VERSION, "images": self._paths, "anchor_z_um": geometry.anchor_z_um}
+            self.root.attrs["mm_deepz"] = json_safe({**(attrs or {}), **layout, **self._state})
             self._arrays: dict[tuple[str, int], zarr.Array] = {}
             h, w = geometry.shape_yx
             for name in IMAGES:
+                z = geometry.image_z(name)
                 for pos in range(self.n_positions):
                     grp = self.root.require_group(self._paths[name][pos])
                     title = name if self.n_positions == 1 else f"{name} p{pos}"
-                    grp.attrs.update(_ngff_attrs(title, geometry, self._infos[name], pos))
+                    grp.attrs.update(_ngff_attrs(title, geometry, self._infos[name], pos, z))
                     self._arrays[name, pos] = grp.create_array(
-                        "0", shape=(0, len(geometry.channels), len(geometry.z_um), h, w),
-                        chunks=(1, 1, _z_chunk(name, len(geometry.z_um), h * w * np.dtype(DTYPES[name]).itemsize), h, w),
+                        "0", shape=(0, len(geometry.channels), len(z), h, w),
+                        chunks=(1, 1, _z_chunk(name, len(z), h * w * np.dtype(DTYPES[name]).itemsize), h, w),
                         dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"),
                         compressors=COMPRESSOR if compression else None, config=ARRAY_CONFIG)
             write_collection(self.root, self._paths, self._infos)
@@ -194,6 +218,11 @@ class Recorder:
         self._t0 = time.time()
         self._windows: dict[tuple[str, int], tuple[float, float]] = {}
         self._done_positions: dict[tuple[str, int], set[int]] = {}
+
+    def _anchor_slots(self) -> dict[int, int] | None:
+        """Grid index -> plane of the measured image, when it holds the input planes only."""
+        anchors = self.geometry.anchor_z_um
+        return None if anchors is None else {self.geometry.grid_index(z): i for i, z in enumerate(anchors)}
 
     @classmethod
     def reopen(cls, path: str | Path) -> Recorder:
@@ -213,15 +242,18 @@ class Recorder:
         n_pos = layout_n_positions(rec.root)
         rec._paths = {name: [image_group_path(rec.root, name, p) for p in range(n_pos)]
                       for name in rec._state["completed"]}
-        frames = [rec.root[path] for path in rec._paths["measured"]]
+        frames = [rec.root[path] for path in rec._paths["virtual"]]  # the whole z grid, in every layout
         arr = frames[0]["0"]
         h, w = arr.shape[-2:]
         ts = [g.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"] for g in frames]
         scale, trans = ts[0][0]["scale"], ts[0][1]["translation"]
         positions = tuple((t[1]["translation"][4] + (w - 1) / 2 * scale[4],
                            t[1]["translation"][3] + (h - 1) / 2 * scale[3]) for t in ts) if n_pos > 1 else ((0.0, 0.0),)
+        anchors = attrs.get("anchor_z_um")
         rec.geometry = Geometry(tuple(float(trans[2] + scale[2] * i) for i in range(arr.shape[2])), float(scale[3]),
-                                float(attrs.get("interval_s", 0.0)), (h, w), positions_xy_um=positions)
+                                float(attrs.get("interval_s", 0.0)), (h, w), positions_xy_um=positions,
+                                anchor_z_um=tuple(anchors) if anchors else None)
+        rec._slots = rec._anchor_slots()
         rec._arrays = {(name, pos): rec.root[f"{rec._paths[name][pos]}/0"]
                        for name in rec._state["completed"] for pos in range(rec.n_positions)}
         rec._infos = {name: info_for(name) for name in rec._paths}
@@ -247,6 +279,9 @@ class Recorder:
                     t = int(t_dir.name)
                     key = self._record_key(t, p)
                     planes = sorted(int(z.name) for z in (t_dir / "0").iterdir()) if (t_dir / "0").is_dir() else []
+                    if self._slots is not None:  # planes of the measured image -> planes of the z grid
+                        grid = {slot: zi for zi, slot in self._slots.items()}
+                        planes = sorted(grid[s] for s in planes if s in grid)
                     if planes and key not in self._state["planes_measured"]:
                         self.mark_complete("measured", t, p, planes=planes)
                         recovered.append((t, p))
@@ -262,7 +297,7 @@ class Recorder:
                                  "to it. Make the virtual stacks into a new run, or re-acquire.")
             taken = max(int(path) for paths in self._paths.values() for path in paths) + 1
             self._paths[name] = number_images([name], self.n_positions, start=taken)[name]
-            self._infos[name] = info_for(name)
+            self._infos[name] = self._infos.get(name) or info_for(name)
             for pos in range(self.n_positions):
                 src = self._arrays[like, pos]
                 grp = self.root.require_group(self._paths[name][pos])
@@ -298,8 +333,22 @@ class Recorder:
 
     # -- writing ------------------------------------------------------------------
     def write_plane(self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0, p: int = 0) -> None:
-        """Write one plane (grows the time axis as needed)."""
-        self._write(image, p, t, (c, z_index), plane)
+        """Write the plane ``z_index`` of the z grid (grows the time axis as needed). The measured
+        image takes Deep-Z's input planes only; :data:`STACK_IMAGE` (made at its first plane) full stacks."""
+        if image == STACK_IMAGE and (STACK_IMAGE, p) not in self._arrays:
+            with self._lock:
+                if (STACK_IMAGE, p) not in self._arrays:
+                    self.add_image(STACK_IMAGE, like="reference")
+        self._write(image, p, t, (c, self._plane_of(image, z_index)), plane)
+
+    def _plane_of(self, image: str, z_index: int) -> int:
+        """The plane of ``image`` that holds plane ``z_index`` of the z grid."""
+        if image != "measured" or self._slots is None:
+            return z_index
+        if z_index not in self._slots:
+            raise ValueError(f"Plane {z_index} of the z grid is not one of the measured image's input planes "
+                             f"{sorted(self._slots)}: full stacks go to {STACK_IMAGE!r}.")
+        return self._slots[z_index]
 
     def write_stack(self, image: str, t: int, stack: np.ndarray, c: int = 0, p: int = 0) -> None:
         """Write a whole (z, y, x) stack of time point ``t``."""
@@ -440,7 +489,7 @@ class Recorder:
         with self._lock:
             self._check_intact()
             try:
-                return np.asarray(self._arrays[image, p][t, 0][list(z_indices)])
+                return np.asarray(self._arrays[image, p][t, 0][[self._plane_of(image, z) for z in z_indices]])
             except OSError as e:
                 raise self._storage_error(e) from e
 

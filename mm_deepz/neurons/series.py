@@ -71,17 +71,22 @@ def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = Non
 def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
     """An image of an mm-deepz container; only its complete time points (full stacks)."""
     from ..io.layout import MissingImageError, image_group_path, n_positions
-    from ..io.recorder import open_container, per_position
+    from ..io.recorder import STACK_IMAGE, open_container, per_position
 
     root = open_container(path)
     record = root.attrs["mm_deepz"]
+    several = n_positions(root) > 1
+    # measured z-stacks: their own image (layout 2), or the full-stack time points of measured (layout 1)
+    source = STACK_IMAGE if image == "measured" and "images" in record else image
+    if source == STACK_IMAGE and STACK_IMAGE not in record["images"]:
+        raise NeuronAnalysisError(f"{path}: measured holds no z-stack to analyse (virtual z-stacking was on: "
+                                  "measured holds its 1-2 input planes per time point; use virtual).")
     try:
-        group_path = image_group_path(root, image, position)
+        group_path = image_group_path(root, source, position)
     except MissingImageError as e:
         raise NeuronAnalysisError(f"{path}: {e}") from None
-    several = n_positions(root) > 1
-    done = sorted(set(record["completed"].get(image, [])))
-    if image == "measured":  # Deep-Z time points hold 1-2 planes, not a stack: only full stacks count
+    done = sorted(set(record["completed"].get(source, [])))
+    if source == "measured":  # layout 1: Deep-Z time points hold 1-2 planes, not a stack: only full stacks count
         n_z = root[group_path]["0"].shape[2]
         done = [t for t in done if len(record["planes_measured"].get(per_position(str(t), position, several), []))
                 == n_z]
