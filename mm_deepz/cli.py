@@ -397,8 +397,11 @@ def info_cmd(
             table.add_row(f"{label} {where}", str(what))
     for where, scores in (rec.get("blind_checks") or {}).items():
         table.add_row(f"blind check {where}", _blind_check_line(scores))
+    # the run's errors repeat each missing stack's reason ("t=1, p=0: why"): listed once, above
+    listed = {"t={}, p={}: {}".format(*record_key_parts(k), why) for k, why in (rec.get("virtual_missing") or {}).items()}
     for msg in (rec.get("errors") or []) + (rec.get("warnings") or []):
-        table.add_row("note", msg)
+        if msg not in listed:
+            table.add_row("note", msg)
     Console().print(table)
 
 

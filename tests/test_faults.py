@@ -73,6 +73,8 @@ def test_model_errors_nan_and_oom_mid_run_lose_no_measured_plane(session, tmp_pa
     assert prog["completed"]["virtual"] == [0, 3, 4]  # t=3 recovered by smaller batches
     assert "illegal memory access" in prog["virtual_missing"]["1"] and "NaN" in prog["virtual_missing"]["2"]
     assert summary.virtual_missing == 2 and len(summary.errors) == 2 and summary.stop_reason is None
+    listing = CliRunner().invoke(app, ["info", str(tmp_path / "run.ome.zarr")], env={"COLUMNS": "300"}).output
+    assert listing.count("illegal memory access") == 1 and listing.count("NaN") == 1  # each reason once
     assert predictor.batch_size == 1  # the smaller batch is kept for later stacks
 
 
