@@ -326,7 +326,32 @@ class SimLightSource(_WorldBound, ShutterDevice):
         return self.world.bleach_factor
 
 
-class _SequenceableState(_WorldBound, StateDevice):
+class _StoredState(_WorldBound, StateDevice):
+    """A state device that applies its position to the world, also when it is initialised
+    (``START``), and keeps it once applied (a refused position changes nothing)."""
+
+    START: ClassVar[int] = 0
+
+    def __init__(self, states: Mapping[int, str]) -> None:
+        super().__init__(states)
+        self._state = self.START
+
+    def initialize(self) -> None:
+        super().initialize()
+        self.set_state(self._state)
+
+    def get_state(self) -> int:
+        return self._state
+
+    def set_state(self, position: int) -> None:
+        self._apply(int(position))
+        self._state = int(position)
+
+    def _apply(self, position: int) -> None:
+        raise NotImplementedError
+
+
+class _SequenceableState(_StoredState):
     """A state device whose ``State`` takes hardware sequences while ``Sequence`` is ``On``."""
 
     def __init__(self, states: Mapping[int, str]) -> None:
@@ -370,29 +395,27 @@ class SimLightPath(_SequenceableState):
     def __init__(self) -> None:
         super().__init__(LIGHT_PATHS)
 
+    def initialize(self) -> None:
+        _WorldBound.initialize(self)  # the world's modality stands (the configuration's Startup sets it)
+
     def get_state(self) -> int:
         return next(i for i, label in LIGHT_PATHS.items() if label.lower() == self.world.modality)
 
-    def set_state(self, position: int) -> None:
-        self.world.modality = LIGHT_PATHS[int(position)].lower()  # type: ignore[assignment]
+    def _apply(self, position: int) -> None:
+        self.world.modality = LIGHT_PATHS[position].lower()  # type: ignore[assignment]
 
 
-class SimPortSwitch(_WorldBound, StateDevice):
+class SimPortSwitch(_StoredState):
     """The microscope's light-path switch (Micro-Manager demo's ``Path``): the image goes to the
     eyepiece or to a camera port; the one simulated camera sees it on either camera port."""
 
-    PORTS: ClassVar[dict[int, str]] = {0: "Eyepiece", 1: "Camera-left", 2: "Camera-right"}
+    START = 1
 
     def __init__(self) -> None:
-        super().__init__(self.PORTS)
-        self._state = 1
+        super().__init__({0: "Eyepiece", 1: "Camera-left", 2: "Camera-right"})
 
-    def get_state(self) -> int:
-        return self._state
-
-    def set_state(self, position: int) -> None:
-        self._state = int(position)
-        self.world.light_to_camera = self._state != 0
+    def _apply(self, position: int) -> None:
+        self.world.light_to_camera = position != 0
 
 
 class SimLED(_SequenceableState):
@@ -403,24 +426,16 @@ class SimLED(_SequenceableState):
     COLOURS: ClassVar[dict[int, tuple[str, Band]]] = {
         0: ("UV", Band.around(385, 20)), 1: ("Blue", Band.around(470, 20)),
         2: ("Green", Band.around(550, 20)), 3: ("Red", Band.around(640, 20)), 4: ("White", OPEN)}
+    START = 4
 
     def __init__(self) -> None:
         super().__init__({i: name for i, (name, _) in self.COLOURS.items()})
-        self._state = 4
 
-    def initialize(self) -> None:
-        super().initialize()
-        self.set_state(self._state)
-
-    def get_state(self) -> int:
-        return self._state
-
-    def set_state(self, position: int) -> None:
-        self._state = int(position)
-        self.world.set_light_path(source=self.COLOURS[self._state][1])
+    def _apply(self, position: int) -> None:
+        self.world.set_light_path(source=self.COLOURS[position][1])
 
 
-class _FilterWheel(_WorldBound, StateDevice):
+class _FilterWheel(_StoredState):
     """A ten-position filter wheel; each filter changes one part of the channel's spectrum
     (:class:`~simulators.spectra.LightPathSpectra`); unnamed positions are empty."""
 
@@ -428,20 +443,10 @@ class _FilterWheel(_WorldBound, StateDevice):
     FILTERS: ClassVar[dict[int, tuple[str, Any]]]
 
     def __init__(self) -> None:
-        labels = {i: self.FILTERS.get(i, (f"State-{i}", None))[0] for i in range(10)}
-        super().__init__(labels)
-        self._state = 0
+        super().__init__({i: self.FILTERS.get(i, (f"State-{i}", None))[0] for i in range(10)})
 
-    def initialize(self) -> None:
-        super().initialize()
-        self.set_state(self._state)
-
-    def get_state(self) -> int:
-        return self._state
-
-    def set_state(self, position: int) -> None:
-        self._state = int(position)
-        part = self.FILTERS.get(self._state, ("", None))[1]
+    def _apply(self, position: int) -> None:
+        part = self.FILTERS.get(position, ("", None))[1]
         if part is None and self.PART != "dichroic_cut":  # an empty slot passes everything
             part = OPEN
         self.world.set_light_path(**{self.PART: part})
@@ -482,29 +487,19 @@ OBJECTIVES: dict[str, tuple[float | None, float]] = {
     "40X/0.75 Air": (0.75, 2.0)}
 
 
-class SimObjective(_WorldBound, StateDevice):
+class SimObjective(_StoredState):
     """Objective turret with the one objective the optics model describes."""
 
     TURRET: ClassVar[dict[int, str]] = {0: "20x/0.75 Air"}
-    START = 0
 
     def __init__(self) -> None:
         super().__init__(self.TURRET)
-        self._state = self.START
 
-    def initialize(self) -> None:
-        super().initialize()
-        self.set_state(self._state)
-
-    def get_state(self) -> int:
-        return self._state
-
-    def set_state(self, position: int) -> None:
-        label = self.TURRET.get(int(position), "")
+    def _apply(self, position: int) -> None:
+        label = self.TURRET.get(position, "")
         if label not in OBJECTIVES:
             held = ", ".join(f"{i}: {lbl}" for i, lbl in self.TURRET.items() if lbl in OBJECTIVES)
             raise ValueError(f"Turret position {position} holds no objective; use one of {held}.")
-        self._state = int(position)
         na, ratio = OBJECTIVES[label]
         self.world.set_objective(self.world.base_optics.na if na is None else na, ratio)
 
