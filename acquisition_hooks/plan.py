@@ -56,8 +56,17 @@ class DeepZPlan:
                   **kwargs: object) -> DeepZPlan:
         """A plan with the model's input offsets, checked against its trained range."""
         offs = np.asarray(model.card.input_offsets_um)
-        plan = cls(z_start_um, z_end_um, z_step_um, tuple(offs - offs.mean()), **kwargs)  # type: ignore[arg-type]
-        plan.check_range(model.card.z_range_um)
+        offs = offs - offs.mean()
+        # a range the model cannot cover is the problem to name, before where its input planes fall
+        centre, reach = (z_start_um + z_end_um) / 2, model.card.z_range_um
+        worst = max(abs(z - (centre + o)) for z in (z_start_um, z_end_um) for o in offs)
+        if worst > reach + 1e-6:
+            raise ZRangeError(
+                f"{z_start_um:g} to {z_end_um:g} µm reaches {worst:g} µm from the measured plane(s) but the model was "
+                f"trained for ±{reach:g} µm: narrow the z range to within ±{reach:g} µm of the centre."
+            )
+        plan = cls(z_start_um, z_end_um, z_step_um, tuple(offs), **kwargs)  # type: ignore[arg-type]
+        plan.check_range(reach)
         return plan
 
     def requested_z(self) -> np.ndarray:

@@ -163,7 +163,17 @@ def load_model(path: str | Path) -> DeepZModel:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ModelFileError(f"{path} is not a readable model file (truncated or corrupt?): {e}") from e
+        # torch's own advice for files with Python objects (load with weights_only=False) would let
+        # the file run code: it is never passed on
+        text = str(e)
+        if "Unsupported global" in text:
+            reason = "it holds Python objects besides weights, which mm-deepz never loads (they could run code)"
+        elif "weights only load failed" in text.lower():
+            reason = "it is not a PyTorch weights file"
+        else:
+            reason = text.splitlines()[0] if text else type(e).__name__
+        raise ModelFileError(f"{path} is not a readable mm-deepz model file: {reason}. Use a model made by "
+                             "`mm-deepz train`; if this one was, it is truncated or corrupt: copy it again.") from e
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an mm-deepz model file.")
     version = blob.get("format_version")

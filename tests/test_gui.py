@@ -119,7 +119,9 @@ def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_pat
 
 @pytest.mark.parametrize(("field", "value", "words"), [
     ("z_end", 30.0, "trained for"),
+    ("z_end", 15.0, "trained for"),  # -10 to 15 µm: beyond the range, not "off the grid"
     ("z_step", -1.0, "step must be positive"),
+    ("z_step", 0.01, "2,001 planes; at most 1001"),  # a typo, not an experiment
 ])
 def test_invalid_plan_settings_are_refused_with_a_message(panel, field, value, words):
     assert panel.start_button.isEnabled()

@@ -35,6 +35,15 @@ def test_missing_truncated_and_foreign_files_are_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="not an mm-deepz model"):
         load_model(tmp_path / "other.pt")
+    # a file with Python objects is refused without torch's advice to load it unsafely
+    torch.save({"weights": {}, "obj": ModelFileError("a pickled object")}, tmp_path / "objects.pt")
+    with pytest.raises(ModelFileError, match="Python objects besides weights") as refused:
+        load_model(tmp_path / "objects.pt")
+    assert "weights_only" not in str(refused.value)
+    (tmp_path / "text.pt").write_text("not a model")
+    with pytest.raises(ModelFileError, match="not a PyTorch weights file") as refused:
+        load_model(tmp_path / "text.pt")
+    assert "weights_only" not in str(refused.value)
 
 
 def test_newer_format_and_wrong_weights_are_refused(tmp_path):

@@ -25,6 +25,9 @@ def test_plan_refuses_what_cannot_work():
         DeepZPlan(-10, 10, 1.5, plane_offsets_um=(-2.0, 2.0))
     with pytest.raises(ZRangeError, match="trained for ±4"):
         DeepZPlan.for_model(tiny_model(z_range_um=4.0), -10, 10, 1)
+    # a range beyond the trained one is named as such, also when its centre falls between grid planes
+    with pytest.raises(ZRangeError, match="-10 to 15 µm reaches 12.5 µm .* trained for ±10"):
+        DeepZPlan.for_model(tiny_model(z_range_um=10.0), -10, 15, 1)
 
 
 @pytest.fixture
