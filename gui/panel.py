@@ -10,7 +10,10 @@ thread. :class:`DeepZWindow` is the standalone window of ``mm-deepz gui``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from PyQt5.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -37,7 +41,7 @@ from PyQt5.QtWidgets import (
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, RunSummary
 from acquisition_hooks.request import PHANTOMS
 from mm_deepz.errors import DeepZError
-from mm_deepz.io import next_free_output
+from mm_deepz.io import is_container, next_free_output
 from mm_deepz.modelfile import DeepZModel
 
 from .runner import AcquisitionRunner, LiveStats
@@ -85,6 +89,24 @@ def card_text(model: DeepZModel) -> str:
     return "\n".join(lines)
 
 
+#: what the core's messages call a command-line option, in the panel's own words
+PANEL_WORDS = {
+    "(--overwrite; the panel asks)": "(tick \u201creplace an existing container\u201d; the panel asks before replacing)",
+    "or pass --model": "or choose a model file",
+    "with --model": "in the model field",
+    "(--channel-group)": "(start the panel with `mm-deepz gui --channel-group NAME`)",
+    "with --input-preset": "with `mm-deepz gui --input-preset NAME`",
+    "with --reference-preset": "with `mm-deepz gui --reference-preset NAME`",
+}
+
+
+def in_panel_words(message: str) -> str:
+    """A message with command-line options replaced by what to do in the panel."""
+    for cli, panel in PANEL_WORDS.items():
+        message = message.replace(cli, panel)
+    return message
+
+
 class DeepZPanel(QWidget):
     """Settings, toggle, start/stop and live views of Deep-Z acquisitions."""
 
@@ -100,6 +122,7 @@ class DeepZPanel(QWidget):
         self._finished_output: Path | None = None  # the last run, while it has stacks to make
         self._model_key: tuple | None = None
         self._reference: dict[int, np.ndarray] = {}
+        self._queued = 0  # virtual stacks waiting for the model, as last reported
         self._build(r)
         self._wire()
         self.validate()
@@ -148,6 +171,10 @@ class DeepZPanel(QWidget):
         self.finish_button.setToolTip("The last run ended with virtual stacks still to make (the model was slower "
                                       "than the camera and the run was stopped): make them from its measured planes.")
         self.finish_button.setVisible(False)
+        self.open_button = QPushButton("Open in napari")
+        self.open_button.setToolTip("Open the finished run in napari (its measured, virtual and reference images "
+                                    "and tracks as layers), through mm-deepz's napari plugin.")
+        self.open_button.setVisible(False)
         self.stop_button.setEnabled(False)
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -200,6 +227,7 @@ class DeepZPanel(QWidget):
         s_lay.addWidget(self.throughput)
         s_lay.addWidget(self.message)
         s_lay.addWidget(self.finish_button)
+        s_lay.addWidget(self.open_button)
         s_lay.addStretch(1)
 
         self.measured_view = PlaneView("no measured plane yet")
@@ -249,6 +277,7 @@ class DeepZPanel(QWidget):
         r.neurons.connect(self._on_neurons)
         r.inferred.connect(self._on_inferred)
         self.finish_button.clicked.connect(self._make_remaining)
+        self.open_button.clicked.connect(self._open_in_napari)
         self.show_neurons.toggled.connect(self._toggle_neurons)
         r.progress.connect(lambda done, total: self.progress.setValue(done))
         r.stats.connect(self._on_stats)
@@ -291,7 +320,7 @@ class DeepZPanel(QWidget):
             try:
                 _, plan = request.prepare(self._model_for(request.model_path))
             except DeepZError as e:
-                problem = str(e)
+                problem = in_panel_words(str(e))
             else:
                 self.inputs.setText(f"{len(plan.anchor_z())} measured at z = "
                                     + ", ".join(f"{z:+.1f}" for z in plan.anchor_z())
@@ -315,7 +344,9 @@ class DeepZPanel(QWidget):
         return self.model
 
     def _show_message(self, text: str | None, error: bool = False) -> None:
-        self.message.setText(text or "")
+        if not text and self.device.currentText() == "cuda" and not _gpu_available():
+            text = "No GPU on this computer: Deep-Z will run on the CPU (slower)."
+        self.message.setText(in_panel_words(text or ""))
         self.message.setStyleSheet("color: #c62828;" if error else "color: palette(text);")
 
     def _browse_model(self) -> None:
@@ -343,6 +374,10 @@ class DeepZPanel(QWidget):
         if not self.validate():
             return
         request = self.request()
+        if request.overwrite and request.output.is_dir() and is_container(request.output) and not self._confirm(
+                "Replace the run?", f"{request.output} holds an mm-deepz run. Replace it? It is deleted once the "
+                "new run's container exists."):
+            return
         try:
             self.runner.start(request)
         except (DeepZError, RuntimeError) as e:
@@ -350,15 +385,41 @@ class DeepZPanel(QWidget):
             return
         self.summary = None
         self._reference.clear()
+        self._clear_views()
         self.progress.setRange(0, request.time_points)
         self.progress.setValue(0)
         self._set_running(True)
         self._show_message("Opening the microscope…")
 
+    def _open_in_napari(self) -> None:
+        """The finished run in napari, in its own process (the panel stays usable)."""
+        subprocess.Popen([sys.executable, "-m", "napari", "--plugin", "mm-deepz", str(self._finished_output)])
+        self._show_message(f"Opening {self._finished_output} in napari…")
+
+    def _clear_views(self) -> None:
+        """Nothing of the last run stays on screen when a new one starts."""
+        self.measured_view.clear()
+        self.measured_title.setText("latest measured plane")
+        for view in (self.virtual_view, self.reference_view):
+            view.clear()
+        self.dose.setValue(0)
+        self.dose.setFormat("light: -")
+        self.throughput.setText("model: -")
+        self.finish_button.setVisible(False)
+        self.open_button.setVisible(False)
+
+    def _confirm(self, title: str, question: str) -> bool:
+        """Ask the user (Yes / No, No the default)."""
+        answer = QMessageBox.question(self, title, question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
+
     def stop(self) -> None:
         """Stop the running acquisition after the event in progress."""
         self.runner.stop()
-        self._show_message("Stopping after the current event; measured data is kept…")
+        waiting = (f"; {self._queued} virtual stack(s) queued for the model are made or listed to make later"
+                   if self._queued else "")
+        self._show_message("Stopping: the frame being exposed is finished and written, measured data is kept"
+                           f"{waiting}…")
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -429,6 +490,7 @@ class DeepZPanel(QWidget):
             self.dose.setFormat(f"light: {s.exposure_s:.2f} s of {s.exposure_full_stack_s:.2f} s as full stacks "
                                 f"({s.exposure_full_stack_s / max(s.exposure_s, 1e-9):.1f}x less"
                                 + (", blind checks included)" if s.blind_checks else ")"))
+        self._queued = s.pending
         if s.virtual_planes_per_s:
             self.throughput.setText(f"model: {s.virtual_planes_per_s:.1f} virtual planes/s, latency "
                                     f"{s.latency_s:.2f} s, {s.pending} queued")
@@ -439,7 +501,7 @@ class DeepZPanel(QWidget):
         self._set_running(False)
         text = (f"{'Stopped' if summary.aborted else 'Done'}: {summary.time_points} time points, "
                 f"{summary.planes_measured} planes measured, {summary.planes_synthesized} synthesized, "
-                f"{summary.seconds:.1f} s → {summary.output}")
+                f"{summary.seconds:.1f} s → {Path(summary.output).resolve()}")
         if summary.stop_reason and summary.stop_reason != "aborted by the user":
             text += f"\nStopped because: {summary.stop_reason}"
         if summary.errors:
@@ -448,8 +510,9 @@ class DeepZPanel(QWidget):
             text += f"\n{warning}"
         if summary.virtual_pending:
             text += f"\n{summary.virtual_pending} virtual stacks are still to make from the measured planes."
-        self._finished_output = Path(summary.output)
+        self._finished_output = Path(summary.output).resolve()
         self.finish_button.setVisible(bool(summary.virtual_pending))
+        self.open_button.setVisible(_napari_installed())
         self._show_message(text, error=bool(summary.errors or summary.warnings))
         self._next_output()
         self._problem()
@@ -462,11 +525,25 @@ class DeepZPanel(QWidget):
         self._problem()
 
     def closeEvent(self, event) -> None:
-        """Stop a running acquisition (bounded wait) before the panel goes."""
+        """Ask before a running acquisition is stopped; stop it (bounded wait) before the panel goes."""
         if self.runner.running:
-            self.runner.stop()
+            if not self._confirm("Stop the acquisition?", "An acquisition is running. Stop it and close? What was "
+                                 "measured so far is kept in its container."):
+                event.ignore()
+                return
+            self.stop()
             self.runner.wait(30)
         super().closeEvent(event)
+
+
+def _napari_installed() -> bool:
+    return importlib.util.find_spec("napari") is not None
+
+
+def _gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class DeepZWindow(QMainWindow):
@@ -480,6 +557,8 @@ class DeepZWindow(QMainWindow):
         self.resize(1400, 820)
 
     def closeEvent(self, event) -> None:
-        """Close the panel (which stops a running acquisition)."""
-        self.panel.close()
+        """Close the panel (which asks before it stops a running acquisition)."""
+        if not self.panel.close():
+            event.ignore()
+            return
         super().closeEvent(event)

@@ -42,6 +42,7 @@ class PlaneView(QWidget):
         self.points = np.empty((0, 2))
         self.aspect = 1.0
         self._display_px = display_px
+        self._placeholder = placeholder
         self._label = QLabel(placeholder)
         self._label.setAlignment(Qt.AlignCenter)
         self._label.setMinimumSize(display_px // 2, display_px // 2)
@@ -71,6 +72,12 @@ class PlaneView(QWidget):
         self.image = np.asarray(image)
         self.aspect = aspect
         self._render()
+
+    def clear(self) -> None:
+        """Show the placeholder again (a new run starts: nothing of the last one stays on screen)."""
+        self.image, self.points = None, np.empty((0, 2))
+        self._label.clear()
+        self._label.setText(self._placeholder)
 
     def set_points(self, yx_px: np.ndarray) -> None:
         """Circle these (row, column) positions on the image (an empty array clears them)."""
@@ -116,6 +123,7 @@ class StackView(QGroupBox):
 
     def __init__(self, title: str, parent: QWidget | None = None):
         super().__init__(title, parent)
+        self._title = title
         self.stack: np.ndarray | None = None
         self.z_um: np.ndarray | None = None
         #: neurons of the shown stack (DataFrame with z_um, y_um, x_um) and the pixel size, or None
@@ -150,6 +158,15 @@ class StackView(QGroupBox):
         step = float(np.median(np.diff(self.z_um))) if n > 1 else pixel_size_um
         self.xz.set_image(self.stack[:, self.stack.shape[1] // 2, :], aspect=step / pixel_size_um)
         self._show_plane(self.slider.value())
+
+    def clear(self) -> None:
+        """Back to the empty view with its first title (a new run starts)."""
+        self.stack, self.z_um, self.neurons = None, None, None
+        self.slider.setEnabled(False)
+        self.z_label.setText("z: -")
+        self.plane.clear()
+        self.xz.clear()
+        self.setTitle(self._title)
 
     def set_neurons(self, neurons: object, pixel_size_um: float) -> None:
         """Mark these neurons (µm; z absolute, y and x from the frame's corner) on the planes they are

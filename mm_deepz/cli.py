@@ -336,21 +336,29 @@ def gui_cmd(
     port: Annotated[int, typer.Option(help="Micro-Manager's pycro-manager port (with --connect).")] = 4827,
     output: Annotated[Path, typer.Option("--output", "-o", help="Default OME-Zarr container.")] = Path(
         "deepz_run.ome.zarr"),
+    config: Annotated[str | None, typer.Option(help="Simulator's configuration file; 'mmdemo' for the one with "
+                                                    "Micro-Manager's demo-config names.")] = None,
+    channel_group: Annotated[str, typer.Option(help="Config group that switches the light path.")] = "Channel",
+    input_preset: Annotated[str, typer.Option(help="Its preset for the measured (widefield) planes.")] = "Widefield",
+    reference_preset: Annotated[str, typer.Option(help="Its preset for blind-check reference stacks.")] = "Confocal",
 ) -> None:
     """The Deep-Z panel: settings, the virtual z-stacking toggle, live measured and virtual views."""
     from acquisition_hooks import AcquisitionRequest
 
+    microscope = {"connect": connect, "port": port, "config": _simulator_config(config),
+                  "channel_group": channel_group, "input_preset": input_preset, "reference_preset": reference_preset}
+
     if screenshot is None:
         from gui.app import run_window
 
-        raise typer.Exit(run_window(AcquisitionRequest(output, connect=connect, port=port)))
+        raise typer.Exit(run_window(AcquisitionRequest(output, **microscope)))
     import tempfile
 
     from gui.screenshot import render_screenshot
 
     with tempfile.TemporaryDirectory() as tmp:
         request = AcquisitionRequest(Path(tmp) / "screenshot.ome.zarr", time_points=5, blind_check_every=4,
-                                     connect=connect, port=port)
+                                     **microscope)
         typer.echo(f"wrote {render_screenshot(screenshot, request, virtual_plane=4)}")
 
 

@@ -1,6 +1,7 @@
 """The Qt panel on the simulator (pytest-qt, offscreen): runs, toggle, views, refusals, screenshot."""
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -204,3 +205,82 @@ def test_a_run_stopped_with_stacks_to_make_offers_to_finish_them(qtbot, tmp_path
         qtbot.mouseClick(panel.finish_button, 1)
     assert "is complete" in panel.message.text() and not panel.finish_button.isVisibleTo(panel)
     assert read_progress(tmp_path / "panel.ome.zarr")["completed"]["virtual"] == list(range(10))
+
+
+class _Answers:
+    """QMessageBox.question, answered by the test as a user would click (recording what was asked)."""
+
+    def __init__(self, monkeypatch, answer):
+        from PyQt5.QtWidgets import QMessageBox
+
+        self.asked, self.answer = [], answer
+        monkeypatch.setattr(QMessageBox, "question", self)
+
+    def __call__(self, parent, title, text, *buttons):
+        from PyQt5.QtWidgets import QMessageBox
+
+        self.asked.append((title, text))
+        return QMessageBox.Yes if self.answer else QMessageBox.No
+
+
+def test_replacing_a_run_asks_first_and_no_keeps_it(qtbot, panel, tmp_path, monkeypatch):
+    _start_and_wait(qtbot, panel)
+    first = tmp_path / "panel.ome.zarr"
+    before = read_progress(first)
+    panel.output.setText(str(first))  # back to the finished run ...
+    panel.overwrite.click()  # ... and ticked "replace", as a user would
+    answers = _Answers(monkeypatch, answer=False)
+    qtbot.mouseClick(panel.start_button, 1)
+    assert len(answers.asked) == 1 and str(first) in answers.asked[0][1]
+    assert not panel.runner.running and read_progress(first) == before  # "No": nothing started, nothing replaced
+    answers.answer = True
+    with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.start_button, 1)
+    assert len(answers.asked) == 2 and read_progress(first)["finished"]
+
+
+def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monkeypatch):
+    panel = DeepZPanel(_request(tmp_path, time_points=100, interval_s=0.5))
+    qtbot.addWidget(panel)
+    qtbot.mouseClick(panel.start_button, 1)
+    qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=RUN_TIMEOUT_MS)
+    answers = _Answers(monkeypatch, answer=False)
+    assert not panel.close() and panel.runner.running  # "No": the run goes on
+    assert "running" in answers.asked[0][1]
+    answers.answer = True
+    assert panel.close()
+    assert panel.runner.wait(30) and not panel.runner.running
+    assert read_progress(tmp_path / "panel.ome.zarr")["completed"]["measured"]  # what was measured is kept
+
+
+def test_a_new_run_starts_with_empty_views_and_the_finished_one_opens_in_napari(qtbot, tmp_path, monkeypatch):
+    panel = DeepZPanel(_request(tmp_path, time_points=1, blind_check_every=1))
+    qtbot.addWidget(panel)
+    _start_and_wait(qtbot, panel)
+    assert panel.reference_view.stack is not None and "less" in panel.dose.format()
+    finished = (tmp_path / "panel.ome.zarr").resolve()
+    assert str(finished) in panel.message.text()  # where the data is, as a full path
+    launched = []
+    monkeypatch.setattr("gui.panel.subprocess.Popen", lambda args: launched.append(args))
+    assert not panel.open_button.isHidden()  # offered once a run has finished (napari is installed)
+    qtbot.mouseClick(panel.open_button, 1)
+    assert launched == [[sys.executable, "-m", "napari", "--plugin", "mm-deepz", str(finished)]]
+    with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.start_button, 1)
+        # at once: nothing of the last run on screen
+        assert panel.reference_view.stack is None and panel.virtual_view.stack is None
+        assert panel.measured_view.image is None and panel.dose.format() == "light: -"
+        assert panel.open_button.isHidden()
+
+
+def test_messages_speak_of_the_panel_not_of_command_line_options(qtbot, panel, tmp_path):
+    import torch
+
+    _start_and_wait(qtbot, panel)
+    panel.output.setText(str(tmp_path / "panel.ome.zarr"))  # an existing run, "replace" not ticked
+    text = panel.message.text()
+    assert "replace an existing container" in text and "--overwrite" not in text
+    panel.output.setText(str(tmp_path / "new.ome.zarr"))
+    panel.device.setCurrentText("cuda")
+    assert ("No GPU on this computer" in panel.message.text()) == (not torch.cuda.is_available())
+    assert panel.start_button.isEnabled()  # a note, not a refusal: Deep-Z runs on the CPU
