@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PyQt5.QtCore import QSettings
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -82,11 +83,32 @@ def card_text(model: DeepZModel) -> str:
              f"trained range: ±{c.z_range_um:g} µm from an input plane",
              f"optics: pixel {o.pixel_size_um:g} µm" + (f", {optics}" if optics else ""),
              f"{c.input_modality} → {c.target_modality}"]
-    lines += [f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in c.metrics.items()]
+    lines += _metric_lines(c.metrics)
     trained = c.provenance.get("steps_done"), c.provenance.get("hardware")
     if trained[0]:
         lines.append(f"trained {trained[0]} steps on {trained[1]}")
     return "\n".join(lines)
+
+
+def _metric_lines(metrics: dict) -> list[str]:
+    """The card's figures, rounded and explained (the blind test against its two baselines)."""
+    lines = []
+    blind = metrics.get("blind") or {}
+    if blind:
+        lines.append(f"blind test ({len(blind.get('pairs', []))} specimens never trained on), virtual "
+                     "(repeated input plane, scanned widefield stack):")
+        for key, name, unit, digits in (("ssim", "SSIM", "", 3), ("pcc", "PCC", "", 3), ("psnr", "PSNR", " dB", 1)):
+            m = blind.get(f"mean_{key}") or {}
+            if m:
+                lines.append(f"  {name} {m['virtual']:.{digits}f}{unit} ({m['repeated']:.{digits}f}, "
+                             f"{m['widefield']:.{digits}f})")
+        if margin := blind.get("margin_over_baselines"):
+            leads = ", ".join(f"{name} {margin[key]:+.{digits}f}" for key, name, digits in
+                              (("ssim", "SSIM", 3), ("pcc", "PCC", 3), ("psnr", "PSNR", 2)) if key in margin)
+            lines.append(f"  smallest lead over the better baseline at any defocus: {leads} "
+                         "(negative: a baseline is better at some defocus)")
+    lines += [f"{k.replace('_', ' ')}: {v:.4g}" for k, v in metrics.items() if isinstance(v, float)]
+    return lines
 
 
 #: what the core's messages call a command-line option, in the panel's own words
@@ -124,7 +146,37 @@ class DeepZPanel(QWidget):
         self._reference: dict[int, np.ndarray] = {}
         self._queued = 0  # virtual stacks waiting for the model, as last reported
         self._build(r)
+        self._defaults = {key: _value(w) for key, w in self._remembered().items()}  # what "reset" goes back to
         self._wire()
+        self.validate()
+
+    # -- settings remembered between sessions ----------------------------------------------
+    def _remembered(self) -> dict[str, QWidget]:
+        """The fields kept between sessions (the microscope comes from how the panel is started)."""
+        return {"phantom": self.phantom, "model_choice": self.model_choice, "model_path": self.model_path,
+                "z_start": self.z_start, "z_end": self.z_end, "z_step": self.z_step, "exposure": self.exposure,
+                "time_points": self.time_points, "interval": self.interval, "blind_check": self.blind,
+                "device": self.device, "output": self.output, "virtual_z_stacking": self.toggle}
+
+    def save_settings(self, settings: QSettings) -> None:
+        """Remember the fields (``QSettings``)."""
+        for key, widget in self._remembered().items():
+            settings.setValue(key, _value(widget))
+
+    def restore_settings(self, settings: QSettings) -> None:
+        """The fields as last remembered; the output moves on to a name that is free."""
+        for key, widget in self._remembered().items():
+            if settings.contains(key):
+                _set_value(widget, settings.value(key))
+        if self.output.text().strip():
+            self.output.setText(str(next_free_output(Path(self.output.text().strip()))))
+        self.validate()
+
+    def reset_settings(self, settings: QSettings) -> None:
+        """Forget what was remembered; the fields go back to their defaults."""
+        settings.clear()
+        for key, widget in self._remembered().items():
+            _set_value(widget, self._defaults[key])
         self.validate()
 
     # -- layout ----------------------------------------------------------------------------
@@ -536,6 +588,31 @@ class DeepZPanel(QWidget):
         super().closeEvent(event)
 
 
+def _value(widget: QWidget) -> object:
+    """A field's value (what QSettings keeps)."""
+    if isinstance(widget, QComboBox):
+        return widget.currentText()
+    if isinstance(widget, QCheckBox):
+        return widget.isChecked()
+    if isinstance(widget, QLineEdit):
+        return widget.text()
+    return widget.value()  # type: ignore[attr-defined]
+
+
+def _set_value(widget: QWidget, value: object) -> None:
+    """Set a field from a remembered value (QSettings gives text from its file)."""
+    if isinstance(widget, QComboBox):
+        widget.setCurrentText(str(value))
+    elif isinstance(widget, QCheckBox):
+        widget.setChecked(str(value).lower() in ("true", "1"))
+    elif isinstance(widget, QLineEdit):
+        widget.setText(str(value))
+    elif isinstance(widget, QSpinBox):
+        widget.setValue(int(float(str(value))))
+    else:
+        widget.setValue(float(str(value)))  # type: ignore[attr-defined]
+
+
 def _napari_installed() -> bool:
     return importlib.util.find_spec("napari") is not None
 
@@ -549,16 +626,21 @@ def _gpu_available() -> bool:
 class DeepZWindow(QMainWindow):
     """The standalone window of ``mm-deepz gui``."""
 
-    def __init__(self, request: AcquisitionRequest | None = None):
+    def __init__(self, request: AcquisitionRequest | None = None, settings: QSettings | None = None):
         super().__init__()
         self.setWindowTitle("mm-deepz: virtual z-stacking")
+        self.settings = settings or QSettings("mm-deepz", "panel")
         self.panel = DeepZPanel(request)
+        self.panel.restore_settings(self.settings)
         self.setCentralWidget(self.panel)
+        self.reset_action = self.menuBar().addMenu("Settings").addAction("Reset to defaults")
+        self.reset_action.triggered.connect(lambda: self.panel.reset_settings(self.settings))
         self.resize(1400, 820)
 
     def closeEvent(self, event) -> None:
-        """Close the panel (which asks before it stops a running acquisition)."""
+        """Close the panel (which asks before it stops a running acquisition); remember its fields."""
         if not self.panel.close():
             event.ignore()
             return
+        self.panel.save_settings(self.settings)
         super().closeEvent(event)

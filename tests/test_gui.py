@@ -1,6 +1,7 @@
 """The Qt panel on the simulator (pytest-qt, offscreen): runs, toggle, views, refusals, screenshot."""
 
 import json
+import re
 import sys
 import time
 
@@ -140,6 +141,9 @@ def test_missing_model_file_is_refused_with_a_message(panel, tmp_path):
     assert not panel.start_button.isEnabled()
     panel.model_choice.setCurrentIndex(1)  # back to the shipped 2-plane model: fine again
     assert panel.start_button.isEnabled() and "2 plane(s)" in panel.card.toPlainText()
+    card = panel.card.toPlainText()  # readable: rounded figures with their baselines, no raw dicts
+    assert "blind test" in card and "scanned widefield" in card and "{" not in card
+    assert not re.search(r"\d\.\d{5,}", card)
 
 
 def test_existing_output_is_refused_before_the_microscope_opens(qtbot, panel, tmp_path):
@@ -284,3 +288,31 @@ def test_messages_speak_of_the_panel_not_of_command_line_options(qtbot, panel, t
     panel.device.setCurrentText("cuda")
     assert ("No GPU on this computer" in panel.message.text()) == (not torch.cuda.is_available())
     assert panel.start_button.isEnabled()  # a note, not a refusal: Deep-Z runs on the CPU
+
+
+def test_settings_are_remembered_between_sessions_and_can_be_reset(qtbot, tmp_path):
+    from PyQt5.QtCore import QSettings
+
+    from gui.panel import DeepZWindow
+
+    ini = str(tmp_path / "panel.ini")
+    window = DeepZWindow(_request(tmp_path), QSettings(ini, QSettings.IniFormat))
+    qtbot.addWidget(window)
+    p = window.panel
+    p.model_choice.setCurrentIndex(1)  # the 2-plane model
+    p.z_start.setValue(-8.0)
+    p.z_end.setValue(8.0)
+    p.exposure.setValue(25.0)
+    p.time_points.setValue(7)
+    p.toggle.setChecked(False)
+    assert window.close()  # remembers the fields
+    again = DeepZWindow(_request(tmp_path), QSettings(ini, QSettings.IniFormat))  # the next session
+    qtbot.addWidget(again)
+    q = again.panel
+    assert (q.model_choice.currentIndex(), q.z_start.value(), q.z_end.value(), q.exposure.value(),
+            q.time_points.value(), q.toggle.isChecked()) == (1, -8.0, 8.0, 25.0, 7, False)
+    assert q.start_button.isEnabled(), q.message.text()  # the remembered plan is valid for the remembered model
+    again.reset_action.trigger()
+    assert (q.model_choice.currentIndex(), q.z_start.value(), q.z_end.value(), q.exposure.value(),
+            q.time_points.value(), q.toggle.isChecked()) == (0, -10.0, 10.0, 10.0, 2, True)
+    assert QSettings(ini, QSettings.IniFormat).allKeys() == []
