@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PyQt5.QtCore import QSettings
+from PyQt5.QtCore import QSettings, Qt
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,6 +34,7 @@ from PyQt5.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -198,6 +199,7 @@ class DeepZPanel(QWidget):
         self.card.setReadOnly(True)
         self.card.setMaximumHeight(130)
         self.inputs = QLabel("-")
+        self.inputs.setWordWrap(True)
         self.z_start = _spin(-1000, 1000, r.z_start_um, suffix=" µm")
         self.z_end = _spin(-1000, 1000, r.z_end_um, suffix=" µm")
         # the step may be typed negative on purpose: the plan then says what is wrong
@@ -238,22 +240,26 @@ class DeepZPanel(QWidget):
         self.dose.setFormat("light: -")
         self.dose.setToolTip("Exposure used so far, as a fraction of the same time points taken as full z-stacks")
         self.throughput = QLabel("model: -")
+        self.throughput.setWordWrap(True)
 
-        form = QFormLayout()
+        form = QFormLayout()  # one or two fields a row: the panel fits a 1280-pixel-wide screen
         mic = QHBoxLayout()
-        for w in (self.backend, QLabel("port"), self.port, QLabel("specimen"), self.phantom):
+        for w in (self.backend, QLabel("port"), self.port):
             mic.addWidget(w)
         form.addRow("microscope", mic)
+        form.addRow("specimen", self.phantom)
+        form.addRow("model", self.model_choice)
         model_row = QHBoxLayout()
-        for w in (self.model_choice, self.model_path, self.browse_model):
+        for w in (self.model_path, self.browse_model):
             model_row.addWidget(w)
-        form.addRow("model", model_row)
+        form.addRow("model file", model_row)
         form.addRow("model card", self.card)
         form.addRow("input planes", self.inputs)
         z_row = QHBoxLayout()
-        for w in (self.z_start, QLabel("to"), self.z_end, QLabel("step"), self.z_step):
+        for w in (self.z_start, QLabel("to"), self.z_end):
             z_row.addWidget(w)
         form.addRow("virtual z", z_row)
+        form.addRow("z step", self.z_step)
         form.addRow("anchor exposure", self.exposure)
         tl = QHBoxLayout()
         for w in (self.time_points, QLabel("every"), self.interval):
@@ -284,6 +290,7 @@ class DeepZPanel(QWidget):
 
         self.measured_view = PlaneView("no measured plane yet")
         self.measured_title = QLabel("latest measured plane")
+        self.measured_title.setWordWrap(True)
         measured = QGroupBox("Measured")
         m_lay = QVBoxLayout(measured)
         m_lay.addWidget(self.measured_title)
@@ -302,8 +309,13 @@ class DeepZPanel(QWidget):
         views.addWidget(measured, 0, 0)
         views.addWidget(self.virtual_view, 0, 1)
         views.addWidget(self.reference_view, 1, 1)
+        scroll = QScrollArea()  # the settings scroll where the screen is short (1280x800 laptops)
+        scroll.setWidget(settings)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
         lay = QHBoxLayout(self)
-        lay.addWidget(settings)
+        lay.addWidget(scroll)
         lay.addLayout(views, 1)
 
     def _wire(self) -> None:
@@ -539,9 +551,12 @@ class DeepZPanel(QWidget):
     def _on_stats(self, s: LiveStats) -> None:
         if s.exposure_full_stack_s > 0:
             self.dose.setValue(round(1000 * min(s.exposure_s / s.exposure_full_stack_s, 1.0)))
-            self.dose.setFormat(f"light: {s.exposure_s:.2f} s of {s.exposure_full_stack_s:.2f} s as full stacks "
-                                f"({s.exposure_full_stack_s / max(s.exposure_s, 1e-9):.1f}x less"
-                                + (", blind checks included)" if s.blind_checks else ")"))
+            # short enough for the bar; the tooltip says the rest
+            self.dose.setFormat(f"light: {s.exposure_s:.2f} of {s.exposure_full_stack_s:.2f} s "
+                                f"({s.exposure_full_stack_s / max(s.exposure_s, 1e-9):.1f}x less)")
+            self.dose.setToolTip(f"Exposure used so far, {s.exposure_s:.2f} s, against {s.exposure_full_stack_s:.2f} s "
+                                 "for the same time points as full z-stacks"
+                                 + (" (blind-check reference stacks included in both)" if s.blind_checks else ""))
         self._queued = s.pending
         if s.virtual_planes_per_s:
             self.throughput.setText(f"model: {s.virtual_planes_per_s:.1f} virtual planes/s, latency "

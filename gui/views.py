@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PyQt5.QtCore import QPointF, Qt
+from PyQt5.QtCore import QPointF, QSize, Qt
 from PyQt5.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
@@ -46,7 +46,8 @@ class PlaneView(QWidget):
         self._label = QLabel(placeholder)
         self._label.setAlignment(Qt.AlignCenter)
         self._label.setMinimumSize(display_px // 2, display_px // 2)
-        self._label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        # the image follows the room the window gives it (its pixmap does not push the layout)
+        self._label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
         self._label.setStyleSheet("background: black; color: grey;")
         self.auto = QCheckBox("auto")
         self.auto.setChecked(True)
@@ -55,13 +56,17 @@ class PlaneView(QWidget):
             spin.setRange(-1e9, 1e9)
             spin.setDecimals(1)
             spin.setToolTip(tip)
+            spin.setButtonSymbols(QDoubleSpinBox.NoButtons)
+            spin.setMinimumWidth(52)
+            spin.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)  # narrow windows: the view keeps its room
             spin.valueChanged.connect(self._manual)
         self.auto.toggled.connect(self._render)
+        self.auto.setToolTip("contrast: auto (1st-99.9th percentile of what is shown) or the black and white "
+                             "levels typed beside it")
         row = QHBoxLayout()
-        row.addWidget(QLabel("contrast"))
         row.addWidget(self.auto)
-        row.addWidget(self.low)
-        row.addWidget(self.high)
+        row.addWidget(self.low, 1)
+        row.addWidget(self.high, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self._label, 1)
@@ -71,6 +76,10 @@ class PlaneView(QWidget):
         """Show ``image`` (2D); with auto contrast on, its limits follow the data."""
         self.image = np.asarray(image)
         self.aspect = aspect
+        self._render()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
         self._render()
 
     def clear(self) -> None:
@@ -104,10 +113,12 @@ class PlaneView(QWidget):
                 spin.blockSignals(False)
         qimg = to_qimage(self.image, *self.limits())
         h, w = self.image.shape
-        size = self._display_px
+        room = self._label.size()
+        if room.width() < 32 or room.height() < 32:  # not laid out yet
+            room = QSize(self._display_px, self._display_px)
         target_h = max(1, round(h * self.aspect))
         pixmap = QPixmap.fromImage(qimg).scaled(w, target_h, Qt.IgnoreAspectRatio, Qt.FastTransformation)
-        pixmap = pixmap.scaled(size, size, Qt.KeepAspectRatio, Qt.FastTransformation)
+        pixmap = pixmap.scaled(room, Qt.KeepAspectRatio, Qt.FastTransformation)
         if len(self.points):
             sy, sx = pixmap.height() / h, pixmap.width() / w
             painter = QPainter(pixmap)

@@ -332,6 +332,7 @@ def _signals_as_interrupt() -> Iterator[None]:
 @app.command("gui")
 def gui_cmd(
     screenshot: Annotated[Path | None, typer.Option(help="Run a short simulated acquisition and save the panel as PNG.")] = None,
+    size: Annotated[str, typer.Option(help="Window size of --screenshot, WIDTHxHEIGHT pixels.")] = "1400x820",
     connect: Annotated[bool, typer.Option(help="Use a running Micro-Manager instead of the simulator.")] = False,
     port: Annotated[int, typer.Option(help="Micro-Manager's pycro-manager port (with --connect).")] = 4827,
     output: Annotated[Path, typer.Option("--output", "-o", help="Default OME-Zarr container.")] = Path(
@@ -359,7 +360,11 @@ def gui_cmd(
     with tempfile.TemporaryDirectory() as tmp:
         request = AcquisitionRequest(Path(tmp) / "screenshot.ome.zarr", time_points=5, blind_check_every=4,
                                      **microscope)
-        typer.echo(f"wrote {render_screenshot(screenshot, request, virtual_plane=4)}")
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise typer.BadParameter(f"--size must be WIDTHxHEIGHT in pixels, e.g. 1280x800 (got {size!r})") from None
+        typer.echo(f"wrote {render_screenshot(screenshot, request, virtual_plane=4, size=(width, height))}")
 
 
 def main() -> None:

@@ -159,9 +159,10 @@ def test_existing_output_is_refused_before_the_microscope_opens(qtbot, panel, tm
 def test_screenshot_renders_the_panel_with_data(qtbot, tmp_path):
     from PyQt5.QtGui import QImage
 
-    out = render_screenshot(tmp_path / "gui.png", _request(tmp_path, time_points=1), virtual_plane=2)
+    out = render_screenshot(tmp_path / "gui.png", _request(tmp_path, time_points=1), virtual_plane=2,
+                            size=(1280, 800))
     img = QImage(str(out))
-    assert img.width() > 800 and img.height() > 400
+    assert (img.width(), img.height()) == (1280, 800)  # the panel fits a laptop screen (nothing forces it wider)
     grey = np.array([img.pixelColor(x, y).value() for x in range(0, img.width(), 7) for y in range(0, img.height(), 7)])
     assert grey.std() > 20  # not a blank window
 
@@ -316,3 +317,23 @@ def test_settings_are_remembered_between_sessions_and_can_be_reset(qtbot, tmp_pa
     assert (q.model_choice.currentIndex(), q.z_start.value(), q.z_end.value(), q.exposure.value(),
             q.time_points.value(), q.toggle.isChecked()) == (0, -10.0, 10.0, 10.0, 2, True)
     assert QSettings(ini, QSettings.IniFormat).allKeys() == []
+
+
+def test_images_grow_with_the_window(qtbot, tmp_path):
+    from PyQt5.QtCore import QSettings
+    from PyQt5.QtWidgets import QApplication
+
+    from gui.panel import DeepZWindow
+
+    window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    stack = np.random.default_rng(0).random((21, 128, 128)).astype(np.float32)
+    window.panel.virtual_view.set_stack(stack, np.arange(-10.0, 11.0), 0.325)
+    QApplication.processEvents()
+    small = window.panel.virtual_view.plane._label.pixmap().width()
+    window.resize(1920, 1080)
+    QApplication.processEvents()
+    large = window.panel.virtual_view.plane._label.pixmap().width()
+    assert large > 1.3 * small  # the plane is drawn at the size the window gives it
