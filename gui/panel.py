@@ -141,6 +141,7 @@ class DeepZPanel(QWidget):
         self.model: DeepZModel | None = None
         self.summary: RunSummary | None = None
         self._z = np.zeros(0)
+        self._anchor_z: tuple[float, ...] = ()
         self._pixel_um = 1.0
         self._finished_output: Path | None = None  # the last run, while it has stacks to make
         self._model_key: tuple | None = None
@@ -495,6 +496,7 @@ class DeepZPanel(QWidget):
 
     def _on_started(self, acq: DeepZAcquisition) -> None:
         self._z = acq.plan.requested_z()
+        self._anchor_z = acq.plan.anchor_z()
         self._pixel_um = acq.geometry.pixel_size_um
         self._show_message(f"Acquiring to {acq.settings.output}")
 
@@ -503,7 +505,7 @@ class DeepZPanel(QWidget):
             self._reference[zi] = plane
             if len(self._reference) == len(self._z):
                 self.reference_view.set_stack(np.stack([self._reference[i] for i in range(len(self._z))]),
-                                              self._z, self._pixel_um)
+                                              self._z, self._pixel_um, measured_z=self._anchor_z)
                 self.reference_view.setTitle(f"Reference (blind check, t={t})")
                 self._reference.clear()
             return
@@ -512,7 +514,7 @@ class DeepZPanel(QWidget):
         self.measured_title.setText(f"t={t}, z = {self._z[zi]:+.1f} µm ({what})")
 
     def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
-        self.virtual_view.set_stack(stack, z_um, self._pixel_um)
+        self.virtual_view.set_stack(stack, z_um, self._pixel_um, measured_z=self._anchor_z)
         self.virtual_view.setTitle(f"Virtual (Deep-Z, t={t})")
 
     def _make_remaining(self) -> None:

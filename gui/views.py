@@ -40,6 +40,10 @@ class PlaneView(QWidget):
         self.image: np.ndarray | None = None
         #: markers drawn over the image: (N, 2) rows, columns in image pixels
         self.points = np.empty((0, 2))
+        #: horizontal lines drawn across the image: (row in image pixels, colour) pairs
+        self.rows: list[tuple[float, QColor]] = []
+        #: the data auto contrast is taken from (a whole stack: one window for all its planes)
+        self.scale_from: np.ndarray | None = None
         self.aspect = 1.0
         self._display_px = display_px
         self._placeholder = placeholder
@@ -72,10 +76,12 @@ class PlaneView(QWidget):
         lay.addWidget(self._label, 1)
         lay.addLayout(row)
 
-    def set_image(self, image: np.ndarray, aspect: float = 1.0) -> None:
-        """Show ``image`` (2D); with auto contrast on, its limits follow the data."""
+    def set_image(self, image: np.ndarray, aspect: float = 1.0, scale_from: np.ndarray | None = None) -> None:
+        """Show ``image`` (2D); with auto contrast on, its limits follow the data (``scale_from``: the
+        whole stack the image belongs to, so near-empty planes are not stretched into noise)."""
         self.image = np.asarray(image)
         self.aspect = aspect
+        self.scale_from = scale_from
         self._render()
 
     def resizeEvent(self, event) -> None:
@@ -84,13 +90,18 @@ class PlaneView(QWidget):
 
     def clear(self) -> None:
         """Show the placeholder again (a new run starts: nothing of the last one stays on screen)."""
-        self.image, self.points = None, np.empty((0, 2))
+        self.image, self.points, self.rows, self.scale_from = None, np.empty((0, 2)), [], None
         self._label.clear()
         self._label.setText(self._placeholder)
 
     def set_points(self, yx_px: np.ndarray) -> None:
         """Circle these (row, column) positions on the image (an empty array clears them)."""
         self.points = np.asarray(yx_px, float).reshape(-1, 2)
+        self._render()
+
+    def set_rows(self, rows: list[tuple[float, QColor]]) -> None:
+        """Draw these horizontal lines (row in image pixels, colour) across the image."""
+        self.rows = list(rows)
         self._render()
 
     def limits(self) -> tuple[float, float]:
@@ -106,7 +117,8 @@ class PlaneView(QWidget):
         if self.image is None:
             return
         if self.auto.isChecked():
-            scale = IntensityScale.of(self.image, *AUTO_PERCENTILES)
+            source = self.image if self.scale_from is None else self.scale_from
+            scale = IntensityScale.of(source, *AUTO_PERCENTILES)
             for spin, value in ((self.low, scale.low), (self.high, scale.high)):
                 spin.blockSignals(True)
                 spin.setValue(value)
@@ -119,12 +131,15 @@ class PlaneView(QWidget):
         target_h = max(1, round(h * self.aspect))
         pixmap = QPixmap.fromImage(qimg).scaled(w, target_h, Qt.IgnoreAspectRatio, Qt.FastTransformation)
         pixmap = pixmap.scaled(room, Qt.KeepAspectRatio, Qt.FastTransformation)
-        if len(self.points):
+        if len(self.points) or self.rows:
             sy, sx = pixmap.height() / h, pixmap.width() / w
             painter = QPainter(pixmap)
             painter.setPen(QPen(QColor(0, 220, 255), 1.5))
             for y, x in self.points:
                 painter.drawEllipse(QPointF((x + 0.5) * sx, (y + 0.5) * sy), 5, 5)
+            for row, colour in self.rows:
+                painter.setPen(QPen(colour, 1, Qt.DashLine))
+                painter.drawLine(QPointF(0, (row + 0.5) * sy), QPointF(pixmap.width(), (row + 0.5) * sy))
             painter.end()
         self._label.setPixmap(pixmap)
 
@@ -137,6 +152,9 @@ class StackView(QGroupBox):
         self._title = title
         self.stack: np.ndarray | None = None
         self.z_um: np.ndarray | None = None
+        #: z (µm) of the measured planes, marked on the XZ section
+        self.measured_z: tuple[float, ...] = ()
+        self._window: np.ndarray | None = None  # what the stack's one contrast window is taken from
         #: neurons of the shown stack (DataFrame with z_um, y_um, x_um) and the pixel size, or None
         self.neurons = None
         self._pixel_um = 1.0
@@ -156,9 +174,12 @@ class StackView(QGroupBox):
         lay.addLayout(views, 1)
         lay.addLayout(row)
 
-    def set_stack(self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float) -> None:
-        """Show a new (z, y, x) stack, keeping the slider where the user left it."""
-        self.stack, self.z_um = np.asarray(stack), np.asarray(z_um)
+    def set_stack(self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float,
+                  measured_z: tuple[float, ...] = ()) -> None:
+        """Show a new (z, y, x) stack, keeping the slider where the user left it; ``measured_z``: the
+        measured planes, marked on the XZ section (green) beside the slider's z (yellow)."""
+        self.stack, self.z_um, self.measured_z = np.asarray(stack), np.asarray(z_um), tuple(measured_z)
+        self._window = self.stack[:, ::4, ::4]  # one contrast window for every plane of the stack
         n = len(self.z_um)
         keep = self.slider.value() if self.slider.isEnabled() else n // 2
         self.slider.blockSignals(True)
@@ -167,12 +188,13 @@ class StackView(QGroupBox):
         self.slider.blockSignals(False)
         self.slider.setEnabled(True)
         step = float(np.median(np.diff(self.z_um))) if n > 1 else pixel_size_um
-        self.xz.set_image(self.stack[:, self.stack.shape[1] // 2, :], aspect=step / pixel_size_um)
+        self.xz.set_image(self.stack[:, self.stack.shape[1] // 2, :], aspect=step / pixel_size_um,
+                          scale_from=self._window)
         self._show_plane(self.slider.value())
 
     def clear(self) -> None:
         """Back to the empty view with its first title (a new run starts)."""
-        self.stack, self.z_um, self.neurons = None, None, None
+        self.stack, self.z_um, self.neurons, self._window = None, None, None, None
         self.slider.setEnabled(False)
         self.z_label.setText("z: -")
         self.plane.clear()
@@ -196,5 +218,7 @@ class StackView(QGroupBox):
             near = np.column_stack([self.neurons["y_um"].to_numpy()[here], self.neurons["x_um"].to_numpy()[here]])
             near = near / self._pixel_um
         self.plane.points = near
-        self.plane.set_image(self.stack[zi])
+        self.plane.set_image(self.stack[zi], scale_from=self._window)
         self.z_label.setText(f"z: {self.z_um[zi]:+.1f} µm")
+        measured = [(float(np.argmin(np.abs(self.z_um - z))), QColor(0, 200, 0)) for z in self.measured_z]
+        self.xz.set_rows([*measured, (float(zi), QColor(255, 210, 0))])

@@ -96,11 +96,13 @@ def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
     assert panel.measured_title.text() == "t=1, z = +0.0 µm (Deep-Z input plane)"  # where it is, in µm
     assert view.stack is not None and view.stack.shape == (21, 128, 128)
     view.slider.setValue(0)
-    top = view.plane.image.copy()
+    top, top_window = view.plane.image.copy(), view.plane.limits()
     view.slider.setValue(20)
     bottom = view.plane.image.copy()
     assert not np.array_equal(top, bottom)
+    assert view.plane.limits() == top_window  # one contrast window for the stack: far planes stay dim
     assert view.z_label.text() == "z: +10.0 µm"
+    assert sorted(row for row, _ in view.xz.rows) == [10.0, 20.0]  # the measured plane and the slider's z
     assert view.xz.image.shape == (21, 128)
     assert panel.progress.value() == 2
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()  # ready for the next run
