@@ -242,6 +242,10 @@ class DeepZPanel(QWidget):
         self.dose.setToolTip("Exposure used so far, as a fraction of the same time points taken as full z-stacks")
         self.throughput = QLabel("model: -")
         self.throughput.setWordWrap(True)
+        self.virtual_progress = QProgressBar()
+        self.virtual_progress.setFormat("virtual stacks: -")
+        self.virtual_progress.setToolTip("Virtual stacks made, of the Deep-Z time points measured so far; the "
+                                         "backlog waits for the model (its planes are on disk)")
 
         form = QFormLayout()  # one or two fields a row: the panel fits a 1280-pixel-wide screen
         mic = QHBoxLayout()
@@ -283,6 +287,7 @@ class DeepZPanel(QWidget):
         s_lay.addLayout(buttons)
         s_lay.addWidget(self.progress)
         s_lay.addWidget(self.dose)
+        s_lay.addWidget(self.virtual_progress)
         s_lay.addWidget(self.throughput)
         s_lay.addWidget(self.message)
         s_lay.addWidget(self.finish_button)
@@ -469,6 +474,8 @@ class DeepZPanel(QWidget):
             view.clear()
         self.dose.setValue(0)
         self.dose.setFormat("light: -")
+        self.virtual_progress.setValue(0)
+        self.virtual_progress.setFormat("virtual stacks: -")
         self.throughput.setText("model: -")
         self.finish_button.setVisible(False)
         self.open_button.setVisible(False)
@@ -560,6 +567,10 @@ class DeepZPanel(QWidget):
                                  "for the same time points as full z-stacks"
                                  + (" (blind-check reference stacks included in both)" if s.blind_checks else ""))
         self._queued = s.pending
+        self.virtual_progress.setRange(0, max(s.virtual_measured, 1))
+        self.virtual_progress.setValue(min(s.virtual_done, max(s.virtual_measured, 1)))
+        self.virtual_progress.setFormat(f"virtual stacks: {s.virtual_done} / {s.virtual_measured}"
+                                        + (f" (backlog {s.backlog})" if s.backlog else ""))
         if s.virtual_planes_per_s:
             self.throughput.setText(f"model: {s.virtual_planes_per_s:.1f} virtual planes/s, latency "
                                     f"{s.latency_s:.2f} s, {s.pending} queued")

@@ -35,6 +35,10 @@ class LiveStats:
     pending: int
     #: whether blind-check reference stacks are part of the exposure figures
     blind_checks: bool
+    #: virtual stacks made, of the Deep-Z stacks measured so far, and those waiting for the model
+    virtual_done: int = 0
+    virtual_measured: int = 0
+    backlog: int = 0
 
 
 class AcquisitionRunner(QObject):
@@ -162,6 +166,9 @@ class AcquisitionRunner(QObject):
             return
         used, full = acq.light()
         ws = acq.worker.stats
+        hs = acq.hooks.stats
         self.stats.emit(LiveStats(used, full, ws.planes_per_s, ws.last_latency_s, acq.worker.pending,
-                                  acq.hooks.stats.reference_planes > 0))
+                                  hs.reference_planes > 0, hs.virtual_done,
+                                  hs.time_points_deepz * acq.recorder.n_positions,
+                                  acq.hooks.backlog + acq.worker.pending))
 

@@ -110,6 +110,7 @@ def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
     assert panel.output.text().endswith("panel_2.ome.zarr") and not panel.overwrite.isChecked()
     assert panel.message.text().startswith("Done: 2 time points")  # the run's summary stays on screen
     assert "less" in panel.dose.format()  # the gauge shows the light saved
+    assert panel.virtual_progress.format() == "virtual stacks: 2 / 2"  # the model's own progress
 
 
 def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_path):
