@@ -35,6 +35,7 @@ from PyQt5.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -142,6 +143,8 @@ class DeepZPanel(QWidget):
         self.summary: RunSummary | None = None
         self._z = np.zeros(0)
         self._anchor_z: tuple[float, ...] = ()
+        self._measured: dict[int, tuple[np.ndarray, str]] = {}  # the shown time point's measured planes
+        self._measured_t = -1
         self._pixel_um = 1.0
         self._finished_output: Path | None = None  # the last run, while it has stacks to make
         self._model_key: tuple | None = None
@@ -297,10 +300,13 @@ class DeepZPanel(QWidget):
         self.measured_view = PlaneView("no measured plane yet")
         self.measured_title = QLabel("latest measured plane")
         self.measured_title.setWordWrap(True)
+        self.measured_slider = QSlider(Qt.Horizontal)  # the time point's other measured planes (2 or a stack)
+        self.measured_slider.setVisible(False)
         measured = QGroupBox("Measured")
         m_lay = QVBoxLayout(measured)
         m_lay.addWidget(self.measured_title)
         m_lay.addWidget(self.measured_view, 1)
+        m_lay.addWidget(self.measured_slider)
         self.virtual_view = StackView("Virtual (Deep-Z)")
         self.show_neurons = QCheckBox("find neurons")
         self.show_neurons.setToolTip("Detect neurons in 3D in each virtual stack and circle them on the plane shown "
@@ -340,6 +346,7 @@ class DeepZPanel(QWidget):
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.virtual_view.slider.valueChanged.connect(self._sync_reference)
+        self.measured_slider.valueChanged.connect(self._show_measured)
         r = self.runner
         r.started.connect(self._on_started)
         r.image.connect(self._on_image)
@@ -470,6 +477,8 @@ class DeepZPanel(QWidget):
         """Nothing of the last run stays on screen when a new one starts."""
         self.measured_view.clear()
         self.measured_title.setText("latest measured plane")
+        self._measured, self._measured_t = {}, -1
+        self.measured_slider.setVisible(False)
         for view in (self.virtual_view, self.reference_view):
             view.clear()
         self.dose.setValue(0)
@@ -516,9 +525,26 @@ class DeepZPanel(QWidget):
                 self.reference_view.setTitle(f"Reference (blind check, t={t})")
                 self._reference.clear()
             return
+        if t != self._measured_t:  # a new time point: its planes replace the last one's
+            self._measured, self._measured_t = {}, t
+        self._measured[zi] = (plane, kind)
+        order = sorted(self._measured)
+        self.measured_slider.blockSignals(True)
+        self.measured_slider.setRange(0, len(order) - 1)
+        self.measured_slider.setValue(order.index(zi))  # the newest plane; the slider browses the others
+        self.measured_slider.blockSignals(False)
+        self.measured_slider.setVisible(len(order) > 1)
+        self._show_measured(order.index(zi))
+
+    def _show_measured(self, i: int) -> None:
+        """Plane ``i`` (in z order) of the time point's measured planes."""
+        order = sorted(self._measured)
+        zi = order[i]
+        plane, kind = self._measured[zi]
         self.measured_view.set_image(plane)
         what = "Deep-Z input plane" if kind == "anchor" else "full stack"
-        self.measured_title.setText(f"t={t}, z = {self._z[zi]:+.1f} µm ({what})")
+        count = f", plane {i + 1} of {len(order)}" if len(order) > 1 else ""
+        self.measured_title.setText(f"t={self._measured_t}, z = {self._z[zi]:+.1f} µm ({what}{count})")
 
     def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
         self.virtual_view.set_stack(stack, z_um, self._pixel_um, measured_z=self._anchor_z)

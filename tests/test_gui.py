@@ -340,3 +340,17 @@ def test_images_grow_with_the_window(qtbot, tmp_path):
     QApplication.processEvents()
     large = window.panel.virtual_view.plane._label.pixmap().width()
     assert large > 1.3 * small  # the plane is drawn at the size the window gives it
+
+
+def test_both_measured_planes_of_the_two_plane_model_can_be_browsed(qtbot, tmp_path):
+    panel = DeepZPanel(_request(tmp_path, time_points=1))
+    qtbot.addWidget(panel)
+    panel.model_choice.setCurrentIndex(1)  # the shipped 2-plane model: planes at -2 and +2 µm
+    _start_and_wait(qtbot, panel)
+    assert not panel.measured_slider.isHidden() and panel.measured_slider.maximum() == 1
+    panel.measured_slider.setValue(0)
+    low, low_title = panel.measured_view.image.copy(), panel.measured_title.text()
+    panel.measured_slider.setValue(1)
+    assert "z = -2.0 µm" in low_title and "plane 1 of 2" in low_title
+    assert "z = +2.0 µm" in panel.measured_title.text() and "plane 2 of 2" in panel.measured_title.text()
+    assert not np.array_equal(low, panel.measured_view.image)  # two different planes of the specimen
