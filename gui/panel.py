@@ -10,14 +10,16 @@ thread. :class:`DeepZWindow` is the standalone window of ``mm-deepz gui``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib.util
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
-from PyQt5.QtCore import QSettings, Qt
+from PyQt5.QtCore import QSettings, Qt, QTimer
 from PyQt5.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -238,6 +240,12 @@ class DeepZPanel(QWidget):
         self.message.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m time points")
+        self.timing = QLabel("")  # countdown to the next time point and the expected end
+        self.timing.setWordWrap(True)
+        self._clock = QTimer(self)
+        self._clock.setInterval(500)
+        self._clock.timeout.connect(self._show_timing)
+        self._started_at = 0.0
         self.dose = QProgressBar()
         self.dose.setRange(0, 1000)
         self.dose.setValue(0)
@@ -289,6 +297,7 @@ class DeepZPanel(QWidget):
         buttons.addWidget(self.stop_button)
         s_lay.addLayout(buttons)
         s_lay.addWidget(self.progress)
+        s_lay.addWidget(self.timing)
         s_lay.addWidget(self.dose)
         s_lay.addWidget(self.virtual_progress)
         s_lay.addWidget(self.throughput)
@@ -503,6 +512,9 @@ class DeepZPanel(QWidget):
                            f"{waiting}…")
 
     def _set_running(self, running: bool) -> None:
+        if not running:
+            self._clock.stop()
+            self.timing.setText("")
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         for w in (self.backend, self.port, self.phantom, self.model_choice, self.model_path, self.z_start,
@@ -510,7 +522,13 @@ class DeepZPanel(QWidget):
                   self.output, self.overwrite):
             w.setEnabled(not running)
 
+    def _show_timing(self) -> None:
+        self.timing.setText(timing_text(self.progress.value(), self.progress.maximum(),
+                                        time.monotonic() - self._started_at, self.interval.value()))
+
     def _on_started(self, acq: DeepZAcquisition) -> None:
+        self._started_at = time.monotonic()
+        self._clock.start()
         self._z = acq.plan.requested_z()
         self._anchor_z = acq.plan.anchor_z()
         self._pixel_um = acq.geometry.pixel_size_um
@@ -640,6 +658,24 @@ class DeepZPanel(QWidget):
             self.stop()
             self.runner.wait(30)
         super().closeEvent(event)
+
+
+def timing_text(done: int, total: int, elapsed_s: float, interval_s: float) -> str:
+    """``next time point in 3 s · ETA 14:05 (12 min)`` from the run's progress so far."""
+    if total <= 0 or done >= total:
+        return ""
+    parts = []
+    if interval_s > 0:
+        parts.append(f"next time point in {max(0.0, done * interval_s - elapsed_s):.0f} s")
+        left = max(0.0, (total - 1) * interval_s - elapsed_s) + (elapsed_s / done if done else interval_s)
+    elif done:
+        left = elapsed_s / done * (total - done)  # as fast as possible: at the pace so far
+    else:
+        return "first time point…"
+    eta = datetime.datetime.now() + datetime.timedelta(seconds=left)
+    duration = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+    parts.append(f"ETA {eta:%H:%M} ({duration})")
+    return " · ".join(parts)
 
 
 def _value(widget: QWidget) -> object:

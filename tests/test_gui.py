@@ -252,6 +252,8 @@ def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monk
     qtbot.addWidget(panel)
     qtbot.mouseClick(panel.start_button, 1)
     qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "ETA" in panel.timing.text() and "next time point in" in panel.timing.text(),
+                    timeout=5000)  # the countdown and the expected end, while it runs
     answers = _Answers(monkeypatch, answer=False)
     assert not panel.close() and panel.runner.running  # "No": the run goes on
     assert "running" in answers.asked[0][1]
@@ -354,3 +356,13 @@ def test_both_measured_planes_of_the_two_plane_model_can_be_browsed(qtbot, tmp_p
     assert "z = -2.0 µm" in low_title and "plane 1 of 2" in low_title
     assert "z = +2.0 µm" in panel.measured_title.text() and "plane 2 of 2" in panel.measured_title.text()
     assert not np.array_equal(low, panel.measured_view.image)  # two different planes of the specimen
+
+
+def test_countdown_and_eta_follow_the_plan_and_the_pace():
+    from gui.panel import timing_text
+
+    # 10 time points every 5 s, 3 done after 14 s: t=3 is due at 15 s; t=9 starts at 45 s and takes ~4.7 s
+    text = timing_text(3, 10, 14.0, 5.0)
+    assert text.startswith("next time point in 1 s") and text.endswith("(36 s)")
+    assert timing_text(3, 10, 6.0, 0.0).endswith("(14 s)")  # as fast as possible: at the pace so far (2 s each)
+    assert timing_text(10, 10, 50.0, 5.0) == ""  # done: nothing to count down
