@@ -73,6 +73,18 @@ class HookStats:
     rejected_frames: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the counters are updated from the acquisition, hook and model threads
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name`` (thread-safe)."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def note(self, kind: str, message: str) -> None:
+        """Add a message to ``errors`` or ``warnings`` (thread-safe)."""
+        with self._lock:
+            getattr(self, kind).append(message)
 
 
 class DeepZHooks:
@@ -157,7 +169,7 @@ class DeepZHooks:
         if DEEPZ_AXIS in axes or "z" not in axes or "time" not in axes:
             return event
         t, zi = int(axes["time"]), int(axes["z"])
-        self.stats.planes_requested += 1
+        self.stats.count("planes_requested")
         plan = self.plan
         out = copy.deepcopy(event)
         out["config_group"] = [plan.channel_group, plan.input_preset]
@@ -166,7 +178,7 @@ class DeepZHooks:
             out["exposure"] = plan.stack_exposure_ms
             return out
         if zi not in self._anchors:
-            self.stats.planes_skipped += 1
+            self.stats.count("planes_skipped")
             return None
         out["axes"][DEEPZ_AXIS] = "anchor"
         out["z"] = float(self._z[zi])
@@ -240,14 +252,14 @@ class DeepZHooks:
             except InputError as e:
                 where = self.recorder.keep_rejected(name, t, zi, image, str(e), p)
                 self._rejected.add((kind, t, p, zi))
-                self.stats.rejected_frames += 1
-                self.stats.errors.append(f"t={t}, z={zi}, p={p}: {e} Kept as {where}.")
+                self.stats.count("rejected_frames")
+                self.stats.note("errors", f"t={t}, z={zi}, p={p}: {e} Kept as {where}.")
                 logger.error("%s Frame kept as %s.", e, where)
             if kind == "reference":
-                self.stats.reference_planes += 1
+                self.stats.count("reference_planes")
                 self._collect("reference", t, p, zi, None, len(self._z))
             else:
-                self.stats.planes_measured += 1
+                self.stats.count("planes_measured")
                 if kind == "anchor":
                     self._check_saturation(t, zi, p, image)
                 self._collect(kind, t, p, zi, image, len(self._anchors) if kind == "anchor" else len(self._z))
@@ -261,7 +273,7 @@ class DeepZHooks:
         if (frac := saturated_fraction(image)) > SATURATION_WARN_FRACTION:
             msg = (f"t={t}, z={zi}, p={p}: {100 * frac:.1f} % of the input plane's pixels are saturated "
                    f"({int(image.max())}); the virtual stack is unreliable there. Lower the exposure or light power.")
-            self.stats.warnings.append(msg)
+            self.stats.note("warnings", msg)
             logger.warning(msg)
             self.recorder.record_warning(msg)
 
@@ -273,7 +285,7 @@ class DeepZHooks:
             callback(*args)
         except Exception as e:
             if not any(err.startswith("display callback") for err in self.stats.errors):
-                self.stats.errors.append(f"display callback failed: {type(e).__name__}: {e}")
+                self.stats.note("errors", f"display callback failed: {type(e).__name__}: {e}")
             logger.exception("A display callback failed; the acquisition goes on")
 
     def _collect(self, kind: str, t: int, p: int, zi: int, image: np.ndarray | None, expected: int) -> None:
@@ -302,9 +314,9 @@ class DeepZHooks:
                 del self._measured_t[t]
         if whole_time_point:
             if kind == "full":
-                self.stats.time_points_full += 1
+                self.stats.count("time_points_full")
             else:
-                self.stats.time_points_deepz += 1
+                self.stats.count("time_points_deepz")
         if kind == "full":
             return
         if len(written) < expected:
@@ -322,7 +334,7 @@ class DeepZHooks:
         """The model is busy: make this stack later, from the anchor planes on disk (never dropped)."""
         with self._lock:
             self._backlog.append((t, p))
-            self.stats.virtual_deferred += 1
+            self.stats.count("virtual_deferred")
         try:
             self.recorder.mark_virtual_pending(t, p)
         except StorageError as e:
@@ -396,13 +408,13 @@ class DeepZHooks:
             except InputError as e:
                 self._virtual_missing(t, p, str(e))
                 return
-            self.stats.virtual_done += 1
+            self.stats.count("virtual_done")
             if self.plan.is_blind_check(t):  # kept only until its reference is scored
                 with self._lock:
                     self._virtual[t, p] = stack.data
             self._blind_check(t, p)
         except StorageError as e:
-            self.stats.virtual_missing += 1
+            self.stats.count("virtual_missing")
             self._storage_failed(e)
             return
         self._notify(self.on_virtual, t, stack)
@@ -413,8 +425,8 @@ class DeepZHooks:
         self._feed_backlog()
 
     def _virtual_missing(self, t: int, p: int, reason: str) -> None:
-        self.stats.virtual_missing += 1
-        self.stats.errors.append(f"t={t}, p={p}: {reason}")
+        self.stats.count("virtual_missing")
+        self.stats.note("errors", f"t={t}, p={p}: {reason}")
         # the first one says why; the rest are counted in the summary and listed by `mm-deepz info`
         log = logger.warning if self.stats.virtual_missing == 1 else logger.debug
         log("No virtual stack for time point %d, position %d: %s (measured planes are saved; further missing "
@@ -428,7 +440,7 @@ class DeepZHooks:
         """Nothing more can be stored: report it once and stop the acquisition."""
         self.storage_failed = True
         if self.stop_reason is None:
-            self.stats.errors.append(str(error))
+            self.stats.note("errors", str(error))
             logger.error("%s Stopping the acquisition.", error)
         self.stop(str(error))
 

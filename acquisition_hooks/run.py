@@ -308,7 +308,7 @@ class DeepZAcquisition:
             if not self.hooks.wait_acquired(t, s.time_point_timeout_s) and not self._abort.is_set():
                 msg = (f"Time point {t} was not measured within {s.time_point_timeout_s:.0f} s (a microscope "
                        "error? see the log); going on with the next one")
-                self.hooks.stats.errors.append(msg)
+                self.hooks.stats.note("errors", msg)
                 logger.error(msg)
             if progress is not None:
                 progress(t, s.time_points)
