@@ -40,6 +40,20 @@ def _core_call(core: Any, camel: str, *args: Any) -> Any:
     return method(*args)
 
 
+def snap_image(core: Any, channel_group: str, preset: str, exposure_ms: float) -> np.ndarray:
+    """One camera image at ``preset`` and ``exposure_ms``, where the stage is (to look and focus before
+    a run); on the simulator or a running Micro-Manager alike."""
+    presets = _strings(_core_call(core, "getAvailableConfigs", channel_group))
+    if preset not in presets:
+        raise HardwareError(f"Config group {channel_group!r} has no preset {preset!r} (it has: "
+                            f"{', '.join(presets) or 'none'}).")
+    _core_call(core, "setConfig", channel_group, preset)
+    _core_call(core, "setExposure", float(exposure_ms))
+    _core_call(core, "snapImage")
+    h, w = int(_core_call(core, "getImageHeight")), int(_core_call(core, "getImageWidth"))
+    return np.asarray(_core_call(core, "getImage")).reshape(h, w)  # the Java backend returns it flat
+
+
 def _strings(values: Any) -> list[str]:
     """A core's string list (Python list, or a Java StrVector through pycromanager)."""
     if hasattr(values, "size") and hasattr(values, "get"):

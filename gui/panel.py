@@ -147,6 +147,7 @@ class DeepZPanel(QWidget):
         self._anchor_z: tuple[float, ...] = ()
         self._measured: dict[int, tuple[np.ndarray, str]] = {}  # the shown time point's measured planes
         self._measured_t = -1
+        self._looking = False  # Snap or Live is using the microscope
         self._pixel_um = 1.0
         self._finished_output: Path | None = None  # the last run, while it has stacks to make
         self._model_key: tuple | None = None
@@ -227,6 +228,12 @@ class DeepZPanel(QWidget):
                                "Can be switched during a run; applies from the next time point.")
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
+        self.snap_button = QPushButton("Snap")
+        self.live_button = QPushButton("Live")
+        self.live_button.setCheckable(True)
+        for button in (self.snap_button, self.live_button):
+            button.setToolTip("The camera's image at the input preset and anchor exposure, where the stage is: to "
+                              "find and focus the specimen before a run (the light it takes counts as any)")
         self.finish_button = QPushButton("Make the remaining virtual stacks")
         self.finish_button.setToolTip("The last run ended with virtual stacks still to make (the model was slower "
                                       "than the camera and the run was stopped): make them from its measured planes.")
@@ -295,6 +302,8 @@ class DeepZPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.snap_button)
+        buttons.addWidget(self.live_button)
         s_lay.addLayout(buttons)
         s_lay.addWidget(self.progress)
         s_lay.addWidget(self.timing)
@@ -356,6 +365,9 @@ class DeepZPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.virtual_view.slider.valueChanged.connect(self._sync_reference)
         self.measured_slider.valueChanged.connect(self._show_measured)
+        self.snap_button.clicked.connect(lambda: self._look(frames=1))
+        self.live_button.toggled.connect(lambda on: self._look(frames=None) if on else self.runner.stop())
+        self.runner.live_ended.connect(self._on_live_ended)
         r = self.runner
         r.started.connect(self._on_started)
         r.image.connect(self._on_image)
@@ -517,6 +529,8 @@ class DeepZPanel(QWidget):
             self.timing.setText("")
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
+        self.snap_button.setEnabled(not running)
+        self.live_button.setEnabled(not running)
         for w in (self.backend, self.port, self.phantom, self.model_choice, self.model_path, self.z_start,
                   self.z_end, self.z_step, self.exposure, self.time_points, self.interval, self.blind, self.device,
                   self.output, self.overwrite):
@@ -535,6 +549,13 @@ class DeepZPanel(QWidget):
         self._show_message(f"Acquiring to {acq.settings.output}")
 
     def _on_image(self, kind: str, t: int, zi: int, plane: np.ndarray) -> None:
+        if kind == "live":
+            self.measured_view.set_image(plane)
+            preset = self._base.input_preset
+            self.measured_title.setText(f"{'live' if self.live_button.isChecked() else 'snap'}: {preset}, "
+                                        f"{self.exposure.value():g} ms, where the stage is (image {t + 1})")
+            self._show_message("")
+            return
         if kind == "reference":
             self._reference[zi] = plane
             if len(self._reference) == len(self._z):
@@ -645,8 +666,34 @@ class DeepZPanel(QWidget):
         self.runner.wait(5)
         self._set_running(False)
         self._show_message(message, error=True)
-        self._next_output()
+        if not self._looking:  # a run that failed: the next one goes to a new container
+            self._next_output()
         self._problem()
+
+    # -- snap and live ---------------------------------------------------------------------
+    def _look(self, frames: int | None) -> None:
+        """Snap one image, or go live, at the input preset and exposure."""
+        try:
+            self.runner.live(self.request(), frames)
+        except (DeepZError, RuntimeError) as e:
+            self._show_message(str(e), error=True)
+            self.live_button.setChecked(False)
+            return
+        self._looking = True
+        self.start_button.setEnabled(False)
+        self.snap_button.setEnabled(False)
+        self.live_button.setEnabled(frames is None)  # live ends with a second click
+        self._show_message("Opening the microscope…" if frames is None else "Snapping…")
+
+    def _on_live_ended(self) -> None:
+        self.runner.wait(5)
+        self._looking = False
+        self.live_button.blockSignals(True)
+        self.live_button.setChecked(False)
+        self.live_button.blockSignals(False)
+        for button in (self.snap_button, self.live_button):
+            button.setEnabled(True)
+        self._problem()  # Start as the settings allow
 
     def closeEvent(self, event) -> None:
         """Ask before a running acquisition is stopped; stop it (bounded wait) before the panel goes."""

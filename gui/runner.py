@@ -53,6 +53,7 @@ class AcquisitionRunner(QObject):
     failed = pyqtSignal(str)  # a message for the user
     neurons = pyqtSignal(int, object)  # t, detections (DataFrame: z_um from the stack's first plane, y_um, x_um)
     inferred = pyqtSignal(object)  # InferSummary of `make_remaining`, or the error message (str)
+    live_ended = pyqtSignal()  # Snap / Live has ended (stopped, or its one image taken)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -96,6 +97,31 @@ class AcquisitionRunner(QObject):
                 self.inferred.emit(f"{type(e).__name__}: {e}")
 
         self._thread = threading.Thread(target=work, name="deepz-panel-infer", daemon=True)
+        self._thread.start()
+
+    def live(self, request: AcquisitionRequest, frames: int | None = None) -> None:
+        """Camera images at the input preset and exposure, where the stage is, one after the other until
+        :meth:`stop` (Live), or ``frames`` of them (Snap: 1); each arrives as an ``image`` of kind ``live``."""
+        if self.running:
+            raise RuntimeError("The microscope is busy; stop it first.")
+        self._stop.clear()
+
+        def work() -> None:
+            from acquisition_hooks.run import snap_image
+
+            try:
+                with request.microscope() as core:
+                    taken = 0
+                    while not self._stop.is_set() and (frames is None or taken < frames):
+                        plane = snap_image(core, request.channel_group, request.input_preset, request.exposure_ms)
+                        self.image.emit("live", taken, -1, plane)
+                        taken += 1
+            except Exception as e:  # noqa: BLE001 - reported to the user in the panel
+                self.failed.emit(f"{type(e).__name__}: {e}")
+            finally:
+                self.live_ended.emit()
+
+        self._thread = threading.Thread(target=work, name="deepz-panel-live", daemon=True)
         self._thread.start()
 
     def set_enabled(self, on: bool) -> None:

@@ -366,3 +366,23 @@ def test_countdown_and_eta_follow_the_plan_and_the_pace():
     assert text.startswith("next time point in 1 s") and text.endswith("(36 s)")
     assert timing_text(3, 10, 6.0, 0.0).endswith("(14 s)")  # as fast as possible: at the pace so far (2 s each)
     assert timing_text(10, 10, 50.0, 5.0) == ""  # done: nothing to count down
+
+
+def test_snap_and_live_show_the_camera_before_a_run(qtbot, tmp_path):
+    panel = DeepZPanel(_request(tmp_path, phantom="beads"))
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.runner.live_ended, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.snap_button, 1)
+    assert panel.measured_view.image is not None and panel.measured_view.image.shape == (128, 128)
+    assert panel.measured_title.text().startswith("snap: Widefield, 10 ms")
+    assert panel.start_button.isEnabled() and not (tmp_path / "panel.ome.zarr").exists()  # nothing recorded
+    seen = []
+    panel.runner.image.connect(lambda kind, t, zi, plane: seen.append(kind))
+    panel.live_button.click()
+    assert not panel.start_button.isEnabled()  # the microscope is busy while live
+    qtbot.waitUntil(lambda: len(seen) >= 3, timeout=RUN_TIMEOUT_MS)
+    assert panel.measured_title.text().startswith("live: Widefield")
+    with qtbot.waitSignal(panel.runner.live_ended, timeout=30_000):
+        panel.live_button.click()  # off again
+    assert not panel.live_button.isChecked() and panel.start_button.isEnabled()
+    assert set(seen) == {"live"}
