@@ -339,6 +339,9 @@ class DeepZPanel(QWidget):
         views.addWidget(measured, 0, 0)
         views.addWidget(self.virtual_view, 0, 1)
         views.addWidget(self.reference_view, 1, 1)
+        self.readout = QLabel("")  # the pixel under the mouse, in whichever view it points at
+        self.readout.setToolTip("Point at an image: its pixel (column, row) and value")
+        views.addWidget(self.readout, 1, 0, Qt.AlignBottom)
         scroll = QScrollArea()  # the settings scroll where the screen is short (1280x800 laptops)
         scroll.setWidget(settings)
         scroll.setWidgetResizable(True)
@@ -365,6 +368,10 @@ class DeepZPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.virtual_view.slider.valueChanged.connect(self._sync_reference)
         self.measured_slider.valueChanged.connect(self._show_measured)
+        for name, view in (("measured", self.measured_view), ("virtual", self.virtual_view.plane),
+                           ("virtual XZ", self.virtual_view.xz), ("reference", self.reference_view.plane),
+                           ("reference XZ", self.reference_view.xz)):
+            view.hovered.connect(lambda text, name=name: self.readout.setText(f"{name}: {text}" if text else ""))
         self.snap_button.clicked.connect(lambda: self._look(frames=1))
         self.live_button.toggled.connect(lambda on: self._look(frames=None) if on else self.runner.stop())
         self.runner.live_ended.connect(self._on_live_ended)

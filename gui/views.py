@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from PyQt5.QtCore import QPointF, QSize, Qt
+from PyQt5.QtCore import QEvent, QObject, QPointF, QSize, Qt, pyqtSignal
 from PyQt5.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
@@ -33,7 +35,10 @@ def to_qimage(image: np.ndarray, low: float, high: float) -> QImage:
 
 
 class PlaneView(QWidget):
-    """A 2D image with auto or manual contrast limits; ``aspect`` stretches rows (for XZ sections)."""
+    """A 2D image with auto or manual contrast limits; ``aspect`` stretches rows (for XZ sections).
+    Pointing at the image reports the pixel under the mouse (``hovered``)."""
+
+    hovered = pyqtSignal(str)  # "x 12, y 40: 153.0" (image pixels and value), "" off the image
 
     def __init__(self, placeholder: str = "no data yet", display_px: int = 256, parent: QWidget | None = None):
         super().__init__(parent)
@@ -53,6 +58,8 @@ class PlaneView(QWidget):
         # the image follows the room the window gives it (its pixmap does not push the layout)
         self._label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
         self._label.setStyleSheet("background: black; color: grey;")
+        self._label.setMouseTracking(True)
+        self._label.installEventFilter(self)
         self.auto = QCheckBox("auto")
         self.auto.setChecked(True)
         self.low, self.high = QDoubleSpinBox(), QDoubleSpinBox()
@@ -98,6 +105,26 @@ class PlaneView(QWidget):
         """Circle these (row, column) positions on the image (an empty array clears them)."""
         self.points = np.asarray(yx_px, float).reshape(-1, 2)
         self._render()
+
+    def pixel_at(self, x: float, y: float) -> tuple[int, int, float] | None:
+        """(column, row, value) of the image pixel under the point (x, y) of the view, None off it."""
+        pixmap = self._label.pixmap()
+        if self.image is None or pixmap is None or pixmap.isNull():
+            return None
+        left = (self._label.width() - pixmap.width()) / 2  # the pixmap is centred in its label
+        top = (self._label.height() - pixmap.height()) / 2
+        h, w = self.image.shape
+        col = math.floor((x - left) / pixmap.width() * w)  # floor: just left of the image is off it
+        row = math.floor((y - top) / pixmap.height() * h)
+        if not (0 <= col < w and 0 <= row < h):
+            return None
+        return col, row, float(self.image[row, col])
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self._label and event.type() == QEvent.MouseMove:
+            hit = self.pixel_at(event.pos().x(), event.pos().y())
+            self.hovered.emit("" if hit is None else f"x {hit[0]}, y {hit[1]}: {hit[2]:.1f}")
+        return super().eventFilter(watched, event)
 
     def set_rows(self, rows: list[tuple[float, QColor]]) -> None:
         """Draw these horizontal lines (row in image pixels, colour) across the image."""

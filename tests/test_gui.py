@@ -386,3 +386,30 @@ def test_snap_and_live_show_the_camera_before_a_run(qtbot, tmp_path):
         panel.live_button.click()  # off again
     assert not panel.live_button.isChecked() and panel.start_button.isEnabled()
     assert set(seen) == {"live"}
+
+
+def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
+    from PyQt5.QtCore import QPoint, QSettings
+    from PyQt5.QtWidgets import QApplication
+
+    from gui.panel import DeepZWindow
+
+    window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    plane = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)  # value = 64 * row + column
+    view = window.panel.measured_view
+    view.set_image(plane)
+    QApplication.processEvents()
+    label = view._label
+    pixmap = label.pixmap()
+    left, top = (label.width() - pixmap.width()) / 2, (label.height() - pixmap.height()) / 2
+    # the centre of pixel (column 10, row 20)
+    point = QPoint(int(left + 10.5 * pixmap.width() / 64), int(top + 20.5 * pixmap.height() / 64))
+    qtbot.mouseMove(label, point)
+    QApplication.processEvents()
+    assert window.panel.readout.text() == f"measured: x 10, y 20: {64 * 20 + 10:.1f}"
+    assert max(left, top) > 2  # the label is not the image's shape: it has a black margin ...
+    margin = (left - 2, top + 5) if left > 2 else (left + 5, top - 2)
+    assert view.pixel_at(*margin) is None  # ... where no pixel is read out
