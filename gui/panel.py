@@ -50,7 +50,7 @@ from mm_deepz.io import is_container, next_free_output
 from mm_deepz.modelfile import DeepZModel
 
 from .runner import AcquisitionRunner, LiveStats
-from .views import PlaneView, StackView
+from .views import COLORMAPS, PlaneView, StackView
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,8 @@ class DeepZPanel(QWidget):
         return {"phantom": self.phantom, "model_choice": self.model_choice, "model_path": self.model_path,
                 "z_start": self.z_start, "z_end": self.z_end, "z_step": self.z_step, "exposure": self.exposure,
                 "time_points": self.time_points, "interval": self.interval, "blind_check": self.blind,
-                "device": self.device, "output": self.output, "virtual_z_stacking": self.toggle}
+                "device": self.device, "output": self.output, "virtual_z_stacking": self.toggle,
+                "colours": self.colors}
 
     def save_settings(self, settings: QSettings) -> None:
         """Remember the fields (``QSettings``)."""
@@ -339,9 +340,16 @@ class DeepZPanel(QWidget):
         views.addWidget(measured, 0, 0)
         views.addWidget(self.virtual_view, 0, 1)
         views.addWidget(self.reference_view, 1, 1)
+        self.colors = QComboBox()
+        self.colors.addItems(COLORMAPS)
+        self.colors.setToolTip("Colour map of the images")
         self.readout = QLabel("")  # the pixel under the mouse, in whichever view it points at
         self.readout.setToolTip("Point at an image: its pixel (column, row) and value")
-        views.addWidget(self.readout, 1, 0, Qt.AlignBottom)
+        look = QHBoxLayout()
+        look.addWidget(QLabel("colours"))
+        look.addWidget(self.colors)
+        look.addWidget(self.readout, 1)
+        views.addLayout(look, 2, 0, 1, 2)
         scroll = QScrollArea()  # the settings scroll where the screen is short (1280x800 laptops)
         scroll.setWidget(settings)
         scroll.setWidgetResizable(True)
@@ -372,6 +380,7 @@ class DeepZPanel(QWidget):
                            ("virtual XZ", self.virtual_view.xz), ("reference", self.reference_view.plane),
                            ("reference XZ", self.reference_view.xz)):
             view.hovered.connect(lambda text, name=name: self.readout.setText(f"{name}: {text}" if text else ""))
+            self.colors.currentTextChanged.connect(view.set_colormap)
         self.snap_button.clicked.connect(lambda: self._look(frames=1))
         self.live_button.toggled.connect(lambda on: self._look(frames=None) if on else self.runner.stop())
         self.runner.live_ended.connect(self._on_live_ended)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -25,13 +26,29 @@ from mm_deepz.normalization import IntensityScale
 AUTO_PERCENTILES = (1.0, 99.9)
 
 
-def to_qimage(image: np.ndarray, low: float, high: float) -> QImage:
-    """An 8-bit grey QImage of a 2D array, ``low`` -> black and ``high`` -> white."""
+#: colour maps of the views (matplotlib's names, "gray" for plain grey)
+COLORMAPS = ("gray", "magma", "viridis", "Greens")
+
+
+def to_qimage(image: np.ndarray, low: float, high: float, colormap: str = "gray") -> QImage:
+    """An 8-bit QImage of a 2D array, ``low`` -> the map's first colour (black for grey) and ``high``
+    -> its last (white)."""
     span = high - low if high > low else 1.0
     grey = np.clip((np.asarray(image, np.float32) - low) * (255.0 / span), 0, 255).astype(np.uint8)
-    grey = np.ascontiguousarray(grey)
     h, w = grey.shape
-    return QImage(grey.data, w, h, w, QImage.Format_Grayscale8).copy()  # copy: own the pixels
+    if colormap == "gray":
+        grey = np.ascontiguousarray(grey)
+        return QImage(grey.data, w, h, w, QImage.Format_Grayscale8).copy()  # copy: own the pixels
+    rgb = np.ascontiguousarray(_lut(colormap)[grey])
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+
+
+@functools.cache
+def _lut(colormap: str) -> np.ndarray:
+    """256 RGB colours of a matplotlib colour map (uint8)."""
+    from matplotlib import colormaps
+
+    return (colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
 class PlaneView(QWidget):
@@ -49,6 +66,8 @@ class PlaneView(QWidget):
         self.rows: list[tuple[float, QColor]] = []
         #: the data auto contrast is taken from (a whole stack: one window for all its planes)
         self.scale_from: np.ndarray | None = None
+        #: the colour map (one of :data:`COLORMAPS`)
+        self.colormap = "gray"
         self.aspect = 1.0
         self._display_px = display_px
         self._placeholder = placeholder
@@ -126,6 +145,11 @@ class PlaneView(QWidget):
             self.hovered.emit("" if hit is None else f"x {hit[0]}, y {hit[1]}: {hit[2]:.1f}")
         return super().eventFilter(watched, event)
 
+    def set_colormap(self, name: str) -> None:
+        """Draw the image with another colour map."""
+        self.colormap = name
+        self._render()
+
     def set_rows(self, rows: list[tuple[float, QColor]]) -> None:
         """Draw these horizontal lines (row in image pixels, colour) across the image."""
         self.rows = list(rows)
@@ -150,7 +174,7 @@ class PlaneView(QWidget):
                 spin.blockSignals(True)
                 spin.setValue(value)
                 spin.blockSignals(False)
-        qimg = to_qimage(self.image, *self.limits())
+        qimg = to_qimage(self.image, *self.limits(), self.colormap)
         h, w = self.image.shape
         room = self._label.size()
         if room.width() < 32 or room.height() < 32:  # not laid out yet

@@ -413,3 +413,14 @@ def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
     assert max(left, top) > 2  # the label is not the image's shape: it has a black margin ...
     margin = (left - 2, top + 5) if left > 2 else (left + 5, top - 2)
     assert view.pixel_at(*margin) is None  # ... where no pixel is read out
+
+
+def test_colour_maps_apply_to_every_view(qtbot, panel):
+    plane = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    panel.measured_view.set_image(plane)
+    grey = panel.measured_view._label.pixmap().toImage()
+    assert grey.isGrayscale()
+    panel.colors.setCurrentText("magma")
+    assert panel.virtual_view.plane.colormap == panel.reference_view.xz.colormap == "magma"
+    coloured = panel.measured_view._label.pixmap().toImage()
+    assert not coloured.isGrayscale()  # magma: black through purple and orange to pale yellow
