@@ -43,7 +43,7 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, RunSummary
+from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
 from acquisition_hooks.request import PHANTOMS
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import is_container, next_free_output
@@ -148,6 +148,9 @@ class DeepZPanel(QWidget):
         self._measured: dict[int, tuple[np.ndarray, str]] = {}  # the shown time point's measured planes
         self._measured_t = -1
         self._looking = False  # Snap or Live is using the microscope
+        self._plan: DeepZPlan | None = None  # the plan the fields describe, when they are valid
+        #: virtual planes/s each model made in its last run here, per device
+        self._speed: dict[tuple[str, str], float] = {}
         self._pixel_um = 1.0
         self._finished_output: Path | None = None  # the last run, while it has stacks to make
         self._model_key: tuple | None = None
@@ -436,6 +439,7 @@ class DeepZPanel(QWidget):
             except DeepZError as e:
                 problem = in_panel_words(str(e))
             else:
+                self._plan = plan
                 self.inputs.setText(f"{len(plan.anchor_z())} measured at z = "
                                     + ", ".join(f"{z:+.1f}" for z in plan.anchor_z())
                                     + f" µm for {len(plan.requested_z())} virtual planes "
@@ -460,8 +464,25 @@ class DeepZPanel(QWidget):
     def _show_message(self, text: str | None, error: bool = False) -> None:
         if not text and self.device.currentText() == "cuda" and not _gpu_available():
             text = "No GPU on this computer: Deep-Z will run on the CPU (slower)."
+        if not text:
+            text = self._pace_note()
         self.message.setText(in_panel_words(text or ""))
         self.message.setStyleSheet("color: #c62828;" if error else "color: palette(text);")
+
+    def _pace_note(self) -> str:
+        """Whether the model kept up in its last run here with this device, against what this plan asks."""
+        speed = self._speed.get((self.model.sha256, self.device.currentText())) if self.model else None
+        if not speed or self._plan is None:
+            return ""
+        planes = len(self._plan.requested_z()) * len(self._base.positions_xy_um or ((0.0, 0.0),))
+        # a time point takes its interval, or (as fast as possible) about its exposures
+        seconds = self.interval.value() or len(self._plan.anchor_z()) * self.exposure.value() / 1000
+        needed = planes / max(seconds, 1e-3)
+        if needed <= speed:
+            return ""
+        return (f"The model made {speed:.1f} virtual planes/s in its last run here; this plan asks about "
+                f"{needed:.0f}/s: virtual stacks will queue and be made after the last time point (measured "
+                "data is not affected). A longer interval keeps them live.")
 
     def _browse_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Deep-Z model", "", "Deep-Z models (*.pt)")
@@ -648,6 +669,8 @@ class DeepZPanel(QWidget):
                                  "for the same time points as full z-stacks"
                                  + (" (blind-check reference stacks included in both)" if s.blind_checks else ""))
         self._queued = s.pending
+        if s.virtual_planes_per_s and self.model is not None:
+            self._speed[self.model.sha256, self.device.currentText()] = s.virtual_planes_per_s
         self.virtual_progress.setRange(0, max(s.virtual_measured, 1))
         self.virtual_progress.setValue(min(s.virtual_done, max(s.virtual_measured, 1)))
         self.virtual_progress.setFormat(f"virtual stacks: {s.virtual_done} / {s.virtual_measured}"

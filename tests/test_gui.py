@@ -424,3 +424,15 @@ def test_colour_maps_apply_to_every_view(qtbot, panel):
     assert panel.virtual_view.plane.colormap == panel.reference_view.xz.colormap == "magma"
     coloured = panel.measured_view._label.pixmap().toImage()
     assert not coloured.isGrayscale()  # magma: black through purple and orange to pale yellow
+
+
+def test_before_start_the_panel_says_when_the_model_will_not_keep_up(qtbot, panel):
+    _start_and_wait(qtbot, panel)  # measures what the model makes here (virtual planes/s)
+    speed = next(iter(panel._speed.values()))
+    assert speed > 0
+    panel.interval.setValue(3600.0)  # one stack an hour: any model keeps up
+    assert "queue" not in panel.message.text()
+    panel.interval.setValue(0.0)
+    panel.exposure.setValue(0.01)  # as fast as the camera goes: 21 planes every 10 µs
+    assert "will queue" in panel.message.text() and f"{speed:.1f} virtual planes/s" in panel.message.text()
+    assert panel.start_button.isEnabled()  # a note: nothing measured is lost, the stacks come later
