@@ -123,6 +123,8 @@ class DeepZHooks:
         self.stop_reason: str | None = None
         #: called once, from the thread that hit the failure, when :meth:`stop` is first called
         self.on_stop: Callable[[str], None] | None = None
+        #: told the scores of each blind check: (t, position, metrics as recorded)
+        self.on_blind_check: Callable[[int, int, dict], None] | None = None
         if worker is not None:
             worker.on_result = self._on_virtual
             worker.on_error = self._on_virtual_error
@@ -458,3 +460,4 @@ class DeepZHooks:
                    "ssim_per_plane": [round(float(x), 4) for x in scores["ssim"]]}
         self.recorder.record_blind_check(t, metrics, p)
         logger.info("Blind check at t=%d: SSIM %.3f, PSNR %.1f dB", t, metrics["ssim_mean"], metrics["psnr_mean"])
+        self._notify(self.on_blind_check, t, p, metrics)

@@ -149,6 +149,8 @@ class DeepZPanel(QWidget):
         self._measured_t = -1
         self._looking = False  # Snap or Live is using the microscope
         self._plan: DeepZPlan | None = None  # the plan the fields describe, when they are valid
+        self._blind_scores: dict[int, str] = {}  # the blind checks' scores, by time point
+        self._reference_t = -1  # the time point of the reference stack on show
         #: virtual planes/s each model made in its last run here, per device
         self._speed: dict[tuple[str, str], float] = {}
         self._pixel_um = 1.0
@@ -387,6 +389,7 @@ class DeepZPanel(QWidget):
         self.snap_button.clicked.connect(lambda: self._look(frames=1))
         self.live_button.toggled.connect(lambda on: self._look(frames=None) if on else self.runner.stop())
         self.runner.live_ended.connect(self._on_live_ended)
+        self.runner.blind_check.connect(self._on_blind_check)
         r = self.runner
         r.started.connect(self._on_started)
         r.image.connect(self._on_image)
@@ -537,6 +540,7 @@ class DeepZPanel(QWidget):
         self.measured_title.setText("latest measured plane")
         self._measured, self._measured_t = {}, -1
         self.measured_slider.setVisible(False)
+        self._blind_scores, self._reference_t = {}, -1
         for view in (self.virtual_view, self.reference_view):
             view.clear()
         self.dose.setValue(0)
@@ -598,7 +602,8 @@ class DeepZPanel(QWidget):
             if len(self._reference) == len(self._z):
                 self.reference_view.set_stack(np.stack([self._reference[i] for i in range(len(self._z))]),
                                               self._z, self._pixel_um, measured_z=self._anchor_z)
-                self.reference_view.setTitle(f"Reference (blind check, t={t})")
+                self._reference_t = t
+                self._title_reference(t)
                 self._reference.clear()
             return
         if t != self._measured_t:  # a new time point: its planes replace the last one's
@@ -621,6 +626,17 @@ class DeepZPanel(QWidget):
         what = "Deep-Z input plane" if kind == "anchor" else "full stack"
         count = f", plane {i + 1} of {len(order)}" if len(order) > 1 else ""
         self.measured_title.setText(f"t={self._measured_t}, z = {self._z[zi]:+.1f} µm ({what}{count})")
+
+    def _on_blind_check(self, t: int, metrics: dict) -> None:
+        """A blind check's scores, on the reference view (the virtual stack against the scanned one)."""
+        worst = min(metrics.get("ssim_per_plane") or [metrics["ssim_mean"]])
+        self._blind_scores[t] = (f": virtual vs scanned SSIM {metrics['ssim_mean']:.3f} (worst plane {worst:.3f}), "
+                                 f"PSNR {metrics['psnr_mean']:.1f} dB")
+        self._title_reference(t)
+
+    def _title_reference(self, t: int) -> None:
+        if self._reference_t == t:  # its scores arrive before or after its last plane
+            self.reference_view.setTitle(f"Reference (blind check, t={t}){self._blind_scores.get(t, '')}")
 
     def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
         self.virtual_view.set_stack(stack, z_um, self._pixel_um, measured_z=self._anchor_z)

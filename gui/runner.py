@@ -54,6 +54,7 @@ class AcquisitionRunner(QObject):
     neurons = pyqtSignal(int, object)  # t, detections (DataFrame: z_um from the stack's first plane, y_um, x_um)
     inferred = pyqtSignal(object)  # InferSummary of `make_remaining`, or the error message (str)
     live_ended = pyqtSignal()  # Snap / Live has ended (stopped, or its one image taken)
+    blind_check = pyqtSignal(int, object)  # t, the blind check's scores (virtual vs the scanned reference)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -148,6 +149,7 @@ class AcquisitionRunner(QObject):
                 acq = request.acquisition(core, model, plan, on_image=self._on_image, on_virtual=self._on_virtual)
                 if self._toggle is not None:  # flipped while the microscope was being opened
                     acq.enabled = self._toggle
+                acq.hooks.on_blind_check = lambda t, p, metrics: self.blind_check.emit(t, metrics)
                 self.acquisition = acq
                 self.started.emit(acq)
                 if self._stop.is_set():

@@ -118,6 +118,9 @@ def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_pat
     qtbot.addWidget(panel)
     _start_and_wait(qtbot, panel)
     assert panel.reference_view.stack is not None and panel.reference_view.stack.shape == (21, 128, 128)
+    scores = read_progress(tmp_path / "panel.ome.zarr")["blind_checks"]["0"]  # the check's scores, in the panel
+    assert f"SSIM {scores['ssim_mean']:.3f}" in panel.reference_view.title()
+    assert f"PSNR {scores['psnr_mean']:.1f} dB" in panel.reference_view.title()
     panel.virtual_view.slider.setValue(3)
     assert panel.reference_view.slider.value() == 3  # the reference follows the virtual z
 
