@@ -52,8 +52,9 @@ def _lut(colormap: str) -> np.ndarray:
 
 
 class PlaneView(QWidget):
-    """A 2D image with auto or manual contrast limits; ``aspect`` stretches rows (for XZ sections).
-    Pointing at the image reports the pixel under the mouse (``hovered``)."""
+    """A 2D image with auto or manual contrast limits and their histogram; ``aspect`` stretches rows (for
+    XZ sections). Pointing at the image reports the pixel under the mouse (``hovered``); the mouse wheel
+    zooms around it, a double click shows the whole image again."""
 
     hovered = pyqtSignal(str)  # "x 12, y 40: 153.0" (image pixels and value), "" off the image
 
@@ -79,6 +80,15 @@ class PlaneView(QWidget):
         self._label.setStyleSheet("background: black; color: grey;")
         self._label.setMouseTracking(True)
         self._label.installEventFilter(self)
+        #: magnification (1: the whole image) and the image pixel (row, column) at the centre of the view
+        self.zoom = 1.0
+        self.centre: tuple[float, float] | None = None
+        self._crop = (0, 0)  # the image's first row and column on show
+        #: the histogram of what the contrast window is taken from, the window marked on it
+        self.histogram = QLabel()
+        self.histogram.setFixedHeight(28)
+        self.histogram.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self.histogram.setToolTip("Histogram of the image (of its stack, for a stack), the contrast window in yellow")
         self.auto = QCheckBox("auto")
         self.auto.setChecked(True)
         self.low, self.high = QDoubleSpinBox(), QDoubleSpinBox()
@@ -100,6 +110,7 @@ class PlaneView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self._label, 1)
+        lay.addWidget(self.histogram)
         lay.addLayout(row)
 
     def set_image(self, image: np.ndarray, aspect: float = 1.0, scale_from: np.ndarray | None = None) -> None:
@@ -117,6 +128,8 @@ class PlaneView(QWidget):
     def clear(self) -> None:
         """Show the placeholder again (a new run starts: nothing of the last one stays on screen)."""
         self.image, self.points, self.rows, self.scale_from = None, np.empty((0, 2)), [], None
+        self.zoom, self.centre, self._crop = 1.0, None, (0, 0)
+        self.histogram.clear()
         self._label.clear()
         self._label.setText(self._placeholder)
 
@@ -132,18 +145,76 @@ class PlaneView(QWidget):
             return None
         left = (self._label.width() - pixmap.width()) / 2  # the pixmap is centred in its label
         top = (self._label.height() - pixmap.height()) / 2
-        h, w = self.image.shape
+        h, w = self._shown_shape()
         col = math.floor((x - left) / pixmap.width() * w)  # floor: just left of the image is off it
         row = math.floor((y - top) / pixmap.height() * h)
         if not (0 <= col < w and 0 <= row < h):
             return None
+        row, col = row + self._crop[0], col + self._crop[1]
         return col, row, float(self.image[row, col])
+
+    def _shown_shape(self) -> tuple[int, int]:
+        """Rows and columns of the image on show (all of it, or the zoomed part)."""
+        h, w = self.image.shape  # type: ignore[union-attr]
+        return max(1, round(h / self.zoom)), max(1, round(w / self.zoom))
+
+    def zoom_at(self, x: float, y: float, factor: float) -> None:
+        """Magnify by ``factor`` (1 to 16x) keeping the image pixel under the view point (x, y) in place."""
+        hit = self.pixel_at(x, y)
+        if self.image is None or hit is None:
+            return
+        h, w = self.image.shape
+        centre = self.centre or (h / 2, w / 2)
+        zoom = min(16.0, max(1.0, self.zoom * factor))
+        scale = self.zoom / zoom
+        self.centre = (hit[1] + (centre[0] - hit[1]) * scale, hit[0] + (centre[1] - hit[0]) * scale)
+        self.zoom = zoom
+        self._render()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self._label and event.type() == QEvent.MouseMove:
             hit = self.pixel_at(event.pos().x(), event.pos().y())
             self.hovered.emit("" if hit is None else f"x {hit[0]}, y {hit[1]}: {hit[2]:.1f}")
+        elif watched is self._label and event.type() == QEvent.Wheel:
+            self.zoom_at(event.pos().x(), event.pos().y(), 1.25 ** (event.angleDelta().y() / 120))
+            return True
+        elif watched is self._label and event.type() == QEvent.MouseButtonDblClick:
+            self.zoom, self.centre = 1.0, None
+            self._render()
+            return True
         return super().eventFilter(watched, event)
+
+    def _zoomed(self) -> np.ndarray:
+        """The part of the image on show (all of it at zoom 1), its first row and column kept."""
+        h, w = self.image.shape  # type: ignore[union-attr]
+        sh, sw = self._shown_shape()
+        cy, cx = self.centre or (h / 2, w / 2)
+        r0 = int(min(max(0, round(cy - sh / 2)), h - sh))
+        c0 = int(min(max(0, round(cx - sw / 2)), w - sw))
+        self._crop = (r0, c0)
+        return self.image[r0:r0 + sh, c0:c0 + sw]  # type: ignore[index]
+
+    def _draw_histogram(self, data: np.ndarray) -> None:
+        """Counts of ``data`` (log scale) over its 0.1-99.99th percentile range, the window in yellow."""
+        width, height = max(self.histogram.width(), 64), self.histogram.height()
+        values = np.asarray(data, np.float32).ravel()[::7]
+        lo, hi = (float(v) for v in np.percentile(values, (0.1, 99.99)))
+        if not hi > lo:
+            hi = lo + 1.0
+        counts, _ = np.histogram(values, bins=width // 2, range=(lo, hi))
+        bars = np.log1p(counts) / max(np.log1p(counts).max(), 1e-9)
+        pixmap = QPixmap(width, height)
+        pixmap.fill(QColor(20, 20, 20))
+        painter = QPainter(pixmap)
+        painter.setPen(QPen(QColor(170, 170, 170), 2))
+        for i, bar in enumerate(bars):
+            painter.drawLine(2 * i, height, 2 * i, height - round(bar * (height - 2)))
+        painter.setPen(QPen(QColor(255, 210, 0), 1))
+        for level in self.limits():
+            x = (level - lo) / (hi - lo) * width
+            painter.drawLine(QPointF(x, 0), QPointF(x, height))
+        painter.end()
+        self.histogram.setPixmap(pixmap)
 
     def set_colormap(self, name: str) -> None:
         """Draw the image with another colour map."""
@@ -174,8 +245,10 @@ class PlaneView(QWidget):
                 spin.blockSignals(True)
                 spin.setValue(value)
                 spin.blockSignals(False)
-        qimg = to_qimage(self.image, *self.limits(), self.colormap)
-        h, w = self.image.shape
+        shown = self._zoomed()
+        self._draw_histogram(self.image if self.scale_from is None else self.scale_from)
+        qimg = to_qimage(shown, *self.limits(), self.colormap)
+        h, w = shown.shape
         room = self._label.size()
         if room.width() < 32 or room.height() < 32:  # not laid out yet
             room = QSize(self._display_px, self._display_px)
@@ -186,9 +259,11 @@ class PlaneView(QWidget):
             sy, sx = pixmap.height() / h, pixmap.width() / w
             painter = QPainter(pixmap)
             painter.setPen(QPen(QColor(0, 220, 255), 1.5))
+            r0, c0 = self._crop
             for y, x in self.points:
-                painter.drawEllipse(QPointF((x + 0.5) * sx, (y + 0.5) * sy), 5, 5)
+                painter.drawEllipse(QPointF((x - c0 + 0.5) * sx, (y - r0 + 0.5) * sy), 5, 5)
             for row, colour in self.rows:
+                row -= r0
                 painter.setPen(QPen(colour, 1, Qt.DashLine))
                 painter.drawLine(QPointF(0, (row + 0.5) * sy), QPointF(pixmap.width(), (row + 0.5) * sy))
             painter.end()

@@ -439,3 +439,38 @@ def test_before_start_the_panel_says_when_the_model_will_not_keep_up(qtbot, pane
     panel.exposure.setValue(0.01)  # as fast as the camera goes: 21 planes every 10 µs
     assert "will queue" in panel.message.text() and f"{speed:.1f} virtual planes/s" in panel.message.text()
     assert panel.start_button.isEnabled()  # a note: nothing measured is lost, the stacks come later
+
+
+def test_the_wheel_zooms_where_the_mouse_is_and_the_histogram_shows_the_window(qtbot, tmp_path):
+    from PyQt5.QtCore import QPoint, QPointF, QSettings, Qt
+    from PyQt5.QtGui import QWheelEvent
+    from PyQt5.QtWidgets import QApplication
+
+    from gui.panel import DeepZWindow
+
+    window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    view = window.panel.measured_view
+    plane = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    view.set_image(plane)
+    QApplication.processEvents()
+    label, pixmap = view._label, view._label.pixmap()
+    left, top = (label.width() - pixmap.width()) / 2, (label.height() - pixmap.height()) / 2
+    at = QPointF(left + 40.5 * pixmap.width() / 64, top + 20.5 * pixmap.height() / 64)  # pixel (col 40, row 20)
+    for _ in range(4):  # four notches: 1.25^4 = 2.4x
+        QApplication.sendEvent(label, QWheelEvent(at, label.mapToGlobal(at.toPoint()), QPoint(), QPoint(0, 120),
+                                                  Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False))
+    assert view.zoom == pytest.approx(1.25 ** 4)
+    col, row, _ = view.pixel_at(at.x(), at.y())
+    assert abs(col - 40) <= 1 and abs(row - 20) <= 1  # the pixel under the mouse stays there (to a pixel)
+    shown = view._label.pixmap()
+    left = (label.width() - shown.width()) / 2
+    first_col = view.pixel_at(left + 1, label.height() / 2)[0]
+    assert 0 < first_col < 40  # the left of the image is out of view: magnified around the mouse
+    hist = view.histogram.pixmap().toImage()
+    yellow = [x for x in range(hist.width()) if hist.pixelColor(x, 2).red() > 200 and hist.pixelColor(x, 2).blue() < 80]
+    assert yellow  # the contrast window is marked on the histogram
+    qtbot.mouseDClick(label, Qt.LeftButton)
+    assert view.zoom == 1.0 and view._crop == (0, 0)  # a double click shows the whole image again
