@@ -630,13 +630,14 @@ class DeepZPanel(QWidget):
     def _on_blind_check(self, t: int, metrics: dict) -> None:
         """A blind check's scores, on the reference view (the virtual stack against the scanned one)."""
         worst = min(metrics.get("ssim_per_plane") or [metrics["ssim_mean"]])
-        self._blind_scores[t] = (f": virtual vs scanned SSIM {metrics['ssim_mean']:.3f} (worst plane {worst:.3f}), "
+        self._blind_scores[t] = (f"virtual vs scanned: SSIM {metrics['ssim_mean']:.3f} (worst plane {worst:.3f}), "
                                  f"PSNR {metrics['psnr_mean']:.1f} dB")
         self._title_reference(t)
 
     def _title_reference(self, t: int) -> None:
         if self._reference_t == t:  # its scores arrive before or after its last plane
-            self.reference_view.setTitle(f"Reference (blind check, t={t}){self._blind_scores.get(t, '')}")
+            self.reference_view.setTitle(f"Reference (blind check, t={t})")
+            self.reference_view.note.setText(self._blind_scores.get(t, ""))
 
     def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
         self.virtual_view.set_stack(stack, z_um, self._pixel_um, measured_z=self._anchor_z)

@@ -290,6 +290,9 @@ class StackView(QGroupBox):
         self.slider.setEnabled(False)
         self.slider.valueChanged.connect(self._show_plane)
         self.z_label = QLabel("z: -")
+        #: a line under the stack (the scores of a blind check), wrapped: the view keeps its width
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.slider, 1)
         row.addWidget(self.z_label)
@@ -299,6 +302,7 @@ class StackView(QGroupBox):
         lay = QVBoxLayout(self)
         lay.addLayout(views, 1)
         lay.addLayout(row)
+        lay.addWidget(self.note)
 
     def set_stack(self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float,
                   measured_z: tuple[float, ...] = ()) -> None:
@@ -321,6 +325,7 @@ class StackView(QGroupBox):
     def clear(self) -> None:
         """Back to the empty view with its first title (a new run starts)."""
         self.stack, self.z_um, self.neurons, self._window = None, None, None, None
+        self.note.setText("")
         self.slider.setEnabled(False)
         self.z_label.setText("z: -")
         self.plane.clear()

@@ -119,8 +119,8 @@ def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_pat
     _start_and_wait(qtbot, panel)
     assert panel.reference_view.stack is not None and panel.reference_view.stack.shape == (21, 128, 128)
     scores = read_progress(tmp_path / "panel.ome.zarr")["blind_checks"]["0"]  # the check's scores, in the panel
-    assert f"SSIM {scores['ssim_mean']:.3f}" in panel.reference_view.title()
-    assert f"PSNR {scores['psnr_mean']:.1f} dB" in panel.reference_view.title()
+    assert f"SSIM {scores['ssim_mean']:.3f}" in panel.reference_view.note.text()
+    assert f"PSNR {scores['psnr_mean']:.1f} dB" in panel.reference_view.note.text()
     panel.virtual_view.slider.setValue(3)
     assert panel.reference_view.slider.value() == 3  # the reference follows the virtual z
 
@@ -165,8 +165,8 @@ def test_existing_output_is_refused_before_the_microscope_opens(qtbot, panel, tm
 def test_screenshot_renders_the_panel_with_data(qtbot, tmp_path):
     from PyQt5.QtGui import QImage
 
-    out = render_screenshot(tmp_path / "gui.png", _request(tmp_path, time_points=1), virtual_plane=2,
-                            size=(1280, 800))
+    out = render_screenshot(tmp_path / "gui.png", _request(tmp_path, time_points=1, blind_check_every=1),
+                            virtual_plane=2, size=(1280, 800))
     img = QImage(str(out))
     assert (img.width(), img.height()) == (1280, 800)  # the panel fits a laptop screen (nothing forces it wider)
     grey = np.array([img.pixelColor(x, y).value() for x in range(0, img.width(), 7) for y in range(0, img.height(), 7)])
