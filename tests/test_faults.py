@@ -138,7 +138,9 @@ def test_ctrl_c_ends_threads_and_leaves_a_consistent_container(session, tmp_path
     run = _acquisition(session, tmp_path, time_points=8, interval_s=0.2)
     run.hooks.on_image = interrupt
     summary = run.run()
-    assert summary.aborted and summary.stop_reason == "aborted by the user" and _no_worker_threads()
+    assert summary.aborted, summary
+    assert summary.stop_reason == "aborted by the user", summary.stop_reason
+    assert _no_worker_threads()
     prog = read_progress(tmp_path / "run.ome.zarr")
     # t=1 and at most the time point already sent to the camera (on a busy machine) are finished
     done = prog["completed"]["measured"]

@@ -217,6 +217,7 @@ class Recorder:
         self._times: dict[int, float] = {}
         self._t0 = time.time()
         self._windows: dict[tuple[str, int], tuple[float, float]] = {}
+        self._written_windows: dict[tuple[str, int], tuple[float, float]] = {}
         self._done_positions: dict[tuple[str, int], set[int]] = {}
 
     def _anchor_slots(self) -> dict[int, int] | None:
@@ -257,7 +258,7 @@ class Recorder:
         rec._arrays = {(name, pos): rec.root[f"{rec._paths[name][pos]}/0"]
                        for name in rec._state["completed"] for pos in range(rec.n_positions)}
         rec._infos = {name: info_for(name) for name in rec._paths}
-        rec._windows = {}
+        rec._windows, rec._written_windows = {}, {}
         rec._t0 = time.time()
         rec._times = {}
         rec._done_positions = {(name, t): set(range(rec.n_positions))
@@ -388,11 +389,16 @@ class Recorder:
         self._windows[image, p] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
     def _update_windows(self, image: str) -> None:
-        """Write the display windows of ``image`` into its NGFF metadata (viewers open it in contrast)."""
+        """Write the display windows of ``image`` into its NGFF metadata (viewers open it in contrast),
+        where they moved by more than 2 % of their span since last written (not at every time point)."""
         self._check_intact()
         for pos in range(self.n_positions):
             if (window := self._windows.get((image, pos))) is None:
                 continue
+            if (last := self._written_windows.get((image, pos))) is not None and max(
+                    abs(window[0] - last[0]), abs(window[1] - last[1])) <= 0.02 * max(last[1] - last[0], 1e-9):
+                continue
+            self._written_windows[image, pos] = window
             grp = self.root[self._paths[image][pos]]
             ome = grp.attrs["ome"]
             dtype = self._arrays[image, pos].dtype
@@ -523,6 +529,7 @@ class Recorder:
                 self._attrs["measured_interval_s"] = cadence
                 if self.geometry.interval_s <= 0 and cadence > 0:
                     self._set_time_scale(cadence)
+            self._written_windows.clear()  # the final windows, however little they moved
             for image in self._paths:
                 self._update_windows(image)
             self._flush_attrs()
