@@ -1,0 +1,72 @@
+"""pycromanager's own acquisition tests on the simulator: ``python -m benchmarks.pycromanager_suite``.
+
+pycromanager ships its test suite (``pycromanager/test``), written for Micro-Manager's
+``MMConfig_demo.cfg`` behind a running Micro-Manager. This command copies its acquisition,
+callback, notification and event-building tests into a temporary folder beside a conftest that
+gives their two fixtures (``launch_mm_headless``: mm-deepz's simulator under the demo
+configuration's names, as pycromanager's Python-backend core; ``setup_data_folder``: a temporary
+folder), runs them with pytest and prints pytest's summary. The tests themselves are unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+#: the test files of pycromanager that need no Java and no viewer
+TEST_FILES = ("test_acquisition.py", "test_callback_functions.py", "test_notifications_futures.py",
+              "test_MDA_events.py")
+
+CONFTEST = '''
+import shutil
+import tempfile
+
+import pytest
+
+import simulators
+from mm_deepz.bridge import start_simulator
+
+
+@pytest.fixture(scope="session")
+def launch_mm_headless():
+    with start_simulator(simulators.SimWorld(sensor_shape=(512, 512)), config=simulators.MM_DEMO_CONFIG) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def setup_data_folder():
+    folder = tempfile.mkdtemp()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+'''
+
+
+def run(extra_args: list[str] | None = None) -> int:
+    """Run pycromanager's tests on the simulator; pytest's exit code."""
+    spec = importlib.util.find_spec("pycromanager")
+    if spec is None or spec.origin is None:
+        raise SystemExit("pycromanager is not installed.")
+    tests = Path(spec.origin).parent / "test"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in TEST_FILES:
+            shutil.copy(tests / name, Path(tmp) / name)
+        (Path(tmp) / "conftest.py").write_text(CONFTEST)
+        # napari's pytest plugin (when installed) would change every log record's arguments
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:napari", "-p", "no:cacheprovider", tmp,
+               *(extra_args or [])]
+        return subprocess.run(cmd, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.pycromanager_suite", description=__doc__)
+    ap.add_argument("pytest_args", nargs="*", help="passed on to pytest (e.g. -k zstack)")
+    raise SystemExit(run(ap.parse_args(argv).pytest_args))
+
+
+if __name__ == "__main__":
+    main()
