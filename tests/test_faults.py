@@ -5,6 +5,7 @@ import _thread
 import errno
 import itertools
 import re
+import signal
 import threading
 import time
 
@@ -130,7 +131,16 @@ def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(sessio
 
 
 # -- 3. the acquisition is aborted ------------------------------------------------------------
-def test_ctrl_c_ends_threads_and_leaves_a_consistent_container(session, tmp_path):
+@pytest.fixture
+def python_sigint():
+    """Ctrl-C as in a terminal: Python's own SIGINT handler raises KeyboardInterrupt. A library loaded
+    by an earlier test may have replaced it in this process, and ``interrupt_main`` then does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_ends_threads_and_leaves_a_consistent_container(session, tmp_path, python_sigint):
     def interrupt(kind, t, zi, image):
         if t == 1:
             _thread.interrupt_main()  # what Ctrl-C does to the main thread
