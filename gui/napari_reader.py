@@ -36,6 +36,7 @@ def read_run(path: str | list[str]) -> list[LayerData]:
     import dask.array as da
 
     from mm_deepz.io import image_array, image_group_path, image_names, n_positions, open_container
+    from mm_deepz.io.layout import transforms
 
     path = Path(path[0] if isinstance(path, list) else path)
     root = open_container(path)
@@ -46,15 +47,16 @@ def read_run(path: str | list[str]) -> list[LayerData]:
             arr = image_array(root, name, p)
             if arr.shape[0] == 0:
                 continue  # nothing written (no blind checks, no time point yet)
-            ome = root[image_group_path(root, name, p)].attrs["ome"]
-            scale, translate = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+            group = root[image_group_path(root, name, p)]
+            ome = group.attrs["ome"]
+            scale, translate = transforms(group)
             channel = (ome.get("omero") or {}).get("channels", [{}])[0]
             window = channel.get("window") or {}
             kwargs: dict[str, Any] = {
                 "name": f"{name} p{p}" if several else name,
                 # (t, z, y, x): the channel axis holds one channel
-                "scale": [scale["scale"][0], *scale["scale"][2:]],
-                "translate": [translate["translation"][0], *translate["translation"][2:]],
+                "scale": [scale[0], *scale[2:]],
+                "translate": [translate[0], *translate[2:]],
                 "colormap": COLORMAPS.get(str(channel.get("color", "")).upper(), "gray"),
                 "blending": "additive",
                 "metadata": {"mm_deepz_image": name, "position": p, "label": channel.get("label", name)},

@@ -92,8 +92,7 @@ def image_group_path(root: zarr.Group, image: str, p: int = 0) -> str:
         if paths is None or p >= len(paths):
             raise MissingImageError(_missing(image, p, list(attrs["images"])))
         return str(paths[p])
-    several = "measured" in root and "0" not in root["measured"]  # layout 1
-    path = f"{image}/p{p}" if several else image
+    path = f"{image}/p{p}" if n_positions(root) > 1 else image  # layout 1
     if path not in root:
         raise MissingImageError(_missing(image, p, [k for k in root.group_keys() if k not in ("rejected", "tracks")]))
     return path
@@ -102,6 +101,12 @@ def image_group_path(root: zarr.Group, image: str, p: int = 0) -> str:
 def image_array(root: zarr.Group, image: str, p: int = 0) -> zarr.Array:
     """The (t, c, z, y, x) array of ``image`` at position ``p`` (``open_container(path)`` gives ``root``)."""
     return root[f"{image_group_path(root, image, p)}/0"]
+
+
+def transforms(group: zarr.Group) -> tuple[list[float], list[float]]:
+    """(scale, translation) of an image group's data, on its (t, c, z, y, x) axes."""
+    scale, translation = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    return scale["scale"], translation["translation"]
 
 
 def image_names(root: zarr.Group) -> list[str]:
@@ -148,8 +153,7 @@ def write_collection(root: zarr.Group, paths: Mapping[str, Sequence[str]], infos
 def _ome_image(i: int, group: zarr.Group, name: str, info: ImageInfo, planes: list[dict[str, float]]) -> ome.Image:
     arr = group["0"]
     t, c, z, y, x = arr.shape
-    ms = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
-    scale = ms[0]["scale"]
+    scale, _ = transforms(group)
     pixels = ome.Pixels(
         id=f"Pixels:{i}", dimension_order="XYZCT", type=OME_PIXEL_TYPES.get(str(arr.dtype), str(arr.dtype)), size_x=x, size_y=y, size_z=z,
         size_c=c, size_t=max(t, 1), physical_size_x=scale[4], physical_size_y=scale[3], physical_size_z=scale[2],

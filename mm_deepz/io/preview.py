@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import DeepZError
 from ..metrics import normalize_stack
-from .layout import image_group_path, n_positions
+from .layout import image_group_path, n_positions, transforms
 from .recorder import open_container, per_position
 
 
@@ -90,5 +90,5 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
 
 def _z_of(group, n: int) -> np.ndarray:
     """The z (µm) of an NGFF image's ``n`` planes."""
-    tr = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
-    return tr[1]["translation"][2] + tr[0]["scale"][2] * np.arange(n)
+    scale, translation = transforms(group)
+    return translation[2] + scale[2] * np.arange(n)
