@@ -16,6 +16,7 @@ import torch
 import yaozarrs
 import zarr
 from helpers import measured_chunks_prefix
+from ome_types import from_xml
 from ome_zarr.utils import find_multiscales
 from typer.testing import CliRunner
 
@@ -112,6 +113,10 @@ def test_another_models_stacks_land_beside_the_runs_with_their_provenance(tmp_pa
     assert image_array(root, "virtual_retrained").shape == run_virtual.shape
     yaozarrs.validate_zarr_store(out)  # the added image joins the collection
     assert [name for _, name, _ in find_multiscales(out)] == ["measured", "virtual", "reference", "virtual_retrained"]
+    # the run's own images still say what they are (the collection was rewritten by the other run)
+    channels = {img.name: img.pixels.channels[0] for img in from_xml((out / "OME" / "METADATA.ome.xml").read_text()).images}
+    assert "deepz_1plane" in channels["virtual"].name and channels["measured"].emission_wavelength == 525
+    assert "retrained" in channels["virtual_retrained"].name
     assert not np.array_equal(image_array(root, "virtual_retrained")[:], run_virtual)
     models = read_progress(out)["virtual_models"]
     assert models["virtual_retrained"]["sha256"] == load_model(other).sha256

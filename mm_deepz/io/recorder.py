@@ -37,7 +37,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from .layout import (
     info_for,
     number_images,
     omero,
+    transforms,
     write_collection,
 )
 from .layout import n_positions as layout_n_positions
@@ -191,7 +192,8 @@ class Recorder:
         self._slots = self._anchor_slots()
         try:
             self.root = zarr.create_group(str(self.path), zarr_format=3, overwrite=False)
-            layout = {"layout": LAYOUT_VERSION, "images": self._paths, "anchor_z_um": geometry.anchor_z_um}
+            layout = {"layout": LAYOUT_VERSION, "images": self._paths, "anchor_z_um": geometry.anchor_z_um,
+                      "image_info": {name: asdict(info) for name, info in self._infos.items()}}
             self.root.attrs["mm_deepz"] = json_safe({**(attrs or {}), **layout, **self._state})
             self._arrays: dict[tuple[str, int], zarr.Array] = {}
             h, w = geometry.shape_yx
@@ -246,10 +248,10 @@ class Recorder:
         frames = [rec.root[path] for path in rec._paths["virtual"]]  # the whole z grid, in every layout
         arr = frames[0]["0"]
         h, w = arr.shape[-2:]
-        ts = [g.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"] for g in frames]
-        scale, trans = ts[0][0]["scale"], ts[0][1]["translation"]
-        positions = tuple((t[1]["translation"][4] + (w - 1) / 2 * scale[4],
-                           t[1]["translation"][3] + (h - 1) / 2 * scale[3]) for t in ts) if n_pos > 1 else ((0.0, 0.0),)
+        ts = [transforms(g) for g in frames]
+        scale, trans = ts[0]
+        positions = tuple((t[4] + (w - 1) / 2 * scale[4], t[3] + (h - 1) / 2 * scale[3])
+                          for _, t in ts) if n_pos > 1 else ((0.0, 0.0),)
         anchors = attrs.get("anchor_z_um")
         rec.geometry = Geometry(tuple(float(trans[2] + scale[2] * i) for i in range(arr.shape[2])), float(scale[3]),
                                 float(attrs.get("interval_s", 0.0)), (h, w), positions_xy_um=positions,
@@ -257,7 +259,8 @@ class Recorder:
         rec._slots = rec._anchor_slots()
         rec._arrays = {(name, pos): rec.root[f"{rec._paths[name][pos]}/0"]
                        for name in rec._state["completed"] for pos in range(rec.n_positions)}
-        rec._infos = {name: info_for(name) for name in rec._paths}
+        stored = attrs.get("image_info", {})  # what the run said its images are (layout 2)
+        rec._infos = {name: ImageInfo(**stored[name]) if name in stored else info_for(name) for name in rec._paths}
         rec._windows, rec._written_windows = {}, {}
         rec._t0 = time.time()
         rec._times = {}
@@ -312,6 +315,7 @@ class Recorder:
                     dimension_names=("t", "c", "z", "y", "x"), compressors=COMPRESSOR, config=ARRAY_CONFIG)
             self._state["completed"][name] = []
             self._attrs["images"] = self._paths
+            self._attrs.setdefault("image_info", {})[name] = asdict(self._infos[name])
             self._flush_attrs()
             self._write_collection()
 
