@@ -39,6 +39,8 @@ RUNS: dict[str, list[str]] = {
     # 2-plane bfloat16 run went NaN on the CPU too (docs/models.md): float32 and a lower peak here
     "2plane_d3": ["--planes", "2", "--separation", "4", "--z-range", "12", "--depth", "3", "--lr", "1e-3",
                   "--precision", "fp32"],
+    "2plane_d4": ["--planes", "2", "--separation", "4", "--z-range", "12", "--depth", "4", "--lr", "1e-3",
+                  "--precision", "fp32"],
     "2plane_d5c64": ["--planes", "2", "--separation", "4", "--z-range", "12", "--depth", "5", "--max-channels", "64",
                      "--lr", "1e-3", "--precision", "fp32"],
     "1plane_d5c64": ["--planes", "1", "--z-range", "10", "--depth", "5", "--max-channels", "64"],

@@ -1,6 +1,7 @@
 """`mm-deepz train` + `mm-deepz evaluate` end to end on a small simulated set (CPU, tiny model)."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -124,6 +125,18 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     ck = torch.load(tmp_path / "m.ckpt", weights_only=True)
     assert [g["max_lr"] for g in ck["opt"]["param_groups"]] == [1e-3]
     assert [g["lr"] for g in ck["d_opt"]["param_groups"]] == [5e-4]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10])
+def test_a_run_of_a_few_steps_trains(data, tmp_path, steps):
+    # a smoke run or a throughput probe is a few steps long: its schedule must still have a warm-up
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    cfg = TrainConfig(steps=steps, z_range_um=4, batch_size=2, patch=32, base_channels=4, depth=1, device="cpu")
+    result = train(load_pairs([data / "train"]), cfg, tmp_path / "m.pt")
+    assert result.steps_done == steps and math.isfinite(result.best_val_loss)
+    assert [h["step"] for h in result.history] == [steps]
 
 
 def test_early_stopping_follows_patience(data, tmp_path):

@@ -335,9 +335,11 @@ def _one_cycle(opt: torch.optim.Optimizer, lr: float, total_steps: int,
     torch positions a schedule (``last_epoch``) with the peak stored in the optimizer's groups; a
     resumed optimizer carries the last leg's peak there, so this leg's peak is written first.
     """
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.1)
+    # a warm-up of at least two steps: torch divides by its length (shorter runs raised ZeroDivisionError)
+    warm = min(0.75, max(0.1, 2 / total_steps))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=warm)
     if start_step:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.1,
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=warm,
                                                     last_epoch=start_step - 1)
     return sched
 
