@@ -14,7 +14,9 @@ pycromanager's ``Acquisition`` runs on one of two backends:
   registers it where pycromanager looks (``mmpycorex.launcher._PYMMCORES``) and starts the
   Python engine exactly as ``pycromanager.start_headless(python_backend=True)`` does.
 
-Nothing else in mm-deepz touches pycromanager internals.
+Nothing else in mm-deepz touches pycromanager internals; :func:`_internals` reaches them, and
+refuses versions where they moved (pyproject.toml bounds both packages by the versions in
+:data:`VERIFIED_WITH`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4827
+#: the versions whose internals (``mmpycorex.launcher._PYMMCORES``, the Python engine's singleton)
+#: this module was verified with
+VERIFIED_WITH = {"pycromanager": "1.0.2", "mmpycorex": "0.3.16"}
 
 
 class BridgeError(RuntimeError):
@@ -110,12 +116,10 @@ def start_simulator(world: Any = None, config: str | Path | None = None) -> Simu
     ``simulators.MM_DEMO_CONFIG``, which gives Micro-Manager's demo-configuration names. Only one
     core can be active at a time; call :meth:`SimulatorSession.close` (or use ``with``) when done.
     """
-    from mmpycorex import launcher
-    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
-
     from simulators import DEMO_CONFIG, SimCore, load_demo_core
 
-    if launcher._PYMMCORES:
+    cores, engine = _internals()
+    if cores:
         raise BridgeError(
             "A Python-backend core is already active in this process; close the previous "
             "simulator session (session.close()) before starting another."
@@ -125,25 +129,23 @@ def start_simulator(world: Any = None, config: str | Path | None = None) -> Simu
     core.get_tagged_image = _get_tagged_image.__get__(core)
     core.pop_next_tagged_image = _pop_next_tagged_image.__get__(core)
     core.TaggedImage = TaggedImage
-    launcher._PYMMCORES.append(core)
-    Engine(core)
+    cores.append(core)
+    engine(core)
     logger.info("Simulated microscope registered with pycromanager (Python backend)")
     return SimulatorSession(core)
 
 
 def stop_simulator() -> None:
     """Undo :func:`start_simulator` (safe to call when nothing is running)."""
-    from mmpycorex import launcher
-    from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
-
     from simulators import release_core
 
-    if (engine := Engine.get_instance()) is not None:
-        engine.shutdown()
-        del Engine.singleton  # the next start_simulator() creates a fresh engine
-    for core in launcher._PYMMCORES:
+    cores, engine = _internals()
+    if (running := engine.get_instance()) is not None:
+        running.shutdown()
+        del engine.singleton  # the next start_simulator() creates a fresh engine
+    for core in cores:
         release_core(core)
-    launcher._PYMMCORES.clear()
+    cores.clear()
 
 
 def connect_micromanager(port: int = DEFAULT_PORT, timeout_ms: int = 2000) -> Any:
@@ -151,10 +153,9 @@ def connect_micromanager(port: int = DEFAULT_PORT, timeout_ms: int = 2000) -> An
 
     Raises :class:`BridgeError` naming the port when nothing answers there.
     """
-    from mmpycorex import launcher
     from pycromanager import Core
 
-    if launcher._PYMMCORES:
+    if _internals()[0]:
         raise BridgeError("A simulator core is active; close it before connecting to Micro-Manager.")
     try:
         core = Core(port=port, timeout=timeout_ms)
@@ -165,3 +166,34 @@ def connect_micromanager(port: int = DEFAULT_PORT, timeout_ms: int = 2000) -> An
             f"Tools > Options > 'Run pycro-manager server on port {port}'. ({e})"
         ) from e
     return core
+
+
+def _internals() -> tuple[list[Any], Any]:
+    """pycromanager's list of Python-backend cores and its Python engine class.
+
+    Raises :class:`BridgeError` naming the installed and the verified versions when they moved.
+    """
+    try:
+        from mmpycorex import launcher
+        from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
+
+        cores = launcher._PYMMCORES
+        if not isinstance(cores, list) or not all(callable(getattr(Engine, m, None))
+                                                  for m in ("get_instance", "shutdown")):
+            raise AttributeError("launcher._PYMMCORES is no list or Engine lacks get_instance/shutdown")
+    except (ImportError, AttributeError) as e:
+        raise BridgeError(
+            f"pycromanager's Python backend is not what mm-deepz was verified with ({_versions()}): "
+            f"install {' '.join(f'{n}=={v}' for n, v in VERIFIED_WITH.items())}. ({e})") from e
+    return cores, Engine
+
+
+def _versions() -> str:
+    """Installed against verified versions of :data:`VERIFIED_WITH`'s packages."""
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return ", ".join(f"{n} {installed(n)}, verified {v}" for n, v in VERIFIED_WITH.items())

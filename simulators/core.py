@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import weakref
+from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
@@ -35,8 +37,31 @@ PY_DEVICES = ("SimCamera", "SimZStage", "SimXYStage", "SimLightSource", "SimLigh
 _LIVE_CORES: weakref.WeakSet[UniMMCore] = weakref.WeakSet()
 
 
+#: the pymmcore-plus version whose private UniMMCore methods SimCore extends (pyproject.toml bounds it)
+VERIFIED_WITH = {"pymmcore-plus": "0.18.1"}
+#: those methods, by their parameters
+_EXTENDED = {"_do_snap_image": ("self",), "_start_sequence": ("self", "cam", "n_images", "stop_on_overflow"),
+             "_stop_acquisition_thread": ("self", "timeout")}
+
+
 class ConfigError(ValueError):
     """A Micro-Manager configuration file that does not load (unknown device, bad line)."""
+
+
+class IncompatibleCoreError(RuntimeError):
+    """The installed pymmcore-plus changed what the simulator's core builds on."""
+
+
+def check_unicore() -> None:
+    """Refuse (:class:`IncompatibleCoreError`) a pymmcore-plus whose UniMMCore internals moved."""
+    moved = [name for name, params in _EXTENDED.items()
+             if not callable(method := getattr(UniMMCore, name, None))
+             or tuple(inspect.signature(method).parameters) != params]
+    if moved:
+        raise IncompatibleCoreError(
+            f"pymmcore-plus {version('pymmcore-plus')} changed UniMMCore.{', '.join(moved)}, which the simulator "
+            f"extends (verified with {VERIFIED_WITH['pymmcore-plus']}): install "
+            f"pymmcore-plus=={VERIFIED_WITH['pymmcore-plus']}.")
 
 
 class SimCore(UniMMCore):
@@ -138,6 +163,7 @@ def load_demo_core(world: SimWorld | None = None, config: str | Path = DEMO_CONF
         core: an existing (e.g. pycromanager-adapted) core to load into; default a new
             :class:`SimCore`.
     """
+    check_unicore()
     world = world or SimWorld()
     core = core if core is not None else SimCore()
     path = Path(config)

@@ -28,3 +28,38 @@ def test_one_python_backend_core_at_a_time(world):
             connect_micromanager()
     with start_simulator(world) as again:  # closing really released it
         assert again.core.getCameraDevice() == "Camera"
+
+
+def test_third_party_internals_are_where_they_were_verified():
+    # the private APIs the bridge and the simulator's core build on, checked against what is installed:
+    # a pycromanager, mmpycorex or pymmcore-plus that moved them fails here, naming the versions
+    import tomllib
+    from pathlib import Path
+
+    from mm_deepz import bridge
+    from simulators import core
+
+    cores, engine = bridge._internals()
+    assert isinstance(cores, list) and callable(engine.get_instance)
+    core.check_unicore()
+    pins = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    for name, verified in {**bridge.VERIFIED_WITH, **core.VERIFIED_WITH}.items():  # bounded by what was verified
+        assert any(p.startswith(f"{name}>=") and p.endswith(f",<={verified}") for p in pins), name
+
+
+def test_moved_internals_are_refused_by_name(monkeypatch):
+    from mmpycorex import launcher
+    from pymmcore_plus.experimental.unicore import UniMMCore
+
+    from simulators import core
+
+    monkeypatch.setattr(launcher, "_PYMMCORES", None)  # as if mmpycorex kept its cores elsewhere
+    with pytest.raises(BridgeError, match=r"verified with \(pycromanager .*, verified 1\.0\.2.*install pycromanager=="):
+        start_simulator()
+    class Moved(UniMMCore):  # as if a release renamed _start_sequence's parameters
+        def _start_sequence(self, camera, count):  # type: ignore[override]
+            pass
+
+    monkeypatch.setattr(core, "UniMMCore", Moved)
+    with pytest.raises(core.IncompatibleCoreError, match=r"changed UniMMCore\._start_sequence.*pymmcore-plus=="):
+        core.load_demo_core()
