@@ -28,7 +28,7 @@ import copy
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,9 +91,12 @@ class DeepZHooks:
     """The hooks of one acquisition (one plan, one recorder, one worker)."""
 
     def __init__(self, plan: DeepZPlan, recorder: Recorder, worker: InferenceWorker | None,
-                 enabled: bool = True, on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
+                 enabled: bool = True, anchor_properties: Sequence[Sequence[str]] = (),
+                 on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
                  on_virtual: Callable[[int, VirtualStack], None] | None = None):
         self.plan = plan
+        #: device properties set for anchor planes (the light power: :meth:`Microscope.power_settings`)
+        self.anchor_properties = [list(p) for p in anchor_properties]
         self.recorder = recorder
         self.worker = worker
         self.on_image = on_image
@@ -185,8 +188,8 @@ class DeepZHooks:
         out["axes"][DEEPZ_AXIS] = "anchor"
         out["z"] = float(self._z[zi])
         out["exposure"] = plan.anchor_exposure_ms
-        if plan.light_power_mW is not None:
-            out["properties"] = [["Shutter", "Power_mW", str(plan.light_power_mW)]]
+        if self.anchor_properties:
+            out["properties"] = copy.deepcopy(self.anchor_properties)
         return out
 
     def reference_events(self, t: int, min_start_time: float | None = None,

@@ -32,6 +32,8 @@ class DeepZPlan:
     anchor_exposure_ms: float = 10.0
     stack_exposure_ms: float = 10.0
     light_power_mW: float | None = None
+    #: the ``DEVICE.PROPERTY`` that sets the light power in mW (None: the shutter device's ``Power_mW``)
+    light_power_property: str | None = None
     channel_group: str = "Channel"
     input_preset: str = "Widefield"
     reference_preset: str = "Confocal"

@@ -24,6 +24,7 @@ from mm_deepz.errors import SettingsError
 from mm_deepz.io.claim import preflight_output
 from mm_deepz.modelfile import DeepZModel, load_model, shipped_model_path
 
+from .microscope import PropertyRef
 from .plan import DeepZPlan
 from .run import DeepZAcquisition, RunSettings
 
@@ -33,7 +34,7 @@ LIMITS = {"time_points": 1_000_000, "interval_s": 86_400.0, "z_abs_um": 10_000.0
           "exposure_ms": 10_000.0, "power_mW": 10_000.0, "xy_abs_um": 100_000.0, "frame": 4096}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AcquisitionRequest:
     """One Deep-Z time-lapse as the user asked for it (µm, ms, s)."""
 
@@ -49,6 +50,8 @@ class AcquisitionRequest:
     model: Path | None = None
     exposure_ms: float = 10.0
     power_mW: float | None = None
+    #: where the light power is set, ``DEVICE.PROPERTY`` in mW (None: the shutter device's ``Power_mW``)
+    power_property: str | None = None
     blind_check_every: int = 0
     positions_xy_um: tuple[tuple[float, float], ...] | None = None
     device: str = "auto"
@@ -79,6 +82,14 @@ class AcquisitionRequest:
             problems.append(f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})")
         if not 0 < self.port < 65536:
             problems.append(f"port must be 1-65535 (got {self.port})")
+        if self.power_property is not None:
+            if self.power_mW is None:
+                problems.append(f"a power property ({self.power_property}) says where the light power is set: give "
+                                "the power too (--power), or leave both unset")
+            try:
+                PropertyRef.parse(self.power_property)
+            except SettingsError as e:
+                problems.append(str(e).rstrip("."))
         if self.config is not None:
             if self.connect:
                 problems.append("a configuration file is the simulator's; with a running Micro-Manager, load it "
@@ -155,6 +166,7 @@ class AcquisitionRequest:
                                 f"takes {model.card.n_planes}: ask for {model.card.n_planes} or choose another model.")
         plan = DeepZPlan.for_model(model, self.z_start_um, self.z_end_um, self.z_step_um,
                                    anchor_exposure_ms=self.exposure_ms, light_power_mW=self.power_mW,
+                                   light_power_property=self.power_property,
                                    blind_check_every=self.blind_check_every, channel_group=self.channel_group,
                                    input_preset=self.input_preset, reference_preset=self.reference_preset)
         return model, plan

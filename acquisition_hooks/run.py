@@ -21,66 +21,15 @@ import torch
 from pycromanager import Acquisition, multi_d_acquisition_events
 
 from mm_deepz import __version__
-from mm_deepz.bridge import snake_case
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
-from mm_deepz.errors import HardwareError
 from mm_deepz.io import Geometry, ImageInfo, Recorder, StorageError
 from mm_deepz.modelfile import DeepZModel
 
 from .hooks import DeepZHooks
+from .microscope import Microscope
 from .plan import DeepZPlan
 
 logger = logging.getLogger(__name__)
-
-
-def _core_call(core: Any, camel: str, *args: Any) -> Any:
-    """Call a core method by its CMMCore name on pymmcore-plus (camelCase) or pycromanager (snake_case) cores."""
-    if (method := getattr(core, camel, None)) is None:
-        method = getattr(core, snake_case(camel))
-    return method(*args)
-
-
-def snap_image(core: Any, channel_group: str, preset: str, exposure_ms: float) -> np.ndarray:
-    """One camera image at ``preset`` and ``exposure_ms``, where the stage is (to look and focus before
-    a run); on the simulator or a running Micro-Manager alike."""
-    presets = _strings(_core_call(core, "getAvailableConfigs", channel_group))
-    if preset not in presets:
-        raise HardwareError(f"Config group {channel_group!r} has no preset {preset!r} (it has: "
-                            f"{', '.join(presets) or 'none'}).")
-    _core_call(core, "setConfig", channel_group, preset)
-    _core_call(core, "setExposure", float(exposure_ms))
-    _core_call(core, "snapImage")
-    h, w = int(_core_call(core, "getImageHeight")), int(_core_call(core, "getImageWidth"))
-    return np.asarray(_core_call(core, "getImage")).reshape(h, w)  # the Java backend returns it flat
-
-
-def _strings(values: Any) -> list[str]:
-    """A core's string list (Python list, or a Java StrVector through pycromanager)."""
-    if hasattr(values, "size") and hasattr(values, "get"):
-        return [str(values.get(i)) for i in range(values.size())]
-    return [str(v) for v in values]
-
-
-def check_hardware(core: Any, plan: DeepZPlan, blind_checks: bool) -> None:
-    """Refuse a plan the microscope cannot carry out, before anything moves (:class:`HardwareError`)."""
-    groups = _strings(_core_call(core, "getAvailableConfigGroups"))
-    if plan.channel_group not in groups:
-        raise HardwareError(f"The microscope has no config group {plan.channel_group!r} (it has: "
-                            f"{', '.join(groups) or 'none'}): name the group that switches the light path "
-                            "(--channel-group).")
-    presets = _strings(_core_call(core, "getAvailableConfigs", plan.channel_group))
-    wanted = [("widefield input", plan.input_preset, "--input-preset")]
-    if blind_checks:
-        wanted.append(("blind-check reference", plan.reference_preset, "--reference-preset"))
-    for what, preset, option in wanted:
-        if preset not in presets:
-            raise HardwareError(f"Config group {plan.channel_group!r} has no preset {preset!r} for the {what} "
-                                f"(it has: {', '.join(presets) or 'none'}): name it with {option}.")
-    if plan.light_power_mW is not None and not (
-            "Shutter" in _strings(_core_call(core, "getLoadedDevices"))
-            and _core_call(core, "hasProperty", "Shutter", "Power_mW")):
-        raise HardwareError("This microscope's light source has no Power_mW property on a device named "
-                            "'Shutter': leave the light power unset and set it in Micro-Manager.")
 
 
 @dataclass
@@ -160,15 +109,16 @@ class DeepZAcquisition:
                  on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
                  on_virtual: Callable[[int, VirtualStack], None] | None = None):
         self.core = core
+        self.microscope = Microscope(core, power_property=plan.light_power_property)
         self.model = model
         self.plan = plan
         self.settings = settings
-        check_hardware(core, plan, blind_checks=plan.blind_check_every > 0)
-        pixel = float(_core_call(core, "getPixelSizeUm"))
+        self.microscope.check(plan, blind_checks=plan.blind_check_every > 0)
+        pixel = self.microscope.pixel_size_um
         model.check_compatible(pixel_size_um=pixel, plane_offsets_um=plan.anchor_z())
         plan.check_range(model.card.z_range_um)
         self.predictor = Predictor(model, settings.device)
-        h, w = int(_core_call(core, "getImageHeight")), int(_core_call(core, "getImageWidth"))
+        h, w = self.microscope.image_shape
         positions = tuple(tuple(map(float, xy)) for xy in settings.positions_xy_um or ((0.0, 0.0),))
         self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w),
                                  positions_xy_um=positions, anchor_z_um=tuple(plan.anchor_z()))
@@ -176,6 +126,7 @@ class DeepZAcquisition:
                                  infos=image_infos(model, plan))
         self.worker = InferenceWorker(self.predictor, max_pending=settings.max_pending)
         self.hooks = DeepZHooks(plan, self.recorder, self.worker, enabled=settings.deepz,
+                                anchor_properties=self.microscope.power_settings(plan),
                                 on_image=on_image, on_virtual=on_virtual)
         self._acq: Any = None
         self._mda: Any = None
@@ -221,7 +172,7 @@ class DeepZAcquisition:
         from .mda import DeepZMDAEngine, sequence_for
 
         s = self.settings
-        dose0 = self._dose()
+        dose0 = self.microscope.dose_mJ()
         t0 = time.perf_counter()
         self._mda = engine = DeepZMDAEngine(self.core, self.hooks, s.positions_xy_um)
         previous = self.core.mda.set_engine(engine)
@@ -253,12 +204,6 @@ class DeepZAcquisition:
         if not self.worker.close(timeout=self.settings.drain_timeout_s):
             logger.error("The inference worker did not finish within %.0f s", self.settings.drain_timeout_s)
 
-    def _dose(self) -> float | None:
-        try:
-            return float(_core_call(self.core, "getProperty", "Shutter", "Dose_mJ"))
-        except Exception:  # noqa: BLE001 - real light sources have no dose counter
-            return None
-
     def run(self, progress: Callable[[int, int], None] | None = None,
             backlog_progress: Callable[[int, int], None] | None = None) -> RunSummary:
         """Acquire all time points (blocking) and return the summary; never loses measured data.
@@ -266,7 +211,7 @@ class DeepZAcquisition:
         ``progress(t, total)`` after each time point; ``backlog_progress(done, total)`` while the
         virtual stacks the model could not take during the run are made after it.
         """
-        dose0 = self._dose()
+        dose0 = self.microscope.dose_mJ()
         t0 = time.perf_counter()
         try:
             with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
@@ -343,7 +288,7 @@ class DeepZAcquisition:
         st = self.hooks.stats
         n_z = len(self.plan.requested_z())
         done_t = len(self.recorder.completed["measured"])
-        dose1 = self._dose()
+        dose1 = self.microscope.dose_mJ()
         dose = dose1 - dose0 if dose0 is not None and dose1 is not None else None
         exposure_s, full_s = self.light()
         full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None

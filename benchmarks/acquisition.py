@@ -77,7 +77,7 @@ def _instant(predictor: Predictor) -> None:
 def deepz_run(size: int, frames: int, output: Path, device: str, model_on_cpu: bool = True) -> dict:
     """Frames per second, virtual stacks made and their latency, with the Deep-Z hooks and recorder
     (``model_on_cpu=False``: the model's work left out, as when it runs on a GPU)."""
-    request = AcquisitionRequest(output, time_points=frames, frame=size, device=device, exposure_ms=EXPOSURE_MS)
+    request = AcquisitionRequest(output=output, time_points=frames, frame=size, device=device, exposure_ms=EXPOSURE_MS)
     model, plan = request.prepare()
     stamps: dict[int, float] = {}
     latency: list[float] = []

@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def _run(deepz: bool, time_points: int, output: Path, device: str) -> dict:
-    request = AcquisitionRequest(output, time_points=time_points, frame=64, deepz=deepz, device=device)
+    request = AcquisitionRequest(output=output, time_points=time_points, frame=64, deepz=deepz, device=device)
     model, plan = request.prepare()
     with request.microscope() as core:
         summary = request.acquisition(core, model, plan).run()

@@ -35,7 +35,7 @@ def run(time_points: int, frame: int = 64, device: str = "auto") -> dict:
 
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         out = Path(tmp) / "load.ome.zarr"
-        request = AcquisitionRequest(out, time_points=time_points, frame=frame, device=device)
+        request = AcquisitionRequest(output=out, time_points=time_points, frame=frame, device=device)
         model, plan = request.prepare()
         t0 = time.perf_counter()
         with request.microscope() as core:

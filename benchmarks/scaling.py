@@ -38,7 +38,7 @@ def positions_cost(n_positions: int, time_points: int, device: str) -> dict:
     """Seconds per time point and peak memory of a Deep-Z time-lapse over ``n_positions`` fields."""
     xy = tuple((200.0 * i, 0.0) for i in range(n_positions))
     with tempfile.TemporaryDirectory(dir=".") as tmp:
-        request = AcquisitionRequest(Path(tmp) / "p.ome.zarr", time_points=time_points, frame=128, device=device,
+        request = AcquisitionRequest(output=Path(tmp) / "p.ome.zarr", time_points=time_points, frame=128, device=device,
                                      positions_xy_um=xy if n_positions > 1 else None)
         model, plan = request.prepare()
         with request.microscope() as core, peak_memory() as mem:

@@ -108,13 +108,13 @@ class AcquisitionRunner(QObject):
         self._stop.clear()
 
         def work() -> None:
-            from acquisition_hooks.run import snap_image
+            from acquisition_hooks.microscope import Microscope
 
             try:
                 with request.microscope() as core:
-                    taken = 0
+                    scope, taken = Microscope(core), 0
                     while not self._stop.is_set() and (frames is None or taken < frames):
-                        plane = snap_image(core, request.channel_group, request.input_preset, request.exposure_ms)
+                        plane = scope.snap(request.channel_group, request.input_preset, request.exposure_ms)
                         self.image.emit("live", taken, -1, plane)
                         taken += 1
             except Exception as e:  # noqa: BLE001 - reported to the user in the panel

@@ -224,6 +224,8 @@ def acquire_cmd(
     model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped model for --planes).")] = None,
     exposure: Annotated[float, typer.Option(help="Exposure of the measured planes (ms).")] = 10.0,
     power: Annotated[float | None, typer.Option(help="Light power for measured planes (mW).")] = None,
+    power_property: Annotated[str | None, typer.Option(
+        help="DEVICE.PROPERTY that sets the light power in mW (default: the shutter device's Power_mW).")] = None,
     blind_check: Annotated[int, typer.Option(help="Acquire a real confocal stack every N time points (0 = off).")] = 0,
     position: Annotated[list[str] | None, typer.Option(help="Stage XY position 'X,Y' in µm (repeat for several).")] = None,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
@@ -253,8 +255,10 @@ def acquire_cmd(
         raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}") from None
     if positions and any(len(p) != 2 for p in positions):
         raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}")
-    request = AcquisitionRequest(output, time_points, interval, z_start, z_end, z_step, planes, model, exposure,
-                                 power, blind_check, positions, device, deepz=not no_deepz, overwrite=overwrite,
+    request = AcquisitionRequest(output=output, time_points=time_points, interval_s=interval, z_start_um=z_start,
+                                 z_end_um=z_end, z_step_um=z_step, planes=planes, model=model, exposure_ms=exposure,
+                                 power_mW=power, power_property=power_property, blind_check_every=blind_check,
+                                 positions_xy_um=positions, device=device, deepz=not no_deepz, overwrite=overwrite,
                                  connect=connect, port=port, phantom=phantom, seed=seed, frame=frame,
                                  config=_simulator_config(config), channel_group=channel_group, input_preset=input_preset,
                                  reference_preset=reference_preset)
@@ -352,13 +356,13 @@ def gui_cmd(
     if screenshot is None:
         from gui.app import run_window
 
-        raise typer.Exit(run_window(AcquisitionRequest(output, **microscope)))
+        raise typer.Exit(run_window(AcquisitionRequest(output=output, **microscope)))
     import tempfile
 
     from gui.screenshot import render_screenshot
 
     with tempfile.TemporaryDirectory() as tmp:
-        request = AcquisitionRequest(Path(tmp) / "screenshot.ome.zarr", time_points=5, blind_check_every=4,
+        request = AcquisitionRequest(output=Path(tmp) / "screenshot.ome.zarr", time_points=5, blind_check_every=4,
                                      **microscope)
         try:
             width, height = (int(v) for v in size.lower().split("x"))

@@ -73,7 +73,7 @@ def test_the_current_folder_is_never_an_output(tmp_path):
     assert res.returncode == 2 and "current folder" in res.stderr and "Traceback" not in res.stderr
     assert (tmp_path / "work" / "thesis.tex").exists()
     with pytest.raises(OutputExistsError, match="current folder"):
-        AcquisitionRequest(Path(".."), overwrite=True).check()  # nor a folder that holds it
+        AcquisitionRequest(output=Path(".."), overwrite=True).check()  # nor a folder that holds it
 
 
 def test_a_replaced_container_survives_until_the_new_one_exists(tmp_path, monkeypatch):

@@ -163,7 +163,7 @@ def test_panel_stop_ends_the_run_promptly(qtbot, tmp_path):
     from acquisition_hooks import AcquisitionRequest
     from gui import DeepZPanel
 
-    panel = DeepZPanel(AcquisitionRequest(tmp_path / "run.ome.zarr", time_points=50, interval_s=0.5, frame=64,
+    panel = DeepZPanel(AcquisitionRequest(output=tmp_path / "run.ome.zarr", time_points=50, interval_s=0.5, frame=64,
                                           device="cpu"))
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.runner.image, timeout=60_000):

@@ -20,7 +20,7 @@ RUN_TIMEOUT_MS = 120_000
 
 def _request(tmp_path, name="panel.ome.zarr", **kw):
     base = {"time_points": 2, "frame": 128, "seed": 102, "device": "cpu"}
-    return AcquisitionRequest(tmp_path / name, **{**base, **kw})
+    return AcquisitionRequest(output=tmp_path / name, **{**base, **kw})
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import pytest
 from helpers import tiny_model
 
 from acquisition_hooks import DEEPZ_AXIS, DeepZHooks, DeepZPlan, PlanError
+from acquisition_hooks.microscope import Microscope
 from mm_deepz.engine import InferenceWorker, Predictor
 from mm_deepz.errors import ZRangeError
 from mm_deepz.io import Geometry, Recorder
@@ -31,11 +32,11 @@ def test_plan_refuses_what_cannot_work():
 
 
 @pytest.fixture
-def hooks(tmp_path):
+def hooks(tmp_path, core):
     plan = DeepZPlan(-2, 2, 1, anchor_exposure_ms=5, stack_exposure_ms=20, light_power_mW=3.0)
     rec = Recorder(tmp_path / "r.ome.zarr", Geometry(tuple(plan.requested_z()), 0.325, 1.0, (32, 32)))
-    with InferenceWorker(Predictor(tiny_model(), "cpu")) as worker:
-        yield DeepZHooks(plan, rec, worker)
+    with InferenceWorker(Predictor(tiny_model(), "cpu")) as worker:  # the light power where the simulator sets it
+        yield DeepZHooks(plan, rec, worker, anchor_properties=Microscope(core).power_settings(plan))
 
 
 def _event(t, zi, z):

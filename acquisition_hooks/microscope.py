@@ -1,0 +1,158 @@
+"""What a Deep-Z run needs from the microscope, found on the one in hand.
+
+A run switches the light path through a config group, sets the exposure, and where asked the
+light power; it reads the delivered light dose where the hardware reports one. :class:`Microscope`
+finds where each of these lives on the core in hand, the simulator's (pymmcore-plus, camelCase)
+or a running Micro-Manager's (pycromanager's Java backend, snake_case), and refuses what this
+microscope cannot honour before anything moves (:class:`~mm_deepz.errors.HardwareError`).
+
+The light power is a device property in mW: by default the current shutter device's
+``Power_mW`` (the simulator's light source, and controllers that follow its convention), or the
+one named with ``--power-property DEVICE.PROPERTY``. The dose is the shutter device's read-only
+``Dose_mJ`` where it has one (the simulator counts the light it delivers); elsewhere it is
+unknown and reported as such, never estimated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mm_deepz.bridge import snake_case
+from mm_deepz.errors import HardwareError, SettingsError
+
+from .plan import DeepZPlan
+
+#: the light source property that sets its power in mW, where nothing else is named
+POWER_PROPERTY = "Power_mW"
+#: the read-only light source property counting the light dose it delivered, in mJ
+DOSE_PROPERTY = "Dose_mJ"
+
+
+@dataclass(frozen=True)
+class PropertyRef:
+    """One device property, ``DEVICE.PROPERTY`` on the command line."""
+
+    device: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> PropertyRef:
+        """``"LED.Power_mW"`` -> ``PropertyRef("LED", "Power_mW")``; :class:`SettingsError` if malformed."""
+        device, _, name = text.partition(".")
+        if not device.strip() or not name.strip():
+            raise SettingsError(f"{text!r} names no device property: write DEVICE.PROPERTY, as Micro-Manager's "
+                                "Device Property Browser shows them (for example LED.Power_mW).")
+        return cls(device.strip(), name.strip())
+
+    def __str__(self) -> str:
+        return f"{self.device}.{self.name}"
+
+
+def strings(values: Any) -> list[str]:
+    """A core's string list (a Python list, or a Java StrVector through pycromanager)."""
+    if hasattr(values, "size") and hasattr(values, "get"):
+        return [str(values.get(i)) for i in range(values.size())]
+    return [str(v) for v in values]
+
+
+class Microscope:
+    """The run's view of one core: config groups, camera, light power and dose."""
+
+    def __init__(self, core: Any, *, power_property: str | None = None) -> None:
+        self.core = core
+        self._power_property = PropertyRef.parse(power_property) if power_property else None
+
+    def call(self, camel: str, *args: Any) -> Any:
+        """A CMMCore method by its C++ name, on pymmcore-plus (camelCase) or pycromanager (snake_case) cores."""
+        if (method := getattr(self.core, camel, None)) is None:
+            method = getattr(self.core, snake_case(camel))
+        return method(*args)
+
+    # -- what the run reads ------------------------------------------------------------
+    @property
+    def pixel_size_um(self) -> float:
+        """The current objective's pixel size at the sample."""
+        return float(self.call("getPixelSizeUm"))
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """The camera's image (height, width) in pixels."""
+        return int(self.call("getImageHeight")), int(self.call("getImageWidth"))
+
+    def dose_mJ(self) -> float | None:
+        """The light dose the light source reports having delivered; None where it reports none."""
+        shutter = str(self.call("getShutterDevice"))
+        if not shutter or not self.call("hasProperty", shutter, DOSE_PROPERTY):
+            return None
+        return float(self.call("getProperty", shutter, DOSE_PROPERTY))
+
+    def snap(self, channel_group: str, preset: str, exposure_ms: float) -> np.ndarray:
+        """One camera image at ``preset`` and ``exposure_ms``, where the stage is."""
+        self._require_preset(channel_group, preset, "image")
+        self.call("setConfig", channel_group, preset)
+        self.call("setExposure", float(exposure_ms))
+        self.call("snapImage")
+        h, w = self.image_shape
+        return np.asarray(self.call("getImage")).reshape(h, w)  # the Java backend returns it flat
+
+    # -- what the run sets --------------------------------------------------------------
+    def power_property(self) -> PropertyRef | None:
+        """The property that sets the light power: the one named, else the shutter's ``Power_mW``."""
+        if self._power_property is not None:
+            return self._power_property
+        shutter = str(self.call("getShutterDevice"))
+        return PropertyRef(shutter, POWER_PROPERTY) if shutter else None
+
+    def power_settings(self, plan: DeepZPlan) -> list[list[str]]:
+        """The ``properties`` of an event that measures at the plan's light power (none if unset)."""
+        if plan.light_power_mW is None:
+            return []
+        ref = self._check_power(plan.light_power_mW)
+        return [[ref.device, ref.name, str(plan.light_power_mW)]]
+
+    # -- refusals ------------------------------------------------------------------------
+    def check(self, plan: DeepZPlan, blind_checks: bool) -> None:
+        """Refuse a plan this microscope cannot carry out, before anything moves."""
+        groups = strings(self.call("getAvailableConfigGroups"))
+        if plan.channel_group not in groups:
+            raise HardwareError(f"The microscope has no config group {plan.channel_group!r} (it has: "
+                                f"{', '.join(groups) or 'none'}): name the group that switches the light path "
+                                "(--channel-group).")
+        self._require_preset(plan.channel_group, plan.input_preset, "widefield input", "--input-preset")
+        if blind_checks:
+            self._require_preset(plan.channel_group, plan.reference_preset, "blind-check reference",
+                                 "--reference-preset")
+        if plan.light_power_mW is not None:
+            self._check_power(plan.light_power_mW)
+
+    def _require_preset(self, group: str, preset: str, what: str, option: str | None = None) -> None:
+        presets = strings(self.call("getAvailableConfigs", group))
+        if preset not in presets:
+            how = f": name it with {option}" if option else ""
+            raise HardwareError(f"Config group {group!r} has no preset {preset!r} for the {what} (it has: "
+                                f"{', '.join(presets) or 'none'}){how}.")
+
+    def _check_power(self, mW: float) -> PropertyRef:
+        """The property that sets the light power to ``mW``, or :class:`HardwareError` saying why none can."""
+        ref = self.power_property()
+        if ref is None or ref.device not in strings(self.call("getLoadedDevices")):
+            raise HardwareError("This microscope has no shutter device to set the light power on: leave the "
+                                "light power unset and set it in Micro-Manager, or name the property that sets "
+                                "it in mW with --power-property DEVICE.PROPERTY.")
+        if not self.call("hasProperty", ref.device, ref.name):
+            named = "The named" if self._power_property else "This microscope's"
+            raise HardwareError(f"{named} light source {ref.device!r} has no property {ref.name!r}: leave the "
+                                "light power unset and set it in Micro-Manager, or name the property that sets "
+                                "it in mW with --power-property DEVICE.PROPERTY.")
+        if self.call("isPropertyReadOnly", ref.device, ref.name):
+            raise HardwareError(f"{ref} is read-only: name a property that sets the light power.")
+        if self.call("hasPropertyLimits", ref.device, ref.name):
+            low = float(self.call("getPropertyLowerLimit", ref.device, ref.name))
+            high = float(self.call("getPropertyUpperLimit", ref.device, ref.name))
+            if not low <= mW <= high:
+                raise HardwareError(f"A light power of {mW:g} mW is outside what {ref} accepts "
+                                    f"({low:g} to {high:g}).")
+        return ref
