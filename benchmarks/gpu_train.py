@@ -110,22 +110,31 @@ def simulate(data: Path, scale: str) -> None:
     logger.info("simulated %d stack pairs in %.0f s", len(specs), time.perf_counter() - t0)
 
 
-def _train_args(name: str, data: Path, out: Path, steps: int, device: str, batch: int, patch: int) -> list[str]:
+def _train_args(name: str, data: Path, out: Path, steps: int, device: str, batch: int, patch: int,
+                val_every: int) -> list[str]:
     return ["train", str(data / "train"), "--val", str(data / "val"), *RUNS[name], "--steps", str(steps),
-            "--batch-size", str(batch), "--patch", str(patch), "--patience", "0", "--device", device, "--overwrite",
-            "--out", str(out / f"{name}.pt")]
+            "--batch-size", str(batch), "--patch", str(patch), "--patience", "0", "--val-every", str(val_every),
+            "--device", device, "--overwrite", "--out", str(out / f"{name}.pt")]
 
 
 def _train_all(names: list[str], data: Path, out: Path, steps: dict[str, int], device: str, batch: int,
-               patch: int, log: Path) -> dict[str, float]:
-    """Train ``names`` side by side; each run's training-loop seconds from its card."""
-    from mm_deepz.modelfile import load_model
+               patch: int, log: Path, val_every: int = 250) -> dict[str, list[dict]]:
+    """Train ``names`` side by side; each run's validation history (step, seconds, losses)."""
+    import torch
 
     out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(len(names)) as pool:
-        list(pool.map(lambda n: _mz(_train_args(n, data, out, steps[n], device, batch, patch),
+        list(pool.map(lambda n: _mz(_train_args(n, data, out, steps[n], device, batch, patch, val_every),
                                     log.with_name(f"{log.stem}_{n}.log")), names))
-    return {n: float(load_model(out / f"{n}.pt").card.provenance["train_seconds"]) for n in names}
+    return {n: torch.load(out / f"{n}.ckpt", map_location="cpu", weights_only=True)["history"] for n in names}
+
+
+def seconds_per_step(history: list[dict]) -> float:
+    """Training seconds per step between the first and the last validation: the start (CUDA set-up,
+    cuDNN's algorithm search) comes before the first and is left out (counted, it made the last
+    lease's 40-step probe 2.6x slower per step than the run it sized)."""
+    first, last = history[0], history[-1]
+    return (last["seconds"] - first["seconds"]) / (last["step"] - first["step"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,21 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "train.log"
     probe = _train_all(names, args.data, args.work / "probe", dict.fromkeys(names, args.probe_steps), args.device,
-                       args.batch_size, args.patch, log)
-    per_step = {n: s / args.probe_steps for n, s in probe.items()}
+                       args.batch_size, args.patch, log, val_every=max(1, args.probe_steps // 3))
+    per_step = {n: seconds_per_step(h) for n, h in probe.items()}
     steps = {n: max(250, int(args.budget / per_step[n] / 1.1) // 250 * 250) for n in names}
     logger.info("probe: seconds per step %s -> steps %s", {n: round(v, 4) for n, v in per_step.items()}, steps)
-    seconds = _train_all(names, args.data, args.out, steps, args.device, args.batch_size, args.patch, log)
+    histories = _train_all(names, args.data, args.out, steps, args.device, args.batch_size, args.patch, log)
     from mm_deepz.modelfile import load_model
 
     summary = {"device": args.device, "budget_s": args.budget, "batch_size": args.batch_size, "patch": args.patch,
                "probe_seconds_per_step": per_step, "runs": {}}
     for n in names:
         card = load_model(args.out / f"{n}.pt").card
-        ck = __import__("torch").load(args.out / f"{n}.ckpt", map_location="cpu", weights_only=True)
-        summary["runs"][n] = {"options": RUNS[n], "steps": steps[n], "train_seconds": seconds[n],
+        summary["runs"][n] = {"options": RUNS[n], "steps": steps[n], "train_seconds": card.provenance["train_seconds"],
                               "hardware": card.provenance["hardware"],
-                              "best_validation_loss": card.metrics["validation_loss"], "history": ck["history"]}
+                              "best_validation_loss": card.metrics["validation_loss"], "history": histories[n]}
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     (args.out / "gpu_train.json").write_text(json.dumps(summary, indent=2))
     for n in names:  # checkpoints stay on the machine: too large to bring back, the model files carry the weights

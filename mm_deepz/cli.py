@@ -134,7 +134,8 @@ def train_cmd(
     val: Annotated[list[Path] | None, typer.Option(
         help="Fixed validation stacks (folders/files; repeatable); then --val-fraction is not used.")] = None,
     patience: Annotated[int, typer.Option(
-        help="Stop after this many validations (every 250 steps) without improvement; 0 = never.")] = 5,
+        help="Stop after this many validations without improvement; 0 = never.")] = 5,
+    val_every: Annotated[int, typer.Option(help="Validate (and save the checkpoint) every N steps.")] = 250,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
     precision: Annotated[str, typer.Option(
@@ -153,7 +154,7 @@ def train_cmd(
     cfg = TrainConfig(n_planes=planes, plane_separation_um=separation, z_range_um=z_range, steps=steps,
                       batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth,
                       max_channels=max_channels, lr=lr, adversarial_weight=adversarial, pcc_weight=pcc_weight,
-                      ssim_weight=ssim_weight, val_fraction=val_fraction, patience=patience, seed=seed, device=device,
+                      ssim_weight=ssim_weight, val_fraction=val_fraction, patience=patience, val_every=val_every, seed=seed, device=device,
                       precision=precision,
                       input_modality=input_modality, target_modality=target_modality)
     check_output_model(out, resume=resume, overwrite=overwrite)

@@ -13,3 +13,22 @@ def test_quick_benchmark_suite_writes_json_and_markdown(tmp_path):
     md = (tmp_path / "benchmarks.md").read_text()
     assert "### Inference" in md and "### Acquisition overhead" in md and "Quick mode" in md
     assert "### Neuron analysis" in md and "### Training step" in md
+
+
+def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path):
+    # the script a lent GPU session runs at once: its steps sized from a probe, its model files and
+    # summary written where the device tool brings them back
+    from benchmarks.gpu_train import main as gpu_train
+    from mm_deepz.modelfile import load_model
+
+    out = tmp_path / "out"
+    assert gpu_train(["--device", "cpu", "--scale", "toy", "--budget", "1", "--runs", "2plane_d3", "--probe-steps", "6",
+                      "--batch-size", "2", "--patch", "32", "--data", str(tmp_path / "data"),
+                      "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    summary = json.loads((out / "gpu_train.json").read_text())
+    run = summary["runs"]["2plane_d3"]
+    assert summary["probe_seconds_per_step"]["2plane_d3"] > 0 and run["steps"] == 250  # the least it trains
+    assert [h["step"] for h in run["history"]] == [250] and run["history"][0]["seconds"] > 0
+    card = load_model(out / "2plane_d3.pt").card
+    assert card.n_planes == 2 and card.provenance["steps_done"] == 250
+    assert sorted(p.name for p in out.iterdir()) == ["2plane_d3.pt", "gpu_train.json", "train_logs.txt"]

@@ -83,7 +83,7 @@ class TrainConfig:
                      "adversarial_weight", "val_fraction"):
             if not math.isfinite(getattr(self, name)):
                 raise DeepZError(f"{name} must be a finite number, got {getattr(self, name)}.")
-        for name in ("z_range_um", "steps", "batch_size", "patch", "lr"):
+        for name in ("z_range_um", "steps", "batch_size", "patch", "lr", "val_every"):
             if getattr(self, name) <= 0:
                 raise DeepZError(f"{name} must be positive, got {getattr(self, name)}.")
         for name in ("weight_decay", "pcc_weight", "ssim_weight", "adversarial_weight"):
@@ -283,7 +283,8 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
             if step % cfg.val_every == 0 or step == cfg.steps:
                 val = _validate(net, val_x, val_y, device, cfg)
                 history.append({"step": step, "lr": sched.get_last_lr()[0], "train_loss": loss.item(),
-                                "val_loss": val})
+                                "val_loss": val,
+                                "seconds": round(earlier_seconds + time.perf_counter() - t0, 2)})
                 logger.info("step %d: train loss %.4f, validation loss %.4f (best %.4f)", step, loss.item(),
                             val, min(best, val))
                 if val < best - 1e-4:
