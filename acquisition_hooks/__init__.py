@@ -1,9 +1,33 @@
-"""pycromanager acquisition hooks for Deep-Z virtual z-stacking."""
+"""pycromanager acquisition hooks for Deep-Z virtual z-stacking.
 
-from .hooks import DEEPZ_AXIS, DeepZHooks, HookStats
-from .plan import DeepZPlan, PlanError
-from .request import AcquisitionRequest
-from .run import DeepZAcquisition, RunSettings, RunSummary
+The names below are imported on first use: the plan and the event rewriting
+(:mod:`acquisition_hooks.plan`, :mod:`acquisition_hooks.events`) load without the model (torch)
+or the container (zarr).
+"""
 
-__all__ = ["DEEPZ_AXIS", "AcquisitionRequest", "DeepZAcquisition", "DeepZHooks", "DeepZPlan", "HookStats",
-           "PlanError", "RunSettings", "RunSummary"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .events import DEEPZ_AXIS, Capture, EventRewriter
+    from .hooks import DeepZHooks, HookStats
+    from .plan import DeepZPlan, PlanError
+    from .request import AcquisitionRequest
+    from .run import DeepZAcquisition, RunSettings, RunSummary
+
+#: public name -> the module that defines it
+_WHERE = {"DEEPZ_AXIS": "events", "Capture": "events", "EventRewriter": "events", "DeepZHooks": "hooks",
+          "HookStats": "hooks", "DeepZPlan": "plan", "PlanError": "plan", "AcquisitionRequest": "request",
+          "DeepZAcquisition": "run", "RunSettings": "run", "RunSummary": "run"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'acquisition_hooks' has no attribute {name!r}")
+
+
+__all__ = ["DEEPZ_AXIS", "AcquisitionRequest", "Capture", "DeepZAcquisition", "DeepZHooks", "DeepZPlan",
+           "EventRewriter", "HookStats", "PlanError", "RunSettings", "RunSummary"]

@@ -2,12 +2,12 @@
 
 :class:`DeepZHooks` hands pycromanager two callables:
 
-- ``event_generation_hook``: each requested z-stack event (axes ``time`` and ``z``) becomes,
-  with virtual z-stacking on, one of the 1-2 anchor planes (at the plan's exposure, light
-  power and input light path) or is skipped; with it off, the plane is acquired as usual.
-  The mode is fixed per time point when its first plane is processed, so flipping the toggle
-  mid-stack takes effect at the next time point. Reference (blind-check) events and events
-  without a z axis pass through untouched.
+- ``event_generation_hook``: each requested z-stack event (axes ``time`` and ``z``) becomes
+  what :class:`~acquisition_hooks.events.EventRewriter` decides: with virtual z-stacking on, one
+  of the 1-2 anchor planes (at the plan's exposure, light power and input light path) or
+  nothing; with it off, a plane of a full stack. Reference (blind-check) events and events
+  without a z axis pass through untouched. pymmcore-plus's runner gets the same decisions
+  (:meth:`DeepZHooks.rewrite`, :mod:`acquisition_hooks.mda`).
 - ``image_process_fn``: writes each measured plane to the recorder, groups the anchor planes
   of a time point into a :class:`PlaneBundle` and hands it to the inference worker without
   blocking; reference planes go to ``reference/``, and a completed blind check is scored.
@@ -15,16 +15,13 @@
   saturated input planes are flagged, and a storage failure stops the acquisition
   (:meth:`DeepZHooks.stop`: every further event is skipped, waiting threads wake up).
 
-Exposure, light path and light power are set declaratively in the events (``exposure``,
-``config_group``, ``properties``), so pycromanager's engine applies them in its hardware
-step, and events that are not anchors restore the plan's normal settings the same way.
-Deep-Z events carry an extra axis ``deepz`` (``anchor``, ``full`` or ``reference``) because
-pycromanager's Python backend cannot carry event tags.
+Exposure, light path and light power are set declaratively in the events, so the runner applies
+them in its hardware step. Deep-Z events carry an extra axis ``deepz`` (``anchor``, ``full`` or
+``reference``) because pycromanager's Python backend cannot carry event tags.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 from collections import deque
@@ -39,11 +36,11 @@ from mm_deepz.errors import InputError, WorkerBusy, WorkerClosed
 from mm_deepz.io import STACK_IMAGE, Recorder, StorageError
 from mm_deepz.metrics import stack_scores
 
+from .events import DEEPZ_AXIS, Capture, EventRewriter
 from .plan import DeepZPlan
 
 logger = logging.getLogger(__name__)
 
-DEEPZ_AXIS = "deepz"
 #: an input frame with more than this fraction of its pixels at a camera's full scale is flagged
 SATURATION_WARN_FRACTION = 0.001
 #: full-scale values of 8- to 16-bit cameras
@@ -95,8 +92,9 @@ class DeepZHooks:
                  on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
                  on_virtual: Callable[[int, VirtualStack], None] | None = None):
         self.plan = plan
-        #: device properties set for anchor planes (the light power: :meth:`Microscope.power_settings`)
-        self.anchor_properties = [list(p) for p in anchor_properties]
+        #: decides what each requested plane becomes; anchor planes set ``anchor_properties`` first
+        #: (the light power: :meth:`Microscope.power_settings`)
+        self.rewriter = EventRewriter(plan, anchor_properties=anchor_properties)
         self.recorder = recorder
         self.worker = worker
         self.on_image = on_image
@@ -110,11 +108,10 @@ class DeepZHooks:
         self._arrived: dict[tuple[int, int], int] = {}  # (t, p) -> frames of it that arrived
         self._acquired_t: dict[int, set[int]] = {}  # t -> positions whose frames all arrived
         self._measured_t: dict[int, set[int]] = {}  # t -> positions written (for the counters)
-        self._mode: dict[int, str] = {}
         self._planes: dict[tuple[str, int, int], dict[int, np.ndarray]] = {}
         self._virtual: dict[tuple[int, int], np.ndarray] = {}
-        self._z = plan.requested_z()
-        self._anchors = plan.anchor_indices()
+        self._z = self.rewriter.z_um
+        self._anchors = self.rewriter.anchors
         self._rejected: set[tuple[str, int, int, int]] = set()
         #: (t, p) whose virtual stack waits for the model; their anchor planes are on disk
         self._backlog: deque[tuple[int, int]] = deque()
@@ -158,58 +155,39 @@ class DeepZHooks:
         return {"event_generation_hook_fn": self.event_generation_hook, "image_process_fn": self.image_process_fn}
 
     # -- event generation ---------------------------------------------------------------
-    def mode_of(self, t: int) -> str:
-        """``deepz`` or ``full`` for time point ``t`` (decided once, on its first plane)."""
-        with self._lock:
-            if t not in self._mode:
-                self._mode[t] = "deepz" if self.enabled and self.worker is not None else "full"
-                self._mode.pop(t - 2, None)  # decided long ago (MDA runners may ask again for t - 1)
-            return self._mode[t]
+    def rewrite(self, t: int, zi: int) -> Capture | None:
+        """What requested plane ``zi`` of time point ``t`` becomes (counted); None: skipped."""
+        self.stats.count("planes_requested")
+        capture = self.rewriter.capture(t, zi, deepz=self.enabled and self.worker is not None)
+        if capture is None:
+            self.stats.count("planes_skipped")
+        return capture
 
     def event_generation_hook(self, event: dict) -> dict | None:
-        """Rewrite a requested event into a Deep-Z event, or skip it (``None``)."""
+        """pycromanager's hook: a requested event rewritten into a Deep-Z event, or skipped (``None``)."""
         if self.stop_reason is not None:
             return None
         axes = event.get("axes", {})
         if DEEPZ_AXIS in axes or "z" not in axes or "time" not in axes:
             return event
-        t, zi = int(axes["time"]), int(axes["z"])
-        self.stats.count("planes_requested")
-        plan = self.plan
-        out = copy.deepcopy(event)
-        out["config_group"] = [plan.channel_group, plan.input_preset]
-        if self.mode_of(t) == "full":
-            out["axes"][DEEPZ_AXIS] = "full"
-            out["exposure"] = plan.stack_exposure_ms
-            return out
-        if zi not in self._anchors:
-            self.stats.count("planes_skipped")
-            return None
-        out["axes"][DEEPZ_AXIS] = "anchor"
-        out["z"] = float(self._z[zi])
-        out["exposure"] = plan.anchor_exposure_ms
-        if self.anchor_properties:
-            out["properties"] = copy.deepcopy(self.anchor_properties)
-        return out
+        capture = self.rewrite(int(axes["time"]), int(axes["z"]))
+        return None if capture is None else capture.pycromanager_event(event)
 
     def reference_events(self, t: int, min_start_time: float | None = None,
                          positions_xy_um: tuple[tuple[float, float], ...] | None = None) -> list[dict]:
-        """The events of a blind check: a real target-modality stack over the requested grid,
-        at every XY position of a multi-position acquisition (``None``: where the stage is)."""
-        plan = self.plan
+        """pycromanager's events of a blind check: a real target-modality stack over the requested
+        grid, at every XY position of a multi-position acquisition (``None``: where the stage is)."""
         wheres = list(enumerate(positions_xy_um)) if positions_xy_um else [None]
         events = []
         for where in wheres:
-            for zi, z in enumerate(self._z):
-                ev = {"axes": {"time": t, "z": zi, DEEPZ_AXIS: "reference"}, "z": float(z),
-                      "config_group": [plan.channel_group, plan.reference_preset],
-                      "exposure": plan.reference_exposure_ms}
+            for zi, capture in enumerate(self.rewriter.reference()):
+                ev: dict[str, Any] = {"axes": {"time": t, "z": zi}}
                 if where is not None:
                     p, (ev["x"], ev["y"]) = where
                     ev["axes"]["position"] = p
                 if min_start_time is not None:
                     ev["min_start_time"] = min_start_time
-                events.append(ev)
+                events.append(capture.pycromanager_event(ev))
         return events
 
     def wait_acquired(self, t: int, timeout: float) -> bool:

@@ -1,9 +1,10 @@
 """The same Deep-Z capture for pymmcore-plus users: an MDA engine driven by :class:`DeepZHooks`.
 
-pymmcore-plus runs ``useq`` events instead of pycromanager's event dicts. This module only
-translates between the two: every z-stack event goes through the very same
-``DeepZHooks.event_generation_hook`` (so the plan, the toggle and the light settings are one
-implementation), and every frame goes to ``DeepZHooks.image_process_fn``.
+pymmcore-plus runs the requested ``useq`` sequence (:func:`~acquisition_hooks.events.sequence_for`)
+natively. Each z-stack event is rewritten with the very decision the pycromanager path gets
+(:meth:`DeepZHooks.rewrite`, so the plan, the toggle and the light settings are one
+implementation), written as a useq event (:meth:`Capture.useq_event`), and every frame goes to
+``DeepZHooks.image_process_fn``.
 """
 
 from __future__ import annotations
@@ -14,31 +15,13 @@ from typing import Any
 import useq
 from pymmcore_plus.mda import MDAEngine
 
-from .hooks import DEEPZ_AXIS, DeepZHooks
-from .plan import DeepZPlan
+from .events import DEEPZ_AXIS
+from .hooks import DeepZHooks
 
 
 def _axes(event: useq.MDAEvent) -> dict[str, Any]:
     idx = event.index
     return {"time": idx.get("t", 0), "z": idx.get("z", 0), "position": idx.get("p", 0)}
-
-
-def _to_useq(event: useq.MDAEvent | None, d: dict, index: dict[str, int] | None = None) -> useq.MDAEvent:
-    """A useq event carrying what a pycromanager event dict asks for."""
-    group, preset = d.get("config_group", (None, None))
-    changes: dict[str, Any] = {
-        "z_pos": d.get("z"),
-        "metadata": {**(event.metadata if event else {}), DEEPZ_AXIS: d["axes"][DEEPZ_AXIS]},
-    }
-    if "exposure" in d:
-        changes["exposure"] = d["exposure"]
-    if preset is not None:
-        changes["channel"] = {"config": preset, "group": group}
-    if "properties" in d:
-        changes["properties"] = [useq.PropertyTuple(dev, prop, value) for dev, prop, value in d["properties"]]
-    if event is None:
-        return useq.MDAEvent(index=index or {}, x_pos=d.get("x"), y_pos=d.get("y"), **changes)
-    return event.replace(**changes)
 
 
 class DeepZMDAEngine(MDAEngine):
@@ -65,34 +48,20 @@ class DeepZMDAEngine(MDAEngine):
             if "z" not in event.index:
                 yield event
                 continue
-            out = self.hooks.event_generation_hook({"axes": _axes(event), "z": event.z_pos})
-            if out is not None:
-                yield _to_useq(event, out)
+            if self.hooks.stop_reason is None and (capture := self.hooks.rewrite(t, event.index["z"])) is not None:
+                yield capture.useq_event(event)
         if last_t is not None:
             yield from self._references(last_t)
 
     def _references(self, t: int) -> Iterator[useq.MDAEvent]:
         if not self.hooks.plan.is_blind_check(t):
             return
-        for d in self.hooks.reference_events(t, positions_xy_um=self.positions):
-            ax = d["axes"]
-            yield _to_useq(None, d, {"t": t, "z": ax["z"], "p": ax.get("position", 0)})
+        wheres = list(enumerate(self.positions)) if self.positions else [(0, (None, None))]
+        for p, (x, y) in wheres:
+            for zi, capture in enumerate(self.hooks.rewriter.reference()):
+                yield capture.useq_event(useq.MDAEvent(index={"t": t, "z": zi, "p": p}, x_pos=x, y_pos=y))
 
     def on_frame(self, image: Any, event: useq.MDAEvent, meta: Any = None) -> None:
         """Connect to ``core.mda.events.frameReady``: hands Deep-Z frames to the hooks."""
         if DEEPZ_AXIS in event.metadata:
             self.hooks.image_process_fn(image, {"Axes": {**_axes(event), DEEPZ_AXIS: event.metadata[DEEPZ_AXIS]}})
-
-
-def sequence_for(plan: DeepZPlan, time_points: int, interval_s: float,
-                 positions_xy_um: tuple | None = None) -> useq.MDASequence:
-    """The useq sequence of the requested acquisition (absolute z grid of the plan)."""
-    z = plan.requested_z()
-    kwargs: dict[str, Any] = {
-        "time_plan": {"interval": interval_s, "loops": time_points},
-        "z_plan": {"bottom": float(z[0]), "top": float(z[-1]), "step": plan.z_step_um},
-        "axis_order": "tpcz",
-    }
-    if positions_xy_um:
-        kwargs["stage_positions"] = [(x, y) for x, y in positions_xy_um]
-    return useq.MDASequence(**kwargs)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mm_deepz.errors import DeepZError, ZRangeError
-from mm_deepz.modelfile import DeepZModel
+
+if TYPE_CHECKING:
+    from mm_deepz.modelfile import DeepZModel
 
 #: anchors must fall on the requested z grid within this tolerance (µm)
 GRID_TOLERANCE_UM = 0.05

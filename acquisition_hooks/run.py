@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycromanager import Acquisition, multi_d_acquisition_events
+from pycromanager import Acquisition
 
 from mm_deepz import __version__
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
 from mm_deepz.io import Geometry, ImageInfo, Recorder, StorageError
 from mm_deepz.modelfile import DeepZModel
 
+from .events import pycromanager_events, sequence_for
 from .hooks import DeepZHooks
 from .microscope import Microscope
 from .plan import DeepZPlan
@@ -113,6 +114,8 @@ class DeepZAcquisition:
         self.model = model
         self.plan = plan
         self.settings = settings
+        #: the requested acquisition, for either runner
+        self.sequence = sequence_for(plan, settings.time_points, settings.interval_s, settings.positions_xy_um)
         self.microscope.check(plan, blind_checks=plan.blind_check_every > 0)
         pixel = self.microscope.pixel_size_um
         model.check_compatible(pixel_size_um=pixel, plane_offsets_um=plan.anchor_z())
@@ -169,7 +172,7 @@ class DeepZAcquisition:
 
     def run_mda(self) -> RunSummary:
         """The same acquisition through pymmcore-plus's MDA runner (``core`` is a CMMCorePlus)."""
-        from .mda import DeepZMDAEngine, sequence_for
+        from .mda import DeepZMDAEngine
 
         s = self.settings
         dose0 = self.microscope.dose_mJ()
@@ -178,7 +181,7 @@ class DeepZAcquisition:
         previous = self.core.mda.set_engine(engine)
         self.core.mda.events.frameReady.connect(engine.on_frame)
         try:
-            self.core.mda.run(sequence_for(self.plan, s.time_points, s.interval_s, s.positions_xy_um))
+            self.core.mda.run(self.sequence)
         except KeyboardInterrupt:
             self._interrupted()
         finally:
@@ -227,23 +230,6 @@ class DeepZAcquisition:
             self._drain(backlog_progress)
         return self._finish(dose0, time.perf_counter() - t0)
 
-    def _events(self, t: int) -> list[dict]:
-        """pycromanager's events of time point ``t`` (made one time point at a time: a long
-        time-lapse never holds all its events)."""
-        s, plan = self.settings, self.plan
-        xy = [list(p) for p in s.positions_xy_um] if s.positions_xy_um else None
-        events = multi_d_acquisition_events(num_time_points=1, time_interval_s=s.interval_s, z_start=plan.z_start_um,
-                                            z_end=plan.z_end_um, z_step=plan.z_step_um, xy_positions=xy)
-        n_z = len(plan.requested_z())
-        out = []
-        for ev in events:
-            if ev["axes"].get("z", 0) < n_z:  # (pycromanager's float arange may add a plane past z_end)
-                ev["axes"]["time"] = t
-                if "min_start_time" in ev:
-                    ev["min_start_time"] = t * s.interval_s
-                out.append(ev)
-        return out
-
     def _submit(self, acq: Acquisition, progress: Callable[[int, int], None] | None) -> None:
         """Submit the time points one after the other, each once the previous one's frames have arrived."""
         s, plan = self.settings, self.plan
@@ -255,7 +241,7 @@ class DeepZAcquisition:
                 return
             # the hook rewrites the events here, so only the planes to measure travel through
             # pycromanager (the rewritten events carry the deepz axis and pass its hook untouched)
-            events = self._events(t)
+            events = pycromanager_events(self.sequence, t)
             rewritten = [out for ev in events if (out := self.hooks.event_generation_hook(ev)) is not None]
             if not rewritten:  # the run stopped (storage failure) while this time point was being submitted
                 return

@@ -74,7 +74,9 @@ def test_panel_writes_the_same_container_as_the_cli(qtbot, tmp_path):
 
 
 def test_toggle_during_a_run_changes_the_next_time_point(qtbot, tmp_path):
-    panel = DeepZPanel(_request(tmp_path, time_points=3, interval_s=1.0))
+    # 2 s between time points: the click must reach the panel (a queued signal) before t=1 starts, also
+    # on a CPU busy with the model (at 1 s it sometimes did not, with a training run beside it)
+    panel = DeepZPanel(_request(tmp_path, time_points=3, interval_s=2.0))
     qtbot.addWidget(panel)
 
     def flip(kind, t, zi, plane):

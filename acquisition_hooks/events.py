@@ -1,0 +1,134 @@
+"""What to capture, decided once, and written for either runner at the edge.
+
+A Deep-Z run's requested acquisition is one ``useq.MDASequence`` (:func:`sequence_for`): the plan's
+z grid, the time-lapse and the stage positions. pymmcore-plus's MDA runner runs it natively;
+pycromanager gets the same events, one time point at a time, as its event dicts
+(:func:`pycromanager_events`).
+
+Each requested plane then goes through :class:`EventRewriter`, which decides, without touching
+hardware, storage or the model, what is captured instead: a :class:`Capture` (an input plane at
+low light, a plane of a full stack, or a blind-check reference plane) or nothing. A capture is
+written into the runner's own event type by :meth:`Capture.pycromanager_event` and
+:meth:`Capture.useq_event`, so neither runner's events are converted into the other's.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import useq
+
+from .plan import DeepZPlan
+
+#: the axis that tells Deep-Z's frames apart (pycromanager's Python backend carries no event tags)
+DEEPZ_AXIS = "deepz"
+Kind = Literal["anchor", "full", "reference"]
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One camera frame as Deep-Z wants it taken."""
+
+    kind: Kind
+    z_um: float
+    exposure_ms: float
+    config: tuple[str, str]
+    #: device properties to set first, ``(device, property, value)``
+    properties: tuple[tuple[str, str, str], ...] = ()
+
+    def pycromanager_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """``event`` (a pycromanager event dict) rewritten to take this frame; ``event`` is not changed."""
+        out = copy.deepcopy(event)
+        out["axes"][DEEPZ_AXIS] = self.kind
+        out["z"] = self.z_um
+        out["exposure"] = self.exposure_ms
+        out["config_group"] = list(self.config)
+        if self.properties:
+            out["properties"] = [list(p) for p in self.properties]
+        return out
+
+    def useq_event(self, event: useq.MDAEvent) -> useq.MDAEvent:
+        """``event`` (a useq event of pymmcore-plus's runner) rewritten to take this frame."""
+        group, preset = self.config
+        changes: dict[str, Any] = {"z_pos": self.z_um, "exposure": self.exposure_ms,
+                                   "channel": {"config": preset, "group": group},
+                                   "metadata": {**event.metadata, DEEPZ_AXIS: self.kind}}
+        if self.properties:
+            changes["properties"] = [useq.PropertyTuple(*p) for p in self.properties]
+        return event.replace(**changes)
+
+
+class EventRewriter:
+    """Decides, plane by plane, what a requested z-stack becomes (thread-safe).
+
+    With virtual z-stacking on, only the plan's 1-2 input planes are captured (at their exposure,
+    light power and light path) and the other planes are skipped; with it off, every plane is
+    captured as a full stack. The mode is fixed per time point on its first plane, so a toggle
+    mid-stack applies from the next time point.
+    """
+
+    def __init__(self, plan: DeepZPlan, *, anchor_properties: Sequence[Sequence[str]] = ()) -> None:
+        self.plan = plan
+        self.z_um = plan.requested_z()
+        self.anchors = plan.anchor_indices()
+        self._anchor_properties = tuple((str(d), str(p), str(v)) for d, p, v in anchor_properties)
+        self._lock = threading.Lock()
+        self._mode: dict[int, str] = {}
+
+    def mode_of(self, t: int, deepz: bool) -> str:
+        """``deepz`` or ``full`` for time point ``t``: ``deepz`` (the toggle) on its first plane."""
+        with self._lock:
+            if t not in self._mode:
+                self._mode[t] = "deepz" if deepz else "full"
+                self._mode.pop(t - 2, None)  # decided long ago (MDA runners may ask again for t - 1)
+            return self._mode[t]
+
+    def capture(self, t: int, zi: int, deepz: bool) -> Capture | None:
+        """What requested plane ``zi`` of time point ``t`` becomes; None: it is skipped."""
+        plan = self.plan
+        config = (plan.channel_group, plan.input_preset)
+        if self.mode_of(t, deepz) == "full":
+            return Capture("full", float(self.z_um[zi]), plan.stack_exposure_ms, config)
+        if zi not in self.anchors:
+            return None
+        return Capture("anchor", float(self.z_um[zi]), plan.anchor_exposure_ms, config, self._anchor_properties)
+
+    def reference(self) -> list[Capture]:
+        """A blind check's reference stack: the requested grid in the target modality."""
+        plan = self.plan
+        return [Capture("reference", float(z), plan.reference_exposure_ms, (plan.channel_group, plan.reference_preset))
+                for z in self.z_um]
+
+
+def sequence_for(plan: DeepZPlan, time_points: int, interval_s: float,
+                 positions_xy_um: Sequence[tuple[float, float]] | None = None) -> useq.MDASequence:
+    """The requested acquisition: the plan's absolute z grid at every position and time point."""
+    z = plan.requested_z()
+    kwargs: dict[str, Any] = {
+        "time_plan": {"interval": interval_s, "loops": time_points},
+        "z_plan": {"bottom": float(z[0]), "top": float(z[-1]), "step": plan.z_step_um},
+        "axis_order": "tpcz",
+    }
+    if positions_xy_um:
+        kwargs["stage_positions"] = [(x, y) for x, y in positions_xy_um]
+    return useq.MDASequence(**kwargs)
+
+
+def pycromanager_events(sequence: useq.MDASequence, t: int) -> list[dict[str, Any]]:
+    """Time point ``t`` of ``sequence`` as pycromanager event dicts (a long time-lapse never holds
+    all its events at once)."""
+    interval = sequence.time_plan.interval.total_seconds() if sequence.time_plan else 0.0
+    one = sequence.replace(time_plan=None)
+    events = []
+    for ev in one.iter_events():
+        axes: dict[str, Any] = {"time": t, "z": ev.index["z"]}
+        out: dict[str, Any] = {"axes": axes, "z": ev.z_pos, "min_start_time": t * interval}
+        if "p" in ev.index:
+            axes["position"] = ev.index["p"]
+            out["x"], out["y"] = ev.x_pos, ev.y_pos
+        events.append(out)
+    return events
