@@ -15,10 +15,14 @@ def test_quick_benchmark_suite_writes_json_and_markdown(tmp_path):
     assert "### Neuron analysis" in md and "### Training step" in md
 
 
-def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path):
+def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path, monkeypatch):
     # the script a lent GPU session runs at once: its steps sized from a probe, its model files and
     # summary written where the device tool brings them back
     from benchmarks.gpu_train import main as gpu_train
+
+    # one thread per training process: on a CPU with another busy process, two threads per run made
+    # its steps over 100x slower (25 s against more than 10 minutes here, beside a training run)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from mm_deepz.modelfile import load_model
 
     out = tmp_path / "out"

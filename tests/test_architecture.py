@@ -1,0 +1,41 @@
+"""The packages' dependency direction (docs/architecture.md): each imports only the packages below it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).parents[1]
+#: bottom to top
+LAYERS = ["simulators", "mm_deepz", "acquisition_hooks", "gui"]
+
+
+def _imported_packages(package: str) -> dict[str, set[str]]:
+    """Each module of ``package`` -> the project packages it imports (at any depth, lazily too)."""
+    found = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names & set(LAYERS)
+    return found
+
+
+@pytest.mark.parametrize("package", LAYERS)
+def test_no_package_imports_upward(package):
+    above = set(LAYERS[LAYERS.index(package) + 1:])
+    upward = {module: sorted(names & above) for module, names in _imported_packages(package).items() if names & above}
+    assert upward == {}
+
+
+def test_the_command_line_holds_every_packages_commands():
+    # the commands of the packages above the core come through the entry-point group mm_deepz.commands
+    from mm_deepz.cli import app
+
+    out = CliRunner().invoke(app, ["--help"]).output
+    for command in ("train", "evaluate", "track", "info", "preview", "simulate", "acquire", "infer", "gui"):
+        assert f"│ {command} " in out, command
