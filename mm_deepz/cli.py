@@ -109,8 +109,20 @@ def neuron_experiment_cmd(
     typer.echo(f"wrote {', '.join(map(str, files))}")
 
 
+def _print_train_schema(value: bool) -> None:
+    """``--schema``: the training settings' JSON schema, then exit (no data needed)."""
+    if value:
+        import json
+
+        from mm_deepz.training.train import TrainConfig
+
+        typer.echo(json.dumps(TrainConfig.model_json_schema(), indent=2))
+        raise typer.Exit()
+
+
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     data: Annotated[list[Path], typer.Argument(help="Folders/files with <name>_<input>.ome.tif + <name>_<target>.ome.tif pairs.")],
     out: Annotated[Path, typer.Option(help="Model file to write.")] = Path("deepz_model.pt"),
     planes: Annotated[int, typer.Option(help="Input planes: 1, or 2 (Recurrent-MZ style).")] = 1,
@@ -141,26 +153,40 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
     no_register: Annotated[bool, typer.Option("--no-register", help="Skip lateral/axial registration.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model file and its checkpoint.")] = False,
+    config: Annotated[Path | None, typer.Option(
+        help="JSON file of training settings (the names of --schema); options given here override it.")] = None,
+    schema: Annotated[bool, typer.Option(
+        "--schema", is_eager=True, callback=_print_train_schema,
+        help="Print the JSON schema of the training settings (for --config files) and exit.")] = False,
 ) -> None:
     """Train a Deep-Z model from z-stack pairs (simulated or from your microscope)."""
     import json
     import sys
 
     from mm_deepz.training.stacks import dataset_summary, load_pairs
-    from mm_deepz.training.train import TrainConfig, check_output_model, train
+    from mm_deepz.training.train import TrainConfig, check_output_model, read_train_config, train
 
-    cfg = TrainConfig(n_planes=planes, plane_separation_um=separation, z_range_um=z_range, steps=steps,
-                      batch_size=batch_size, patch=patch, base_channels=base_channels, depth=depth,
-                      max_channels=max_channels, lr=lr, adversarial_weight=adversarial, pcc_weight=pcc_weight,
-                      ssim_weight=ssim_weight, val_fraction=val_fraction, patience=patience, val_every=val_every, seed=seed, device=device,
-                      precision=precision,
-                      input_modality=input_modality, target_modality=target_modality)
+    # the settings: these options' defaults, then the --config file, then the options given on the command line
+    options = {"planes": ("n_planes", planes), "separation": ("plane_separation_um", separation),
+               "z_range": ("z_range_um", z_range), "steps": ("steps", steps), "batch_size": ("batch_size", batch_size),
+               "patch": ("patch", patch), "base_channels": ("base_channels", base_channels), "depth": ("depth", depth),
+               "max_channels": ("max_channels", max_channels), "lr": ("lr", lr),
+               "adversarial": ("adversarial_weight", adversarial), "pcc_weight": ("pcc_weight", pcc_weight),
+               "ssim_weight": ("ssim_weight", ssim_weight), "val_fraction": ("val_fraction", val_fraction),
+               "patience": ("patience", patience), "val_every": ("val_every", val_every), "seed": ("seed", seed),
+               "device": ("device", device), "precision": ("precision", precision),
+               "input_modality": ("input_modality", input_modality),
+               "target_modality": ("target_modality", target_modality)}
+    given = {name: value for option, (name, value) in options.items()
+             if ctx.get_parameter_source(option).name == "COMMANDLINE"}
+    settings = {name: value for name, value in options.values()}
+    cfg = TrainConfig(**{**settings, **(read_train_config(config) if config else {}), **given})
     check_output_model(out, resume=resume, overwrite=overwrite)
-    pairs = load_pairs(data, input_modality, target_modality, do_register=not no_register)
+    pairs = load_pairs(data, cfg.input_modality, cfg.target_modality, do_register=not no_register)
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
-    val_pairs = load_pairs(val, input_modality, target_modality, do_register=not no_register) if val else None
+    val_pairs = load_pairs(val, cfg.input_modality, cfg.target_modality, do_register=not no_register) if val else None
     result = train(pairs, cfg, out, resume=resume, command="mm-deepz " + " ".join(sys.argv[1:]),
                    val_pairs=val_pairs)
     typer.echo(f"model written to {out} (validation loss {result.best_val_loss:.4f}, "

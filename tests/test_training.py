@@ -180,3 +180,51 @@ def test_precision_is_chosen_per_device_and_validated():
     assert _use_bf16("auto", cpu) is False  # a 2-plane bf16 run on this CPU went NaN: opt-in only
     with pytest.raises(DeepZError, match="precision must be auto, bf16 or fp32"):
         TrainConfig(precision="fp16")
+
+
+def test_training_settings_from_a_config_file_with_command_line_overrides(data, tmp_path):
+    settings = {"z_range_um": 4, "steps": 30, "lr": 5e-4, "batch_size": 2, "patch": 32, "base_channels": 4,
+                "depth": 1, "adversarial_weight": 0, "device": "cpu"}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"),
+                                   "--config", str(tmp_path / "settings.json"), "--steps", "4"])
+    assert res.exit_code == 0, res.output
+    used = load_model(tmp_path / "m.pt").card.provenance["train_config"]
+    assert used["steps"] == 4  # the command line wins over the file
+    assert (used["lr"], used["z_range_um"], used["base_channels"], used["adversarial_weight"]) == (5e-4, 4, 4, 0)
+    assert used["patience"] == 5  # neither in the file nor given: the default
+    # the card's settings are a config file for the same training
+    (tmp_path / "again.json").write_text(json.dumps(used))
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "again.pt"),
+                                   "--config", str(tmp_path / "again.json")])
+    assert res.exit_code == 0, res.output
+    assert load_model(tmp_path / "again.pt").card.provenance["train_config"] == used
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (None, "does not exist"),
+    ("{steps: 10", "not readable JSON"),
+    ("[1, 2]", "holds a list, not an object"),
+    ('{"learning_rate": 0.001}', "learning_rate: Extra inputs are not permitted"),
+    ('{"lr": NaN}', "lr must be a finite number"),
+    ('{"steps": "many"}', "steps: Input should be a valid integer"),
+])
+def test_a_config_file_that_cannot_be_used_is_refused_by_name(data, tmp_path, content, words):
+    path = tmp_path / "settings.json"
+    if content is not None:
+        path.write_text(content)
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--config", str(path)])
+    assert res.exit_code != 0 and words in str(res.exception)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_the_schema_of_the_training_settings_is_printed_and_documented():
+    from pathlib import Path
+
+    res = CliRunner().invoke(app, ["train", "--schema"])  # no data needed
+    assert res.exit_code == 0, res.output
+    schema = json.loads(res.output)
+    assert {"n_planes", "lr", "steps", "precision", "val_every"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False  # a misspelt setting is an error, not ignored
+    documented = Path(__file__).parents[1] / "docs" / "train_config.schema.json"
+    assert json.loads(documented.read_text()) == schema  # `mm-deepz train --schema > docs/train_config.schema.json`

@@ -8,12 +8,14 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import __version__
@@ -34,9 +36,11 @@ FOREGROUND_WEIGHT = 4.0
 CONTRAST_FLOOR = 0.02
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (validated on creation)."""
+class TrainConfig(BaseModel):
+    """Everything that defines a training run, validated on creation (:class:`DeepZError` naming each
+    problem); ``mm-deepz train --config FILE`` reads it from JSON, ``--schema`` prints its JSON schema."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     n_planes: int = 1
     plane_separation_um: float = 4.0
@@ -70,33 +74,45 @@ class TrainConfig:
     precision: str = "auto"
     input_modality: str = "widefield"
     target_modality: str = "confocal"
-    optics: dict = field(default_factory=dict)
+    #: the optics the card records (wavelength, NA ...); empty: the stacks' own
+    optics: dict[str, Any] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            problems = "; ".join(
+                (f"{'.'.join(map(str, err['loc']))}: " if err["loc"] else "") + err["msg"].removeprefix("Value error, ")
+                for err in e.errors())
+            raise DeepZError(f"Invalid training configuration: {problems}") from None
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
         if self.n_planes not in (1, 2):
-            raise DeepZError(f"n_planes must be 1 or 2, got {self.n_planes}.")
+            raise ValueError(f"n_planes must be 1 or 2, got {self.n_planes}.")
         if self.n_planes == 2 and self.plane_separation_um <= 0:
-            raise DeepZError("A 2-plane model needs a positive plane separation.")
+            raise ValueError("A 2-plane model needs a positive plane separation.")
         if self.patience < 0:
-            raise DeepZError(f"patience must be >= 0 (0 = no early stopping), got {self.patience}.")
+            raise ValueError(f"patience must be >= 0 (0 = no early stopping), got {self.patience}.")
         for name in ("plane_separation_um", "z_range_um", "lr", "weight_decay", "pcc_weight", "ssim_weight",
                      "adversarial_weight", "val_fraction"):
             if not math.isfinite(getattr(self, name)):
-                raise DeepZError(f"{name} must be a finite number, got {getattr(self, name)}.")
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}.")
         for name in ("z_range_um", "steps", "batch_size", "patch", "lr", "val_every"):
             if getattr(self, name) <= 0:
-                raise DeepZError(f"{name} must be positive, got {getattr(self, name)}.")
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         for name in ("weight_decay", "pcc_weight", "ssim_weight", "adversarial_weight"):
             if getattr(self, name) < 0:
-                raise DeepZError(f"{name} cannot be negative, got {getattr(self, name)}.")
+                raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}.")
         if self.patch % 2**self.depth or self.patch < 2 ** (self.depth + 1):
-            raise DeepZError(f"The patch ({self.patch} px) must be a multiple of {2**self.depth} and at least "
+            raise ValueError(f"The patch ({self.patch} px) must be a multiple of {2**self.depth} and at least "
                              f"{2 ** (self.depth + 1)} px for a depth-{self.depth} U-Net: use a larger --patch "
                              "or a smaller --depth.")
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise DeepZError(f"precision must be auto, bf16 or fp32, got {self.precision!r}.")
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}.")
         if not 0 <= self.val_fraction < 1:
-            raise DeepZError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+        return self
 
     @property
     def plane_offsets_um(self) -> tuple[float, ...]:
@@ -105,6 +121,23 @@ class TrainConfig:
             return (0.0,)
         half = self.plane_separation_um / 2
         return (-half, half)
+
+
+def read_train_config(path: Path) -> dict[str, Any]:
+    """The settings of a ``--config`` JSON file (validated when they make a :class:`TrainConfig`)."""
+    import json
+
+    try:
+        settings = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DeepZError(f"The training configuration {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DeepZError(f"The training configuration {path} is not readable JSON ({e}): write an object of "
+                         "settings, as `mm-deepz train --schema` describes.") from None
+    if not isinstance(settings, dict):
+        raise DeepZError(f"The training configuration {path} holds a {type(settings).__name__}, not an object of "
+                         "settings (`mm-deepz train --schema` describes them).")
+    return settings
 
 
 @dataclass
@@ -311,7 +344,7 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mm_deepz_version": __version__, "git_commit": _git_commit(),
         "command": command, "legs": legs(),
-        "train_config": asdict(cfg), "steps_done": step, "train_seconds": round(seconds, 1),
+        "train_config": cfg.model_dump(), "steps_done": step, "train_seconds": round(seconds, 1),
         "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "data": dataset_summary(pairs), "validation_pairs": [p.name for p in val_pairs],
