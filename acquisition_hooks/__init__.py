@@ -18,9 +18,19 @@ if TYPE_CHECKING:
     from .run import DeepZAcquisition, RunSettings, RunSummary
 
 #: public name -> the module that defines it
-_WHERE = {"DEEPZ_AXIS": "events", "Capture": "events", "EventRewriter": "events", "DeepZHooks": "hooks",
-          "HookStats": "hooks", "DeepZPlan": "plan", "PlanError": "plan", "AcquisitionRequest": "request",
-          "DeepZAcquisition": "run", "RunSettings": "run", "RunSummary": "run"}
+_WHERE = {
+    "DEEPZ_AXIS": "events",
+    "Capture": "events",
+    "EventRewriter": "events",
+    "DeepZHooks": "hooks",
+    "HookStats": "hooks",
+    "DeepZPlan": "plan",
+    "PlanError": "plan",
+    "AcquisitionRequest": "request",
+    "DeepZAcquisition": "run",
+    "RunSettings": "run",
+    "RunSummary": "run",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -29,5 +39,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'acquisition_hooks' has no attribute {name!r}")
 
 
-__all__ = ["DEEPZ_AXIS", "AcquisitionRequest", "Capture", "DeepZAcquisition", "DeepZHooks", "DeepZPlan",
-           "EventRewriter", "HookStats", "PlanError", "RunSettings", "RunSummary"]
+__all__ = [
+    "DEEPZ_AXIS",
+    "AcquisitionRequest",
+    "Capture",
+    "DeepZAcquisition",
+    "DeepZHooks",
+    "DeepZPlan",
+    "EventRewriter",
+    "HookStats",
+    "PlanError",
+    "RunSettings",
+    "RunSummary",
+]

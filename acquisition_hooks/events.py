@@ -54,9 +54,12 @@ class Capture:
     def useq_event(self, event: useq.MDAEvent) -> useq.MDAEvent:
         """``event`` (a useq event of pymmcore-plus's runner) rewritten to take this frame."""
         group, preset = self.config
-        changes: dict[str, Any] = {"z_pos": self.z_um, "exposure": self.exposure_ms,
-                                   "channel": {"config": preset, "group": group},
-                                   "metadata": {**event.metadata, DEEPZ_AXIS: self.kind}}
+        changes: dict[str, Any] = {
+            "z_pos": self.z_um,
+            "exposure": self.exposure_ms,
+            "channel": {"config": preset, "group": group},
+            "metadata": {**event.metadata, DEEPZ_AXIS: self.kind},
+        }
         if self.properties:
             changes["properties"] = [useq.PropertyTuple(*p) for p in self.properties]
         return event.replace(**changes)
@@ -95,17 +98,27 @@ class EventRewriter:
             return Capture("full", float(self.z_um[zi]), plan.stack_exposure_ms, config)
         if zi not in self.anchors:
             return None
-        return Capture("anchor", float(self.z_um[zi]), plan.anchor_exposure_ms, config, self._anchor_properties)
+        return Capture(
+            "anchor", float(self.z_um[zi]), plan.anchor_exposure_ms, config, self._anchor_properties
+        )
 
     def reference(self) -> list[Capture]:
         """A blind check's reference stack: the requested grid in the target modality."""
         plan = self.plan
-        return [Capture("reference", float(z), plan.reference_exposure_ms, (plan.channel_group, plan.reference_preset))
-                for z in self.z_um]
+        return [
+            Capture(
+                "reference", float(z), plan.reference_exposure_ms, (plan.channel_group, plan.reference_preset)
+            )
+            for z in self.z_um
+        ]
 
 
-def sequence_for(plan: DeepZPlan, time_points: int, interval_s: float,
-                 positions_xy_um: Sequence[tuple[float, float]] | None = None) -> useq.MDASequence:
+def sequence_for(
+    plan: DeepZPlan,
+    time_points: int,
+    interval_s: float,
+    positions_xy_um: Sequence[tuple[float, float]] | None = None,
+) -> useq.MDASequence:
     """The requested acquisition: the plan's absolute z grid at every position and time point."""
     z = plan.requested_z()
     kwargs: dict[str, Any] = {

@@ -87,10 +87,16 @@ class HookStats:
 class DeepZHooks:
     """The hooks of one acquisition (one plan, one recorder, one worker)."""
 
-    def __init__(self, plan: DeepZPlan, recorder: Recorder, worker: InferenceWorker | None,
-                 enabled: bool = True, anchor_properties: Sequence[Sequence[str]] = (),
-                 on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
-                 on_virtual: Callable[[int, VirtualStack], None] | None = None):
+    def __init__(
+        self,
+        plan: DeepZPlan,
+        recorder: Recorder,
+        worker: InferenceWorker | None,
+        enabled: bool = True,
+        anchor_properties: Sequence[Sequence[str]] = (),
+        on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
+        on_virtual: Callable[[int, VirtualStack], None] | None = None,
+    ):
         self.plan = plan
         #: decides what each requested plane becomes; anchor planes set ``anchor_properties`` first
         #: (the light power: :meth:`Microscope.power_settings`)
@@ -152,7 +158,10 @@ class DeepZHooks:
 
     def acquisition_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``pycromanager.Acquisition``."""
-        return {"event_generation_hook_fn": self.event_generation_hook, "image_process_fn": self.image_process_fn}
+        return {
+            "event_generation_hook_fn": self.event_generation_hook,
+            "image_process_fn": self.image_process_fn,
+        }
 
     # -- event generation ---------------------------------------------------------------
     def rewrite(self, t: int, zi: int) -> Capture | None:
@@ -173,8 +182,12 @@ class DeepZHooks:
         capture = self.rewrite(int(axes["time"]), int(axes["z"]))
         return None if capture is None else capture.pycromanager_event(event)
 
-    def reference_events(self, t: int, min_start_time: float | None = None,
-                         positions_xy_um: tuple[tuple[float, float], ...] | None = None) -> list[dict]:
+    def reference_events(
+        self,
+        t: int,
+        min_start_time: float | None = None,
+        positions_xy_um: tuple[tuple[float, float], ...] | None = None,
+    ) -> list[dict]:
         """pycromanager's events of a blind check: a real target-modality stack over the requested
         grid, at every XY position of a multi-position acquisition (``None``: where the stage is)."""
         wheres = list(enumerate(positions_xy_um)) if positions_xy_um else [None]
@@ -195,8 +208,9 @@ class DeepZHooks:
         acquisition is stopped; True if ``t`` was acquired. Writing them may still be under way."""
         n = self.recorder.n_positions
         with self._arrival:
-            self._arrival.wait_for(lambda: len(self._acquired_t.get(t, ())) >= n or self.stop_reason is not None,
-                                   timeout)
+            self._arrival.wait_for(
+                lambda: len(self._acquired_t.get(t, ())) >= n or self.stop_reason is not None, timeout
+            )
             return len(self._acquired_t.pop(t, ())) >= n
 
     def _note_arrival(self, kind: str, t: int, p: int) -> None:
@@ -224,7 +238,8 @@ class DeepZHooks:
         # a full stack's planes go to the stack image, and its input planes also to the measured image
         # (which holds Deep-Z's input planes at every time point)
         names = {"reference": ("reference",), "anchor": ("measured",)}.get(
-            kind, (STACK_IMAGE, "measured") if zi in self._anchors else (STACK_IMAGE,))
+            kind, (STACK_IMAGE, "measured") if zi in self._anchors else (STACK_IMAGE,)
+        )
         name = names[0]
         if kind != "reference":  # the next time point may be submitted while this plane is written
             self._note_arrival(kind, t, p)
@@ -254,8 +269,11 @@ class DeepZHooks:
 
     def _check_saturation(self, t: int, zi: int, p: int, image: np.ndarray) -> None:
         if (frac := saturated_fraction(image)) > SATURATION_WARN_FRACTION:
-            msg = (f"t={t}, z={zi}, p={p}: {100 * frac:.1f} % of the input plane's pixels are saturated "
-                   f"({int(image.max())}); the virtual stack is unreliable there. Lower the exposure or light power.")
+            msg = (
+                f"t={t}, z={zi}, p={p}: {100 * frac:.1f} % of the input plane's pixels are saturated "
+                f"({int(image.max())}); the virtual stack is unreliable there. Lower the exposure or light "
+                "power."
+            )
             self.stats.note("warnings", msg)
             logger.warning(msg)
             self.recorder.record_warning(msg)
@@ -305,8 +323,9 @@ class DeepZHooks:
         if len(written) < expected:
             self._virtual_missing(t, p, "an input plane did not fit the container (see rejected/)")
             return
-        bundle = PlaneBundle((t, p), np.stack([planes[i] for i in self._anchors]),
-                             self.plan.anchor_z(), self._z)
+        bundle = PlaneBundle(
+            (t, p), np.stack([planes[i] for i in self._anchors]), self.plan.anchor_z(), self._z
+        )
         try:
             self.worker.submit(bundle, timeout=0)
         except (WorkerBusy, WorkerClosed):
@@ -339,8 +358,12 @@ class DeepZHooks:
 
     def _feed_backlog(self) -> None:
         """While the model has room, give it the oldest waiting stack (worker thread, after a result)."""
-        while (self.worker is not None and self.worker.pending == 0 and self.stop_reason is None
-               and not self._draining):
+        while (
+            self.worker is not None
+            and self.worker.pending == 0
+            and self.stop_reason is None
+            and not self._draining
+        ):
             with self._lock:
                 if not self._backlog:
                     return
@@ -412,8 +435,13 @@ class DeepZHooks:
         self.stats.note("errors", f"t={t}, p={p}: {reason}")
         # the first one says why; the rest are counted in the summary and listed by `mm-deepz info`
         log = logger.warning if self.stats.virtual_missing == 1 else logger.debug
-        log("No virtual stack for time point %d, position %d: %s (measured planes are saved; further missing "
-            "stacks are counted in the summary)", t, p, reason)
+        log(
+            "No virtual stack for time point %d, position %d: %s (measured planes are saved; further missing "
+            "stacks are counted in the summary)",
+            t,
+            p,
+            reason,
+        )
         try:
             self.recorder.mark_virtual_missing(t, reason, p)
         except StorageError as e:
@@ -437,8 +465,13 @@ class DeepZHooks:
             return
         ref = np.asarray(self.recorder.array("reference", p)[t, 0])
         scores, _, _ = stack_scores(virtual, ref)
-        metrics = {"ssim_mean": float(scores["ssim"].mean()), "psnr_mean": float(scores["psnr"].mean()),
-                   "ssim_per_plane": [round(float(x), 4) for x in scores["ssim"]]}
+        metrics = {
+            "ssim_mean": float(scores["ssim"].mean()),
+            "psnr_mean": float(scores["psnr"].mean()),
+            "ssim_per_plane": [round(float(x), 4) for x in scores["ssim"]],
+        }
         self.recorder.record_blind_check(t, metrics, p)
-        logger.info("Blind check at t=%d: SSIM %.3f, PSNR %.1f dB", t, metrics["ssim_mean"], metrics["psnr_mean"])
+        logger.info(
+            "Blind check at t=%d: SSIM %.3f, PSNR %.1f dB", t, metrics["ssim_mean"], metrics["psnr_mean"]
+        )
         self._notify(self.on_blind_check, t, p, metrics)

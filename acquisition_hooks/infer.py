@@ -55,13 +55,21 @@ def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> st
         name = f"virtual_{stem}_{model.sha256[:8]}"
     if name not in recorder.completed:
         recorder.add_image(name)
-        recorder.update_attrs(virtual_models={**models, name: {"path": str(model.path), "sha256": model.sha256,
-                                                               "card": model.card.to_json()}})
+        recorder.update_attrs(
+            virtual_models={
+                **models,
+                name: {"path": str(model.path), "sha256": model.sha256, "card": model.card.to_json()},
+            }
+        )
     return name
 
 
-def infer_missing(path: Path, model_path: Path | None = None, device: str = "auto",
-                  progress: Callable[[int, int], None] | None = None) -> InferSummary:
+def infer_missing(
+    path: Path,
+    model_path: Path | None = None,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> InferSummary:
     """Make every virtual stack of the run at ``path`` that is not on disk yet (see the module doc)."""
     recorder = Recorder.reopen(path)
     try:
@@ -71,10 +79,14 @@ def infer_missing(path: Path, model_path: Path | None = None, device: str = "aut
         if model_path is None:
             model_path = Path(run_model.get("path") or "")
             if not model_path.is_file():
-                raise DeepZError(f"The run's model file {str(model_path) or '(none recorded)'} is not here: give one "
-                                 "with --model.")
+                raise DeepZError(
+                    f"The run's model file {str(model_path) or '(none recorded)'} is not here: give one "
+                    "with --model."
+                )
         model = load_model(model_path)
-        model.check_compatible(pixel_size_um=recorder.geometry.pixel_size_um, plane_offsets_um=plan.anchor_z())
+        model.check_compatible(
+            pixel_size_um=recorder.geometry.pixel_size_um, plane_offsets_um=plan.anchor_z()
+        )
         plan.check_range(model.card.z_range_um)
         image = _image_for(recorder, model, run_model.get("sha256"))
         recovered = recorder.recover_measured()  # planes written before a failed record update

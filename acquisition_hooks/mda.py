@@ -48,7 +48,10 @@ class DeepZMDAEngine(MDAEngine):
             if "z" not in event.index:
                 yield event
                 continue
-            if self.hooks.stop_reason is None and (capture := self.hooks.rewrite(t, event.index["z"])) is not None:
+            if (
+                self.hooks.stop_reason is None
+                and (capture := self.hooks.rewrite(t, event.index["z"])) is not None
+            ):
                 yield capture.useq_event(event)
         if last_t is not None:
             yield from self._references(last_t)
@@ -64,4 +67,6 @@ class DeepZMDAEngine(MDAEngine):
     def on_frame(self, image: Any, event: useq.MDAEvent, meta: Any = None) -> None:
         """Connect to ``core.mda.events.frameReady``: hands Deep-Z frames to the hooks."""
         if DEEPZ_AXIS in event.metadata:
-            self.hooks.image_process_fn(image, {"Axes": {**_axes(event), DEEPZ_AXIS: event.metadata[DEEPZ_AXIS]}})
+            self.hooks.image_process_fn(
+                image, {"Axes": {**_axes(event), DEEPZ_AXIS: event.metadata[DEEPZ_AXIS]}}
+            )

@@ -43,8 +43,10 @@ class PropertyRef:
         """``"LED.Power_mW"`` -> ``PropertyRef("LED", "Power_mW")``; :class:`SettingsError` if malformed."""
         device, _, name = text.partition(".")
         if not device.strip() or not name.strip():
-            raise SettingsError(f"{text!r} names no device property: write DEVICE.PROPERTY, as Micro-Manager's "
-                                "Device Property Browser shows them (for example LED.Power_mW).")
+            raise SettingsError(
+                f"{text!r} names no device property: write DEVICE.PROPERTY, as Micro-Manager's "
+                "Device Property Browser shows them (for example LED.Power_mW)."
+            )
         return cls(device.strip(), name.strip())
 
     def __str__(self) -> str:
@@ -66,7 +68,8 @@ class Microscope:
         self._power_property = PropertyRef.parse(power_property) if power_property else None
 
     def call(self, camel: str, *args: Any) -> Any:
-        """A CMMCore method by its C++ name, on pymmcore-plus (camelCase) or pycromanager (snake_case) cores."""
+        """A CMMCore method by its C++ name, on pymmcore-plus (camelCase) or pycromanager (snake_case)
+        cores."""
         if (method := getattr(self.core, camel, None)) is None:
             method = getattr(self.core, snake_case(camel))
         return method(*args)
@@ -118,13 +121,16 @@ class Microscope:
         """Refuse a plan this microscope cannot carry out, before anything moves."""
         groups = strings(self.call("getAvailableConfigGroups"))
         if plan.channel_group not in groups:
-            raise HardwareError(f"The microscope has no config group {plan.channel_group!r} (it has: "
-                                f"{', '.join(groups) or 'none'}): name the group that switches the light path "
-                                "(--channel-group).")
+            raise HardwareError(
+                f"The microscope has no config group {plan.channel_group!r} (it has: "
+                f"{', '.join(groups) or 'none'}): name the group that switches the light path "
+                "(--channel-group)."
+            )
         self._require_preset(plan.channel_group, plan.input_preset, "widefield input", "--input-preset")
         if blind_checks:
-            self._require_preset(plan.channel_group, plan.reference_preset, "blind-check reference",
-                                 "--reference-preset")
+            self._require_preset(
+                plan.channel_group, plan.reference_preset, "blind-check reference", "--reference-preset"
+            )
         if plan.light_power_mW is not None:
             self._check_power(plan.light_power_mW)
 
@@ -132,27 +138,34 @@ class Microscope:
         presets = strings(self.call("getAvailableConfigs", group))
         if preset not in presets:
             how = f": name it with {option}" if option else ""
-            raise HardwareError(f"Config group {group!r} has no preset {preset!r} for the {what} (it has: "
-                                f"{', '.join(presets) or 'none'}){how}.")
+            raise HardwareError(
+                f"Config group {group!r} has no preset {preset!r} for the {what} (it has: "
+                f"{', '.join(presets) or 'none'}){how}."
+            )
 
     def _check_power(self, mW: float) -> PropertyRef:
         """The property that sets the light power to ``mW``, or :class:`HardwareError` saying why none can."""
         ref = self.power_property()
         if ref is None or ref.device not in strings(self.call("getLoadedDevices")):
-            raise HardwareError("This microscope has no shutter device to set the light power on: leave the "
-                                "light power unset and set it in Micro-Manager, or name the property that sets "
-                                "it in mW with --power-property DEVICE.PROPERTY.")
+            raise HardwareError(
+                "This microscope has no shutter device to set the light power on: leave the "
+                "light power unset and set it in Micro-Manager, or name the property that sets "
+                "it in mW with --power-property DEVICE.PROPERTY."
+            )
         if not self.call("hasProperty", ref.device, ref.name):
             named = "The named" if self._power_property else "This microscope's"
-            raise HardwareError(f"{named} light source {ref.device!r} has no property {ref.name!r}: leave the "
-                                "light power unset and set it in Micro-Manager, or name the property that sets "
-                                "it in mW with --power-property DEVICE.PROPERTY.")
+            raise HardwareError(
+                f"{named} light source {ref.device!r} has no property {ref.name!r}: leave the "
+                "light power unset and set it in Micro-Manager, or name the property that sets "
+                "it in mW with --power-property DEVICE.PROPERTY."
+            )
         if self.call("isPropertyReadOnly", ref.device, ref.name):
             raise HardwareError(f"{ref} is read-only: name a property that sets the light power.")
         if self.call("hasPropertyLimits", ref.device, ref.name):
             low = float(self.call("getPropertyLowerLimit", ref.device, ref.name))
             high = float(self.call("getPropertyUpperLimit", ref.device, ref.name))
             if not low <= mW <= high:
-                raise HardwareError(f"A light power of {mW:g} mW is outside what {ref} accepts "
-                                    f"({low:g} to {high:g}).")
+                raise HardwareError(
+                    f"A light power of {mW:g} mW is outside what {ref} accepts ({low:g} to {high:g})."
+                )
         return ref

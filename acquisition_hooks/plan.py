@@ -57,8 +57,9 @@ class DeepZPlan:
         self.anchor_indices()  # validates the grid
 
     @classmethod
-    def for_model(cls, model: DeepZModel, z_start_um: float, z_end_um: float, z_step_um: float,
-                  **kwargs: object) -> DeepZPlan:
+    def for_model(
+        cls, model: DeepZModel, z_start_um: float, z_end_um: float, z_step_um: float, **kwargs: object
+    ) -> DeepZPlan:
         """A plan with the model's input offsets, checked against its trained range."""
         offs = np.asarray(model.card.input_offsets_um)
         offs = offs - offs.mean()
@@ -67,7 +68,8 @@ class DeepZPlan:
         worst = max(abs(z - (centre + o)) for z in (z_start_um, z_end_um) for o in offs)
         if worst > reach + 1e-6:
             raise ZRangeError(
-                f"{z_start_um:g} to {z_end_um:g} µm reaches {worst:g} µm from the measured plane(s) but the model was "
+                f"{z_start_um:g} to {z_end_um:g} µm reaches {worst:g} µm from the measured plane(s) but the "
+                "model was "
                 f"trained for ±{reach:g} µm: narrow the z range to within ±{reach:g} µm of the centre."
             )
         plan = cls(z_start_um, z_end_um, z_step_um, tuple(offs), **kwargs)  # type: ignore[arg-type]
@@ -94,8 +96,10 @@ class DeepZPlan:
             i = int(np.argmin(np.abs(z - target)))
             if abs(z[i] - target) > GRID_TOLERANCE_UM:
                 raise PlanError(
-                    f"The model's input plane at {off:+g} µm from the stack centre is not on the requested grid "
-                    f"({self.z_start_um:g} to {self.z_end_um:g} µm, step {self.z_step_um:g}): use a step that "
+                    f"The model's input plane at {off:+g} µm from the stack centre is not on the requested "
+                    "grid "
+                    f"({self.z_start_um:g} to {self.z_end_um:g} µm, step {self.z_step_um:g}): use a step "
+                    "that "
                     f"divides the plane offsets and a range centred between grid points accordingly."
                 )
             out.append(i)
@@ -114,7 +118,8 @@ class DeepZPlan:
         worst = float(np.max(np.abs(z[:, None] - np.asarray(self.anchor_z())[None, :]).max(axis=1)))
         if worst > z_range_um + 1e-6:
             raise ZRangeError(
-                f"The requested stack reaches {worst:g} µm from the measured plane(s) but the model was trained "
+                f"The requested stack reaches {worst:g} µm from the measured plane(s) but the model was "
+                "trained "
                 f"for ±{z_range_um:g} µm: narrow the z range to within ±{z_range_um:g} µm of the centre."
             )
 

@@ -30,8 +30,16 @@ from .run import DeepZAcquisition, RunSettings
 
 PHANTOMS = ("worm", "beads", "sheet")
 #: sizes beyond which a request is a typo, not an experiment (each refused with its limit)
-LIMITS = {"time_points": 1_000_000, "interval_s": 86_400.0, "z_abs_um": 10_000.0, "planes": 1001,
-          "exposure_ms": 10_000.0, "power_mW": 10_000.0, "xy_abs_um": 100_000.0, "frame": 4096}
+LIMITS = {
+    "time_points": 1_000_000,
+    "interval_s": 86_400.0,
+    "z_abs_um": 10_000.0,
+    "planes": 1001,
+    "exposure_ms": 10_000.0,
+    "power_mW": 10_000.0,
+    "xy_abs_um": 100_000.0,
+    "frame": 4096,
+}
 
 
 @dataclass(kw_only=True)
@@ -79,21 +87,27 @@ class AcquisitionRequest:
         if self.device not in DEVICES:
             problems.append(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
         if not self.connect and self.phantom not in PHANTOMS:
-            problems.append(f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})")
+            problems.append(
+                f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})"
+            )
         if not 0 < self.port < 65536:
             problems.append(f"port must be 1-65535 (got {self.port})")
         if self.power_property is not None:
             if self.power_mW is None:
-                problems.append(f"a power property ({self.power_property}) says where the light power is set: give "
-                                "the power too (--power), or leave both unset")
+                problems.append(
+                    f"a power property ({self.power_property}) says where the light power is set: give "
+                    "the power too (--power), or leave both unset"
+                )
             try:
                 PropertyRef.parse(self.power_property)
             except SettingsError as e:
                 problems.append(str(e).rstrip("."))
         if self.config is not None:
             if self.connect:
-                problems.append("a configuration file is the simulator's; with a running Micro-Manager, load it "
-                                "there (Devices > Load Hardware Configuration)")
+                problems.append(
+                    "a configuration file is the simulator's; with a running Micro-Manager, load it "
+                    "there (Devices > Load Hardware Configuration)"
+                )
             elif not Path(self.config).is_file():
                 problems.append(f"the configuration file {self.config} does not exist")
         if problems:
@@ -103,8 +117,13 @@ class AcquisitionRequest:
     def _range_problems(self) -> list[str]:
         """What is non-finite, too small or too large among the numeric settings."""
         problems = []
-        numbers = {"interval": self.interval_s, "z start": self.z_start_um, "z end": self.z_end_um,
-                   "z step": self.z_step_um, "exposure": self.exposure_ms}
+        numbers = {
+            "interval": self.interval_s,
+            "z start": self.z_start_um,
+            "z end": self.z_end_um,
+            "z step": self.z_step_um,
+            "exposure": self.exposure_ms,
+        }
         if self.power_mW is not None:
             numbers["light power"] = self.power_mW
         for i, xy in enumerate(self.positions_xy_um or ()):
@@ -120,31 +139,44 @@ class AcquisitionRequest:
         if self.z_step_um <= 0:
             problems.append(f"the z step must be positive (got {self.z_step_um:g} µm)")
         elif max(abs(self.z_start_um), abs(self.z_end_um)) > lim["z_abs_um"]:
-            problems.append(f"z must stay within ±{lim['z_abs_um']:g} µm (got {self.z_start_um:g} to "
-                            f"{self.z_end_um:g} µm)")
+            problems.append(
+                f"z must stay within ±{lim['z_abs_um']:g} µm (got {self.z_start_um:g} to "
+                f"{self.z_end_um:g} µm)"
+            )
         elif self.z_end_um > self.z_start_um:
             n = math.floor((self.z_end_um - self.z_start_um) / self.z_step_um + 1e-6) + 1
             if n > lim["planes"]:
-                problems.append(f"{self.z_start_um:g} to {self.z_end_um:g} µm in steps of {self.z_step_um:g} µm "
-                                f"is {n:,} planes; at most {lim['planes']} (use a larger step)")
+                problems.append(
+                    f"{self.z_start_um:g} to {self.z_end_um:g} µm in steps of {self.z_step_um:g} µm "
+                    f"is {n:,} planes; at most {lim['planes']} (use a larger step)"
+                )
             elif n == 1:
-                problems.append(f"a z step of {self.z_step_um:g} µm is larger than the range {self.z_start_um:g} "
-                                f"to {self.z_end_um:g} µm: the stack would be one plane")
+                problems.append(
+                    f"a z step of {self.z_step_um:g} µm is larger than the range {self.z_start_um:g} "
+                    f"to {self.z_end_um:g} µm: the stack would be one plane"
+                )
         if not 0 < self.exposure_ms <= lim["exposure_ms"]:
-            problems.append(f"the exposure must be above 0 and at most {lim['exposure_ms']:g} ms "
-                            f"(got {self.exposure_ms:g} ms)")
+            problems.append(
+                f"the exposure must be above 0 and at most {lim['exposure_ms']:g} ms "
+                f"(got {self.exposure_ms:g} ms)"
+            )
         if self.power_mW is not None and not 0 < self.power_mW <= lim["power_mW"]:
-            problems.append(f"light power must be above 0 and at most {lim['power_mW']:g} mW "
-                            f"(got {self.power_mW:g} mW)")
+            problems.append(
+                f"light power must be above 0 and at most {lim['power_mW']:g} mW (got {self.power_mW:g} mW)"
+            )
         if any(abs(v) > lim["xy_abs_um"] for xy in self.positions_xy_um or () for v in xy):
             problems.append(f"stage positions must be within ±{lim['xy_abs_um']:g} µm")
         if self.blind_check_every < 0:
-            problems.append(f"blind checks are every N >= 1 time points, or 0 for none (got {self.blind_check_every})")
+            problems.append(
+                f"blind checks are every N >= 1 time points, or 0 for none (got {self.blind_check_every})"
+            )
         if self.planes is not None and self.planes not in (1, 2):
             problems.append(f"Deep-Z measures 1 or 2 planes per time point (got {self.planes})")
         if not self.connect:
             if not 32 <= self.frame <= lim["frame"]:
-                problems.append(f"the simulated camera is 32 to {lim['frame']} pixels square (got {self.frame})")
+                problems.append(
+                    f"the simulated camera is 32 to {lim['frame']} pixels square (got {self.frame})"
+                )
             if self.seed < 0:
                 problems.append(f"the specimen seed must be 0 or more (got {self.seed})")
         return problems
@@ -162,22 +194,47 @@ class AcquisitionRequest:
         self.check()
         model = model or load_model(self.model_path)
         if self.planes is not None and model.card.n_planes != self.planes:
-            raise SettingsError(f"{self.planes} measured plane(s) were asked for, but the model {self.model_path.name} "
-                                f"takes {model.card.n_planes}: ask for {model.card.n_planes} or choose another model.")
-        plan = DeepZPlan.for_model(model, self.z_start_um, self.z_end_um, self.z_step_um,
-                                   anchor_exposure_ms=self.exposure_ms, light_power_mW=self.power_mW,
-                                   light_power_property=self.power_property,
-                                   blind_check_every=self.blind_check_every, channel_group=self.channel_group,
-                                   input_preset=self.input_preset, reference_preset=self.reference_preset)
+            raise SettingsError(
+                f"{self.planes} measured plane(s) were asked for, but the model {self.model_path.name} "
+                f"takes {model.card.n_planes}: ask for {model.card.n_planes} or choose another model."
+            )
+        plan = DeepZPlan.for_model(
+            model,
+            self.z_start_um,
+            self.z_end_um,
+            self.z_step_um,
+            anchor_exposure_ms=self.exposure_ms,
+            light_power_mW=self.power_mW,
+            light_power_property=self.power_property,
+            blind_check_every=self.blind_check_every,
+            channel_group=self.channel_group,
+            input_preset=self.input_preset,
+            reference_preset=self.reference_preset,
+        )
         return model, plan
 
     def run_settings(self) -> RunSettings:
         """The run's time-lapse, output and device settings."""
-        specimen = None if self.connect else {"phantom": self.phantom, "seed": self.seed,
-                                              "sensor_shape": [self.frame, self.frame],
-                                              "config": Path(self.config).name if self.config else "demo.cfg"}
-        return RunSettings(self.output, self.time_points, self.interval_s, self.device, self.overwrite,
-                           deepz=self.deepz, positions_xy_um=self.positions_xy_um, specimen=specimen)
+        specimen = (
+            None
+            if self.connect
+            else {
+                "phantom": self.phantom,
+                "seed": self.seed,
+                "sensor_shape": [self.frame, self.frame],
+                "config": Path(self.config).name if self.config else "demo.cfg",
+            }
+        )
+        return RunSettings(
+            self.output,
+            self.time_points,
+            self.interval_s,
+            self.device,
+            self.overwrite,
+            deepz=self.deepz,
+            positions_xy_um=self.positions_xy_um,
+            specimen=specimen,
+        )
 
     @contextlib.contextmanager
     def microscope(self) -> Iterator[Any]:
@@ -189,13 +246,23 @@ class AcquisitionRequest:
             return
         import simulators
 
-        world = simulators.SimWorld(simulators.make_phantom(self.phantom, seed=self.seed),
-                                    sensor_shape=(self.frame, self.frame), seed=self.seed)
+        world = simulators.SimWorld(
+            simulators.make_phantom(self.phantom, seed=self.seed),
+            sensor_shape=(self.frame, self.frame),
+            seed=self.seed,
+        )
         with start_simulator(world, config=self.config) as session:
             yield session.core
 
-    def acquisition(self, core: Any, model: DeepZModel, plan: DeepZPlan,
-                    on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
-                    on_virtual: Callable[[int, VirtualStack], None] | None = None) -> DeepZAcquisition:
+    def acquisition(
+        self,
+        core: Any,
+        model: DeepZModel,
+        plan: DeepZPlan,
+        on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
+        on_virtual: Callable[[int, VirtualStack], None] | None = None,
+    ) -> DeepZAcquisition:
         """The acquisition of this request on ``core`` (checks model against the core's optics)."""
-        return DeepZAcquisition(core, model, plan, self.run_settings(), on_image=on_image, on_virtual=on_virtual)
+        return DeepZAcquisition(
+            core, model, plan, self.run_settings(), on_image=on_image, on_virtual=on_virtual
+        )

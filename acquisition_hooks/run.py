@@ -89,33 +89,57 @@ def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
     emission = round(card.optics.wavelength_em_um * 1000, 1)
     name = model.path.stem if model.path else "model"
     return {
-        "measured": ImageInfo(f"{card.input_modality} (measured)", "00FF00",
-                              f"The input plane(s) of Deep-Z measured by the camera ({plan.input_preset}) at every "
-                              "time point", emission, plan.anchor_exposure_ms),
-        "measured_stack": ImageInfo(f"{card.input_modality} z-stacks (measured)", "00FF00",
-                                    f"Full z-stacks measured by the camera ({plan.input_preset}) while virtual "
-                                    "z-stacking was off", emission, plan.stack_exposure_ms),
-        "virtual": ImageInfo(f"virtual {card.target_modality} (Deep-Z, {name})", "FF00FF",
-                             f"Stacks synthesized by Deep-Z model {name} from the measured planes", emission),
-        "reference": ImageInfo(f"{card.target_modality} (reference)", "FFFFFF",
-                               f"Stacks scanned for blind checks ({plan.reference_preset})", emission,
-                               plan.reference_exposure_ms),
+        "measured": ImageInfo(
+            f"{card.input_modality} (measured)",
+            "00FF00",
+            f"The input plane(s) of Deep-Z measured by the camera ({plan.input_preset}) at every time point",
+            emission,
+            plan.anchor_exposure_ms,
+        ),
+        "measured_stack": ImageInfo(
+            f"{card.input_modality} z-stacks (measured)",
+            "00FF00",
+            f"Full z-stacks measured by the camera ({plan.input_preset}) while virtual z-stacking was off",
+            emission,
+            plan.stack_exposure_ms,
+        ),
+        "virtual": ImageInfo(
+            f"virtual {card.target_modality} (Deep-Z, {name})",
+            "FF00FF",
+            f"Stacks synthesized by Deep-Z model {name} from the measured planes",
+            emission,
+        ),
+        "reference": ImageInfo(
+            f"{card.target_modality} (reference)",
+            "FFFFFF",
+            f"Stacks scanned for blind checks ({plan.reference_preset})",
+            emission,
+            plan.reference_exposure_ms,
+        ),
     }
 
 
 class DeepZAcquisition:
     """Runs a Deep-Z time-lapse on the current pycromanager backend and records it."""
 
-    def __init__(self, core: Any, model: DeepZModel, plan: DeepZPlan, settings: RunSettings,
-                 on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
-                 on_virtual: Callable[[int, VirtualStack], None] | None = None):
+    def __init__(
+        self,
+        core: Any,
+        model: DeepZModel,
+        plan: DeepZPlan,
+        settings: RunSettings,
+        on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
+        on_virtual: Callable[[int, VirtualStack], None] | None = None,
+    ):
         self.core = core
         self.microscope = Microscope(core, power_property=plan.light_power_property)
         self.model = model
         self.plan = plan
         self.settings = settings
         #: the requested acquisition, for either runner
-        self.sequence = sequence_for(plan, settings.time_points, settings.interval_s, settings.positions_xy_um)
+        self.sequence = sequence_for(
+            plan, settings.time_points, settings.interval_s, settings.positions_xy_um
+        )
         self.microscope.check(plan, blind_checks=plan.blind_check_every > 0)
         pixel = self.microscope.pixel_size_um
         model.check_compatible(pixel_size_um=pixel, plane_offsets_um=plan.anchor_z())
@@ -123,14 +147,31 @@ class DeepZAcquisition:
         self.predictor = Predictor(model, settings.device)
         h, w = self.microscope.image_shape
         positions = tuple(tuple(map(float, xy)) for xy in settings.positions_xy_um or ((0.0, 0.0),))
-        self.geometry = Geometry(tuple(plan.requested_z().tolist()), pixel, settings.interval_s, (h, w),
-                                 positions_xy_um=positions, anchor_z_um=tuple(plan.anchor_z()))
-        self.recorder = Recorder(settings.output, self.geometry, self._attrs(), overwrite=settings.overwrite,
-                                 infos=image_infos(model, plan))
+        self.geometry = Geometry(
+            tuple(plan.requested_z().tolist()),
+            pixel,
+            settings.interval_s,
+            (h, w),
+            positions_xy_um=positions,
+            anchor_z_um=tuple(plan.anchor_z()),
+        )
+        self.recorder = Recorder(
+            settings.output,
+            self.geometry,
+            self._attrs(),
+            overwrite=settings.overwrite,
+            infos=image_infos(model, plan),
+        )
         self.worker = InferenceWorker(self.predictor, max_pending=settings.max_pending)
-        self.hooks = DeepZHooks(plan, self.recorder, self.worker, enabled=settings.deepz,
-                                anchor_properties=self.microscope.power_settings(plan),
-                                on_image=on_image, on_virtual=on_virtual)
+        self.hooks = DeepZHooks(
+            plan,
+            self.recorder,
+            self.worker,
+            enabled=settings.deepz,
+            anchor_properties=self.microscope.power_settings(plan),
+            on_image=on_image,
+            on_virtual=on_virtual,
+        )
         self._acq: Any = None
         self._mda: Any = None
         self._abort = threading.Event()
@@ -139,13 +180,23 @@ class DeepZAcquisition:
     def _attrs(self) -> dict[str, Any]:
         import pycromanager
 
-        return {"plan": asdict(self.plan), "model": {"path": str(self.model.path), "sha256": self.model.sha256,
-                                                     "card": self.model.card.to_json()},
-                "software": {"mm_deepz": __version__, "pycromanager": pycromanager.__version__,
-                             "torch": torch.__version__},
-                "device": str(self.predictor.device), "time_points_requested": self.settings.time_points,
-                "interval_s": self.settings.interval_s,
-                **({"specimen": self.settings.specimen} if self.settings.specimen else {})}
+        return {
+            "plan": asdict(self.plan),
+            "model": {
+                "path": str(self.model.path),
+                "sha256": self.model.sha256,
+                "card": self.model.card.to_json(),
+            },
+            "software": {
+                "mm_deepz": __version__,
+                "pycromanager": pycromanager.__version__,
+                "torch": torch.__version__,
+            },
+            "device": str(self.predictor.device),
+            "time_points_requested": self.settings.time_points,
+            "interval_s": self.settings.interval_s,
+            **({"specimen": self.settings.specimen} if self.settings.specimen else {}),
+        }
 
     @property
     def enabled(self) -> bool:
@@ -198,17 +249,26 @@ class DeepZAcquisition:
         """Make the virtual stacks of everything measured: the backlog (as long as it takes; Ctrl-C
         leaves the rest recorded as pending), then what the worker still holds (bounded wait)."""
         if self.hooks.backlog and not self.hooks.storage_failed:
-            logger.info("Making the %d virtual stacks the model could not take during the run", self.hooks.backlog)
+            logger.info(
+                "Making the %d virtual stacks the model could not take during the run", self.hooks.backlog
+            )
             try:
                 self.hooks.drain_backlog(backlog_progress)
             except KeyboardInterrupt:
-                logger.warning("Stopped making the backlog: %d virtual stacks are still to make (`mm-deepz infer "
-                               "%s` makes them)", self.hooks.backlog, self.settings.output)
+                logger.warning(
+                    "Stopped making the backlog: %d virtual stacks are still to make (`mm-deepz infer "
+                    "%s` makes them)",
+                    self.hooks.backlog,
+                    self.settings.output,
+                )
         if not self.worker.close(timeout=self.settings.drain_timeout_s):
             logger.error("The inference worker did not finish within %.0f s", self.settings.drain_timeout_s)
 
-    def run(self, progress: Callable[[int, int], None] | None = None,
-            backlog_progress: Callable[[int, int], None] | None = None) -> RunSummary:
+    def run(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        backlog_progress: Callable[[int, int], None] | None = None,
+    ) -> RunSummary:
         """Acquire all time points (blocking) and return the summary; never loses measured data.
 
         ``progress(t, total)`` after each time point; ``backlog_progress(done, total)`` while the
@@ -217,7 +277,9 @@ class DeepZAcquisition:
         dose0 = self.microscope.dose_mJ()
         t0 = time.perf_counter()
         try:
-            with Acquisition(directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()) as acq:
+            with Acquisition(
+                directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()
+            ) as acq:
                 self._acq = acq
                 try:
                     self._submit(acq, progress)
@@ -247,12 +309,16 @@ class DeepZAcquisition:
                 return
             acq.acquire(rewritten)
             if plan.is_blind_check(t):
-                acq.acquire(self.hooks.reference_events(t, events[0].get("min_start_time"), s.positions_xy_um))
+                acq.acquire(
+                    self.hooks.reference_events(t, events[0].get("min_start_time"), s.positions_xy_um)
+                )
             # the next time point is submitted once this one's frames are taken, so a toggle or
             # an abort during time point t applies from t + 1
             if not self.hooks.wait_acquired(t, s.time_point_timeout_s) and not self._abort.is_set():
-                msg = (f"Time point {t} was not measured within {s.time_point_timeout_s:.0f} s (a microscope "
-                       "error? see the log); going on with the next one")
+                msg = (
+                    f"Time point {t} was not measured within {s.time_point_timeout_s:.0f} s (a microscope "
+                    "error? see the log); going on with the next one"
+                )
                 self.hooks.stats.note("errors", msg)
                 logger.error(msg)
             if progress is not None:
@@ -265,8 +331,11 @@ class DeepZAcquisition:
         n_pos, n_req = self.recorder.n_positions, len(plan.requested_z())
         done_t = len(self.recorder.completed["measured"])
         reference_s = st.reference_planes * plan.reference_exposure_ms
-        used = (n_pos * st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
-                + n_pos * st.time_points_full * n_req * plan.stack_exposure_ms + reference_s)
+        used = (
+            n_pos * st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
+            + n_pos * st.time_points_full * n_req * plan.stack_exposure_ms
+            + reference_s
+        )
         return used / 1000, (n_pos * done_t * n_req * plan.stack_exposure_ms + reference_s) / 1000
 
     def _finish(self, dose0: float | None, seconds: float) -> RunSummary:
@@ -278,14 +347,31 @@ class DeepZAcquisition:
         dose = dose1 - dose0 if dose0 is not None and dose1 is not None else None
         exposure_s, full_s = self.light()
         full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
-        summary = RunSummary(str(self.settings.output), done_t, st.planes_measured,
-                             st.planes_requested, st.virtual_done * n_z, st.virtual_missing,
-                             st.reference_planes, dose, full_dose, exposure_s, full_s, seconds, aborted,
-                             self.hooks.stop_reason, list(st.errors), list(st.warnings),
-                             virtual_pending=self.hooks.backlog)
+        summary = RunSummary(
+            str(self.settings.output),
+            done_t,
+            st.planes_measured,
+            st.planes_requested,
+            st.virtual_done * n_z,
+            st.virtual_missing,
+            st.reference_planes,
+            dose,
+            full_dose,
+            exposure_s,
+            full_s,
+            seconds,
+            aborted,
+            self.hooks.stop_reason,
+            list(st.errors),
+            list(st.warnings),
+            virtual_pending=self.hooks.backlog,
+        )
         try:
-            self.recorder.finish(summary={k: v for k, v in asdict(summary).items() if k not in ("errors", "warnings")},
-                                 errors=summary.errors, aborted=aborted)
+            self.recorder.finish(
+                summary={k: v for k, v in asdict(summary).items() if k not in ("errors", "warnings")},
+                errors=summary.errors,
+                aborted=aborted,
+            )
         except StorageError as e:  # the data written so far stays readable; say so, do not raise
             summary.errors.append(str(e))
         return summary

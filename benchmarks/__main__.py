@@ -34,20 +34,32 @@ def machine() -> dict:
     """What the figures were measured on."""
     import os
 
-    return {"date": date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
-            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "versions": {"mm_deepz": mm_deepz.__version__, "torch": torch.__version__, "numpy": np.__version__,
-                         "zarr": zarr.__version__, "pycromanager": pycromanager.__version__,
-                         "python": platform.python_version()}}
+    return {
+        "date": date.today().isoformat(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "versions": {
+            "mm_deepz": mm_deepz.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "zarr": zarr.__version__,
+            "pycromanager": pycromanager.__version__,
+            "python": platform.python_version(),
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the suite; returns the results written to ``benchmarks.json``."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run, figures not meaningful)")
-    ap.add_argument("--out", type=Path, default=Path("docs"), help="folder for benchmarks.json / benchmarks.md")
+    ap.add_argument(
+        "--out", type=Path, default=Path("docs"), help="folder for benchmarks.json / benchmarks.md"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(show_path=False)])
     # a CPU model drops virtual stacks when frames come faster than it: counted in the tables, not logged

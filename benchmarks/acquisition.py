@@ -55,10 +55,16 @@ def plain_fps(size: int, frames: int, directory: Path) -> float:
         stamps.append(time.perf_counter())
         return image, metadata
 
-    events = [{"axes": {"time": t}, "z": 0.0, "exposure": EXPOSURE_MS, "config_group": ["Channel", "Widefield"]}
-              for t in range(frames)]
-    with start_simulator(_world(size)), Acquisition(directory=str(directory), name="plain", show_display=False,
-                                                    image_process_fn=stamp) as acq:
+    events = [
+        {"axes": {"time": t}, "z": 0.0, "exposure": EXPOSURE_MS, "config_group": ["Channel", "Widefield"]}
+        for t in range(frames)
+    ]
+    with (
+        start_simulator(_world(size)),
+        Acquisition(
+            directory=str(directory), name="plain", show_display=False, image_process_fn=stamp
+        ) as acq,
+    ):
         for event in events:  # one per call: a whole list at once slows pycromanager's Python engine
             acq.acquire(event)  # down ~10x after a few frames (measured), which would flatter Deep-Z
     return _fps(stamps)
@@ -67,9 +73,16 @@ def plain_fps(size: int, frames: int, directory: Path) -> float:
 def _instant(predictor: Predictor) -> None:
     """Make ``predictor`` return empty stacks at once: the run then shows what the hooks and the
     recorder cost the CPU when the model runs elsewhere (a GPU)."""
-    def predict_stack(planes: np.ndarray, plane_z_um: tuple, target_z_um: np.ndarray, **kw: object) -> VirtualStack:
-        return VirtualStack(np.zeros((len(target_z_um), *planes.shape[1:]), np.float32), np.asarray(target_z_um),
-                            plane_z_um, IntensityScale(0.0, 1.0))
+
+    def predict_stack(
+        planes: np.ndarray, plane_z_um: tuple, target_z_um: np.ndarray, **kw: object
+    ) -> VirtualStack:
+        return VirtualStack(
+            np.zeros((len(target_z_um), *planes.shape[1:]), np.float32),
+            np.asarray(target_z_um),
+            plane_z_um,
+            IntensityScale(0.0, 1.0),
+        )
 
     predictor.predict_stack = predict_stack  # type: ignore[method-assign]
 
@@ -77,7 +90,9 @@ def _instant(predictor: Predictor) -> None:
 def deepz_run(size: int, frames: int, output: Path, device: str, model_on_cpu: bool = True) -> dict:
     """Frames per second, virtual stacks made and their latency, with the Deep-Z hooks and recorder
     (``model_on_cpu=False``: the model's work left out, as when it runs on a GPU)."""
-    request = AcquisitionRequest(output=output, time_points=frames, frame=size, device=device, exposure_ms=EXPOSURE_MS)
+    request = AcquisitionRequest(
+        output=output, time_points=frames, frame=size, device=device, exposure_ms=EXPOSURE_MS
+    )
     model, plan = request.prepare()
     stamps: dict[int, float] = {}
     latency: list[float] = []
@@ -97,10 +112,14 @@ def deepz_run(size: int, frames: int, output: Path, device: str, model_on_cpu: b
         summary = acq.run()
         end = time.perf_counter()
     camera_done = max(stamps.values())
-    return {"fps": _fps([stamps[t] for t in sorted(stamps)]), "virtual_made": len(latency),
-            "virtual_during_run": sum(t <= camera_done for t in made_at),
-            "backlog_s": end - camera_done, "virtual_missing": summary.virtual_missing,
-            "latency_median_s": float(np.median(latency)) if latency else None}
+    return {
+        "fps": _fps([stamps[t] for t in sorted(stamps)]),
+        "virtual_made": len(latency),
+        "virtual_during_run": sum(t <= camera_done for t in made_at),
+        "backlog_s": end - camera_done,
+        "virtual_missing": summary.virtual_missing,
+        "latency_median_s": float(np.median(latency)) if latency else None,
+    }
 
 
 def repeats_for(ratios: list[float], within: float = 0.05) -> int:
@@ -122,27 +141,37 @@ def run(quick: bool, device: str) -> list[dict]:
         for i in range(repeats):  # alternate, so a slow spell of the machine hits all alike
             for with_model in (True, False):
                 plain.append(plain_fps(size, frames, Path(tmp) / f"plain{i}{with_model}"))
-                run_ = deepz_run(size, frames, Path(tmp) / f"deepz{i}{with_model}.ome.zarr", device, with_model)
+                run_ = deepz_run(
+                    size, frames, Path(tmp) / f"deepz{i}{with_model}.ome.zarr", device, with_model
+                )
                 run_["ratio"] = run_["fps"] / plain[-1]
                 deepz[with_model].append(run_)
     rows = []
     for with_model, runs in deepz.items():
         fps = [d["fps"] for d in runs]
         ratios = [d["ratio"] for d in runs]
-        rows.append({"model": f"on {device}" if with_model else "left out (as on a GPU)", "frame": size,
-                     "frames": frames, "runs": repeats, "exposure_ms": EXPOSURE_MS,
-                     "plain_fps": round(float(np.median(plain)), 1),
-                     "plain_fps_range": [round(min(plain), 1), round(max(plain), 1)],
-                     "deepz_fps": round(float(np.median(fps)), 1),
-                     "deepz_fps_range": [round(min(fps), 1), round(max(fps), 1)],
-                     "ratio": round(float(np.median(ratios)), 3),
-                     "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
-                     "repeats_for_0.05": repeats_for(ratios),
-                     "virtual_made": int(np.median([d["virtual_made"] for d in runs])),
-                     "virtual_during_run": int(np.median([d["virtual_during_run"] for d in runs])),
-                     "backlog_s": round(float(np.median([d["backlog_s"] for d in runs])), 2),
-                     "virtual_missing": max(d["virtual_missing"] for d in runs),
-                     "latency_median_s": round(float(np.median([d["latency_median_s"] for d in runs
-                                                                if d["latency_median_s"]])), 3)})
+        rows.append(
+            {
+                "model": f"on {device}" if with_model else "left out (as on a GPU)",
+                "frame": size,
+                "frames": frames,
+                "runs": repeats,
+                "exposure_ms": EXPOSURE_MS,
+                "plain_fps": round(float(np.median(plain)), 1),
+                "plain_fps_range": [round(min(plain), 1), round(max(plain), 1)],
+                "deepz_fps": round(float(np.median(fps)), 1),
+                "deepz_fps_range": [round(min(fps), 1), round(max(fps), 1)],
+                "ratio": round(float(np.median(ratios)), 3),
+                "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+                "repeats_for_0.05": repeats_for(ratios),
+                "virtual_made": int(np.median([d["virtual_made"] for d in runs])),
+                "virtual_during_run": int(np.median([d["virtual_during_run"] for d in runs])),
+                "backlog_s": round(float(np.median([d["backlog_s"] for d in runs])), 2),
+                "virtual_missing": max(d["virtual_missing"] for d in runs),
+                "latency_median_s": round(
+                    float(np.median([d["latency_median_s"] for d in runs if d["latency_median_s"]])), 3
+                ),
+            }
+        )
         logger.info("acquisition %s", rows[-1])
     return rows

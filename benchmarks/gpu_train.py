@@ -37,12 +37,50 @@ logger = logging.getLogger("benchmarks.gpu_train")
 RUNS: dict[str, list[str]] = {
     # 2-plane runs at 2e-3 in bfloat16 diverged at batch 32 on the H100 (validation loss 7-25), and a
     # 2-plane bfloat16 run went NaN on the CPU too (docs/models.md): float32 and a lower peak here
-    "2plane_d3": ["--planes", "2", "--separation", "4", "--z-range", "12", "--depth", "3", "--lr", "1e-3",
-                  "--precision", "fp32"],
-    "2plane_d4": ["--planes", "2", "--separation", "4", "--z-range", "12", "--depth", "4", "--lr", "1e-3",
-                  "--precision", "fp32"],
-    "2plane_d5c64": ["--planes", "2", "--separation", "4", "--z-range", "12", "--depth", "5", "--max-channels", "64",
-                     "--lr", "1e-3", "--precision", "fp32"],
+    "2plane_d3": [
+        "--planes",
+        "2",
+        "--separation",
+        "4",
+        "--z-range",
+        "12",
+        "--depth",
+        "3",
+        "--lr",
+        "1e-3",
+        "--precision",
+        "fp32",
+    ],
+    "2plane_d4": [
+        "--planes",
+        "2",
+        "--separation",
+        "4",
+        "--z-range",
+        "12",
+        "--depth",
+        "4",
+        "--lr",
+        "1e-3",
+        "--precision",
+        "fp32",
+    ],
+    "2plane_d5c64": [
+        "--planes",
+        "2",
+        "--separation",
+        "4",
+        "--z-range",
+        "12",
+        "--depth",
+        "5",
+        "--max-channels",
+        "64",
+        "--lr",
+        "1e-3",
+        "--precision",
+        "fp32",
+    ],
     "1plane_d5c64": ["--planes", "1", "--z-range", "10", "--depth", "5", "--max-channels", "64"],
 }
 #: the shipped models' validation stacks (their cards' ``validation_pairs``)
@@ -55,8 +93,20 @@ def _specs(scale: str) -> list[tuple[str, PairSpec]]:
     specs: list[tuple[str, PairSpec]] = []
 
     def add(folder: str, phantom: str, seeds: range | tuple[int, ...], exposure_ms: float = 10.0) -> None:
-        specs.extend((folder, PairSpec(phantom=phantom, seed=s, shape=(size, size), z_half_range_um=14.0,
-                                       randomize=True, widefield_exposure_ms=exposure_ms)) for s in seeds)
+        specs.extend(
+            (
+                folder,
+                PairSpec(
+                    phantom=phantom,
+                    seed=s,
+                    shape=(size, size),
+                    z_half_range_um=14.0,
+                    randomize=True,
+                    widefield_exposure_ms=exposure_ms,
+                ),
+            )
+            for s in seeds
+        )
 
     if scale == "toy":
         add("train", "worm", (0, 1))
@@ -110,22 +160,58 @@ def simulate(data: Path, scale: str) -> None:
     logger.info("simulated %d stack pairs in %.0f s", len(specs), time.perf_counter() - t0)
 
 
-def _train_args(name: str, data: Path, out: Path, steps: int, device: str, batch: int, patch: int,
-                val_every: int) -> list[str]:
-    return ["train", str(data / "train"), "--val", str(data / "val"), *RUNS[name], "--steps", str(steps),
-            "--batch-size", str(batch), "--patch", str(patch), "--patience", "0", "--val-every", str(val_every),
-            "--device", device, "--overwrite", "--out", str(out / f"{name}.pt")]
+def _train_args(
+    name: str, data: Path, out: Path, steps: int, device: str, batch: int, patch: int, val_every: int
+) -> list[str]:
+    return [
+        "train",
+        str(data / "train"),
+        "--val",
+        str(data / "val"),
+        *RUNS[name],
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch),
+        "--patch",
+        str(patch),
+        "--patience",
+        "0",
+        "--val-every",
+        str(val_every),
+        "--device",
+        device,
+        "--overwrite",
+        "--out",
+        str(out / f"{name}.pt"),
+    ]
 
 
-def _train_all(names: list[str], data: Path, out: Path, steps: dict[str, int], device: str, batch: int,
-               patch: int, log: Path, val_every: int = 250) -> dict[str, list[dict]]:
+def _train_all(
+    names: list[str],
+    data: Path,
+    out: Path,
+    steps: dict[str, int],
+    device: str,
+    batch: int,
+    patch: int,
+    log: Path,
+    val_every: int = 250,
+) -> dict[str, list[dict]]:
     """Train ``names`` side by side; each run's validation history (step, seconds, losses)."""
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(len(names)) as pool:
-        list(pool.map(lambda n: _mz(_train_args(n, data, out, steps[n], device, batch, patch, val_every),
-                                    log.with_name(f"{log.stem}_{n}.log")), names))
+        list(
+            pool.map(
+                lambda n: _mz(
+                    _train_args(n, data, out, steps[n], device, batch, patch, val_every),
+                    log.with_name(f"{log.stem}_{n}.log"),
+                ),
+                names,
+            )
+        )
     return {n: torch.load(out / f"{n}.ckpt", map_location="cpu", weights_only=True)["history"] for n in names}
 
 
@@ -160,29 +246,57 @@ def main(argv: list[str] | None = None) -> int:
     simulate(args.data, args.scale)
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "train.log"
-    probe = _train_all(names, args.data, args.work / "probe", dict.fromkeys(names, args.probe_steps), args.device,
-                       args.batch_size, args.patch, log, val_every=max(1, args.probe_steps // 3))
+    probe = _train_all(
+        names,
+        args.data,
+        args.work / "probe",
+        dict.fromkeys(names, args.probe_steps),
+        args.device,
+        args.batch_size,
+        args.patch,
+        log,
+        val_every=max(1, args.probe_steps // 3),
+    )
     per_step = {n: seconds_per_step(h) for n, h in probe.items()}
     steps = {n: max(250, int(args.budget / per_step[n] / 1.1) // 250 * 250) for n in names}
-    logger.info("probe: seconds per step %s -> steps %s", {n: round(v, 4) for n, v in per_step.items()}, steps)
+    logger.info(
+        "probe: seconds per step %s -> steps %s", {n: round(v, 4) for n, v in per_step.items()}, steps
+    )
     histories = _train_all(names, args.data, args.out, steps, args.device, args.batch_size, args.patch, log)
     from mm_deepz.modelfile import load_model
 
-    summary = {"device": args.device, "budget_s": args.budget, "batch_size": args.batch_size, "patch": args.patch,
-               "probe_seconds_per_step": per_step, "runs": {}}
+    summary = {
+        "device": args.device,
+        "budget_s": args.budget,
+        "batch_size": args.batch_size,
+        "patch": args.patch,
+        "probe_seconds_per_step": per_step,
+        "runs": {},
+    }
     for n in names:
         card = load_model(args.out / f"{n}.pt").card
-        summary["runs"][n] = {"options": RUNS[n], "steps": steps[n], "train_seconds": card.provenance["train_seconds"],
-                              "hardware": card.provenance["hardware"],
-                              "best_validation_loss": card.metrics["validation_loss"], "history": histories[n]}
+        summary["runs"][n] = {
+            "options": RUNS[n],
+            "steps": steps[n],
+            "train_seconds": card.provenance["train_seconds"],
+            "hardware": card.provenance["hardware"],
+            "best_validation_loss": card.metrics["validation_loss"],
+            "history": histories[n],
+        }
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     (args.out / "gpu_train.json").write_text(json.dumps(summary, indent=2))
-    for n in names:  # checkpoints stay on the machine: too large to bring back, the model files carry the weights
+    for (
+        n
+    ) in names:  # checkpoints stay on the machine: too large to bring back, the model files carry the weights
         (args.out / f"{n}.ckpt").replace(args.work / f"{n}.ckpt")
         (args.out / f"{n}.dataset.json").replace(args.work / f"{n}.dataset.json")
     with open(args.out / "train_logs.txt", "w") as logs:
-        logs.writelines(f"=== {part.name}\n{part.read_text()}" for part in sorted(args.work.glob("train_*.log")))
-    logger.info("done in %.0f s: %s", summary["total_seconds"], ", ".join(f"{n} {steps[n]} steps" for n in names))
+        logs.writelines(
+            f"=== {part.name}\n{part.read_text()}" for part in sorted(args.work.glob("train_*.log"))
+        )
+    logger.info(
+        "done in %.0f s: %s", summary["total_seconds"], ", ".join(f"{n} {steps[n]} steps" for n in names)
+    )
     return 0
 
 

@@ -19,7 +19,9 @@ def _planes(n_planes: int, size: int) -> np.ndarray:
     return (rng.random((n_planes, size, size)) * 3000 + 100).astype(np.uint16)
 
 
-def eager_stack(predictor: Predictor, planes: np.ndarray, plane_z: tuple[float, ...], targets: np.ndarray) -> None:
+def eager_stack(
+    predictor: Predictor, planes: np.ndarray, plane_z: tuple[float, ...], targets: np.ndarray
+) -> None:
     """The plain way: one network call per virtual plane, float32, NCHW, no tiles, no batching."""
     net, zr = predictor.model.network, predictor.model.card.z_range_um
     x = torch.from_numpy(planes.astype(np.float32) / 3000).to(predictor.device)
@@ -30,8 +32,9 @@ def eager_stack(predictor: Predictor, planes: np.ndarray, plane_z: tuple[float, 
             net(inp).cpu()
 
 
-def case(device: str, size: int, n_out: int, n_in: int, measure_planes: int | None = None,
-         eager: bool = False) -> dict:
+def case(
+    device: str, size: int, n_out: int, n_in: int, measure_planes: int | None = None, eager: bool = False
+) -> dict:
     """One row: planes/s of the engine (over ``measure_planes`` of the ``n_out`` when given)."""
     model = demo_model(n_in)
     predictor = Predictor(model, device)
@@ -43,13 +46,26 @@ def case(device: str, size: int, n_out: int, n_in: int, measure_planes: int | No
     predictor.predict_stack(planes, plane_z, targets[:1])  # warm-up (allocations, kernels)
     repeats = 1 if n * size * size > 2e7 and not cuda else 2
     with peak_memory("cuda" if cuda else "cpu") as mem:
-        t = best_time(lambda: predictor.predict_stack(planes, plane_z, targets), repeats, warmup=False, cuda=cuda)
-    row = {"device": predictor.device.type, "frame": size, "planes_in": n_in, "planes_out": n_out,
-           "planes_timed": n, "batch": predictor.batch_size, "tile": predictor.tile_size,
-           "planes_per_s": round(n / t, 2), "stack_s": round(n_out * t / n, 2), "peak_mb": round(mem["peak_mb"])}
+        t = best_time(
+            lambda: predictor.predict_stack(planes, plane_z, targets), repeats, warmup=False, cuda=cuda
+        )
+    row = {
+        "device": predictor.device.type,
+        "frame": size,
+        "planes_in": n_in,
+        "planes_out": n_out,
+        "planes_timed": n,
+        "batch": predictor.batch_size,
+        "tile": predictor.tile_size,
+        "planes_per_s": round(n / t, 2),
+        "stack_s": round(n_out * t / n, 2),
+        "peak_mb": round(mem["peak_mb"]),
+    }
     if eager:
         model.network.to(memory_format=torch.contiguous_format)
-        te = best_time(lambda: eager_stack(predictor, planes, plane_z, targets), repeats, warmup=True, cuda=cuda)
+        te = best_time(
+            lambda: eager_stack(predictor, planes, plane_z, targets), repeats, warmup=True, cuda=cuda
+        )
         row["eager_planes_per_s"] = round(n / te, 2)
         row["engine_vs_eager"] = round(te / t, 2)
     logger.info("inference %s", row)
@@ -61,8 +77,15 @@ def run(quick: bool, devices: list[str]) -> list[dict]:
     if quick:
         cases = [(128, 5, 1, None, True)]
     else:
-        cases = [(512, 21, 1, None, True), (512, 41, 1, None, False), (512, 21, 2, None, False),
-                 (512, 41, 2, None, False), (2048, 21, 1, 3, True), (2048, 41, 1, 3, False), (2048, 21, 2, 3, False)]
+        cases = [
+            (512, 21, 1, None, True),
+            (512, 41, 1, None, False),
+            (512, 21, 2, None, False),
+            (512, 41, 2, None, False),
+            (2048, 21, 1, 3, True),
+            (2048, 41, 1, 3, False),
+            (2048, 21, 2, 3, False),
+        ]
     rows = []
     for dev in devices:
         for size, n_out, n_in, timed, eager in cases:

@@ -17,7 +17,11 @@ def _run(deepz: bool, time_points: int, output: Path, device: str) -> dict:
     with request.microscope() as core:
         summary = request.acquisition(core, model, plan).run()
         remaining = float(core.getProperty("Shutter", "RemainingBrightness"))
-    return {"planes_measured": summary.planes_measured, "dose_mJ": summary.dose_mJ, "remaining_brightness": remaining}
+    return {
+        "planes_measured": summary.planes_measured,
+        "dose_mJ": summary.dose_mJ,
+        "remaining_brightness": remaining,
+    }
 
 
 def run(quick: bool, device: str) -> dict:
@@ -26,11 +30,16 @@ def run(quick: bool, device: str) -> dict:
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         deepz = _run(True, time_points, Path(tmp) / "deepz.ome.zarr", device)
         full = _run(False, time_points, Path(tmp) / "full.ome.zarr", device)
-    row = {"time_points": time_points, "planes_requested_per_time_point": 21,
-           "deepz_planes": deepz["planes_measured"], "full_planes": full["planes_measured"],
-           "deepz_dose_mJ": round(deepz["dose_mJ"], 2), "full_dose_mJ": round(full["dose_mJ"], 2),
-           "dose_ratio": round(full["dose_mJ"] / deepz["dose_mJ"], 1),
-           "deepz_brightness_left": round(deepz["remaining_brightness"], 3),
-           "full_brightness_left": round(full["remaining_brightness"], 3)}
+    row = {
+        "time_points": time_points,
+        "planes_requested_per_time_point": 21,
+        "deepz_planes": deepz["planes_measured"],
+        "full_planes": full["planes_measured"],
+        "deepz_dose_mJ": round(deepz["dose_mJ"], 2),
+        "full_dose_mJ": round(full["dose_mJ"], 2),
+        "dose_ratio": round(full["dose_mJ"] / deepz["dose_mJ"], 1),
+        "deepz_brightness_left": round(deepz["remaining_brightness"], 3),
+        "full_brightness_left": round(full["remaining_brightness"], 3),
+    }
     logger.info("light %s", row)
     return row

@@ -44,13 +44,20 @@ def run(time_points: int, frame: int = 64, device: str = "auto") -> dict:
         written = image_array(open_container(out), "measured")  # the input plane of every time point
         frames_on_disk = int(sum(np.asarray(written[t, 0, 0]).any() for t in range(written.shape[0])))
         complete = len(read_progress(out)["completed"]["measured"])
-    return {"time_points": time_points, "frame": frame, "seconds": round(seconds, 1),
-            "frames_requested": time_points, "frames_measured": summary.planes_measured,
-            "frames_on_disk": frames_on_disk, "time_points_complete": complete,
-            "frames_lost": time_points - frames_on_disk, "virtual_made": summary.planes_synthesized // 21,
-            "virtual_missing": summary.virtual_missing,
-            **{k: round(v, 1) for k, v in memory.items()},
-            "growth_after_10pct_mb": round(memory["at_end_mb"] - memory["at_10pct_mb"], 1)}
+    return {
+        "time_points": time_points,
+        "frame": frame,
+        "seconds": round(seconds, 1),
+        "frames_requested": time_points,
+        "frames_measured": summary.planes_measured,
+        "frames_on_disk": frames_on_disk,
+        "time_points_complete": complete,
+        "frames_lost": time_points - frames_on_disk,
+        "virtual_made": summary.planes_synthesized // 21,
+        "virtual_missing": summary.virtual_missing,
+        **{k: round(v, 1) for k, v in memory.items()},
+        "growth_after_10pct_mb": round(memory["at_end_mb"] - memory["at_10pct_mb"], 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,9 +27,14 @@ def analysis_cost(size: int, depth: int = 21, time_points: int = 4) -> dict:
     t0 = time.perf_counter()
     tracks = link_tracks(pd.concat(found, ignore_index=True))
     link_s = time.perf_counter() - t0
-    return {"frame": size, "planes": depth, "neurons_per_stack": round(float(np.mean([len(d) for d in found])), 1),
-            "detect_s": round(float(np.median(detect_s)), 3), "link_s_per_time_point": round(link_s / time_points, 4),
-            "tracks": int(tracks["track"].nunique()) if len(tracks) else 0}
+    return {
+        "frame": size,
+        "planes": depth,
+        "neurons_per_stack": round(float(np.mean([len(d) for d in found])), 1),
+        "detect_s": round(float(np.median(detect_s)), 3),
+        "link_s_per_time_point": round(link_s / time_points, 4),
+        "tracks": int(tracks["track"].nunique()) if len(tracks) else 0,
+    }
 
 
 def run(quick: bool) -> list[dict]:

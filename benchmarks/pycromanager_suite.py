@@ -19,10 +19,14 @@ import tempfile
 from pathlib import Path
 
 #: the test files of pycromanager that need no Java and no viewer
-TEST_FILES = ("test_acquisition.py", "test_callback_functions.py", "test_notifications_futures.py",
-              "test_MDA_events.py")
+TEST_FILES = (
+    "test_acquisition.py",
+    "test_callback_functions.py",
+    "test_notifications_futures.py",
+    "test_MDA_events.py",
+)
 
-CONFTEST = '''
+CONFTEST = """
 import shutil
 import tempfile
 
@@ -34,7 +38,8 @@ from mm_deepz.bridge import start_simulator
 
 @pytest.fixture(scope="session")
 def launch_mm_headless():
-    with start_simulator(simulators.SimWorld(sensor_shape=(512, 512)), config=simulators.MM_DEMO_CONFIG) as session:
+    world = simulators.SimWorld(sensor_shape=(512, 512))
+    with start_simulator(world, config=simulators.MM_DEMO_CONFIG) as session:
         yield session
 
 
@@ -43,7 +48,7 @@ def setup_data_folder():
     folder = tempfile.mkdtemp()
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
-'''
+"""
 
 
 def run(extra_args: list[str] | None = None) -> int:
@@ -57,8 +62,18 @@ def run(extra_args: list[str] | None = None) -> int:
             shutil.copy(tests / name, Path(tmp) / name)
         (Path(tmp) / "conftest.py").write_text(CONFTEST)
         # napari's pytest plugin (when installed) would change every log record's arguments
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:napari", "-p", "no:cacheprovider", tmp,
-               *(extra_args or [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:napari",
+            "-p",
+            "no:cacheprovider",
+            tmp,
+            *(extra_args or []),
+        ]
         return subprocess.run(cmd, check=False).returncode
 
 

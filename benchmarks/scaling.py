@@ -38,14 +38,23 @@ def positions_cost(n_positions: int, time_points: int, device: str) -> dict:
     """Seconds per time point and peak memory of a Deep-Z time-lapse over ``n_positions`` fields."""
     xy = tuple((200.0 * i, 0.0) for i in range(n_positions))
     with tempfile.TemporaryDirectory(dir=".") as tmp:
-        request = AcquisitionRequest(output=Path(tmp) / "p.ome.zarr", time_points=time_points, frame=128, device=device,
-                                     positions_xy_um=xy if n_positions > 1 else None)
+        request = AcquisitionRequest(
+            output=Path(tmp) / "p.ome.zarr",
+            time_points=time_points,
+            frame=128,
+            device=device,
+            positions_xy_um=xy if n_positions > 1 else None,
+        )
         model, plan = request.prepare()
         with request.microscope() as core, peak_memory() as mem:
             summary = request.acquisition(core, model, plan).run()
-    return {"positions": n_positions, "time_points": time_points,
-            "s_per_time_point": round(summary.seconds / time_points, 3), "peak_mb": round(mem["peak_mb"]),
-            "virtual_missing": summary.virtual_missing}
+    return {
+        "positions": n_positions,
+        "time_points": time_points,
+        "s_per_time_point": round(summary.seconds / time_points, 3),
+        "peak_mb": round(mem["peak_mb"]),
+        "virtual_missing": summary.virtual_missing,
+    }
 
 
 def profile_hot_path(size: int, time_points: int, top: int = 8) -> list[dict]:
@@ -67,16 +76,20 @@ def profile_hot_path(size: int, time_points: int, top: int = 8) -> list[dict]:
     stats = pstats.Stats(profiler)
     total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
     rows = sorted(((func, v[2]) for func, v in stats.stats.items()), key=lambda r: -r[1])  # type: ignore[attr-defined]
-    return [{"function": f"{Path(f[0]).name}:{f[2]}", "self_s": round(s, 3), "share": round(s / total, 3)}
-            for f, s in rows[:top]]
+    return [
+        {"function": f"{Path(f[0]).name}:{f[2]}", "self_s": round(s, 3), "share": round(s / total, 3)}
+        for f, s in rows[:top]
+    ]
 
 
 def run(quick: bool, device: str) -> dict:
     """All scaling rows and the profile."""
     sizes, depths = ((64, 128), (11, 21)) if quick else ((128, 256, 512, 1024), (11, 21, 41))
-    out = {"frame_size": [stack_cost(s, 21) for s in sizes],
-           "depth": [stack_cost(128 if quick else 256, d) for d in depths],
-           "positions": [positions_cost(n, 3 if quick else 5, device) for n in ((1, 2) if quick else (1, 2, 4))],
-           "profile": profile_hot_path(128 if quick else 256, 2 if quick else 5)}
+    out = {
+        "frame_size": [stack_cost(s, 21) for s in sizes],
+        "depth": [stack_cost(128 if quick else 256, d) for d in depths],
+        "positions": [positions_cost(n, 3 if quick else 5, device) for n in ((1, 2) if quick else (1, 2, 4))],
+        "profile": profile_hot_path(128 if quick else 256, 2 if quick else 5),
+    }
     logger.info("scaling %s", out)
     return out

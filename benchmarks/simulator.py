@@ -23,11 +23,14 @@ def bench(size: int = 512, planes: int = 21) -> dict:
         t0 = time.perf_counter()
         world.expose(10.0)
         times.append(time.perf_counter() - t0)
-    return {"frame": f"{size}x{size}", "first_frame_s": round(first, 3),
-            "median_frame_s": round(float(np.median(times)), 4), "max_frame_s": round(max(times), 4)}
+    return {
+        "frame": f"{size}x{size}",
+        "first_frame_s": round(first, 3),
+        "median_frame_s": round(float(np.median(times)), 4),
+        "max_frame_s": round(max(times), 4),
+    }
 
 
 def run(quick: bool) -> list[dict]:
     """Rows for the frame sizes of the suite."""
     return [bench(s) for s in ((128,) if quick else (256, 512))]
-

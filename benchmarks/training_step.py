@@ -46,9 +46,19 @@ def run(quick: bool, device: str = "cpu") -> list[dict]:
     for cfg in (UNetConfig(1, 16, 3), UNetConfig(1, 16, 5, 64)):
         for mode in ("fp32", "bf16", "bf16+channels_last"):
             s = step_time(cfg, mode, batch, patch, device, repeats)
-            rows.append({"depth": cfg.depth, "max_channels": cfg.max_channels, "mode": mode, "device": device,
-                         "threads": torch.get_num_threads(), "batch": batch, "patch": patch,
-                         "step_s": round(s, 4), "patches_per_s": round(batch / s, 1)})
+            rows.append(
+                {
+                    "depth": cfg.depth,
+                    "max_channels": cfg.max_channels,
+                    "mode": mode,
+                    "device": device,
+                    "threads": torch.get_num_threads(),
+                    "batch": batch,
+                    "patch": patch,
+                    "step_s": round(s, 4),
+                    "patches_per_s": round(batch / s, 1),
+                }
+            )
     return rows
 
 

@@ -77,10 +77,19 @@ def run(quick: bool) -> dict:
         reference = ome_zarr_mb_s(frames, n, d / "omezarr.ome.zarr")
         os.sync()
     frame_mb = frames[0].nbytes / 2**20
-    row = {"frame": size, "frames": n, "frame_mb": round(frame_mb, 1), "raw_mb_s": round(raw),
-           "recorder_lz4_mb_s": round(lz4), "recorder_raw_mb_s": round(plain), "ome_zarr_mb_s": round(reference),
-           "lz4_vs_raw": round(lz4 / raw, 2), "uncompressed_vs_raw": round(plain / raw, 2),
-           "lz4_size_ratio": round(ratio, 2), "camera_fps_sustained_lz4": round(lz4 / frame_mb),
-           "camera_fps_sustained_raw": round(plain / frame_mb)}
+    row = {
+        "frame": size,
+        "frames": n,
+        "frame_mb": round(frame_mb, 1),
+        "raw_mb_s": round(raw),
+        "recorder_lz4_mb_s": round(lz4),
+        "recorder_raw_mb_s": round(plain),
+        "ome_zarr_mb_s": round(reference),
+        "lz4_vs_raw": round(lz4 / raw, 2),
+        "uncompressed_vs_raw": round(plain / raw, 2),
+        "lz4_size_ratio": round(ratio, 2),
+        "camera_fps_sustained_lz4": round(lz4 / frame_mb),
+        "camera_fps_sustained_raw": round(plain / frame_mb),
+    }
     logger.info("writing %s", row)
     return row

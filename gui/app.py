@@ -16,7 +16,11 @@ def application() -> QApplication:
     """The running QApplication, or a new one (offscreen when no display is available)."""
     if (app := QApplication.instance()) is not None:
         return app
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and sys.platform.startswith("linux"):
+    if (
+        not os.environ.get("DISPLAY")
+        and not os.environ.get("WAYLAND_DISPLAY")
+        and sys.platform.startswith("linux")
+    ):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     global _APP
     _APP = QApplication(sys.argv[:1])  # kept: Qt needs it alive as long as any widget

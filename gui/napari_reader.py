@@ -83,6 +83,11 @@ def _track_layers(path: Path, root: Any) -> list[LayerData]:
         if table.empty:
             continue
         data = table[["track", "time_s", "z_um", "y_um", "x_um"]].to_numpy(np.float64)
-        layers.append((data, {"name": f"{image} tracks", "tail_length": 10,
-                              "metadata": {"mm_deepz_tracks": image}}, "tracks"))
+        layers.append(
+            (
+                data,
+                {"name": f"{image} tracks", "tail_length": 10, "metadata": {"mm_deepz_tracks": image}},
+                "tracks",
+            )
+        )
     return layers

@@ -57,7 +57,9 @@ logger = logging.getLogger(__name__)
 MODEL_CHOICES = ("1 plane (shipped)", "2 planes (shipped)", "model file")
 
 
-def _spin(lo: float, hi: float, value: float, step: float = 1.0, decimals: int = 2, suffix: str = "") -> QDoubleSpinBox:
+def _spin(
+    lo: float, hi: float, value: float, step: float = 1.0, decimals: int = 2, suffix: str = ""
+) -> QDoubleSpinBox:
     spin = QDoubleSpinBox()
     spin.setRange(lo, hi)
     spin.setDecimals(decimals)
@@ -80,13 +82,18 @@ def card_text(model: DeepZModel) -> str:
     """A model card in a few lines: inputs, trained range, optics, modalities, metrics."""
     c = model.card
     o = c.optics
-    optics = ", ".join(f"{k} {v:g}" for k, v in (("NA", o.na), ("λem µm", o.wavelength_em_um),
-                                                  ("n", o.immersion_index)) if v is not None)
-    lines = [f"{model.path.name}  (sha256 {model.sha256[:12]})",
-             f"inputs: {c.n_planes} plane(s) at {', '.join(f'{z:+g}' for z in c.input_offsets_um)} µm",
-             f"trained range: ±{c.z_range_um:g} µm from an input plane",
-             f"optics: pixel {o.pixel_size_um:g} µm" + (f", {optics}" if optics else ""),
-             f"{c.input_modality} → {c.target_modality}"]
+    optics = ", ".join(
+        f"{k} {v:g}"
+        for k, v in (("NA", o.na), ("λem µm", o.wavelength_em_um), ("n", o.immersion_index))
+        if v is not None
+    )
+    lines = [
+        f"{model.path.name}  (sha256 {model.sha256[:12]})",
+        f"inputs: {c.n_planes} plane(s) at {', '.join(f'{z:+g}' for z in c.input_offsets_um)} µm",
+        f"trained range: ±{c.z_range_um:g} µm from an input plane",
+        f"optics: pixel {o.pixel_size_um:g} µm" + (f", {optics}" if optics else ""),
+        f"{c.input_modality} → {c.target_modality}",
+    ]
     lines += _metric_lines(c.metrics)
     trained = c.provenance.get("steps_done"), c.provenance.get("hardware")
     if trained[0]:
@@ -99,25 +106,39 @@ def _metric_lines(metrics: dict) -> list[str]:
     lines = []
     blind = metrics.get("blind") or {}
     if blind:
-        lines.append(f"blind test ({len(blind.get('pairs', []))} specimens never trained on), virtual "
-                     "(repeated input plane, scanned widefield stack):")
-        for key, name, unit, digits in (("ssim", "SSIM", "", 3), ("pcc", "PCC", "", 3), ("psnr", "PSNR", " dB", 1)):
+        lines.append(
+            f"blind test ({len(blind.get('pairs', []))} specimens never trained on), virtual "
+            "(repeated input plane, scanned widefield stack):"
+        )
+        for key, name, unit, digits in (
+            ("ssim", "SSIM", "", 3),
+            ("pcc", "PCC", "", 3),
+            ("psnr", "PSNR", " dB", 1),
+        ):
             m = blind.get(f"mean_{key}") or {}
             if m:
-                lines.append(f"  {name} {m['virtual']:.{digits}f}{unit} ({m['repeated']:.{digits}f}, "
-                             f"{m['widefield']:.{digits}f})")
+                lines.append(
+                    f"  {name} {m['virtual']:.{digits}f}{unit} ({m['repeated']:.{digits}f}, "
+                    f"{m['widefield']:.{digits}f})"
+                )
         if margin := blind.get("margin_over_baselines"):
-            leads = ", ".join(f"{name} {margin[key]:+.{digits}f}" for key, name, digits in
-                              (("ssim", "SSIM", 3), ("pcc", "PCC", 3), ("psnr", "PSNR", 2)) if key in margin)
-            lines.append(f"  smallest lead over the better baseline at any defocus: {leads} "
-                         "(negative: a baseline is better at some defocus)")
+            leads = ", ".join(
+                f"{name} {margin[key]:+.{digits}f}"
+                for key, name, digits in (("ssim", "SSIM", 3), ("pcc", "PCC", 3), ("psnr", "PSNR", 2))
+                if key in margin
+            )
+            lines.append(
+                f"  smallest lead over the better baseline at any defocus: {leads} "
+                "(negative: a baseline is better at some defocus)"
+            )
     lines += [f"{k.replace('_', ' ')}: {v:.4g}" for k, v in metrics.items() if isinstance(v, float)]
     return lines
 
 
 #: what the core's messages call a command-line option, in the panel's own words
 PANEL_WORDS = {
-    "(--overwrite; the panel asks)": "(tick \u201creplace an existing container\u201d; the panel asks before replacing)",
+    "(--overwrite; the panel asks)": "(tick \u201creplace an existing container\u201d; the panel asks "
+    "before replacing)",
     "or pass --model": "or choose a model file",
     "with --model": "in the model field",
     "(--channel-group)": "(start the panel with `mm-deepz gui --channel-group NAME`)",
@@ -159,18 +180,31 @@ class DeepZPanel(QWidget):
         self._reference: dict[int, np.ndarray] = {}
         self._queued = 0  # virtual stacks waiting for the model, as last reported
         self._build(r)
-        self._defaults = {key: _value(w) for key, w in self._remembered().items()}  # what "reset" goes back to
+        self._defaults = {
+            key: _value(w) for key, w in self._remembered().items()
+        }  # what "reset" goes back to
         self._wire()
         self.validate()
 
     # -- settings remembered between sessions ----------------------------------------------
     def _remembered(self) -> dict[str, QWidget]:
         """The fields kept between sessions (the microscope comes from how the panel is started)."""
-        return {"phantom": self.phantom, "model_choice": self.model_choice, "model_path": self.model_path,
-                "z_start": self.z_start, "z_end": self.z_end, "z_step": self.z_step, "exposure": self.exposure,
-                "time_points": self.time_points, "interval": self.interval, "blind_check": self.blind,
-                "device": self.device, "output": self.output, "virtual_z_stacking": self.toggle,
-                "colours": self.colors}
+        return {
+            "phantom": self.phantom,
+            "model_choice": self.model_choice,
+            "model_path": self.model_path,
+            "z_start": self.z_start,
+            "z_end": self.z_end,
+            "z_step": self.z_step,
+            "exposure": self.exposure,
+            "time_points": self.time_points,
+            "interval": self.interval,
+            "blind_check": self.blind,
+            "device": self.device,
+            "output": self.output,
+            "virtual_z_stacking": self.toggle,
+            "colours": self.colors,
+        }
 
     def save_settings(self, settings: QSettings) -> None:
         """Remember the fields (``QSettings``)."""
@@ -230,23 +264,31 @@ class DeepZPanel(QWidget):
         self.overwrite.setChecked(r.overwrite)
         self.toggle = QCheckBox("Virtual z-stacking (Deep-Z)")
         self.toggle.setChecked(r.deepz)
-        self.toggle.setToolTip("On: 1-2 measured planes per time point, the rest synthesized. Off: full z-stacks. "
-                               "Can be switched during a run; applies from the next time point.")
+        self.toggle.setToolTip(
+            "On: 1-2 measured planes per time point, the rest synthesized. Off: full z-stacks. "
+            "Can be switched during a run; applies from the next time point."
+        )
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.snap_button = QPushButton("Snap")
         self.live_button = QPushButton("Live")
         self.live_button.setCheckable(True)
         for button in (self.snap_button, self.live_button):
-            button.setToolTip("The camera's image at the input preset and anchor exposure, where the stage is: to "
-                              "find and focus the specimen before a run (the light it takes counts as any)")
+            button.setToolTip(
+                "The camera's image at the input preset and anchor exposure, where the stage is: to "
+                "find and focus the specimen before a run (the light it takes counts as any)"
+            )
         self.finish_button = QPushButton("Make the remaining virtual stacks")
-        self.finish_button.setToolTip("The last run ended with virtual stacks still to make (the model was slower "
-                                      "than the camera and the run was stopped): make them from its measured planes.")
+        self.finish_button.setToolTip(
+            "The last run ended with virtual stacks still to make (the model was slower "
+            "than the camera and the run was stopped): make them from its measured planes."
+        )
         self.finish_button.setVisible(False)
         self.open_button = QPushButton("Open in napari")
-        self.open_button.setToolTip("Open the finished run in napari (its measured, virtual and reference images "
-                                    "and tracks as layers), through mm-deepz's napari plugin.")
+        self.open_button.setToolTip(
+            "Open the finished run in napari (its measured, virtual and reference images "
+            "and tracks as layers), through mm-deepz's napari plugin."
+        )
         self.open_button.setVisible(False)
         self.stop_button.setEnabled(False)
         self.message = QLabel()
@@ -263,13 +305,17 @@ class DeepZPanel(QWidget):
         self.dose.setRange(0, 1000)
         self.dose.setValue(0)
         self.dose.setFormat("light: -")
-        self.dose.setToolTip("Exposure used so far, as a fraction of the same time points taken as full z-stacks")
+        self.dose.setToolTip(
+            "Exposure used so far, as a fraction of the same time points taken as full z-stacks"
+        )
         self.throughput = QLabel("model: -")
         self.throughput.setWordWrap(True)
         self.virtual_progress = QProgressBar()
         self.virtual_progress.setFormat("virtual stacks: -")
-        self.virtual_progress.setToolTip("Virtual stacks made, of the Deep-Z time points measured so far; the "
-                                         "backlog waits for the model (its planes are on disk)")
+        self.virtual_progress.setToolTip(
+            "Virtual stacks made, of the Deep-Z time points measured so far; the "
+            "backlog waits for the model (its planes are on disk)"
+        )
 
         form = QFormLayout()  # one or two fields a row: the panel fits a 1280-pixel-wide screen
         mic = QHBoxLayout()
@@ -333,8 +379,10 @@ class DeepZPanel(QWidget):
         m_lay.addWidget(self.measured_slider)
         self.virtual_view = StackView("Virtual (Deep-Z)")
         self.show_neurons = QCheckBox("find neurons")
-        self.show_neurons.setToolTip("Detect neurons in 3D in each virtual stack and circle them on the plane shown "
-                                     "(docs/tracking.md); runs beside the acquisition, newest stack first.")
+        self.show_neurons.setToolTip(
+            "Detect neurons in 3D in each virtual stack and circle them on the plane shown "
+            "(docs/tracking.md); runs beside the acquisition, newest stack first."
+        )
         self.neuron_count = QLabel("")
         n_row = QHBoxLayout()
         n_row.addWidget(self.show_neurons)
@@ -359,7 +407,9 @@ class DeepZPanel(QWidget):
         scroll.setWidget(settings)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        scroll.setMinimumWidth(
+            settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
+        )
         lay = QHBoxLayout(self)
         lay.addWidget(scroll)
         lay.addLayout(views, 1)
@@ -381,10 +431,16 @@ class DeepZPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.virtual_view.slider.valueChanged.connect(self._sync_reference)
         self.measured_slider.valueChanged.connect(self._show_measured)
-        for name, view in (("measured", self.measured_view), ("virtual", self.virtual_view.plane),
-                           ("virtual XZ", self.virtual_view.xz), ("reference", self.reference_view.plane),
-                           ("reference XZ", self.reference_view.xz)):
-            view.hovered.connect(lambda text, name=name: self.readout.setText(f"{name}: {text}" if text else ""))
+        for name, view in (
+            ("measured", self.measured_view),
+            ("virtual", self.virtual_view.plane),
+            ("virtual XZ", self.virtual_view.xz),
+            ("reference", self.reference_view.plane),
+            ("reference XZ", self.reference_view.xz),
+        ):
+            view.hovered.connect(
+                lambda text, name=name: self.readout.setText(f"{name}: {text}" if text else "")
+            )
             self.colors.currentTextChanged.connect(view.set_colormap)
         self.snap_button.clicked.connect(lambda: self._look(frames=1))
         self.live_button.toggled.connect(lambda on: self._look(frames=None) if on else self.runner.stop())
@@ -409,13 +465,24 @@ class DeepZPanel(QWidget):
         """The acquisition the fields describe (not yet checked)."""
         choice = self.model_choice.currentIndex()
         return dataclasses.replace(
-            self._base, output=Path(self.output.text().strip()), time_points=self.time_points.value(),
-            interval_s=self.interval.value(), z_start_um=self.z_start.value(), z_end_um=self.z_end.value(),
-            z_step_um=self.z_step.value(), planes=choice + 1 if choice < 2 else None,
-            model=Path(self.model_path.text().strip()) if choice == 2 else None, exposure_ms=self.exposure.value(),
-            blind_check_every=self.blind.value(), device=self.device.currentText(), deepz=self.toggle.isChecked(),
-            overwrite=self.overwrite.isChecked(), connect=self.backend.currentIndex() == 1, port=self.port.value(),
-            phantom=self.phantom.currentText())
+            self._base,
+            output=Path(self.output.text().strip()),
+            time_points=self.time_points.value(),
+            interval_s=self.interval.value(),
+            z_start_um=self.z_start.value(),
+            z_end_um=self.z_end.value(),
+            z_step_um=self.z_step.value(),
+            planes=choice + 1 if choice < 2 else None,
+            model=Path(self.model_path.text().strip()) if choice == 2 else None,
+            exposure_ms=self.exposure.value(),
+            blind_check_every=self.blind.value(),
+            device=self.device.currentText(),
+            deepz=self.toggle.isChecked(),
+            overwrite=self.overwrite.isChecked(),
+            connect=self.backend.currentIndex() == 1,
+            port=self.port.value(),
+            phantom=self.phantom.currentText(),
+        )
 
     def validate(self) -> bool:
         """Check the settings; show the model card or what is wrong; enable Start accordingly."""
@@ -443,10 +510,12 @@ class DeepZPanel(QWidget):
                 problem = in_panel_words(str(e))
             else:
                 self._plan = plan
-                self.inputs.setText(f"{len(plan.anchor_z())} measured at z = "
-                                    + ", ".join(f"{z:+.1f}" for z in plan.anchor_z())
-                                    + f" µm for {len(plan.requested_z())} virtual planes "
-                                    f"({plan.dose_ratio:.0f}x less light)")
+                self.inputs.setText(
+                    f"{len(plan.anchor_z())} measured at z = "
+                    + ", ".join(f"{z:+.1f}" for z in plan.anchor_z())
+                    + f" µm for {len(plan.requested_z())} virtual planes "
+                    f"({plan.dose_ratio:.0f}x less light)"
+                )
         if self.model is None:
             self.card.setPlainText("")
         self.start_button.setEnabled(problem is None and not self.runner.running)
@@ -483,9 +552,11 @@ class DeepZPanel(QWidget):
         needed = planes / max(seconds, 1e-3)
         if needed <= speed:
             return ""
-        return (f"The model made {speed:.1f} virtual planes/s in its last run here; this plan asks about "
-                f"{needed:.0f}/s: virtual stacks will queue and be made after the last time point (measured "
-                "data is not affected). A longer interval keeps them live.")
+        return (
+            f"The model made {speed:.1f} virtual planes/s in its last run here; this plan asks about "
+            f"{needed:.0f}/s: virtual stacks will queue and be made after the last time point (measured "
+            "data is not affected). A longer interval keeps them live."
+        )
 
     def _browse_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Deep-Z model", "", "Deep-Z models (*.pt)")
@@ -499,9 +570,13 @@ class DeepZPanel(QWidget):
 
     def _next_output(self) -> None:
         """After a run, propose a fresh container name; replacing stays an explicit choice per run."""
-        for widget, change in ((self.overwrite, lambda: self.overwrite.setChecked(False)),
-                               (self.output, lambda: self.output.setText(
-                                   str(next_free_output(Path(self.output.text().strip())))))):
+        for widget, change in (
+            (self.overwrite, lambda: self.overwrite.setChecked(False)),
+            (
+                self.output,
+                lambda: self.output.setText(str(next_free_output(Path(self.output.text().strip())))),
+            ),
+        ):
             widget.blockSignals(True)  # the run's closing message stays on screen; _problem() follows
             change()
             widget.blockSignals(False)
@@ -512,9 +587,16 @@ class DeepZPanel(QWidget):
         if not self.validate():
             return
         request = self.request()
-        if request.overwrite and request.output.is_dir() and is_container(request.output) and not self._confirm(
-                "Replace the run?", f"{request.output} holds an mm-deepz run. Replace it? It is deleted once the "
-                "new run's container exists."):
+        if (
+            request.overwrite
+            and request.output.is_dir()
+            and is_container(request.output)
+            and not self._confirm(
+                "Replace the run?",
+                f"{request.output} holds an mm-deepz run. Replace it? It is deleted once the "
+                "new run's container exists.",
+            )
+        ):
             return
         try:
             self.runner.start(request)
@@ -559,10 +641,14 @@ class DeepZPanel(QWidget):
     def stop(self) -> None:
         """Stop the running acquisition after the event in progress."""
         self.runner.stop()
-        waiting = (f"; {self._queued} virtual stack(s) queued for the model are made or listed to make later"
-                   if self._queued else "")
-        self._show_message("Stopping: the frame being exposed is finished and written, measured data is kept"
-                           f"{waiting}…")
+        waiting = (
+            f"; {self._queued} virtual stack(s) queued for the model are made or listed to make later"
+            if self._queued
+            else ""
+        )
+        self._show_message(
+            f"Stopping: the frame being exposed is finished and written, measured data is kept{waiting}…"
+        )
 
     def _set_running(self, running: bool) -> None:
         if not running:
@@ -572,14 +658,34 @@ class DeepZPanel(QWidget):
         self.stop_button.setEnabled(running)
         self.snap_button.setEnabled(not running)
         self.live_button.setEnabled(not running)
-        for w in (self.backend, self.port, self.phantom, self.model_choice, self.model_path, self.z_start,
-                  self.z_end, self.z_step, self.exposure, self.time_points, self.interval, self.blind, self.device,
-                  self.output, self.overwrite):
+        for w in (
+            self.backend,
+            self.port,
+            self.phantom,
+            self.model_choice,
+            self.model_path,
+            self.z_start,
+            self.z_end,
+            self.z_step,
+            self.exposure,
+            self.time_points,
+            self.interval,
+            self.blind,
+            self.device,
+            self.output,
+            self.overwrite,
+        ):
             w.setEnabled(not running)
 
     def _show_timing(self) -> None:
-        self.timing.setText(timing_text(self.progress.value(), self.progress.maximum(),
-                                        time.monotonic() - self._started_at, self.interval.value()))
+        self.timing.setText(
+            timing_text(
+                self.progress.value(),
+                self.progress.maximum(),
+                time.monotonic() - self._started_at,
+                self.interval.value(),
+            )
+        )
 
     def _on_started(self, acq: DeepZAcquisition) -> None:
         self._started_at = time.monotonic()
@@ -593,15 +699,21 @@ class DeepZPanel(QWidget):
         if kind == "live":
             self.measured_view.set_image(plane)
             preset = self._base.input_preset
-            self.measured_title.setText(f"{'live' if self.live_button.isChecked() else 'snap'}: {preset}, "
-                                        f"{self.exposure.value():g} ms, where the stage is (image {t + 1})")
+            self.measured_title.setText(
+                f"{'live' if self.live_button.isChecked() else 'snap'}: {preset}, "
+                f"{self.exposure.value():g} ms, where the stage is (image {t + 1})"
+            )
             self._show_message("")
             return
         if kind == "reference":
             self._reference[zi] = plane
             if len(self._reference) == len(self._z):
-                self.reference_view.set_stack(np.stack([self._reference[i] for i in range(len(self._z))]),
-                                              self._z, self._pixel_um, measured_z=self._anchor_z)
+                self.reference_view.set_stack(
+                    np.stack([self._reference[i] for i in range(len(self._z))]),
+                    self._z,
+                    self._pixel_um,
+                    measured_z=self._anchor_z,
+                )
                 self._reference_t = t
                 self._title_reference(t)
                 self._reference.clear()
@@ -630,8 +742,10 @@ class DeepZPanel(QWidget):
     def _on_blind_check(self, t: int, metrics: dict) -> None:
         """A blind check's scores, on the reference view (the virtual stack against the scanned one)."""
         worst = min(metrics.get("ssim_per_plane") or [metrics["ssim_mean"]])
-        self._blind_scores[t] = (f"virtual vs scanned: SSIM {metrics['ssim_mean']:.3f} (worst plane {worst:.3f}), "
-                                 f"PSNR {metrics['psnr_mean']:.1f} dB")
+        self._blind_scores[t] = (
+            f"virtual vs scanned: SSIM {metrics['ssim_mean']:.3f} (worst plane {worst:.3f}), "
+            f"PSNR {metrics['psnr_mean']:.1f} dB"
+        )
         self._title_reference(t)
 
     def _title_reference(self, t: int) -> None:
@@ -656,8 +770,10 @@ class DeepZPanel(QWidget):
             self._show_message(f"The remaining virtual stacks could not be made: {result}", error=True)
         else:
             self.finish_button.setVisible(False)
-            self._show_message(f"{result.made} virtual stacks made in {result.seconds:.1f} s: "
-                               f"{self._finished_output} is complete.")
+            self._show_message(
+                f"{result.made} virtual stacks made in {result.seconds:.1f} s: "
+                f"{self._finished_output} is complete."
+            )
         self._problem()
 
     def _toggle_neurons(self, on: bool) -> None:
@@ -680,29 +796,39 @@ class DeepZPanel(QWidget):
         if s.exposure_full_stack_s > 0:
             self.dose.setValue(round(1000 * min(s.exposure_s / s.exposure_full_stack_s, 1.0)))
             # short enough for the bar; the tooltip says the rest
-            self.dose.setFormat(f"light: {s.exposure_s:.2f} of {s.exposure_full_stack_s:.2f} s "
-                                f"({s.exposure_full_stack_s / max(s.exposure_s, 1e-9):.1f}x less)")
-            self.dose.setToolTip(f"Exposure used so far, {s.exposure_s:.2f} s, against {s.exposure_full_stack_s:.2f} s "
-                                 "for the same time points as full z-stacks"
-                                 + (" (blind-check reference stacks included in both)" if s.blind_checks else ""))
+            self.dose.setFormat(
+                f"light: {s.exposure_s:.2f} of {s.exposure_full_stack_s:.2f} s "
+                f"({s.exposure_full_stack_s / max(s.exposure_s, 1e-9):.1f}x less)"
+            )
+            self.dose.setToolTip(
+                f"Exposure used so far, {s.exposure_s:.2f} s, against {s.exposure_full_stack_s:.2f} s "
+                "for the same time points as full z-stacks"
+                + (" (blind-check reference stacks included in both)" if s.blind_checks else "")
+            )
         self._queued = s.pending
         if s.virtual_planes_per_s and self.model is not None:
             self._speed[self.model.sha256, self.device.currentText()] = s.virtual_planes_per_s
         self.virtual_progress.setRange(0, max(s.virtual_measured, 1))
         self.virtual_progress.setValue(min(s.virtual_done, max(s.virtual_measured, 1)))
-        self.virtual_progress.setFormat(f"virtual stacks: {s.virtual_done} / {s.virtual_measured}"
-                                        + (f" (backlog {s.backlog})" if s.backlog else ""))
+        self.virtual_progress.setFormat(
+            f"virtual stacks: {s.virtual_done} / {s.virtual_measured}"
+            + (f" (backlog {s.backlog})" if s.backlog else "")
+        )
         if s.virtual_planes_per_s:
-            self.throughput.setText(f"model: {s.virtual_planes_per_s:.1f} virtual planes/s, latency "
-                                    f"{s.latency_s:.2f} s, {s.pending} queued")
+            self.throughput.setText(
+                f"model: {s.virtual_planes_per_s:.1f} virtual planes/s, latency "
+                f"{s.latency_s:.2f} s, {s.pending} queued"
+            )
 
     def _on_finished(self, summary: RunSummary) -> None:
         self.summary = summary
         self.runner.wait(5)  # the thread ends right after it reports
         self._set_running(False)
-        text = (f"{'Stopped' if summary.aborted else 'Done'}: {summary.time_points} time points, "
-                f"{summary.planes_measured} planes measured, {summary.planes_synthesized} synthesized, "
-                f"{summary.seconds:.1f} s → {Path(summary.output).resolve()}")
+        text = (
+            f"{'Stopped' if summary.aborted else 'Done'}: {summary.time_points} time points, "
+            f"{summary.planes_measured} planes measured, {summary.planes_synthesized} synthesized, "
+            f"{summary.seconds:.1f} s → {Path(summary.output).resolve()}"
+        )
         if summary.stop_reason and summary.stop_reason != "aborted by the user":
             text += f"\nStopped because: {summary.stop_reason}"
         if summary.errors:
@@ -754,8 +880,11 @@ class DeepZPanel(QWidget):
     def closeEvent(self, event) -> None:
         """Ask before a running acquisition is stopped; stop it (bounded wait) before the panel goes."""
         if self.runner.running:
-            if not self._confirm("Stop the acquisition?", "An acquisition is running. Stop it and close? What was "
-                                 "measured so far is kept in its container."):
+            if not self._confirm(
+                "Stop the acquisition?",
+                "An acquisition is running. Stop it and close? What was "
+                "measured so far is kept in its container.",
+            ):
                 event.ignore()
                 return
             self.stop()

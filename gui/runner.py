@@ -51,7 +51,9 @@ class AcquisitionRunner(QObject):
     stats = pyqtSignal(object)  # LiveStats
     finished = pyqtSignal(object)  # RunSummary
     failed = pyqtSignal(str)  # a message for the user
-    neurons = pyqtSignal(int, object)  # t, detections (DataFrame: z_um from the stack's first plane, y_um, x_um)
+    neurons = pyqtSignal(
+        int, object
+    )  # t, detections (DataFrame: z_um from the stack's first plane, y_um, x_um)
     inferred = pyqtSignal(object)  # InferSummary of `make_remaining`, or the error message (str)
     live_ended = pyqtSignal()  # Snap / Live has ended (stopped, or its one image taken)
     blind_check = pyqtSignal(int, object)  # t, the blind check's scores (virtual vs the scanned reference)
@@ -79,8 +81,9 @@ class AcquisitionRunner(QObject):
         model, plan = request.prepare()
         self._stop.clear()
         self._toggle = None
-        self._thread = threading.Thread(target=self._run, args=(request, model, plan), name="deepz-panel-run",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(request, model, plan), name="deepz-panel-run", daemon=True
+        )
         self._thread.start()
 
     def make_remaining(self, container: Path, device: str) -> None:
@@ -101,8 +104,9 @@ class AcquisitionRunner(QObject):
         self._thread.start()
 
     def live(self, request: AcquisitionRequest, frames: int | None = None) -> None:
-        """Camera images at the input preset and exposure, where the stage is, one after the other until
-        :meth:`stop` (Live), or ``frames`` of them (Snap: 1); each arrives as an ``image`` of kind ``live``."""
+        """Camera images at the input preset and exposure, where the stage is, one after the other
+        until :meth:`stop` (Live), or ``frames`` of them (Snap: 1); each arrives as an ``image`` of
+        kind ``live``."""
         if self.running:
             raise RuntimeError("The microscope is busy; stop it first.")
         self._stop.clear()
@@ -146,7 +150,9 @@ class AcquisitionRunner(QObject):
     def _run(self, request: AcquisitionRequest, model: DeepZModel, plan: DeepZPlan) -> None:
         try:
             with request.microscope() as core:
-                acq = request.acquisition(core, model, plan, on_image=self._on_image, on_virtual=self._on_virtual)
+                acq = request.acquisition(
+                    core, model, plan, on_image=self._on_image, on_virtual=self._on_virtual
+                )
                 if self._toggle is not None:  # flipped while the microscope was being opened
                     acq.enabled = self._toggle
                 acq.hooks.on_blind_check = lambda t, p, metrics: self.blind_check.emit(t, metrics)
@@ -174,8 +180,12 @@ class AcquisitionRunner(QObject):
         self.virtual.emit(t, stack.data, np.asarray(stack.z_um))
         acq = self.acquisition
         if self.find_neurons and acq is not None and (self._finding is None or not self._finding.is_alive()):
-            self._finding = threading.Thread(target=self._find, name="deepz-neurons", daemon=True,
-                                             args=(t, stack.data, np.asarray(stack.z_um), acq.geometry.pixel_size_um))
+            self._finding = threading.Thread(
+                target=self._find,
+                name="deepz-neurons",
+                daemon=True,
+                args=(t, stack.data, np.asarray(stack.z_um), acq.geometry.pixel_size_um),
+            )
             self._finding.start()
         self._emit_stats()
 
@@ -195,8 +205,16 @@ class AcquisitionRunner(QObject):
         used, full = acq.light()
         ws = acq.worker.stats
         hs = acq.hooks.stats
-        self.stats.emit(LiveStats(used, full, ws.planes_per_s, ws.last_latency_s, acq.worker.pending,
-                                  hs.reference_planes > 0, hs.virtual_done,
-                                  hs.time_points_deepz * acq.recorder.n_positions,
-                                  acq.hooks.backlog + acq.worker.pending))
-
+        self.stats.emit(
+            LiveStats(
+                used,
+                full,
+                ws.planes_per_s,
+                ws.last_latency_s,
+                acq.worker.pending,
+                hs.reference_planes > 0,
+                hs.virtual_done,
+                hs.time_points_deepz * acq.recorder.n_positions,
+                acq.hooks.backlog + acq.worker.pending,
+            )
+        )

@@ -30,18 +30,37 @@ def run_and_wait(window: DeepZWindow, timeout_s: float) -> bool:
     return panel.summary is not None
 
 
-def render_screenshot(path: Path, request: AcquisitionRequest, timeout_s: float = 600.0,
-                      virtual_plane: int | None = None, size: tuple[int, int] | None = None) -> Path:
+def render_screenshot(
+    path: Path,
+    request: AcquisitionRequest,
+    timeout_s: float = 600.0,
+    virtual_plane: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> Path:
     """Run ``request`` in a fresh panel window (``size`` in pixels, e.g. a laptop's 1280x800), show
     ``virtual_plane``, and save the window as PNG. Remembered settings are not used."""
     app = application()
     with tempfile.TemporaryDirectory() as tmp:  # the request as given: no remembered fields, none left behind
-        return _render(app, path, request, timeout_s, virtual_plane, size,
-                       QSettings(str(Path(tmp) / "settings.ini"), QSettings.IniFormat))
+        return _render(
+            app,
+            path,
+            request,
+            timeout_s,
+            virtual_plane,
+            size,
+            QSettings(str(Path(tmp) / "settings.ini"), QSettings.IniFormat),
+        )
 
 
-def _render(app: Any, path: Path, request: AcquisitionRequest, timeout_s: float, virtual_plane: int | None,
-            size: tuple[int, int] | None, settings: QSettings) -> Path:
+def _render(
+    app: Any,
+    path: Path,
+    request: AcquisitionRequest,
+    timeout_s: float,
+    virtual_plane: int | None,
+    size: tuple[int, int] | None,
+    settings: QSettings,
+) -> Path:
     window = DeepZWindow(request, settings)
     if size is not None:
         window.resize(*size)

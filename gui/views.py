@@ -19,6 +19,7 @@ from PyQt5.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from typing_extensions import override
 
 from mm_deepz.normalization import IntensityScale
 
@@ -58,7 +59,9 @@ class PlaneView(QWidget):
 
     hovered = pyqtSignal(str)  # "x 12, y 40: 153.0" (image pixels and value), "" off the image
 
-    def __init__(self, placeholder: str = "no data yet", display_px: int = 256, parent: QWidget | None = None):
+    def __init__(
+        self, placeholder: str = "no data yet", display_px: int = 256, parent: QWidget | None = None
+    ):
         super().__init__(parent)
         self.image: np.ndarray | None = None
         #: markers drawn over the image: (N, 2) rows, columns in image pixels
@@ -88,7 +91,9 @@ class PlaneView(QWidget):
         self.histogram = QLabel()
         self.histogram.setFixedHeight(28)
         self.histogram.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
-        self.histogram.setToolTip("Histogram of the image (of its stack, for a stack), the contrast window in yellow")
+        self.histogram.setToolTip(
+            "Histogram of the image (of its stack, for a stack), the contrast window in yellow"
+        )
         self.auto = QCheckBox("auto")
         self.auto.setChecked(True)
         self.low, self.high = QDoubleSpinBox(), QDoubleSpinBox()
@@ -98,11 +103,15 @@ class PlaneView(QWidget):
             spin.setToolTip(tip)
             spin.setButtonSymbols(QDoubleSpinBox.NoButtons)
             spin.setMinimumWidth(52)
-            spin.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)  # narrow windows: the view keeps its room
+            spin.setSizePolicy(
+                QSizePolicy.Ignored, QSizePolicy.Fixed
+            )  # narrow windows: the view keeps its room
             spin.valueChanged.connect(self._manual)
         self.auto.toggled.connect(self._render)
-        self.auto.setToolTip("contrast: auto (1st-99.9th percentile of what is shown) or the black and white "
-                             "levels typed beside it")
+        self.auto.setToolTip(
+            "contrast: auto (1st-99.9th percentile of what is shown) or the black and white "
+            "levels typed beside it"
+        )
         row = QHBoxLayout()
         row.addWidget(self.auto)
         row.addWidget(self.low, 1)
@@ -121,6 +130,7 @@ class PlaneView(QWidget):
         self.scale_from = scale_from
         self._render()
 
+    @override
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._render()
@@ -171,6 +181,7 @@ class PlaneView(QWidget):
         self.zoom = zoom
         self._render()
 
+    @override
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self._label and event.type() == QEvent.MouseMove:
             hit = self.pixel_at(event.pos().x(), event.pos().y())
@@ -192,7 +203,7 @@ class PlaneView(QWidget):
         r0 = int(min(max(0, round(cy - sh / 2)), h - sh))
         c0 = int(min(max(0, round(cx - sw / 2)), w - sw))
         self._crop = (r0, c0)
-        return self.image[r0:r0 + sh, c0:c0 + sw]  # type: ignore[index]
+        return self.image[r0 : r0 + sh, c0 : c0 + sw]  # type: ignore[index]
 
     def _draw_histogram(self, data: np.ndarray) -> None:
         """Counts of ``data`` (log scale) over its 0.1-99.99th percentile range, the window in yellow."""
@@ -304,8 +315,9 @@ class StackView(QGroupBox):
         lay.addLayout(row)
         lay.addWidget(self.note)
 
-    def set_stack(self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float,
-                  measured_z: tuple[float, ...] = ()) -> None:
+    def set_stack(
+        self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float, measured_z: tuple[float, ...] = ()
+    ) -> None:
         """Show a new (z, y, x) stack, keeping the slider where the user left it; ``measured_z``: the
         measured planes, marked on the XZ section (green) beside the slider's z (yellow)."""
         self.stack, self.z_um, self.measured_z = np.asarray(stack), np.asarray(z_um), tuple(measured_z)
@@ -318,8 +330,9 @@ class StackView(QGroupBox):
         self.slider.blockSignals(False)
         self.slider.setEnabled(True)
         step = float(np.median(np.diff(self.z_um))) if n > 1 else pixel_size_um
-        self.xz.set_image(self.stack[:, self.stack.shape[1] // 2, :], aspect=step / pixel_size_um,
-                          scale_from=self._window)
+        self.xz.set_image(
+            self.stack[:, self.stack.shape[1] // 2, :], aspect=step / pixel_size_um, scale_from=self._window
+        )
         self._show_plane(self.slider.value())
 
     def clear(self) -> None:
@@ -346,7 +359,9 @@ class StackView(QGroupBox):
         if self.neurons is not None and len(self.neurons):
             step = float(np.median(np.diff(self.z_um))) if len(self.z_um) > 1 else 1.0
             here = np.abs(self.neurons["z_um"].to_numpy() - self.z_um[zi]) <= step  # within a plane of this z
-            near = np.column_stack([self.neurons["y_um"].to_numpy()[here], self.neurons["x_um"].to_numpy()[here]])
+            near = np.column_stack(
+                [self.neurons["y_um"].to_numpy()[here], self.neurons["x_um"].to_numpy()[here]]
+            )
             near = near / self._pixel_um
         self.plane.points = near
         self.plane.set_image(self.stack[zi], scale_from=self._window)

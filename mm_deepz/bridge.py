@@ -69,11 +69,24 @@ def _snake_case_class(base: type) -> type:
     return type(f"{base.__name__}SnakeCase", (base,), aliases)
 
 
-def _get_tagged_image(self: Any, cam_index: int, camera: str, height: int, width: int,
-                      binning: Any = None, pixel_type: Any = None, roi_x_start: Any = None,
-                      roi_y_start: Any = None) -> TaggedImage:
-    tags: dict[str, Any] = {"Camera": camera, "Height": height, "Width": width,
-                            "PixelType": pixel_type, "CameraChannelIndex": cam_index}
+def _get_tagged_image(
+    self: Any,
+    cam_index: int,
+    camera: str,
+    height: int,
+    width: int,
+    binning: Any = None,
+    pixel_type: Any = None,
+    roi_x_start: Any = None,
+    roi_y_start: Any = None,
+) -> TaggedImage:
+    tags: dict[str, Any] = {
+        "Camera": camera,
+        "Height": height,
+        "Width": width,
+        "PixelType": pixel_type,
+        "CameraChannelIndex": cam_index,
+    }
     if binning is not None:
         tags["Binning"] = binning
     pix = self.getImage()
@@ -178,18 +191,21 @@ def _internals() -> tuple[list[Any], Any]:
         from pycromanager.acquisition.acq_eng_py.internal.engine import Engine
 
         cores = launcher._PYMMCORES
-        if not isinstance(cores, list) or not all(callable(getattr(Engine, m, None))
-                                                  for m in ("get_instance", "shutdown")):
+        if not isinstance(cores, list) or not all(
+            callable(getattr(Engine, m, None)) for m in ("get_instance", "shutdown")
+        ):
             raise AttributeError("launcher._PYMMCORES is no list or Engine lacks get_instance/shutdown")
     except (ImportError, AttributeError) as e:
         raise BridgeError(
             f"pycromanager's Python backend is not what mm-deepz was verified with ({_versions()}): "
-            f"install {' '.join(f'{n}=={v}' for n, v in VERIFIED_WITH.items())}. ({e})") from e
+            f"install {' '.join(f'{n}=={v}' for n, v in VERIFIED_WITH.items())}. ({e})"
+        ) from e
     return cores, Engine
 
 
 def _versions() -> str:
     """Installed against verified versions of :data:`VERIFIED_WITH`'s packages."""
+
     def installed(name: str) -> str:
         try:
             return version(name)

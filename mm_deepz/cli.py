@@ -18,8 +18,12 @@ app.add_typer(simulate, name="simulate")
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False)], force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False)],
+        force=True,
+    )
     for noisy in ("matplotlib", "pymmcore-plus", "zarr", "asyncio", "pycromanager", "mmpycorex", "numcodecs"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
@@ -56,9 +60,18 @@ def pairs_cmd(
     from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
     for i in track(range(n), description="simulating stack pairs"):
-        spec = PairSpec(phantom=phantom, seed=seed + i, shape=(size, size), z_half_range_um=z_range,
-                        z_step_um=z_step, randomize=randomize, tilt_x=tilt_x, tilt_y=tilt_y,
-                        curvature_per_um=curvature, widefield_exposure_ms=widefield_exposure)
+        spec = PairSpec(
+            phantom=phantom,
+            seed=seed + i,
+            shape=(size, size),
+            z_half_range_um=z_range,
+            z_step_um=z_step,
+            randomize=randomize,
+            tilt_x=tilt_x,
+            tilt_y=tilt_y,
+            curvature_per_um=curvature,
+            widefield_exposure_ms=widefield_exposure,
+        )
         write_stack_pair(make_stack_pair(spec), out, f"{phantom}_{seed + i:04d}")
     typer.echo(f"wrote {n} stack pairs to {out}")
 
@@ -66,8 +79,12 @@ def pairs_cmd(
 @simulate.command("neuron-experiment")
 def neuron_experiment_cmd(
     out: Annotated[Path, typer.Argument(help="Folder for neurons.json, neurons.md and neurons_f1.png.")],
-    model: Annotated[list[Path] | None, typer.Option(help="Model file(s) to test (default: both shipped).")] = None,
-    seeds: Annotated[str, typer.Option(help="Worm seeds, comma-separated (never used in training).")] = "160,161",
+    model: Annotated[
+        list[Path] | None, typer.Option(help="Model file(s) to test (default: both shipped).")
+    ] = None,
+    seeds: Annotated[
+        str, typer.Option(help="Worm seeds, comma-separated (never used in training).")
+    ] = "160,161",
     time_points: Annotated[int, typer.Option(help="Time points per worm.")] = 12,
     interval: Annotated[float, typer.Option(help="Time between time points (s).")] = 1.0,
     speed: Annotated[float, typer.Option(help="Crawling speed of the worms (µm/s; 0 = still).")] = 0.45,
@@ -92,15 +109,25 @@ def neuron_experiment_cmd(
         seed_list = tuple(int(s) for s in seeds.split(","))
     except ValueError:
         raise SettingsError(f"--seeds must be integers separated by commas, got {seeds!r}.") from None
-    if time_points < 2 or not (math.isfinite(interval) and interval > 0) or not math.isfinite(speed) or speed < 0:
+    if (
+        time_points < 2
+        or not (math.isfinite(interval) and interval > 0)
+        or not math.isfinite(speed)
+        or speed < 0
+    ):
         raise SettingsError("Need at least 2 time points, a positive interval and a speed of 0 or more.")
     paths = model or [shipped_model_path(1), shipped_model_path(2)]
     models = {}
     for p in paths:
         m = load_model(p)
         models[f"Deep-Z {m.card.n_planes} plane{'s' if m.card.n_planes > 1 else ''} ({p.stem})"] = m
-    cfg = ExperimentConfig(seeds=seed_list, time_points=time_points, interval_s=interval,
-                           drift_um_per_s=(speed * 0.894, -speed * 0.447), frame=frame)
+    cfg = ExperimentConfig(
+        seeds=seed_list,
+        time_points=time_points,
+        interval_s=interval,
+        drift_um_per_s=(speed * 0.894, -speed * 0.447),
+        frame=frame,
+    )
     with Progress() as bar:
         task = bar.add_task("imaging and analysing", total=len(seed_list) * time_points)
         results = run_experiment(models, cfg, device, progress=lambda: bar.advance(task))
@@ -123,41 +150,74 @@ def _print_train_schema(value: bool) -> None:
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Argument(help="Folders/files with <name>_<input>.ome.tif + <name>_<target>.ome.tif pairs.")],
+    data: Annotated[
+        list[Path],
+        typer.Argument(help="Folders/files with <name>_<input>.ome.tif + <name>_<target>.ome.tif pairs."),
+    ],
     out: Annotated[Path, typer.Option(help="Model file to write.")] = Path("deepz_model.pt"),
     planes: Annotated[int, typer.Option(help="Input planes: 1, or 2 (Recurrent-MZ style).")] = 1,
     separation: Annotated[float, typer.Option(help="2 planes: their separation (µm).")] = 4.0,
-    z_range: Annotated[float, typer.Option(help="Largest propagation distance from an input plane (µm).")] = 10.0,
+    z_range: Annotated[
+        float, typer.Option(help="Largest propagation distance from an input plane (µm).")
+    ] = 10.0,
     input_modality: Annotated[str, typer.Option(help="File suffix of the input stacks.")] = "widefield",
-    target_modality: Annotated[str, typer.Option(help="File suffix of the targets (= input for refocusing only).")] = "confocal",
+    target_modality: Annotated[
+        str, typer.Option(help="File suffix of the targets (= input for refocusing only).")
+    ] = "confocal",
     steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
     batch_size: Annotated[int, typer.Option()] = 6,
     patch: Annotated[int, typer.Option(help="Patch size (pixels).")] = 128,
     base_channels: Annotated[int, typer.Option(help="U-Net width (16 small, 32+ for GPUs).")] = 16,
     depth: Annotated[int, typer.Option(help="U-Net depth.")] = 3,
-    max_channels: Annotated[int | None, typer.Option(help="Widest U-Net level (default: doubling at each level).")] = None,
+    max_channels: Annotated[
+        int | None, typer.Option(help="Widest U-Net level (default: doubling at each level).")
+    ] = None,
     lr: Annotated[float, typer.Option()] = 2e-3,
     adversarial: Annotated[float, typer.Option(help="Weight of the patch-GAN loss (0 = off).")] = 0.05,
     pcc_weight: Annotated[float, typer.Option(help="Weight of the (1 - correlation) loss.")] = 1.0,
     ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) loss.")] = 1.0,
     val_fraction: Annotated[float, typer.Option(help="Fraction of stacks held out for validation.")] = 0.2,
-    val: Annotated[list[Path] | None, typer.Option(
-        help="Fixed validation stacks (folders/files; repeatable); then --val-fraction is not used.")] = None,
-    patience: Annotated[int, typer.Option(
-        help="Stop after this many validations without improvement; 0 = never.")] = 5,
+    val: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Fixed validation stacks (folders/files; repeatable); then --val-fraction is not used."
+        ),
+    ] = None,
+    patience: Annotated[
+        int, typer.Option(help="Stop after this many validations without improvement; 0 = never.")
+    ] = 5,
     val_every: Annotated[int, typer.Option(help="Validate (and save the checkpoint) every N steps.")] = 250,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
-    precision: Annotated[str, typer.Option(
-        help="auto (bfloat16 on CUDA, float32 on the CPU), bf16 (also on AMX CPUs: faster, less stable) or fp32.")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="auto (bfloat16 on CUDA, float32 on the CPU), bf16 (also on AMX CPUs: faster, less "
+            "stable) or fp32."
+        ),
+    ] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
-    no_register: Annotated[bool, typer.Option("--no-register", help="Skip lateral/axial registration.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing model file and its checkpoint.")] = False,
-    config: Annotated[Path | None, typer.Option(
-        help="JSON file of training settings (the names of --schema); options given here override it.")] = None,
-    schema: Annotated[bool, typer.Option(
-        "--schema", is_eager=True, callback=_print_train_schema,
-        help="Print the JSON schema of the training settings (for --config files) and exit.")] = False,
+    no_register: Annotated[
+        bool, typer.Option("--no-register", help="Skip lateral/axial registration.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing model file and its checkpoint.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON file of training settings (the names of --schema); options given here override it."
+        ),
+    ] = None,
+    schema: Annotated[
+        bool,
+        typer.Option(
+            "--schema",
+            is_eager=True,
+            callback=_print_train_schema,
+            help="Print the JSON schema of the training settings (for --config files) and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Train a Deep-Z model from z-stack pairs (simulated or from your microscope)."""
     import json
@@ -166,19 +226,36 @@ def train_cmd(
     from mm_deepz.training.stacks import dataset_summary, load_pairs
     from mm_deepz.training.train import TrainConfig, check_output_model, read_train_config, train
 
-    # the settings: these options' defaults, then the --config file, then the options given on the command line
-    options = {"planes": ("n_planes", planes), "separation": ("plane_separation_um", separation),
-               "z_range": ("z_range_um", z_range), "steps": ("steps", steps), "batch_size": ("batch_size", batch_size),
-               "patch": ("patch", patch), "base_channels": ("base_channels", base_channels), "depth": ("depth", depth),
-               "max_channels": ("max_channels", max_channels), "lr": ("lr", lr),
-               "adversarial": ("adversarial_weight", adversarial), "pcc_weight": ("pcc_weight", pcc_weight),
-               "ssim_weight": ("ssim_weight", ssim_weight), "val_fraction": ("val_fraction", val_fraction),
-               "patience": ("patience", patience), "val_every": ("val_every", val_every), "seed": ("seed", seed),
-               "device": ("device", device), "precision": ("precision", precision),
-               "input_modality": ("input_modality", input_modality),
-               "target_modality": ("target_modality", target_modality)}
-    given = {name: value for option, (name, value) in options.items()
-             if ctx.get_parameter_source(option).name == "COMMANDLINE"}
+    # the settings: these options' defaults, then the --config file, then the options given on the command
+    # line
+    options = {
+        "planes": ("n_planes", planes),
+        "separation": ("plane_separation_um", separation),
+        "z_range": ("z_range_um", z_range),
+        "steps": ("steps", steps),
+        "batch_size": ("batch_size", batch_size),
+        "patch": ("patch", patch),
+        "base_channels": ("base_channels", base_channels),
+        "depth": ("depth", depth),
+        "max_channels": ("max_channels", max_channels),
+        "lr": ("lr", lr),
+        "adversarial": ("adversarial_weight", adversarial),
+        "pcc_weight": ("pcc_weight", pcc_weight),
+        "ssim_weight": ("ssim_weight", ssim_weight),
+        "val_fraction": ("val_fraction", val_fraction),
+        "patience": ("patience", patience),
+        "val_every": ("val_every", val_every),
+        "seed": ("seed", seed),
+        "device": ("device", device),
+        "precision": ("precision", precision),
+        "input_modality": ("input_modality", input_modality),
+        "target_modality": ("target_modality", target_modality),
+    }
+    given = {
+        name: value
+        for option, (name, value) in options.items()
+        if ctx.get_parameter_source(option).name == "COMMANDLINE"
+    }
     settings = {name: value for name, value in options.values()}
     cfg = TrainConfig(**{**settings, **(read_train_config(config) if config else {}), **given})
     check_output_model(out, resume=resume, overwrite=overwrite)
@@ -186,11 +263,16 @@ def train_cmd(
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
-    val_pairs = load_pairs(val, cfg.input_modality, cfg.target_modality, do_register=not no_register) if val else None
-    result = train(pairs, cfg, out, resume=resume, command="mm-deepz " + " ".join(sys.argv[1:]),
-                   val_pairs=val_pairs)
-    typer.echo(f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
-               f"{result.steps_done} steps, {result.seconds:.0f} s); dataset summary: {summary_path}")
+    val_pairs = (
+        load_pairs(val, cfg.input_modality, cfg.target_modality, do_register=not no_register) if val else None
+    )
+    result = train(
+        pairs, cfg, out, resume=resume, command="mm-deepz " + " ".join(sys.argv[1:]), val_pairs=val_pairs
+    )
+    typer.echo(
+        f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
+        f"{result.steps_done} steps, {result.seconds:.0f} s); dataset summary: {summary_path}"
+    )
 
 
 @app.command("evaluate")
@@ -201,7 +283,9 @@ def evaluate_cmd(
     input_modality: Annotated[str, typer.Option()] = "widefield",
     target_modality: Annotated[str, typer.Option()] = "confocal",
     device: Annotated[str, typer.Option()] = "auto",
-    write_card: Annotated[bool, typer.Option(help="Store the blind metrics in the model file's card.")] = False,
+    write_card: Annotated[
+        bool, typer.Option(help="Store the blind metrics in the model file's card.")
+    ] = False,
 ) -> None:
     """Blind test of a model against mechanically scanned reference stacks."""
     from rich.progress import track
@@ -216,21 +300,30 @@ def evaluate_cmd(
         raise SettingsError(f"--report {report} is a file: give a folder for metrics.json and the plots.")
     m = load_model(model)
     if (input_modality, target_modality) != (m.card.input_modality, m.card.target_modality):
-        raise SettingsError(f"{model.name} turns {m.card.input_modality} into {m.card.target_modality} images, but "
-                            f"{input_modality} -> {target_modality} was asked for: use --input-modality "
-                            f"{m.card.input_modality} --target-modality {m.card.target_modality}.")
+        raise SettingsError(
+            f"{model.name} turns {m.card.input_modality} into {m.card.target_modality} images, but "
+            f"{input_modality} -> {target_modality} was asked for: use --input-modality "
+            f"{m.card.input_modality} --target-modality {m.card.target_modality}."
+        )
     pairs = load_pairs(stacks, input_modality, target_modality)
     predictor = Predictor(m, device)
     evals = [evaluate_pair(m, p, predictor) for p in track(pairs, description="evaluating")]
     summary = summarize(evals, m)
     files = write_report(summary, evals, report)
     ms = summary["mean_ssim"]
-    typer.echo(f"mean SSIM: virtual {ms['virtual']:.3f}, repeated input {ms['repeated']:.3f}, "
-               f"scanned widefield {ms['widefield']:.3f}; report: {report} ({len(files)} files)")
+    typer.echo(
+        f"mean SSIM: virtual {ms['virtual']:.3f}, repeated input {ms['repeated']:.3f}, "
+        f"scanned widefield {ms['widefield']:.3f}; report: {report} ({len(files)} files)"
+    )
     if write_card:
-        m.card.metrics = {**m.card.metrics, "blind": {k: summary[k] for k in
-                          ("mean_ssim", "mean_psnr", "mean_pcc", "margin_over_baselines", "pairs")
-                          if k in summary}}
+        m.card.metrics = {
+            **m.card.metrics,
+            "blind": {
+                k: summary[k]
+                for k in ("mean_ssim", "mean_psnr", "mean_pcc", "margin_over_baselines", "pairs")
+                if k in summary
+            },
+        }
         m.save(model)
         typer.echo(f"blind metrics stored in {model}")
 
@@ -250,7 +343,9 @@ def main() -> None:
 
 @app.command("info")
 def info_cmd(
-    container: Annotated[Path, typer.Argument(help="A container written by `mm-deepz acquire` or the panel.")],
+    container: Annotated[
+        Path, typer.Argument(help="A container written by `mm-deepz acquire` or the panel.")
+    ],
 ) -> None:
     """What a container holds: complete time points, missing virtual stacks and why, warnings."""
     from rich.console import Console
@@ -265,21 +360,28 @@ def info_cmd(
     state = "finished" if rec.get("finished") else "interrupted (not finished)"
     table.add_row("state", state + (" after an abort" if rec.get("aborted") else ""))
     if images := rec.get("images"):  # layout 2: an OME-Zarr collection of numbered images
-        table.add_row("images (folder)", ", ".join(f"{name} {'/, '.join(paths)}/" for name, paths in images.items()))
+        table.add_row(
+            "images (folder)", ", ".join(f"{name} {'/, '.join(paths)}/" for name, paths in images.items())
+        )
     else:
         table.add_row("layout", "1 (an mm-deepz version before 2026-11-26; images at named folders)")
     for image, done in rec["completed"].items():
         table.add_row(f"{image}: complete time points", _ranges(done) or "none")
     if pending := rec.get("virtual_pending"):
-        table.add_row("virtual stacks still to make", f"{_ranges([record_key_parts(k)[0] for k in pending])} "
-                      "(`mm-deepz infer` makes them)")
+        table.add_row(
+            "virtual stacks still to make",
+            f"{_ranges([record_key_parts(k)[0] for k in pending])} (`mm-deepz infer` makes them)",
+        )
     for label, key in (("virtual missing", "virtual_missing"), ("rejected frames", "rejected")):
         for where, what in (rec.get(key) or {}).items():
             table.add_row(f"{label} {where}", str(what))
     for where, scores in (rec.get("blind_checks") or {}).items():
         table.add_row(f"blind check {where}", _blind_check_line(scores))
     # the run's errors repeat each missing stack's reason ("t=1, p=0: why"): listed once, above
-    listed = {"t={}, p={}: {}".format(*record_key_parts(k), why) for k, why in (rec.get("virtual_missing") or {}).items()}
+    listed = {
+        "t={}, p={}: {}".format(*record_key_parts(k), why)
+        for k, why in (rec.get("virtual_missing") or {}).items()
+    }
     for msg in (rec.get("errors") or []) + (rec.get("warnings") or []):
         if msg not in listed:
             table.add_row("note", msg)
@@ -311,8 +413,12 @@ def _ranges(values: list[int]) -> str:
 
 @app.command("track")
 def track_cmd(
-    source: Annotated[Path, typer.Argument(help="A run (.ome.zarr), an NGFF image or an OME-TIFF z-stack series.")],
-    image: Annotated[str, typer.Option(help="In a run: virtual, reference, or measured (full-stack runs).")] = "virtual",
+    source: Annotated[
+        Path, typer.Argument(help="A run (.ome.zarr), an NGFF image or an OME-TIFF z-stack series.")
+    ],
+    image: Annotated[
+        str, typer.Option(help="In a run: virtual, reference, or measured (full-stack runs).")
+    ] = "virtual",
     position: Annotated[int, typer.Option(help="XY position (multi-position runs).")] = 0,
     csv: Annotated[Path | None, typer.Option(help="CSV to write (default: beside SOURCE).")] = None,
     picture: Annotated[Path | None, typer.Option(help="PNG to write (default: beside SOURCE).")] = None,
@@ -343,11 +449,17 @@ def track_cmd(
     picture = picture or source.with_name(f"{stem}_{label}_tracks.png")
     for f in (csv, picture):
         if f.exists() and not overwrite:
-            raise SettingsError(f"{f} already exists: pass --overwrite to replace it, or choose another name.")
+            raise SettingsError(
+                f"{f} already exists: pass --overwrite to replace it, or choose another name."
+            )
     with Progress() as bar:
         task = bar.add_task(f"tracking neurons in {series.name}", total=len(series.time_points))
-        tracks = analyse(series, DetectionConfig(diameter_um=diameter, axial_diameter_um=axial_diameter),
-                         LinkConfig(search_range_um=search_range, memory=memory), progress=lambda: bar.advance(task))
+        tracks = analyse(
+            series,
+            DetectionConfig(diameter_um=diameter, axial_diameter_um=axial_diameter),
+            LinkConfig(search_range_um=search_range, memory=memory),
+            progress=lambda: bar.advance(task),
+        )
     tracks.to_csv(csv, index=False)
     save_pictures(series, tracks, picture)
     where = write_tracks_to_container(source, label, tracks) if run else None
@@ -356,10 +468,14 @@ def track_cmd(
     long_tracks = int((tracks.groupby("track").size() >= 0.9 * n_t).sum()) if len(tracks) else 0
     table = Table(title=f"neurons in {series.name}", show_header=False)
     table.add_row("time points analysed", str(n_t))
-    table.add_row("neurons per time point", f"{per_t.mean():.1f} (min {per_t.min()}, max {per_t.max()})"
-                  if per_t is not None else "none found")
-    table.add_row("tracks", f"{tracks['track'].nunique() if len(tracks) else 0} ({long_tracks} over ≥ 90 % of the "
-                  "time points)")
+    table.add_row(
+        "neurons per time point",
+        f"{per_t.mean():.1f} (min {per_t.min()}, max {per_t.max()})" if per_t is not None else "none found",
+    )
+    table.add_row(
+        "tracks",
+        f"{tracks['track'].nunique() if len(tracks) else 0} ({long_tracks} over ≥ 90 % of the time points)",
+    )
     table.add_row("tracks table", f"{csv}" + (f"; in the container as {where}" if where else ""))
     table.add_row("picture", str(picture))
     Console().print(table)

@@ -21,8 +21,9 @@ def uniform(shape: tuple[int, int], distance_um: float) -> np.ndarray:
     return np.full(shape, float(distance_um), np.float32)
 
 
-def tilted(shape: tuple[int, int], distance_um: float, slope_x: float, slope_y: float,
-           pixel_size_um: float) -> np.ndarray:
+def tilted(
+    shape: tuple[int, int], distance_um: float, slope_x: float, slope_y: float, pixel_size_um: float
+) -> np.ndarray:
     """A DPM for an inclined plane through the frame centre.
 
     ``slope_x``/``slope_y`` are µm of height per µm of lateral distance (tan of the tilt).

@@ -20,7 +20,9 @@ from skimage.metrics import structural_similarity
 from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE, IntensityScale
 
 
-def normalize_stack(stack: np.ndarray, low: float = LOW_PERCENTILE, high: float = HIGH_PERCENTILE) -> np.ndarray:
+def normalize_stack(
+    stack: np.ndarray, low: float = LOW_PERCENTILE, high: float = HIGH_PERCENTILE
+) -> np.ndarray:
     """Scale a whole stack so its ``low``/``high`` percentiles map to 0/1 (float32)."""
     return IntensityScale.of(stack, low, high).forward(stack)
 
@@ -55,15 +57,25 @@ def pcc(pred: np.ndarray, ref: np.ndarray) -> float:
 
 def ssim(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
     """Structural similarity (scikit-image, Gaussian window as in Wang et al. 2004)."""
-    return float(structural_similarity(pred.astype(np.float64), ref.astype(np.float64), data_range=data_range,
-                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+    return float(
+        structural_similarity(
+            pred.astype(np.float64),
+            ref.astype(np.float64),
+            data_range=data_range,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+    )
 
 
 def plane_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
     """SSIM, PSNR, NRMSE and PCC of every plane of two normalized (z, y, x) stacks."""
     pairs = list(zip(pred, ref, strict=True))
-    return {name: np.array([fn(a, b) for a, b in pairs])
-            for name, fn in (("ssim", ssim), ("psnr", psnr), ("nrmse", nrmse), ("pcc", pcc))}
+    return {
+        name: np.array([fn(a, b) for a, b in pairs])
+        for name, fn in (("ssim", ssim), ("psnr", psnr), ("nrmse", nrmse), ("pcc", pcc))
+    }
 
 
 def matched_scores(pred: np.ndarray, ref_normalized: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:

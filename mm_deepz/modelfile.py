@@ -68,7 +68,8 @@ class ModelCard:
         self.input_offsets_um = tuple(float(o) for o in self.input_offsets_um)
         if len(self.input_offsets_um) != self.architecture.n_planes:
             raise ValueError(
-                f"{len(self.input_offsets_um)} plane offsets for a {self.architecture.n_planes}-plane network."
+                f"{len(self.input_offsets_um)} plane offsets for a {self.architecture.n_planes}-plane "
+                "network."
             )
         if self.z_range_um <= 0:
             raise ValueError(f"z_range_um must be positive, got {self.z_range_um}.")
@@ -109,8 +110,9 @@ class DeepZModel:
         torch.manual_seed(seed)
         return cls(card, DeepZUNet(card.architecture))
 
-    def check_compatible(self, pixel_size_um: float | None = None,
-                         plane_offsets_um: tuple[float, ...] | None = None) -> None:
+    def check_compatible(
+        self, pixel_size_um: float | None = None, plane_offsets_um: tuple[float, ...] | None = None
+    ) -> None:
         """Refuse data the model was not trained for (:class:`ModelMismatchError`)."""
         card = self.card
         if pixel_size_um is not None:
@@ -124,7 +126,8 @@ class DeepZModel:
             if len(plane_offsets_um) != card.n_planes:
                 raise ModelMismatchError(
                     f"The model takes {card.n_planes} input plane(s), got {len(plane_offsets_um)}: "
-                    f"set the number of input planes to {card.n_planes} or choose a {len(plane_offsets_um)}-plane model."
+                    f"set the number of input planes to {card.n_planes} or choose a "
+                    f"{len(plane_offsets_um)}-plane model."
                 )
             ref = [o - card.input_offsets_um[0] for o in card.input_offsets_um]
             got = [o - plane_offsets_um[0] for o in plane_offsets_um]
@@ -139,8 +142,15 @@ class DeepZModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "card": self.card.to_json(),
-                    "state_dict": state}, tmp)
+        torch.save(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "card": self.card.to_json(),
+                "state_dict": state,
+            },
+            tmp,
+        )
         tmp.replace(path)  # never leave a half-written model under the real name
         self.path, self.sha256 = path, file_sha256(path)
         return path
@@ -159,7 +169,9 @@ def load_model(path: str | Path) -> DeepZModel:
     """Load a model file, refusing anything that is not a complete, compatible mm-deepz model."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"Model file not found: {path}. Train one with `mm-deepz train` or pass --model.")
+        raise ModelFileError(
+            f"Model file not found: {path}. Train one with `mm-deepz train` or pass --model."
+        )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -167,13 +179,17 @@ def load_model(path: str | Path) -> DeepZModel:
         # the file run code: it is never passed on
         text = str(e)
         if "Unsupported global" in text:
-            reason = "it holds Python objects besides weights, which mm-deepz never loads (they could run code)"
+            reason = (
+                "it holds Python objects besides weights, which mm-deepz never loads (they could run code)"
+            )
         elif "weights only load failed" in text.lower():
             reason = "it is not a PyTorch weights file"
         else:
             reason = text.splitlines()[0] if text else type(e).__name__
-        raise ModelFileError(f"{path} is not a readable mm-deepz model file: {reason}. Use a model made by "
-                             "`mm-deepz train`; if this one was, it is truncated or corrupt: copy it again.") from e
+        raise ModelFileError(
+            f"{path} is not a readable mm-deepz model file: {reason}. Use a model made by "
+            "`mm-deepz train`; if this one was, it is truncated or corrupt: copy it again."
+        ) from e
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not an mm-deepz model file.")
     version = blob.get("format_version")
@@ -187,7 +203,9 @@ def load_model(path: str | Path) -> DeepZModel:
         network = DeepZUNet(card.architecture)
         network.load_state_dict(blob["state_dict"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path} has a damaged card or weights that do not fit its architecture: {e}") from e
+        raise ModelFileError(
+            f"{path} has a damaged card or weights that do not fit its architecture: {e}"
+        ) from e
     network.eval()
     model = DeepZModel(card, network, path, file_sha256(path))
     logger.debug("Loaded model %s (sha256 %s)", path, model.sha256)

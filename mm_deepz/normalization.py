@@ -30,22 +30,31 @@ class IntensityScale:
     high: float
 
     @classmethod
-    def of(cls, data: np.ndarray, low_percentile: float = LOW_PERCENTILE,
-           high_percentile: float = HIGH_PERCENTILE) -> IntensityScale:
+    def of(
+        cls,
+        data: np.ndarray,
+        low_percentile: float = LOW_PERCENTILE,
+        high_percentile: float = HIGH_PERCENTILE,
+    ) -> IntensityScale:
         """The scale mapping ``data``'s percentiles to 0 and 1 (any data, flat included)."""
         low, high = np.percentile(data, [low_percentile, high_percentile])
         return cls(float(low), float(high))
 
     @classmethod
-    def from_planes(cls, planes: np.ndarray, low_percentile: float = LOW_PERCENTILE,
-                    high_percentile: float = HIGH_PERCENTILE) -> IntensityScale:
+    def from_planes(
+        cls,
+        planes: np.ndarray,
+        low_percentile: float = LOW_PERCENTILE,
+        high_percentile: float = HIGH_PERCENTILE,
+    ) -> IntensityScale:
         """The scale of a bundle of measured planes; refuses NaN/Inf and empty (flat) input."""
         scale = cls.of(planes, low_percentile, high_percentile)
         if not np.isfinite([scale.low, scale.high]).all():
             raise InputError("Input planes contain NaN or Inf values.")
         if scale.high - scale.low < 1e-6:
             raise InputError(
-                f"Input planes are flat (all ≈ {scale.low:g}): is the shutter closed or the sample out of view?"
+                f"Input planes are flat (all ≈ {scale.low:g}): is the shutter closed or the sample out of "
+                "view?"
             )
         return scale
 

@@ -24,8 +24,15 @@ if TYPE_CHECKING:
         world_of,
     )
 
-_CORE_NAMES = ("DEMO_CONFIG", "MM_DEMO_CONFIG", "ConfigError", "SimCore", "load_demo_core", "release_core",
-               "world_of")
+_CORE_NAMES = (
+    "DEMO_CONFIG",
+    "MM_DEMO_CONFIG",
+    "ConfigError",
+    "SimCore",
+    "load_demo_core",
+    "release_core",
+    "world_of",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pymmcore
 from pymmcore_plus.experimental.unicore import UniMMCore
+from typing_extensions import override
 
 from .devices import OBJECTIVES
 from .world import SimWorld, use_world
@@ -29,9 +30,20 @@ MM_DEMO_CONFIG = Path(str(files("simulators") / "mmconfig_demo.cfg"))
 
 
 #: the device classes a configuration can name on "#py pyDevice,<label>,simulators.devices,<class>" lines
-PY_DEVICES = ("SimCamera", "SimZStage", "SimXYStage", "SimLightSource", "SimLightPath", "SimObjective",
-              "SimObjectiveTurret", "SimPortSwitch", "SimLED", "SimExcitationWheel", "SimEmissionWheel",
-              "SimDichroicWheel")
+PY_DEVICES = (
+    "SimCamera",
+    "SimZStage",
+    "SimXYStage",
+    "SimLightSource",
+    "SimLightPath",
+    "SimObjective",
+    "SimObjectiveTurret",
+    "SimPortSwitch",
+    "SimLED",
+    "SimExcitationWheel",
+    "SimEmissionWheel",
+    "SimDichroicWheel",
+)
 
 #: cores made by load_demo_core that are still alive, released before the interpreter exits
 _LIVE_CORES: weakref.WeakSet[UniMMCore] = weakref.WeakSet()
@@ -40,8 +52,11 @@ _LIVE_CORES: weakref.WeakSet[UniMMCore] = weakref.WeakSet()
 #: the pymmcore-plus version whose private UniMMCore methods SimCore extends (pyproject.toml bounds it)
 VERIFIED_WITH = {"pymmcore-plus": "0.18.1"}
 #: those methods, by their parameters
-_EXTENDED = {"_do_snap_image": ("self",), "_start_sequence": ("self", "cam", "n_images", "stop_on_overflow"),
-             "_stop_acquisition_thread": ("self", "timeout")}
+_EXTENDED = {
+    "_do_snap_image": ("self",),
+    "_start_sequence": ("self", "cam", "n_images", "stop_on_overflow"),
+    "_stop_acquisition_thread": ("self", "timeout"),
+}
 
 
 class ConfigError(ValueError):
@@ -54,14 +69,19 @@ class IncompatibleCoreError(RuntimeError):
 
 def check_unicore() -> None:
     """Refuse (:class:`IncompatibleCoreError`) a pymmcore-plus whose UniMMCore internals moved."""
-    moved = [name for name, params in _EXTENDED.items()
-             if not callable(method := getattr(UniMMCore, name, None))
-             or tuple(inspect.signature(method).parameters) != params]
+    moved = [
+        name
+        for name, params in _EXTENDED.items()
+        if not callable(method := getattr(UniMMCore, name, None))
+        or tuple(inspect.signature(method).parameters) != params
+    ]
     if moved:
         raise IncompatibleCoreError(
-            f"pymmcore-plus {version('pymmcore-plus')} changed UniMMCore.{', '.join(moved)}, which the simulator "
+            f"pymmcore-plus {version('pymmcore-plus')} changed UniMMCore.{', '.join(moved)}, which the "
+            "simulator "
             f"extends (verified with {VERIFIED_WITH['pymmcore-plus']}): install "
-            f"pymmcore-plus=={VERIFIED_WITH['pymmcore-plus']}.")
+            f"pymmcore-plus=={VERIFIED_WITH['pymmcore-plus']}."
+        )
 
 
 class SimCore(UniMMCore):
@@ -94,6 +114,7 @@ class SimCore(UniMMCore):
             else:
                 os.environ[PYMM_SIGNALS_BACKEND] = backend
 
+    @override
     def getCurrentPixelSizeConfig(self, cached: bool = False) -> str:  # type: ignore[override]
         if current := super().getCurrentPixelSizeConfig(cached):
             return current
@@ -125,6 +146,7 @@ class SimCore(UniMMCore):
             return int(self.getProperty(camera, "BitDepth"))
         return super().getImageBitDepth()
 
+    @override
     def getPixelSizeUm(self, cached: bool = False) -> float:  # type: ignore[override]
         if not (res := self.getCurrentPixelSizeConfig(cached)):
             return 0.0
@@ -153,8 +175,9 @@ class SimCore(UniMMCore):
         self._auto_shutter(False)
 
 
-def load_demo_core(world: SimWorld | None = None, config: str | Path = DEMO_CONFIG,
-                   core: UniMMCore | None = None) -> UniMMCore:
+def load_demo_core(
+    world: SimWorld | None = None, config: str | Path = DEMO_CONFIG, core: UniMMCore | None = None
+) -> UniMMCore:
     """Load the simulated microscope into a core and return it.
 
     Args:
@@ -179,8 +202,11 @@ def load_demo_core(world: SimWorld | None = None, config: str | Path = DEMO_CONF
             ) from e
     # the calibrations must describe the simulated objectives, whatever the file says
     for res in core.getAvailablePixelSizeConfigs():
-        ratios = [OBJECTIVES[value][1] for _, prop, value in core.getPixelSizeConfigData(res)
-                  if prop == "Label" and value in OBJECTIVES]
+        ratios = [
+            OBJECTIVES[value][1]
+            for _, prop, value in core.getPixelSizeConfigData(res)
+            if prop == "Label" and value in OBJECTIVES
+        ]
         core.setPixelSizeUm(res, world.base_optics.pixel_size_um / (ratios[0] if ratios else 1.0))
     core.sim_world = world  # type: ignore[attr-defined]
     _LIVE_CORES.add(core)

@@ -25,6 +25,7 @@ from pymmcore_plus.experimental.unicore import (
     XYStageDevice,
     pymm_property,
 )
+from typing_extensions import override
 
 from .spectra import OPEN, Band
 from .world import SimWorld, active_world
@@ -95,39 +96,49 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
         self._real_time = True
         self.set_property_allowed_values(Keyword.Binning, BINNINGS)
 
+    @override
     def sensor_shape(self) -> tuple[int, int]:
         h, w = self.world.sensor_shape
         return (h // self._binning, w // self._binning)
 
+    @override
     def dtype(self) -> DTypeLike:
         return self.world.camera.dtype
 
+    @override
     def get_exposure(self) -> float:
         return self._exposure
 
+    @override
     def set_exposure(self, exposure: float) -> None:
         if not 0.01 <= float(exposure) <= 10_000:
             raise ValueError(f"Exposure {exposure} ms is outside 0.01-10000 ms.")
         self._exposure = float(exposure)
 
+    @override
     def get_binning(self) -> int:
         return self._binning
 
+    @override
     def set_binning(self, value: int) -> None:
         if int(value) not in BINNINGS:
             raise ValueError(f"Binning {value} is not supported; use {', '.join(map(str, BINNINGS))}.")
         self._binning = int(value)
         self.clear_roi()
 
+    @override
     def get_gain(self) -> float:
         return self.world.camera.gain_adu_per_e
 
+    @override
     def set_gain(self, value: float) -> None:
         self._set_camera(gain_adu_per_e=float(value))
 
+    @override
     def get_offset(self) -> float:
         return self.world.camera.offset_adu
 
+    @override
     def set_offset(self, value: float) -> None:
         self._set_camera(offset_adu=float(value))
 
@@ -195,6 +206,7 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
     def real_time(self, value: int) -> None:
         self._real_time = bool(int(value))
 
+    @override
     def snap(self, buffer: np.ndarray) -> Mapping:
         w = self.world
         start = time.perf_counter()
@@ -227,6 +239,7 @@ class SimZStage(_WorldBound, StageDevice):
         self._use_sequences = "No"
         self._sequence: tuple[float, ...] = ()
 
+    @override
     def set_position_um(self, val: float) -> None:
         lo, hi = self._limits
         if not lo <= val <= hi:
@@ -234,15 +247,18 @@ class SimZStage(_WorldBound, StageDevice):
         with self.world.lock:
             self.world.z_um = float(val)
 
+    @override
     def get_position_um(self) -> float:
         return self.world.z_um
 
+    @override
     def home(self) -> None:
         self.set_position_um(0.0)
 
     def stop(self) -> None:
         """Moves are instantaneous; nothing to stop."""
 
+    @override
     def set_origin(self) -> None:
         raise NotImplementedError("The simulated Z stage's origin is the specimen's centre.")
 
@@ -255,18 +271,22 @@ class SimZStage(_WorldBound, StageDevice):
     def use_sequences(self, value: str) -> None:
         self._use_sequences = value
 
+    @override
     def get_sequence_max_length(self) -> int:
         return SEQUENCE_MAX_LENGTH if self._use_sequences == "Yes" else 0
 
+    @override
     def send_sequence(self, sequence: tuple[float, ...]) -> None:
         lo, hi = self._limits
         if bad := [z for z in sequence if not lo <= float(z) <= hi]:
             raise ValueError(f"Z sequence positions {bad[:3]} are outside the stage range [{lo}, {hi}] µm.")
         self._sequence = tuple(float(z) for z in sequence)
 
+    @override
     def start_sequence(self) -> None:
         self.world.start_sequence(self.get_label(), self.set_position_um, self._sequence)
 
+    @override
     def stop_sequence(self) -> None:
         self.world.stop_sequence(self.get_label())
 
@@ -274,25 +294,31 @@ class SimZStage(_WorldBound, StageDevice):
 class SimXYStage(_WorldBound, XYStageDevice):
     """Simulated XY stage: moves the field of view over the specimen (µm)."""
 
+    @override
     def set_position_um(self, x: float, y: float) -> None:
         with self.world.lock:
             self.world.xy_um = (float(x), float(y))
 
+    @override
     def get_position_um(self) -> tuple[float, float]:
         return self.world.xy_um
 
+    @override
     def home(self) -> None:
         self.set_position_um(0.0, 0.0)
 
     def stop(self) -> None:
         """Moves are instantaneous; nothing to stop."""
 
+    @override
     def set_origin(self) -> None:
         raise NotImplementedError("The simulated XY stage's origin is the specimen's centre.")
 
+    @override
     def set_origin_x(self) -> None:
         self.set_origin()
 
+    @override
     def set_origin_y(self) -> None:
         self.set_origin()
 
@@ -300,9 +326,11 @@ class SimXYStage(_WorldBound, XYStageDevice):
 class SimLightSource(_WorldBound, ShutterDevice):
     """Excitation light with a shutter and a power setting; exposures count light dose."""
 
+    @override
     def get_open(self) -> bool:
         return self.world.shutter_open
 
+    @override
     def set_open(self, open: bool) -> None:
         self.world.shutter_open = bool(open)
 
@@ -362,11 +390,16 @@ class _SequenceableState(_StoredState):
     def register_standard_properties(self) -> None:
         super().register_standard_properties()
         self.register_property(
-            name=Keyword.State, default_value=next(iter(self._state_to_label)),
-            allowed_values=tuple(self._state_to_label), getter=type(self).get_state,
-            setter=type(self)._set_state, sequence_max_length=0,
-            sequence_loader=type(self)._load_states, sequence_starter=type(self)._start_states,
-            sequence_stopper=type(self)._stop_states)
+            name=Keyword.State,
+            default_value=next(iter(self._state_to_label)),
+            allowed_values=tuple(self._state_to_label),
+            getter=type(self).get_state,
+            setter=type(self)._set_state,
+            sequence_max_length=0,
+            sequence_loader=type(self)._load_states,
+            sequence_starter=type(self)._start_states,
+            sequence_stopper=type(self)._stop_states,
+        )
 
     @pymm_property(allowed_values=["Off", "On"], name="Sequence")
     def sequence(self) -> str:
@@ -395,9 +428,11 @@ class SimLightPath(_SequenceableState):
     def __init__(self) -> None:
         super().__init__(LIGHT_PATHS)
 
+    @override
     def initialize(self) -> None:
         _WorldBound.initialize(self)  # the world's modality stands (the configuration's Startup sets it)
 
+    @override
     def get_state(self) -> int:
         return next(i for i, label in LIGHT_PATHS.items() if label.lower() == self.world.modality)
 
@@ -424,8 +459,12 @@ class SimLED(_SequenceableState):
     ``Sequence`` = ``On`` lets channel sequences switch colours on each camera trigger."""
 
     COLOURS: ClassVar[dict[int, tuple[str, Band]]] = {
-        0: ("UV", Band.around(385, 20)), 1: ("Blue", Band.around(470, 20)),
-        2: ("Green", Band.around(550, 20)), 3: ("Red", Band.around(640, 20)), 4: ("White", OPEN)}
+        0: ("UV", Band.around(385, 20)),
+        1: ("Blue", Band.around(470, 20)),
+        2: ("Green", Band.around(550, 20)),
+        3: ("Red", Band.around(640, 20)),
+        4: ("White", OPEN),
+    }
     START = 4
 
     def __init__(self) -> None:
@@ -457,9 +496,12 @@ class SimExcitationWheel(_FilterWheel):
 
     PART = "excitation"
     FILTERS: ClassVar[dict[int, tuple[str, Any]]] = {
-        0: ("Chroma-D360", Band.around(360, 40)), 1: ("Chroma-HQ480", Band.around(480, 40)),
-        2: ("Chroma-HQ570", Band.around(570, 40)), 3: ("Chroma-HQ620", Band.around(620, 60)),
-        4: ("Multiband", None)}
+        0: ("Chroma-D360", Band.around(360, 40)),
+        1: ("Chroma-HQ480", Band.around(480, 40)),
+        2: ("Chroma-HQ570", Band.around(570, 40)),
+        3: ("Chroma-HQ620", Band.around(620, 60)),
+        4: ("Multiband", None),
+    }
 
 
 class SimEmissionWheel(_FilterWheel):
@@ -467,9 +509,12 @@ class SimEmissionWheel(_FilterWheel):
 
     PART = "emission"
     FILTERS: ClassVar[dict[int, tuple[str, Any]]] = {
-        0: ("Chroma-HQ620", Band.around(620, 60)), 1: ("Chroma-D460", Band.around(460, 50)),
-        2: ("Chroma-HQ535", Band.around(535, 50)), 3: ("Chroma-HQ700", Band.around(700, 75)),
-        4: ("Multiband", None)}
+        0: ("Chroma-HQ620", Band.around(620, 60)),
+        1: ("Chroma-D460", Band.around(460, 50)),
+        2: ("Chroma-HQ535", Band.around(535, 50)),
+        3: ("Chroma-HQ700", Band.around(700, 75)),
+        4: ("Multiband", None),
+    }
 
 
 class SimDichroicWheel(_FilterWheel):
@@ -477,14 +522,21 @@ class SimDichroicWheel(_FilterWheel):
 
     PART = "dichroic_cut"
     FILTERS: ClassVar[dict[int, tuple[str, Any]]] = {
-        0: ("400DCLP", 400.0), 1: ("Q505LP", 505.0), 2: ("Q585LP", 585.0), 4: ("Multiband", None)}
+        0: ("400DCLP", 400.0),
+        1: ("Q505LP", 505.0),
+        2: ("Q585LP", 585.0),
+        4: ("Multiband", None),
+    }
 
 
 #: Objectives the simulator can put in the path: label -> (NA, magnification / base objective's);
 #: NA None is the base objective's own (the world's ``base_optics``)
 OBJECTIVES: dict[str, tuple[float | None, float]] = {
-    "20x/0.75 Air": (None, 1.0), "20X/0.75 Air": (None, 1.0), "10X/0.30 Air": (0.30, 0.5),
-    "40X/0.75 Air": (0.75, 2.0)}
+    "20x/0.75 Air": (None, 1.0),
+    "20X/0.75 Air": (None, 1.0),
+    "10X/0.30 Air": (0.30, 0.5),
+    "40X/0.75 Air": (0.75, 2.0),
+}
 
 
 class SimObjective(_StoredState):
@@ -508,6 +560,12 @@ class SimObjectiveTurret(SimObjective):
     """The demo configuration's six-position turret, holding 40X (0), 10X (1) and 20X (3);
     the 20X is the base objective (20x/0.75 air, the one Deep-Z's models are trained for)."""
 
-    TURRET: ClassVar[dict[int, str]] = {0: "40X/0.75 Air", 1: "10X/0.30 Air", 2: "Objective-2",
-                                        3: "20X/0.75 Air", 4: "Objective-4", 5: "Objective-5"}
+    TURRET: ClassVar[dict[int, str]] = {
+        0: "40X/0.75 Air",
+        1: "10X/0.30 Air",
+        2: "Objective-2",
+        3: "20X/0.75 Air",
+        4: "Objective-4",
+        5: "Objective-5",
+    }
     START = 3

@@ -36,8 +36,12 @@ def single_bead(bead_z_um: float = 0.0, brightness: float = 1000.0) -> Phantom:
     return Phantom("single bead", em, extent_z_um=(bead_z_um - 1, bead_z_um + 1))
 
 
-def focus_sweep(z_um: np.ndarray, bead_z_um: float = 2.0, shape: tuple[int, int] = (128, 128),
-                optics: Optics | None = None) -> FocusSweep:
+def focus_sweep(
+    z_um: np.ndarray,
+    bead_z_um: float = 2.0,
+    shape: tuple[int, int] = (128, 128),
+    optics: Optics | None = None,
+) -> FocusSweep:
     """Noise-free images of a bead at depth ``bead_z_um`` with the focus at each ``z_um``."""
     world = SimWorld(single_bead(bead_z_um), optics, sensor_shape=shape)
     stacks = {
@@ -74,7 +78,7 @@ def save_focus_sweep_png(path: str | Path, bead_z_um: float = 2.0) -> Path:
             if col == 0:
                 ax.set_ylabel(modality, fontsize=11)
     for row, (measure, what) in enumerate(((FocusSweep.peak, "peak"), (FocusSweep.total, "integrated"))):
-        ax = fig.add_subplot(grid[row, len(shown):])
+        ax = fig.add_subplot(grid[row, len(shown) :])
         for m in ("widefield", "confocal"):
             values = measure(sweep, m)
             ax.plot(sweep.z_um - bead_z_um, values / values.max(), label=m)

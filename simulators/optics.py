@@ -64,8 +64,7 @@ class Optics:
     def __post_init__(self) -> None:
         if not 0 < self.na < self.immersion_index:
             raise ValueError(
-                f"NA {self.na} must be positive and below the immersion index "
-                f"{self.immersion_index}."
+                f"NA {self.na} must be positive and below the immersion index {self.immersion_index}."
             )
         for name in ("wavelength_em_um", "wavelength_ex_um", "pixel_size_um"):
             if getattr(self, name) <= 0:

@@ -81,8 +81,9 @@ class Phantom:
         return self.emitters.activity is not None
 
 
-def _gcamp_activity(rng: np.random.Generator, n: int, rate_hz: float, tau_s: float,
-                    duration_s: float = 3600.0) -> Callable[[float], np.ndarray]:
+def _gcamp_activity(
+    rng: np.random.Generator, n: int, rate_hz: float, tau_s: float, duration_s: float = 3600.0
+) -> Callable[[float], np.ndarray]:
     """Seeded calcium transients: 1 + Σ A exp(-(t - t_k)/τ) for events t_k < t."""
     n_events = rng.poisson(rate_hz * duration_s, size=n)
     events = [np.sort(rng.uniform(0, duration_s, k)) for k in n_events]
@@ -99,9 +100,15 @@ def _gcamp_activity(rng: np.random.Generator, n: int, rate_hz: float, tau_s: flo
     return activity
 
 
-def worm(seed: int = 0, n_neurons: int = 200, length_um: float = 400.0,
-         diameter_um: float = 40.0, neuron_brightness: float = 400.0,
-         body_density: float = 0.2, activity: bool = True) -> Phantom:
+def worm(
+    seed: int = 0,
+    n_neurons: int = 200,
+    length_um: float = 400.0,
+    diameter_um: float = 40.0,
+    neuron_brightness: float = 400.0,
+    body_density: float = 0.2,
+    activity: bool = True,
+) -> Phantom:
     """A C. elegans-like worm: a curved tube with point-like, GCaMP-like neurons.
 
     About 60 % of the neurons sit in the head (nerve ring, first 25 % of the body), the
@@ -140,28 +147,50 @@ def worm(seed: int = 0, n_neurons: int = 200, length_um: float = 400.0,
         activity=_gcamp_activity(rng, n_neurons, rate_hz=0.1, tau_s=1.0) if activity else None,
     )
     tube = Tube(centerline_xy=centerline, radius_um=radius, z0_um=0.0, density=body_density)
-    return Phantom(name=f"worm(seed={seed})", emitters=emitters, tube=tube,
-                   extent_z_um=(-radius - 4, radius + 4), meta={"seed": seed, "kind": "worm"})
+    return Phantom(
+        name=f"worm(seed={seed})",
+        emitters=emitters,
+        tube=tube,
+        extent_z_um=(-radius - 4, radius + 4),
+        meta={"seed": seed, "kind": "worm"},
+    )
 
 
-def beads(seed: int = 0, n_beads: int = 150, field_um: float = 160.0,
-          depth_um: tuple[float, float] = (-10.0, 10.0), brightness: float = 300.0) -> Phantom:
+def beads(
+    seed: int = 0,
+    n_beads: int = 150,
+    field_um: float = 160.0,
+    depth_um: tuple[float, float] = (-10.0, 10.0),
+    brightness: float = 300.0,
+) -> Phantom:
     """Sub-resolution (0.1 µm) beads at random positions and depths."""
     rng = np.random.default_rng(seed)
     half = field_um / 2
-    xyz = np.column_stack([
-        rng.uniform(-half, half, n_beads),
-        rng.uniform(-half, half, n_beads),
-        rng.uniform(*depth_um, n_beads),
-    ])
+    xyz = np.column_stack(
+        [
+            rng.uniform(-half, half, n_beads),
+            rng.uniform(-half, half, n_beads),
+            rng.uniform(*depth_um, n_beads),
+        ]
+    )
     emitters = Emitters(xyz=xyz, radius_um=0.05, brightness=brightness * rng.uniform(0.7, 1.3, n_beads))
     lo, hi = depth_um
-    return Phantom(name=f"beads(seed={seed})", emitters=emitters, extent_z_um=(lo - 4, hi + 4),
-                   meta={"seed": seed, "kind": "beads"})
+    return Phantom(
+        name=f"beads(seed={seed})",
+        emitters=emitters,
+        extent_z_um=(lo - 4, hi + 4),
+        meta={"seed": seed, "kind": "beads"},
+    )
 
 
-def sheet(seed: int = 0, tilt_x: float = 0.0, tilt_y: float = 0.0, curvature_per_um: float = 0.0,
-          z0_um: float = 0.0, density: float = 20.0) -> Phantom:
+def sheet(
+    seed: int = 0,
+    tilt_x: float = 0.0,
+    tilt_y: float = 0.0,
+    curvature_per_um: float = 0.0,
+    z0_um: float = 0.0,
+    density: float = 20.0,
+) -> Phantom:
     """A thin textured fluorescent sheet: tilted (slopes, µm/µm) and/or curved.
 
     The height is ``z0 + tilt_x x + tilt_y y + curvature (x² + y²) / 2``.
@@ -176,8 +205,14 @@ def sheet(seed: int = 0, tilt_x: float = 0.0, tilt_y: float = 0.0, curvature_per
         emitters=Emitters(xyz=np.empty((0, 3)), radius_um=0.0, brightness=0.0),
         sheet=Sheet(height=height, texture_seed=seed, density=density),
         extent_z_um=(z0_um - reach - 4, z0_um + reach + 4),
-        meta={"seed": seed, "kind": "sheet", "tilt_x": tilt_x, "tilt_y": tilt_y,
-              "curvature_per_um": curvature_per_um, "z0_um": z0_um},
+        meta={
+            "seed": seed,
+            "kind": "sheet",
+            "tilt_x": tilt_x,
+            "tilt_y": tilt_y,
+            "curvature_per_um": curvature_per_um,
+            "z0_um": z0_um,
+        },
     )
 
 

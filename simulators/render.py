@@ -138,7 +138,9 @@ def _axial_weights(z: np.ndarray, z0: float, sigma: float) -> tuple[np.ndarray, 
         idx = np.array([i, i + 1])
         wts = np.array([1 - f, f])
     else:
-        idx = np.arange(int(np.floor((z0 - 3 * sigma - z[0]) / dz)), int(np.ceil((z0 + 3 * sigma - z[0]) / dz)) + 1)
+        idx = np.arange(
+            int(np.floor((z0 - 3 * sigma - z[0]) / dz)), int(np.ceil((z0 + 3 * sigma - z[0]) / dz)) + 1
+        )
         wts = np.exp(-0.5 * ((z[0] + idx * dz - z0) / sigma) ** 2)
         wts /= wts.sum()
     keep = (idx >= 0) & (idx < len(z))

@@ -53,6 +53,7 @@ class Band:
     high: float | None = None
 
     def transmission(self) -> np.ndarray:
+        """Fraction of light passed at each of :data:`WAVELENGTHS` (smooth band edges)."""
         t = _edge(WAVELENGTHS - self.low)
         if self.high is not None:
             t = t * _edge(self.high - WAVELENGTHS)
@@ -98,5 +99,6 @@ def _raw_efficiency(path: LightPathSpectra) -> float:
 
 
 #: the calibration channel: white light through the FITC set (Chroma HQ480/40, Q505LP, HQ535/50)
-REFERENCE = LightPathSpectra(excitation=Band.around(480, 40), dichroic_cut=505.0,
-                             emission=Band.around(535, 50))
+REFERENCE = LightPathSpectra(
+    excitation=Band.around(480, 40), dichroic_cut=505.0, emission=Band.around(535, 50)
+)

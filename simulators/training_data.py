@@ -72,30 +72,50 @@ class PairSpec:
         if not self.randomize:
             return self
         rng = np.random.default_rng(self.seed + 424242)
-        changes = {"randomize": False, "z_center_um": float(rng.uniform(-6, 6)),
-                   "xy_um": (float(rng.uniform(-30, 30)), float(rng.uniform(-30, 30)))}
+        changes = {
+            "randomize": False,
+            "z_center_um": float(rng.uniform(-6, 6)),
+            "xy_um": (float(rng.uniform(-30, 30)), float(rng.uniform(-30, 30))),
+        }
         if self.phantom == "sheet":
-            changes |= {"tilt_x": float(rng.uniform(-0.08, 0.08)), "tilt_y": float(rng.uniform(-0.08, 0.08)),
-                        "curvature_per_um": float(rng.uniform(-2e-3, 2e-3)), "z_center_um": 0.0,
-                        "xy_um": (0.0, 0.0)}
+            changes |= {
+                "tilt_x": float(rng.uniform(-0.08, 0.08)),
+                "tilt_y": float(rng.uniform(-0.08, 0.08)),
+                "curvature_per_um": float(rng.uniform(-2e-3, 2e-3)),
+                "z_center_um": 0.0,
+                "xy_um": (0.0, 0.0),
+            }
         return replace(self, **changes)
 
 
-def make_stack_pair(spec: PairSpec, optics: Optics | None = None,
-                    camera: CameraModel | None = None) -> StackPair:
+def make_stack_pair(
+    spec: PairSpec, optics: Optics | None = None, camera: CameraModel | None = None
+) -> StackPair:
     """Render one widefield / confocal stack pair as the simulated camera would record it."""
     spec = spec.resolved()
-    shape_kw = ({"tilt_x": spec.tilt_x, "tilt_y": spec.tilt_y, "curvature_per_um": spec.curvature_per_um}
-                if spec.phantom == "sheet" else {})
+    shape_kw = (
+        {"tilt_x": spec.tilt_x, "tilt_y": spec.tilt_y, "curvature_per_um": spec.curvature_per_um}
+        if spec.phantom == "sheet"
+        else {}
+    )
     phantom = make_phantom(spec.phantom, seed=spec.seed, **shape_kw)
     world = SimWorld(phantom, optics, camera, sensor_shape=spec.shape, seed=spec.seed + 1_000_003)
     world.xy_um = spec.xy_um
     n = round(2 * spec.z_half_range_um / spec.z_step_um) + 1
     z = spec.z_center_um + np.linspace(-spec.z_half_range_um, spec.z_half_range_um, n)
-    stacks = {modality: world.scan(z, exposure, modality, spec.time_s) for modality, exposure in
-              (("widefield", spec.widefield_exposure_ms), ("confocal", spec.confocal_exposure_ms))}
-    meta = {"spec": asdict(spec), "phantom": phantom.name, "optics": asdict(world.optics),
-            "camera": asdict(world.camera)}
+    stacks = {
+        modality: world.scan(z, exposure, modality, spec.time_s)
+        for modality, exposure in (
+            ("widefield", spec.widefield_exposure_ms),
+            ("confocal", spec.confocal_exposure_ms),
+        )
+    }
+    meta = {
+        "spec": asdict(spec),
+        "phantom": phantom.name,
+        "optics": asdict(world.optics),
+        "camera": asdict(world.camera),
+    }
     return StackPair(stacks["widefield"], stacks["confocal"], z, world.optics.pixel_size_um, meta)
 
 
@@ -138,7 +158,11 @@ def write_neuron_truth(pair: StackPair, path: Path) -> Path:
 
     truth = stack_neurons(pair.meta["spec"], pair.widefield.shape[1:], (pair.z_um[0], pair.z_um[-1]))
     rows = ["id,z_um,y_um,x_um,brightness"]
-    rows += [f"{i},{z:.4f},{y:.4f},{x:.4f},{b:.3f}" for i, z, y, x, b in
-             zip(*(truth[k] for k in ("id", "z_um", "y_um", "x_um", "brightness")), strict=True)]
+    rows += [
+        f"{i},{z:.4f},{y:.4f},{x:.4f},{b:.3f}"
+        for i, z, y, x, b in zip(
+            *(truth[k] for k in ("id", "z_um", "y_um", "x_um", "brightness")), strict=True
+        )
+    ]
     path.write_text("\n".join(rows) + "\n")
     return path

@@ -25,15 +25,22 @@ def neuron_truth(world: SimWorld, t_s: float, margin_um: float = 0.0) -> dict[st
     p = fov.pixel_size_um
     x = em.xyz[:, 0] - fov.center_xy_um[0] + (w - 1) / 2 * p
     y = em.xyz[:, 1] - fov.center_xy_um[1] + (h - 1) / 2 * p
-    inside = ((x >= margin_um) & (x <= (w - 1) * p - margin_um) & (y >= margin_um)
-              & (y <= (h - 1) * p - margin_um))
+    inside = (
+        (x >= margin_um) & (x <= (w - 1) * p - margin_um) & (y >= margin_um) & (y <= (h - 1) * p - margin_um)
+    )
     ids = np.flatnonzero(inside)
-    return {"id": ids, "z_um": em.xyz[ids, 2], "y_um": y[ids], "x_um": x[ids],
-            "brightness": em.brightness_at(t_s)[ids]}
+    return {
+        "id": ids,
+        "z_um": em.xyz[ids, 2],
+        "y_um": y[ids],
+        "x_um": x[ids],
+        "brightness": em.brightness_at(t_s)[ids],
+    }
 
 
-def stack_neurons(spec: dict, shape: tuple[int, int], z_span_um: tuple[float, float],
-                  margin_um: float = 0.0) -> dict[str, np.ndarray]:
+def stack_neurons(
+    spec: dict, shape: tuple[int, int], z_span_um: tuple[float, float], margin_um: float = 0.0
+) -> dict[str, np.ndarray]:
     """The true neurons of a simulated worm stack pair (its ``PairSpec`` as a dict: seed, xy_um,
     time_s) inside the field and the stack's z span, as :func:`neuron_truth` gives them."""
     world = SimWorld(worm(seed=int(spec["seed"])), sensor_shape=tuple(shape), seed=0)

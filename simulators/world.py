@@ -147,8 +147,9 @@ class SimWorld:
     def set_objective(self, na: float, magnification_ratio: float) -> None:
         """Put another objective in the path: ``na``, and its magnification relative to the base
         objective's (2: pixels half as large in the sample). Light collection scales with NA²."""
-        optics = dataclasses.replace(self.base_optics, na=na,
-                                     pixel_size_um=self.base_optics.pixel_size_um / magnification_ratio)
+        optics = dataclasses.replace(
+            self.base_optics, na=na, pixel_size_um=self.base_optics.pixel_size_um / magnification_ratio
+        )
         with self.lock:
             if optics not in self._renderers:
                 self._renderers[optics] = Renderer(self.phantom, optics, dz_um=self._dz_um)
@@ -193,25 +194,47 @@ class SimWorld:
         if vx == 0 and vy == 0:
             return fov
         t = round(t_s / TIME_BUCKET_S) * TIME_BUCKET_S
-        return FieldOfView((fov.center_xy_um[0] - vx * t, fov.center_xy_um[1] - vy * t), fov.shape,
-                           fov.pixel_size_um)
+        return FieldOfView(
+            (fov.center_xy_um[0] - vx * t, fov.center_xy_um[1] - vy * t), fov.shape, fov.pixel_size_um
+        )
 
-    def expected_photons(self, exposure_ms: float, binning: int = 1, t_s: float | None = None,
-                         z_um: float | None = None, modality: Modality | None = None) -> np.ndarray:
+    def expected_photons(
+        self,
+        exposure_ms: float,
+        binning: int = 1,
+        t_s: float | None = None,
+        z_um: float | None = None,
+        modality: Modality | None = None,
+    ) -> np.ndarray:
         """Noise-free photons per pixel for an exposure, without delivering any dose."""
         with self.lock:
             t = self.now_s() if t_s is None else t_s
-            rate = self.renderer.render(self.z_um if z_um is None else z_um, modality or self.modality,
-                                        self.field_of_view_at(t, binning), t)
-            scale = (exposure_ms * (self.light_power_mW / 10.0) * self.bleach_factor
-                     * self.channel_efficiency * self.collection)
+            rate = self.renderer.render(
+                self.z_um if z_um is None else z_um,
+                modality or self.modality,
+                self.field_of_view_at(t, binning),
+                t,
+            )
+            scale = (
+                exposure_ms
+                * (self.light_power_mW / 10.0)
+                * self.bleach_factor
+                * self.channel_efficiency
+                * self.collection
+            )
             return rate * np.float32(scale)
 
     def scan(self, z_um: np.ndarray, exposure_ms: float, modality: Modality, t_s: float = 0.0) -> np.ndarray:
         """A mechanically scanned (z, y, x) uint16 stack as the camera records it (noise included), all
         planes at specimen time ``t_s``; no light dose is charged (training data, experiments)."""
-        return np.stack([self.camera.digitize(self.expected_photons(exposure_ms, t_s=t_s, z_um=float(z),
-                                                                    modality=modality), self.rng) for z in z_um])
+        return np.stack(
+            [
+                self.camera.digitize(
+                    self.expected_photons(exposure_ms, t_s=t_s, z_um=float(z), modality=modality), self.rng
+                )
+                for z in z_um
+            ]
+        )
 
     def expose(self, exposure_ms: float, binning: int = 1) -> np.ndarray:
         """One camera exposure: photons if the shutter is open, then the dose is counted."""

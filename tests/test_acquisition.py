@@ -35,8 +35,13 @@ def session(static_world, request):
 def _run(session, tmp_path, planes=1, time_points=3, **kw):
     model = load_model(shipped_model_path(planes))
     plan = DeepZPlan.for_model(model, *Z)
-    run = DeepZAcquisition(session.core, model, plan,
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu"), **kw)
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        plan,
+        RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu"),
+        **kw,
+    )
     return run, run.run()
 
 
@@ -66,8 +71,9 @@ def test_deepz_exposes_one_plane_per_time_point_and_records_both(session, static
 
 
 @pytest.mark.parametrize(("planes", "dissimilarity", "correlation"), [(2, 0.45, 2.5), (1, 0.65, 1.8)])
-def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(session, static_world, tmp_path,
-                                                                             planes, dissimilarity, correlation):
+def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(
+    session, static_world, tmp_path, planes, dissimilarity, correlation
+):
     """The shipped models against the simulator's noise-free confocal stack (a worm never trained on):
     the 2-plane model at most 0.45x the repeated input's structural dissimilarity (1 - SSIM) and at
     least 2.5x its correlation; the 1-plane model 0.65x and 1.8x (measured: 0.32x / 3.2x and 0.49x /
@@ -88,8 +94,12 @@ def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(s
 
 def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_path):
     model = load_model(shipped_model_path(1))
-    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"))
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"),
+    )
 
     def flip(t, total):  # called once t's frames are taken, during the interval before t + 1: a user's click
         if t == 0:
@@ -122,8 +132,13 @@ def test_aborted_run_leaves_completed_time_points_readable(session, static_world
             holder["run"].abort()
 
     model = load_model(shipped_model_path(1))
-    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"), on_image=stop)
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
+        on_image=stop,
+    )
     holder["run"] = run
     summary = run.run()
     assert summary.aborted and summary.time_points < 6
@@ -136,21 +151,39 @@ def test_aborted_run_leaves_completed_time_points_readable(session, static_world
 
 @pytest.mark.parametrize("config", [[], ["--config", "mmdemo"]], ids=["native-config", "mm-demo-config"])
 def test_cli_main_job_runs_on_the_simulator(tmp_path, config):
-    res = CliRunner().invoke(app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "2", "--frame", "96",
-                                   "--device", "cpu", "--blind-check", "2", *config])
+    res = CliRunner().invoke(
+        app,
+        [
+            "acquire",
+            "-o",
+            str(tmp_path / "cli.ome.zarr"),
+            "-t",
+            "2",
+            "--frame",
+            "96",
+            "--device",
+            "cpu",
+            "--blind-check",
+            "2",
+            *config,
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "planes measured / requested" in res.output and "2 / 42" in res.output
     prog = read_progress(tmp_path / "cli.ome.zarr")
     assert prog["completed"]["reference"] == [0] and "0" in prog["blind_checks"]
     assert prog["specimen"]["config"] == ("mmconfig_demo.cfg" if config else "demo.cfg")
-    res = CliRunner().invoke(app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "1", "--frame", "96"])
+    res = CliRunner().invoke(
+        app, ["acquire", "-o", str(tmp_path / "cli.ome.zarr"), "-t", "1", "--frame", "96"]
+    )
     assert res.exit_code != 0 and "--overwrite" in str(res.exception)
 
 
 def test_positions_get_their_own_images_at_their_stage_place(session, static_world, tmp_path):
     model = load_model(shipped_model_path(1))
-    settings = RunSettings(tmp_path / "run.ome.zarr", time_points=2, device="cpu",
-                           positions_xy_um=((0.0, 0.0), (30.0, -20.0)))
+    settings = RunSettings(
+        tmp_path / "run.ome.zarr", time_points=2, device="cpu", positions_xy_um=((0.0, 0.0), (30.0, -20.0))
+    )
     run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z), settings)
     summary = run.run()
     assert static_world.dose.exposures == 4  # 1 plane x 2 positions x 2 time points
@@ -159,7 +192,9 @@ def test_positions_get_their_own_images_at_their_stage_place(session, static_wor
     m1, tr1 = _image(tmp_path / "run.ome.zarr", "measured", 1)
     v1, trv = _image(tmp_path / "run.ome.zarr", "virtual", 1)
     assert m0.shape == m1.shape == (2, 1, 1, 128, 128) and v1.shape == (2, 1, 21, 128, 128)
-    assert tr1[1]["translation"][3:] == trv[1]["translation"][3:]  # measured and virtual of one position overlay
+    assert (
+        tr1[1]["translation"][3:] == trv[1]["translation"][3:]
+    )  # measured and virtual of one position overlay
     assert tr1[1]["translation"][4] - tr0[1]["translation"][4] == pytest.approx(30.0)
     assert tr1[1]["translation"][3] - tr0[1]["translation"][3] == pytest.approx(-20.0)
     assert not np.array_equal(m0[0, 0, 0], m1[0, 0, 0])  # two different fields of the specimen
@@ -178,8 +213,13 @@ def test_pymmcore_plus_mda_runs_the_same_capture(static_world, tmp_path):
             run.enabled = False
             flips.append(t)
 
-    run = DeepZAcquisition(core, model, DeepZPlan.for_model(model, *Z, blind_check_every=2),
-                           RunSettings(tmp_path / "mda.ome.zarr", time_points=3, device="cpu"), on_image=flip)
+    run = DeepZAcquisition(
+        core,
+        model,
+        DeepZPlan.for_model(model, *Z, blind_check_every=2),
+        RunSettings(tmp_path / "mda.ome.zarr", time_points=3, device="cpu"),
+        on_image=flip,
+    )
     summary = run.run_mda()
     # t0: 1 anchor + 21 confocal reference planes (blind check); t1: 1 anchor, then toggled off;
     # t2: a full 21-plane stack + 21 reference planes

@@ -27,8 +27,12 @@ def _imported_packages(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("package", LAYERS)
 def test_no_package_imports_upward(package):
-    above = set(LAYERS[LAYERS.index(package) + 1:])
-    upward = {module: sorted(names & above) for module, names in _imported_packages(package).items() if names & above}
+    above = set(LAYERS[LAYERS.index(package) + 1 :])
+    upward = {
+        module: sorted(names & above)
+        for module, names in _imported_packages(package).items()
+        if names & above
+    }
     assert upward == {}
 
 

@@ -32,8 +32,12 @@ Z = (-10.0, 10.0, 1.0)
 
 def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path):
     model = load_model(shipped_model_path(1))
-    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=8, device="cpu", max_pending=1))
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(tmp_path / "run.ome.zarr", time_points=8, device="cpu", max_pending=1),
+    )
     fast = run.predictor.predict_stack
 
     def slow(*a, **k):
@@ -48,8 +52,12 @@ def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path
     total = time.monotonic() - t0
     # the camera never waited for the model: every plane was taken long before the model finished
     assert len(frames) == 8 and frames[-1] - t0 < 0.5 * total, (frames[-1] - t0, total)
-    assert drained and drained[-1][0] == drained[-1][1] > 0  # the backlog was made after the run, with progress
-    assert summary.virtual_missing == 0 and summary.virtual_pending == 0 and summary.planes_synthesized == 8 * 21
+    assert (
+        drained and drained[-1][0] == drained[-1][1] > 0
+    )  # the backlog was made after the run, with progress
+    assert (
+        summary.virtual_missing == 0 and summary.virtual_pending == 0 and summary.planes_synthesized == 8 * 21
+    )
     assert run.hooks.stats.virtual_deferred >= 4  # most stacks could not be taken when their planes arrived
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["virtual"] == list(range(8)) and not prog.get("virtual_pending")
@@ -57,14 +65,32 @@ def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path
     root = zarr.open_group(str(tmp_path / "run.ome.zarr"), mode="r")
     t = 5
     planes = np.asarray(image_array(root, "measured")[t, 0])  # the input plane (z = 0)
-    expected = Predictor(model, "cpu").predict_stack(planes, (0.0,), np.arange(-10, 10.5, 1.0), out_dtype=np.float32)
-    np.testing.assert_allclose(np.asarray(image_array(root, "virtual")[t, 0]), expected.data, rtol=1e-5, atol=1e-3)
+    expected = Predictor(model, "cpu").predict_stack(
+        planes, (0.0,), np.arange(-10, 10.5, 1.0), out_dtype=np.float32
+    )
+    np.testing.assert_allclose(
+        np.asarray(image_array(root, "virtual")[t, 0]), expected.data, rtol=1e-5, atol=1e-3
+    )
 
 
 def _acquire_in_background(out, *args):
-    return subprocess.Popen([sys.executable, "-c", "from mm_deepz.cli import main; main()", "acquire", "-o", str(out),
-                             "--frame", "64", "--device", "cpu", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from mm_deepz.cli import main; main()",
+            "acquire",
+            "-o",
+            str(out),
+            "--frame",
+            "64",
+            "--device",
+            "cpu",
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _measured(out) -> int:
@@ -92,7 +118,10 @@ def test_after_kill_9_infer_completes_the_container(tmp_path):
     after = read_progress(out)
     assert after["completed"]["virtual"] == measured and not after.get("virtual_pending")
     virtual = image_array(open_container(out), "virtual")
-    assert virtual.shape[0] >= max(measured) + 1 and (np.asarray(virtual[measured, 0]).max(axis=(1, 2, 3)) > 0).all()
+    assert (
+        virtual.shape[0] >= max(measured) + 1
+        and (np.asarray(virtual[measured, 0]).max(axis=(1, 2, 3)) > 0).all()
+    )
 
 
 def test_another_models_stacks_land_beside_the_runs_with_their_provenance(tmp_path):
@@ -109,12 +138,22 @@ def test_another_models_stacks_land_beside_the_runs_with_their_provenance(tmp_pa
     summary = infer_missing(out, other, "cpu")
     assert summary.image == "virtual_retrained" and summary.made == 2
     root = zarr.open_group(str(out), mode="r")
-    np.testing.assert_array_equal(image_array(root, "virtual")[:], run_virtual)  # the run's own stacks untouched
+    np.testing.assert_array_equal(
+        image_array(root, "virtual")[:], run_virtual
+    )  # the run's own stacks untouched
     assert image_array(root, "virtual_retrained").shape == run_virtual.shape
     yaozarrs.validate_zarr_store(out)  # the added image joins the collection
-    assert [name for _, name, _ in find_multiscales(out)] == ["measured", "virtual", "reference", "virtual_retrained"]
+    assert [name for _, name, _ in find_multiscales(out)] == [
+        "measured",
+        "virtual",
+        "reference",
+        "virtual_retrained",
+    ]
     # the run's own images still say what they are (the collection was rewritten by the other run)
-    channels = {img.name: img.pixels.channels[0] for img in from_xml((out / "OME" / "METADATA.ome.xml").read_text()).images}
+    channels = {
+        img.name: img.pixels.channels[0]
+        for img in from_xml((out / "OME" / "METADATA.ome.xml").read_text()).images
+    }
     assert "deepz_1plane" in channels["virtual"].name and channels["measured"].emission_wavelength == 525
     assert "retrained" in channels["virtual_retrained"].name
     assert not np.array_equal(image_array(root, "virtual_retrained")[:], run_virtual)
@@ -148,8 +187,22 @@ def test_an_interrupted_infer_goes_on_where_it_stopped(tmp_path):
 
 def test_infer_refuses_a_run_whose_model_is_gone_and_a_busy_run(tmp_path):
     out = tmp_path / "run.ome.zarr"
-    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "1", "--frame", "64", "--device", "cpu",
-                                   "--model", str(_copy_model(tmp_path))])
+    res = CliRunner().invoke(
+        app,
+        [
+            "acquire",
+            "-o",
+            str(out),
+            "-t",
+            "1",
+            "--frame",
+            "64",
+            "--device",
+            "cpu",
+            "--model",
+            str(_copy_model(tmp_path)),
+        ],
+    )
     assert res.exit_code == 0, res.output
     os.remove(tmp_path / "mine.pt")
     res = CliRunner().invoke(app, ["infer", str(out)])
@@ -176,8 +229,12 @@ def test_after_a_real_disk_full_infer_recovers_planes_the_record_missed(session,
         return await store_set(self, key, value)
 
     model = load_model(shipped_model_path(1))
-    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"))
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
+    )
     monkeypatch.setattr(zarr.storage.LocalStore, "set", full_after_third_plane)
     summary = run.run()
     monkeypatch.undo()  # the disk was freed

@@ -8,7 +8,16 @@ from benchmarks.__main__ import main
 def test_quick_benchmark_suite_writes_json_and_markdown(tmp_path):
     main(["--quick", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "benchmarks.json").read_text())
-    for section in ("simulator", "inference", "acquisition", "writing", "light", "scaling", "neurons", "training_step"):
+    for section in (
+        "simulator",
+        "inference",
+        "acquisition",
+        "writing",
+        "light",
+        "scaling",
+        "neurons",
+        "training_step",
+    ):
         assert results[section], section
     md = (tmp_path / "benchmarks.md").read_text()
     assert "### Inference" in md and "### Acquisition overhead" in md and "Quick mode" in md
@@ -26,9 +35,33 @@ def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path, monkeypatch
     from mm_deepz.modelfile import load_model
 
     out = tmp_path / "out"
-    assert gpu_train(["--device", "cpu", "--scale", "toy", "--budget", "1", "--runs", "2plane_d3", "--probe-steps", "6",
-                      "--batch-size", "2", "--patch", "32", "--data", str(tmp_path / "data"),
-                      "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    assert (
+        gpu_train(
+            [
+                "--device",
+                "cpu",
+                "--scale",
+                "toy",
+                "--budget",
+                "1",
+                "--runs",
+                "2plane_d3",
+                "--probe-steps",
+                "6",
+                "--batch-size",
+                "2",
+                "--patch",
+                "32",
+                "--data",
+                str(tmp_path / "data"),
+                "--work",
+                str(tmp_path / "work"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "gpu_train.json").read_text())
     run = summary["runs"]["2plane_d3"]
     assert summary["probe_seconds_per_step"]["2plane_d3"] > 0 and run["steps"] == 250  # the least it trains

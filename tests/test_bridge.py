@@ -42,7 +42,10 @@ def test_third_party_internals_are_where_they_were_verified():
     assert isinstance(cores, list) and callable(engine.get_instance)
     core.check_unicore()
     pins = [p.replace(" ", "") for p in requires("mm-deepz")]  # as installed from pyproject.toml
-    for name, verified in {**bridge.VERIFIED_WITH, **core.VERIFIED_WITH}.items():  # bounded by what was verified
+    for name, verified in {
+        **bridge.VERIFIED_WITH,
+        **core.VERIFIED_WITH,
+    }.items():  # bounded by what was verified
         assert any(p.startswith(f"{name}") and f"<={verified}" in p.split(";")[0] for p in pins), name
 
 
@@ -53,12 +56,17 @@ def test_moved_internals_are_refused_by_name(monkeypatch):
     from simulators import core
 
     monkeypatch.setattr(launcher, "_PYMMCORES", None)  # as if mmpycorex kept its cores elsewhere
-    with pytest.raises(BridgeError, match=r"verified with \(pycromanager .*, verified 1\.0\.2.*install pycromanager=="):
+    with pytest.raises(
+        BridgeError, match=r"verified with \(pycromanager .*, verified 1\.0\.2.*install pycromanager=="
+    ):
         start_simulator()
+
     class Moved(UniMMCore):  # as if a release renamed _start_sequence's parameters
         def _start_sequence(self, camera, count):  # type: ignore[override]
             pass
 
     monkeypatch.setattr(core, "UniMMCore", Moved)
-    with pytest.raises(core.IncompatibleCoreError, match=r"changed UniMMCore\._start_sequence.*pymmcore-plus=="):
+    with pytest.raises(
+        core.IncompatibleCoreError, match=r"changed UniMMCore\._start_sequence.*pymmcore-plus=="
+    ):
         core.load_demo_core()

@@ -49,8 +49,12 @@ NAMES = ["measured", "virtual", "reference"]
 
 def _run(session, out, planes=1, time_points=2, toggle_at=None, **settings):
     model = load_model(shipped_model_path(planes))
-    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z, blind_check_every=1),
-                           RunSettings(out, time_points=time_points, device="cpu", **settings))
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z, blind_check_every=1),
+        RunSettings(out, time_points=time_points, device="cpu", **settings),
+    )
 
     def progress(t, total):
         if t == toggle_at:
@@ -110,14 +114,21 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
             node = next(iter(Reader(parse_url(str(out / path)))()))
             data = np.asarray(node.data[0])
             label = node.metadata["channel_names"][0]
-            assert {"measured": "widefield (measured)", "virtual": "virtual confocal", "reference": "confocal",
-                    "measured_stack": "widefield z-stacks"}[name] in label
+            assert {
+                "measured": "widefield (measured)",
+                "virtual": "virtual confocal",
+                "reference": "confocal",
+                "measured_stack": "widefield z-stacks",
+            }[name] in label
             if name == "virtual":
                 assert "deepz_" in label  # which model made it
             lo, hi = node.metadata["contrast_limits"][0]
             written = data[data > 0]
             if name == "measured":  # what was measured, at its own z: no plane of zeros
-                assert data.shape[2] == len(run_plan_anchors(kind)) and (data.reshape(len(data), -1).min(1) > 0).all()
+                assert (
+                    data.shape[2] == len(run_plan_anchors(kind))
+                    and (data.reshape(len(data), -1).min(1) > 0).all()
+                )
             assert written.min() - 1 <= lo < hi <= written.max() + 1  # a window on the data, not 0-4000
             pixels = xml_images[title].pixels
             assert pixels.channels[0].emission_wavelength == pytest.approx(525)

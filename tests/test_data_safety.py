@@ -52,8 +52,15 @@ def _user_folder(path: Path) -> Path:
 
 
 def _mm_deepz(*args: str, cwd: Path | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from mm_deepz.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=120, check=False, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", "from mm_deepz.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+        **kw,
+    )
 
 
 # -- 1. --overwrite replaces only an mm-deepz container ------------------------------------------
@@ -63,8 +70,10 @@ def test_overwrite_never_deletes_a_folder_mm_deepz_did_not_write(tmp_path):
     assert res.returncode == 2, res.stderr
     assert "did not write" in res.stderr and "Traceback" not in res.stderr
     assert (folder / "thesis.tex").read_text() == "four years of work"
-    assert (folder / "src" / "analysis.py").exists() and sorted(p.name for p in folder.iterdir()) == ["src",
-                                                                                                     "thesis.tex"]
+    assert (folder / "src" / "analysis.py").exists() and sorted(p.name for p in folder.iterdir()) == [
+        "src",
+        "thesis.tex",
+    ]
 
 
 def test_the_current_folder_is_never_an_output(tmp_path):
@@ -123,8 +132,12 @@ HOLDER = textwrap.dedent("""
 
 
 def _holder(path: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.stdout.readline().strip() == "writing"
     return proc
 
@@ -200,7 +213,9 @@ def _sweep_cases():
 def test_every_numeric_setting_refuses_non_finite_huge_negative_and_zero(tmp_path, name, value, refused):
     # checked before the microscope opens (prepare() loads the model; nothing moves): a refusal is one
     # SettingsError line naming the problem; a valid value passes the settings check
-    request = AcquisitionRequest(**{"output": tmp_path / "r.ome.zarr", "time_points": 2, "frame": 64, name: value})
+    request = AcquisitionRequest(
+        **{"output": tmp_path / "r.ome.zarr", "time_points": 2, "frame": 64, name: value}
+    )
     try:
         request.prepare()
     except SettingsError as e:
@@ -213,15 +228,18 @@ def test_every_numeric_setting_refuses_non_finite_huge_negative_and_zero(tmp_pat
     assert not refused, f"{name}={value} was accepted"
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--exposure", "nan"], "exposure must be a finite number"),
-    (["--position", "nan,nan"], "position 1 must be a finite number"),
-    (["--z-step", "0.0001"], "200,001 planes"),
-    (["--z-step", "50"], "the stack would be one plane"),
-    (["-t", "1000000000"], "time points must be 1 to 1,000,000"),
-    (["--frame", "100000"], "32 to 4096 pixels"),
-    (["--planes", "1", "--model", str(shipped_model_path(2))], "takes 2"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--exposure", "nan"], "exposure must be a finite number"),
+        (["--position", "nan,nan"], "position 1 must be a finite number"),
+        (["--z-step", "0.0001"], "200,001 planes"),
+        (["--z-step", "50"], "the stack would be one plane"),
+        (["-t", "1000000000"], "time points must be 1 to 1,000,000"),
+        (["--frame", "100000"], "32 to 4096 pixels"),
+        (["--planes", "1", "--model", str(shipped_model_path(2))], "takes 2"),
+    ],
+)
 def test_cli_refuses_in_one_line_with_exit_2(tmp_path, args, words):
     res = _mm_deepz("acquire", "-o", str(tmp_path / "r.ome.zarr"), *args)
     assert res.returncode == 2, (res.stdout, res.stderr)
@@ -230,18 +248,23 @@ def test_cli_refuses_in_one_line_with_exit_2(tmp_path, args, words):
 
 
 def test_non_finite_values_never_reach_the_container_json(tmp_path):
-    rec = Recorder(tmp_path / "r.ome.zarr", GEOM, {"summary": {"dose_mJ": float("nan"), "ratio": float("inf")}})
+    rec = Recorder(
+        tmp_path / "r.ome.zarr", GEOM, {"summary": {"dose_mJ": float("nan"), "ratio": float("inf")}}
+    )
     rec.finish()
     meta = json.loads((tmp_path / "r.ome.zarr" / "zarr.json").read_text())  # strict JSON: no bare NaN
     assert meta["attributes"]["mm_deepz"]["summary"] == {"dose_mJ": None, "ratio": None}
 
 
 # -- 4. hardware that lacks what the run needs ---------------------------------------------------
-@pytest.mark.parametrize(("plan_kw", "words"), [
-    ({"channel_group": "LightPathGroup"}, "no config group 'LightPathGroup'"),
-    ({"input_preset": "WF"}, "no preset 'WF' for the widefield input"),
-    ({"reference_preset": "SpinningDisk", "blind_check_every": 2}, "no preset 'SpinningDisk'"),
-])
+@pytest.mark.parametrize(
+    ("plan_kw", "words"),
+    [
+        ({"channel_group": "LightPathGroup"}, "no config group 'LightPathGroup'"),
+        ({"input_preset": "WF"}, "no preset 'WF' for the widefield input"),
+        ({"reference_preset": "SpinningDisk", "blind_check_every": 2}, "no preset 'SpinningDisk'"),
+    ],
+)
 def test_missing_presets_are_refused_before_anything_moves(session, tmp_path, plan_kw, words):
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, -10, 10, 1, **plan_kw)
@@ -257,8 +280,9 @@ def test_renamed_presets_run(session, tmp_path):
     core.defineConfig("Channel", "WF", "LightPath", "Label", "Widefield")
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, -10, 10, 1, input_preset="WF")
-    summary = DeepZAcquisition(core, model, plan, RunSettings(tmp_path / "r.ome.zarr", time_points=1,
-                                                              device="cpu")).run()
+    summary = DeepZAcquisition(
+        core, model, plan, RunSettings(tmp_path / "r.ome.zarr", time_points=1, device="cpu")
+    ).run()
     assert summary.time_points == 1 and summary.planes_measured == 1
 
 
@@ -267,10 +291,28 @@ def test_renamed_presets_run(session, tmp_path):
 def test_summary_prints_when_no_time_point_completed(tmp_path, sig):
     # SIGTERM (kill) or SIGHUP (a closed terminal) in the first time point: handled like Ctrl-C, the
     # table and the reason print, exit 1
-    proc = subprocess.Popen([sys.executable, "-c", "from mm_deepz.cli import main; main()", "acquire", "-o",
-                             str(tmp_path / "r.ome.zarr"), "-t", "50", "--interval", "2", "--frame", "64",
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from mm_deepz.cli import main; main()",
+            "acquire",
+            "-o",
+            str(tmp_path / "r.ome.zarr"),
+            "-t",
+            "50",
+            "--interval",
+            "2",
+            "--frame",
+            "64",
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     deadline = time.monotonic() + 90
     while not (tmp_path / "r.ome.zarr" / "zarr.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -290,11 +332,20 @@ def test_info_and_preview_refuse_what_is_not_a_run(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     other = zarr.create_group(str(tmp_path / "other.zarr"))  # another tool's zarr
     other.attrs["multiscales"] = []
-    for target, words in ((tmp_path / "missing", "does not exist"), (tmp_path / "empty", "empty folder"),
-                          (tmp_path / "file.txt", "is a file"), (tmp_path / "other.zarr", "not a container")):
+    for target, words in (
+        (tmp_path / "missing", "does not exist"),
+        (tmp_path / "empty", "empty folder"),
+        (tmp_path / "file.txt", "is a file"),
+        (tmp_path / "other.zarr", "not a container"),
+    ):
         for cmd in ("info", "preview"):
-            res = _mm_deepz(cmd, str(target), *(["--out", str(tmp_path / "p.png")] if cmd == "preview" else []))
-            assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, (cmd, res.stderr)
+            res = _mm_deepz(
+                cmd, str(target), *(["--out", str(tmp_path / "p.png")] if cmd == "preview" else [])
+            )
+            assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, (
+                cmd,
+                res.stderr,
+            )
     with pytest.raises(NotAContainerError):
         read_progress(tmp_path / "other.zarr")
 
@@ -312,6 +363,8 @@ def test_evaluate_refuses_a_report_file_and_swapped_modalities_before_working(tm
     model = str(shipped_model_path(1))
     res = CliRunner().invoke(app, ["evaluate", model, str(tmp_path), "--report", str(tmp_path / "report")])
     assert "is a file" in str(res.exception)
-    res = CliRunner().invoke(app, ["evaluate", model, str(tmp_path), "--input-modality", "confocal",
-                                   "--target-modality", "widefield"])
+    res = CliRunner().invoke(
+        app,
+        ["evaluate", model, str(tmp_path), "--input-modality", "confocal", "--target-modality", "widefield"],
+    )
     assert "turns widefield into confocal" in str(res.exception)

@@ -55,8 +55,14 @@ def _acquire(events, hook=None, **kwargs):
         seen.append(event)
         return event if hook is None else hook(event)
 
-    with Acquisition(directory=None, name="conformance", show_display=False, image_process_fn=keep,
-                     pre_hardware_hook_fn=record, **kwargs) as acq:
+    with Acquisition(
+        directory=None,
+        name="conformance",
+        show_display=False,
+        image_process_fn=keep,
+        pre_hardware_hook_fn=record,
+        **kwargs,
+    ) as acq:
         acq.acquire(events)
     return frames, seen
 
@@ -68,8 +74,10 @@ def _efficiency(core, group: str, preset: str) -> float:
 
 
 def _best_z(img: np.ndarray, world: sim.SimWorld, candidates) -> float:
-    scores = [np.corrcoef(img.ravel().astype(float), world.expected_photons(1.0, z_um=z).ravel())[0, 1]
-              for z in candidates]
+    scores = [
+        np.corrcoef(img.ravel().astype(float), world.expected_photons(1.0, z_um=z).ravel())[0, 1]
+        for z in candidates
+    ]
     return candidates[int(np.argmax(scores))]
 
 
@@ -78,10 +86,21 @@ def _best_z(img: np.ndarray, world: sim.SimWorld, candidates) -> float:
 
 def test_demo_config_names_devices_groups_and_presets(demo_core):
     core = demo_core
-    assert {"Camera", "Dichroic", "Emission", "Excitation", "Objective", "Z", "Path", "XY", "Shutter",
-            "LED"} <= set(core.getLoadedDevices())
+    assert {
+        "Camera",
+        "Dichroic",
+        "Emission",
+        "Excitation",
+        "Objective",
+        "Z",
+        "Path",
+        "XY",
+        "Shutter",
+        "LED",
+    } <= set(core.getLoadedDevices())
     assert {"Camera", "Channel", "Channel-Multiband", "LightPath", "Objective", "System"} <= set(
-        core.getAvailableConfigGroups())
+        core.getAvailableConfigGroups()
+    )
     assert set(CHANNELS) <= set(core.getAvailableConfigs("Channel"))
     assert set(core.getAvailableConfigs("Channel-Multiband")) == set(CHANNELS)
     assert set(core.getAvailableConfigs("Camera")) == {"HighRes", "MedRes", "LowRes"}
@@ -194,9 +213,17 @@ def test_timelapse_without_interval_is_one_hardware_sequence(demo):
 def test_multi_d_frames_are_taken_at_their_z_channel_and_exposure(demo):
     core, world = demo.core, demo.world
     efficiency = {ch: _efficiency(core, "Channel", ch) for ch in ("DAPI", "FITC")}
-    events = multi_d_acquisition_events(num_time_points=2, time_interval_s=0, channel_group="Channel",
-                                        channels=["DAPI", "FITC"], channel_exposures_ms=[5, 20],
-                                        z_start=0, z_end=4, z_step=2, order="tcz")
+    events = multi_d_acquisition_events(
+        num_time_points=2,
+        time_interval_s=0,
+        channel_group="Channel",
+        channels=["DAPI", "FITC"],
+        channel_exposures_ms=[5, 20],
+        z_start=0,
+        z_end=4,
+        z_step=2,
+        order="tcz",
+    )
     frames, _ = _acquire(events)
     assert len(frames) == 2 * 2 * 3
     for img, md in frames:
@@ -230,8 +257,9 @@ def test_sequenced_z_stack_can_be_aborted_mid_sequence(demo):
     frames = []
     events = multi_d_acquisition_events(z_start=0, z_end=199, z_step=1)
     start = time.monotonic()
-    with Acquisition(directory=None, name="abort", show_display=False,
-                     image_process_fn=lambda img, md: frames.append(md)) as acq:
+    with Acquisition(
+        directory=None, name="abort", show_display=False, image_process_fn=lambda img, md: frames.append(md)
+    ) as acq:
         acq.acquire(events)
         while not frames and time.monotonic() - start < 60:  # the sequence is under way
             time.sleep(0.05)
@@ -299,8 +327,11 @@ def test_pymmcore_plus_sequences_z_and_led_channels_in_one_triggered_run(demo_co
     assert efficiency["FITC"] > 3 * efficiency["DAPI"]
     frames = []
     core.mda.events.frameReady.connect(lambda img, event, meta: frames.append((event, meta)))
-    seq = useq.MDASequence(channels=[{"group": "Channel-Multiband", "config": c} for c in ("DAPI", "FITC")],
-                           z_plan={"range": 4, "step": 2}, axis_order="tpzc")
+    seq = useq.MDASequence(
+        channels=[{"group": "Channel-Multiband", "config": c} for c in ("DAPI", "FITC")],
+        z_plan={"range": 4, "step": 2},
+        axis_order="tpzc",
+    )
     assert [type(e).__name__ for e in core.mda.engine.event_iterator(iter(seq))] == ["SequencedEvent"]
     core.mda.run(seq)
     assert len(frames) == 6
@@ -326,17 +357,28 @@ sys.exit(3)
 
 def test_a_script_exits_with_its_own_status_after_unloading_the_core():
     """MMCore's notification thread used to abort the process at exit (status 134) about 4 times in 5."""
-    codes = [subprocess.run([sys.executable, "-c", EXIT_SCRIPT], check=False, capture_output=True,
-                            timeout=120).returncode for _ in range(4)]
+    codes = [
+        subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT], check=False, capture_output=True, timeout=120
+        ).returncode
+        for _ in range(4)
+    ]
     assert codes == [3, 3, 3, 3]
 
 
 def test_cli_refuses_a_missing_configuration_and_one_with_connect(tmp_path):
     out = tmp_path / "run.ome.zarr"
-    for args, reason in (([str(tmp_path / "none.cfg")], "none.cfg does not exist"),
-                         (["mmdemo", "--connect"], "Load Hardware Configuration")):
+    for args, reason in (
+        ([str(tmp_path / "none.cfg")], "none.cfg does not exist"),
+        (["mmdemo", "--connect"], "Load Hardware Configuration"),
+    ):
         cli = [sys.executable, "-c", "from mm_deepz.cli import main; main()"]
-        res = subprocess.run([*cli, "acquire", "-o", str(out), "--config", *args], check=False,
-                             capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [*cli, "acquire", "-o", str(out), "--config", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 2 and reason in res.stderr and res.stderr.startswith("mm-deepz: error:")
     assert not out.exists()

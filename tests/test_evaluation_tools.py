@@ -20,10 +20,10 @@ def test_fwhm_of_a_gaussian():
 def test_bead_fwhm_measures_known_beads():
     z, y, x = np.meshgrid(np.arange(21), np.arange(64), np.arange(64), indexing="ij")
     stack = np.zeros((21, 64, 64))
-    for (bz, by, bx) in [(10, 20, 20), (8, 44, 40)]:
+    for bz, by, bx in [(10, 20, 20), (8, 44, 40)]:
         stack += gaussian(np.sqrt((y - by) ** 2 + (x - bx) ** 2), 1.5) * gaussian(z - bz, 1.2)
     wider = np.zeros_like(stack)
-    for (bz, by, bx) in [(10, 20, 20), (8, 44, 40)]:
+    for bz, by, bx in [(10, 20, 20), (8, 44, 40)]:
         wider += gaussian(np.sqrt((y - by) ** 2 + (x - bx) ** 2), 1.65) * gaussian(z - bz, 1.2)
     res = bead_fwhm(wider, stack, pixel_um=0.2, z_step_um=0.5)
     assert res["n_beads"] == 2

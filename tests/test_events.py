@@ -13,16 +13,26 @@ from acquisition_hooks.events import pycromanager_events, sequence_for
 
 @pytest.fixture
 def rewriter():
-    plan = DeepZPlan(-2, 2, 1, plane_offsets_um=(-1.0, 1.0), anchor_exposure_ms=5, stack_exposure_ms=20,
-                     reference_exposure_ms=80, light_power_mW=3.0)
+    plan = DeepZPlan(
+        -2,
+        2,
+        1,
+        plane_offsets_um=(-1.0, 1.0),
+        anchor_exposure_ms=5,
+        stack_exposure_ms=20,
+        reference_exposure_ms=80,
+        light_power_mW=3.0,
+    )
     return EventRewriter(plan, anchor_properties=[("Shutter", "Power_mW", "3.0")])
 
 
 def test_the_rewriting_needs_neither_storage_nor_the_model():
     # the decisions load, and are tested, where zarr and torch are not imported
-    code = ("import sys; from acquisition_hooks import EventRewriter, DeepZPlan; "
-            "EventRewriter(DeepZPlan(-2, 2, 1)).capture(0, 2, deepz=True); "
-            "print(sorted({'torch', 'zarr', 'pycromanager'} & set(sys.modules)))")
+    code = (
+        "import sys; from acquisition_hooks import EventRewriter, DeepZPlan; "
+        "EventRewriter(DeepZPlan(-2, 2, 1)).capture(0, 2, deepz=True); "
+        "print(sorted({'torch', 'zarr', 'pycromanager'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -52,8 +62,14 @@ def test_one_decision_reads_the_same_in_both_runners(rewriter):
     requested = {"axes": {"time": 0, "z": 3}, "z": 1.0, "min_start_time": 0.0}
     d = capture.pycromanager_event(requested)
     assert requested == {"axes": {"time": 0, "z": 3}, "z": 1.0, "min_start_time": 0.0}  # not changed
-    assert d == {"axes": {"time": 0, "z": 3, DEEPZ_AXIS: "anchor"}, "z": 1.0, "min_start_time": 0.0, "exposure": 5,
-                 "config_group": ["Channel", "Widefield"], "properties": [["Shutter", "Power_mW", "3.0"]]}
+    assert d == {
+        "axes": {"time": 0, "z": 3, DEEPZ_AXIS: "anchor"},
+        "z": 1.0,
+        "min_start_time": 0.0,
+        "exposure": 5,
+        "config_group": ["Channel", "Widefield"],
+        "properties": [["Shutter", "Power_mW", "3.0"]],
+    }
     e = capture.useq_event(useq.MDAEvent(index={"t": 0, "z": 3}, z_pos=1.0, metadata={"run": "x"}))
     assert (e.z_pos, e.exposure, e.channel.group, e.channel.config) == (1.0, 5, "Channel", "Widefield")
     assert e.properties == [useq.PropertyTuple("Shutter", "Power_mW", "3.0")]
@@ -70,11 +86,17 @@ def test_one_sequence_for_both_runners_on_the_plans_grid(start, end, step):
     assert len(events) == 2 * len(z)
     for p, (x, y) in enumerate([(10.0, 20.0), (30.0, 40.0)]):
         here = [e for e in events if e["axes"]["position"] == p]
-        np.testing.assert_allclose([e["z"] for e in here], z, atol=1e-9)  # the rewritten events use the plan's z
+        np.testing.assert_allclose(
+            [e["z"] for e in here], z, atol=1e-9
+        )  # the rewritten events use the plan's z
         assert [e["axes"]["z"] for e in here] == list(range(len(z)))
-        assert all(e["x"] == x and e["y"] == y and e["axes"]["time"] == 3 and e["min_start_time"] == 7.5
-                   for e in here)
+        assert all(
+            e["x"] == x and e["y"] == y and e["axes"]["time"] == 3 and e["min_start_time"] == 7.5
+            for e in here
+        )
     native = list(seq.iter_events())  # what pymmcore-plus runs: the same grid at every time point
     assert len(native) == 4 * 2 * len(z)
     np.testing.assert_allclose([e.z_pos for e in native[: len(z)]], z, atol=1e-9)
-    assert "position" not in pycromanager_events(sequence_for(plan, 1, 0.0), 0)[0]["axes"]  # where the stage is
+    assert (
+        "position" not in pycromanager_events(sequence_for(plan, 1, 0.0), 0)[0]["axes"]
+    )  # where the stage is

@@ -32,8 +32,12 @@ Z = (-10.0, 10.0, 1.0)
 
 def _acquisition(session, tmp_path, time_points=4, **settings):
     model = load_model(shipped_model_path(1))
-    return DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z),
-                            RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu", **settings))
+    return DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu", **settings),
+    )
 
 
 def _measured(path):
@@ -58,8 +62,11 @@ def test_model_errors_nan_and_oom_mid_run_lose_no_measured_plane(session, tmp_pa
         if i == 2:
             predictor._forward = lambda x: torch.full_like(x[:, :1], float("nan"))
         if i == 3:  # runs out of memory with more than one virtual plane per batch
-            predictor._forward = lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory")) \
-                if x.shape[0] > 1 else good_forward(x)
+            predictor._forward = lambda x: (
+                (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))
+                if x.shape[0] > 1
+                else good_forward(x)
+            )
         try:
             return good_stack(*args, **kwargs)
         finally:
@@ -89,7 +96,9 @@ def test_out_of_memory_retries_with_smaller_batches_and_gives_the_same_planes():
 
     def small_memory(x):
         if x.shape[0] > 2:
-            raise RuntimeError("[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory")
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory"
+            )
         return forward(x)
 
     predictor._forward = small_memory
@@ -101,9 +110,12 @@ def test_out_of_memory_retries_with_smaller_batches_and_gives_the_same_planes():
 
 
 # -- 2. the disk fails ---------------------------------------------------------------------
-@pytest.mark.parametrize(("code", "words"), [(errno.ENOSPC, "the disk is full"), (errno.EACCES, "Permission")])
-def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(session, tmp_path, monkeypatch, code,
-                                                                          words):
+@pytest.mark.parametrize(
+    ("code", "words"), [(errno.ENOSPC, "the disk is full"), (errno.EACCES, "Permission")]
+)
+def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(
+    session, tmp_path, monkeypatch, code, words
+):
     store_set = zarr.storage.LocalStore.set
     writes = {"measured": 0}
 
@@ -121,7 +133,9 @@ def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(sessio
     assert time.monotonic() - t0 < 60 and _no_worker_threads()
     monkeypatch.undo()
     assert summary.stop_reason and str(tmp_path / "run.ome.zarr") in summary.stop_reason
-    assert words in summary.stop_reason and re.search(r"\(\d+(\.\d)? (bytes|KB|MB|GB|TB) free\)", summary.stop_reason)
+    assert words in summary.stop_reason and re.search(
+        r"\(\d+(\.\d)? (bytes|KB|MB|GB|TB) free\)", summary.stop_reason
+    )
     # the third plane's write failed; at most the time point already under way was exposed after it
     assert session.world.dose.exposures <= 4
     prog = read_progress(tmp_path / "run.ome.zarr")
@@ -163,8 +177,11 @@ def test_panel_stop_ends_the_run_promptly(qtbot, tmp_path):
     from acquisition_hooks import AcquisitionRequest
     from gui import DeepZPanel
 
-    panel = DeepZPanel(AcquisitionRequest(output=tmp_path / "run.ome.zarr", time_points=50, interval_s=0.5, frame=64,
-                                          device="cpu"))
+    panel = DeepZPanel(
+        AcquisitionRequest(
+            output=tmp_path / "run.ome.zarr", time_points=50, interval_s=0.5, frame=64, device="cpu"
+        )
+    )
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.runner.image, timeout=60_000):
         panel.start()
@@ -179,7 +196,11 @@ def test_a_failing_display_callback_does_not_stop_the_acquisition(session, tmp_p
     def broken(*args):
         raise ValueError("the viewer crashed")
 
-    run = _acquisition(session, tmp_path, time_points=3, )
+    run = _acquisition(
+        session,
+        tmp_path,
+        time_points=3,
+    )
     run.hooks.on_image = run.hooks.on_virtual = broken
     summary = run.run()
     assert summary.time_points == 3 and summary.planes_synthesized == 63
@@ -224,8 +245,11 @@ def _worm_frame(seed=0):
     return (rng.poisson(200, (64, 64)) + 100).astype(np.uint16)
 
 
-@pytest.mark.parametrize("frame", [np.zeros((32, 64), np.uint16), np.full((64, 64), 2.5, np.float32),
-                                   np.full((64, 64), 70000, np.int32)], ids=["roi-changed", "float", "over-16-bit"])
+@pytest.mark.parametrize(
+    "frame",
+    [np.zeros((32, 64), np.uint16), np.full((64, 64), 2.5, np.float32), np.full((64, 64), 70000, np.int32)],
+    ids=["roi-changed", "float", "over-16-bit"],
+)
 def test_frames_that_do_not_fit_are_kept_aside_not_dropped(hooks, frame, tmp_path):
     _anchor(hooks, 0, _worm_frame())
     assert _anchor(hooks, 1, frame) is None  # nothing raised into the acquisition engine

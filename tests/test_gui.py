@@ -62,13 +62,32 @@ def test_panel_writes_the_same_container_as_the_cli(qtbot, tmp_path):
     qtbot.addWidget(panel)
     summary = _start_and_wait(qtbot, panel)
     assert summary is not None and summary.time_points == 2 and not summary.errors
-    cli = CliRunner().invoke(app, ["acquire", "-t", "2", "--frame", "128", "--seed", "102", "--device", "cpu",
-                                   "--phantom", "beads", "-o", str(tmp_path / "cli.ome.zarr")])
+    cli = CliRunner().invoke(
+        app,
+        [
+            "acquire",
+            "-t",
+            "2",
+            "--frame",
+            "128",
+            "--seed",
+            "102",
+            "--device",
+            "cpu",
+            "--phantom",
+            "beads",
+            "-o",
+            str(tmp_path / "cli.ome.zarr"),
+        ],
+    )
     assert cli.exit_code == 0, cli.output
     assert _layout(tmp_path / "panel.ome.zarr") == _layout(tmp_path / "cli.ome.zarr")
-    panel_data, cli_data = (image_array(open_container(tmp_path / n), "measured")[:]
-                            for n in ("panel.ome.zarr", "cli.ome.zarr"))
-    assert (panel_data[:, 0, 0] > 0).all()  # the input plane (the centre of 21) was measured at both time points
+    panel_data, cli_data = (
+        image_array(open_container(tmp_path / n), "measured")[:] for n in ("panel.ome.zarr", "cli.ome.zarr")
+    )
+    assert (
+        panel_data[:, 0, 0] > 0
+    ).all()  # the input plane (the centre of 21) was measured at both time points
     # same seeded specimen and camera: the same pixels
     np.testing.assert_array_equal(panel_data, cli_data)
 
@@ -120,19 +139,24 @@ def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_pat
     qtbot.addWidget(panel)
     _start_and_wait(qtbot, panel)
     assert panel.reference_view.stack is not None and panel.reference_view.stack.shape == (21, 128, 128)
-    scores = read_progress(tmp_path / "panel.ome.zarr")["blind_checks"]["0"]  # the check's scores, in the panel
+    scores = read_progress(tmp_path / "panel.ome.zarr")["blind_checks"][
+        "0"
+    ]  # the check's scores, in the panel
     assert f"SSIM {scores['ssim_mean']:.3f}" in panel.reference_view.note.text()
     assert f"PSNR {scores['psnr_mean']:.1f} dB" in panel.reference_view.note.text()
     panel.virtual_view.slider.setValue(3)
     assert panel.reference_view.slider.value() == 3  # the reference follows the virtual z
 
 
-@pytest.mark.parametrize(("field", "value", "words"), [
-    ("z_end", 30.0, "trained for"),
-    ("z_end", 15.0, "trained for"),  # -10 to 15 µm: beyond the range, not "off the grid"
-    ("z_step", -1.0, "step must be positive"),
-    ("z_step", 0.01, "2,001 planes; at most 1001"),  # a typo, not an experiment
-])
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("z_end", 30.0, "trained for"),
+        ("z_end", 15.0, "trained for"),  # -10 to 15 µm: beyond the range, not "off the grid"
+        ("z_step", -1.0, "step must be positive"),
+        ("z_step", 0.01, "2,001 planes; at most 1001"),  # a typo, not an experiment
+    ],
+)
 def test_invalid_plan_settings_are_refused_with_a_message(panel, field, value, words):
     assert panel.start_button.isEnabled()
     getattr(panel, field).setValue(value)
@@ -160,18 +184,29 @@ def test_existing_output_is_refused_before_the_microscope_opens(qtbot, panel, tm
     panel.overwrite.setChecked(True)  # not even a replace: the folder is not an mm-deepz container
     panel.start()
     assert not panel.runner.running
-    assert "did not write" in panel.message.text() and str(tmp_path / "panel.ome.zarr") in panel.message.text()
+    assert (
+        "did not write" in panel.message.text() and str(tmp_path / "panel.ome.zarr") in panel.message.text()
+    )
     assert (tmp_path / "panel.ome.zarr" / "data").read_text() == "precious"
 
 
 def test_screenshot_renders_the_panel_with_data(qtbot, tmp_path):
     from PyQt5.QtGui import QImage
 
-    out = render_screenshot(tmp_path / "gui.png", _request(tmp_path, time_points=1, blind_check_every=1),
-                            virtual_plane=2, size=(1280, 800))
+    out = render_screenshot(
+        tmp_path / "gui.png",
+        _request(tmp_path, time_points=1, blind_check_every=1),
+        virtual_plane=2,
+        size=(1280, 800),
+    )
     img = QImage(str(out))
-    assert (img.width(), img.height()) == (1280, 800)  # the panel fits a laptop screen (nothing forces it wider)
-    grey = np.array([img.pixelColor(x, y).value() for x in range(0, img.width(), 7) for y in range(0, img.height(), 7)])
+    assert (img.width(), img.height()) == (
+        1280,
+        800,
+    )  # the panel fits a laptop screen (nothing forces it wider)
+    grey = np.array(
+        [img.pixelColor(x, y).value() for x in range(0, img.width(), 7) for y in range(0, img.height(), 7)]
+    )
     assert grey.std() > 20  # not a blank window
 
 
@@ -245,7 +280,9 @@ def test_replacing_a_run_asks_first_and_no_keeps_it(qtbot, panel, tmp_path, monk
     answers = _Answers(monkeypatch, answer=False)
     qtbot.mouseClick(panel.start_button, 1)
     assert len(answers.asked) == 1 and str(first) in answers.asked[0][1]
-    assert not panel.runner.running and read_progress(first) == before  # "No": nothing started, nothing replaced
+    assert (
+        not panel.runner.running and read_progress(first) == before
+    )  # "No": nothing started, nothing replaced
     answers.answer = True
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
         qtbot.mouseClick(panel.start_button, 1)
@@ -257,8 +294,9 @@ def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monk
     qtbot.addWidget(panel)
     qtbot.mouseClick(panel.start_button, 1)
     qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=RUN_TIMEOUT_MS)
-    qtbot.waitUntil(lambda: "ETA" in panel.timing.text() and "next time point in" in panel.timing.text(),
-                    timeout=5000)  # the countdown and the expected end, while it runs
+    qtbot.waitUntil(
+        lambda: "ETA" in panel.timing.text() and "next time point in" in panel.timing.text(), timeout=5000
+    )  # the countdown and the expected end, while it runs
     answers = _Answers(monkeypatch, answer=False)
     assert not panel.close() and panel.runner.running  # "No": the run goes on
     assert "running" in answers.asked[0][1]
@@ -320,12 +358,26 @@ def test_settings_are_remembered_between_sessions_and_can_be_reset(qtbot, tmp_pa
     again = DeepZWindow(_request(tmp_path), QSettings(ini, QSettings.IniFormat))  # the next session
     qtbot.addWidget(again)
     q = again.panel
-    assert (q.model_choice.currentIndex(), q.z_start.value(), q.z_end.value(), q.exposure.value(),
-            q.time_points.value(), q.toggle.isChecked()) == (1, -8.0, 8.0, 25.0, 7, False)
-    assert q.start_button.isEnabled(), q.message.text()  # the remembered plan is valid for the remembered model
+    assert (
+        q.model_choice.currentIndex(),
+        q.z_start.value(),
+        q.z_end.value(),
+        q.exposure.value(),
+        q.time_points.value(),
+        q.toggle.isChecked(),
+    ) == (1, -8.0, 8.0, 25.0, 7, False)
+    assert q.start_button.isEnabled(), (
+        q.message.text()
+    )  # the remembered plan is valid for the remembered model
     again.reset_action.trigger()
-    assert (q.model_choice.currentIndex(), q.z_start.value(), q.z_end.value(), q.exposure.value(),
-            q.time_points.value(), q.toggle.isChecked()) == (0, -10.0, 10.0, 10.0, 2, True)
+    assert (
+        q.model_choice.currentIndex(),
+        q.z_start.value(),
+        q.z_end.value(),
+        q.exposure.value(),
+        q.time_points.value(),
+        q.toggle.isChecked(),
+    ) == (0, -10.0, 10.0, 10.0, 2, True)
     assert QSettings(ini, QSettings.IniFormat).allKeys() == []
 
 
@@ -369,7 +421,9 @@ def test_countdown_and_eta_follow_the_plan_and_the_pace():
     # 10 time points every 5 s, 3 done after 14 s: t=3 is due at 15 s; t=9 starts at 45 s and takes ~4.7 s
     text = timing_text(3, 10, 14.0, 5.0)
     assert text.startswith("next time point in 1 s") and text.endswith("(36 s)")
-    assert timing_text(3, 10, 6.0, 0.0).endswith("(14 s)")  # as fast as possible: at the pace so far (2 s each)
+    assert timing_text(3, 10, 6.0, 0.0).endswith(
+        "(14 s)"
+    )  # as fast as possible: at the pace so far (2 s each)
     assert timing_text(10, 10, 50.0, 5.0) == ""  # done: nothing to count down
 
 
@@ -460,11 +514,24 @@ def test_the_wheel_zooms_where_the_mouse_is_and_the_histogram_shows_the_window(q
     QApplication.processEvents()
     label, pixmap = view._label, view._label.pixmap()
     left, top = (label.width() - pixmap.width()) / 2, (label.height() - pixmap.height()) / 2
-    at = QPointF(left + 40.5 * pixmap.width() / 64, top + 20.5 * pixmap.height() / 64)  # pixel (col 40, row 20)
+    at = QPointF(
+        left + 40.5 * pixmap.width() / 64, top + 20.5 * pixmap.height() / 64
+    )  # pixel (col 40, row 20)
     for _ in range(4):  # four notches: 1.25^4 = 2.4x
-        QApplication.sendEvent(label, QWheelEvent(at, label.mapToGlobal(at.toPoint()), QPoint(), QPoint(0, 120),
-                                                  Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False))
-    assert view.zoom == pytest.approx(1.25 ** 4)
+        QApplication.sendEvent(
+            label,
+            QWheelEvent(
+                at,
+                label.mapToGlobal(at.toPoint()),
+                QPoint(),
+                QPoint(0, 120),
+                Qt.NoButton,
+                Qt.NoModifier,
+                Qt.NoScrollPhase,
+                False,
+            ),
+        )
+    assert view.zoom == pytest.approx(1.25**4)
     col, row, _ = view.pixel_at(at.x(), at.y())
     assert abs(col - 40) <= 1 and abs(row - 20) <= 1  # the pixel under the mouse stays there (to a pixel)
     shown = view._label.pixmap()
@@ -472,7 +539,11 @@ def test_the_wheel_zooms_where_the_mouse_is_and_the_histogram_shows_the_window(q
     first_col = view.pixel_at(left + 1, label.height() / 2)[0]
     assert 0 < first_col < 40  # the left of the image is out of view: magnified around the mouse
     hist = view.histogram.pixmap().toImage()
-    yellow = [x for x in range(hist.width()) if hist.pixelColor(x, 2).red() > 200 and hist.pixelColor(x, 2).blue() < 80]
+    yellow = [
+        x
+        for x in range(hist.width())
+        if hist.pixelColor(x, 2).red() > 200 and hist.pixelColor(x, 2).blue() < 80
+    ]
     assert yellow  # the contrast window is marked on the histogram
     qtbot.mouseDClick(label, Qt.LeftButton)
     assert view.zoom == 1.0 and view._crop == (0, 0)  # a double click shows the whole image again

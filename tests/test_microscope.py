@@ -63,12 +63,15 @@ def test_the_light_power_goes_where_the_microscope_sets_it(scope, core):
     assert named.power_settings(_plan(light_power_mW=5.0)) == [["Shutter", "Power_mW", "5.0"]]
 
 
-@pytest.mark.parametrize(("power_property", "power", "words"), [
-    ("LED.Power_mW", 3.0, "no shutter device to set the light power on"),  # no device of that name
-    ("Shutter.Intensity", 3.0, "named light source 'Shutter' has no property 'Intensity'"),
-    ("Shutter.Dose_mJ", 3.0, "Shutter.Dose_mJ is read-only"),
-    ("Shutter.Power_mW", 500.0, "500 mW is outside what Shutter.Power_mW accepts (0 to 100)"),
-])
+@pytest.mark.parametrize(
+    ("power_property", "power", "words"),
+    [
+        ("LED.Power_mW", 3.0, "no shutter device to set the light power on"),  # no device of that name
+        ("Shutter.Intensity", 3.0, "named light source 'Shutter' has no property 'Intensity'"),
+        ("Shutter.Dose_mJ", 3.0, "Shutter.Dose_mJ is read-only"),
+        ("Shutter.Power_mW", 500.0, "500 mW is outside what Shutter.Power_mW accepts (0 to 100)"),
+    ],
+)
 def test_a_light_power_the_hardware_cannot_take_is_refused(core, power_property, power, words):
     with pytest.raises(HardwareError, match=words.replace("(", r"\(").replace(")", r"\)")):
         Microscope(core, power_property=power_property).check(_plan(light_power_mW=power), blind_checks=False)
@@ -82,11 +85,14 @@ def test_a_microscope_without_power_control_refuses_a_power(core):
     Microscope(core).check(_plan(), blind_checks=False)  # without a power it runs
 
 
-@pytest.mark.parametrize(("kw", "words"), [
-    ({"channel_group": "Filters"}, "no config group 'Filters'"),
-    ({"input_preset": "Brightfield"}, "no preset 'Brightfield' for the widefield input"),
-    ({"reference_preset": "TIRF"}, "no preset 'TIRF' for the blind-check reference"),
-])
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"channel_group": "Filters"}, "no config group 'Filters'"),
+        ({"input_preset": "Brightfield"}, "no preset 'Brightfield' for the widefield input"),
+        ({"reference_preset": "TIRF"}, "no preset 'TIRF' for the blind-check reference"),
+    ],
+)
 def test_missing_groups_and_presets_are_refused_by_name(scope, kw, words):
     with pytest.raises(HardwareError, match=words):
         scope.check(_plan(**kw), blind_checks=True)
@@ -108,8 +114,9 @@ def test_an_acquisition_measures_at_the_light_power_it_was_asked_for(session, tm
 
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, -4, 4, 1, anchor_exposure_ms=8.0, light_power_mW=2.5)
-    run = DeepZAcquisition(session.core, model, plan,
-                           RunSettings(tmp_path / "run.ome.zarr", time_points=2, device="cpu"))
+    run = DeepZAcquisition(
+        session.core, model, plan, RunSettings(tmp_path / "run.ome.zarr", time_points=2, device="cpu")
+    )
     summary = run.run()
     world = session.world
     assert world.light_power_mW == 2.5 and world.dose.exposures == 2  # one input plane per time point

@@ -15,8 +15,9 @@ def test_round_trip_is_bit_exact(tmp_path):
     path = model.save(tmp_path / "m.pt")
     loaded = load_model(path)
     assert loaded.card == model.card
-    for (k, a), (k2, b) in zip(model.network.state_dict().items(), loaded.network.state_dict().items(),
-                               strict=True):
+    for (k, a), (k2, b) in zip(
+        model.network.state_dict().items(), loaded.network.state_dict().items(), strict=True
+    ):
         assert k == k2 and torch.equal(a, b)
     x = torch.rand(1, 4, 32, 32)
     with torch.no_grad():

@@ -31,9 +31,12 @@ def viewer_model():
 
 def _two_position_run(session, out):
     model = load_model(shipped_model_path(1))
-    run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, -10.0, 10.0, 1.0, blind_check_every=2),
-                           RunSettings(out, time_points=3, device="cpu",
-                                       positions_xy_um=((0.0, 0.0), (20.0, 0.0))))
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, -10.0, 10.0, 1.0, blind_check_every=2),
+        RunSettings(out, time_points=3, device="cpu", positions_xy_um=((0.0, 0.0), (20.0, 0.0))),
+    )
     run.run()
 
 
@@ -45,12 +48,21 @@ def test_a_run_opens_as_named_layers_in_place_with_contrast_and_tracks(session, 
     viewer = viewer_model()
     viewer.open(str(out), plugin="mm-deepz")
     layers = {layer.name: layer for layer in viewer.layers}
-    assert list(layers) == ["measured p0", "virtual p0", "reference p0", "measured p1", "virtual p1",
-                            "reference p1", "virtual_p1 tracks"]
+    assert list(layers) == [
+        "measured p0",
+        "virtual p0",
+        "reference p0",
+        "measured p1",
+        "virtual p1",
+        "reference p1",
+        "virtual_p1 tracks",
+    ]
     m0, m1, v1 = layers["measured p0"], layers["measured p1"], layers["virtual p1"]
     assert m0.data.shape == (3, 1, 64, 64) and v1.data.shape == (3, 21, 64, 64)  # the input plane; the grid
     assert layers["reference p0"].data.shape[0] == 3
-    np.testing.assert_array_equal(np.asarray(v1.data[2]), image_array(open_container(out), "virtual", 1)[2, 0])
+    np.testing.assert_array_equal(
+        np.asarray(v1.data[2]), image_array(open_container(out), "virtual", 1)[2, 0]
+    )
     # one physical space: z in µm around the focus, positions side by side, measured and virtual overlaid
     assert v1.translate[1] == pytest.approx(-10.0) and v1.scale[1] == pytest.approx(1.0)
     assert m0.translate[1] == pytest.approx(0.0)  # the measured plane sits at its own z, inside the stack
@@ -59,7 +71,11 @@ def test_a_run_opens_as_named_layers_in_place_with_contrast_and_tracks(session, 
     np.testing.assert_allclose([v1.scale[i] for i in (0, 2, 3)], [m1.scale[i] for i in (0, 2, 3)])
     z_world = viewer.dims.range[1]
     assert z_world.start == pytest.approx(-10.0) and z_world.stop == pytest.approx(10.0)
-    assert (m0.colormap.name, v1.colormap.name, layers["reference p0"].colormap.name) == ("green", "magenta", "gray")
+    assert (m0.colormap.name, v1.colormap.name, layers["reference p0"].colormap.name) == (
+        "green",
+        "magenta",
+        "gray",
+    )
     for layer in (m0, v1):
         lo, hi = layer.contrast_limits
         data = np.asarray(layer.data[0])
@@ -70,7 +86,9 @@ def test_a_run_opens_as_named_layers_in_place_with_contrast_and_tracks(session, 
     # found at every time point, at the images' own world times (s)
     np.testing.assert_allclose(np.unique(t_s), v1.translate[0] + v1.scale[0] * np.arange(3), rtol=1e-6)
     x_lo, x_hi = v1.translate[3], v1.translate[3] + 63 * v1.scale[3]
-    assert z.min() >= -10.5 and z.max() <= 10.5 and x.min() >= x_lo - 1 and x.max() <= x_hi + 1  # on position 1
+    assert (
+        z.min() >= -10.5 and z.max() <= 10.5 and x.min() >= x_lo - 1 and x.max() <= x_hi + 1
+    )  # on position 1
 
 
 def test_the_reader_leaves_other_folders_to_other_readers(tmp_path):

@@ -89,10 +89,13 @@ def test_a_still_specimen_is_not_tracked_as_moving(still_worm):
     assert spread.median() < 0.1  # µm: the same neurons at the same places
 
 
-@pytest.mark.parametrize(("data", "words"), [
-    (np.zeros((64, 64)), "needs a z-stack"),
-    (np.zeros((0, 64, 64)), "needs a z-stack"),
-])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (np.zeros((64, 64)), "needs a z-stack"),
+        (np.zeros((0, 64, 64)), "needs a z-stack"),
+    ],
+)
 def test_bad_input_is_refused_clearly(data, words):
     with pytest.raises(NeuronAnalysisError, match=words):
         detect_neurons(data, (1.0, PX, PX))

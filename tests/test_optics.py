@@ -24,7 +24,9 @@ def test_bead_is_sharpest_at_its_depth(sweep, modality):
 def test_widefield_blur_grows_with_defocus(sweep):
     # fraction of the bead's light in its brightest pixel: falls as the blur spreads it
     peak_fraction = sweep.peak("widefield") / sweep.total("widefield")
-    frac = {d: peak_fraction[int(np.argmin(np.abs(sweep.z_um - BEAD_Z - d)))] for d in (-4, -2, -1, 0, 1, 2, 4)}
+    frac = {
+        d: peak_fraction[int(np.argmin(np.abs(sweep.z_um - BEAD_Z - d)))] for d in (-4, -2, -1, 0, 1, 2, 4)
+    }
     assert frac[0] > frac[1] > frac[2] > frac[4]
     assert frac[0] > frac[-1] > frac[-2] > frac[-4]
 
@@ -34,7 +36,9 @@ def test_spherical_aberration_makes_focus_asymmetric():
     above, below = radial.intensity_psf(3.0, "widefield"), radial.intensity_psf(-3.0, "widefield")
     assert not np.allclose(above, below, rtol=0.1)  # a single plane can tell +d from -d
     sym = RadialOTF(Optics(spherical_aberration_waves=0.0))
-    np.testing.assert_allclose(sym.intensity_psf(3.0, "widefield"), sym.intensity_psf(-3.0, "widefield"), rtol=1e-6)
+    np.testing.assert_allclose(
+        sym.intensity_psf(3.0, "widefield"), sym.intensity_psf(-3.0, "widefield"), rtol=1e-6
+    )
 
 
 def test_widefield_conserves_light_confocal_sections(sweep):

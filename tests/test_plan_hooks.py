@@ -35,7 +35,9 @@ def test_plan_refuses_what_cannot_work():
 def hooks(tmp_path, core):
     plan = DeepZPlan(-2, 2, 1, anchor_exposure_ms=5, stack_exposure_ms=20, light_power_mW=3.0)
     rec = Recorder(tmp_path / "r.ome.zarr", Geometry(tuple(plan.requested_z()), 0.325, 1.0, (32, 32)))
-    with InferenceWorker(Predictor(tiny_model(), "cpu")) as worker:  # the light power where the simulator sets it
+    with InferenceWorker(
+        Predictor(tiny_model(), "cpu")
+    ) as worker:  # the light power where the simulator sets it
         yield DeepZHooks(plan, rec, worker, anchor_properties=Microscope(core).power_settings(plan))
 
 

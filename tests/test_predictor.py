@@ -83,8 +83,11 @@ def test_frame_borders_are_as_clean_as_the_inside():
 
     pair = make_stack_pair(PairSpec(phantom="worm", seed=7, shape=(96, 96), z_half_range_um=1, z_step_um=1))
     planes = pair.widefield[1:2]  # the in-focus plane
-    virtual = Predictor(load_model(shipped_model_path(1)), "cpu").predict_stack(
-        planes, (0.0,), np.array([-6.0]), out_dtype=np.float32).data[0]
+    virtual = (
+        Predictor(load_model(shipped_model_path(1)), "cpu")
+        .predict_stack(planes, (0.0,), np.array([-6.0]), out_dtype=np.float32)
+        .data[0]
+    )
     edges = [virtual[0], virtual[-1], virtual[:, 0], virtual[:, -1]]
     inside = [virtual[1], virtual[-2], virtual[:, 1], virtual[:, -2]]
     for edge, ref in zip(edges, inside, strict=True):

@@ -10,9 +10,12 @@ import simulators as sim
 
 def _best_matching_z(img: np.ndarray, world: sim.SimWorld, candidates, modality="widefield") -> float:
     """The focus whose noise-free render correlates best with ``img``."""
-    scores = [np.corrcoef(img.ravel().astype(float),
-                          world.expected_photons(1.0, z_um=z, modality=modality).ravel())[0, 1]
-              for z in candidates]
+    scores = [
+        np.corrcoef(
+            img.ravel().astype(float), world.expected_photons(1.0, z_um=z, modality=modality).ravel()
+        )[0, 1]
+        for z in candidates
+    ]
     return candidates[int(np.argmax(scores))]
 
 
@@ -43,8 +46,12 @@ def test_channel_preset_switches_modality_and_images_depend_on_focus(core, world
 def test_pymmcore_plus_mda_runs_on_the_simulator(core, world):
     frames = []
     core.mda.events.frameReady.connect(lambda img, event, meta: frames.append((event, img)))
-    seq = useq.MDASequence(channels=["Widefield"], z_plan={"range": 8, "step": 4},
-                           time_plan={"interval": 0, "loops": 2}, axis_order="tpcz")
+    seq = useq.MDASequence(
+        channels=["Widefield"],
+        z_plan={"range": 8, "step": 4},
+        time_plan={"interval": 0, "loops": 2},
+        axis_order="tpcz",
+    )
     core.mda.run(seq)
     assert len(frames) == 6
     for event, img in frames:

@@ -42,7 +42,9 @@ def test_registration_recovers_a_known_shift(pair_dir, tmp_path):
     tifffile.imwrite(tmp_path / "w_confocal.ome.tif", shifted.astype(np.uint16), ome=True, metadata=meta)
     p = load_pair("w", tmp_path / "w_widefield.ome.tif", tmp_path / "w_confocal.ome.tif")
     # the unshifted pair has a small genuine widefield/confocal focus offset (aberrated optics)
-    (by, bx), bz = register(read_stack(tmp_path / "w_widefield.ome.tif"), Stack(pair.confocal, pair.z_um, 0.325))
+    (by, bx), bz = register(
+        read_stack(tmp_path / "w_widefield.ome.tif"), Stack(pair.confocal, pair.z_um, 0.325)
+    )
     assert (p.shift_yx_px[0] - by, p.shift_yx_px[1] - bx) == pytest.approx((-1.5, 2.3), abs=0.2)
     assert p.axial_offset_um - bz == pytest.approx(-1.0, abs=0.3)
     inner = (slice(2, -2), slice(4, -4), slice(4, -4))
@@ -57,7 +59,9 @@ def test_inconsistent_inputs_are_refused(tmp_path):
     meta = {"axes": "ZYX", "PhysicalSizeX": 0.325, "PhysicalSizeZ": 1.0}
     data = np.random.default_rng(0).integers(100, 200, (5, 32, 32)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "a_widefield.ome.tif", data, ome=True, metadata=meta)
-    tifffile.imwrite(tmp_path / "a_confocal.ome.tif", data, ome=True, metadata={**meta, "PhysicalSizeX": 0.65})
+    tifffile.imwrite(
+        tmp_path / "a_confocal.ome.tif", data, ome=True, metadata={**meta, "PhysicalSizeX": 0.65}
+    )
     with pytest.raises(StackDataError, match="pixel sizes differ"):
         load_pairs([tmp_path])
     tifffile.imwrite(tmp_path / "b.tif", data)  # no metadata at all

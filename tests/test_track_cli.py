@@ -32,8 +32,25 @@ def _centred_truth(t_s: float) -> dict:
 @pytest.fixture(scope="module")
 def full_stack_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("track") / "scan.ome.zarr"
-    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "3", "--frame", str(FRAME), "--seed", str(SEED),
-                                   "--no-deepz", "--exposure", "30", "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "acquire",
+            "-o",
+            str(out),
+            "-t",
+            "3",
+            "--frame",
+            str(FRAME),
+            "--seed",
+            str(SEED),
+            "--no-deepz",
+            "--exposure",
+            "30",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -49,7 +66,9 @@ def test_track_a_scanned_run_finds_the_neurons_where_they_are(full_stack_run):
     specimen = read_progress(full_stack_run)["specimen"]
     assert specimen == {"phantom": "worm", "seed": SEED, "sensor_shape": [FRAME, FRAME], "config": "demo.cfg"}
     scores = detection_scores(table[table["t"] == 0], _centred_truth(0.0), [0.0])
-    assert scores["all"]["f1"] > 0.7, scores["all"]  # widefield stacks at 30 ms, physical frame of the container
+    assert scores["all"]["f1"] > 0.7, scores[
+        "all"
+    ]  # widefield stacks at 30 ms, physical frame of the container
     stored = read_tracks(full_stack_run, "measured")
     pd.testing.assert_frame_equal(stored, table[stored.columns], check_dtype=False)
     assert full_stack_run.with_name("scan_measured_tracks.png").read_bytes()[:4] == b"\x89PNG"
@@ -75,8 +94,18 @@ def test_track_an_ome_tiff_series_from_another_tool(tmp_path):
     z = np.arange(-8.0, 8.5, 1.0)
     series = np.stack([world.scan(z, 100, "confocal", 2.0 * k) for k in range(3)])
     path = tmp_path / "other.ome.tif"
-    tifffile.imwrite(path, series, ome=True, metadata={"axes": "TZYX", "PhysicalSizeX": PX, "PhysicalSizeY": PX,
-                                                       "PhysicalSizeZ": 1.0, "TimeIncrement": 2.0})
+    tifffile.imwrite(
+        path,
+        series,
+        ome=True,
+        metadata={
+            "axes": "TZYX",
+            "PhysicalSizeX": PX,
+            "PhysicalSizeY": PX,
+            "PhysicalSizeZ": 1.0,
+            "TimeIncrement": 2.0,
+        },
+    )
     res = CliRunner().invoke(app, ["track", str(path)])
     assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "other_stacks_tracks.csv")
@@ -91,8 +120,24 @@ def test_track_an_ome_tiff_series_from_another_tool(tmp_path):
 
 def test_track_a_deep_z_run_reads_its_virtual_stacks(tmp_path):
     out = tmp_path / "deepz.ome.zarr"
-    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "2", "--frame", str(FRAME), "--seed", str(SEED),
-                                   "--planes", "2", "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "acquire",
+            "-o",
+            str(out),
+            "-t",
+            "2",
+            "--frame",
+            str(FRAME),
+            "--seed",
+            str(SEED),
+            "--planes",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(app, ["track", str(out)])
     assert res.exit_code == 0, res.output

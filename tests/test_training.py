@@ -18,7 +18,9 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     # textured sheets: dense structure, so a tiny model learns the widefield->confocal map in seconds
     for seed in (150, 151, 152):
-        spec = PairSpec(phantom="sheet", seed=seed, shape=(64, 64), z_half_range_um=4, z_step_um=1, randomize=True)
+        spec = PairSpec(
+            phantom="sheet", seed=seed, shape=(64, 64), z_half_range_um=4, z_step_um=1, randomize=True
+        )
         write_stack_pair(make_stack_pair(spec), root / "train", f"sheet_{seed}")
     spec = PairSpec(phantom="sheet", seed=160, shape=(64, 64), z_half_range_um=4, z_step_um=1, randomize=True)
     write_stack_pair(make_stack_pair(spec), root / "blind", "sheet_160")
@@ -30,18 +32,54 @@ def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path):
     # it in seconds. The cross-modality quality of the shipped models is measured in docs/models.md.
     runner = CliRunner()
     model_path = tmp_path / "tiny.pt"
-    res = runner.invoke(app, ["train", str(data / "train"), "--out", str(model_path), "--z-range", "4",
-                              "--target-modality", "widefield",
-                              "--steps", "800", "--batch-size", "8", "--patch", "48", "--base-channels", "8",
-                              "--depth", "2", "--val-fraction", "0.34", "--device", "cpu"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(data / "train"),
+            "--out",
+            str(model_path),
+            "--z-range",
+            "4",
+            "--target-modality",
+            "widefield",
+            "--steps",
+            "800",
+            "--batch-size",
+            "8",
+            "--patch",
+            "48",
+            "--base-channels",
+            "8",
+            "--depth",
+            "2",
+            "--val-fraction",
+            "0.34",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     model = load_model(model_path)
     assert model.card.z_range_um == 4 and model.card.provenance["steps_done"] > 0
     assert model.card.optics.na == pytest.approx(0.75)  # taken from the stacks' metadata
     assert json.loads(model_path.with_suffix(".dataset.json").read_text())["n_pairs"] == 3
     report = tmp_path / "report"
-    res = runner.invoke(app, ["evaluate", str(model_path), str(data / "blind"), "--report", str(report),
-                              "--target-modality", "widefield", "--device", "cpu", "--write-card"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(model_path),
+            str(data / "blind"),
+            "--report",
+            str(report),
+            "--target-modality",
+            "widefield",
+            "--device",
+            "cpu",
+            "--write-card",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((report / "metrics.json").read_text())["summary"]
     assert summary["mean_ssim"]["virtual"] > summary["mean_ssim"]["repeated"]
@@ -54,20 +92,37 @@ def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path):
 
 
 def test_train_rejects_inconsistent_settings(data, tmp_path):
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"),
-                                   "--planes", "3"])
+    res = CliRunner().invoke(
+        app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--planes", "3"]
+    )
     assert res.exit_code != 0 and "n_planes must be 1 or 2" in str(res.exception)
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"),
-                                   "--planes", "2", "--separation", "1.5", "--z-range", "4"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data / "train"),
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--planes",
+            "2",
+            "--separation",
+            "1.5",
+            "--z-range",
+            "4",
+        ],
+    )
     assert "not multiples of the stacks' z step" in str(res.exception)
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--z-range", "50"], "more than the stacks cover: the farthest target plane is 8 µm"),
-    (["--lr", "nan"], "lr must be a finite number"),
-    (["--z-range", "inf"], "z_range_um must be a finite number"),
-    (["--adversarial", "-1"], "adversarial_weight cannot be negative"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--z-range", "50"], "more than the stacks cover: the farthest target plane is 8 µm"),
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--z-range", "inf"], "z_range_um must be a finite number"),
+        (["--adversarial", "-1"], "adversarial_weight cannot be negative"),
+    ],
+)
 def test_train_refuses_what_the_data_or_numbers_cannot_back(data, tmp_path, args, words):
     # a card never claims a range its stacks did not cover (±4 µm stacks reach 8 µm at most)
     res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), *args])
@@ -82,7 +137,9 @@ def test_train_never_replaces_a_model_unasked(data, tmp_path):
     assert (tmp_path / "m.pt").read_bytes() == b"someone's model"
     res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path)])
     assert "is a folder" in str(res.exception)
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "new.pt"), "--resume"])
+    res = CliRunner().invoke(
+        app, ["train", str(data / "train"), "--out", str(tmp_path / "new.pt"), "--resume"]
+    )
     assert "Nothing to resume" in str(res.exception)
     for modality in ("widefield", "confocal"):  # a copy cut short, as an interrupted transfer leaves it
         whole = (data / "train" / f"sheet_150_{modality}.ome.tif").read_bytes()
@@ -101,17 +158,28 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     from mm_deepz.training.train import TrainConfig, train
 
     pairs = load_pairs([data / "train"])
-    cfg = {"z_range_um": 4, "batch_size": 4, "patch": 32, "base_channels": 4, "depth": 1, "val_every": 10,
-           "device": "cpu"}
+    cfg = {
+        "z_range_um": 4,
+        "batch_size": 4,
+        "patch": 32,
+        "base_channels": 4,
+        "depth": 1,
+        "val_every": 10,
+        "device": "cpu",
+    }
     first = train(pairs, TrainConfig(steps=20, **cfg), tmp_path / "m.pt", command="first leg")
     assert tmp_path.joinpath("m.ckpt").exists() and first.steps_done == 20
     saved = torch.load(tmp_path / "m.ckpt", weights_only=True)["disc"]  # the critic, on by default
     restored = []
     original = PatchDiscriminator.load_state_dict
-    monkeypatch.setattr(PatchDiscriminator, "load_state_dict",
-                        lambda self, state, *a, **k: restored.append(state) or original(self, state, *a, **k))
-    resumed = train(pairs, TrainConfig(steps=30, lr=1e-3, **cfg), tmp_path / "m.pt", resume=True,
-                    command="second leg")
+    monkeypatch.setattr(
+        PatchDiscriminator,
+        "load_state_dict",
+        lambda self, state, *a, **k: restored.append(state) or original(self, state, *a, **k),
+    )
+    resumed = train(
+        pairs, TrainConfig(steps=30, lr=1e-3, **cfg), tmp_path / "m.pt", resume=True, command="second leg"
+    )
     assert resumed.steps_done == 30
     assert [h["step"] for h in resumed.history] == [10, 20, 30]  # continued, not restarted
     assert len(restored) == 1 and all(torch.equal(restored[0][k], saved[k]) for k in saved)  # critic too
@@ -120,7 +188,9 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     # the card names every leg's command, step range and learning rate: the recipe to reproduce it
     legs = resumed.model.card.provenance["legs"]
     assert [(leg["command"], leg["steps"], leg["lr"]) for leg in legs] == [
-        ("first leg", [0, 20], 2e-3), ("second leg", [20, 30], 1e-3)]
+        ("first leg", [0, 20], 2e-3),
+        ("second leg", [20, 30], 1e-3),
+    ]
     # ... and the second leg ran at its own rate, not at the peak the resumed optimizer carried
     ck = torch.load(tmp_path / "m.ckpt", weights_only=True)
     assert [g["max_lr"] for g in ck["opt"]["param_groups"]] == [1e-3]
@@ -133,7 +203,9 @@ def test_a_run_of_a_few_steps_trains(data, tmp_path, steps):
     from mm_deepz.training.stacks import load_pairs
     from mm_deepz.training.train import TrainConfig, train
 
-    cfg = TrainConfig(steps=steps, z_range_um=4, batch_size=2, patch=32, base_channels=4, depth=1, device="cpu")
+    cfg = TrainConfig(
+        steps=steps, z_range_um=4, batch_size=2, patch=32, base_channels=4, depth=1, device="cpu"
+    )
     result = train(load_pairs([data / "train"]), cfg, tmp_path / "m.pt")
     assert result.steps_done == steps and math.isfinite(result.best_val_loss)
     assert [h["step"] for h in result.history] == [steps]
@@ -145,8 +217,18 @@ def test_early_stopping_follows_patience(data, tmp_path):
 
     pairs = load_pairs([data / "train"])
     # a learning rate too small to change anything: validation never improves after its first value
-    cfg = {"z_range_um": 4, "batch_size": 2, "patch": 32, "base_channels": 4, "depth": 1, "val_every": 10,
-           "steps": 60, "lr": 1e-12, "adversarial_weight": 0, "device": "cpu"}
+    cfg = {
+        "z_range_um": 4,
+        "batch_size": 2,
+        "patch": 32,
+        "base_channels": 4,
+        "depth": 1,
+        "val_every": 10,
+        "steps": 60,
+        "lr": 1e-12,
+        "adversarial_weight": 0,
+        "device": "cpu",
+    }
     assert train(pairs, TrainConfig(patience=2, **cfg), tmp_path / "a.pt").steps_done == 30
     assert train(pairs, TrainConfig(patience=0, **cfg), tmp_path / "b.pt").steps_done == 60  # 0 = never
     with pytest.raises(DeepZError, match="patience"):
@@ -157,18 +239,44 @@ def test_fixed_validation_set_and_capped_deeper_network(data, tmp_path):
     # a user's own validation stacks (--val) are what the card names, and a deeper network with a
     # width cap (more receptive field, few parameters) trains, saves and loads with its architecture
     model_path = tmp_path / "deep.pt"
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--val", str(data / "blind"), "--out",
-                                   str(model_path), "--z-range", "4", "--steps", "2", "--batch-size", "2",
-                                   "--patch", "64", "--base-channels", "8", "--depth", "5", "--max-channels",
-                                   "16", "--adversarial", "0", "--device", "cpu"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data / "train"),
+            "--val",
+            str(data / "blind"),
+            "--out",
+            str(model_path),
+            "--z-range",
+            "4",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--patch",
+            "64",
+            "--base-channels",
+            "8",
+            "--depth",
+            "5",
+            "--max-channels",
+            "16",
+            "--adversarial",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     model = load_model(model_path)
     assert model.card.provenance["validation_pairs"] == ["sheet_160"]
     assert model.card.provenance["data"]["n_pairs"] == 4  # 3 training + 1 validation stack
     assert model.card.architecture.widths == [8, 16, 16, 16, 16, 16]
     assert model.network.head.in_channels == 8
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "x.pt"),
-                                   "--patch", "32", "--depth", "5"])
+    res = CliRunner().invoke(
+        app, ["train", str(data / "train"), "--out", str(tmp_path / "x.pt"), "--patch", "32", "--depth", "5"]
+    )
     assert res.exit_code != 0 and "must be a multiple of 32 and at least 64 px" in str(res.exception)
 
 
@@ -176,44 +284,87 @@ def test_precision_is_chosen_per_device_and_validated():
     from mm_deepz.training.train import TrainConfig, _use_bf16
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert _use_bf16("fp32", cuda) is False and _use_bf16("bf16", cpu) is True and _use_bf16("auto", cuda) is True
+    assert (
+        _use_bf16("fp32", cuda) is False
+        and _use_bf16("bf16", cpu) is True
+        and _use_bf16("auto", cuda) is True
+    )
     assert _use_bf16("auto", cpu) is False  # a 2-plane bf16 run on this CPU went NaN: opt-in only
     with pytest.raises(DeepZError, match="precision must be auto, bf16 or fp32"):
         TrainConfig(precision="fp16")
 
 
 def test_training_settings_from_a_config_file_with_command_line_overrides(data, tmp_path):
-    settings = {"z_range_um": 4, "steps": 30, "lr": 5e-4, "batch_size": 2, "patch": 32, "base_channels": 4,
-                "depth": 1, "adversarial_weight": 0, "device": "cpu"}
+    settings = {
+        "z_range_um": 4,
+        "steps": 30,
+        "lr": 5e-4,
+        "batch_size": 2,
+        "patch": 32,
+        "base_channels": 4,
+        "depth": 1,
+        "adversarial_weight": 0,
+        "device": "cpu",
+    }
     (tmp_path / "settings.json").write_text(json.dumps(settings))
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"),
-                                   "--config", str(tmp_path / "settings.json"), "--steps", "4"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data / "train"),
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--config",
+            str(tmp_path / "settings.json"),
+            "--steps",
+            "4",
+        ],
+    )
     assert res.exit_code == 0, res.output
     used = load_model(tmp_path / "m.pt").card.provenance["train_config"]
     assert used["steps"] == 4  # the command line wins over the file
-    assert (used["lr"], used["z_range_um"], used["base_channels"], used["adversarial_weight"]) == (5e-4, 4, 4, 0)
+    assert (used["lr"], used["z_range_um"], used["base_channels"], used["adversarial_weight"]) == (
+        5e-4,
+        4,
+        4,
+        0,
+    )
     assert used["patience"] == 5  # neither in the file nor given: the default
     # the card's settings are a config file for the same training
     (tmp_path / "again.json").write_text(json.dumps(used))
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "again.pt"),
-                                   "--config", str(tmp_path / "again.json")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(data / "train"),
+            "--out",
+            str(tmp_path / "again.pt"),
+            "--config",
+            str(tmp_path / "again.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert load_model(tmp_path / "again.pt").card.provenance["train_config"] == used
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    (None, "does not exist"),
-    ("{steps: 10", "not readable JSON"),
-    ("[1, 2]", "holds a list, not an object"),
-    ('{"learning_rate": 0.001}', "learning_rate: Extra inputs are not permitted"),
-    ('{"lr": NaN}', "lr must be a finite number"),
-    ('{"steps": "many"}', "steps: Input should be a valid integer"),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "does not exist"),
+        ("{steps: 10", "not readable JSON"),
+        ("[1, 2]", "holds a list, not an object"),
+        ('{"learning_rate": 0.001}', "learning_rate: Extra inputs are not permitted"),
+        ('{"lr": NaN}', "lr must be a finite number"),
+        ('{"steps": "many"}', "steps: Input should be a valid integer"),
+    ],
+)
 def test_a_config_file_that_cannot_be_used_is_refused_by_name(data, tmp_path, content, words):
     path = tmp_path / "settings.json"
     if content is not None:
         path.write_text(content)
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--config", str(path)])
+    res = CliRunner().invoke(
+        app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--config", str(path)]
+    )
     assert res.exit_code != 0 and words in str(res.exception)
     assert not (tmp_path / "m.pt").exists()
 
@@ -227,4 +378,6 @@ def test_the_schema_of_the_training_settings_is_printed_and_documented():
     assert {"n_planes", "lr", "steps", "precision", "val_every"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False  # a misspelt setting is an error, not ignored
     documented = Path(__file__).parents[1] / "docs" / "train_config.schema.json"
-    assert json.loads(documented.read_text()) == schema  # `mm-deepz train --schema > docs/train_config.schema.json`
+    assert (
+        json.loads(documented.read_text()) == schema
+    )  # `mm-deepz train --schema > docs/train_config.schema.json`

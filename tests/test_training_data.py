@@ -13,7 +13,9 @@ from simulators.training_data import PairSpec, StackPair, make_stack_pair, write
 
 @pytest.fixture(scope="module")
 def pair():
-    return make_stack_pair(PairSpec(phantom="beads", seed=120, shape=(64, 64), z_half_range_um=4, z_step_um=2))
+    return make_stack_pair(
+        PairSpec(phantom="beads", seed=120, shape=(64, 64), z_half_range_um=4, z_step_um=2)
+    )
 
 
 def test_pair_geometry_and_modalities(pair):
@@ -32,8 +34,14 @@ def test_pair_round_trips_through_ome_tiff(pair, tmp_path):
         ome = tif.ome_metadata
     assert 'PhysicalSizeX="0.325"' in ome and 'PhysicalSizeZ="2.0"' in ome
     assert 'PositionZ="-4.0"' in ome
-    desc = json.loads(tifffile.TiffFile(cf_path).series[0].pages[0].description.split("<Description>")[1]
-                      .split("</Description>")[0].replace("&quot;", '"'))
+    desc = json.loads(
+        tifffile.TiffFile(cf_path)
+        .series[0]
+        .pages[0]
+        .description.split("<Description>")[1]
+        .split("</Description>")[0]
+        .replace("&quot;", '"')
+    )
     assert desc["modality"] == "confocal" and desc["spec"]["seed"] == 120
 
 
@@ -44,11 +52,29 @@ def test_mismatched_stacks_are_refused():
 
 def test_cli_writes_pairs_and_focus_sweep(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["simulate", "pairs", str(tmp_path / "pairs"), "--phantom", "sheet", "--n", "1",
-                              "--size", "32", "--z-range", "2", "--z-step", "2"])
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            "pairs",
+            str(tmp_path / "pairs"),
+            "--phantom",
+            "sheet",
+            "--n",
+            "1",
+            "--size",
+            "32",
+            "--z-range",
+            "2",
+            "--z-step",
+            "2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "pairs").iterdir()) == [
-        "sheet_0000_confocal.ome.tif", "sheet_0000_widefield.ome.tif"]
+        "sheet_0000_confocal.ome.tif",
+        "sheet_0000_widefield.ome.tif",
+    ]
     res = runner.invoke(app, ["simulate", "focus-sweep", "--out", str(tmp_path / "sweep.png")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"

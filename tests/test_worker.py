@@ -30,8 +30,9 @@ def bundle(i: int, target=(-1.0, 1.0)) -> PlaneBundle:
 
 def test_results_come_back_in_submission_order():
     seen = []
-    with InferenceWorker(Predictor(tiny_model(), "cpu"), max_pending=8,
-                         on_result=lambda b, s: seen.append(b.key[0])) as worker:
+    with InferenceWorker(
+        Predictor(tiny_model(), "cpu"), max_pending=8, on_result=lambda b, s: seen.append(b.key[0])
+    ) as worker:
         futures = [worker.submit(bundle(i), timeout=5) for i in range(6)]
         stacks = [f.result(timeout=30) for f in futures]
     assert seen == list(range(6))

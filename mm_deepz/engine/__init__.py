@@ -4,5 +4,12 @@ from ..normalization import IntensityScale
 from .predictor import Predictor, VirtualStack, resolve_device
 from .worker import InferenceWorker, PlaneBundle, WorkerStats
 
-__all__ = ["InferenceWorker", "IntensityScale", "PlaneBundle", "Predictor", "VirtualStack", "WorkerStats",
-           "resolve_device"]
+__all__ = [
+    "InferenceWorker",
+    "IntensityScale",
+    "PlaneBundle",
+    "Predictor",
+    "VirtualStack",
+    "WorkerStats",
+    "resolve_device",
+]

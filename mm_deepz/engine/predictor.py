@@ -38,8 +38,11 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda")
     if requested == "cuda":
-        warnings.warn("CUDA was requested but no GPU is available: running Deep-Z on the CPU (slower).",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "CUDA was requested but no GPU is available: running Deep-Z on the CPU (slower).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     elif requested not in DEVICES:
         raise ValueError(f"Unknown device {requested!r}: use auto, cuda or cpu.")
     return torch.device("cpu")
@@ -54,8 +57,15 @@ class Predictor:
     Frames larger than ``tile_size`` are processed in overlapping, blended tiles.
     """
 
-    def __init__(self, model: DeepZModel, device: str = "auto", batch_size: int | None = None,
-                 tile_size: int | None = None, tile_overlap: int = 48, compile: bool = False):
+    def __init__(
+        self,
+        model: DeepZModel,
+        device: str = "auto",
+        batch_size: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int = 48,
+        compile: bool = False,
+    ):
         self.model = model
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
@@ -78,8 +88,14 @@ class Predictor:
         self._forward = torch.compile(self.network) if self._compile else self.network
 
     # -- public API ------------------------------------------------------------------
-    def predict_stack(self, planes: np.ndarray, plane_z_um: tuple[float, ...], target_z_um: np.ndarray,
-                      strict_range: bool = True, out_dtype: type = np.uint16) -> VirtualStack:
+    def predict_stack(
+        self,
+        planes: np.ndarray,
+        plane_z_um: tuple[float, ...],
+        target_z_um: np.ndarray,
+        strict_range: bool = True,
+        out_dtype: type = np.uint16,
+    ) -> VirtualStack:
         """Virtual planes at absolute depths ``target_z_um`` (uniform DPMs) from measured planes."""
         target_z_um = np.asarray(target_z_um, np.float64).reshape(-1)
         planes = self._check_planes(planes, plane_z_um)
@@ -87,11 +103,18 @@ class Predictor:
         dpm_mod.to_network_units(dist, self.model.card.z_range_um, strict=strict_range)  # range check
         scale = IntensityScale.from_planes(planes, **self._pcts())
         out = self._run(scale.forward(planes), dist_um=dist)
-        return VirtualStack(to_dtype(scale.inverse(out), out_dtype), target_z_um, tuple(plane_z_um), scale,
-                            {"dpm": "uniform"})
+        return VirtualStack(
+            to_dtype(scale.inverse(out), out_dtype), target_z_um, tuple(plane_z_um), scale, {"dpm": "uniform"}
+        )
 
-    def predict_dpm(self, planes: np.ndarray, plane_z_um: tuple[float, ...], dpms_um: np.ndarray,
-                    strict_range: bool = True, out_dtype: type = np.uint16) -> np.ndarray:
+    def predict_dpm(
+        self,
+        planes: np.ndarray,
+        plane_z_um: tuple[float, ...],
+        dpms_um: np.ndarray,
+        strict_range: bool = True,
+        out_dtype: type = np.uint16,
+    ) -> np.ndarray:
         """Images on arbitrary surfaces: ``dpms_um`` is (B, n_planes, H, W) or (B, H, W) for 1 plane."""
         planes = self._check_planes(planes, plane_z_um)
         dpms_um = np.asarray(dpms_um, np.float32)
@@ -122,8 +145,9 @@ class Predictor:
         self.model.check_compatible(plane_offsets_um=offsets)
         return planes
 
-    def _run(self, planes_n: np.ndarray, dist_um: np.ndarray | None = None,
-             dpm_maps_um: np.ndarray | None = None) -> np.ndarray:
+    def _run(
+        self, planes_n: np.ndarray, dist_um: np.ndarray | None = None, dpm_maps_um: np.ndarray | None = None
+    ) -> np.ndarray:
         """:meth:`_run_batches`, retried after running out of memory: with half the batch size
         (kept for later stacks), then, one plane at a time on a GPU, on the CPU."""
         while True:
@@ -136,20 +160,27 @@ class Predictor:
                     torch.cuda.empty_cache()
                 if self.batch_size > 1:
                     self.batch_size //= 2
-                    logger.warning("Out of memory on %s: retrying with batches of %d virtual planes", self.device,
-                                   self.batch_size)
+                    logger.warning(
+                        "Out of memory on %s: retrying with batches of %d virtual planes",
+                        self.device,
+                        self.batch_size,
+                    )
                 elif self.device.type != "cpu":
-                    logger.warning("Out of memory on %s even one plane at a time: falling back to the CPU", self.device)
+                    logger.warning(
+                        "Out of memory on %s even one plane at a time: falling back to the CPU", self.device
+                    )
                     self._use_device(torch.device("cpu"))
                 else:
                     raise InferenceError(
-                        "Out of memory even one virtual plane at a time on the CPU: use smaller frames (or tiles, "
+                        "Out of memory even one virtual plane at a time on the CPU: use smaller frames (or "
+                        "tiles, "
                         "tile_size) or close other programs."
                     ) from e
 
     @torch.inference_mode()
-    def _run_batches(self, planes_n: np.ndarray, dist_um: np.ndarray | None = None,
-                     dpm_maps_um: np.ndarray | None = None) -> np.ndarray:
+    def _run_batches(
+        self, planes_n: np.ndarray, dist_um: np.ndarray | None = None, dpm_maps_um: np.ndarray | None = None
+    ) -> np.ndarray:
         """Normalized planes (n,H,W) + DPMs -> normalized outputs (B,H,W), batched on the device."""
         cuda = self.device.type == "cuda"
         zr = float(self.model.card.z_range_um)
@@ -169,8 +200,11 @@ class Predictor:
                 d = torch.from_numpy(np.ascontiguousarray(dpm_maps_um[b0:b1] / zr, np.float32))
                 dpm = d.to(self.device, non_blocking=True)
             x = torch.stack([p.expand(b1 - b0, -1, -1, -1), dpm], dim=2).reshape(b1 - b0, 2 * n, h, w)
-            outs.append(run_tiled(self._net, x, self.tile_size, self.tile_overlap,
-                                  self.model.card.architecture.multiple)[:, 0])
+            outs.append(
+                run_tiled(
+                    self._net, x, self.tile_size, self.tile_overlap, self.model.card.architecture.multiple
+                )[:, 0]
+            )
         out = torch.cat(outs).float().cpu().numpy()  # one host sync per stack
         if not np.isfinite(out).all():
             raise InferenceError("The model produced NaN/Inf values; the virtual planes were discarded.")
@@ -186,5 +220,8 @@ class Predictor:
 
 def _out_of_memory(e: BaseException) -> bool:
     """Whether ``e`` is torch running out of GPU or host memory."""
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "can't allocate memory" in str(e) \
+    return (
+        isinstance(e, torch.cuda.OutOfMemoryError)
+        or "can't allocate memory" in str(e)
         or "out of memory" in str(e).lower()
+    )

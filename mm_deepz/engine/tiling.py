@@ -39,7 +39,9 @@ def _ramp(n: int, overlap: int, device: torch.device) -> torch.Tensor:
 MARGIN = 4
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, margin: int = MARGIN) -> tuple[torch.Tensor, tuple[slice, slice]]:
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int, margin: int = MARGIN
+) -> tuple[torch.Tensor, tuple[slice, slice]]:
     """Reflect-pad H and W by ``margin`` and up to a multiple; returns the padded tensor and the
     slices of the original pixels in it."""
     h, w = x.shape[-2:]
@@ -51,8 +53,9 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, margin: int = MARGIN) -> tup
     return x, (slice(m, m + h), slice(m, m + w))
 
 
-def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int,
-              multiple: int) -> torch.Tensor:
+def run_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, multiple: int
+) -> torch.Tensor:
     """Apply ``fn`` (B,C,h,w)->(B,1,h,w) to ``x`` (B,C,H,W) tile by tile and blend."""
     b, _, h, w = x.shape
     if h <= tile and w <= tile:
@@ -64,13 +67,13 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile:
     norm = torch.zeros((1, 1, h, w), device=x.device, dtype=torch.float32)
     for y0 in tile_starts(h, tile, overlap):
         for x0 in tile_starts(w, tile, overlap):
-            patch = x[..., y0:y0 + tile, x0:x0 + tile]
+            patch = x[..., y0 : y0 + tile, x0 : x0 + tile]
             padded, (ys, xs) = pad_to_multiple(patch, multiple)
             pred = fn(padded)[..., ys, xs].float()
             th, tw = pred.shape[-2:]
             wy = _ramp(th, overlap if th == tile else 0, x.device)
             wx = _ramp(tw, overlap if tw == tile else 0, x.device)
             weight = (wy[:, None] * wx[None, :])[None, None]
-            out[..., y0:y0 + th, x0:x0 + tw] += pred * weight
-            norm[..., y0:y0 + th, x0:x0 + tw] += weight
+            out[..., y0 : y0 + th, x0 : x0 + tw] += pred * weight
+            norm[..., y0 : y0 + th, x0 : x0 + tw] += weight
     return out / norm

@@ -63,8 +63,14 @@ ErrorCallback = Callable[[PlaneBundle, BaseException], None]
 class InferenceWorker:
     """Runs a :class:`Predictor` on submitted :class:`PlaneBundle` objects in a background thread."""
 
-    def __init__(self, predictor: Predictor, max_pending: int = 4, on_result: ResultCallback | None = None,
-                 on_error: ErrorCallback | None = None, out_dtype: type = np.float32):
+    def __init__(
+        self,
+        predictor: Predictor,
+        max_pending: int = 4,
+        on_result: ResultCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        out_dtype: type = np.float32,
+    ):
         self.predictor = predictor
         self.out_dtype = out_dtype
         self.on_result = on_result
@@ -121,8 +127,9 @@ class InferenceWorker:
                 continue
             t0 = time.perf_counter()
             try:
-                stack = self.predictor.predict_stack(bundle.planes, bundle.plane_z_um, bundle.target_z_um,
-                                                     out_dtype=self.out_dtype)
+                stack = self.predictor.predict_stack(
+                    bundle.planes, bundle.plane_z_um, bundle.target_z_um, out_dtype=self.out_dtype
+                )
             except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
                 self.stats.failed += 1
                 logger.error("Deep-Z failed on bundle %s: %s", bundle.key, e)

@@ -8,11 +8,11 @@ the same depth, and with two baselines:
 - ``widefield``: the mechanically scanned input-modality plane at that depth (what you
   would get by scanning, without the modality transfer).
 
-Scoring follows CARE (:func:`mm_deepz.metrics.stack_scores`, :func:`~mm_deepz.metrics.matched_scores`): the reference normalized by its
-percentiles, each method's stack matched to it by one least-squares scale and offset, so
-metrics are insensitive to exposure, offset and modality brightness, not to structure.
-Beads give lateral and axial FWHM; sheets with known
-geometry compare a matching non-uniform DPM with a uniform one.
+Scoring follows CARE (:func:`mm_deepz.metrics.stack_scores`,
+:func:`~mm_deepz.metrics.matched_scores`): the reference normalized by its percentiles, each
+method's stack matched to it by one least-squares scale and offset, so metrics are insensitive
+to exposure, offset and modality brightness, not to structure. Beads give lateral and axial
+FWHM; sheets with known geometry compare a matching non-uniform DPM with a uniform one.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
     arrays, stacks = {}, {}
     for m in METHODS:
         arrays[m], stacks[m] = matched_scores(raw[m], ref)
-    ev = PairEvaluation(pair.name, z[targets] - z[c], arrays, planes, stacks["virtual"], ref, stacks["widefield"])
+    ev = PairEvaluation(
+        pair.name, z[targets] - z[c], arrays, planes, stacks["virtual"], ref, stacks["widefield"]
+    )
     kind = pair.meta.get("spec", {}).get("phantom")
     if kind == "beads":
         ev.beads = bead_fwhm(stacks["virtual"], ref, pair.pixel_size_um, pair.inputs.z_step_um)
@@ -93,8 +95,9 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
     return ev
 
 
-def evaluate_neurons(pair: PairedStack, virtual: np.ndarray, reference: np.ndarray, z_um: np.ndarray,
-                     measured_z_um: np.ndarray) -> dict:
+def evaluate_neurons(
+    pair: PairedStack, virtual: np.ndarray, reference: np.ndarray, z_um: np.ndarray, measured_z_um: np.ndarray
+) -> dict:
     """Neuron detection scores of the virtual stack (F1 by defocus band from the measured planes)
     and its brightness read-out (Pearson r of matched neurons' mass with their true brightness),
     against the simulator's truth when the pair carries its specimen, else against the neurons
@@ -107,14 +110,19 @@ def evaluate_neurons(pair: PairedStack, virtual: np.ndarray, reference: np.ndarr
     source = "simulator truth"
     if truth is None:
         truth = detect_neurons(reference, voxel, z0_um=float(z_um[0]))
-        truth = {k: truth[k].to_numpy() for k in ("z_um", "y_um", "x_um")} | {"brightness": truth["mass"].to_numpy()}
+        truth = {k: truth[k].to_numpy() for k in ("z_um", "y_um", "x_um")} | {
+            "brightness": truth["mass"].to_numpy()
+        }
         source = "neurons of the scanned reference"
     scores = detection_scores(found, truth, measured_z_um)
     m = match(found, truth)
     r = float("nan")
     if len(m.pairs) > 2:
-        r = float(np.corrcoef(found["mass"].to_numpy()[m.pairs[:, 0]],
-                              np.asarray(truth["brightness"])[m.pairs[:, 1]])[0, 1])
+        r = float(
+            np.corrcoef(
+                found["mass"].to_numpy()[m.pairs[:, 0]], np.asarray(truth["brightness"])[m.pairs[:, 1]]
+            )[0, 1]
+        )
     return {"reference": source, "scores": scores, "brightness_r": r}
 
 
@@ -140,8 +148,9 @@ def _pooled_neurons(worms: list[dict]) -> dict:
     return out
 
 
-def bead_fwhm(virtual: np.ndarray, reference: np.ndarray, pixel_um: float, z_step_um: float,
-              max_beads: int = 40) -> dict:
+def bead_fwhm(
+    virtual: np.ndarray, reference: np.ndarray, pixel_um: float, z_step_um: float, max_beads: int = 40
+) -> dict:
     """Median lateral and axial FWHM (µm) of isolated beads, virtual vs reference."""
     mip = reference.max(axis=0)
     peaks = (mip == ndimage.maximum_filter(mip, size=15)) & (mip > 0.3 * mip.max())
@@ -157,7 +166,7 @@ def bead_fwhm(virtual: np.ndarray, reference: np.ndarray, pixel_um: float, z_ste
         row = {}
         for name, st in (("virtual", virtual), ("reference", reference)):
             zb = int(np.argmax(st[:, y, x]))
-            row[f"{name}_lateral_um"] = fwhm_1d(st[zb, y, x - 8:x + 9], pixel_um)
+            row[f"{name}_lateral_um"] = fwhm_1d(st[zb, y, x - 8 : x + 9], pixel_um)
             row[f"{name}_axial_um"] = fwhm_1d(st[:, y, x], z_step_um)
         if not np.isfinite([row["reference_lateral_um"], row["reference_axial_um"]]).all():
             continue
@@ -189,8 +198,11 @@ def surface_height(pair: PairedStack) -> np.ndarray | None:
     y = cy + (np.arange(h) - (h - 1) / 2) * p
     xx, yy = np.meshgrid(x, y)
     # simulated sheets pass through z = 0 at the sample origin (simulators.phantoms.sheet)
-    return (spec.get("tilt_x", 0.0) * xx + spec.get("tilt_y", 0.0) * yy
-            + 0.5 * spec.get("curvature_per_um", 0.0) * (xx**2 + yy**2))
+    return (
+        spec.get("tilt_x", 0.0) * xx
+        + spec.get("tilt_y", 0.0) * yy
+        + 0.5 * spec.get("curvature_per_um", 0.0) * (xx**2 + yy**2)
+    )
 
 
 def sample_on_surface(stack: np.ndarray, z_um: np.ndarray, height: np.ndarray) -> np.ndarray:
@@ -202,7 +214,9 @@ def sample_on_surface(stack: np.ndarray, z_um: np.ndarray, height: np.ndarray) -
     return stack[i0, rows, cols] * (1 - f) + stack[i0 + 1, rows, cols] * f
 
 
-def evaluate_surface(model: DeepZModel, pair: PairedStack, predictor: Predictor, idx: np.ndarray) -> dict | None:
+def evaluate_surface(
+    model: DeepZModel, pair: PairedStack, predictor: Predictor, idx: np.ndarray
+) -> dict | None:
     """Refocus onto the sheet with a matching DPM vs a uniform DPM at its mean height."""
     height = surface_height(pair)
     if height is None:
@@ -249,7 +263,8 @@ def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict:
     # per metric, the smallest lead of the virtual stack over the better baseline at any defocus
     summary["margin_over_baselines"] = {
         k: float(np.nanmin(np.asarray(ms["virtual"][k]) - np.maximum(ms["repeated"][k], ms["widefield"][k])))
-        for k in ("ssim", "pcc", "psnr")}
+        for k in ("ssim", "pcc", "psnr")
+    }
     beads = [e.beads for e in evals if e.beads and e.beads.get("n_beads")]
     if beads:
         summary["beads"] = {k: float(np.mean([b[k] for b in beads])) for k in beads[0]}
@@ -260,6 +275,10 @@ def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict:
     if surfaces:
         summary["surfaces"] = surfaces
     summary["pairs"] = [e.name for e in evals]
-    summary["model"] = {"path": str(model.path), "sha256": model.sha256, "n_planes": model.card.n_planes,
-                        "z_range_um": model.card.z_range_um}
+    summary["model"] = {
+        "path": str(model.path),
+        "sha256": model.sha256,
+        "n_planes": model.card.n_planes,
+        "z_range_um": model.card.z_range_um,
+    }
     return summary

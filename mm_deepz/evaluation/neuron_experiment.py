@@ -54,8 +54,9 @@ class ExperimentConfig:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
 
 
-def run_experiment(models: dict[str, DeepZModel], cfg: ExperimentConfig, device: str = "auto",
-                   progress: object | None = None) -> dict:
+def run_experiment(
+    models: dict[str, DeepZModel], cfg: ExperimentConfig, device: str = "auto", progress: object | None = None
+) -> dict:
     """Scores of every method over every worm (see the module docstring)."""
     import simulators as sim
     from simulators.truth import neuron_truth
@@ -63,22 +64,30 @@ def run_experiment(models: dict[str, DeepZModel], cfg: ExperimentConfig, device:
     z = np.arange(-cfg.z_half_range_um, cfg.z_half_range_um + cfg.z_step_um / 2, cfg.z_step_um)
     predictors = {name: Predictor(m, device) for name, m in models.items()}
     methods = [*models, "scanned confocal", "scanned widefield", "input plane alone"]
-    measured_z = {name: tuple(float(o) for o in np.asarray(m.card.input_offsets_um) - np.mean(m.card.input_offsets_um))
-                  for name, m in models.items()}
+    measured_z = {
+        name: tuple(float(o) for o in np.asarray(m.card.input_offsets_um) - np.mean(m.card.input_offsets_um))
+        for name, m in models.items()
+    }
     measured_z |= {"scanned confocal": tuple(z), "scanned widefield": tuple(z), "input plane alone": (0.0,)}
     # one banding for every method: a neuron's distance from the stack centre, where Deep-Z measures
     # (the 2-plane models' planes, at the centre ± 2 µm, lie in the first band)
     centre = (0.0,)
     exposure = {name: len(measured_z[name]) * cfg.widefield_exposure_ms for name in models}
-    exposure |= {"scanned confocal": len(z) * cfg.confocal_exposure_ms,
-                 "scanned widefield": len(z) * cfg.widefield_exposure_ms,
-                 "input plane alone": cfg.widefield_exposure_ms}
+    exposure |= {
+        "scanned confocal": len(z) * cfg.confocal_exposure_ms,
+        "scanned widefield": len(z) * cfg.widefield_exposure_ms,
+        "input plane alone": cfg.widefield_exposure_ms,
+    }
     detections: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
     truths: list[dict[int, dict]] = []
     per_worm_tracks: dict[str, list] = {m: [] for m in methods}
     for seed in cfg.seeds:
-        world = sim.SimWorld(sim.worm(seed=seed, n_neurons=cfg.n_neurons), sensor_shape=(cfg.frame, cfg.frame),
-                             seed=seed, drift_um_per_s=cfg.drift_um_per_s)
+        world = sim.SimWorld(
+            sim.worm(seed=seed, n_neurons=cfg.n_neurons),
+            sensor_shape=(cfg.frame, cfg.frame),
+            seed=seed,
+            drift_um_per_s=cfg.drift_um_per_s,
+        )
         truth_by_t: dict[int, dict] = {}
         worm_dets: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
         for k in range(cfg.time_points):
@@ -87,17 +96,24 @@ def run_experiment(models: dict[str, DeepZModel], cfg: ExperimentConfig, device:
             keep = np.abs(truth["z_um"]) <= cfg.z_half_range_um
             truth_by_t[k] = {key: v[keep] for key, v in truth.items()}
             wide = world.scan(z, cfg.widefield_exposure_ms, "widefield", t_s)
-            stacks = {"scanned confocal": world.scan(z, cfg.confocal_exposure_ms, "confocal", t_s),
-                      "scanned widefield": wide,
-                      "input plane alone": wide[[int(np.argmin(np.abs(z)))]]}
+            stacks = {
+                "scanned confocal": world.scan(z, cfg.confocal_exposure_ms, "confocal", t_s),
+                "scanned widefield": wide,
+                "input plane alone": wide[[int(np.argmin(np.abs(z)))]],
+            }
             for name, predictor in predictors.items():
                 idx = [int(np.argmin(np.abs(z - zm))) for zm in measured_z[name]]
-                stacks[name] = predictor.predict_stack(wide[idx], tuple(float(z[i]) for i in idx), z,
-                                                       out_dtype=np.float32).data
+                stacks[name] = predictor.predict_stack(
+                    wide[idx], tuple(float(z[i]) for i in idx), z, out_dtype=np.float32
+                ).data
             for name, stack in stacks.items():
                 z0 = 0.0 if name == "input plane alone" else float(z[0])
-                d = detect_neurons(stack, (cfg.z_step_um, world.optics.pixel_size_um, world.optics.pixel_size_um),
-                                   z0_um=z0, config=cfg.detection)
+                d = detect_neurons(
+                    stack,
+                    (cfg.z_step_um, world.optics.pixel_size_um, world.optics.pixel_size_um),
+                    z0_um=z0,
+                    config=cfg.detection,
+                )
                 d["t"], d["time_s"] = k, t_s
                 worm_dets[name].append(d)
             if progress is not None:
@@ -120,34 +136,44 @@ def run_experiment(models: dict[str, DeepZModel], cfg: ExperimentConfig, device:
 def _pooled_detection(dets: list[pd.DataFrame], truths: list[dict[int, dict]], measured_z: tuple) -> dict:
     """Precision / recall / F1 over all time points of all worms (counts summed, then scored)."""
     refs = [truth_by_t[k] for truth_by_t in truths for k in sorted(truth_by_t)]
-    return pool_detection_scores([detection_scores(d, r, measured_z) for d, r in zip(dets, refs, strict=True)])
+    return pool_detection_scores(
+        [detection_scores(d, r, measured_z) for d, r in zip(dets, refs, strict=True)]
+    )
 
 
 def _pooled_tracking(per_worm: list[dict]) -> dict:
     n = sum(w["neurons"] for w in per_worm)
     tracked = sum(w["tracked_fraction"] * w["neurons"] for w in per_worm if w["neurons"])
     rs = [w["trace_r_median"] for w in per_worm if np.isfinite(w["trace_r_median"])]
-    return {"neurons": n, "tracked_fraction": tracked / n if n else float("nan"),
-            "identity_switches": sum(w["identity_switches"] for w in per_worm),
-            "trace_r_median": float(np.mean(rs)) if rs else float("nan")}
+    return {
+        "neurons": n,
+        "tracked_fraction": tracked / n if n else float("nan"),
+        "identity_switches": sum(w["identity_switches"] for w in per_worm),
+        "trace_r_median": float(np.mean(rs)) if rs else float("nan"),
+    }
 
 
 def results_table(results: dict) -> str:
     """The Markdown table a biologist reads (one row per method)."""
     bands = [f"{lo:g}-{hi:g} um" for lo, hi in BANDS]
-    head = ("| method | exposure / time point | F1 all | " + " | ".join(f"F1 {b.replace(' um', ' µm')}" for b in bands)
-            + " | precision / recall | localisation error z / y / x (µm) | tracked ≥ 90 % | identity switches "
-              "| trace r |")
+    head = (
+        "| method | exposure / time point | F1 all | "
+        + " | ".join(f"F1 {b.replace(' um', ' µm')}" for b in bands)
+        + " | precision / recall | localisation error z / y / x (µm) | tracked ≥ 90 % | identity switches "
+        "| trace r |"
+    )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for name, r in results["methods"].items():
         d, tr = r["detection"], r["tracking"]
         loc = d.get("localisation_error_um", {})
         lines.append(
             f"| {name} | {r['exposure_ms_per_time_point']:g} ms | {d['all']['f1']:.2f} | "
-            + " | ".join(f"{d[b]['f1']:.2f}" if b in d and np.isfinite(d[b]['f1']) else "–" for b in bands)
+            + " | ".join(f"{d[b]['f1']:.2f}" if b in d and np.isfinite(d[b]["f1"]) else "–" for b in bands)
             + f" | {d['all']['precision']:.2f} / {d['all']['recall']:.2f} | "
-            f"{loc.get('z', float('nan')):.2f} / {loc.get('y', float('nan')):.2f} / {loc.get('x', float('nan')):.2f}"
-            f" | {tr['tracked_fraction']:.2f} | {tr['identity_switches']} | {tr['trace_r_median']:.2f} |")
+            f"{loc.get('z', float('nan')):.2f} / {loc.get('y', float('nan')):.2f} / "
+            f"{loc.get('x', float('nan')):.2f}"
+            f" | {tr['tracked_fraction']:.2f} | {tr['identity_switches']} | {tr['trace_r_median']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -167,9 +193,16 @@ def write_results(results: dict, out: Path) -> list[Path]:
     width = 0.8 / len(results["methods"])
     for i, (name, r) in enumerate(results["methods"].items()):
         f1 = [r["detection"].get(b, {}).get("f1", float("nan")) for b in bands]
-        ax.bar(np.arange(len(bands)) + i * width, f1, width, label=f"{name} ({r['exposure_ms_per_time_point']:g} ms)")
-    ax.set_xticks(np.arange(len(bands)) + width * (len(results["methods"]) - 1) / 2,
-                  [f"{b.replace(' um', ' µm')} from the stack centre" for b in bands])
+        ax.bar(
+            np.arange(len(bands)) + i * width,
+            f1,
+            width,
+            label=f"{name} ({r['exposure_ms_per_time_point']:g} ms)",
+        )
+    ax.set_xticks(
+        np.arange(len(bands)) + width * (len(results["methods"]) - 1) / 2,
+        [f"{b.replace(' um', ' µm')} from the stack centre" for b in bands],
+    )
     ax.set_ylabel("neuron detection F1")
     ax.set_ylim(0, 1.3)
     ax.set_yticks(np.linspace(0, 1, 6))

@@ -42,11 +42,16 @@ def write_report(summary: dict, evals: list[PairEvaluation], directory: str | Pa
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     files = [d / "metrics.json"]
-    per_pair = {e.name: {"defocus_um": e.defocus_um.tolist(),
-                         **{m: {k: v.tolist() for k, v in e.metrics[m].items()} for m in METHODS},
-                         "beads": e.beads, "neurons": e.neurons,
-                         "surface": ({k: v for k, v in e.surface.items() if k != "images"}
-                                     if e.surface else None)} for e in evals}
+    per_pair = {
+        e.name: {
+            "defocus_um": e.defocus_um.tolist(),
+            **{m: {k: v.tolist() for k, v in e.metrics[m].items()} for m in METHODS},
+            "beads": e.beads,
+            "neurons": e.neurons,
+            "surface": ({k: v for k, v in e.surface.items() if k != "images"} if e.surface else None),
+        }
+        for e in evals
+    }
     files[0].write_text(json.dumps({"summary": summary, "pairs": per_pair}, indent=2))
     files.append(d / "summary.md")
     files[-1].write_text(summary_markdown(summary))
@@ -70,7 +75,9 @@ def _metric_plot(summary: dict, path: Path) -> Path:
         ax.set_title(metric.upper() + (" (dB)" if metric == "psnr" else ""))
         ax.grid(alpha=0.3)
     axes[0].legend()
-    return _save(fig, path, f"Blind test vs mechanically scanned reference ({len(summary['pairs'])} stacks)", 90)
+    return _save(
+        fig, path, f"Blind test vs mechanically scanned reference ({len(summary['pairs'])} stacks)", 90
+    )
 
 
 def _montage(e: PairEvaluation, path: Path) -> Path:
@@ -90,10 +97,17 @@ def _xz(e: PairEvaluation, path: Path) -> Path:
     plt = _plt()
     y = int(np.argmax(e.reference.max(axis=0).max(axis=1)))
     fig, axes = plt.subplots(3, 1, figsize=(8, 7), constrained_layout=True)
-    for ax, (label, st) in zip(axes, (("widefield", e.widefield), ("virtual", e.virtual),
-                                      ("reference", e.reference)), strict=True):
-        ax.imshow(st[:, y, :], cmap="magma", vmin=0, vmax=1, aspect="auto",
-                  extent=(0, st.shape[2], e.defocus_um[-1], e.defocus_um[0]))
+    for ax, (label, st) in zip(
+        axes, (("widefield", e.widefield), ("virtual", e.virtual), ("reference", e.reference)), strict=True
+    ):
+        ax.imshow(
+            st[:, y, :],
+            cmap="magma",
+            vmin=0,
+            vmax=1,
+            aspect="auto",
+            extent=(0, st.shape[2], e.defocus_um[-1], e.defocus_um[0]),
+        )
         ax.set_ylabel(f"{label}\nz (µm)")
     axes[-1].set_xlabel("x (pixels)")
     return _save(fig, path, f"{e.name}: XZ section at y = {y}")
@@ -103,10 +117,12 @@ def _surface(e: PairEvaluation, path: Path) -> Path:
     plt = _plt()
     s = e.surface
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), constrained_layout=True)
-    panels = (("input plane", e.input_planes[0] / max(float(e.input_planes[0].max()), 1.0)),
-              (f"uniform DPM (SSIM {s['uniform_dpm']['ssim']:.3f})", s["images"]["uniform_dpm"]),
-              (f"matching DPM (SSIM {s['matching_dpm']['ssim']:.3f})", s["images"]["matching_dpm"]),
-              ("reference on the surface", s["images"]["reference"]))
+    panels = (
+        ("input plane", e.input_planes[0] / max(float(e.input_planes[0].max()), 1.0)),
+        (f"uniform DPM (SSIM {s['uniform_dpm']['ssim']:.3f})", s["images"]["uniform_dpm"]),
+        (f"matching DPM (SSIM {s['matching_dpm']['ssim']:.3f})", s["images"]["matching_dpm"]),
+        ("reference on the surface", s["images"]["reference"]),
+    )
     for ax, (title, img) in zip(axes, panels, strict=True):
         _image(ax, img, title)
     lo, hi = s["height_range_um"]
@@ -117,37 +133,70 @@ def summary_markdown(summary: dict) -> str:
     """Markdown tables of the summary (per-defocus SSIM/PSNR, beads, surfaces)."""
     ms = summary["methods"]
     cols = [("ssim", "SSIM", ".3f"), ("pcc", "PCC", ".3f"), ("psnr", "PSNR (dB)", ".1f")]
-    head = " | ".join(f"{label} {who}" for _, label, _ in cols for who in ("virtual", "repeated", "widefield"))
+    head = " | ".join(
+        f"{label} {who}" for _, label, _ in cols for who in ("virtual", "repeated", "widefield")
+    )
     lines = [f"| defocus (µm) | {head} |", "|" + " --- |" * (1 + 3 * len(cols))]
     for i, dz in enumerate(summary["defocus_um"]):
         cells = " | ".join(f"{ms[m][k][i]:{fmt}}" for k, _, fmt in cols for m in METHODS)
         lines.append(f"| {dz:+.0f} | {cells} |")
-    means = " | ".join((f"**{summary['mean_' + k][m]:{fmt}}**" if m == "virtual" else f"{summary['mean_' + k][m]:{fmt}}")
-                       for k, _, fmt in cols for m in METHODS)
-    lines += [f"| **mean** | {means} |", "",
-              ("repeated = the measured input plane at every depth; widefield = the mechanically scanned widefield "
-               "plane at that depth. Each stack is matched to the percentile-normalized reference by one "
-               "least-squares scale and offset before scoring (as CARE scores restorations)."), "",
-              "Smallest lead of the virtual stack over the better baseline, at any defocus: " + ", ".join(
-                  f"{label} {summary['margin_over_baselines'][k]:+{fmt}}" for k, label, fmt in cols) + "."]
+    means = " | ".join(
+        (f"**{summary['mean_' + k][m]:{fmt}}**" if m == "virtual" else f"{summary['mean_' + k][m]:{fmt}}")
+        for k, _, fmt in cols
+        for m in METHODS
+    )
+    lines += [
+        f"| **mean** | {means} |",
+        "",
+        (
+            "repeated = the measured input plane at every depth; widefield = the mechanically scanned "
+            "widefield "
+            "plane at that depth. Each stack is matched to the percentile-normalized reference by one "
+            "least-squares scale and offset before scoring (as CARE scores restorations)."
+        ),
+        "",
+        "Smallest lead of the virtual stack over the better baseline, at any defocus: "
+        + ", ".join(f"{label} {summary['margin_over_baselines'][k]:+{fmt}}" for k, label, fmt in cols)
+        + ".",
+    ]
     if b := summary.get("beads"):
-        lines += ["", f"| beads (n = {b['n_beads']}) | virtual | reference | ratio |", "| --- | --- | --- | --- |",
-                  (f"| lateral FWHM (µm) | {b['virtual_lateral_um']:.2f} | {b['reference_lateral_um']:.2f} "
-                   f"| {b['lateral_ratio']:.2f} |"),
-                  (f"| axial FWHM (µm) | {b['virtual_axial_um']:.2f} | {b['reference_axial_um']:.2f} "
-                   f"| {b['axial_ratio']:.2f} |")]
+        lines += [
+            "",
+            f"| beads (n = {b['n_beads']}) | virtual | reference | ratio |",
+            "| --- | --- | --- | --- |",
+            (
+                f"| lateral FWHM (µm) | {b['virtual_lateral_um']:.2f} | {b['reference_lateral_um']:.2f} "
+                f"| {b['lateral_ratio']:.2f} |"
+            ),
+            (
+                f"| axial FWHM (µm) | {b['virtual_axial_um']:.2f} | {b['reference_axial_um']:.2f} "
+                f"| {b['axial_ratio']:.2f} |"
+            ),
+        ]
     if nr := summary.get("neurons"):
         bands = [k for k in nr if k.startswith("f1 ")]
-        lines += ["", f"| neurons ({nr['pairs']} worm stacks; reference: {', '.join(nr['reference'])}) | "
-                  + " | ".join(b.replace("f1 ", "F1 ").replace(" um", " µm") for b in bands) + " | brightness r |",
-                  "|" + " --- |" * (len(bands) + 2),
-                  "| virtual | " + " | ".join(f"{nr[b]:.2f}" for b in bands) + f" | {nr['brightness_r']:.2f} |"]
+        lines += [
+            "",
+            f"| neurons ({nr['pairs']} worm stacks; reference: {', '.join(nr['reference'])}) | "
+            + " | ".join(b.replace("f1 ", "F1 ").replace(" um", " µm") for b in bands)
+            + " | brightness r |",
+            "|" + " --- |" * (len(bands) + 2),
+            "| virtual | " + " | ".join(f"{nr[b]:.2f}" for b in bands) + f" | {nr['brightness_r']:.2f} |",
+        ]
     if surf := summary.get("surfaces"):
-        lines += ["", ("| surface | height range (µm) | SSIM matching DPM | SSIM uniform DPM "
-                       "| PCC matching | PCC uniform |"), "|" + " --- |" * 6]
+        lines += [
+            "",
+            (
+                "| surface | height range (µm) | SSIM matching DPM | SSIM uniform DPM "
+                "| PCC matching | PCC uniform |"
+            ),
+            "|" + " --- |" * 6,
+        ]
         for name, r in surf.items():
             lo, hi = r["height_range_um"]
-            lines.append(f"| {name} | {lo:+.1f} to {hi:+.1f} | {r['matching_dpm']['ssim']:.3f} "
-                         f"| {r['uniform_dpm']['ssim']:.3f} | {r['matching_dpm']['pcc']:.3f} "
-                         f"| {r['uniform_dpm']['pcc']:.3f} |")
+            lines.append(
+                f"| {name} | {lo:+.1f} to {hi:+.1f} | {r['matching_dpm']['ssim']:.3f} "
+                f"| {r['uniform_dpm']['ssim']:.3f} | {r['matching_dpm']['pcc']:.3f} "
+                f"| {r['uniform_dpm']['pcc']:.3f} |"
+            )
     return "\n".join(lines) + "\n"

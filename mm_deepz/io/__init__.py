@@ -14,7 +14,24 @@ from .recorder import (
     record_key_parts,
 )
 
-__all__ = ["STACK_IMAGE", "ContainerChangedError", "ContainerLockedError", "Geometry", "ImageInfo", "MissingImageError",
-           "NotAContainerError", "OutputExistsError", "Recorder", "StorageError", "image_array", "image_group_path",
-           "image_names", "is_container", "n_positions", "next_free_output", "open_container", "read_progress",
-           "record_key_parts"]
+__all__ = [
+    "STACK_IMAGE",
+    "ContainerChangedError",
+    "ContainerLockedError",
+    "Geometry",
+    "ImageInfo",
+    "MissingImageError",
+    "NotAContainerError",
+    "OutputExistsError",
+    "Recorder",
+    "StorageError",
+    "image_array",
+    "image_group_path",
+    "image_names",
+    "is_container",
+    "n_positions",
+    "next_free_output",
+    "open_container",
+    "read_progress",
+    "record_key_parts",
+]

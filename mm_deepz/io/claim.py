@@ -62,8 +62,10 @@ class ContainerLock:
         try:
             self._file = open(self._path, "a+")  # noqa: SIM115 - held for the lock's lifetime
         except OSError as e:
-            raise ContainerLockedError(f"Cannot make the lock file {self._path} to write {self.container}: {e}. Is "
-                                       "the folder writable?") from e
+            raise ContainerLockedError(
+                f"Cannot make the lock file {self._path} to write {self.container}: {e}. Is "
+                "the folder writable?"
+            ) from e
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -76,8 +78,9 @@ class ContainerLock:
             ) from None
         self._file.seek(0)
         self._file.truncate()
-        self._file.write(f"process {os.getpid()} on {socket.gethostname()} since "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self._file.write(
+            f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
         self._file.flush()
         self.inode = os.fstat(self._file.fileno()).st_ino
 
@@ -100,18 +103,25 @@ def _check_path(path: Path, overwrite: bool) -> None:
     here = Path.cwd().resolve()
     target = path.resolve()
     if target == here or target in here.parents:
-        raise OutputExistsError(f"{path} is the current folder or one that holds it: choose a new name ending in "
-                                ".ome.zarr for the output.")
+        raise OutputExistsError(
+            f"{path} is the current folder or one that holds it: choose a new name ending in "
+            ".ome.zarr for the output."
+        )
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise OutputExistsError(f"{path} exists and is not a folder: mm-deepz never replaces it. Choose another "
-                                "output.")
+        raise OutputExistsError(
+            f"{path} exists and is not a folder: mm-deepz never replaces it. Choose another output."
+        )
     if path.is_dir() and any(path.iterdir()):
         if not is_container(path):
-            raise OutputExistsError(f"{path} holds files that mm-deepz did not write: it never replaces them. "
-                                    "Choose another output (a new name ending in .ome.zarr).")
+            raise OutputExistsError(
+                f"{path} holds files that mm-deepz did not write: it never replaces them. "
+                "Choose another output (a new name ending in .ome.zarr)."
+            )
         if not overwrite:
-            raise OutputExistsError(f"{path} already holds an mm-deepz run: choose another output, or replace it "
-                                    "(--overwrite; the panel asks).")
+            raise OutputExistsError(
+                f"{path} already holds an mm-deepz run: choose another output, or replace it "
+                "(--overwrite; the panel asks)."
+            )
 
 
 def preflight_output(path: str | Path, overwrite: bool = False) -> None:
@@ -199,7 +209,9 @@ class Claim:
                 shutil.rmtree(self.path, ignore_errors=True)
             else:
                 for entry in self.path.iterdir():
-                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(
+                        missing_ok=True
+                    )
         if self._aside is not None:
             os.rename(self._aside, self.path)
             self._aside = None
@@ -213,7 +225,9 @@ class Claim:
             now, ours = os.stat(self.path), os.fstat(self._folder_fd)
         except OSError:
             return False
-        return (now.st_ino, now.st_dev) == (ours.st_ino, ours.st_dev) and ours.st_nlink > 0 and self.lock.held()
+        return (
+            (now.st_ino, now.st_dev) == (ours.st_ino, ours.st_dev) and ours.st_nlink > 0 and self.lock.held()
+        )
 
     def release(self) -> None:
         """The run is over: other writers may open the container (idempotent)."""

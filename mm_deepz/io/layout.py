@@ -55,10 +55,15 @@ class ImageInfo:
 #: what each of a run's images is, before the run says more (model, modality, exposure)
 DEFAULT_INFO = {
     "measured": ImageInfo("widefield (measured)", "00FF00", "Planes measured by the camera"),
-    "virtual": ImageInfo("virtual confocal (Deep-Z)", "FF00FF", "Stacks synthesized by Deep-Z from the measured planes"),
+    "virtual": ImageInfo(
+        "virtual confocal (Deep-Z)", "FF00FF", "Stacks synthesized by Deep-Z from the measured planes"
+    ),
     "reference": ImageInfo("confocal (reference)", "FFFFFF", "Stacks scanned for blind checks"),
-    "measured_stack": ImageInfo("widefield z-stacks (measured)", "00FF00",
-                                "Full z-stacks measured by the camera while virtual z-stacking was off"),
+    "measured_stack": ImageInfo(
+        "widefield z-stacks (measured)",
+        "00FF00",
+        "Full z-stacks measured by the camera while virtual z-stacking was off",
+    ),
 }
 
 
@@ -70,7 +75,9 @@ def info_for(name: str, infos: Mapping[str, ImageInfo] | None = None) -> ImageIn
         return DEFAULT_INFO[name]
     base = DEFAULT_INFO["virtual"]
     model = name.removeprefix("virtual_")
-    return replace(base, label=f"virtual (Deep-Z, {model})", description=f"Stacks synthesized by the model {model}")
+    return replace(
+        base, label=f"virtual (Deep-Z, {model})", description=f"Stacks synthesized by the model {model}"
+    )
 
 
 def number_images(names: Sequence[str], n_positions: int, start: int = 0) -> dict[str, list[str]]:
@@ -94,7 +101,9 @@ def image_group_path(root: zarr.Group, image: str, p: int = 0) -> str:
         return str(paths[p])
     path = f"{image}/p{p}" if n_positions(root) > 1 else image  # layout 1
     if path not in root:
-        raise MissingImageError(_missing(image, p, [k for k in root.group_keys() if k not in ("rejected", "tracks")]))
+        raise MissingImageError(
+            _missing(image, p, [k for k in root.group_keys() if k not in ("rejected", "tracks")])
+        )
     return path
 
 
@@ -132,8 +141,12 @@ def _missing(image: str, p: int, have: list[str]) -> str:
     return f"This container has no image {image!r}{where}; it has {', '.join(have) or 'none'}."
 
 
-def write_collection(root: zarr.Group, paths: Mapping[str, Sequence[str]], infos: Mapping[str, ImageInfo],
-                     planes: Mapping[str, list[dict[str, float]]] | None = None) -> None:
+def write_collection(
+    root: zarr.Group,
+    paths: Mapping[str, Sequence[str]],
+    infos: Mapping[str, ImageInfo],
+    planes: Mapping[str, list[dict[str, float]]] | None = None,
+) -> None:
     """Make the root a bioformats2raw collection of the images at ``paths``: root and ``OME/``
     attributes and the OME-XML (names, channels; ``planes``: each image's frames with their
     ``the_t``, ``the_z``, ``delta_t`` (s) and ``exposure_time`` (ms))."""
@@ -142,31 +155,67 @@ def write_collection(root: zarr.Group, paths: Mapping[str, Sequence[str]], infos
     group = root.require_group("OME")
     group.attrs["ome"] = {"version": "0.5", "series": [str(i) for i, _, _ in order]}
     several = max(len(ps) for ps in paths.values()) > 1
-    images = [_ome_image(i, root[str(i)], f"{name} p{p}" if several else name, info_for(name, infos),
-                         (planes or {}).get(str(i), [])) for i, name, p in order]
+    images = [
+        _ome_image(
+            i,
+            root[str(i)],
+            f"{name} p{p}" if several else name,
+            info_for(name, infos),
+            (planes or {}).get(str(i), []),
+        )
+        for i, name, p in order
+    ]
     store_path = getattr(root.store, "root", None)
     if store_path is None:  # a store without files (memory): the OME-XML is optional
         return
     (store_path / root.path / "OME" / OME_XML).write_text(to_xml(ome.OME(images=images, creator="mm-deepz")))
 
 
-def _ome_image(i: int, group: zarr.Group, name: str, info: ImageInfo, planes: list[dict[str, float]]) -> ome.Image:
+def _ome_image(
+    i: int, group: zarr.Group, name: str, info: ImageInfo, planes: list[dict[str, float]]
+) -> ome.Image:
     arr = group["0"]
     t, c, z, y, x = arr.shape
     scale, _ = transforms(group)
     pixels = ome.Pixels(
-        id=f"Pixels:{i}", dimension_order="XYZCT", type=OME_PIXEL_TYPES.get(str(arr.dtype), str(arr.dtype)), size_x=x, size_y=y, size_z=z,
-        size_c=c, size_t=max(t, 1), physical_size_x=scale[4], physical_size_y=scale[3], physical_size_z=scale[2],
-        time_increment=scale[0], metadata_only=ome.MetadataOnly(),
-        channels=[ome.Channel(id=f"Channel:{i}:{k}", name=info.label, samples_per_pixel=1,
-                              emission_wavelength=info.emission_nm) for k in range(c)],
-        planes=[ome.Plane(the_c=0, exposure_time=info.exposure_ms, **plane) for plane in planes])
+        id=f"Pixels:{i}",
+        dimension_order="XYZCT",
+        type=OME_PIXEL_TYPES.get(str(arr.dtype), str(arr.dtype)),
+        size_x=x,
+        size_y=y,
+        size_z=z,
+        size_c=c,
+        size_t=max(t, 1),
+        physical_size_x=scale[4],
+        physical_size_y=scale[3],
+        physical_size_z=scale[2],
+        time_increment=scale[0],
+        metadata_only=ome.MetadataOnly(),
+        channels=[
+            ome.Channel(
+                id=f"Channel:{i}:{k}",
+                name=info.label,
+                samples_per_pixel=1,
+                emission_wavelength=info.emission_nm,
+            )
+            for k in range(c)
+        ],
+        planes=[ome.Plane(the_c=0, exposure_time=info.exposure_ms, **plane) for plane in planes],
+    )
     return ome.Image(id=f"Image:{i}", name=name, description=info.description or None, pixels=pixels)
 
 
 def omero(info: ImageInfo, window: tuple[float, float], dtype_max: float) -> dict[str, Any]:
     """NGFF ``omero`` rendering metadata for one channel: label, colour, display window."""
     start, end = window
-    return {"channels": [{"label": info.label, "active": True, "color": info.color,
-                          "window": {"start": start, "end": end, "min": 0, "max": dtype_max}}],
-            "rdefs": {"model": "color"}}
+    return {
+        "channels": [
+            {
+                "label": info.label,
+                "active": True,
+                "color": info.color,
+                "window": {"start": start, "end": end, "min": 0, "max": dtype_max},
+            }
+        ],
+        "rdefs": {"model": "color"},
+    }

@@ -29,15 +29,22 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
 
     done = sorted(set(root.attrs["mm_deepz"]["completed"]["measured"]))
     if t not in done:
-        raise DeepZError(f"Time point {t} of {container} was not measured: complete time points are "
-                         f"{', '.join(map(str, done)) or 'none'}.")
+        raise DeepZError(
+            f"Time point {t} of {container} was not measured: complete time points are "
+            f"{', '.join(map(str, done)) or 'none'}."
+        )
     meas = np.asarray(root[f"{path('measured')}/0"][t, 0])
     virt_arr = root[f"{path('virtual')}/0"]
     if virt_arr.shape[0] <= t or t not in root.attrs["mm_deepz"]["completed"]["virtual"]:
         missing = root.attrs["mm_deepz"].get("virtual_missing", {})
-        reason = missing.get(per_position(str(t), p, n_pos > 1)) or "virtual z-stacking was off or it was never made"
-        raise DeepZError(f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
-                         f"{', '.join(map(str, root.attrs['mm_deepz']['completed']['virtual'])) or 'none'}.")
+        reason = (
+            missing.get(per_position(str(t), p, n_pos > 1))
+            or "virtual z-stacking was off or it was never made"
+        )
+        raise DeepZError(
+            f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
+            f"{', '.join(map(str, root.attrs['mm_deepz']['completed']['virtual'])) or 'none'}."
+        )
     virt = np.asarray(virt_arr[t, 0])
     ref_arr = root[f"{path('reference')}/0"]
     ref = np.asarray(ref_arr[t, 0]) if ref_arr.shape[0] > t else None
@@ -48,7 +55,9 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
         ref = None
     show = np.unique(np.linspace(0, len(z) - 1, 5).round().astype(int))
     rows = 2 + (ref is not None)
-    fig, axes = plt.subplots(rows, len(show) + 1, figsize=(3.2 * (len(show) + 1), 3.3 * rows), constrained_layout=True)
+    fig, axes = plt.subplots(
+        rows, len(show) + 1, figsize=(3.2 * (len(show) + 1), 3.3 * rows), constrained_layout=True
+    )
 
     def norm(a: np.ndarray) -> np.ndarray:
         return np.clip(normalize_stack(a), 0, 1)
@@ -63,8 +72,11 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     rows = norm(meas[anchor]).max(axis=1)
     rows[:8] = rows[-8:] = -1  # a row through the specimen, not the frame edge
     y = int(np.argmax(rows))
-    axes[1, 0].imshow(norm(meas[measured_idx][:, y, :]) if len(measured_idx) > 1 else norm(meas[anchor][None, y, :]),
-                      cmap="gray", aspect="auto")
+    axes[1, 0].imshow(
+        norm(meas[measured_idx][:, y, :]) if len(measured_idx) > 1 else norm(meas[anchor][None, y, :]),
+        cmap="gray",
+        aspect="auto",
+    )
     axes[1, 0].set_title("measured, XZ")
     axes[1, 1].imshow(vn[:, y, :], cmap="magma", aspect="auto", extent=(0, vn.shape[2], z[-1], z[0]))
     axes[1, 1].set_title(f"virtual XZ at y = {y}")

@@ -63,8 +63,17 @@ from .layout import n_positions as layout_n_positions
 logger = logging.getLogger(__name__)
 
 #: root attributes that record progress (the rest describe the run)
-STATE_KEYS = ("completed", "virtual_missing", "virtual_pending", "blind_checks", "planes_measured", "finished",
-              "rejected", "warnings", "frame_times_s")
+STATE_KEYS = (
+    "completed",
+    "virtual_missing",
+    "virtual_pending",
+    "blind_checks",
+    "planes_measured",
+    "finished",
+    "rejected",
+    "warnings",
+    "frame_times_s",
+)
 #: display windows are taken between these percentiles of the data (of every 4th pixel)
 WINDOW_PERCENTILES = (0.1, 99.9)
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
@@ -145,32 +154,68 @@ def _step(z: tuple[float, ...]) -> float:
     return float(np.median(np.diff(z))) if len(z) > 1 else 1.0
 
 
-def _ngff_attrs(name: str, g: Geometry, info: ImageInfo, position: int = 0, z: tuple[float, ...] | None = None) -> dict:
+def _ngff_attrs(
+    name: str, g: Geometry, info: ImageInfo, position: int = 0, z: tuple[float, ...] | None = None
+) -> dict:
     h, w = g.shape_yx
     p = g.pixel_size_um
     z = z or g.z_um
     x0, y0 = g.positions_xy_um[position] if len(g.positions_xy_um) > 1 else (0.0, 0.0)
-    return {"ome": {"version": "0.5", "multiscales": [{
-        "name": name,
-        "axes": [{"name": "t", "type": "time", "unit": "second"},
-                 {"name": "c", "type": "channel"},
-                 {"name": "z", "type": "space", "unit": "micrometer"},
-                 {"name": "y", "type": "space", "unit": "micrometer"},
-                 {"name": "x", "type": "space", "unit": "micrometer"}],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            # an interval of 0 (as fast as possible) is replaced by the measured cadence on finish
-            {"type": "scale", "scale": [g.interval_s if g.interval_s > 0 else 1.0, 1.0, _step(z), p, p]},
-            {"type": "translation", "translation": [0.0, 0.0, float(z[0]), y0 - (h - 1) / 2 * p,
-                                                    x0 - (w - 1) / 2 * p]},
-        ]}],
-    }], "omero": omero(info, (0.0, 4000.0), 65535)}}
+    return {
+        "ome": {
+            "version": "0.5",
+            "multiscales": [
+                {
+                    "name": name,
+                    "axes": [
+                        {"name": "t", "type": "time", "unit": "second"},
+                        {"name": "c", "type": "channel"},
+                        {"name": "z", "type": "space", "unit": "micrometer"},
+                        {"name": "y", "type": "space", "unit": "micrometer"},
+                        {"name": "x", "type": "space", "unit": "micrometer"},
+                    ],
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [
+                                # an interval of 0 (as fast as possible) is replaced by the measured cadence
+                                # on finish
+                                {
+                                    "type": "scale",
+                                    "scale": [g.interval_s if g.interval_s > 0 else 1.0, 1.0, _step(z), p, p],
+                                },
+                                {
+                                    "type": "translation",
+                                    "translation": [
+                                        0.0,
+                                        0.0,
+                                        float(z[0]),
+                                        y0 - (h - 1) / 2 * p,
+                                        x0 - (w - 1) / 2 * p,
+                                    ],
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ],
+            "omero": omero(info, (0.0, 4000.0), 65535),
+        }
+    }
 
 
 class Recorder:
     """Writes one acquisition's images into an OME-Zarr container, thread-safe."""
 
-    def __init__(self, path: str | Path, geometry: Geometry, attrs: dict[str, Any] | None = None,
-                 overwrite: bool = False, compression: bool = True, infos: dict[str, ImageInfo] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        geometry: Geometry,
+        attrs: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        compression: bool = True,
+        infos: dict[str, ImageInfo] | None = None,
+    ):
         """``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, or raw chunks. ``infos``: what
         each image is (label, colour, emission, exposure; defaults by image name).
 
@@ -184,16 +229,25 @@ class Recorder:
         except OSError as e:
             raise self._storage_error(e) from e
         self._lock = threading.RLock()
-        self._state: dict[str, Any] = {"completed": {k: [] for k in IMAGES}, "virtual_missing": {},
-                                       "blind_checks": {}, "planes_measured": {}, "finished": False,
-                                       "frame_times_s": {}}
+        self._state: dict[str, Any] = {
+            "completed": {k: [] for k in IMAGES},
+            "virtual_missing": {},
+            "blind_checks": {},
+            "planes_measured": {},
+            "finished": False,
+            "frame_times_s": {},
+        }
         self._infos = {**{name: info_for(name, infos) for name in IMAGES}, **(infos or {})}
         self._paths = number_images(IMAGES, len(geometry.positions_xy_um))
         self._slots = self._anchor_slots()
         try:
             self.root = zarr.create_group(str(self.path), zarr_format=3, overwrite=False)
-            layout = {"layout": LAYOUT_VERSION, "images": self._paths, "anchor_z_um": geometry.anchor_z_um,
-                      "image_info": {name: asdict(info) for name, info in self._infos.items()}}
+            layout = {
+                "layout": LAYOUT_VERSION,
+                "images": self._paths,
+                "anchor_z_um": geometry.anchor_z_um,
+                "image_info": {name: asdict(info) for name, info in self._infos.items()},
+            }
             self.root.attrs["mm_deepz"] = json_safe({**(attrs or {}), **layout, **self._state})
             self._arrays: dict[tuple[str, int], zarr.Array] = {}
             h, w = geometry.shape_yx
@@ -204,10 +258,15 @@ class Recorder:
                     title = name if self.n_positions == 1 else f"{name} p{pos}"
                     grp.attrs.update(_ngff_attrs(title, geometry, self._infos[name], pos, z))
                     self._arrays[name, pos] = grp.create_array(
-                        "0", shape=(0, len(geometry.channels), len(z), h, w),
+                        "0",
+                        shape=(0, len(geometry.channels), len(z), h, w),
                         chunks=(1, 1, _z_chunk(name, len(z), h * w * np.dtype(DTYPES[name]).itemsize), h, w),
-                        dtype=DTYPES[name], fill_value=0, dimension_names=("t", "c", "z", "y", "x"),
-                        compressors=COMPRESSOR if compression else None, config=ARRAY_CONFIG)
+                        dtype=DTYPES[name],
+                        fill_value=0,
+                        dimension_names=("t", "c", "z", "y", "x"),
+                        compressors=COMPRESSOR if compression else None,
+                        config=ARRAY_CONFIG,
+                    )
             write_collection(self.root, self._paths, self._infos)
         except BaseException as e:  # a half-made container is removed, an earlier one put back
             self._claim.rollback()
@@ -243,29 +302,47 @@ class Recorder:
         rec._state.setdefault("frame_times_s", {})
         rec._attrs = attrs
         n_pos = layout_n_positions(rec.root)
-        rec._paths = {name: [image_group_path(rec.root, name, p) for p in range(n_pos)]
-                      for name in rec._state["completed"]}
+        rec._paths = {
+            name: [image_group_path(rec.root, name, p) for p in range(n_pos)]
+            for name in rec._state["completed"]
+        }
         frames = [rec.root[path] for path in rec._paths["virtual"]]  # the whole z grid, in every layout
         arr = frames[0]["0"]
         h, w = arr.shape[-2:]
         ts = [transforms(g) for g in frames]
         scale, trans = ts[0]
-        positions = tuple((t[4] + (w - 1) / 2 * scale[4], t[3] + (h - 1) / 2 * scale[3])
-                          for _, t in ts) if n_pos > 1 else ((0.0, 0.0),)
+        positions = (
+            tuple((t[4] + (w - 1) / 2 * scale[4], t[3] + (h - 1) / 2 * scale[3]) for _, t in ts)
+            if n_pos > 1
+            else ((0.0, 0.0),)
+        )
         anchors = attrs.get("anchor_z_um")
-        rec.geometry = Geometry(tuple(float(trans[2] + scale[2] * i) for i in range(arr.shape[2])), float(scale[3]),
-                                float(attrs.get("interval_s", 0.0)), (h, w), positions_xy_um=positions,
-                                anchor_z_um=tuple(anchors) if anchors else None)
+        rec.geometry = Geometry(
+            tuple(float(trans[2] + scale[2] * i) for i in range(arr.shape[2])),
+            float(scale[3]),
+            float(attrs.get("interval_s", 0.0)),
+            (h, w),
+            positions_xy_um=positions,
+            anchor_z_um=tuple(anchors) if anchors else None,
+        )
         rec._slots = rec._anchor_slots()
-        rec._arrays = {(name, pos): rec.root[f"{rec._paths[name][pos]}/0"]
-                       for name in rec._state["completed"] for pos in range(rec.n_positions)}
+        rec._arrays = {
+            (name, pos): rec.root[f"{rec._paths[name][pos]}/0"]
+            for name in rec._state["completed"]
+            for pos in range(rec.n_positions)
+        }
         stored = attrs.get("image_info", {})  # what the run said its images are (layout 2)
-        rec._infos = {name: ImageInfo(**stored[name]) if name in stored else info_for(name) for name in rec._paths}
+        rec._infos = {
+            name: ImageInfo(**stored[name]) if name in stored else info_for(name) for name in rec._paths
+        }
         rec._windows, rec._written_windows = {}, {}
         rec._t0 = time.time()
         rec._times = {}
-        rec._done_positions = {(name, t): set(range(rec.n_positions))
-                               for name, done in rec._state["completed"].items() for t in done}
+        rec._done_positions = {
+            (name, t): set(range(rec.n_positions))
+            for name, done in rec._state["completed"].items()
+            for t in done
+        }
         return rec
 
     def recover_measured(self) -> list[tuple[int, int]]:
@@ -282,7 +359,9 @@ class Recorder:
                 for t_dir in chunks.iterdir():
                     t = int(t_dir.name)
                     key = self._record_key(t, p)
-                    planes = sorted(int(z.name) for z in (t_dir / "0").iterdir()) if (t_dir / "0").is_dir() else []
+                    planes = (
+                        sorted(int(z.name) for z in (t_dir / "0").iterdir()) if (t_dir / "0").is_dir() else []
+                    )
                     if self._slots is not None:  # planes of the measured image -> planes of the z grid
                         grid = {slot: zi for zi, slot in self._slots.items()}
                         planes = sorted(grid[s] for s in planes if s in grid)
@@ -290,15 +369,19 @@ class Recorder:
                         self.mark_complete("measured", t, p, planes=planes)
                         recovered.append((t, p))
         if recovered:
-            logger.info("Recovered %d measured time point(s) on disk but missing from the record", len(recovered))
+            logger.info(
+                "Recovered %d measured time point(s) on disk but missing from the record", len(recovered)
+            )
         return sorted(recovered)
 
     def add_image(self, name: str, like: str = "virtual") -> None:
         """A new image shaped like ``like`` (another model's virtual stacks beside the run's)."""
         with self._lock:
             if not self._layout_numbered:
-                raise InputError(f"{self.path} was written by an older mm-deepz (layout 1): images cannot be added "
-                                 "to it. Make the virtual stacks into a new run, or re-acquire.")
+                raise InputError(
+                    f"{self.path} was written by an older mm-deepz (layout 1): images cannot be added "
+                    "to it. Make the virtual stacks into a new run, or re-acquire."
+                )
             taken = max(int(path) for paths in self._paths.values() for path in paths) + 1
             self._paths[name] = number_images([name], self.n_positions, start=taken)[name]
             self._infos[name] = self._infos.get(name) or info_for(name)
@@ -311,8 +394,15 @@ class Recorder:
                 ome["omero"] = omero(self._infos[name], (0.0, 4000.0), 65535)
                 grp.attrs["ome"] = ome
                 self._arrays[name, pos] = grp.create_array(
-                    "0", shape=(0, *src.shape[1:]), chunks=src.chunks, dtype=src.dtype, fill_value=0,
-                    dimension_names=("t", "c", "z", "y", "x"), compressors=COMPRESSOR, config=ARRAY_CONFIG)
+                    "0",
+                    shape=(0, *src.shape[1:]),
+                    chunks=src.chunks,
+                    dtype=src.dtype,
+                    fill_value=0,
+                    dimension_names=("t", "c", "z", "y", "x"),
+                    compressors=COMPRESSOR,
+                    config=ARRAY_CONFIG,
+                )
             self._state["completed"][name] = []
             self._attrs["images"] = self._paths
             self._attrs.setdefault("image_info", {})[name] = asdict(self._infos[name])
@@ -337,7 +427,9 @@ class Recorder:
         return self._arrays[image, p]
 
     # -- writing ------------------------------------------------------------------
-    def write_plane(self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0, p: int = 0) -> None:
+    def write_plane(
+        self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0, p: int = 0
+    ) -> None:
         """Write the plane ``z_index`` of the z grid (grows the time axis as needed). The measured
         image takes Deep-Z's input planes only; :data:`STACK_IMAGE` (made at its first plane) full stacks."""
         if image == STACK_IMAGE and (STACK_IMAGE, p) not in self._arrays:
@@ -351,8 +443,10 @@ class Recorder:
         if image != "measured" or self._slots is None:
             return z_index
         if z_index not in self._slots:
-            raise ValueError(f"Plane {z_index} of the z grid is not one of the measured image's input planes "
-                             f"{sorted(self._slots)}: full stacks go to {STACK_IMAGE!r}.")
+            raise ValueError(
+                f"Plane {z_index} of the z grid is not one of the measured image's input planes "
+                f"{sorted(self._slots)}: full stacks go to {STACK_IMAGE!r}."
+            )
         return self._slots[z_index]
 
     def write_stack(self, image: str, t: int, stack: np.ndarray, c: int = 0, p: int = 0) -> None:
@@ -362,14 +456,23 @@ class Recorder:
     def _write(self, image: str, p: int, t: int, index: tuple, data: np.ndarray) -> None:
         arr = self._arrays[image, p]
         data = np.asarray(data)
-        expected = self.geometry.shape_yx if isinstance(index[1], int) else (arr.shape[2], *self.geometry.shape_yx)
+        expected = (
+            self.geometry.shape_yx if isinstance(index[1], int) else (arr.shape[2], *self.geometry.shape_yx)
+        )
         if data.shape != expected:
-            raise InputError(f"A {image} frame of shape {data.shape} does not fit this acquisition's {expected}: "
-                             "did the camera ROI or binning change during the acquisition?")
-        if data.dtype != arr.dtype and arr.dtype.kind == "u" and (data.dtype.kind not in "ui" or data.min() < 0
-                                                    or data.max() > np.iinfo(arr.dtype).max):
-            raise InputError(f"A {image} frame of dtype {data.dtype} (range {data.min()}..{data.max()}) is not "
-                             f"{arr.dtype} camera counts.")
+            raise InputError(
+                f"A {image} frame of shape {data.shape} does not fit this acquisition's {expected}: "
+                "did the camera ROI or binning change during the acquisition?"
+            )
+        if (
+            data.dtype != arr.dtype
+            and arr.dtype.kind == "u"
+            and (data.dtype.kind not in "ui" or data.min() < 0 or data.max() > np.iinfo(arr.dtype).max)
+        ):
+            raise InputError(
+                f"A {image} frame of dtype {data.dtype} (range {data.min()}..{data.max()}) is not "
+                f"{arr.dtype} camera counts."
+            )
         with self._lock:
             self._check_intact()
             try:
@@ -379,7 +482,9 @@ class Recorder:
             except OSError as e:
                 raise self._storage_error(e) from e
             if isinstance(index[1], int) and image in ("measured", "reference"):
-                times = self._state["frame_times_s"].setdefault(image, {}).setdefault(self._record_key(t, p), {})
+                times = (
+                    self._state["frame_times_s"].setdefault(image, {}).setdefault(self._record_key(t, p), {})
+                )
                 times[str(index[1])] = round(time.time() - self._t0, 4)
             self._note_window(image, p, data)
 
@@ -400,14 +505,17 @@ class Recorder:
             if (window := self._windows.get((image, pos))) is None:
                 continue
             if (last := self._written_windows.get((image, pos))) is not None and max(
-                    abs(window[0] - last[0]), abs(window[1] - last[1])) <= 0.02 * max(last[1] - last[0], 1e-9):
+                abs(window[0] - last[0]), abs(window[1] - last[1])
+            ) <= 0.02 * max(last[1] - last[0], 1e-9):
                 continue
             self._written_windows[image, pos] = window
             grp = self.root[self._paths[image][pos]]
             ome = grp.attrs["ome"]
             dtype = self._arrays[image, pos].dtype
             dtype_max = float(np.iinfo(dtype).max) if dtype.kind == "u" else max(2 * window[1], 1.0)
-            new = omero(self._infos[image], (round(window[0], 2), round(max(window[1], window[0] + 1), 2)), dtype_max)
+            new = omero(
+                self._infos[image], (round(window[0], 2), round(max(window[1], window[0] + 1), 2)), dtype_max
+            )
             if ome.get("omero") != new:
                 try:
                     grp.attrs["ome"] = {**ome, "omero": new}
@@ -423,13 +531,16 @@ class Recorder:
             for key, times in by_key.items():
                 t, p = record_key_parts(key)
                 planes.setdefault(self._paths[image][p], []).extend(
-                    {"the_t": t, "the_z": int(z), "delta_t": s} for z, s in times.items())
+                    {"the_t": t, "the_z": int(z), "delta_t": s} for z, s in times.items()
+                )
         try:
             write_collection(self.root, self._paths, self._infos, planes)
         except OSError as e:
             raise self._storage_error(e) from e
 
-    def keep_rejected(self, image: str, t: int, z_index: int, frame: np.ndarray, reason: str, p: int = 0) -> str:
+    def keep_rejected(
+        self, image: str, t: int, z_index: int, frame: np.ndarray, reason: str, p: int = 0
+    ) -> str:
         """Store a frame that does not fit ``image`` under ``rejected/`` (never drop data); its path."""
         name = f"{image}_t{t}_z{z_index}_p{p}"
         with self._lock:
@@ -579,8 +690,10 @@ class Recorder:
         if not self._claim.intact():
             raise ContainerChangedError(
                 f"{self.path} was deleted, moved or replaced while this run wrote it (by hand or by another "
-                "program): stopping so nothing is written into the wrong place. Data measured before that is in "
-                "the container that was there, if it still exists.")
+                "program): stopping so nothing is written into the wrong place. Data measured before that "
+                "is in "
+                "the container that was there, if it still exists."
+            )
 
     def close(self) -> None:
         """Release the container to other writers (after :meth:`finish`; idempotent)."""
@@ -634,8 +747,10 @@ def open_container(path: str | Path) -> zarr.Group:
         raise NotAContainerError(f"{path} is a file, not a run's .ome.zarr folder.")
     if not is_container(path):
         what = "an empty folder" if not any(path.iterdir()) else "not a container written by mm-deepz"
-        raise NotAContainerError(f"{path} is {what} (its zarr.json has no mm_deepz attributes): give the path of a "
-                                 "run written by `mm-deepz acquire` or the panel.")
+        raise NotAContainerError(
+            f"{path} is {what} (its zarr.json has no mm_deepz attributes): give the path of a "
+            "run written by `mm-deepz acquire` or the panel."
+        )
     return zarr.open_group(str(path), mode="r")
 
 

@@ -28,7 +28,9 @@ class UNetConfig:
         if self.base_channels < 4 or self.depth < 1:
             raise ValueError("base_channels must be >= 4 and depth >= 1.")
         if self.max_channels is not None and self.max_channels < self.base_channels:
-            raise ValueError(f"max_channels ({self.max_channels}) must be >= base_channels ({self.base_channels}).")
+            raise ValueError(
+                f"max_channels ({self.max_channels}) must be >= base_channels ({self.base_channels})."
+            )
 
     @property
     def widths(self) -> list[int]:
@@ -55,9 +57,10 @@ class DeepZUNet(nn.Module):
     """U-Net: channels are (plane_1, dpm_1[, plane_2, dpm_2]); output is one plane.
 
     Convolutions pad by reflection: with zero padding, networks trained on patches learn to
-    lean on the patch border and behave differently on whole frames. The DPMs are also fed, average-pooled, to every level of the encoder, the bottleneck and
-    the decoder: the propagation distance then conditions the deep features directly instead
-    of only the first convolution. The output is a residual on the mean of the input planes,
+    lean on the patch border and behave differently on whole frames. The DPMs are also fed,
+    average-pooled, to every level of the encoder, the bottleneck and the decoder: the
+    propagation distance then conditions the deep features directly instead of only the first
+    convolution. The output is a residual on the mean of the input planes,
     which keeps the identity (zero propagation, same modality) easy to learn.
     """
 
@@ -81,6 +84,7 @@ class DeepZUNet(nn.Module):
         self.pool = nn.AvgPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The image at each DPM's surface, from ``x``: measured planes interleaved with their DPMs."""
         planes, dpm = x[:, 0::2], x[:, 1::2]
         dpms = [dpm]
         for _ in range(self.config.depth):

@@ -9,5 +9,17 @@ from .detect import DetectionConfig, NeuronAnalysisError, detect_neurons
 from .score import BANDS, MATCH_UM, detection_scores, match, pool_detection_scores, tracking_scores
 from .track import LinkConfig, link_tracks, traces
 
-__all__ = ["BANDS", "MATCH_UM", "DetectionConfig", "LinkConfig", "NeuronAnalysisError", "detect_neurons",
-           "detection_scores", "link_tracks", "match", "pool_detection_scores", "traces", "tracking_scores"]
+__all__ = [
+    "BANDS",
+    "MATCH_UM",
+    "DetectionConfig",
+    "LinkConfig",
+    "NeuronAnalysisError",
+    "detect_neurons",
+    "detection_scores",
+    "link_tracks",
+    "match",
+    "pool_detection_scores",
+    "traces",
+    "tracking_scores",
+]

@@ -18,8 +18,12 @@ from .track import TRACK_COLUMNS, LinkConfig, link_tracks, traces
 TRACKS_GROUP = "tracks"
 
 
-def analyse(series: StackSeries, detection: DetectionConfig | None = None, link: LinkConfig | None = None,
-            progress: Callable[[], None] | None = None) -> pd.DataFrame:
+def analyse(
+    series: StackSeries,
+    detection: DetectionConfig | None = None,
+    link: LinkConfig | None = None,
+    progress: Callable[[], None] | None = None,
+) -> pd.DataFrame:
     """Tracks of every neuron over ``series`` (µm in the image's physical frame, seconds)."""
     found = []
     z0, y0, x0 = series.origin_um
@@ -46,10 +50,21 @@ def write_tracks_to_container(path: Path, image: str, tracks: pd.DataFrame) -> s
         for column in TRACK_COLUMNS:
             values = tracks[column].to_numpy(np.int64 if column in ("track", "t") else np.float64)
             group.create_array(column, shape=values.shape, dtype=values.dtype, overwrite=True)[...] = values
-        group.attrs.update({"mm_deepz_tracks": {"image": image, "columns": list(TRACK_COLUMNS),
-                                                "units": {"time_s": "second", "z_um": "micrometer",
-                                                          "y_um": "micrometer", "x_um": "micrometer"},
-                                                "tracks": int(tracks["track"].nunique()) if len(tracks) else 0}})
+        group.attrs.update(
+            {
+                "mm_deepz_tracks": {
+                    "image": image,
+                    "columns": list(TRACK_COLUMNS),
+                    "units": {
+                        "time_s": "second",
+                        "z_um": "micrometer",
+                        "y_um": "micrometer",
+                        "x_um": "micrometer",
+                    },
+                    "tracks": int(tracks["track"].nunique()) if len(tracks) else 0,
+                }
+            }
+        )
     finally:
         lock.release()
     return f"{TRACKS_GROUP}/{image.replace('/', '_')}"
@@ -80,7 +95,9 @@ def save_pictures(series: StackSeries, tracks: pd.DataFrame, png: Path) -> Path:
         ax.plot(tr["x_um"], tr["y_um"], "-", lw=1)
     if len(tracks):
         at0 = tracks[tracks["t"] == t0]
-        sc = ax.scatter(at0["x_um"], at0["y_um"], c=at0["z_um"], s=14, cmap="viridis", edgecolors="w", linewidths=0.3)
+        sc = ax.scatter(
+            at0["x_um"], at0["y_um"], c=at0["z_um"], s=14, cmap="viridis", edgecolors="w", linewidths=0.3
+        )
         fig.colorbar(sc, ax=ax, label="z (µm)", shrink=0.8)
     ax.set_xlabel("x (µm)")
     ax.set_ylabel("y (µm)")
@@ -89,8 +106,14 @@ def save_pictures(series: StackSeries, tracks: pd.DataFrame, png: Path) -> Path:
     if not table.empty:
         cmap = plt.get_cmap("magma").copy()
         cmap.set_bad("0.6")  # grey: the neuron was not found at that time point
-        im = heat.imshow(table.to_numpy(), aspect="auto", cmap=cmap, interpolation="nearest",
-                         vmin=0, vmax=np.nanpercentile(table.to_numpy(), 99))
+        im = heat.imshow(
+            table.to_numpy(),
+            aspect="auto",
+            cmap=cmap,
+            interpolation="nearest",
+            vmin=0,
+            vmax=np.nanpercentile(table.to_numpy(), 99),
+        )
         fig.colorbar(im, ax=heat, label="dF/F")
     heat.set_xlabel("time point")
     heat.set_ylabel("track")

@@ -53,8 +53,12 @@ def _odd(n: float) -> int:
     return k if k % 2 else k + 1
 
 
-def detect_neurons(stack: np.ndarray, voxel_um: tuple[float, float, float], z0_um: float = 0.0,
-                   config: DetectionConfig | None = None) -> pd.DataFrame:
+def detect_neurons(
+    stack: np.ndarray,
+    voxel_um: tuple[float, float, float],
+    z0_um: float = 0.0,
+    config: DetectionConfig | None = None,
+) -> pd.DataFrame:
     """Neuron centres of one (z, y, x) stack, in µm (z from ``z0_um``; y, x from the frame's corner).
 
     ``voxel_um``: (z step, pixel height, pixel width) in µm. A single plane (1, y, x) is searched
@@ -65,7 +69,9 @@ def detect_neurons(stack: np.ndarray, voxel_um: tuple[float, float, float], z0_u
     cfg = config or DetectionConfig()
     stack = np.asarray(stack)
     if stack.ndim != 3 or min(stack.shape) == 0:
-        raise NeuronAnalysisError(f"Neuron detection needs a z-stack (z, y, x); got an array of shape {stack.shape}.")
+        raise NeuronAnalysisError(
+            f"Neuron detection needs a z-stack (z, y, x); got an array of shape {stack.shape}."
+        )
     dz, dy, dx = (float(v) for v in voxel_um)
     if not all(np.isfinite(v) and v > 0 for v in (dz, dy, dx)):
         raise NeuronAnalysisError(f"Voxel size must be positive µm, got {voxel_um}.")
@@ -73,18 +79,24 @@ def detect_neurons(stack: np.ndarray, voxel_um: tuple[float, float, float], z0_u
     flat = data.shape[0] == 1
     if flat:
         data = data[0]
-    diameter = (_odd(cfg.axial_diameter_um / dz),) * (not flat) + (_odd(cfg.diameter_um / dy),
-                                                                    _odd(cfg.diameter_um / dx))
+    diameter = (_odd(cfg.axial_diameter_um / dz),) * (not flat) + (
+        _odd(cfg.diameter_um / dy),
+        _odd(cfg.diameter_um / dx),
+    )
     if any(d > n for d, n in zip(diameter, data.shape, strict=True)):
         diameter = tuple(min(d, n if n % 2 else n - 1) for d, n in zip(diameter, data.shape, strict=True))
         if min(diameter) < 3:
-            raise NeuronAnalysisError(f"A stack of shape {data.shape} is too small to find neurons of "
-                                      f"{cfg.diameter_um:g} µm in.")
+            raise NeuronAnalysisError(
+                f"A stack of shape {data.shape} is too small to find neurons of {cfg.diameter_um:g} µm in."
+            )
     span = float(np.percentile(data, 99.99) - np.percentile(data, 1))
     if span <= 0:
         return pd.DataFrame({c: np.empty(0) for c in COLUMNS})
     data = (data - np.percentile(data, 1)) / span * 1000.0  # trackpy's filters like a fixed scale
-    sep = (max(1, cfg.axial_diameter_um / dz / 2),) * (not flat) + (cfg.separation_um / dy, cfg.separation_um / dx)
+    sep = (max(1, cfg.axial_diameter_um / dz / 2),) * (not flat) + (
+        cfg.separation_um / dy,
+        cfg.separation_um / dx,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # the noise of the filtered stack (robust: most voxels are background) sets the threshold:
@@ -102,7 +114,13 @@ def detect_neurons(stack: np.ndarray, voxel_um: tuple[float, float, float], z0_u
     # out-of-focus haze passes the noise test in widefield stacks but is an order of magnitude
     # fainter than any in-focus neuron: keep what reaches a fraction of the bright neurons' mass
     keep = found[found["mass"] > cfg.relative_mass * np.percentile(found["mass"], 95)]
-    out = pd.DataFrame({"z_um": z0_um + keep["z"].to_numpy() * dz, "y_um": keep["y"].to_numpy() * dy,
-                        "x_um": keep["x"].to_numpy() * dx, "mass": keep["mass"].to_numpy() * span / 1000.0,
-                        "signal": keep["signal"].to_numpy() * span / 1000.0})
+    out = pd.DataFrame(
+        {
+            "z_um": z0_um + keep["z"].to_numpy() * dz,
+            "y_um": keep["y"].to_numpy() * dy,
+            "x_um": keep["x"].to_numpy() * dx,
+            "mass": keep["mass"].to_numpy() * span / 1000.0,
+            "signal": keep["signal"].to_numpy() * span / 1000.0,
+        }
+    )
     return out.reset_index(drop=True)

@@ -27,12 +27,24 @@ class Match:
 
 
 def _zyx(table: pd.DataFrame | dict) -> np.ndarray:
-    return np.column_stack([np.asarray(table["z_um"], float), np.asarray(table["y_um"], float),
-                            np.asarray(table["x_um"], float)]) if len(table["z_um"]) else np.empty((0, 3))
+    return (
+        np.column_stack(
+            [
+                np.asarray(table["z_um"], float),
+                np.asarray(table["y_um"], float),
+                np.asarray(table["x_um"], float),
+            ]
+        )
+        if len(table["z_um"])
+        else np.empty((0, 3))
+    )
 
 
-def match(detected: pd.DataFrame | dict, reference: pd.DataFrame | dict,
-          tolerance_um: tuple[float, float] = MATCH_UM) -> Match:
+def match(
+    detected: pd.DataFrame | dict,
+    reference: pd.DataFrame | dict,
+    tolerance_um: tuple[float, float] = MATCH_UM,
+) -> Match:
     """One-to-one matching within an ellipsoid (lateral, axial radius), nearest first (Hungarian)."""
     d, r = _zyx(detected), _zyx(reference)
     if not len(d) or not len(r):
@@ -43,26 +55,46 @@ def match(detected: pd.DataFrame | dict, reference: pd.DataFrame | dict,
     rows, cols = linear_sum_assignment(cost)
     ok = cost[rows, cols] <= 1.0
     pairs = np.column_stack([rows[ok], cols[ok]])
-    return Match(pairs, np.setdiff1d(np.arange(len(d)), pairs[:, 0]), np.setdiff1d(np.arange(len(r)), pairs[:, 1]))
+    return Match(
+        pairs, np.setdiff1d(np.arange(len(d)), pairs[:, 0]), np.setdiff1d(np.arange(len(r)), pairs[:, 1])
+    )
 
 
 def prf(tp: int, fp: int, fn: int) -> dict:
     """Precision, recall and F1 of these counts (NaN where undefined), with the counts."""
-    return {"precision": tp / (tp + fp) if tp + fp else float("nan"),
-            "recall": tp / (tp + fn) if tp + fn else float("nan"),
-            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
-            "n_reference": tp + fn, "n_detected": tp + fp, "tp": tp, "fp": fp, "fn": fn}
+    return {
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn else float("nan"),
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
+        "n_reference": tp + fn,
+        "n_detected": tp + fp,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
 
 
 def pool_detection_scores(scores: list[dict]) -> dict:
     """:func:`detection_scores` of many stacks as one: counts summed per band, then scored; the
     median of their localisation errors."""
-    out = {band: prf(*(sum(s[band][k] for s in scores) for k in ("tp", "fp", "fn")))
-           for band in scores[0] if band != "localisation_error_um"} if scores else {}
-    errors = [[s["localisation_error_um"][a] for a in ("z", "y", "x")] for s in scores if "localisation_error_um" in s]
+    out = (
+        {
+            band: prf(*(sum(s[band][k] for s in scores) for k in ("tp", "fp", "fn")))
+            for band in scores[0]
+            if band != "localisation_error_um"
+        }
+        if scores
+        else {}
+    )
+    errors = [
+        [s["localisation_error_um"][a] for a in ("z", "y", "x")]
+        for s in scores
+        if "localisation_error_um" in s
+    ]
     if errors:
-        out["localisation_error_um"] = dict(zip(("z", "y", "x"), np.median(errors, axis=0).round(3).tolist(),
-                                                strict=True))
+        out["localisation_error_um"] = dict(
+            zip(("z", "y", "x"), np.median(errors, axis=0).round(3).tolist(), strict=True)
+        )
     return out
 
 
@@ -72,8 +104,12 @@ def defocus_um(z_um: np.ndarray, measured_z_um: Sequence[float]) -> np.ndarray:
     return np.min(np.abs(z[:, None] - np.asarray(measured_z_um, float)[None, :]), axis=1) if len(z) else z
 
 
-def detection_scores(detected: pd.DataFrame | dict, reference: pd.DataFrame | dict,
-                     measured_z_um: Sequence[float], bands: Sequence[tuple[float, float]] = BANDS) -> dict:
+def detection_scores(
+    detected: pd.DataFrame | dict,
+    reference: pd.DataFrame | dict,
+    measured_z_um: Sequence[float],
+    bands: Sequence[tuple[float, float]] = BANDS,
+) -> dict:
     """Precision, recall, F1 (all and per defocus band) and localisation error (µm, matched pairs).
 
     A neuron's band is its distance from the nearest measured plane; a false detection's band is
@@ -93,8 +129,9 @@ def detection_scores(detected: pd.DataFrame | dict, reference: pd.DataFrame | di
         out[f"{lo:g}-{hi:g} um"] = prf(tp, fp, fn)
     if len(m.pairs):
         err = np.abs(d[m.pairs[:, 0]] - r[m.pairs[:, 1]])
-        out["localisation_error_um"] = dict(zip(("z", "y", "x"), np.median(err, axis=0).round(3).tolist(),
-                                                strict=True))
+        out["localisation_error_um"] = dict(
+            zip(("z", "y", "x"), np.median(err, axis=0).round(3).tolist(), strict=True)
+        )
     return out
 
 
@@ -113,9 +150,12 @@ def tracking_scores(tracks: pd.DataFrame, truth_by_t: dict[int, dict], min_fract
         m = match(rows, truth)
         for di, ri in m.pairs:
             brightness = float(truth["brightness"][ri]) if "brightness" in truth else float("nan")
-            hits.setdefault(int(truth["id"][ri]), []).append((t, int(rows["track"].iloc[di]),
-                                                              float(rows["mass"].iloc[di]), brightness))
-    present: dict[int, int] = {}  # time points each neuron is in the reference (a crawling worm leaves the field)
+            hits.setdefault(int(truth["id"][ri]), []).append(
+                (t, int(rows["track"].iloc[di]), float(rows["mass"].iloc[di]), brightness)
+            )
+    present: dict[
+        int, int
+    ] = {}  # time points each neuron is in the reference (a crawling worm leaves the field)
     for v in truth_by_t.values():
         for nid in np.asarray(v["id"]).tolist():
             present[nid] = present.get(nid, 0) + 1
@@ -132,7 +172,10 @@ def tracking_scores(tracks: pd.DataFrame, truth_by_t: dict[int, dict], min_fract
             bright = np.array([x[3] for x in h])
             if len(h) > 2 and mass.std() > 0 and bright.std() > 0:
                 correlations.append(float(np.corrcoef(mass, bright)[0, 1]))
-    return {"neurons": len(ids), "tracked_fraction": tracked / len(ids) if ids else float("nan"),
-            "identity_switches": switches,
-            "trace_r_median": float(np.median(correlations)) if correlations else float("nan"),
-            "traces_scored": len(correlations)}
+    return {
+        "neurons": len(ids),
+        "tracked_fraction": tracked / len(ids) if ids else float("nan"),
+        "identity_switches": switches,
+        "trace_r_median": float(np.median(correlations)) if correlations else float("nan"),
+        "traces_scored": len(correlations),
+    }

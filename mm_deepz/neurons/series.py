@@ -62,10 +62,15 @@ def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = Non
         return np.asarray(arr[sel])
 
     zyx = ("z", "y", "x")
-    return StackSeries(name, n_t, tuple(float(scale[index[a]]) for a in zyx),
-                       tuple(float(trans[index[a]]) for a in zyx),
-                       float(scale[index["t"]]) if "t" in index else 1.0, read,
-                       tuple(time_points if time_points is not None else range(n_t)))
+    return StackSeries(
+        name,
+        n_t,
+        tuple(float(scale[index[a]]) for a in zyx),
+        tuple(float(trans[index[a]]) for a in zyx),
+        float(scale[index["t"]]) if "t" in index else 1.0,
+        read,
+        tuple(time_points if time_points is not None else range(n_t)),
+    )
 
 
 def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
@@ -79,20 +84,29 @@ def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
     # measured z-stacks: their own image (layout 2), or the full-stack time points of measured (layout 1)
     source = STACK_IMAGE if image == "measured" and "images" in record else image
     if source == STACK_IMAGE and STACK_IMAGE not in record["images"]:
-        raise NeuronAnalysisError(f"{path}: measured holds no z-stack to analyse (virtual z-stacking was on: "
-                                  "measured holds its 1-2 input planes per time point; use virtual).")
+        raise NeuronAnalysisError(
+            f"{path}: measured holds no z-stack to analyse (virtual z-stacking was on: "
+            "measured holds its 1-2 input planes per time point; use virtual)."
+        )
     try:
         group_path = image_group_path(root, source, position)
     except MissingImageError as e:
         raise NeuronAnalysisError(f"{path}: {e}") from None
     done = sorted(set(record["completed"].get(source, [])))
-    if source == "measured":  # layout 1: Deep-Z time points hold 1-2 planes, not a stack: only full stacks count
+    if (
+        source == "measured"
+    ):  # layout 1: Deep-Z time points hold 1-2 planes, not a stack: only full stacks count
         n_z = root[group_path]["0"].shape[2]
-        done = [t for t in done if len(record["planes_measured"].get(per_position(str(t), position, several), []))
-                == n_z]
+        done = [
+            t
+            for t in done
+            if len(record["planes_measured"].get(per_position(str(t), position, several), [])) == n_z
+        ]
     if not done:
-        raise NeuronAnalysisError(f"{path}: {image} holds no complete z-stack to analyse (with virtual "
-                                  "z-stacking on, measured holds 1-2 planes per time point: use virtual).")
+        raise NeuronAnalysisError(
+            f"{path}: {image} holds no complete z-stack to analyse (with virtual "
+            "z-stacking on, measured holds 1-2 planes per time point: use virtual)."
+        )
     title = per_position(image, position, several)
     return _from_ngff(root[group_path], f"{Path(path).name}/{title}", done)
 
@@ -118,7 +132,9 @@ def external_series(path: Path) -> StackSeries:
         res = tif.pages[0].tags.get("XResolution")
         resolution_px = res.value[1] / res.value[0] if res is not None and res.value[0] else None
     if not {"Z", "Y", "X"} <= set(axes) or set(axes) - set("TZCYXS") or len(axes) < 3:
-        raise NeuronAnalysisError(f"{path} has axes {axes!r}: a z-stack series needs Z, Y and X (T, C optional).")
+        raise NeuronAnalysisError(
+            f"{path} has axes {axes!r}: a z-stack series needs Z, Y and X (T, C optional)."
+        )
 
     def ome_attr(name: str) -> float | None:
         m = re.search(rf'\b{name}="([-0-9.eE+]+)"', ome)
@@ -127,7 +143,9 @@ def external_series(path: Path) -> StackSeries:
     px = ome_attr("PhysicalSizeX") or (resolution_px if not ome else None)
     dz = ome_attr("PhysicalSizeZ") or ij.get("spacing")
     if not px or not dz:
-        raise NeuronAnalysisError(f"{path} has no pixel size or z step in its metadata: the analysis works in µm.")
+        raise NeuronAnalysisError(
+            f"{path} has no pixel size or z step in its metadata: the analysis works in µm."
+        )
     data = tifffile.imread(path, aszarr=True)
     arr = zarr.open(data, mode="r")
     index = {a: i for i, a in enumerate(axes)}
@@ -136,5 +154,12 @@ def external_series(path: Path) -> StackSeries:
     def read(t: int) -> np.ndarray:
         return np.asarray(arr[tuple(t if a == "T" else 0 if a in "CS" else slice(None) for a in axes)])
 
-    return StackSeries(path.name, n_t, (float(dz), float(px), float(px)), (0.0, 0.0, 0.0),
-                       ome_attr("TimeIncrement") or float(ij.get("finterval", 1.0)), read, tuple(range(n_t)))
+    return StackSeries(
+        path.name,
+        n_t,
+        (float(dz), float(px), float(px)),
+        (0.0, 0.0, 0.0),
+        ome_attr("TimeIncrement") or float(ij.get("finterval", 1.0)),
+        read,
+        tuple(range(n_t)),
+    )

@@ -53,8 +53,13 @@ def link_tracks(detections: pd.DataFrame, config: LinkConfig | None = None) -> p
     tp.quiet()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        linked = tp.link(frame, search_range=cfg.search_range_um, memory=cfg.memory,
-                         pos_columns=["z_um", "y_um", "x_um"], t_column="frame")
+        linked = tp.link(
+            frame,
+            search_range=cfg.search_range_um,
+            memory=cfg.memory,
+            pos_columns=["z_um", "y_um", "x_um"],
+            t_column="frame",
+        )
     linked = linked.rename(columns={"frame": "t", "particle": "track"})
     lengths = linked.groupby("track")["t"].transform("size")
     linked = linked[lengths >= cfg.min_length].copy()

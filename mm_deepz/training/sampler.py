@@ -48,19 +48,23 @@ class PatchSampler:
         idx = rel / step
         if not np.allclose(idx, np.round(idx), atol=1e-3):
             raise DeepZError(
-                f"Input plane offsets {cfg.plane_offsets_um} µm are not multiples of the stacks' z step {step} µm."
+                f"Input plane offsets {cfg.plane_offsets_um} µm are not multiples of the stacks' z step "
+                f"{step} µm."
             )
         self.plane_steps = np.round(idx).astype(int)
         self._target_scale = {}
         for p in pairs:
-            self._target_scale[p.name] = IntensityScale.of(p.target.data, cfg.low_percentile, cfg.high_percentile)
+            self._target_scale[p.name] = IntensityScale.of(
+                p.target.data, cfg.low_percentile, cfg.high_percentile
+            )
             if min(p.inputs.data.shape[1:]) < cfg.patch:
                 raise DeepZError(f"{p.name}: frames smaller than the {cfg.patch}-pixel training patch.")
         self._input_scale: dict[tuple[str, int], IntensityScale] = {}
         self.choices = self._enumerate()
         if not self.choices:
             raise DeepZError(
-                f"No anchor/target combination fits: stacks cover {pairs[0].z_um[-1] - pairs[0].z_um[0]:.1f} µm, "
+                "No anchor/target combination fits: stacks cover "
+                f"{pairs[0].z_um[-1] - pairs[0].z_um[0]:.1f} µm, "
                 f"planes need {self.plane_steps[-1] * step:.1f} µm plus targets within ±{cfg.z_range_um} µm."
             )
 
@@ -81,8 +85,9 @@ class PatchSampler:
         key = (self.pairs[k].name, a)
         if key not in self._input_scale:
             planes = self.pairs[k].inputs.data[a + self.plane_steps]
-            self._input_scale[key] = IntensityScale.from_planes(planes, self.cfg.low_percentile,
-                                                                self.cfg.high_percentile)
+            self._input_scale[key] = IntensityScale.from_planes(
+                planes, self.cfg.low_percentile, self.cfg.high_percentile
+            )
         return self._input_scale[key]
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -86,15 +86,21 @@ def _read_tiff(path: Path) -> Stack:
             ij = tif.imagej_metadata
             n_pages = len(tif.pages)
     except (tifffile.TiffFileError, ValueError, OSError, EOFError) as e:
-        raise StackDataError(f"{path} cannot be read as a TIFF stack ({e}): is it truncated or another kind of "
-                             "file? Remove it from the training folder or replace it.") from e
+        raise StackDataError(
+            f"{path} cannot be read as a TIFF stack ({e}): is it truncated or another kind of "
+            "file? Remove it from the training folder or replace it."
+        ) from e
     if path.name.lower().endswith((".ome.tif", ".ome.tiff")) and not ome:
-        raise StackDataError(f"{path} has no OME metadata although it is named .ome.tif: the file is truncated (an "
-                             "interrupted copy?) or not an OME-TIFF. Copy it again or remove it.")
+        raise StackDataError(
+            f"{path} has no OME metadata although it is named .ome.tif: the file is truncated (an "
+            "interrupted copy?) or not an OME-TIFF. Copy it again or remove it."
+        )
     declared = re.search(r'SizeZ="(\d+)"', ome or "")
     if declared and n_pages < int(declared.group(1)):
-        raise StackDataError(f"{path} holds {n_pages} of the {declared.group(1)} planes its metadata declares: the "
-                             "file is truncated (an interrupted copy?). Copy it again or remove it.")
+        raise StackDataError(
+            f"{path} holds {n_pages} of the {declared.group(1)} planes its metadata declares: the "
+            "file is truncated (an interrupted copy?). Copy it again or remove it."
+        )
     data = np.squeeze(data)
     if data.ndim != 3 or min(data.shape) == 0:
         raise StackDataError(f"{path}: expected a z-stack (z, y, x), got an array of shape {data.shape}.")
@@ -102,6 +108,7 @@ def _read_tiff(path: Path) -> Stack:
     z_pos: list[float] = []
     meta: dict = {}
     if ome:
+
         def attr(name: str) -> float | None:
             m = re.search(rf'\b{name}="([-0-9.eE+]+)"', ome)
             return float(m.group(1)) if m else None
@@ -120,7 +127,9 @@ def _read_tiff(path: Path) -> Stack:
             if xres is not None and xres.value[0]:
                 pixel = xres.value[1] / xres.value[0]
     if pixel is None:
-        raise StackDataError(f"{path}: no pixel size in the metadata (OME PhysicalSizeX or ImageJ resolution).")
+        raise StackDataError(
+            f"{path}: no pixel size in the metadata (OME PhysicalSizeX or ImageJ resolution)."
+        )
     if len(z_pos) == data.shape[0]:
         z = np.asarray(z_pos, float)
     elif z_step:
@@ -158,8 +167,9 @@ def _read_zarr(path: Path) -> Stack:
     return Stack(np.asarray(data), z0 + np.arange(data.shape[0]) * sz, float(sx), str(path))
 
 
-def find_pairs(paths: list[Path], input_modality: str = "widefield",
-               target_modality: str = "confocal") -> list[tuple[str, Path, Path]]:
+def find_pairs(
+    paths: list[Path], input_modality: str = "widefield", target_modality: str = "confocal"
+) -> list[tuple[str, Path, Path]]:
     """Match ``<name>_<input>`` and ``<name>_<target>`` stacks among files and directories."""
     files: list[Path] = []
     for p in paths:
@@ -194,10 +204,13 @@ def register(inputs: Stack, target: Stack) -> tuple[tuple[float, float], float]:
     """
     a = inputs.data.astype(np.float32)
     b = target.data.astype(np.float32)
+
     def hp2(m: np.ndarray) -> np.ndarray:  # remove widefield haze before correlating
         return m - ndimage.gaussian_filter(m, 4)
 
-    shift, _, _ = phase_cross_correlation(hp2(a.max(0)), hp2(b.max(0)), upsample_factor=20, normalization=None)
+    shift, _, _ = phase_cross_correlation(
+        hp2(a.max(0)), hp2(b.max(0)), upsample_factor=20, normalization=None
+    )
 
     def hp(s: np.ndarray) -> np.ndarray:
         s = s - ndimage.gaussian_filter(s, (0, 4, 4))
@@ -214,7 +227,7 @@ def register(inputs: Stack, target: Stack) -> tuple[tuple[float, float], float]:
     best = int(np.argmax(score))
     frac = 0.0
     if 0 < best < len(score) - 1:  # parabolic refinement
-        l, c, r = score[best - 1: best + 2]
+        l, c, r = score[best - 1 : best + 2]
         denom = l - 2 * c + r
         frac = 0.5 * (l - r) / denom if denom else 0.0
     axial_planes = offsets[best] + float(np.clip(frac, -0.5, 0.5))
@@ -241,10 +254,16 @@ def load_pair(name: str, input_path: Path, target_path: Path, do_register: bool 
     if do_register and target is not inputs:
         shift, axial = register(inputs, target)
         if max(abs(shift[0]), abs(shift[1])) > 0.05 or abs(axial) > 0.05 * inputs.z_step_um:
-            logger.info("%s: target shifted by (%.2f, %.2f) px and %.2f µm to match the input",
-                        name, shift[0], shift[1], axial)
-            data = ndimage.shift(target.data.astype(np.float32), (axial / inputs.z_step_um, *shift),
-                                 order=1, mode="nearest")
+            logger.info(
+                "%s: target shifted by (%.2f, %.2f) px and %.2f µm to match the input",
+                name,
+                shift[0],
+                shift[1],
+                axial,
+            )
+            data = ndimage.shift(
+                target.data.astype(np.float32), (axial / inputs.z_step_um, *shift), order=1, mode="nearest"
+            )
             target = Stack(data, inputs.z_um, target.pixel_size_um, target.source)
     return PairedStack(name, inputs, target, shift, axial, dict(inputs.meta))
 
@@ -253,28 +272,43 @@ def dataset_summary(pairs: list[PairedStack]) -> dict:
     """A JSON-able summary of a set of pairs (for the model card and the user)."""
     return {
         "n_pairs": len(pairs),
-        "pairs": [{
-            "name": p.name, "shape": list(p.inputs.data.shape), "z_um": [float(p.z_um[0]), float(p.z_um[-1])],
-            "z_step_um": p.inputs.z_step_um, "pixel_size_um": p.pixel_size_um,
-            "registration_shift_px": list(p.shift_yx_px), "registration_axial_um": p.axial_offset_um,
-            "source": p.inputs.source,
-        } for p in pairs],
+        "pairs": [
+            {
+                "name": p.name,
+                "shape": list(p.inputs.data.shape),
+                "z_um": [float(p.z_um[0]), float(p.z_um[-1])],
+                "z_step_um": p.inputs.z_step_um,
+                "pixel_size_um": p.pixel_size_um,
+                "registration_shift_px": list(p.shift_yx_px),
+                "registration_axial_um": p.axial_offset_um,
+                "source": p.inputs.source,
+            }
+            for p in pairs
+        ],
     }
 
 
-def load_pairs(paths: list[Path], input_modality: str = "widefield", target_modality: str = "confocal",
-               do_register: bool = True) -> list[PairedStack]:
+def load_pairs(
+    paths: list[Path],
+    input_modality: str = "widefield",
+    target_modality: str = "confocal",
+    do_register: bool = True,
+) -> list[PairedStack]:
     """Find, read and register all pairs; all must share pixel size and z step."""
-    pairs = [load_pair(n, a, b, do_register) for n, a, b in find_pairs(paths, input_modality, target_modality)]
+    pairs = [
+        load_pair(n, a, b, do_register) for n, a, b in find_pairs(paths, input_modality, target_modality)
+    ]
     ref = pairs[0]
     for p in pairs[1:]:
         if abs(p.pixel_size_um - ref.pixel_size_um) > 0.01 * ref.pixel_size_um:
             raise StackDataError(
-                f"Pixel size of {p.name} ({p.pixel_size_um} µm) differs from {ref.name} ({ref.pixel_size_um} µm)."
+                f"Pixel size of {p.name} ({p.pixel_size_um} µm) differs from {ref.name} "
+                f"({ref.pixel_size_um} µm)."
             )
         if abs(p.inputs.z_step_um - ref.inputs.z_step_um) > 1e-3:
             raise StackDataError(
-                f"z step of {p.name} ({p.inputs.z_step_um} µm) differs from {ref.name} ({ref.inputs.z_step_um} µm)."
+                f"z step of {p.name} ({p.inputs.z_step_um} µm) differs from {ref.name} "
+                f"({ref.inputs.z_step_um} µm)."
             )
     logger.info("Loaded %d stack pairs: %s", len(pairs), json.dumps([p.name for p in pairs]))
     return pairs

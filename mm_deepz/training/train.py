@@ -82,8 +82,10 @@ class TrainConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as e:
             problems = "; ".join(
-                (f"{'.'.join(map(str, err['loc']))}: " if err["loc"] else "") + err["msg"].removeprefix("Value error, ")
-                for err in e.errors())
+                (f"{'.'.join(map(str, err['loc']))}: " if err["loc"] else "")
+                + err["msg"].removeprefix("Value error, ")
+                for err in e.errors()
+            )
             raise DeepZError(f"Invalid training configuration: {problems}") from None
 
     @model_validator(mode="after")
@@ -94,8 +96,16 @@ class TrainConfig(BaseModel):
             raise ValueError("A 2-plane model needs a positive plane separation.")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0 (0 = no early stopping), got {self.patience}.")
-        for name in ("plane_separation_um", "z_range_um", "lr", "weight_decay", "pcc_weight", "ssim_weight",
-                     "adversarial_weight", "val_fraction"):
+        for name in (
+            "plane_separation_um",
+            "z_range_um",
+            "lr",
+            "weight_decay",
+            "pcc_weight",
+            "ssim_weight",
+            "adversarial_weight",
+            "val_fraction",
+        ):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}.")
         for name in ("z_range_um", "steps", "batch_size", "patch", "lr", "val_every"):
@@ -105,9 +115,11 @@ class TrainConfig(BaseModel):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}.")
         if self.patch % 2**self.depth or self.patch < 2 ** (self.depth + 1):
-            raise ValueError(f"The patch ({self.patch} px) must be a multiple of {2**self.depth} and at least "
-                             f"{2 ** (self.depth + 1)} px for a depth-{self.depth} U-Net: use a larger --patch "
-                             "or a smaller --depth.")
+            raise ValueError(
+                f"The patch ({self.patch} px) must be a multiple of {2**self.depth} and at least "
+                f"{2 ** (self.depth + 1)} px for a depth-{self.depth} U-Net: use a larger --patch "
+                "or a smaller --depth."
+            )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}.")
         if not 0 <= self.val_fraction < 1:
@@ -132,11 +144,15 @@ def read_train_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise DeepZError(f"The training configuration {path} does not exist.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DeepZError(f"The training configuration {path} is not readable JSON ({e}): write an object of "
-                         "settings, as `mm-deepz train --schema` describes.") from None
+        raise DeepZError(
+            f"The training configuration {path} is not readable JSON ({e}): write an object of "
+            "settings, as `mm-deepz train --schema` describes."
+        ) from None
     if not isinstance(settings, dict):
-        raise DeepZError(f"The training configuration {path} holds a {type(settings).__name__}, not an object of "
-                         "settings (`mm-deepz train --schema` describes them).")
+        raise DeepZError(
+            f"The training configuration {path} holds a {type(settings).__name__}, not an object of "
+            "settings (`mm-deepz train --schema` describes them)."
+        )
     return settings
 
 
@@ -151,10 +167,23 @@ class TrainResult:
     seconds: float
 
 
+def _device_name(device: torch.device) -> str:
+    """The GPU's or the processor's name, for the card."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    return platform.processor() or platform.machine()
+
+
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            cwd=Path(__file__).parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -197,15 +226,19 @@ def check_output_model(out: Path, resume: bool, overwrite: bool) -> None:
     out = Path(out)
     ckpt = out.with_suffix(".ckpt")
     if out.is_dir():
-        raise DeepZError(f"--out {out} is a folder: give the model file's name (e.g. {out / 'deepz_model.pt'}).")
+        raise DeepZError(
+            f"--out {out} is a folder: give the model file's name (e.g. {out / 'deepz_model.pt'})."
+        )
     if resume:
         if not ckpt.exists():
             raise DeepZError(f"Nothing to resume: {ckpt} does not exist.")
         return
     existing = [p for p in (out, ckpt) if p.exists()]
     if existing and not overwrite:
-        raise DeepZError(f"{' and '.join(map(str, existing))} already exist: continue that run with --resume, "
-                         "replace it with --overwrite, or choose another --out.")
+        raise DeepZError(
+            f"{' and '.join(map(str, existing))} already exist: continue that run with --resume, "
+            "replace it with --overwrite, or choose another --out."
+        )
 
 
 def _check_z_range(pairs: list[PairedStack], cfg: TrainConfig) -> None:
@@ -213,13 +246,21 @@ def _check_z_range(pairs: list[PairedStack], cfg: TrainConfig) -> None:
     offsets = np.asarray(cfg.plane_offsets_um)
     reach = max(float(p.z_um[-1] - p.z_um[0]) - float(offsets[-1] - offsets[0]) for p in pairs)
     if cfg.z_range_um > reach + 1e-6:
-        raise DeepZError(f"--z-range {cfg.z_range_um:g} µm is more than the stacks cover: the farthest target "
-                         f"plane is {reach:g} µm from the input plane(s). Use --z-range {reach:g} or less, or "
-                         "acquire deeper stacks.")
+        raise DeepZError(
+            f"--z-range {cfg.z_range_um:g} µm is more than the stacks cover: the farthest target "
+            f"plane is {reach:g} µm from the input plane(s). Use --z-range {reach:g} or less, or "
+            "acquire deeper stacks."
+        )
 
 
-def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = False,
-          command: str | None = None, val_pairs: list[PairedStack] | None = None) -> TrainResult:
+def train(
+    pairs: list[PairedStack],
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool = False,
+    command: str | None = None,
+    val_pairs: list[PairedStack] | None = None,
+) -> TrainResult:
     """Train a model on ``pairs`` and save it to ``out`` (checkpoints next to it).
 
     ``val_pairs``: a fixed validation set (``cfg.val_fraction`` is then not used); by default
@@ -243,10 +284,17 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     device = resolve_device(cfg.device)
     px = pairs[0].pixel_size_um
     known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
-    optics = OpticsSpec(pixel_size_um=px, **{k: known.get(k) for k in ("na", "wavelength_em_um",
-                                                                      "immersion_index")})
-    card = ModelCard(UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels), cfg.plane_offsets_um,
-                     cfg.z_range_um, optics, cfg.input_modality, cfg.target_modality)
+    optics = OpticsSpec(
+        pixel_size_um=px, **{k: known.get(k) for k in ("na", "wavelength_em_um", "immersion_index")}
+    )
+    card = ModelCard(
+        UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels),
+        cfg.plane_offsets_um,
+        cfg.z_range_um,
+        optics,
+        cfg.input_modality,
+        cfg.target_modality,
+    )
     model = DeepZModel.new(card, seed=cfg.seed)
     net = model.network.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -283,12 +331,22 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     first_step = step
 
     def legs() -> list[dict]:
-        this = {"command": command, "steps": [first_step, step], "lr": cfg.lr,
-                "seconds": round(time.perf_counter() - t0, 1)}
+        this = {
+            "command": command,
+            "steps": [first_step, step],
+            "lr": cfg.lr,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         return [*earlier_legs, this]
 
-    columns = (TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task("train", total=cfg.steps, completed=step, info="")
         while step < cfg.steps:
@@ -315,24 +373,44 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
             step += 1
             if step % cfg.val_every == 0 or step == cfg.steps:
                 val = _validate(net, val_x, val_y, device, cfg)
-                history.append({"step": step, "lr": sched.get_last_lr()[0], "train_loss": loss.item(),
-                                "val_loss": val,
-                                "seconds": round(earlier_seconds + time.perf_counter() - t0, 2)})
-                logger.info("step %d: train loss %.4f, validation loss %.4f (best %.4f)", step, loss.item(),
-                            val, min(best, val))
+                history.append(
+                    {
+                        "step": step,
+                        "lr": sched.get_last_lr()[0],
+                        "train_loss": loss.item(),
+                        "val_loss": val,
+                        "seconds": round(earlier_seconds + time.perf_counter() - t0, 2),
+                    }
+                )
+                logger.info(
+                    "step %d: train loss %.4f, validation loss %.4f (best %.4f)",
+                    step,
+                    loss.item(),
+                    val,
+                    min(best, val),
+                )
                 if val < best - 1e-4:
                     best, bad_evals = val, 0
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     bad_evals += 1
-                ck = {"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
-                      "history": history, "best_state": best_state,
-                      "seconds": earlier_seconds + time.perf_counter() - t0, "legs": legs()}
+                ck = {
+                    "net": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "best": best,
+                    "history": history,
+                    "best_state": best_state,
+                    "seconds": earlier_seconds + time.perf_counter() - t0,
+                    "legs": legs(),
+                }
                 if disc is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
                 torch.save(ck, ckpt_path)
                 if cfg.patience and bad_evals >= cfg.patience:
-                    logger.info("Early stop at step %d: validation loss did not improve %d times", step, bad_evals)
+                    logger.info(
+                        "Early stop at step %d: validation loss did not improve %d times", step, bad_evals
+                    )
                     progress.update(task, completed=step, info=f"val {val:.4f} (early stop)")
                     break
             if step % 50 == 0:  # reading the loss waits for the device: not at every step
@@ -342,12 +420,17 @@ def train(pairs: list[PairedStack], cfg: TrainConfig, out: Path, resume: bool = 
     net.eval().cpu()
     model.card.provenance = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "mm_deepz_version": __version__, "git_commit": _git_commit(),
-        "command": command, "legs": legs(),
-        "train_config": cfg.model_dump(), "steps_done": step, "train_seconds": round(seconds, 1),
-        "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "mm_deepz_version": __version__,
+        "git_commit": _git_commit(),
+        "command": command,
+        "legs": legs(),
+        "train_config": cfg.model_dump(),
+        "steps_done": step,
+        "train_seconds": round(seconds, 1),
+        "hardware": f"{device.type}: {_device_name(device)}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
-        "data": dataset_summary(pairs), "validation_pairs": [p.name for p in val_pairs],
+        "data": dataset_summary(pairs),
+        "validation_pairs": [p.name for p in val_pairs],
     }
     model.card.metrics = {"validation_loss": round(best, 5)}
     model.save(out)
@@ -362,8 +445,9 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def _one_cycle(opt: torch.optim.Optimizer, lr: float, total_steps: int,
-               start_step: int = 0) -> torch.optim.lr_scheduler.OneCycleLR:
+def _one_cycle(
+    opt: torch.optim.Optimizer, lr: float, total_steps: int, start_step: int = 0
+) -> torch.optim.lr_scheduler.OneCycleLR:
     """A one-cycle schedule peaking at ``lr`` over ``total_steps``, positioned at ``start_step``.
 
     torch positions a schedule (``last_epoch``) with the peak stored in the optimizer's groups; a
@@ -373,17 +457,19 @@ def _one_cycle(opt: torch.optim.Optimizer, lr: float, total_steps: int,
     warm = min(0.75, max(0.1, 2 / total_steps))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=warm)
     if start_step:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=warm,
-                                                    last_epoch=start_step - 1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=total_steps, pct_start=warm, last_epoch=start_step - 1
+        )
     return sched
 
 
 @torch.no_grad()
-def _validate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-              cfg: TrainConfig) -> float:
+def _validate(
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, cfg: TrainConfig
+) -> float:
     net.eval()
     losses = []
     for i in range(0, len(x), 4):
-        xb, yb = x[i:i + 4].to(device), y[i:i + 4].to(device)
+        xb, yb = x[i : i + 4].to(device), y[i : i + 4].to(device)
         losses.append(float(_loss(net(xb).float(), yb, cfg)) * len(xb))
     return sum(losses) / len(x)
