@@ -13,6 +13,32 @@ import typer
 
 from mm_deepz.bridge import DEFAULT_PORT
 
+#: the options that say which microscope a run uses and how its light path is switched (acquire, gui)
+ConnectOption = Annotated[
+    bool,
+    typer.Option("--connect", help="Use a running Micro-Manager (Java backend) instead of the simulator."),
+]
+PortOption = Annotated[
+    int, typer.Option("--port", help="Micro-Manager's pycro-manager port (with --connect).")
+]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        help="Simulator's Micro-Manager configuration file; 'mmdemo' for the one with Micro-Manager's "
+        "demo-config names.",
+    ),
+]
+ChannelGroupOption = Annotated[
+    str, typer.Option("--channel-group", help="Config group that switches the light path.")
+]
+InputPresetOption = Annotated[
+    str, typer.Option("--input-preset", help="Its preset for the measured (widefield) planes.")
+]
+ReferencePresetOption = Annotated[
+    str, typer.Option("--reference-preset", help="Its preset for blind-check reference stacks.")
+]
+
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
@@ -57,31 +83,15 @@ def acquire_cmd(
         bool, typer.Option("--no-deepz", help="Acquire full stacks (virtual z-stacking off).")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
-    connect: Annotated[
-        bool, typer.Option(help="Use a running Micro-Manager (Java backend) instead of the simulator.")
-    ] = False,
-    port: Annotated[
-        int, typer.Option(help="Micro-Manager's pycro-manager port (with --connect).")
-    ] = DEFAULT_PORT,
+    connect: ConnectOption = False,
+    port: PortOption = DEFAULT_PORT,
     phantom: Annotated[str, typer.Option(help="Simulator specimen: worm, beads or sheet.")] = "worm",
     seed: Annotated[int, typer.Option(help="Simulator specimen seed.")] = 100,
     frame: Annotated[int, typer.Option(help="Simulator camera size (pixels, square).")] = 256,
-    config: Annotated[
-        str | None,
-        typer.Option(
-            help="Simulator's Micro-Manager configuration file; 'mmdemo' for "
-            "the one with Micro-Manager's demo-config names."
-        ),
-    ] = None,
-    channel_group: Annotated[
-        str, typer.Option(help="Config group that switches the light path.")
-    ] = "Channel",
-    input_preset: Annotated[
-        str, typer.Option(help="Its preset for the measured (widefield) planes.")
-    ] = "Widefield",
-    reference_preset: Annotated[
-        str, typer.Option(help="Its preset for blind-check reference stacks.")
-    ] = "Confocal",
+    config: ConfigOption = None,
+    channel_group: ChannelGroupOption = "Channel",
+    input_preset: InputPresetOption = "Widefield",
+    reference_preset: ReferencePresetOption = "Confocal",
 ) -> None:
     """Run a low-light Deep-Z acquisition to OME-Zarr (simulator by default)."""
     from rich.console import Console

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from acquisition_hooks.cli import simulator_config
+from acquisition_hooks.cli import (
+    ChannelGroupOption,
+    ConfigOption,
+    ConnectOption,
+    InputPresetOption,
+    PortOption,
+    ReferencePresetOption,
+    simulator_config,
+)
 from mm_deepz.bridge import DEFAULT_PORT
 
 
@@ -22,31 +30,15 @@ def gui_cmd(
         Path | None, typer.Option(help="Run a short simulated acquisition and save the panel as PNG.")
     ] = None,
     size: Annotated[str, typer.Option(help="Window size of --screenshot, WIDTHxHEIGHT pixels.")] = "1400x820",
-    connect: Annotated[
-        bool, typer.Option(help="Use a running Micro-Manager instead of the simulator.")
-    ] = False,
-    port: Annotated[
-        int, typer.Option(help="Micro-Manager's pycro-manager port (with --connect).")
-    ] = DEFAULT_PORT,
+    connect: ConnectOption = False,
+    port: PortOption = DEFAULT_PORT,
     output: Annotated[Path, typer.Option("--output", "-o", help="Default OME-Zarr container.")] = Path(
         "deepz_run.ome.zarr"
     ),
-    config: Annotated[
-        str | None,
-        typer.Option(
-            help="Simulator's configuration file; 'mmdemo' for the one with "
-            "Micro-Manager's demo-config names."
-        ),
-    ] = None,
-    channel_group: Annotated[
-        str, typer.Option(help="Config group that switches the light path.")
-    ] = "Channel",
-    input_preset: Annotated[
-        str, typer.Option(help="Its preset for the measured (widefield) planes.")
-    ] = "Widefield",
-    reference_preset: Annotated[
-        str, typer.Option(help="Its preset for blind-check reference stacks.")
-    ] = "Confocal",
+    config: ConfigOption = None,
+    channel_group: ChannelGroupOption = "Channel",
+    input_preset: InputPresetOption = "Widefield",
+    reference_preset: ReferencePresetOption = "Confocal",
 ) -> None:
     """The Deep-Z panel: settings, the virtual z-stacking toggle, live measured and virtual views."""
     from acquisition_hooks import AcquisitionRequest
