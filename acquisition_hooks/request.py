@@ -226,11 +226,11 @@ class AcquisitionRequest:
             }
         )
         return RunSettings(
-            self.output,
-            self.time_points,
-            self.interval_s,
-            self.device,
-            self.overwrite,
+            output=self.output,
+            time_points=self.time_points,
+            interval_s=self.interval_s,
+            device=self.device,
+            overwrite=self.overwrite,
             deepz=self.deepz,
             positions_xy_um=self.positions_xy_um,
             specimen=specimen,

@@ -33,7 +33,7 @@ from .plan import DeepZPlan
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunSettings:
     """What to acquire besides the plan: time-lapse, output, device."""
 
@@ -53,7 +53,7 @@ class RunSettings:
     specimen: dict | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunSummary:
     """What a run did, for the CLI's closing table and the panel."""
 
@@ -348,22 +348,22 @@ class DeepZAcquisition:
         exposure_s, full_s = self.light()
         full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
         summary = RunSummary(
-            str(self.settings.output),
-            done_t,
-            st.planes_measured,
-            st.planes_requested,
-            st.virtual_done * n_z,
-            st.virtual_missing,
-            st.reference_planes,
-            dose,
-            full_dose,
-            exposure_s,
-            full_s,
-            seconds,
-            aborted,
-            self.hooks.stop_reason,
-            list(st.errors),
-            list(st.warnings),
+            output=str(self.settings.output),
+            time_points=done_t,
+            planes_measured=st.planes_measured,
+            planes_requested=st.planes_requested,
+            planes_synthesized=st.virtual_done * n_z,
+            virtual_missing=st.virtual_missing,
+            reference_planes=st.reference_planes,
+            dose_mJ=dose,
+            dose_full_stack_mJ=full_dose,
+            exposure_s=exposure_s,
+            exposure_full_stack_s=full_s,
+            seconds=seconds,
+            aborted=aborted,
+            stop_reason=self.hooks.stop_reason,
+            errors=list(st.errors),
+            warnings=list(st.warnings),
             virtual_pending=self.hooks.backlog,
         )
         try:

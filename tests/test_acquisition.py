@@ -39,7 +39,7 @@ def _run(session, tmp_path, planes=1, time_points=3, **kw):
         session.core,
         model,
         plan,
-        RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu"),
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=time_points, device="cpu"),
         **kw,
     )
     return run, run.run()
@@ -98,7 +98,7 @@ def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_p
         session.core,
         model,
         DeepZPlan.for_model(model, *Z),
-        RunSettings(tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"),
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"),
     )
 
     def flip(t, total):  # called once t's frames are taken, during the interval before t + 1: a user's click
@@ -136,7 +136,7 @@ def test_aborted_run_leaves_completed_time_points_readable(session, static_world
         session.core,
         model,
         DeepZPlan.for_model(model, *Z),
-        RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
         on_image=stop,
     )
     holder["run"] = run
@@ -182,7 +182,10 @@ def test_cli_main_job_runs_on_the_simulator(tmp_path, config):
 def test_positions_get_their_own_images_at_their_stage_place(session, static_world, tmp_path):
     model = load_model(shipped_model_path(1))
     settings = RunSettings(
-        tmp_path / "run.ome.zarr", time_points=2, device="cpu", positions_xy_um=((0.0, 0.0), (30.0, -20.0))
+        output=tmp_path / "run.ome.zarr",
+        time_points=2,
+        device="cpu",
+        positions_xy_um=((0.0, 0.0), (30.0, -20.0)),
     )
     run = DeepZAcquisition(session.core, model, DeepZPlan.for_model(model, *Z), settings)
     summary = run.run()
@@ -217,7 +220,7 @@ def test_pymmcore_plus_mda_runs_the_same_capture(static_world, tmp_path):
         core,
         model,
         DeepZPlan.for_model(model, *Z, blind_check_every=2),
-        RunSettings(tmp_path / "mda.ome.zarr", time_points=3, device="cpu"),
+        RunSettings(output=tmp_path / "mda.ome.zarr", time_points=3, device="cpu"),
         on_image=flip,
     )
     summary = run.run_mda()

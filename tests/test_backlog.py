@@ -36,7 +36,7 @@ def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path
         session.core,
         model,
         DeepZPlan.for_model(model, *Z),
-        RunSettings(tmp_path / "run.ome.zarr", time_points=8, device="cpu", max_pending=1),
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=8, device="cpu", max_pending=1),
     )
     fast = run.predictor.predict_stack
 
@@ -233,7 +233,7 @@ def test_after_a_real_disk_full_infer_recovers_planes_the_record_missed(session,
         session.core,
         model,
         DeepZPlan.for_model(model, *Z),
-        RunSettings(tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
     )
     monkeypatch.setattr(zarr.storage.LocalStore, "set", full_after_third_plane)
     summary = run.run()

@@ -53,7 +53,7 @@ def _run(session, out, planes=1, time_points=2, toggle_at=None, **settings):
         session.core,
         model,
         DeepZPlan.for_model(model, *Z, blind_check_every=1),
-        RunSettings(out, time_points=time_points, device="cpu", **settings),
+        RunSettings(output=out, time_points=time_points, device="cpu", **settings),
     )
 
     def progress(t, total):

@@ -270,7 +270,7 @@ def test_missing_presets_are_refused_before_anything_moves(session, tmp_path, pl
     plan = DeepZPlan.for_model(model, -10, 10, 1, **plan_kw)
     exposures = session.world.dose.exposures
     with pytest.raises(HardwareError, match=words):
-        DeepZAcquisition(session.core, model, plan, RunSettings(tmp_path / "r.ome.zarr", device="cpu"))
+        DeepZAcquisition(session.core, model, plan, RunSettings(output=tmp_path / "r.ome.zarr", device="cpu"))
     assert session.world.dose.exposures == exposures and not (tmp_path / "r.ome.zarr").exists()
 
 
@@ -281,7 +281,7 @@ def test_renamed_presets_run(session, tmp_path):
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, -10, 10, 1, input_preset="WF")
     summary = DeepZAcquisition(
-        core, model, plan, RunSettings(tmp_path / "r.ome.zarr", time_points=1, device="cpu")
+        core, model, plan, RunSettings(output=tmp_path / "r.ome.zarr", time_points=1, device="cpu")
     ).run()
     assert summary.time_points == 1 and summary.planes_measured == 1
 

@@ -36,7 +36,7 @@ def _acquisition(session, tmp_path, time_points=4, **settings):
         session.core,
         model,
         DeepZPlan.for_model(model, *Z),
-        RunSettings(tmp_path / "run.ome.zarr", time_points=time_points, device="cpu", **settings),
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=time_points, device="cpu", **settings),
     )
 
 

@@ -115,7 +115,7 @@ def test_an_acquisition_measures_at_the_light_power_it_was_asked_for(session, tm
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, -4, 4, 1, anchor_exposure_ms=8.0, light_power_mW=2.5)
     run = DeepZAcquisition(
-        session.core, model, plan, RunSettings(tmp_path / "run.ome.zarr", time_points=2, device="cpu")
+        session.core, model, plan, RunSettings(output=tmp_path / "run.ome.zarr", time_points=2, device="cpu")
     )
     summary = run.run()
     world = session.world

@@ -35,7 +35,7 @@ def _two_position_run(session, out):
         session.core,
         model,
         DeepZPlan.for_model(model, -10.0, 10.0, 1.0, blind_check_every=2),
-        RunSettings(out, time_points=3, device="cpu", positions_xy_um=((0.0, 0.0), (20.0, 0.0))),
+        RunSettings(output=out, time_points=3, device="cpu", positions_xy_um=((0.0, 0.0), (20.0, 0.0))),
     )
     run.run()
 

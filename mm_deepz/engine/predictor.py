@@ -100,9 +100,9 @@ class Predictor:
         target_z_um = np.asarray(target_z_um, np.float64).reshape(-1)
         planes = self._check_planes(planes, plane_z_um)
         dist = target_z_um[:, None] - np.asarray(plane_z_um)[None, :]  # (Z, n) µm
-        dpm_mod.to_network_units(dist, self.model.card.z_range_um, strict=strict_range)  # range check
+        dist_n = dpm_mod.to_network_units(dist, self.model.card.z_range_um, strict=strict_range)
         scale = IntensityScale.from_planes(planes, **self._pcts())
-        out = self._run(scale.forward(planes), dist_um=dist)
+        out = self._run(scale.forward(planes), dist_n=dist_n)
         return VirtualStack(
             to_dtype(scale.inverse(out), out_dtype), target_z_um, tuple(plane_z_um), scale, {"dpm": "uniform"}
         )
@@ -122,9 +122,9 @@ class Predictor:
             dpms_um = dpms_um[:, None]
         if dpms_um.shape[1:] != planes.shape:
             raise InputError(f"DPMs of shape {dpms_um.shape[1:]} do not match the planes {planes.shape}.")
-        dpm_mod.to_network_units(dpms_um, self.model.card.z_range_um, strict=strict_range)
+        maps_n = dpm_mod.to_network_units(dpms_um, self.model.card.z_range_um, strict=strict_range)
         scale = IntensityScale.from_planes(planes, **self._pcts())
-        return to_dtype(scale.inverse(self._run(scale.forward(planes), dpm_maps_um=dpms_um)), out_dtype)
+        return to_dtype(scale.inverse(self._run(scale.forward(planes), maps_n=maps_n)), out_dtype)
 
     # -- internals ---------------------------------------------------------------------
     def _pcts(self) -> dict[str, float]:
@@ -146,13 +146,13 @@ class Predictor:
         return planes
 
     def _run(
-        self, planes_n: np.ndarray, dist_um: np.ndarray | None = None, dpm_maps_um: np.ndarray | None = None
+        self, planes_n: np.ndarray, dist_n: np.ndarray | None = None, maps_n: np.ndarray | None = None
     ) -> np.ndarray:
         """:meth:`_run_batches`, retried after running out of memory: with half the batch size
         (kept for later stacks), then, one plane at a time on a GPU, on the CPU."""
         while True:
             try:
-                return self._run_batches(planes_n, dist_um, dpm_maps_um)
+                return self._run_batches(planes_n, dist_n, maps_n)
             except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
                 if not _out_of_memory(e):
                     raise
@@ -179,25 +179,26 @@ class Predictor:
 
     @torch.inference_mode()
     def _run_batches(
-        self, planes_n: np.ndarray, dist_um: np.ndarray | None = None, dpm_maps_um: np.ndarray | None = None
+        self, planes_n: np.ndarray, dist_n: np.ndarray | None = None, maps_n: np.ndarray | None = None
     ) -> np.ndarray:
-        """Normalized planes (n,H,W) + DPMs -> normalized outputs (B,H,W), batched on the device."""
+        """Normalized planes (n,H,W) + DPMs in network units (:func:`mm_deepz.dpm.to_network_units`:
+        uniform distances (B, n) or maps (B, n, H, W)) -> normalized outputs (B,H,W), batched on the
+        device."""
         cuda = self.device.type == "cuda"
-        zr = float(self.model.card.z_range_um)
         host = torch.from_numpy(np.ascontiguousarray(planes_n, np.float32))
         if cuda:
             host = host.pin_memory()
         p = host.to(self.device, non_blocking=True)  # (n, H, W)
         n, h, w = p.shape
-        total = len(dist_um) if dist_um is not None else len(dpm_maps_um)
+        total = len(dist_n) if dist_n is not None else len(maps_n)
         outs = []
         for b0 in range(0, total, self.batch_size):
             b1 = min(total, b0 + self.batch_size)
-            if dist_um is not None:  # uniform DPMs: built on the device, no host transfer
-                d = torch.as_tensor(dist_um[b0:b1] / zr, dtype=torch.float32, device=self.device)
+            if dist_n is not None:  # uniform DPMs: built on the device, no host transfer
+                d = torch.as_tensor(dist_n[b0:b1], dtype=torch.float32, device=self.device)
                 dpm = d[:, :, None, None].expand(-1, -1, h, w)
             else:
-                d = torch.from_numpy(np.ascontiguousarray(dpm_maps_um[b0:b1] / zr, np.float32))
+                d = torch.from_numpy(np.ascontiguousarray(maps_n[b0:b1], np.float32))
                 dpm = d.to(self.device, non_blocking=True)
             x = torch.stack([p.expand(b1 - b0, -1, -1, -1), dpm], dim=2).reshape(b1 - b0, 2 * n, h, w)
             outs.append(
