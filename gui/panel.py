@@ -599,7 +599,7 @@ class DeepZPanel(QWidget):
         ):
             return
         try:
-            self.runner.start(request)
+            self.runner.start(request, model=self._model_for(request.model_path))
         except (DeepZError, RuntimeError) as e:
             self._show_message(str(e), error=True)
             return

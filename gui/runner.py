@@ -74,11 +74,12 @@ class AcquisitionRunner(QObject):
         """Whether an acquisition thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, request: AcquisitionRequest) -> None:
-        """Check ``request`` here (errors raise at once), then acquire in the background."""
+    def start(self, request: AcquisitionRequest, model: DeepZModel | None = None) -> None:
+        """Check ``request`` here (errors raise at once), then acquire in the background; ``model``:
+        the request's model file, already loaded (else it is loaded here)."""
         if self.running:
             raise RuntimeError("An acquisition is already running; stop it first.")
-        model, plan = request.prepare()
+        model, plan = request.prepare(model)
         self._stop.clear()
         self._toggle = None
         self._thread = threading.Thread(

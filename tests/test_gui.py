@@ -547,3 +547,17 @@ def test_the_wheel_zooms_where_the_mouse_is_and_the_histogram_shows_the_window(q
     assert yellow  # the contrast window is marked on the histogram
     qtbot.mouseDClick(label, Qt.LeftButton)
     assert view.zoom == 1.0 and view._crop == (0, 0)  # a double click shows the whole image again
+
+
+def test_start_runs_the_model_the_panel_already_loaded(qtbot, panel, monkeypatch):
+    # the panel loads the model to check the settings; Start must not read the file a second time
+    import mm_deepz.modelfile
+
+    loads = []
+    original = mm_deepz.modelfile.load_model
+    monkeypatch.setattr(
+        mm_deepz.modelfile, "load_model", lambda *a, **k: loads.append(a) or original(*a, **k)
+    )
+    monkeypatch.setattr("acquisition_hooks.request.load_model", mm_deepz.modelfile.load_model)
+    summary = _start_and_wait(qtbot, panel)
+    assert loads == [] and summary.planes_synthesized > 0
