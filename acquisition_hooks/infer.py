@@ -80,8 +80,8 @@ def infer_missing(
             model_path = Path(run_model.get("path") or "")
             if not model_path.is_file():
                 raise DeepZError(
-                    f"The run's model file {str(model_path) or '(none recorded)'} is not here: give one "
-                    "with --model."
+                    f"The run's model file {str(model_path) or '(none recorded)'} is not here: give one with "
+                    "--model."
                 )
         model = load_model(model_path)
         model.check_compatible(

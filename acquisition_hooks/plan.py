@@ -69,8 +69,8 @@ class DeepZPlan:
         if worst > reach + 1e-6:
             raise ZRangeError(
                 f"{z_start_um:g} to {z_end_um:g} µm reaches {worst:g} µm from the measured plane(s) but the "
-                "model was "
-                f"trained for ±{reach:g} µm: narrow the z range to within ±{reach:g} µm of the centre."
+                f"model was trained for ±{reach:g} µm: narrow the z range to within ±{reach:g} µm of the "
+                "centre."
             )
         plan = cls(z_start_um, z_end_um, z_step_um, tuple(offs), **kwargs)  # type: ignore[arg-type]
         plan.check_range(reach)
@@ -97,10 +97,9 @@ class DeepZPlan:
             if abs(z[i] - target) > GRID_TOLERANCE_UM:
                 raise PlanError(
                     f"The model's input plane at {off:+g} µm from the stack centre is not on the requested "
-                    "grid "
-                    f"({self.z_start_um:g} to {self.z_end_um:g} µm, step {self.z_step_um:g}): use a step "
-                    "that "
-                    f"divides the plane offsets and a range centred between grid points accordingly."
+                    f"grid ({self.z_start_um:g} to {self.z_end_um:g} µm, step {self.z_step_um:g}): use a "
+                    "step that divides the plane offsets and a range centred between grid points "
+                    "accordingly."
                 )
             out.append(i)
         if len(set(out)) != len(out):
@@ -119,8 +118,8 @@ class DeepZPlan:
         if worst > z_range_um + 1e-6:
             raise ZRangeError(
                 f"The requested stack reaches {worst:g} µm from the measured plane(s) but the model was "
-                "trained "
-                f"for ±{z_range_um:g} µm: narrow the z range to within ±{z_range_um:g} µm of the centre."
+                f"trained for ±{z_range_um:g} µm: narrow the z range to within ±{z_range_um:g} µm of the "
+                "centre."
             )
 
     @property

@@ -78,8 +78,7 @@ def check_unicore() -> None:
     if moved:
         raise IncompatibleCoreError(
             f"pymmcore-plus {version('pymmcore-plus')} changed UniMMCore.{', '.join(moved)}, which the "
-            "simulator "
-            f"extends (verified with {VERIFIED_WITH['pymmcore-plus']}): install "
+            f"simulator extends (verified with {VERIFIED_WITH['pymmcore-plus']}): install "
             f"pymmcore-plus=={VERIFIED_WITH['pymmcore-plus']}."
         )
 

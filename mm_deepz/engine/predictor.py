@@ -173,8 +173,7 @@ class Predictor:
                 else:
                     raise InferenceError(
                         "Out of memory even one virtual plane at a time on the CPU: use smaller frames (or "
-                        "tiles, "
-                        "tile_size) or close other programs."
+                        "tiles, tile_size) or close other programs."
                     ) from e
 
     @torch.inference_mode()

@@ -150,9 +150,8 @@ def summary_markdown(summary: dict) -> str:
         "",
         (
             "repeated = the measured input plane at every depth; widefield = the mechanically scanned "
-            "widefield "
-            "plane at that depth. Each stack is matched to the percentile-normalized reference by one "
-            "least-squares scale and offset before scoring (as CARE scores restorations)."
+            "widefield plane at that depth. Each stack is matched to the percentile-normalized reference by "
+            "one least-squares scale and offset before scoring (as CARE scores restorations)."
         ),
         "",
         "Smallest lead of the virtual stack over the better baseline, at any defocus: "

@@ -691,8 +691,7 @@ class Recorder:
             raise ContainerChangedError(
                 f"{self.path} was deleted, moved or replaced while this run wrote it (by hand or by another "
                 "program): stopping so nothing is written into the wrong place. Data measured before that "
-                "is in "
-                "the container that was there, if it still exists."
+                "is in the container that was there, if it still exists."
             )
 
     def close(self) -> None:
