@@ -168,7 +168,12 @@ def connect_micromanager(port: int = DEFAULT_PORT, timeout_ms: int = 2000) -> An
     """
     from pycromanager import Core
 
-    if _internals()[0]:
+    # internals that moved mean no simulator could have started, and the Java backend needs none of them
+    try:
+        simulator_active = bool(_internals()[0])
+    except BridgeError:
+        simulator_active = False
+    if simulator_active:
         raise BridgeError("A simulator core is active; close it before connecting to Micro-Manager.")
     try:
         core = Core(port=port, timeout=timeout_ms)

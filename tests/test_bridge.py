@@ -70,3 +70,14 @@ def test_moved_internals_are_refused_by_name(monkeypatch):
         core.IncompatibleCoreError, match=r"changed UniMMCore\._start_sequence.*pymmcore-plus=="
     ):
         core.load_demo_core()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # pyjavaz's socket thread
+def test_moved_python_backend_internals_do_not_stand_in_the_way_of_micro_manager(monkeypatch):
+    # users with hardware run on the Java backend, which needs none of the internals the simulator uses
+    from mmpycorex import launcher
+
+    monkeypatch.setattr(launcher, "_PYMMCORES", None)
+    port = _free_port()
+    with pytest.raises(BridgeError, match=f"No Micro-Manager answered on port {port}"):
+        connect_micromanager(port=port, timeout_ms=300)
