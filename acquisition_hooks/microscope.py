@@ -29,6 +29,11 @@ from .plan import DeepZPlan
 POWER_PROPERTY = "Power_mW"
 #: the read-only light source property counting the light dose it delivered, in mJ
 DOSE_PROPERTY = "Dose_mJ"
+#: what to do when the light power cannot be set
+_POWER_ADVICE = (
+    "leave the light power unset and set it in Micro-Manager, or name the property that sets it in mW "
+    "with --power-property DEVICE.PROPERTY."
+)
 
 
 @dataclass(frozen=True)
@@ -148,16 +153,12 @@ class Microscope:
         ref = self.power_property()
         if ref is None or ref.device not in strings(self.call("getLoadedDevices")):
             raise HardwareError(
-                "This microscope has no shutter device to set the light power on: leave the "
-                "light power unset and set it in Micro-Manager, or name the property that sets "
-                "it in mW with --power-property DEVICE.PROPERTY."
+                "This microscope has no shutter device to set the light power on: " + _POWER_ADVICE
             )
         if not self.call("hasProperty", ref.device, ref.name):
             named = "The named" if self._power_property else "This microscope's"
             raise HardwareError(
-                f"{named} light source {ref.device!r} has no property {ref.name!r}: leave the "
-                "light power unset and set it in Micro-Manager, or name the property that sets "
-                "it in mW with --power-property DEVICE.PROPERTY."
+                f"{named} light source {ref.device!r} has no property {ref.name!r}: " + _POWER_ADVICE
             )
         if self.call("isPropertyReadOnly", ref.device, ref.name):
             raise HardwareError(f"{ref} is read-only: name a property that sets the light power.")

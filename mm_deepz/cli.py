@@ -256,7 +256,7 @@ def train_cmd(
         for option, (name, value) in options.items()
         if ctx.get_parameter_source(option).name == "COMMANDLINE"
     }
-    settings = {name: value for name, value in options.values()}
+    settings = dict(options.values())
     cfg = TrainConfig(**{**settings, **(read_train_config(config) if config else {}), **given})
     check_output_model(out, resume=resume, overwrite=overwrite)
     pairs = load_pairs(data, cfg.input_modality, cfg.target_modality, do_register=not no_register)

@@ -32,6 +32,18 @@ def panel(qtbot, tmp_path):
     assert p.runner.wait(30), "the acquisition thread did not end"
 
 
+def _remembered_fields(panel):
+    """The panel fields a session remembers: model choice, z range, exposure, time points, toggle."""
+    return (
+        panel.model_choice.currentIndex(),
+        panel.z_start.value(),
+        panel.z_end.value(),
+        panel.exposure.value(),
+        panel.time_points.value(),
+        panel.toggle.isChecked(),
+    )
+
+
 def _start_and_wait(qtbot, panel):
     assert panel.start_button.isEnabled(), panel.message.text()
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
@@ -358,26 +370,11 @@ def test_settings_are_remembered_between_sessions_and_can_be_reset(qtbot, tmp_pa
     again = DeepZWindow(_request(tmp_path), QSettings(ini, QSettings.IniFormat))  # the next session
     qtbot.addWidget(again)
     q = again.panel
-    assert (
-        q.model_choice.currentIndex(),
-        q.z_start.value(),
-        q.z_end.value(),
-        q.exposure.value(),
-        q.time_points.value(),
-        q.toggle.isChecked(),
-    ) == (1, -8.0, 8.0, 25.0, 7, False)
-    assert q.start_button.isEnabled(), (
-        q.message.text()
-    )  # the remembered plan is valid for the remembered model
+    assert _remembered_fields(q) == (1, -8.0, 8.0, 25.0, 7, False)
+    # the remembered plan is valid for the remembered model
+    assert q.start_button.isEnabled(), q.message.text()
     again.reset_action.trigger()
-    assert (
-        q.model_choice.currentIndex(),
-        q.z_start.value(),
-        q.z_end.value(),
-        q.exposure.value(),
-        q.time_points.value(),
-        q.toggle.isChecked(),
-    ) == (0, -10.0, 10.0, 10.0, 2, True)
+    assert _remembered_fields(q) == (0, -10.0, 10.0, 10.0, 2, True)
     assert QSettings(ini, QSettings.IniFormat).allKeys() == []
 
 
