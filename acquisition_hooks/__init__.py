@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .events import DEEPZ_AXIS, Capture, EventRewriter
-    from .hooks import DeepZHooks, HookStats
+    from .hooks import DeepZHooks
     from .plan import DeepZPlan, PlanError
     from .request import AcquisitionRequest
     from .run import DeepZAcquisition, RunSettings, RunSummary
+    from .state import HookStats
 
 #: public name -> the module that defines it
 _WHERE = {
@@ -23,7 +24,7 @@ _WHERE = {
     "Capture": "events",
     "EventRewriter": "events",
     "DeepZHooks": "hooks",
-    "HookStats": "hooks",
+    "HookStats": "state",
     "DeepZPlan": "plan",
     "PlanError": "plan",
     "AcquisitionRequest": "request",

@@ -135,22 +135,25 @@ def acquire_cmd(
     )
     m, plan = request.prepare()
     console = Console()
-    with signals_as_interrupt(), request.microscope() as core:
-        run = request.acquisition(core, m, plan)
-        with Progress(console=console) as bar:
-            task = bar.add_task("time points", total=time_points)
-            backlog: list = []  # the backlog's progress task, added when the backlog is made
+    with (
+        signals_as_interrupt(),
+        request.microscope() as core,
+        request.acquisition(core, m, plan) as run,
+        Progress(console=console) as bar,
+    ):
+        task = bar.add_task("time points", total=time_points)
+        backlog: list = []  # the backlog's progress task, added when the backlog is made
 
-            def on_backlog(done: int, total: int) -> None:
-                if not backlog:
-                    backlog.append(
-                        bar.add_task("virtual stacks the model could not take during the run", total=total)
-                    )
-                bar.update(backlog[0], completed=done)
+        def on_backlog(done: int, total: int) -> None:
+            if not backlog:
+                backlog.append(
+                    bar.add_task("virtual stacks the model could not take during the run", total=total)
+                )
+            bar.update(backlog[0], completed=done)
 
-            summary = run.run(
-                progress=lambda t, total: bar.update(task, completed=t + 1), backlog_progress=on_backlog
-            )
+        summary = run.run(
+            progress=lambda t, total: bar.update(task, completed=t + 1), backlog_progress=on_backlog
+        )
     table = Table(title="Deep-Z acquisition", show_header=False)
     table.add_row("output", summary.output)
     table.add_row(

@@ -48,10 +48,9 @@ class DeepZMDAEngine(MDAEngine):
             if "z" not in event.index:
                 yield event
                 continue
-            if (
-                self.hooks.stop_reason is None
-                and (capture := self.hooks.rewrite(t, event.index["z"])) is not None
-            ):
+            if self.hooks.state.stopped:
+                continue
+            if (capture := self.hooks.rewrite(t, event.index["z"])) is not None:
                 yield capture.useq_event(event)
         if last_t is not None:
             yield from self._references(last_t)

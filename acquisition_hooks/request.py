@@ -261,8 +261,16 @@ class AcquisitionRequest:
         plan: DeepZPlan,
         on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
         on_virtual: Callable[[int, VirtualStack], None] | None = None,
+        on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
     ) -> DeepZAcquisition:
-        """The acquisition of this request on ``core`` (checks model against the core's optics)."""
+        """The acquisition of this request on ``core`` (checks model against the core's optics; not
+        yet open, see :class:`DeepZAcquisition`)."""
         return DeepZAcquisition(
-            core, model, plan, self.run_settings(), on_image=on_image, on_virtual=on_virtual
+            core,
+            model,
+            plan,
+            self.run_settings(),
+            on_image=on_image,
+            on_virtual=on_virtual,
+            on_blind_check=on_blind_check,
         )

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 from pycromanager import Acquisition
+from typing_extensions import Self
 
 from mm_deepz import __version__
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
-from mm_deepz.io import Geometry, ImageInfo, Recorder, StorageError
+from mm_deepz.errors import DeepZError, StorageError
+from mm_deepz.io import Geometry, ImageInfo, Recorder
 from mm_deepz.modelfile import DeepZModel
 
 from .events import pycromanager_events, sequence_for
@@ -119,8 +121,25 @@ def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
     }
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """What an open acquisition holds: its container, its model thread and its hooks."""
+
+    recorder: Recorder
+    worker: InferenceWorker
+    hooks: DeepZHooks
+
+
 class DeepZAcquisition:
-    """Runs a Deep-Z time-lapse on the current pycromanager backend and records it."""
+    """Runs a Deep-Z time-lapse on the current pycromanager backend and records it.
+
+    The constructor checks the plan against the microscope and the model and puts the model on
+    its device; nothing is written and no thread starts. :meth:`open` creates the output
+    container and starts the model's thread; :meth:`run` (pycromanager) or :meth:`run_mda`
+    (pymmcore-plus) acquires, opening first if needed, and finishes the container; :meth:`close`
+    finishes an opened acquisition that never ran. It is also a context manager (open / close).
+    One acquisition runs once.
+    """
 
     def __init__(
         self,
@@ -128,14 +147,21 @@ class DeepZAcquisition:
         model: DeepZModel,
         plan: DeepZPlan,
         settings: RunSettings,
+        *,
         on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
         on_virtual: Callable[[int, VirtualStack], None] | None = None,
-    ):
+        on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.core = core
         self.microscope = Microscope(core, power_property=plan.light_power_property)
         self.model = model
         self.plan = plan
         self.settings = settings
+        #: told each measured plane (kind, t, z index, image), each virtual stack (t, stack) and each
+        #: blind check's scores (t, position, metrics); set them before :meth:`open`
+        self.on_image = on_image
+        self.on_virtual = on_virtual
+        self.on_blind_check = on_blind_check
         #: the requested acquisition, for either runner
         self.sequence = sequence_for(
             plan, settings.time_points, settings.interval_s, settings.positions_xy_um
@@ -146,7 +172,7 @@ class DeepZAcquisition:
         plan.check_range(model.card.z_range_um)
         self.predictor = Predictor(model, settings.device)
         h, w = self.microscope.image_shape
-        positions = tuple(tuple(map(float, xy)) for xy in settings.positions_xy_um or ((0.0, 0.0),))
+        positions = tuple((float(x), float(y)) for x, y in settings.positions_xy_um or ((0.0, 0.0),))
         self.geometry = Geometry(
             tuple(plan.requested_z().tolist()),
             pixel,
@@ -155,27 +181,82 @@ class DeepZAcquisition:
             positions_xy_um=positions,
             anchor_z_um=tuple(plan.anchor_z()),
         )
-        self.recorder = Recorder(
-            settings.output,
-            self.geometry,
-            self._attrs(),
-            overwrite=settings.overwrite,
-            infos=image_infos(model, plan),
-        )
-        self.worker = InferenceWorker(self.predictor, max_pending=settings.max_pending)
-        self.hooks = DeepZHooks(
-            plan,
-            self.recorder,
-            self.worker,
-            enabled=settings.deepz,
-            anchor_properties=self.microscope.power_settings(plan),
-            on_image=on_image,
-            on_virtual=on_virtual,
-        )
+        self._deepz = settings.deepz
+        self._opened: _Opened | None = None
+        self._finished = False
         self._acq: Any = None
         self._mda: Any = None
         self._abort = threading.Event()
-        self.hooks.on_stop = self._on_stop
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def open(self) -> Self:
+        """Create the output container and start the model's thread; returns the acquisition."""
+        if self._finished or self._opened is not None:
+            raise DeepZError(
+                "This acquisition is already open or has run; make a new DeepZAcquisition for another run."
+            )
+        s = self.settings
+        recorder = Recorder(
+            s.output,
+            self.geometry,
+            self._attrs(),
+            overwrite=s.overwrite,
+            infos=image_infos(self.model, self.plan),
+        )
+        worker = InferenceWorker(self.predictor, max_pending=s.max_pending)
+        hooks = DeepZHooks(
+            self.plan,
+            recorder,
+            worker,
+            enabled=self._deepz,
+            anchor_properties=self.microscope.power_settings(self.plan),
+            on_image=self.on_image,
+            on_virtual=self.on_virtual,
+            on_blind_check=self.on_blind_check,
+        )
+        hooks.state.on_stop(self._on_stop)
+        self._opened = _Opened(recorder, worker, hooks)
+        if self._abort.is_set():  # aborted before it opened
+            hooks.stop("aborted by the user")
+        return self
+
+    def _ensure_open(self) -> None:
+        """Open before the run unless :meth:`open` was called; one acquisition runs once."""
+        if self._opened is None or self._finished:
+            self.open()
+
+    def close(self) -> None:
+        """Finish an opened acquisition that did not run (recorded as aborted); idempotent."""
+        if self._opened is not None and not self._finished:
+            self.abort()
+            self._drain()
+            self._finish(None, 0.0)
+
+    def __enter__(self) -> Self:
+        return self if self._opened is not None else self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _parts(self) -> _Opened:
+        if self._opened is None:
+            raise DeepZError("The acquisition is not open: call open() (or use it in a `with` block) first.")
+        return self._opened
+
+    @property
+    def recorder(self) -> Recorder:
+        """The output container's writer (once open)."""
+        return self._parts().recorder
+
+    @property
+    def worker(self) -> InferenceWorker:
+        """The model's thread (once open)."""
+        return self._parts().worker
+
+    @property
+    def hooks(self) -> DeepZHooks:
+        """The acquisition hooks (once open)."""
+        return self._parts().hooks
 
     def _attrs(self) -> dict[str, Any]:
         import pycromanager
@@ -201,17 +282,21 @@ class DeepZAcquisition:
     @property
     def enabled(self) -> bool:
         """The virtual z-stacking toggle (effective from the next time point)."""
-        return self.hooks.enabled
+        return self._opened.hooks.enabled if self._opened is not None else self._deepz
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        self.hooks.enabled = value
+        self._deepz = value
+        if self._opened is not None:
+            self._opened.hooks.enabled = value
 
     def abort(self) -> None:
         """Stop after the event in progress (safe from any thread); while the backlog is made after
         the run, stop that after the stack in progress (the rest stays recorded as pending)."""
-        self.hooks.cancel_drain()
-        self.hooks.stop("aborted by the user")
+        self._abort.set()
+        if self._opened is not None:
+            self._opened.hooks.virtual.cancel_drain()
+            self._opened.hooks.stop("aborted by the user")
         if self._acq is not None:
             self._acq.abort()
 
@@ -226,6 +311,7 @@ class DeepZAcquisition:
         from .mda import DeepZMDAEngine
 
         s = self.settings
+        self._ensure_open()
         dose0 = self.microscope.dose_mJ()
         t0 = time.perf_counter()
         self._mda = engine = DeepZMDAEngine(self.core, self.hooks, s.positions_xy_um)
@@ -248,17 +334,18 @@ class DeepZAcquisition:
     def _drain(self, backlog_progress: Callable[[int, int], None] | None = None) -> None:
         """Make the virtual stacks of everything measured: the backlog (as long as it takes; Ctrl-C
         leaves the rest recorded as pending), then what the worker still holds (bounded wait)."""
-        if self.hooks.backlog and not self.hooks.storage_failed:
+        virtual = self.hooks.virtual
+        if virtual.backlog and not self.hooks.state.storage_failed:
             logger.info(
-                "Making the %d virtual stacks the model could not take during the run", self.hooks.backlog
+                "Making the %d virtual stacks the model could not take during the run", virtual.backlog
             )
             try:
-                self.hooks.drain_backlog(backlog_progress)
+                virtual.drain_backlog(backlog_progress)
             except KeyboardInterrupt:
                 logger.warning(
                     "Stopped making the backlog: %d virtual stacks are still to make (`mm-deepz infer "
                     "%s` makes them)",
-                    self.hooks.backlog,
+                    virtual.backlog,
                     self.settings.output,
                 )
         if not self.worker.close(timeout=self.settings.drain_timeout_s):
@@ -274,6 +361,7 @@ class DeepZAcquisition:
         ``progress(t, total)`` after each time point; ``backlog_progress(done, total)`` while the
         virtual stacks the model could not take during the run are made after it.
         """
+        self._ensure_open()
         dose0 = self.microscope.dose_mJ()
         t0 = time.perf_counter()
         try:
@@ -361,10 +449,10 @@ class DeepZAcquisition:
             exposure_full_stack_s=full_s,
             seconds=seconds,
             aborted=aborted,
-            stop_reason=self.hooks.stop_reason,
+            stop_reason=self.hooks.state.stop_reason,
             errors=list(st.errors),
             warnings=list(st.warnings),
-            virtual_pending=self.hooks.backlog,
+            virtual_pending=self.hooks.virtual.backlog,
         )
         try:
             self.recorder.finish(
@@ -374,4 +462,5 @@ class DeepZAcquisition:
             )
         except StorageError as e:  # the data written so far stays readable; say so, do not raise
             summary.errors.append(str(e))
+        self._finished = True
         return summary

@@ -152,17 +152,22 @@ class AcquisitionRunner(QObject):
         try:
             with request.microscope() as core:
                 acq = request.acquisition(
-                    core, model, plan, on_image=self._on_image, on_virtual=self._on_virtual
+                    core,
+                    model,
+                    plan,
+                    on_image=self._on_image,
+                    on_virtual=self._on_virtual,
+                    on_blind_check=lambda t, p, metrics: self.blind_check.emit(t, metrics),
                 )
                 if self._toggle is not None:  # flipped while the microscope was being opened
                     acq.enabled = self._toggle
-                acq.hooks.on_blind_check = lambda t, p, metrics: self.blind_check.emit(t, metrics)
-                self.acquisition = acq
-                self.started.emit(acq)
-                if self._stop.is_set():
-                    acq.abort()
-                summary: RunSummary = acq.run(progress=lambda t, total: self.progress.emit(t + 1, total))
-                self._emit_stats()
+                with acq:
+                    self.acquisition = acq
+                    self.started.emit(acq)
+                    if self._stop.is_set():
+                        acq.abort()
+                    summary: RunSummary = acq.run(progress=lambda t, total: self.progress.emit(t + 1, total))
+                    self._emit_stats()
         except Exception as e:
             logger.exception("Acquisition failed")
             self.failed.emit(f"{type(e).__name__}: {e}")
@@ -216,6 +221,6 @@ class AcquisitionRunner(QObject):
                 hs.reference_planes > 0,
                 hs.virtual_done,
                 hs.time_points_deepz * acq.recorder.n_positions,
-                acq.hooks.backlog + acq.worker.pending,
+                acq.hooks.virtual.backlog + acq.worker.pending,
             )
         )

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class SimulatorSession:
         """Stop the Python acquisition engine and unregister the core."""
         stop_simulator()
 
-    def __enter__(self) -> SimulatorSession:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

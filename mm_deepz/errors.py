@@ -39,3 +39,11 @@ class SettingsError(DeepZError):
 
 class HardwareError(DeepZError):
     """The microscope lacks what the run needs (a config group, a preset, a property)."""
+
+
+class StorageError(DeepZError):
+    """Writing to the output failed (disk full, path unwritable)."""
+
+
+class ContainerChangedError(StorageError):
+    """The container was deleted, moved or replaced while this run wrote it."""

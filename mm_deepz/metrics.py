@@ -12,6 +12,8 @@ dark still scores badly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -91,6 +93,16 @@ def stack_scores(pred: np.ndarray, ref: np.ndarray) -> tuple[dict[str, np.ndarra
     refn = normalize_stack(ref)
     scores, matched = matched_scores(pred, refn)
     return scores, matched, refn
+
+
+def blind_check_scores(virtual: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """A blind check's scores as recorded in the container: mean SSIM and PSNR, SSIM per plane."""
+    scores, _, _ = stack_scores(virtual, reference)
+    return {
+        "ssim_mean": float(scores["ssim"].mean()),
+        "psnr_mean": float(scores["psnr"].mean()),
+        "ssim_per_plane": [round(float(x), 4) for x in scores["ssim"]],
+    }
 
 
 def _gauss_window(size: int = 11, sigma: float = 1.5, device: torch.device | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from mm_deepz.bridge import start_simulator
 from mm_deepz.cli import app
+from mm_deepz.errors import DeepZError
 from mm_deepz.io import image_group_path, open_container, read_progress
 from mm_deepz.io.preview import preview_png as mm_preview
 from mm_deepz.metrics import stack_scores
@@ -234,3 +235,29 @@ def test_pymmcore_plus_mda_runs_the_same_capture(static_world, tmp_path):
     assert prog["completed"]["reference"] == [0, 2] and "0" in prog["blind_checks"]
     assert prog["completed"]["measured_stack"] == [2]  # the full stack, in its own image
     core.unloadAllDevices()
+
+
+def test_an_acquisition_writes_nothing_until_opened_and_runs_once(session, static_world, tmp_path):
+    import threading
+
+    model = load_model(shipped_model_path(1))
+    out = tmp_path / "run.ome.zarr"
+    threads = threading.active_count()
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(output=out, time_points=2, device="cpu"),
+    )
+    # made and checked: no container, no thread, nothing exposed
+    assert not out.exists() and threading.active_count() == threads and static_world.dose.exposures == 0
+    with pytest.raises(DeepZError, match="not open"):
+        run.hooks  # noqa: B018 - the property refuses before open
+    with run:
+        assert out.exists() and read_progress(out)["finished"] is False
+    # opened and closed without running: a finished container that says so, nothing measured
+    prog = read_progress(out)
+    assert prog["finished"] is True and prog["aborted"] is True and prog["completed"]["measured"] == []
+    assert static_world.dose.exposures == 0
+    with pytest.raises(DeepZError, match="already open or has run"):
+        run.run()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -13,20 +12,10 @@ from .. import dpm as dpm_mod
 from ..errors import InferenceError, InputError
 from ..modelfile import DeepZModel
 from ..normalization import IntensityScale, to_dtype
+from .bundle import VirtualStack
 from .tiling import run_tiled
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class VirtualStack:
-    """Synthesized planes (z, y, x) with where they lie and how they were made."""
-
-    data: np.ndarray
-    z_um: np.ndarray  # absolute z of each virtual plane (surface DPMs: the surface's mean z)
-    plane_z_um: tuple[float, ...]  # z of the measured input planes
-    scale: IntensityScale
-    meta: dict = field(default_factory=dict)
 
 
 #: the device names users can ask for

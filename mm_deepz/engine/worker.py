@@ -16,26 +16,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from typing_extensions import Self
 
 from ..errors import WorkerBusy, WorkerClosed
-from .predictor import Predictor, VirtualStack
+from .bundle import PlaneBundle, VirtualStack
+
+if TYPE_CHECKING:
+    from .predictor import Predictor
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PlaneBundle:
-    """The measured planes of one (time point, position, channel) and the wanted virtual planes."""
-
-    key: tuple[int, ...]
-    planes: np.ndarray  # (n, y, x)
-    plane_z_um: tuple[float, ...]
-    target_z_um: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,7 +107,7 @@ class InferenceWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def __enter__(self) -> InferenceWorker:  # noqa: PYI034 - typing.Self needs Python 3.11
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -45,7 +45,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from ..errors import DeepZError, InputError
+from ..errors import ContainerChangedError, DeepZError, InputError, StorageError
 from .claim import Claim, is_container
 from .layout import (
     IMAGES,
@@ -111,14 +111,6 @@ def record_key_parts(key: str) -> tuple[int, int]:
 def _z_chunk(image: str, n_z: int, plane_bytes: int) -> int:
     """Planes per chunk along z."""
     return max(1, min(n_z, VIRTUAL_CHUNK_BYTES // plane_bytes)) if image == "virtual" else 1
-
-
-class StorageError(DeepZError):
-    """Writing to the output failed (disk full, path unwritable)."""
-
-
-class ContainerChangedError(StorageError):
-    """The container was deleted, moved or replaced while this run wrote it."""
 
 
 @dataclass(frozen=True)
