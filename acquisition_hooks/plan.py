@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+from pydantic import model_validator
 
 from mm_deepz.errors import DeepZError, ZRangeError
+from mm_deepz.settings import Settings
 
 if TYPE_CHECKING:
     from mm_deepz.modelfile import DeepZModel
@@ -20,13 +22,15 @@ class PlanError(DeepZError):
     """A Deep-Z plan that cannot work (empty z range, anchors off the grid ...)."""
 
 
-@dataclass
-class DeepZPlan:
-    """A requested z-stack (absolute stage z, µm) and how Deep-Z captures it.
+class DeepZPlan(Settings):
+    """A requested z-stack (absolute stage z, µm) and how Deep-Z captures it (frozen, validated).
 
     The anchor planes are the model's input offsets around the centre of the requested
     range; they must lie on the requested grid (so measured and virtual planes share it).
     """
+
+    error: ClassVar[type[DeepZError]] = PlanError
+    what: ClassVar[str] = "Deep-Z plan"
 
     z_start_um: float
     z_end_um: float
@@ -43,18 +47,22 @@ class DeepZPlan:
     reference_exposure_ms: float = 100.0
     blind_check_every: int = 0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> DeepZPlan:
+        numbers = (self.z_start_um, self.z_end_um, self.z_step_um, *self.plane_offsets_um)
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError("z positions, step and plane offsets must be finite numbers")
         if self.z_step_um <= 0:
-            raise PlanError(f"z step must be positive, got {self.z_step_um} µm.")
+            raise ValueError(f"z step must be positive, got {self.z_step_um} µm")
         if self.z_end_um < self.z_start_um:
-            raise PlanError(f"z end ({self.z_end_um}) is below z start ({self.z_start_um}).")
+            raise ValueError(f"z end ({self.z_end_um}) is below z start ({self.z_start_um})")
         for name in ("anchor_exposure_ms", "stack_exposure_ms", "reference_exposure_ms"):
-            if getattr(self, name) <= 0:
-                raise PlanError(f"{name} must be positive.")
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
         if self.blind_check_every < 0:
-            raise PlanError("blind_check_every must be 0 (off) or a positive number of time points.")
-        self.plane_offsets_um = tuple(float(o) for o in self.plane_offsets_um)
+            raise ValueError("blind_check_every must be 0 (off) or a positive number of time points")
         self.anchor_indices()  # validates the grid
+        return self
 
     @classmethod
     def for_model(
@@ -72,7 +80,13 @@ class DeepZPlan:
                 f"model was trained for ±{reach:g} µm: narrow the z range to within ±{reach:g} µm of the "
                 "centre."
             )
-        plan = cls(z_start_um, z_end_um, z_step_um, tuple(offs), **kwargs)  # type: ignore[arg-type]
+        plan = cls(
+            z_start_um=z_start_um,
+            z_end_um=z_end_um,
+            z_step_um=z_step_um,
+            plane_offsets_um=tuple(float(o) for o in offs),
+            **kwargs,
+        )
         plan.check_range(reach)
         return plan
 

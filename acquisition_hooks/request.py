@@ -11,18 +11,19 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import model_validator
 
 from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.engine import VirtualStack
 from mm_deepz.engine.predictor import DEVICES
-from mm_deepz.errors import SettingsError
+from mm_deepz.errors import DeepZError, SettingsError
 from mm_deepz.io.claim import preflight_output
 from mm_deepz.modelfile import DeepZModel, load_model, shipped_model_path
+from mm_deepz.settings import Settings
 
 from .microscope import PropertyRef
 from .plan import DeepZPlan
@@ -42,9 +43,12 @@ LIMITS = {
 }
 
 
-@dataclass(kw_only=True)
-class AcquisitionRequest:
-    """One Deep-Z time-lapse as the user asked for it (µm, ms, s)."""
+class AcquisitionRequest(Settings):
+    """One Deep-Z time-lapse as the user asked for it (µm, ms, s), validated when made: each value
+    out of its range is named in one :class:`SettingsError`."""
+
+    error: ClassVar[type[DeepZError]] = SettingsError
+    what: ClassVar[str] = "acquisition settings"
 
     output: Path = Path("deepz_run.ome.zarr")
     time_points: int = 5
@@ -80,9 +84,10 @@ class AcquisitionRequest:
     input_preset: str = "Widefield"
     reference_preset: str = "Confocal"
 
-    def check(self) -> None:
-        """Refuse settings outside their valid range (:class:`SettingsError`): non-finite values,
-        values below their minimum or above :data:`LIMITS`, and outputs that may not be written."""
+    @model_validator(mode="after")
+    def _check_values(self) -> AcquisitionRequest:
+        """Refuse non-finite values, values below their minimum or above :data:`LIMITS`, and
+        settings that contradict each other."""
         problems = self._range_problems()
         if self.device not in DEVICES:
             problems.append(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
@@ -102,16 +107,22 @@ class AcquisitionRequest:
                 PropertyRef.parse(self.power_property)
             except SettingsError as e:
                 problems.append(str(e).rstrip("."))
-        if self.config is not None:
-            if self.connect:
-                problems.append(
-                    "a configuration file is the simulator's; with a running Micro-Manager, load it "
-                    "there (Devices > Load Hardware Configuration)"
-                )
-            elif not Path(self.config).is_file():
-                problems.append(f"the configuration file {self.config} does not exist")
+        if self.config is not None and self.connect:
+            problems.append(
+                "a configuration file is the simulator's; with a running Micro-Manager, load it "
+                "there (Devices > Load Hardware Configuration)"
+            )
         if problems:
-            raise SettingsError("Invalid acquisition settings: " + "; ".join(problems) + ".")
+            raise ValueError("; ".join(problems))
+        return self
+
+    def check(self) -> None:
+        """Refuse what depends on the disk now (:class:`SettingsError`, :class:`OutputExistsError`): a
+        configuration file that does not exist, an output that may not be written."""
+        if self.config is not None and not self.connect and not Path(self.config).is_file():
+            raise SettingsError(
+                f"Invalid acquisition settings: the configuration file {self.config} does not exist."
+            )
         preflight_output(self.output, self.overwrite)
 
     def _range_problems(self) -> list[str]:

@@ -262,7 +262,7 @@ class DeepZAcquisition:
         import pycromanager
 
         return {
-            "plan": asdict(self.plan),
+            "plan": self.plan.model_dump(),
             "model": {
                 "path": str(self.model.path),
                 "sha256": self.model.sha256,

@@ -19,7 +19,14 @@ OPTICS = OpticsSpec(pixel_size_um=0.325, na=0.75, wavelength_em_um=0.525, immers
 def demo_model(n_planes: int = 1, base: int = 16, depth: int = 3) -> DeepZModel:
     """The shipped architecture with random weights (speed does not depend on the weights)."""
     offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
-    return DeepZModel.new(ModelCard(UNetConfig(n_planes, base, depth), offsets, 10.0, OPTICS))
+    return DeepZModel.new(
+        ModelCard(
+            architecture=UNetConfig(n_planes, base, depth),
+            input_offsets_um=offsets,
+            z_range_um=10.0,
+            optics=OPTICS,
+        )
+    )
 
 
 def rss_mb() -> float:

@@ -9,7 +9,6 @@ thread. :class:`DeepZWindow` is the standalone window of ``mm-deepz gui``.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import importlib.util
 import logging
@@ -462,10 +461,9 @@ class DeepZPanel(QWidget):
 
     # -- settings ----------------------------------------------------------------------------
     def request(self) -> AcquisitionRequest:
-        """The acquisition the fields describe (not yet checked)."""
+        """The acquisition the fields describe (its values validated: :class:`SettingsError`)."""
         choice = self.model_choice.currentIndex()
-        return dataclasses.replace(
-            self._base,
+        return self._base.changed(
             output=Path(self.output.text().strip()),
             time_points=self.time_points.value(),
             interval_s=self.interval.value(),
@@ -497,7 +495,6 @@ class DeepZPanel(QWidget):
         self.browse_model.setEnabled(is_file)
         self.port.setEnabled(self.backend.currentIndex() == 1)
         self.phantom.setEnabled(self.backend.currentIndex() == 0)
-        request = self.request()
         problem = None
         if is_file and not self.model_path.text().strip():
             problem = "Choose a model file (or one of the shipped models)."
@@ -505,6 +502,7 @@ class DeepZPanel(QWidget):
             problem = "Choose an output path for the OME-Zarr container."
         else:
             try:
+                request = self.request()
                 _, plan = request.prepare(self._model_for(request.model_path))
             except DeepZError as e:
                 problem = in_panel_words(str(e))

@@ -18,15 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from pydantic import ConfigDict, Field, model_validator
 
-from .errors import ModelFileError, ModelMismatchError
+from .errors import DeepZError, ModelFileError, ModelMismatchError
 from .model import DeepZUNet, UNetConfig
 from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE
+from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +51,12 @@ class OpticsSpec:
     immersion_index: float | None = None
 
 
-@dataclass
-class ModelCard:
-    """Everything about a model that is not a weight."""
+class ModelCard(Settings):
+    """Everything about a model that is not a weight (validated when made, loaded or changed)."""
+
+    model_config = ConfigDict(frozen=False, validate_assignment=True)
+    error: ClassVar[type[DeepZError]] = ModelFileError
+    what: ClassVar[str] = "model card"
 
     architecture: UNetConfig
     input_offsets_um: tuple[float, ...]
@@ -58,21 +64,21 @@ class ModelCard:
     optics: OpticsSpec
     input_modality: str = "widefield"
     target_modality: str = "confocal"
-    normalization: dict[str, float] = field(
+    normalization: dict[str, float] = Field(
         default_factory=lambda: {"low_percentile": LOW_PERCENTILE, "high_percentile": HIGH_PERCENTILE}
     )
-    provenance: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.input_offsets_um = tuple(float(o) for o in self.input_offsets_um)
+    @model_validator(mode="after")
+    def _check(self) -> ModelCard:
         if len(self.input_offsets_um) != self.architecture.n_planes:
             raise ValueError(
-                f"{len(self.input_offsets_um)} plane offsets for a {self.architecture.n_planes}-plane "
-                "network."
+                f"{len(self.input_offsets_um)} plane offsets for a {self.architecture.n_planes}-plane network"
             )
-        if self.z_range_um <= 0:
-            raise ValueError(f"z_range_um must be positive, got {self.z_range_um}.")
+        if not (math.isfinite(self.z_range_um) and self.z_range_um > 0):
+            raise ValueError(f"z_range_um must be positive, got {self.z_range_um}")
+        return self
 
     @property
     def n_planes(self) -> int:
@@ -81,18 +87,18 @@ class ModelCard:
 
     def to_json(self) -> str:
         """The card as JSON."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
-        """Parse a card written by :meth:`to_json`."""
-        d = json.loads(text)
-        return cls(
-            architecture=UNetConfig(**d.pop("architecture")),
-            optics=OpticsSpec(**d.pop("optics")),
-            input_offsets_um=tuple(d.pop("input_offsets_um")),
-            **d,
-        )
+        """Parse a card written by :meth:`to_json` (:class:`ModelFileError` naming what is wrong)."""
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ModelFileError(f"Invalid model card: not JSON ({e}).") from None
+        if not isinstance(values, dict):
+            raise ModelFileError("Invalid model card: not a JSON object.")
+        return cls(**values)
 
 
 @dataclass
@@ -202,7 +208,7 @@ def load_model(path: str | Path) -> DeepZModel:
         card = ModelCard.from_json(blob["card"])
         network = DeepZUNet(card.architecture)
         network.load_state_dict(blob["state_dict"], strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, ModelFileError) as e:
         raise ModelFileError(
             f"{path} has a damaged card or weights that do not fit its architecture: {e}"
         ) from e

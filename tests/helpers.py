@@ -14,7 +14,12 @@ OPTICS = OpticsSpec(pixel_size_um=0.325, na=0.75, wavelength_em_um=0.525, immers
 def tiny_model(n_planes: int = 1, seed: int = 0, z_range_um: float = 10.0) -> DeepZModel:
     """An untrained small model (for engine tests that do not need a trained one)."""
     offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
-    card = ModelCard(UNetConfig(n_planes, 8, 2), offsets, z_range_um, OPTICS)
+    card = ModelCard(
+        architecture=UNetConfig(n_planes, 8, 2),
+        input_offsets_um=offsets,
+        z_range_um=z_range_um,
+        optics=OPTICS,
+    )
     return DeepZModel.new(card, seed=seed)
 
 

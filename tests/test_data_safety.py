@@ -211,13 +211,12 @@ def _sweep_cases():
 
 @pytest.mark.parametrize(("name", "value", "refused"), list(_sweep_cases()))
 def test_every_numeric_setting_refuses_non_finite_huge_negative_and_zero(tmp_path, name, value, refused):
-    # checked before the microscope opens (prepare() loads the model; nothing moves): a refusal is one
-    # SettingsError line naming the problem; a valid value passes the settings check
-    request = AcquisitionRequest(
-        **{"output": tmp_path / "r.ome.zarr", "time_points": 2, "frame": 64, name: value}
-    )
+    # checked when the request is made and before the microscope opens (prepare() loads the model;
+    # nothing moves): a refusal is one SettingsError line naming the problem; a valid value passes
     try:
-        request.prepare()
+        AcquisitionRequest(
+            **{"output": tmp_path / "r.ome.zarr", "time_points": 2, "frame": 64, name: value}
+        ).prepare()
     except SettingsError as e:
         assert refused, f"{name}={value} is valid but was refused: {e}"
         assert "\n" not in str(e) and "Invalid acquisition settings" in str(e)

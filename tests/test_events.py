@@ -14,9 +14,9 @@ from acquisition_hooks.events import pycromanager_events, sequence_for
 @pytest.fixture
 def rewriter():
     plan = DeepZPlan(
-        -2,
-        2,
-        1,
+        z_start_um=-2,
+        z_end_um=2,
+        z_step_um=1,
         plane_offsets_um=(-1.0, 1.0),
         anchor_exposure_ms=5,
         stack_exposure_ms=20,
@@ -30,7 +30,7 @@ def test_the_rewriting_needs_neither_storage_nor_the_model():
     # the decisions load, and are tested, where zarr and torch are not imported
     code = (
         "import sys; from acquisition_hooks import EventRewriter, DeepZPlan; "
-        "EventRewriter(DeepZPlan(-2, 2, 1)).capture(0, 2, deepz=True); "
+        "EventRewriter(DeepZPlan(z_start_um=-2, z_end_um=2, z_step_um=1)).capture(0, 2, deepz=True); "
         "print(sorted({'torch', 'zarr', 'pycromanager'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -79,7 +79,7 @@ def test_one_decision_reads_the_same_in_both_runners(rewriter):
 @pytest.mark.parametrize(("start", "end", "step"), [(-10, 10, 1), (-3, 3, 0.3), (0, 1.5, 0.15), (-1, 1, 0.1)])
 def test_one_sequence_for_both_runners_on_the_plans_grid(start, end, step):
     # steps that are not binary fractions once made pycromanager's float arange add a plane past the end
-    plan = DeepZPlan(start, end, step)
+    plan = DeepZPlan(z_start_um=start, z_end_um=end, z_step_um=step)
     seq = sequence_for(plan, time_points=4, interval_s=2.5, positions_xy_um=[(10.0, 20.0), (30.0, 40.0)])
     z = plan.requested_z()
     events = pycromanager_events(seq, t=3)

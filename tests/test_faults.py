@@ -227,7 +227,7 @@ def test_a_camera_error_does_not_hang_the_run(session, tmp_path, monkeypatch):
 @pytest.fixture
 def hooks(tmp_path):
     """Hooks with a real recorder and worker, fed frames directly (no microscope)."""
-    plan = DeepZPlan(-4.0, 4.0, 1.0)
+    plan = DeepZPlan(z_start_um=-4.0, z_end_um=4.0, z_step_um=1.0)
     recorder = Recorder(tmp_path / "h.ome.zarr", Geometry(tuple(plan.requested_z()), 0.325, 0.0, (64, 64)))
     worker = InferenceWorker(Predictor(tiny_model(z_range_um=4.0), "cpu"))
     h = DeepZHooks(plan, recorder, worker)

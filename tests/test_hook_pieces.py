@@ -184,7 +184,9 @@ class MeanPredictor:
         return VirtualStack(data, np.asarray(target_z_um), plane_z_um, IntensityScale(0.0, 1.0))
 
 
-PLAN = DeepZPlan(-2.0, 2.0, 1.0, plane_offsets_um=(-1.0, 1.0), blind_check_every=2)
+PLAN = DeepZPlan(
+    z_start_um=-2.0, z_end_um=2.0, z_step_um=1.0, plane_offsets_um=(-1.0, 1.0), blind_check_every=2
+)
 
 
 def _virtual(store, predictor, max_pending=4, score=None):

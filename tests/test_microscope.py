@@ -30,7 +30,7 @@ def scope(core, request):
 
 
 def _plan(**kw):
-    return DeepZPlan(-2, 2, 1, **kw)
+    return DeepZPlan(z_start_um=-2, z_end_um=2, z_step_um=1, **kw)
 
 
 def test_reads_the_camera_and_the_dose_the_light_source_reports(scope, core, world):

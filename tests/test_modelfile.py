@@ -69,3 +69,25 @@ def test_mismatched_optics_and_planes_are_refused():
     with pytest.raises(ModelMismatchError, match="spaced"):
         model.check_compatible(plane_offsets_um=(0.0, 6.0))
     assert np.isclose(model.card.z_range_um, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"z_range_um": -1.0}, "z_range_um must be positive"),
+        ({"z_range_um": float("nan")}, "z_range_um must be positive"),
+        ({"input_offsets_um": [0.0, 4.0]}, "2 plane offsets for a 1-plane network"),
+        ({"architecture": {"n_planes": 3}}, "1 or 2 input planes"),
+        ({"optics": {"pixel_size_um": "wide"}}, "optics.pixel_size_um"),
+        ({"colour": "green"}, "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_a_card_with_impossible_values_is_refused_naming_them(tmp_path, change, words):
+    import json
+
+    blob = torch.load(tiny_model().save(tmp_path / "m.pt"), weights_only=True)
+    card = {**json.loads(blob["card"]), **change}
+    torch.save({**blob, "card": json.dumps(card)}, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="damaged card") as refused:
+        load_model(tmp_path / "bad.pt")
+    assert words in str(refused.value)

@@ -12,18 +12,18 @@ from mm_deepz.io import Geometry, Recorder
 
 
 def test_plan_anchors_and_light_ratio():
-    plan = DeepZPlan(-10, 10, 1, plane_offsets_um=(-2.0, 2.0))
+    plan = DeepZPlan(z_start_um=-10, z_end_um=10, z_step_um=1, plane_offsets_um=(-2.0, 2.0))
     assert len(plan.requested_z()) == 21
     assert plan.anchor_z() == (-2.0, 2.0) and plan.anchor_indices() == (8, 12)
     assert plan.dose_ratio == pytest.approx(10.5)
-    assert DeepZPlan(-10, 10, 1).dose_ratio == 21
+    assert DeepZPlan(z_start_um=-10, z_end_um=10, z_step_um=1).dose_ratio == 21
 
 
 def test_plan_refuses_what_cannot_work():
     with pytest.raises(PlanError, match="step must be positive"):
-        DeepZPlan(0, 10, -1)
+        DeepZPlan(z_start_um=0, z_end_um=10, z_step_um=-1)
     with pytest.raises(PlanError, match="not on the requested grid"):
-        DeepZPlan(-10, 10, 1.5, plane_offsets_um=(-2.0, 2.0))
+        DeepZPlan(z_start_um=-10, z_end_um=10, z_step_um=1.5, plane_offsets_um=(-2.0, 2.0))
     with pytest.raises(ZRangeError, match="trained for ±4"):
         DeepZPlan.for_model(tiny_model(z_range_um=4.0), -10, 10, 1)
     # a range beyond the trained one is named as such, also when its centre falls between grid planes
@@ -33,7 +33,9 @@ def test_plan_refuses_what_cannot_work():
 
 @pytest.fixture
 def hooks(tmp_path, core):
-    plan = DeepZPlan(-2, 2, 1, anchor_exposure_ms=5, stack_exposure_ms=20, light_power_mW=3.0)
+    plan = DeepZPlan(
+        z_start_um=-2, z_end_um=2, z_step_um=1, anchor_exposure_ms=5, stack_exposure_ms=20, light_power_mW=3.0
+    )
     rec = Recorder(tmp_path / "r.ome.zarr", Geometry(tuple(plan.requested_z()), 0.325, 1.0, (32, 32)))
     with InferenceWorker(
         Predictor(tiny_model(), "cpu")

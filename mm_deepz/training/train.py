@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import __version__
@@ -24,6 +24,7 @@ from ..errors import DeepZError
 from ..metrics import pcc_torch, ssim_torch
 from ..model import PatchDiscriminator, UNetConfig
 from ..modelfile import DeepZModel, ModelCard, OpticsSpec
+from ..settings import Settings
 from .sampler import PatchSampler, SamplingConfig
 from .stacks import PairedStack, dataset_summary
 
@@ -36,11 +37,11 @@ FOREGROUND_WEIGHT = 4.0
 CONTRAST_FLOOR = 0.02
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Settings):
     """Everything that defines a training run, validated on creation (:class:`DeepZError` naming each
     problem); ``mm-deepz train --config FILE`` reads it from JSON, ``--schema`` prints its JSON schema."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    what: ClassVar[str] = "training configuration"
 
     n_planes: int = 1
     plane_separation_um: float = 4.0
@@ -76,17 +77,6 @@ class TrainConfig(BaseModel):
     target_modality: str = "confocal"
     #: the optics the card records (wavelength, NA ...); empty: the stacks' own
     optics: dict[str, Any] = Field(default_factory=dict)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as e:
-            problems = "; ".join(
-                (f"{'.'.join(map(str, err['loc']))}: " if err["loc"] else "")
-                + err["msg"].removeprefix("Value error, ")
-                for err in e.errors()
-            )
-            raise DeepZError(f"Invalid training configuration: {problems}") from None
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -288,12 +278,12 @@ def train(
         pixel_size_um=px, **{k: known.get(k) for k in ("na", "wavelength_em_um", "immersion_index")}
     )
     card = ModelCard(
-        UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels),
-        cfg.plane_offsets_um,
-        cfg.z_range_um,
-        optics,
-        cfg.input_modality,
-        cfg.target_modality,
+        architecture=UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels),
+        input_offsets_um=cfg.plane_offsets_um,
+        z_range_um=cfg.z_range_um,
+        optics=optics,
+        input_modality=cfg.input_modality,
+        target_modality=cfg.target_modality,
     )
     model = DeepZModel.new(card, seed=cfg.seed)
     net = model.network.to(device)
