@@ -151,7 +151,13 @@ class Microscope:
     def _check_power(self, mW: float) -> PropertyRef:
         """The property that sets the light power to ``mW``, or :class:`HardwareError` saying why none can."""
         ref = self.power_property()
-        if ref is None or ref.device not in strings(self.call("getLoadedDevices")):
+        loaded = strings(self.call("getLoadedDevices"))
+        if ref is not None and self._power_property and ref.device not in loaded:
+            raise HardwareError(
+                f"The microscope has no device {ref.device!r} (the light power's --power-property; it has: "
+                f"{', '.join(loaded) or 'none'}): " + _POWER_ADVICE
+            )
+        if ref is None or ref.device not in loaded:
             raise HardwareError(
                 "This microscope has no shutter device to set the light power on: " + _POWER_ADVICE
             )

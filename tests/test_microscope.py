@@ -66,7 +66,7 @@ def test_the_light_power_goes_where_the_microscope_sets_it(scope, core):
 @pytest.mark.parametrize(
     ("power_property", "power", "words"),
     [
-        ("LED.Power_mW", 3.0, "no shutter device to set the light power on"),  # no device of that name
+        ("LED.Power_mW", 3.0, "no device 'LED' (the light power's --power-property; it has: "),
         ("Shutter.Intensity", 3.0, "named light source 'Shutter' has no property 'Intensity'"),
         ("Shutter.Dose_mJ", 3.0, "Shutter.Dose_mJ is read-only"),
         ("Shutter.Power_mW", 500.0, "500 mW is outside what Shutter.Power_mW accepts (0 to 100)"),
