@@ -7,7 +7,7 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -142,7 +142,7 @@ def acquire_cmd(
         Progress(console=console) as bar,
     ):
         task = bar.add_task("time points", total=time_points)
-        backlog: list = []  # the backlog's progress task, added when the backlog is made
+        backlog: list[Any] = []  # the backlog's progress task, added when the backlog is made
 
         def on_backlog(done: int, total: int) -> None:
             if not backlog:

@@ -134,7 +134,8 @@ def sequence_for(
 def pycromanager_events(sequence: useq.MDASequence, t: int) -> list[dict[str, Any]]:
     """Time point ``t`` of ``sequence`` as pycromanager event dicts (a long time-lapse never holds
     all its events at once)."""
-    interval = sequence.time_plan.interval.total_seconds() if sequence.time_plan else 0.0
+    plan = sequence.time_plan
+    interval = plan.interval.total_seconds() if isinstance(plan, useq.TIntervalLoops) else 0.0
     one = sequence.replace(time_plan=None)
     events = []
     for ev in one.iter_events():

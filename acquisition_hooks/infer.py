@@ -52,7 +52,7 @@ def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> st
     models = recorder.attrs.get("virtual_models", {})
     name = f"virtual_{stem}"
     if name in models and models[name]["sha256"] != model.sha256:
-        name = f"virtual_{stem}_{model.sha256[:8]}"
+        name = f"virtual_{stem}_{str(model.sha256)[:8]}"
     if name not in recorder.completed:
         recorder.add_image(name)
         recorder.update_attrs(

@@ -27,7 +27,7 @@ def _axes(event: useq.MDAEvent) -> dict[str, Any]:
 class DeepZMDAEngine(MDAEngine):
     """pymmcore-plus MDA engine that captures z-stacks the Deep-Z way."""
 
-    def __init__(self, mmc: Any, hooks: DeepZHooks, positions_xy_um: tuple | None = None):
+    def __init__(self, mmc: Any, hooks: DeepZHooks, positions_xy_um: tuple[Any, ...] | None = None):
         # no hardware sequencing: it reads events ahead, so a time point's capture mode would be
         # decided before the previous one was imaged (and anchor events are not sequenceable anyway)
         super().__init__(mmc, use_hardware_sequencing=False)

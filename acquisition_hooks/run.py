@@ -52,7 +52,7 @@ class RunSettings:
     positions_xy_um: tuple[tuple[float, float], ...] | None = None
     #: the simulated specimen (phantom, seed, sensor shape), recorded so its truth can be rebuilt
     #: (`simulators.truth`); None on a real microscope
-    specimen: dict | None = None
+    specimen: dict[str, Any] | None = None
 
 
 @dataclass(kw_only=True)
@@ -88,7 +88,8 @@ class RunSummary:
 def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
     """What the run's images are, for viewers: modality, model, emission and exposure."""
     card = model.card
-    emission = round(card.optics.wavelength_em_um * 1000, 1)
+    em_um = card.optics.wavelength_em_um
+    emission = round(em_um * 1000, 1) if em_um is not None else None
     name = model.path.stem if model.path else "model"
     return {
         "measured": ImageInfo(

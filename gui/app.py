@@ -14,7 +14,7 @@ _APP: QApplication | None = None
 
 def application() -> QApplication:
     """The running QApplication, or a new one (offscreen when no display is available)."""
-    if (app := QApplication.instance()) is not None:
+    if isinstance(app := QApplication.instance(), QApplication):
         return app
     if (
         not os.environ.get("DISPLAY")

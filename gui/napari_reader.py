@@ -36,10 +36,10 @@ def read_run(path: str | list[str]) -> list[LayerData]:
     import dask.array as da
 
     from mm_deepz.io import image_array, image_group_path, image_names, n_positions, open_container
-    from mm_deepz.io.layout import transforms
+    from mm_deepz.io.layout import group_at, json_attr, transforms
 
-    path = Path(path[0] if isinstance(path, list) else path)
-    root = open_container(path)
+    where = Path(path[0] if isinstance(path, list) else path)
+    root = open_container(where)
     several = n_positions(root) > 1
     layers: list[LayerData] = []
     for p in range(n_positions(root)):
@@ -47,8 +47,8 @@ def read_run(path: str | list[str]) -> list[LayerData]:
             arr = image_array(root, name, p)
             if arr.shape[0] == 0:
                 continue  # nothing written (no blind checks, no time point yet)
-            group = root[image_group_path(root, name, p)]
-            ome = group.attrs["ome"]
+            group = group_at(root, image_group_path(root, name, p))
+            ome = json_attr(group, "ome")
             scale, translate = transforms(group)
             channel = (ome.get("omero") or {}).get("channels", [{}])[0]
             window = channel.get("window") or {}
@@ -64,7 +64,7 @@ def read_run(path: str | list[str]) -> list[LayerData]:
             if "start" in window and "end" in window and window["end"] > window["start"]:
                 kwargs["contrast_limits"] = [window["start"], window["end"]]
             layers.append((da.from_zarr(arr)[:, 0], kwargs, "image"))
-    layers.extend(_track_layers(path, root))
+    layers.extend(_track_layers(where, root))
     return layers
 
 

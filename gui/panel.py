@@ -16,10 +16,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt5.QtCore import QSettings, Qt, QTimer
 from PyQt5.QtWidgets import (
+    QAction,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -31,6 +33,7 @@ from PyQt5.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
@@ -43,6 +46,7 @@ from PyQt5.QtWidgets import (
 )
 
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
+from acquisition_hooks.infer import InferSummary
 from acquisition_hooks.request import PHANTOMS
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import is_container, next_free_output
@@ -50,6 +54,9 @@ from mm_deepz.modelfile import DeepZModel
 
 from .runner import AcquisitionRunner, LiveStats
 from .views import COLORMAPS, PlaneView, StackView
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +94,7 @@ def card_text(model: DeepZModel) -> str:
         if v is not None
     )
     lines = [
-        f"{model.path.name}  (sha256 {model.sha256[:12]})",
+        f"{Path(model.path or 'unsaved model').name}  (sha256 {str(model.sha256)[:12]})",
         f"inputs: {c.n_planes} plane(s) at {', '.join(f'{z:+g}' for z in c.input_offsets_um)} µm",
         f"trained range: ±{c.z_range_um:g} µm from an input plane",
         f"optics: pixel {o.pixel_size_um:g} µm" + (f", {optics}" if optics else ""),
@@ -369,7 +376,9 @@ class DeepZPanel(QWidget):
         self.measured_view = PlaneView("no measured plane yet")
         self.measured_title = QLabel("latest measured plane")
         self.measured_title.setWordWrap(True)
-        self.measured_slider = QSlider(Qt.Horizontal)  # the time point's other measured planes (2 or a stack)
+        self.measured_slider = QSlider(
+            Qt.Orientation.Horizontal
+        )  # the time point's other measured planes (2 or a stack)
         self.measured_slider.setVisible(False)
         measured = QGroupBox("Measured")
         m_lay = QVBoxLayout(measured)
@@ -386,7 +395,7 @@ class DeepZPanel(QWidget):
         n_row = QHBoxLayout()
         n_row.addWidget(self.show_neurons)
         n_row.addWidget(self.neuron_count, 1)
-        self.virtual_view.layout().addLayout(n_row)
+        self.virtual_view.add_row(n_row)
         self.reference_view = StackView("Reference (blind check)")
         views = QGridLayout()
         views.addWidget(measured, 0, 0)
@@ -405,9 +414,10 @@ class DeepZPanel(QWidget):
         scroll = QScrollArea()  # the settings scroll where the screen is short (1280x800 laptops)
         scroll.setWidget(settings)
         scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = scroll.verticalScrollBar()
         scroll.setMinimumWidth(
-            settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
+            settings.minimumSizeHint().width() + (bar.sizeHint().width() if bar else 0) + 4
         )
         lay = QHBoxLayout(self)
         lay.addWidget(scroll)
@@ -415,14 +425,14 @@ class DeepZPanel(QWidget):
 
     def _wire(self) -> None:
         for w in (self.backend, self.phantom, self.model_choice, self.device):
-            w.currentIndexChanged.connect(self.validate)
+            w.currentIndexChanged.connect(self._revalidate)
         for w in (self.model_path, self.output):
-            w.textChanged.connect(self.validate)
+            w.textChanged.connect(self._revalidate)
         for w in (self.z_start, self.z_end, self.z_step, self.exposure, self.interval):
-            w.valueChanged.connect(self.validate)
+            w.valueChanged.connect(self._revalidate)
         for w in (self.port, self.time_points, self.blind):
-            w.valueChanged.connect(self.validate)
-        self.overwrite.toggled.connect(self.validate)
+            w.valueChanged.connect(self._revalidate)
+        self.overwrite.toggled.connect(self._revalidate)
         self.toggle.toggled.connect(self.runner.set_enabled)
         self.browse_model.clicked.connect(self._browse_model)
         self.browse_output.clicked.connect(self._browse_output)
@@ -481,6 +491,10 @@ class DeepZPanel(QWidget):
             port=self.port.value(),
             phantom=self.phantom.currentText(),
         )
+
+    def _revalidate(self, *_: object) -> None:
+        """A field changed: check the settings again."""
+        self.validate()
 
     def validate(self) -> bool:
         """Check the settings; show the model card or what is wrong; enable Start accordingly."""
@@ -541,7 +555,7 @@ class DeepZPanel(QWidget):
 
     def _pace_note(self) -> str:
         """Whether the model kept up in its last run here with this device, against what this plan asks."""
-        speed = self._speed.get((self.model.sha256, self.device.currentText())) if self.model else None
+        speed = self._speed.get((str(self.model.sha256), self.device.currentText())) if self.model else None
         if not speed or self._plan is None:
             return ""
         planes = len(self._plan.requested_z()) * len(self._base.positions_xy_um or ((0.0, 0.0),))
@@ -760,9 +774,10 @@ class DeepZPanel(QWidget):
         self.start_button.setEnabled(False)
         self.progress.setValue(0)
         self._show_message(f"Making the remaining virtual stacks of {self._finished_output}…")
-        self.runner.make_remaining(self._finished_output, self.device.currentText())
+        if self._finished_output is not None:
+            self.runner.make_remaining(self._finished_output, self.device.currentText())
 
-    def _on_inferred(self, result: object) -> None:
+    def _on_inferred(self, result: InferSummary | str) -> None:
         self.finish_button.setEnabled(True)
         if isinstance(result, str):
             self._show_message(f"The remaining virtual stacks could not be made: {result}", error=True)
@@ -780,14 +795,15 @@ class DeepZPanel(QWidget):
             self.virtual_view.set_neurons(None, self._pixel_um)
             self.neuron_count.setText("")
 
-    def _on_neurons(self, t: int, neurons: object) -> None:
+    def _on_neurons(self, t: int, neurons: pd.DataFrame) -> None:
         if not self.show_neurons.isChecked():
             return
         self.virtual_view.set_neurons(neurons, self._pixel_um)
         self.neuron_count.setText(f"{len(neurons)} neurons at t={t}")
 
     def _sync_reference(self, zi: int) -> None:
-        if self.reference_view.stack is not None and zi < len(self.reference_view.z_um):
+        z_um = self.reference_view.z_um
+        if self.reference_view.stack is not None and z_um is not None and zi < len(z_um):
             self.reference_view.slider.setValue(zi)
 
     def _on_stats(self, s: LiveStats) -> None:
@@ -805,7 +821,7 @@ class DeepZPanel(QWidget):
             )
         self._queued = s.pending
         if s.virtual_planes_per_s and self.model is not None:
-            self._speed[self.model.sha256, self.device.currentText()] = s.virtual_planes_per_s
+            self._speed[str(self.model.sha256), self.device.currentText()] = s.virtual_planes_per_s
         self.virtual_progress.setRange(0, max(s.virtual_measured, 1))
         self.virtual_progress.setValue(min(s.virtual_done, max(s.virtual_measured, 1)))
         self.virtual_progress.setFormat(
@@ -916,7 +932,7 @@ def _value(widget: QWidget) -> object:
         return widget.isChecked()
     if isinstance(widget, QLineEdit):
         return widget.text()
-    return widget.value()  # type: ignore[attr-defined]
+    return widget.value()
 
 
 def _set_value(widget: QWidget, value: object) -> None:
@@ -930,7 +946,7 @@ def _set_value(widget: QWidget, value: object) -> None:
     elif isinstance(widget, QSpinBox):
         widget.setValue(int(float(str(value))))
     else:
-        widget.setValue(float(str(value)))  # type: ignore[attr-defined]
+        widget.setValue(float(str(value)))
 
 
 def _napari_installed() -> bool:
@@ -953,8 +969,13 @@ class DeepZWindow(QMainWindow):
         self.panel = DeepZPanel(request)
         self.panel.restore_settings(self.settings)
         self.setCentralWidget(self.panel)
-        self.reset_action = self.menuBar().addMenu("Settings").addAction("Reset to defaults")
+        menu = QMenu("Settings", self)
+        self.reset_action = QAction("Reset to defaults", self)
         self.reset_action.triggered.connect(lambda: self.panel.reset_settings(self.settings))
+        menu.addAction(self.reset_action)
+        bar = self.menuBar()
+        if bar is not None:
+            bar.addMenu(menu)
         self.resize(1400, 820)
 
     def closeEvent(self, event) -> None:

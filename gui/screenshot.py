@@ -48,7 +48,7 @@ def render_screenshot(
             timeout_s,
             virtual_plane,
             size,
-            QSettings(str(Path(tmp) / "settings.ini"), QSettings.IniFormat),
+            QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat),
         )
 
 

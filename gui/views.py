@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt5.QtCore import QEvent, QObject, QPointF, QSize, Qt, pyqtSignal
-from PyQt5.QtGui import QColor, QImage, QPainter, QPen, QPixmap
+from PyQt5.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap, QWheelEvent
 from PyQt5.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
 )
 from typing_extensions import override
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from mm_deepz.normalization import IntensityScale
 
@@ -39,9 +44,9 @@ def to_qimage(image: np.ndarray, low: float, high: float, colormap: str = "gray"
     h, w = grey.shape
     if colormap == "gray":
         grey = np.ascontiguousarray(grey)
-        return QImage(grey.data, w, h, w, QImage.Format_Grayscale8).copy()  # copy: own the pixels
+        return QImage(grey.tobytes(), w, h, w, QImage.Format.Format_Grayscale8).copy()  # copy: own the pixels
     rgb = np.ascontiguousarray(_lut(colormap)[grey])
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+    return QImage(rgb.tobytes(), w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 @functools.cache
@@ -76,7 +81,7 @@ class PlaneView(QWidget):
         self._display_px = display_px
         self._placeholder = placeholder
         self._label = QLabel(placeholder)
-        self._label.setAlignment(Qt.AlignCenter)
+        self._label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._label.setMinimumSize(display_px // 2, display_px // 2)
         # the image follows the room the window gives it (its pixmap does not push the layout)
         self._label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
@@ -182,14 +187,16 @@ class PlaneView(QWidget):
         self._render()
 
     @override
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self._label and event.type() == QEvent.MouseMove:
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if watched is not self._label or event is None:
+            return super().eventFilter(watched, event)
+        if isinstance(event, QMouseEvent) and event.type() == QEvent.Type.MouseMove:
             hit = self.pixel_at(event.pos().x(), event.pos().y())
             self.hovered.emit("" if hit is None else f"x {hit[0]}, y {hit[1]}: {hit[2]:.1f}")
-        elif watched is self._label and event.type() == QEvent.Wheel:
+        elif isinstance(event, QWheelEvent):
             self.zoom_at(event.pos().x(), event.pos().y(), 1.25 ** (event.angleDelta().y() / 120))
             return True
-        elif watched is self._label and event.type() == QEvent.MouseButtonDblClick:
+        elif event.type() == QEvent.Type.MouseButtonDblClick:
             self.zoom, self.centre = 1.0, None
             self._render()
             return True
@@ -264,8 +271,12 @@ class PlaneView(QWidget):
         if room.width() < 32 or room.height() < 32:  # not laid out yet
             room = QSize(self._display_px, self._display_px)
         target_h = max(1, round(h * self.aspect))
-        pixmap = QPixmap.fromImage(qimg).scaled(w, target_h, Qt.IgnoreAspectRatio, Qt.FastTransformation)
-        pixmap = pixmap.scaled(room, Qt.KeepAspectRatio, Qt.FastTransformation)
+        pixmap = QPixmap.fromImage(qimg).scaled(
+            w, target_h, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation
+        )
+        pixmap = pixmap.scaled(
+            room, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+        )
         if len(self.points) or self.rows:
             sy, sx = pixmap.height() / h, pixmap.width() / w
             painter = QPainter(pixmap)
@@ -275,7 +286,7 @@ class PlaneView(QWidget):
                 painter.drawEllipse(QPointF((x - c0 + 0.5) * sx, (y - r0 + 0.5) * sy), 5, 5)
             for row, colour in self.rows:
                 row -= r0
-                painter.setPen(QPen(colour, 1, Qt.DashLine))
+                painter.setPen(QPen(colour, 1, Qt.PenStyle.DashLine))
                 painter.drawLine(QPointF(0, (row + 0.5) * sy), QPointF(pixmap.width(), (row + 0.5) * sy))
             painter.end()
         self._label.setPixmap(pixmap)
@@ -293,11 +304,11 @@ class StackView(QGroupBox):
         self.measured_z: tuple[float, ...] = ()
         self._window: np.ndarray | None = None  # what the stack's one contrast window is taken from
         #: neurons of the shown stack (DataFrame with z_um, y_um, x_um) and the pixel size, or None
-        self.neurons = None
+        self.neurons: pd.DataFrame | None = None
         self._pixel_um = 1.0
         self.plane = PlaneView("no virtual stack yet")
         self.xz = PlaneView("XZ section", display_px=256)
-        self.slider = QSlider(Qt.Horizontal)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setEnabled(False)
         self.slider.valueChanged.connect(self._show_plane)
         self.z_label = QLabel("z: -")
@@ -310,10 +321,14 @@ class StackView(QGroupBox):
         views = QHBoxLayout()
         views.addWidget(self.plane, 1)
         views.addWidget(self.xz, 1)
-        lay = QVBoxLayout(self)
+        self._layout = lay = QVBoxLayout(self)
         lay.addLayout(views, 1)
         lay.addLayout(row)
         lay.addWidget(self.note)
+
+    def add_row(self, row: QLayout) -> None:
+        """Add a row of controls under the views (the panel's neuron overlay switch)."""
+        self._layout.addLayout(row)
 
     def set_stack(
         self, stack: np.ndarray, z_um: np.ndarray, pixel_size_um: float, measured_z: tuple[float, ...] = ()
@@ -345,7 +360,7 @@ class StackView(QGroupBox):
         self.xz.clear()
         self.setTitle(self._title)
 
-    def set_neurons(self, neurons: object, pixel_size_um: float) -> None:
+    def set_neurons(self, neurons: pd.DataFrame | None, pixel_size_um: float) -> None:
         """Mark these neurons (µm; z absolute, y and x from the frame's corner) on the planes they are
         in focus on (None clears the marks)."""
         self.neurons, self._pixel_um = neurons, pixel_size_um
@@ -353,7 +368,7 @@ class StackView(QGroupBox):
             self._show_plane(self.slider.value())
 
     def _show_plane(self, zi: int) -> None:
-        if self.stack is None:
+        if self.stack is None or self.z_um is None:
             return
         near = np.empty((0, 2))
         if self.neurons is not None and len(self.neurons):

@@ -6,7 +6,7 @@ import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
@@ -254,7 +254,7 @@ def train_cmd(
     given = {
         name: value
         for option, (name, value) in options.items()
-        if ctx.get_parameter_source(option).name == "COMMANDLINE"
+        if (source := ctx.get_parameter_source(option)) is not None and source.name == "COMMANDLINE"
     }
     settings = dict(options.values())
     cfg = TrainConfig(**{**settings, **(read_train_config(config) if config else {}), **given})
@@ -388,7 +388,7 @@ def info_cmd(
     Console().print(table)
 
 
-def _blind_check_line(scores: dict) -> str:
+def _blind_check_line(scores: dict[str, Any]) -> str:
     """A blind check's scores in one readable line (rounded, the worst plane named)."""
     parts = []
     if (ssim := scores.get("ssim_mean")) is not None:

@@ -36,7 +36,7 @@ def tilted(
 
 def surface(height_um: np.ndarray, plane_z_um: float) -> np.ndarray:
     """A DPM from a height map (absolute z, µm) for a plane measured at ``plane_z_um``."""
-    return (np.asarray(height_um, np.float32) - np.float32(plane_z_um)).astype(np.float32)
+    return np.asarray(np.asarray(height_um, np.float32) - np.float32(plane_z_um), np.float32)
 
 
 def to_network_units(dpm_um: np.ndarray, z_range_um: float, strict: bool = True) -> np.ndarray:
@@ -52,4 +52,4 @@ def to_network_units(dpm_um: np.ndarray, z_range_um: float, strict: bool = True)
             f"A DPM asks to propagate {worst:.2f} µm but the model was trained for ±{z_range_um:g} µm: "
             f"narrow the virtual z range or train a model over a wider range."
         )
-    return (np.asarray(dpm_um, np.float32) / np.float32(z_range_um)).astype(np.float32)
+    return np.asarray(np.asarray(dpm_um, np.float32) / np.float32(z_range_um), np.float32)

@@ -36,7 +36,7 @@ def match_affine(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     pc = p - p.mean()
     var = float(np.sum(pc * pc))
     a = float(np.sum(pc * (r - r.mean()))) / var if var > 0 else 0.0
-    return (a * pc + r.mean()).astype(np.float32)
+    return np.asarray(a * pc + r.mean(), np.float32)
 
 
 def psnr(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:

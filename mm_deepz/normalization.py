@@ -65,11 +65,13 @@ class IntensityScale:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Camera counts -> network units (float32)."""
-        return (np.asarray(x, np.float32) - np.float32(self.low)) / np.float32(self.span)
+        out: np.ndarray = (np.asarray(x, np.float32) - np.float32(self.low)) / np.float32(self.span)
+        return out
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """Network units -> camera counts (float32)."""
-        return np.asarray(y, np.float32) * np.float32(self.span) + np.float32(self.low)
+        out: np.ndarray = np.asarray(y, np.float32) * np.float32(self.span) + np.float32(self.low)
+        return out
 
 
 def to_dtype(img: np.ndarray, dtype: np.dtype | type = np.uint16) -> np.ndarray:
@@ -78,4 +80,4 @@ def to_dtype(img: np.ndarray, dtype: np.dtype | type = np.uint16) -> np.ndarray:
     if dtype.kind == "f":
         return img.astype(dtype)
     info = np.iinfo(dtype)
-    return np.clip(np.rint(img), info.min, info.max).astype(dtype)
+    return np.asarray(np.clip(np.rint(img), info.min, info.max), dtype)

@@ -10,6 +10,7 @@ import weakref
 from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pymmcore
 from pymmcore_plus.experimental.unicore import UniMMCore
@@ -123,14 +124,12 @@ class SimCore(UniMMCore):
                 return res
         return ""
 
-    def getProperty(self, label: str, propName: str) -> str:  # type: ignore[override]
+    def getProperty(self, label: str, propName: str) -> str:
         """A property's value as text, as MMCore returns it for every device (UniMMCore returns a
         Python device's value as it is: ``12``, not ``"12"``)."""
         return str(super().getProperty(label, propName))
 
-    def setProperty(  # type: ignore[override]
-        self, label: str, propName: str, propValue: bool | float | str
-    ) -> None:
+    def setProperty(self, label: str, propName: str, propValue: bool | float | str) -> None:
         """Set a property; a refused value raises ``RuntimeError`` naming the allowed values, as
         MMCore's ``CMMError`` does (UniMMCore raises ``ValueError`` for Python devices)."""
         try:
@@ -146,7 +145,7 @@ class SimCore(UniMMCore):
         return super().getImageBitDepth()
 
     @override
-    def getPixelSizeUm(self, cached: bool = False) -> float:  # type: ignore[override]
+    def getPixelSizeUm(self, cached: bool = False) -> float:
         if not (res := self.getCurrentPixelSizeConfig(cached)):
             return 0.0
         camera = self.getCameraDevice()
@@ -165,7 +164,7 @@ class SimCore(UniMMCore):
         finally:
             self._auto_shutter(False)
 
-    def _start_sequence(self, cam, n_images, stop_on_overflow) -> None:  # type: ignore[no-untyped-def]
+    def _start_sequence(self, cam: Any, n_images: int | None, stop_on_overflow: bool) -> None:
         self._auto_shutter(True)
         super()._start_sequence(cam, n_images, stop_on_overflow)
 
@@ -242,6 +241,6 @@ def _release_live_cores() -> None:
 def world_of(core: UniMMCore) -> SimWorld:
     """The :class:`SimWorld` behind a core made by :func:`load_demo_core`."""
     try:
-        return core.sim_world  # type: ignore[attr-defined, no-any-return]
+        return core.sim_world  # type: ignore[attr-defined]
     except AttributeError:
         raise TypeError("This core was not created by simulators.load_demo_core().") from None

@@ -119,27 +119,27 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
     def get_binning(self) -> int:
         return self._binning
 
-    @override
     def set_binning(self, value: int) -> None:
+        """Micro-Manager's standard ``Binning`` property (found by name by UniMMCore)."""
         if int(value) not in BINNINGS:
             raise ValueError(f"Binning {value} is not supported; use {', '.join(map(str, BINNINGS))}.")
         self._binning = int(value)
         self.clear_roi()
 
-    @override
     def get_gain(self) -> float:
+        """The standard ``Gain`` property: ADU per electron."""
         return self.world.camera.gain_adu_per_e
 
-    @override
     def set_gain(self, value: float) -> None:
+        """Set the standard ``Gain`` property (ADU per electron)."""
         self._set_camera(gain_adu_per_e=float(value))
 
-    @override
     def get_offset(self) -> float:
+        """The standard ``Offset`` property: the camera's bias in ADU."""
         return self.world.camera.offset_adu
 
-    @override
     def set_offset(self, value: float) -> None:
+        """Set the standard ``Offset`` property (ADU)."""
         self._set_camera(offset_adu=float(value))
 
     @pymm_property(limits=(0.0, 20.0), name="ReadNoise_e")
@@ -193,7 +193,7 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
             self.world.sensor_shape = (height, width)
         self.clear_roi()
 
-    def _set_camera(self, **changes: float) -> None:
+    def _set_camera(self, **changes: Any) -> None:
         w = self.world
         w.camera = dataclasses.replace(w.camera, **changes)
 

@@ -32,7 +32,9 @@ class FocusSweep:
 
 def single_bead(bead_z_um: float = 0.0, brightness: float = 1000.0) -> Phantom:
     """One sub-resolution bead at the field centre and depth ``bead_z_um``."""
-    em = Emitters(xyz=[[0.0, 0.0, bead_z_um]], radius_um=0.05, brightness=brightness)
+    em = Emitters(
+        xyz=np.array([[0.0, 0.0, bead_z_um]]), radius_um=np.array([0.05]), brightness=np.array([brightness])
+    )
     return Phantom("single bead", em, extent_z_um=(bead_z_um - 1, bead_z_um + 1))
 
 

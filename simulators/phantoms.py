@@ -173,7 +173,9 @@ def beads(
             rng.uniform(*depth_um, n_beads),
         ]
     )
-    emitters = Emitters(xyz=xyz, radius_um=0.05, brightness=brightness * rng.uniform(0.7, 1.3, n_beads))
+    emitters = Emitters(
+        xyz=xyz, radius_um=np.asarray(0.05), brightness=brightness * rng.uniform(0.7, 1.3, n_beads)
+    )
     lo, hi = depth_um
     return Phantom(
         name=f"beads(seed={seed})",
@@ -202,7 +204,7 @@ def sheet(
     reach = 80.0 * (abs(tilt_x) + abs(tilt_y)) + 0.5 * abs(curvature_per_um) * 2 * 80.0**2
     return Phantom(
         name=f"sheet(seed={seed}, tilt=({tilt_x}, {tilt_y}), curvature={curvature_per_um})",
-        emitters=Emitters(xyz=np.empty((0, 3)), radius_um=0.0, brightness=0.0),
+        emitters=Emitters(xyz=np.empty((0, 3)), radius_um=np.zeros(0), brightness=np.zeros(0)),
         sheet=Sheet(height=height, texture_seed=seed, density=density),
         extent_z_um=(z0_um - reach - 4, z0_um + reach + 4),
         meta={

@@ -232,10 +232,11 @@ def _add_sheet(out: np.ndarray, sheet: Sheet, fov: FieldOfView, z: np.ndarray) -
     height = sheet.height(xx, yy)
     value = sheet.density * fov.pixel_size_um**2 * _sheet_texture(sheet, xx, yy)
     dz = z[1] - z[0]
-    pos = (height - z[0]) / dz
+    pos = np.asarray((height - z[0]) / dz)
     i0 = np.floor(pos).astype(int)
     f = (pos - i0).astype(np.float32)
-    rows, cols = np.indices(height.shape)
+    grid = np.indices(height.shape)
+    rows, cols = grid[0], grid[1]
     for idx, wt in ((i0, 1 - f), (i0 + 1, f)):
         ok = (idx >= 0) & (idx < len(z))
         np.add.at(out, (idx[ok], rows[ok], cols[ok]), (value * wt)[ok])

@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import tifffile
@@ -72,7 +73,7 @@ class PairSpec:
         if not self.randomize:
             return self
         rng = np.random.default_rng(self.seed + 424242)
-        changes = {
+        changes: dict[str, Any] = {
             "randomize": False,
             "z_center_um": float(rng.uniform(-6, 6)),
             "xy_um": (float(rng.uniform(-30, 30)), float(rng.uniform(-30, 30))),
@@ -103,13 +104,11 @@ def make_stack_pair(
     world.xy_um = spec.xy_um
     n = round(2 * spec.z_half_range_um / spec.z_step_um) + 1
     z = spec.z_center_um + np.linspace(-spec.z_half_range_um, spec.z_half_range_um, n)
-    stacks = {
-        modality: world.scan(z, exposure, modality, spec.time_s)
-        for modality, exposure in (
-            ("widefield", spec.widefield_exposure_ms),
-            ("confocal", spec.confocal_exposure_ms),
-        )
-    }
+    modalities: tuple[tuple[Literal["widefield", "confocal"], float], ...] = (
+        ("widefield", spec.widefield_exposure_ms),
+        ("confocal", spec.confocal_exposure_ms),
+    )
+    stacks = {modality: world.scan(z, exposure, modality, spec.time_s) for modality, exposure in modalities}
     meta = {
         "spec": asdict(spec),
         "phantom": phantom.name,

@@ -43,7 +43,7 @@ def stack_neurons(
 ) -> dict[str, np.ndarray]:
     """The true neurons of a simulated worm stack pair (its ``PairSpec`` as a dict: seed, xy_um,
     time_s) inside the field and the stack's z span, as :func:`neuron_truth` gives them."""
-    world = SimWorld(worm(seed=int(spec["seed"])), sensor_shape=tuple(shape), seed=0)
+    world = SimWorld(worm(seed=int(spec["seed"])), sensor_shape=(int(shape[0]), int(shape[1])), seed=0)
     world.xy_um = tuple(spec.get("xy_um", (0.0, 0.0)))
     truth = neuron_truth(world, float(spec.get("time_s", 0.0)), margin_um)
     keep = (truth["z_um"] >= z_span_um[0]) & (truth["z_um"] <= z_span_um[1])

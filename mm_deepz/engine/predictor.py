@@ -71,7 +71,8 @@ class Predictor:
     def _use_device(self, device: torch.device) -> None:
         """Put the network on ``device`` (at start, and when falling back to the CPU)."""
         self.device = device
-        self.network = self.model.network.to(device).eval().to(memory_format=torch.channels_last)
+        # torch's stubs lack Module.to(memory_format=...), which torch documents and runs
+        self.network = self.model.network.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if device.type == "cuda":
             self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self._forward = torch.compile(self.network) if self._compile else self.network
@@ -178,15 +179,18 @@ class Predictor:
             host = host.pin_memory()
         p = host.to(self.device, non_blocking=True)  # (n, H, W)
         n, h, w = p.shape
-        total = len(dist_n) if dist_n is not None else len(maps_n)
+        dpms = dist_n if dist_n is not None else maps_n
+        if dpms is None:
+            raise ValueError("_run_batches needs uniform distances or DPM maps")
+        total = len(dpms)
         outs = []
         for b0 in range(0, total, self.batch_size):
             b1 = min(total, b0 + self.batch_size)
             if dist_n is not None:  # uniform DPMs: built on the device, no host transfer
-                d = torch.as_tensor(dist_n[b0:b1], dtype=torch.float32, device=self.device)
+                d = torch.as_tensor(dpms[b0:b1], dtype=torch.float32, device=self.device)
                 dpm = d[:, :, None, None].expand(-1, -1, h, w)
             else:
-                d = torch.from_numpy(np.ascontiguousarray(maps_n[b0:b1], np.float32))
+                d = torch.from_numpy(np.ascontiguousarray(dpms[b0:b1], np.float32))
                 dpm = d.to(self.device, non_blocking=True)
             x = torch.stack([p.expand(b1 - b0, -1, -1, -1), dpm], dim=2).reshape(b1 - b0, 2 * n, h, w)
             outs.append(
@@ -203,8 +207,10 @@ class Predictor:
         x = x.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=self._amp_dtype):
-                return self._forward(x).float()
-        return self._forward(x)
+                out: torch.Tensor = self._forward(x).float()
+                return out
+        result: torch.Tensor = self._forward(x)
+        return result
 
 
 def _out_of_memory(e: BaseException) -> bool:

@@ -69,7 +69,9 @@ class InferenceWorker:
         self.on_result = on_result
         self.on_error = on_error
         self.stats = WorkerStats()
-        self._queue: queue.Queue[tuple[PlaneBundle, Future, float] | None] = queue.Queue(max_pending)
+        self._queue: queue.Queue[tuple[PlaneBundle, Future[VirtualStack], float] | None] = queue.Queue(
+            max_pending
+        )
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="deepz-inference", daemon=True)
         self._thread.start()
@@ -79,11 +81,11 @@ class InferenceWorker:
         """Bundles waiting for the model."""
         return self._queue.qsize()
 
-    def submit(self, bundle: PlaneBundle, timeout: float | None = 0.0) -> Future:
+    def submit(self, bundle: PlaneBundle, timeout: float | None = 0.0) -> Future[VirtualStack]:
         """Queue a bundle; raises :class:`WorkerBusy` if the queue stays full for ``timeout`` s."""
         if self._closed:
             raise WorkerClosed("The inference worker is stopped; start a new one to accept bundles.")
-        fut: Future = Future()
+        fut: Future[VirtualStack] = Future()
         try:
             self._queue.put((bundle, fut, time.perf_counter()), block=timeout != 0, timeout=timeout or None)
         except queue.Full:
@@ -138,7 +140,7 @@ class InferenceWorker:
             self._callback(self.on_result, bundle, stack)
 
     @staticmethod
-    def _callback(cb: Callable | None, bundle: PlaneBundle, arg: Any) -> None:
+    def _callback(cb: Callable[[PlaneBundle, Any], None] | None, bundle: PlaneBundle, arg: Any) -> None:
         if cb is None:
             return
         try:

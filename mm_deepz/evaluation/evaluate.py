@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -45,10 +46,10 @@ class PairEvaluation:
     virtual: np.ndarray  # normalized (z, y, x)
     reference: np.ndarray
     widefield: np.ndarray
-    beads: dict | None = None
-    surface: dict | None = None
-    neurons: dict | None = None
-    extra: dict = field(default_factory=dict)
+    beads: dict[str, Any] | None = None
+    surface: dict[str, Any] | None = None
+    neurons: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
 def _anchor(pair: PairedStack, model: DeepZModel) -> tuple[np.ndarray, int]:
@@ -97,7 +98,7 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
 
 def evaluate_neurons(
     pair: PairedStack, virtual: np.ndarray, reference: np.ndarray, z_um: np.ndarray, measured_z_um: np.ndarray
-) -> dict:
+) -> dict[str, Any]:
     """Neuron detection scores of the virtual stack (F1 by defocus band from the measured planes)
     and its brightness read-out (Pearson r of matched neurons' mass with their true brightness),
     against the simulator's truth when the pair carries its specimen, else against the neurons
@@ -114,7 +115,7 @@ def evaluate_neurons(
             "brightness": truth["mass"].to_numpy()
         }
         source = "neurons of the scanned reference"
-    scores = detection_scores(found, truth, measured_z_um)
+    scores = detection_scores(found, truth, [float(z) for z in measured_z_um])
     m = match(found, truth)
     r = float("nan")
     if len(m.pairs) > 2:
@@ -126,7 +127,7 @@ def evaluate_neurons(
     return {"reference": source, "scores": scores, "brightness_r": r}
 
 
-def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict | None:
+def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict[str, Any] | None:
     """The true neurons of a simulated worm pair (its spec is in the stack metadata), or None."""
     spec = pair.meta.get("spec") or {}
     if spec.get("phantom") != "worm" or "seed" not in spec:
@@ -136,11 +137,11 @@ def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict |
     return stack_neurons(spec, pair.inputs.data.shape[1:], z_span, margin_um=1.0)
 
 
-def _pooled_neurons(worms: list[dict]) -> dict:
+def _pooled_neurons(worms: list[dict[str, Any]]) -> dict[str, Any]:
     """Detection F1 per band over all worm pairs (counts summed) and the mean brightness r."""
     from ..neurons import pool_detection_scores
 
-    out: dict = {"reference": sorted({w["reference"] for w in worms}), "pairs": len(worms)}
+    out: dict[str, Any] = {"reference": sorted({w["reference"] for w in worms}), "pairs": len(worms)}
     pooled = pool_detection_scores([w["scores"] for w in worms])
     out |= {f"f1 {band}": v["f1"] for band, v in pooled.items() if band != "localisation_error_um"}
     rs = [w["brightness_r"] for w in worms if np.isfinite(w["brightness_r"])]
@@ -150,7 +151,7 @@ def _pooled_neurons(worms: list[dict]) -> dict:
 
 def bead_fwhm(
     virtual: np.ndarray, reference: np.ndarray, pixel_um: float, z_step_um: float, max_beads: int = 40
-) -> dict:
+) -> dict[str, Any]:
     """Median lateral and axial FWHM (µm) of isolated beads, virtual vs reference."""
     mip = reference.max(axis=0)
     peaks = (mip == ndimage.maximum_filter(mip, size=15)) & (mip > 0.3 * mip.max())
@@ -198,7 +199,7 @@ def surface_height(pair: PairedStack) -> np.ndarray | None:
     y = cy + (np.arange(h) - (h - 1) / 2) * p
     xx, yy = np.meshgrid(x, y)
     # simulated sheets pass through z = 0 at the sample origin (simulators.phantoms.sheet)
-    return (
+    return np.asarray(
         spec.get("tilt_x", 0.0) * xx
         + spec.get("tilt_y", 0.0) * yy
         + 0.5 * spec.get("curvature_per_um", 0.0) * (xx**2 + yy**2)
@@ -211,12 +212,12 @@ def sample_on_surface(stack: np.ndarray, z_um: np.ndarray, height: np.ndarray) -
     i0 = pos.astype(int)
     f = pos - i0
     rows, cols = np.indices(height.shape)
-    return stack[i0, rows, cols] * (1 - f) + stack[i0 + 1, rows, cols] * f
+    return np.asarray(stack[i0, rows, cols] * (1 - f) + stack[i0 + 1, rows, cols] * f)
 
 
 def evaluate_surface(
     model: DeepZModel, pair: PairedStack, predictor: Predictor, idx: np.ndarray
-) -> dict | None:
+) -> dict[str, Any] | None:
     """Refocus onto the sheet with a matching DPM vs a uniform DPM at its mean height."""
     height = surface_height(pair)
     if height is None:
@@ -233,7 +234,7 @@ def evaluate_surface(
     out = predictor.predict_dpm(planes, tuple(plane_z), np.stack([matching, uniform]))
     ref = sample_on_surface(pair.target.data.astype(np.float32), z, height)
     refn = normalize_stack(ref[None])
-    res = {"height_range_um": [float(height.min()), float(height.max())]}
+    res: dict[str, Any] = {"height_range_um": [float(height.min()), float(height.max())]}
     images = {"reference": refn[0]}
     for name, img in (("matching_dpm", out[0]), ("uniform_dpm", out[1])):
         scores, matched = matched_scores(img[None], refn)
@@ -243,17 +244,16 @@ def evaluate_surface(
     return res
 
 
-def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict:
+def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict[str, Any]:
     """Mean metrics per defocus over pairs (pairs share the z grid relative to their centre)."""
     all_d = np.unique(np.round(np.concatenate([e.defocus_um for e in evals]), 3))
-    summary: dict = {"defocus_um": all_d.tolist(), "methods": {}}
+    summary: dict[str, Any] = {"defocus_um": all_d.tolist(), "methods": {}}
     for m in METHODS:
         summary["methods"][m] = {}
         for metric in ("ssim", "psnr", "nrmse", "pcc"):
             vals = []
             for d in all_d:
-                v = [e.metrics[m][metric][np.isclose(e.defocus_um, d)] for e in evals]
-                v = np.concatenate(v)
+                v = np.concatenate([e.metrics[m][metric][np.isclose(e.defocus_um, d)] for e in evals])
                 vals.append(float(v.mean()) if len(v) else float("nan"))
             summary["methods"][m][metric] = vals
     ms = summary["methods"]

@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,7 @@ class ExperimentConfig:
 
 def run_experiment(
     models: dict[str, DeepZModel], cfg: ExperimentConfig, device: str = "auto", progress: object | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Scores of every method over every worm (see the module docstring)."""
     import simulators as sim
     from simulators.truth import neuron_truth
@@ -79,8 +80,8 @@ def run_experiment(
         "input plane alone": cfg.widefield_exposure_ms,
     }
     detections: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
-    truths: list[dict[int, dict]] = []
-    per_worm_tracks: dict[str, list] = {m: [] for m in methods}
+    truths: list[dict[int, dict[str, Any]]] = []
+    per_worm_tracks: dict[str, list[Any]] = {m: [] for m in methods}
     for seed in cfg.seeds:
         world = sim.SimWorld(
             sim.worm(seed=seed, n_neurons=cfg.n_neurons),
@@ -88,7 +89,7 @@ def run_experiment(
             seed=seed,
             drift_um_per_s=cfg.drift_um_per_s,
         )
-        truth_by_t: dict[int, dict] = {}
+        truth_by_t: dict[int, dict[str, Any]] = {}
         worm_dets: dict[str, list[pd.DataFrame]] = {m: [] for m in methods}
         for k in range(cfg.time_points):
             t_s = k * cfg.interval_s
@@ -122,7 +123,7 @@ def run_experiment(
         for name in methods:
             detections[name].extend(worm_dets[name])
             per_worm_tracks[name].append(tracking_scores(link_tracks(pd.concat(worm_dets[name])), truth_by_t))
-    results: dict = {"config": {**asdict(cfg), "detection": asdict(cfg.detection)}, "methods": {}}
+    results: dict[str, Any] = {"config": {**asdict(cfg), "detection": asdict(cfg.detection)}, "methods": {}}
     for name in methods:
         results["methods"][name] = {
             "exposure_ms_per_time_point": exposure[name],
@@ -133,7 +134,9 @@ def run_experiment(
     return results
 
 
-def _pooled_detection(dets: list[pd.DataFrame], truths: list[dict[int, dict]], measured_z: tuple) -> dict:
+def _pooled_detection(
+    dets: list[pd.DataFrame], truths: list[dict[int, dict[str, Any]]], measured_z: tuple[Any, ...]
+) -> dict[str, Any]:
     """Precision / recall / F1 over all time points of all worms (counts summed, then scored)."""
     refs = [truth_by_t[k] for truth_by_t in truths for k in sorted(truth_by_t)]
     return pool_detection_scores(
@@ -141,7 +144,7 @@ def _pooled_detection(dets: list[pd.DataFrame], truths: list[dict[int, dict]], m
     )
 
 
-def _pooled_tracking(per_worm: list[dict]) -> dict:
+def _pooled_tracking(per_worm: list[dict[str, Any]]) -> dict[str, Any]:
     n = sum(w["neurons"] for w in per_worm)
     tracked = sum(w["tracked_fraction"] * w["neurons"] for w in per_worm if w["neurons"])
     rs = [w["trace_r_median"] for w in per_worm if np.isfinite(w["trace_r_median"])]
@@ -153,7 +156,7 @@ def _pooled_tracking(per_worm: list[dict]) -> dict:
     }
 
 
-def results_table(results: dict) -> str:
+def results_table(results: dict[str, Any]) -> str:
     """The Markdown table a biologist reads (one row per method)."""
     bands = [f"{lo:g}-{hi:g} um" for lo, hi in BANDS]
     head = (
@@ -177,7 +180,7 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict, out: Path) -> list[Path]:
+def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     """``neurons.json``, ``neurons.md`` (the table) and ``neurons_f1.png`` in ``out``; their paths."""
     import matplotlib
 

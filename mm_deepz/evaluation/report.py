@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .evaluate import METHODS, PairEvaluation
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 COLORS = {"virtual": "tab:green", "repeated": "tab:gray", "widefield": "tab:blue"}
 LABELS = {"virtual": "Deep-Z virtual", "repeated": "input plane repeated", "widefield": "scanned widefield"}
 
 
-def _plt():
+def _plt() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,14 +28,14 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path, title: str, dpi: int = 80) -> Path:
+def _save(fig: Figure, path: Path, title: str, dpi: int = 80) -> Path:
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi)
     _plt().close(fig)
     return path
 
 
-def _image(ax, img: np.ndarray, title: str | None = None, **kw) -> None:
+def _image(ax: Axes, img: np.ndarray, title: str | None = None, **kw: Any) -> None:
     ax.imshow(img, cmap="magma", vmin=0, vmax=1, **kw)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -37,7 +43,7 @@ def _image(ax, img: np.ndarray, title: str | None = None, **kw) -> None:
         ax.set_title(title)
 
 
-def write_report(summary: dict, evals: list[PairEvaluation], directory: str | Path) -> list[Path]:
+def write_report(summary: dict[str, Any], evals: list[PairEvaluation], directory: str | Path) -> list[Path]:
     """Write metrics.json and the plots; returns the files written."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -60,11 +66,11 @@ def write_report(summary: dict, evals: list[PairEvaluation], directory: str | Pa
         files.append(_montage(e, d / f"montage_{e.name}.png"))
         files.append(_xz(e, d / f"xz_{e.name}.png"))
         if e.surface:
-            files.append(_surface(e, d / f"surface_{e.name}.png"))
+            files.append(_surface(e, e.surface, d / f"surface_{e.name}.png"))
     return files
 
 
-def _metric_plot(summary: dict, path: Path) -> Path:
+def _metric_plot(summary: dict[str, Any], path: Path) -> Path:
     plt = _plt()
     d = np.asarray(summary["defocus_um"])
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), constrained_layout=True)
@@ -113,9 +119,8 @@ def _xz(e: PairEvaluation, path: Path) -> Path:
     return _save(fig, path, f"{e.name}: XZ section at y = {y}")
 
 
-def _surface(e: PairEvaluation, path: Path) -> Path:
+def _surface(e: PairEvaluation, s: dict[str, Any], path: Path) -> Path:
     plt = _plt()
-    s = e.surface
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), constrained_layout=True)
     panels = (
         ("input plane", e.input_planes[0] / max(float(e.input_planes[0].max()), 1.0)),
@@ -129,7 +134,7 @@ def _surface(e: PairEvaluation, path: Path) -> Path:
     return _save(fig, path, f"{e.name}: refocusing onto a surface spanning {lo:+.1f} to {hi:+.1f} µm")
 
 
-def summary_markdown(summary: dict) -> str:
+def summary_markdown(summary: dict[str, Any]) -> str:
     """Markdown tables of the summary (per-defocus SSIM/PSNR, beads, surfaces)."""
     ms = summary["methods"]
     cols = [("ssim", "SSIM", ".3f"), ("pcc", "PCC", ".3f"), ("psnr", "PSNR (dB)", ".1f")]

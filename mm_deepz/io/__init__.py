@@ -1,14 +1,24 @@
 """OME-Zarr recording of measured, virtual and reference data."""
 
+from ..errors import ContainerChangedError, StorageError
 from .claim import ContainerLockedError, OutputExistsError, is_container, next_free_output
-from .layout import ImageInfo, MissingImageError, image_array, image_group_path, image_names, n_positions
+from .layout import (
+    ImageInfo,
+    MissingImageError,
+    array_at,
+    group_at,
+    image_array,
+    image_group_path,
+    image_names,
+    json_attr,
+    n_positions,
+    recorded,
+)
 from .recorder import (
     STACK_IMAGE,
-    ContainerChangedError,
     Geometry,
     NotAContainerError,
     Recorder,
-    StorageError,
     open_container,
     read_progress,
     record_key_parts,
@@ -25,13 +35,17 @@ __all__ = [
     "OutputExistsError",
     "Recorder",
     "StorageError",
+    "array_at",
+    "group_at",
     "image_array",
     "image_group_path",
     "image_names",
     "is_container",
+    "json_attr",
     "n_positions",
     "next_free_output",
     "open_container",
     "read_progress",
     "record_key_parts",
+    "recorded",
 ]

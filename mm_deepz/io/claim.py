@@ -187,7 +187,7 @@ class Claim:
     def _hold_folder(self) -> None:
         # an open descriptor keeps the folder's inode allocated even if the folder is deleted, so a
         # new folder at the same path (another tool's) can never look like ours
-        self._folder_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        self._folder_fd: int | None = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
 
     def _move_aside(self) -> None:
         aside = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
@@ -219,10 +219,11 @@ class Claim:
 
     def intact(self) -> bool:
         """Whether the container is still the folder this claim made, with its lock in place."""
-        if getattr(self, "_folder_fd", None) is None:
+        fd: int | None = getattr(self, "_folder_fd", None)
+        if fd is None:
             return False  # released: this claim writes nothing more
         try:
-            now, ours = os.stat(self.path), os.fstat(self._folder_fd)
+            now, ours = os.stat(self.path), os.fstat(fd)
         except OSError:
             return False
         return (
@@ -231,7 +232,8 @@ class Claim:
 
     def release(self) -> None:
         """The run is over: other writers may open the container (idempotent)."""
-        if getattr(self, "_folder_fd", None) is not None:
-            os.close(self._folder_fd)
+        fd: int | None = getattr(self, "_folder_fd", None)
+        if fd is not None:
+            os.close(fd)
             self._folder_fd = None
         self.lock.release()

@@ -91,9 +91,35 @@ def number_images(names: Sequence[str], n_positions: int, start: int = 0) -> dic
     return paths
 
 
+def json_attr(node: zarr.Group | zarr.Array[Any], key: str) -> Any:
+    """The JSON attribute ``key`` of a zarr node (``KeyError`` when absent), as plain JSON."""
+    return node.attrs[key]
+
+
+def recorded(root: zarr.Group) -> dict[str, Any]:
+    """What mm-deepz recorded in a container's root attributes (plan, model, progress ...)."""
+    return dict(json_attr(root, "mm_deepz"))
+
+
+def group_at(parent: zarr.Group, path: str) -> zarr.Group:
+    """The group at ``path`` under ``parent`` (:class:`MissingImageError` when it is not a group)."""
+    node = parent[path]
+    if not isinstance(node, zarr.Group):
+        raise MissingImageError(f"{path} in this container is not a group.")
+    return node
+
+
+def array_at(parent: zarr.Group, path: str) -> zarr.Array[Any]:
+    """The array at ``path`` under ``parent`` (:class:`MissingImageError` when it is not an array)."""
+    node = parent[path]
+    if not isinstance(node, zarr.Array):
+        raise MissingImageError(f"{path} in this container is not an array.")
+    return node
+
+
 def image_group_path(root: zarr.Group, image: str, p: int = 0) -> str:
     """The group of ``image`` at position ``p`` in a container of either layout."""
-    attrs = root.attrs["mm_deepz"]
+    attrs = recorded(root)
     if "images" in attrs:
         paths = attrs["images"].get(image)
         if paths is None or p >= len(paths):
@@ -107,20 +133,20 @@ def image_group_path(root: zarr.Group, image: str, p: int = 0) -> str:
     return path
 
 
-def image_array(root: zarr.Group, image: str, p: int = 0) -> zarr.Array:
+def image_array(root: zarr.Group, image: str, p: int = 0) -> zarr.Array[Any]:
     """The (t, c, z, y, x) array of ``image`` at position ``p`` (``open_container(path)`` gives ``root``)."""
-    return root[f"{image_group_path(root, image, p)}/0"]
+    return array_at(root, f"{image_group_path(root, image, p)}/0")
 
 
 def transforms(group: zarr.Group) -> tuple[list[float], list[float]]:
     """(scale, translation) of an image group's data, on its (t, c, z, y, x) axes."""
-    scale, translation = group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"]
-    return scale["scale"], translation["translation"]
+    scale, translation = json_attr(group, "ome")["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+    return list(scale["scale"]), list(translation["translation"])
 
 
 def image_names(root: zarr.Group) -> list[str]:
     """The images a container holds (measured, virtual, reference, and any added virtual ones)."""
-    attrs = root.attrs["mm_deepz"]
+    attrs = recorded(root)
     if "images" in attrs:
         return list(attrs["images"])
     found = [k for k in root.group_keys() if k not in ("rejected", "tracks")]
@@ -129,10 +155,10 @@ def image_names(root: zarr.Group) -> list[str]:
 
 def n_positions(root: zarr.Group) -> int:
     """How many XY positions a container's run imaged."""
-    attrs = root.attrs["mm_deepz"]
+    attrs = recorded(root)
     if "images" in attrs:
         return len(attrs["images"]["measured"])
-    measured = root["measured"]
+    measured = group_at(root, "measured")
     return 1 if "0" in measured else len(list(measured.group_keys()))
 
 
@@ -158,7 +184,7 @@ def write_collection(
     images = [
         _ome_image(
             i,
-            root[str(i)],
+            group_at(root, str(i)),
             f"{name} p{p}" if several else name,
             info_for(name, infos),
             (planes or {}).get(str(i), []),
@@ -174,7 +200,7 @@ def write_collection(
 def _ome_image(
     i: int, group: zarr.Group, name: str, info: ImageInfo, planes: list[dict[str, float]]
 ) -> ome.Image:
-    arr = group["0"]
+    arr = array_at(group, "0")
     t, c, z, y, x = arr.shape
     scale, _ = transforms(group)
     pixels = ome.Pixels(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from ..errors import DeepZError
 from ..metrics import normalize_stack
-from .layout import image_group_path, n_positions, transforms
+from .layout import group_at, image_array, image_group_path, n_positions, recorded, transforms
 from .recorder import open_container, per_position
 
 
@@ -27,29 +28,31 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     def path(image: str) -> str:
         return image_group_path(root, image, p)
 
-    done = sorted(set(root.attrs["mm_deepz"]["completed"]["measured"]))
+    done = sorted(set(recorded(root)["completed"]["measured"]))
     if t not in done:
         raise DeepZError(
             f"Time point {t} of {container} was not measured: complete time points are "
             f"{', '.join(map(str, done)) or 'none'}."
         )
-    meas = np.asarray(root[f"{path('measured')}/0"][t, 0])
-    virt_arr = root[f"{path('virtual')}/0"]
-    if virt_arr.shape[0] <= t or t not in root.attrs["mm_deepz"]["completed"]["virtual"]:
-        missing = root.attrs["mm_deepz"].get("virtual_missing", {})
+    meas = np.asarray(image_array(root, "measured", p)[t, 0])
+    virt_arr = image_array(root, "virtual", p)
+    if virt_arr.shape[0] <= t or t not in recorded(root)["completed"]["virtual"]:
+        missing = recorded(root).get("virtual_missing", {})
         reason = (
             missing.get(per_position(str(t), p, n_pos > 1))
             or "virtual z-stacking was off or it was never made"
         )
         raise DeepZError(
             f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
-            f"{', '.join(map(str, root.attrs['mm_deepz']['completed']['virtual'])) or 'none'}."
+            f"{', '.join(map(str, recorded(root)['completed']['virtual'])) or 'none'}."
         )
     virt = np.asarray(virt_arr[t, 0])
-    ref_arr = root[f"{path('reference')}/0"]
+    ref_arr = image_array(root, "reference", p)
     ref = np.asarray(ref_arr[t, 0]) if ref_arr.shape[0] > t else None
-    z = _z_of(root[path("virtual")], virt.shape[0])
-    meas_z = _z_of(root[path("measured")], meas.shape[0])  # the input planes (layout 2) or the whole grid
+    z = _z_of(group_at(root, path("virtual")), virt.shape[0])
+    meas_z = _z_of(
+        group_at(root, path("measured")), meas.shape[0]
+    )  # the input planes (layout 2) or the whole grid
     measured_idx = [i for i in range(meas.shape[0]) if meas[i].max() > 0]
     if ref is not None and not ref.any():
         ref = None
@@ -60,7 +63,8 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     )
 
     def norm(a: np.ndarray) -> np.ndarray:
-        return np.clip(normalize_stack(a), 0, 1)
+        clipped: np.ndarray = np.clip(normalize_stack(a), 0, 1)
+        return clipped
 
     anchor = measured_idx[len(measured_idx) // 2] if measured_idx else 0
     axes[0, 0].imshow(norm(meas[anchor]), cmap="gray")
@@ -100,7 +104,7 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     return out
 
 
-def _z_of(group, n: int) -> np.ndarray:
+def _z_of(group: zarr.Group, n: int) -> np.ndarray:
     """The z (µm) of an NGFF image's ``n`` planes."""
     scale, translation = transforms(group)
     return translation[2] + scale[2] * np.arange(n)

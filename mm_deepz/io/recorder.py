@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.array_spec import ArrayConfigParams
 
 from ..errors import ContainerChangedError, DeepZError, InputError, StorageError
 from .claim import Claim, is_container
@@ -51,10 +52,14 @@ from .layout import (
     IMAGES,
     LAYOUT_VERSION,
     ImageInfo,
+    array_at,
+    group_at,
     image_group_path,
     info_for,
+    json_attr,
     number_images,
     omero,
+    recorded,
     transforms,
     write_collection,
 )
@@ -88,7 +93,7 @@ STACK_IMAGE = "measured_stack"
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 #: every written chunk is stored: zarr's check for chunks equal to the fill value costs 2/3 of
 #: the write time of a camera frame, and camera frames are never empty
-ARRAY_CONFIG = {"write_empty_chunks": True}
+ARRAY_CONFIG: ArrayConfigParams = {"order": "C", "write_empty_chunks": True}
 
 
 #: virtual stacks arrive whole, so their planes share chunks of up to this size (fewer, larger
@@ -148,7 +153,7 @@ def _step(z: tuple[float, ...]) -> float:
 
 def _ngff_attrs(
     name: str, g: Geometry, info: ImageInfo, position: int = 0, z: tuple[float, ...] | None = None
-) -> dict:
+) -> dict[str, Any]:
     h, w = g.shape_yx
     p = g.pixel_size_um
     z = z or g.z_um
@@ -241,7 +246,7 @@ class Recorder:
                 "image_info": {name: asdict(info) for name, info in self._infos.items()},
             }
             self.root.attrs["mm_deepz"] = json_safe({**(attrs or {}), **layout, **self._state})
-            self._arrays: dict[tuple[str, int], zarr.Array] = {}
+            self._arrays: dict[tuple[str, int], zarr.Array[Any]] = {}
             h, w = geometry.shape_yx
             for name in IMAGES:
                 z = geometry.image_z(name)
@@ -266,7 +271,7 @@ class Recorder:
                 raise self._storage_error(e) from e
             raise
         self._claim.commit()
-        self._attrs = {k: v for k, v in self.root.attrs["mm_deepz"].items() if k not in STATE_KEYS}
+        self._attrs = {k: v for k, v in recorded(self.root).items() if k not in STATE_KEYS}
         self._times: dict[int, float] = {}
         self._t0 = time.time()
         self._windows: dict[tuple[str, int], tuple[float, float]] = {}
@@ -289,7 +294,7 @@ class Recorder:
         rec._claim = Claim.existing(path)
         rec._lock = threading.RLock()
         rec.root = zarr.open_group(str(path), mode="r+")
-        attrs = dict(rec.root.attrs["mm_deepz"])
+        attrs = recorded(rec.root)
         rec._state = {k: attrs.pop(k) for k in list(attrs) if k in STATE_KEYS}
         rec._state.setdefault("frame_times_s", {})
         rec._attrs = attrs
@@ -298,8 +303,10 @@ class Recorder:
             name: [image_group_path(rec.root, name, p) for p in range(n_pos)]
             for name in rec._state["completed"]
         }
-        frames = [rec.root[path] for path in rec._paths["virtual"]]  # the whole z grid, in every layout
-        arr = frames[0]["0"]
+        frames = [
+            group_at(rec.root, path) for path in rec._paths["virtual"]
+        ]  # the whole z grid, every layout
+        arr = array_at(frames[0], "0")
         h, w = arr.shape[-2:]
         ts = [transforms(g) for g in frames]
         scale, trans = ts[0]
@@ -319,7 +326,7 @@ class Recorder:
         )
         rec._slots = rec._anchor_slots()
         rec._arrays = {
-            (name, pos): rec.root[f"{rec._paths[name][pos]}/0"]
+            (name, pos): array_at(rec.root, f"{rec._paths[name][pos]}/0")
             for name in rec._state["completed"]
             for pos in range(rec.n_positions)
         }
@@ -380,7 +387,7 @@ class Recorder:
             for pos in range(self.n_positions):
                 src = self._arrays[like, pos]
                 grp = self.root.require_group(self._paths[name][pos])
-                ome = dict(self.root[self._paths[like][pos]].attrs["ome"])
+                ome = dict(json_attr(group_at(self.root, self._paths[like][pos]), "ome"))
                 title = name if self.n_positions == 1 else f"{name} p{pos}"
                 ome["multiscales"] = [{**ome["multiscales"][0], "name": title}]
                 ome["omero"] = omero(self._infos[name], (0.0, 4000.0), 65535)
@@ -403,7 +410,7 @@ class Recorder:
 
     @property
     def _layout_numbered(self) -> bool:
-        return self._attrs.get("layout", 1) >= 2
+        return int(self._attrs.get("layout", 1)) >= 2
 
     def group_path(self, image: str, p: int = 0) -> str:
         """The group of ``image`` at position ``p`` inside the container."""
@@ -414,7 +421,7 @@ class Recorder:
         """Number of XY positions."""
         return len(self.geometry.positions_xy_um)
 
-    def array(self, image: str, p: int = 0) -> zarr.Array:
+    def array(self, image: str, p: int = 0) -> zarr.Array[Any]:
         """The (t, c, z, y, x) array of one image and position."""
         return self._arrays[image, p]
 
@@ -445,7 +452,7 @@ class Recorder:
         """Write a whole (z, y, x) stack of time point ``t``."""
         self._write(image, p, t, (c, slice(None)), stack)
 
-    def _write(self, image: str, p: int, t: int, index: tuple, data: np.ndarray) -> None:
+    def _write(self, image: str, p: int, t: int, index: tuple[int | slice, ...], data: np.ndarray) -> None:
         arr = self._arrays[image, p]
         data = np.asarray(data)
         expected = (
@@ -470,7 +477,8 @@ class Recorder:
             try:
                 if arr.shape[0] <= t:
                     arr.resize((t + 1, *arr.shape[1:]))
-                arr[(t, *index)] = np.asarray(data, arr.dtype)
+                key = (t, *index)
+                arr[key] = np.asarray(data, arr.dtype)
             except OSError as e:
                 raise self._storage_error(e) from e
             if isinstance(index[1], int) and image in ("measured", "reference"):
@@ -502,7 +510,7 @@ class Recorder:
                 continue
             self._written_windows[image, pos] = window
             grp = self.root[self._paths[image][pos]]
-            ome = grp.attrs["ome"]
+            ome = json_attr(grp, "ome")
             dtype = self._arrays[image, pos].dtype
             dtype_max = float(np.iinfo(dtype).max) if dtype.kind == "u" else max(2 * window[1], 1.0)
             new = omero(
@@ -518,7 +526,7 @@ class Recorder:
         """Rewrite the collection metadata: series, names, channels, and each measured frame's time."""
         if not self._layout_numbered:
             return
-        planes = {}
+        planes: dict[str, list[dict[str, float]]] = {}
         for image, by_key in self._state["frame_times_s"].items():
             for key, times in by_key.items():
                 t, p = record_key_parts(key)
@@ -602,11 +610,12 @@ class Recorder:
         with self._lock:
             self._check_intact()
             try:
-                return np.asarray(self._arrays[image, p][t, 0][[self._plane_of(image, z) for z in z_indices]])
+                stack = np.asarray(self._arrays[image, p][t, 0])
+                return stack[[self._plane_of(image, z) for z in z_indices]]
             except OSError as e:
                 raise self._storage_error(e) from e
 
-    def record_blind_check(self, t: int, metrics: dict, p: int = 0) -> None:
+    def record_blind_check(self, t: int, metrics: dict[str, Any], p: int = 0) -> None:
         """Store the metrics of a blind check (virtual vs reference) at ``t``."""
         with self._lock:
             self._state["blind_checks"][self._record_key(t, p)] = metrics
@@ -646,7 +655,7 @@ class Recorder:
         try:
             for name, pos in self._arrays:
                 grp = self.root[self._paths[name][pos]]
-                ome = grp.attrs["ome"]
+                ome = json_attr(grp, "ome")
                 ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][0] = seconds
                 grp.attrs["ome"] = ome
         except OSError as e:
@@ -662,7 +671,7 @@ class Recorder:
     def state(self) -> dict[str, Any]:
         """The progress record (completed time points, planes measured, missing ...), a copy."""
         with self._lock:
-            return json_safe(self._state)
+            return dict(json_safe(self._state))
 
     @property
     def completed(self) -> dict[str, list[int]]:
@@ -747,4 +756,4 @@ def open_container(path: str | Path) -> zarr.Group:
 
 def read_progress(path: str | Path) -> dict[str, Any]:
     """The ``mm_deepz`` attributes of a container (which time points are complete, etc.)."""
-    return dict(open_container(path).attrs["mm_deepz"])
+    return recorded(open_container(path))

@@ -24,4 +24,5 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Per patch, how real ``image`` looks as the target of ``condition`` (the input planes and DPMs)."""
-        return self.net(torch.cat([condition, image], dim=1))
+        out: torch.Tensor = self.net(torch.cat([condition, image], dim=1))
+        return out

@@ -41,7 +41,7 @@ class UNetConfig:
     @property
     def multiple(self) -> int:
         """Frame sizes must be multiples of this (padding is added otherwise)."""
-        return 2**self.depth
+        return int(2**self.depth)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -100,4 +100,5 @@ class DeepZUNet(nn.Module):
         for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
             h = merge(torch.cat([up(h), skip, dpms[level]], dim=1))
             level -= 1
-        return self.head(h) + planes.mean(dim=1, keepdim=True)
+        out: torch.Tensor = self.head(h) + planes.mean(dim=1, keepdim=True)
+        return out

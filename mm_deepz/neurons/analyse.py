@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from ..io.layout import array_at, group_at
 from .detect import DetectionConfig, detect_neurons
 from .series import StackSeries
 from .track import TRACK_COLUMNS, LinkConfig, link_tracks, traces
@@ -72,8 +73,8 @@ def write_tracks_to_container(path: Path, image: str, tracks: pd.DataFrame) -> s
 
 def read_tracks(path: Path, image: str) -> pd.DataFrame:
     """A tracks table written by :func:`write_tracks_to_container`."""
-    group = zarr.open_group(str(path), mode="r")[f"{TRACKS_GROUP}/{image.replace('/', '_')}"]
-    return pd.DataFrame({c: np.asarray(group[c][...]) for c in TRACK_COLUMNS})
+    group = group_at(zarr.open_group(str(path), mode="r"), f"{TRACKS_GROUP}/{image.replace('/', '_')}")
+    return pd.DataFrame({c: np.asarray(array_at(group, c)[...]) for c in TRACK_COLUMNS})
 
 
 def save_pictures(series: StackSeries, tracks: pd.DataFrame, png: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ class Match:
     misses: np.ndarray
 
 
-def _zyx(table: pd.DataFrame | dict) -> np.ndarray:
+def _zyx(table: pd.DataFrame | dict[str, Any]) -> np.ndarray:
     return (
         np.column_stack(
             [
@@ -41,8 +42,8 @@ def _zyx(table: pd.DataFrame | dict) -> np.ndarray:
 
 
 def match(
-    detected: pd.DataFrame | dict,
-    reference: pd.DataFrame | dict,
+    detected: pd.DataFrame | dict[str, Any],
+    reference: pd.DataFrame | dict[str, Any],
     tolerance_um: tuple[float, float] = MATCH_UM,
 ) -> Match:
     """One-to-one matching within an ellipsoid (lateral, axial radius), nearest first (Hungarian)."""
@@ -60,7 +61,7 @@ def match(
     )
 
 
-def prf(tp: int, fp: int, fn: int) -> dict:
+def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
     """Precision, recall and F1 of these counts (NaN where undefined), with the counts."""
     return {
         "precision": tp / (tp + fp) if tp + fp else float("nan"),
@@ -74,7 +75,7 @@ def prf(tp: int, fp: int, fn: int) -> dict:
     }
 
 
-def pool_detection_scores(scores: list[dict]) -> dict:
+def pool_detection_scores(scores: list[dict[str, Any]]) -> dict[str, Any]:
     """:func:`detection_scores` of many stacks as one: counts summed per band, then scored; the
     median of their localisation errors."""
     out = (
@@ -105,11 +106,11 @@ def defocus_um(z_um: np.ndarray, measured_z_um: Sequence[float]) -> np.ndarray:
 
 
 def detection_scores(
-    detected: pd.DataFrame | dict,
-    reference: pd.DataFrame | dict,
+    detected: pd.DataFrame | dict[str, Any],
+    reference: pd.DataFrame | dict[str, Any],
     measured_z_um: Sequence[float],
     bands: Sequence[tuple[float, float]] = BANDS,
-) -> dict:
+) -> dict[str, Any]:
     """Precision, recall, F1 (all and per defocus band) and localisation error (µm, matched pairs).
 
     A neuron's band is its distance from the nearest measured plane; a false detection's band is
@@ -135,7 +136,9 @@ def detection_scores(
     return out
 
 
-def tracking_scores(tracks: pd.DataFrame, truth_by_t: dict[int, dict], min_fraction: float = 0.9) -> dict:
+def tracking_scores(
+    tracks: pd.DataFrame, truth_by_t: dict[int, dict[str, Any]], min_fraction: float = 0.9
+) -> dict[str, Any]:
     """How well tracks follow the true neurons over a time series.
 
     ``truth_by_t``: per time point, the reference neurons (``id``, ``z_um``, ``y_um``, ``x_um`` and,

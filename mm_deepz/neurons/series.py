@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ..io.layout import MissingImageError, array_at, group_at
 from .detect import NeuronAnalysisError
 
 
@@ -37,7 +38,7 @@ class StackSeries:
             yield t, np.asarray(self._read(t))
 
 
-def _ngff_frame(attrs: dict) -> tuple[list[str], list[float], list[float]]:
+def _ngff_frame(attrs: dict[str, Any]) -> tuple[list[str], list[float], list[float]]:
     ms = (attrs.get("ome") or attrs)["multiscales"][0]
     axes = [a["name"] if isinstance(a, dict) else a for a in ms["axes"]]
     tr = ms["datasets"][0].get("coordinateTransformations", [])
@@ -48,9 +49,10 @@ def _ngff_frame(attrs: dict) -> tuple[list[str], list[float], list[float]]:
 
 def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = None) -> StackSeries:
     try:
-        axes, scale, trans = _ngff_frame(dict(group.attrs))
-        arr = group[(group.attrs.get("ome") or group.attrs)["multiscales"][0]["datasets"][0]["path"]]
-    except (KeyError, IndexError, TypeError) as e:
+        attrs: dict[str, Any] = dict(group.attrs)
+        axes, scale, trans = _ngff_frame(attrs)
+        arr = array_at(group, str((attrs.get("ome") or attrs)["multiscales"][0]["datasets"][0]["path"]))
+    except (KeyError, IndexError, TypeError, MissingImageError) as e:
         raise NeuronAnalysisError(f"{name} is not an NGFF image (no multiscales metadata): {e}.") from e
     if not {"z", "y", "x"} <= set(axes):
         raise NeuronAnalysisError(f"{name} has axes {axes}: a z-stack series needs z, y and x.")
@@ -61,12 +63,12 @@ def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = Non
         sel = tuple(t if a == "t" else 0 if a == "c" else slice(None) for a in axes)
         return np.asarray(arr[sel])
 
-    zyx = ("z", "y", "x")
+    z, y, x = (index[a] for a in ("z", "y", "x"))
     return StackSeries(
         name,
         n_t,
-        tuple(float(scale[index[a]]) for a in zyx),
-        tuple(float(trans[index[a]]) for a in zyx),
+        (float(scale[z]), float(scale[y]), float(scale[x])),
+        (float(trans[z]), float(trans[y]), float(trans[x])),
         float(scale[index["t"]]) if "t" in index else 1.0,
         read,
         tuple(time_points if time_points is not None else range(n_t)),
@@ -75,11 +77,11 @@ def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = Non
 
 def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
     """An image of an mm-deepz container; only its complete time points (full stacks)."""
-    from ..io.layout import MissingImageError, image_group_path, n_positions
+    from ..io.layout import image_group_path, n_positions, recorded
     from ..io.recorder import STACK_IMAGE, open_container, per_position
 
     root = open_container(path)
-    record = root.attrs["mm_deepz"]
+    record = recorded(root)
     several = n_positions(root) > 1
     # measured z-stacks: their own image (layout 2), or the full-stack time points of measured (layout 1)
     source = STACK_IMAGE if image == "measured" and "images" in record else image
@@ -96,7 +98,7 @@ def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
     if (
         source == "measured"
     ):  # layout 1: Deep-Z time points hold 1-2 planes, not a stack: only full stacks count
-        n_z = root[group_path]["0"].shape[2]
+        n_z = array_at(root, f"{group_path}/0").shape[2]
         done = [
             t
             for t in done
@@ -108,7 +110,7 @@ def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
             "z-stacking on, measured holds 1-2 planes per time point: use virtual)."
         )
     title = per_position(image, position, several)
-    return _from_ngff(root[group_path], f"{Path(path).name}/{title}", done)
+    return _from_ngff(group_at(root, group_path), f"{Path(path).name}/{title}", done)
 
 
 def external_series(path: Path) -> StackSeries:
@@ -129,7 +131,8 @@ def external_series(path: Path) -> StackSeries:
         axes = tif.series[0].axes.upper()
         ome = tif.ome_metadata or ""
         ij = tif.imagej_metadata or {}
-        res = tif.pages[0].tags.get("XResolution")
+        first = tif.pages.first
+        res = first.tags.get("XResolution")
         resolution_px = res.value[1] / res.value[0] if res is not None and res.value[0] else None
     if not {"Z", "Y", "X"} <= set(axes) or set(axes) - set("TZCYXS") or len(axes) < 3:
         raise NeuronAnalysisError(
@@ -147,7 +150,7 @@ def external_series(path: Path) -> StackSeries:
             f"{path} has no pixel size or z step in its metadata: the analysis works in µm."
         )
     data = tifffile.imread(path, aszarr=True)
-    arr = zarr.open(data, mode="r")
+    arr = zarr.open_array(data, mode="r")
     index = {a: i for i, a in enumerate(axes)}
     n_t = arr.shape[index["T"]] if "T" in index else 1
 

@@ -94,7 +94,7 @@ class PatchSampler:
         """A random batch."""
         xs, ys = [], []
         for c in self.rng.integers(len(self.choices), size=batch):
-            x, y = self.example(*self.choices[c], rng=self.rng)
+            x, y = self.example(*self.choices[int(c)], rng=self.rng)
             xs.append(x)
             ys.append(y)
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
@@ -135,5 +135,5 @@ class PatchSampler:
         """A reproducible batch (validation)."""
         rng = np.random.default_rng(seed)
         picks = rng.integers(len(self.choices), size=n)
-        xs, ys = zip(*(self.example(*self.choices[c], rng=rng) for c in picks), strict=True)
+        xs, ys = zip(*(self.example(*self.choices[int(c)], rng=rng) for c in picks), strict=True)
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

@@ -15,6 +15,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -38,7 +39,7 @@ class Stack:
     z_um: np.ndarray
     pixel_size_um: float
     source: str = ""
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def z_step_um(self) -> float:
@@ -55,7 +56,7 @@ class PairedStack:
     target: Stack
     shift_yx_px: tuple[float, float] = (0.0, 0.0)
     axial_offset_um: float = 0.0
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def z_um(self) -> np.ndarray:
@@ -106,7 +107,7 @@ def _read_tiff(path: Path) -> Stack:
         raise StackDataError(f"{path}: expected a z-stack (z, y, x), got an array of shape {data.shape}.")
     pixel = z_step = None
     z_pos: list[float] = []
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     if ome:
 
         def attr(name: str) -> float | None:
@@ -206,7 +207,7 @@ def register(inputs: Stack, target: Stack) -> tuple[tuple[float, float], float]:
     b = target.data.astype(np.float32)
 
     def hp2(m: np.ndarray) -> np.ndarray:  # remove widefield haze before correlating
-        return m - ndimage.gaussian_filter(m, 4)
+        return np.asarray(m - ndimage.gaussian_filter(m, 4))
 
     shift, _, _ = phase_cross_correlation(
         hp2(a.max(0)), hp2(b.max(0)), upsample_factor=20, normalization=None
@@ -214,7 +215,7 @@ def register(inputs: Stack, target: Stack) -> tuple[tuple[float, float], float]:
 
     def hp(s: np.ndarray) -> np.ndarray:
         s = s - ndimage.gaussian_filter(s, (0, 4, 4))
-        return (s - s.mean()) / (s.std() + 1e-6)
+        return np.asarray((s - s.mean()) / (s.std() + 1e-6))
 
     ha, hb = hp(a), hp(b)
     offsets = range(-3, 4)
@@ -268,7 +269,7 @@ def load_pair(name: str, input_path: Path, target_path: Path, do_register: bool 
     return PairedStack(name, inputs, target, shift, axial, dict(inputs.meta))
 
 
-def dataset_summary(pairs: list[PairedStack]) -> dict:
+def dataset_summary(pairs: list[PairedStack]) -> dict[str, Any]:
     """A JSON-able summary of a set of pairs (for the model card and the user)."""
     return {
         "n_pairs": len(pairs),

@@ -151,7 +151,7 @@ class TrainResult:
     """What a run produced."""
 
     model: DeepZModel
-    history: list[dict]
+    history: list[dict[str, Any]]
     best_val_loss: float
     steps_done: int
     seconds: float
@@ -179,7 +179,9 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def split_pairs(pairs: list[PairedStack], val_fraction: float, seed: int) -> tuple[list, list]:
+def split_pairs(
+    pairs: list[PairedStack], val_fraction: float, seed: int
+) -> tuple[list[PairedStack], list[PairedStack]]:
     """Hold out whole stacks for validation (at least one when there are two or more)."""
     order = np.random.default_rng(seed).permutation(len(pairs))
     n_val = round(val_fraction * len(pairs))
@@ -288,16 +290,17 @@ def train(
     model = DeepZModel.new(card, seed=cfg.seed)
     net = model.network.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    disc = d_opt = None
+    disc: PatchDiscriminator | None = None
+    d_opt: torch.optim.AdamW | None = None
     if cfg.adversarial_weight > 0:
         disc = PatchDiscriminator(2 * cfg.n_planes + 1).to(device)
         d_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr / 2)
     amp = _use_bf16(cfg.precision, device)
-    net = net.to(memory_format=torch.channels_last)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; not in torch's stubs
     ckpt_path = out.with_suffix(".ckpt")
     step, best, bad_evals, history = 0, math.inf, 0, []
     earlier_seconds = 0.0  # training time of the runs this one resumes
-    earlier_legs: list[dict] = []  # their commands and step ranges (a resumed run's full recipe)
+    earlier_legs: list[dict[str, Any]] = []  # their commands and step ranges (a resumed run's full recipe)
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -307,7 +310,7 @@ def train(
         earlier_seconds = float(ck.get("seconds", 0.0))
         earlier_legs = list(ck.get("legs", []))
         best_state = ck["best_state"]
-        if disc is not None and "disc" in ck:  # the critic goes on where it stopped, not from scratch
+        if disc is not None and d_opt is not None and "disc" in ck:  # the critic goes on where it stopped
             disc.load_state_dict(ck["disc"])
             d_opt.load_state_dict(ck["d_opt"])
             for group in d_opt.param_groups:  # the saved state carries the last leg's rate
@@ -320,7 +323,7 @@ def train(
     command = command or " ".join(sys.argv)
     first_step = step
 
-    def legs() -> list[dict]:
+    def legs() -> list[dict[str, Any]]:
         this = {
             "command": command,
             "steps": [first_step, step],
@@ -354,7 +357,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             sched.step()
-            if disc is not None:
+            if disc is not None and d_opt is not None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     d_loss = ((disc(x, y) - 1) ** 2).mean() + (disc(x, pred.detach()) ** 2).mean()
                 d_opt.zero_grad(set_to_none=True)
@@ -394,7 +397,7 @@ def train(
                     "seconds": earlier_seconds + time.perf_counter() - t0,
                     "legs": legs(),
                 }
-                if disc is not None:
+                if disc is not None and d_opt is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
                 torch.save(ck, ckpt_path)
                 if cfg.patience and bad_evals >= cfg.patience:
