@@ -7,8 +7,9 @@ or the container (zarr).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mm_deepz.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .events import DEEPZ_AXIS, Capture, EventRewriter
@@ -20,24 +21,20 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _WHERE = {
-    "DEEPZ_AXIS": "events",
-    "Capture": "events",
-    "EventRewriter": "events",
-    "DeepZHooks": "hooks",
-    "HookStats": "state",
-    "DeepZPlan": "plan",
-    "PlanError": "plan",
-    "AcquisitionRequest": "request",
-    "DeepZAcquisition": "run",
-    "RunSettings": "run",
-    "RunSummary": "run",
+    "DEEPZ_AXIS": ".events",
+    "Capture": ".events",
+    "EventRewriter": ".events",
+    "DeepZHooks": ".hooks",
+    "HookStats": ".state",
+    "DeepZPlan": ".plan",
+    "PlanError": ".plan",
+    "AcquisitionRequest": ".request",
+    "DeepZAcquisition": ".run",
+    "RunSettings": ".run",
+    "RunSummary": ".run",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
-    raise AttributeError(f"module 'acquisition_hooks' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 
 __all__ = [
