@@ -124,7 +124,7 @@ def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
 
 @dataclass(frozen=True)
 class _Opened:
-    """What an open acquisition holds: its container, its model thread and its hooks."""
+    """What an open acquisition holds: its container, its model's worker and its hooks."""
 
     recorder: Recorder
     worker: InferenceWorker
@@ -136,10 +136,10 @@ class DeepZAcquisition:
 
     The constructor checks the plan against the microscope and the model and puts the model on
     its device; nothing is written and no thread starts. :meth:`open` creates the output
-    container and starts the model's thread; :meth:`run` (pycromanager) or :meth:`run_mda`
-    (pymmcore-plus) acquires, opening first if needed, and finishes the container; :meth:`close`
-    finishes an opened acquisition that never ran. It is also a context manager (open / close).
-    One acquisition runs once.
+    container and the model's worker (its thread starts with the first input planes); :meth:`run`
+    (pycromanager) or :meth:`run_mda` (pymmcore-plus) acquires, opening first if needed, and
+    finishes the container; :meth:`close` finishes an opened acquisition that never ran. It is
+    also a context manager (open / close). One acquisition runs once.
     """
 
     def __init__(
@@ -191,7 +191,7 @@ class DeepZAcquisition:
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> Self:
-        """Create the output container and start the model's thread; returns the acquisition."""
+        """Create the output container and the model's worker; returns the acquisition."""
         if self._finished or self._opened is not None:
             raise DeepZError(
                 "This acquisition is already open or has run; make a new DeepZAcquisition for another run."
@@ -251,7 +251,7 @@ class DeepZAcquisition:
 
     @property
     def worker(self) -> InferenceWorker:
-        """The model's thread (once open)."""
+        """The model's worker (once open)."""
         return self._parts().worker
 
     @property

@@ -294,6 +294,33 @@ def test_precision_is_chosen_per_device_and_validated():
         TrainConfig(precision="fp16")
 
 
+def test_bfloat16_training_computes_its_loss_in_float32(monkeypatch):
+    # the networks run in bfloat16 autocast; the loss (SSIM's convolutions, the correlation's sums)
+    # must not: its variances are differences of nearly equal sums
+    from mm_deepz.model import DeepZUNet, PatchDiscriminator, UNetConfig
+    from mm_deepz.training import train
+
+    seen = []
+    loss_fn = train._loss
+
+    def recording_loss(pred, y, cfg):
+        seen.append((torch.is_autocast_enabled("cpu"), pred.dtype))
+        return loss_fn(pred, y, cfg)
+
+    monkeypatch.setattr(train, "_loss", recording_loss)
+    torch.manual_seed(0)
+    net, disc = DeepZUNet(UNetConfig(2, 8, 2)), PatchDiscriminator(5)
+    x, y = torch.rand(2, 4, 64, 64), 0.002 * torch.rand(2, 1, 64, 64)
+    y[:, :, 20:24, 30:34] += 0.03  # one dim neuron per patch
+    cfg = train.TrainConfig(n_planes=2, adversarial_weight=0.05)
+    _, loss = train.generator_loss(net, disc, x, y, cfg, amp=True)
+    assert seen == [(False, torch.float32)]
+    assert loss.dtype == torch.float32 and math.isfinite(float(loss))
+    loss.backward()  # and it trains: gradients reach the first layer, finite
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_training_settings_from_a_config_file_with_command_line_overrides(data, tmp_path):
     settings = {
         "z_range_um": 4,

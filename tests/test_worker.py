@@ -77,3 +77,19 @@ def test_model_errors_fail_one_bundle_and_the_worker_goes_on():
     assert worker.close(timeout=30)
     with pytest.raises(WorkerClosed):
         worker.submit(bundle(3))
+
+
+def test_a_worker_starts_its_thread_with_the_first_bundle_and_an_unused_one_closes_at_once():
+    def model_threads() -> int:
+        return sum(t.name == "deepz-inference" for t in threading.enumerate())
+
+    before = model_threads()
+    unused = InferenceWorker(Predictor(tiny_model(), "cpu"))
+    assert model_threads() == before  # making a worker starts nothing
+    assert unused.close(timeout=1)
+    with pytest.raises(WorkerClosed):
+        unused.submit(bundle(0))
+    with InferenceWorker(Predictor(tiny_model(), "cpu")) as worker:
+        assert worker.submit(bundle(0), timeout=5).result(timeout=30).data.shape == (2, 48, 48)
+        assert model_threads() == before + 1
+    assert model_threads() == before  # closed: the thread ended

@@ -54,7 +54,8 @@ ErrorCallback = Callable[[PlaneBundle, BaseException], None]
 
 
 class InferenceWorker:
-    """Runs a :class:`Predictor` on submitted :class:`PlaneBundle` objects in a background thread."""
+    """Runs a :class:`Predictor` on submitted :class:`PlaneBundle` objects in a background thread
+    (started by the first bundle, like a thread pool's workers; :meth:`close` ends it)."""
 
     def __init__(
         self,
@@ -73,8 +74,9 @@ class InferenceWorker:
             max_pending
         )
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="deepz-inference", daemon=True)
-        self._thread.start()
+        #: the model's thread, started by the first submitted bundle (making a worker starts nothing)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     @property
     def pending(self) -> int:
@@ -83,8 +85,12 @@ class InferenceWorker:
 
     def submit(self, bundle: PlaneBundle, timeout: float | None = 0.0) -> Future[VirtualStack]:
         """Queue a bundle; raises :class:`WorkerBusy` if the queue stays full for ``timeout`` s."""
-        if self._closed:
-            raise WorkerClosed("The inference worker is stopped; start a new one to accept bundles.")
+        with self._start_lock:
+            if self._closed:
+                raise WorkerClosed("The inference worker is stopped; start a new one to accept bundles.")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="deepz-inference", daemon=True)
+                self._thread.start()
         fut: Future[VirtualStack] = Future()
         try:
             self._queue.put((bundle, fut, time.perf_counter()), block=timeout != 0, timeout=timeout or None)
@@ -99,15 +105,19 @@ class InferenceWorker:
 
     def close(self, timeout: float = 60.0) -> bool:
         """Finish queued bundles and stop; returns False if the thread did not end in time."""
-        if not self._closed:
-            self._closed = True
+        with self._start_lock:
+            first, self._closed = not self._closed, True
+            thread = self._thread
+        if thread is None:  # nothing was ever submitted
+            return True
+        if first:
             try:
                 self._queue.put(None, timeout=timeout)
             except queue.Full:
                 logger.warning("Inference worker did not drain within %.0f s", timeout)
                 return False
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def __enter__(self) -> Self:
         return self

@@ -213,6 +213,30 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor
     return loss
 
 
+def generator_loss(
+    net: torch.nn.Module,
+    disc: torch.nn.Module | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    amp: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prediction for ``x`` and the generator's loss against ``y``.
+
+    With ``amp`` the networks run in bfloat16 autocast, but the loss is always computed in float32
+    outside it: under autocast SSIM's convolutions would run in bfloat16, where its local variances
+    (differences of large, nearly equal sums) cancel into noise and its denominators reach zero;
+    that made bfloat16 training of the 2-plane recipe go to NaN.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        pred = net(x)
+        realism = disc(x, pred) if disc is not None else None
+    loss = _loss(pred.float(), y, cfg)
+    if realism is not None:
+        loss = loss + cfg.adversarial_weight * ((realism.float() - 1) ** 2).mean()
+    return pred, loss
+
+
 def check_output_model(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before training, a model path that is a folder or would replace a model unasked."""
     out = Path(out)
@@ -347,11 +371,7 @@ def train(
             x, y = sampler.sample(cfg.batch_size)
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                pred = net(x)
-                loss = _loss(pred.float(), y, cfg)
-                if disc is not None:
-                    loss = loss + cfg.adversarial_weight * ((disc(x, pred) - 1) ** 2).mean()
+            pred, loss = generator_loss(net, disc, x, y, cfg, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -359,7 +379,8 @@ def train(
             sched.step()
             if disc is not None and d_opt is not None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    d_loss = ((disc(x, y) - 1) ** 2).mean() + (disc(x, pred.detach()) ** 2).mean()
+                    real, fake = disc(x, y), disc(x, pred.detach())
+                d_loss = ((real.float() - 1) ** 2).mean() + (fake.float() ** 2).mean()
                 d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
                 d_opt.step()
