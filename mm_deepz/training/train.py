@@ -70,8 +70,8 @@ class TrainConfig(Settings):
     seed: int = 0
     device: str = "auto"
     #: "auto": bfloat16 autocast on CUDA, float32 on the CPU; "bf16" also on a CPU with AMX (2.4-3.5x
-    #: faster steps here, `python -m benchmarks.training_step`, but a 2-plane run went NaN at step 750:
-    #: docs/models.md); or "fp32"
+    #: faster steps here, `python -m benchmarks.training_step`; a 2-plane run that went NaN with the loss
+    #: under autocast trains since the loss is float32, docs/models.md); or "fp32"
     precision: str = "auto"
     input_modality: str = "widefield"
     target_modality: str = "confocal"
