@@ -182,6 +182,8 @@ class DeepZAcquisition:
             positions_xy_um=positions,
             anchor_z_um=tuple(plan.anchor_z()),
         )
+        #: what the input planes set first (the light power), checked here with the rest
+        self.anchor_properties = self.microscope.power_settings(plan)
         self._deepz = settings.deepz
         self._opened: _Opened | None = None
         self._finished = False
@@ -210,7 +212,7 @@ class DeepZAcquisition:
             recorder,
             worker,
             enabled=self._deepz,
-            anchor_properties=self.microscope.power_settings(self.plan),
+            anchor_properties=self.anchor_properties,
             on_image=self.on_image,
             on_virtual=self.on_virtual,
             on_blind_check=self.on_blind_check,
