@@ -138,8 +138,8 @@ class DeepZAcquisition:
     its device; nothing is written and no thread starts. :meth:`open` creates the output
     container and the model's worker (its thread starts with the first input planes); :meth:`run`
     (pycromanager) or :meth:`run_mda` (pymmcore-plus) acquires, opening first if needed, and
-    finishes the container; :meth:`close` finishes an opened acquisition that never ran. It is
-    also a context manager (open / close). One acquisition runs once.
+    finishes the container; :meth:`close` finishes an opened acquisition whose run raised or
+    never started. It is also a context manager (open / close). One acquisition runs once.
     """
 
     def __init__(
@@ -190,6 +190,8 @@ class DeepZAcquisition:
         self._acq: Any = None
         self._mda: Any = None
         self._abort = threading.Event()
+        #: the light source's dose reading and the clock when the run started (None: it did not)
+        self._started: tuple[float | None, float] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> Self:
@@ -228,18 +230,22 @@ class DeepZAcquisition:
         if self._opened is None or self._finished:
             self.open()
 
-    def close(self) -> None:
-        """Finish an opened acquisition that did not run (recorded as aborted); idempotent."""
-        if self._opened is not None and not self._finished:
-            self.abort()
-            self._drain()
-            self._finish(None, 0.0)
+    def close(self, reason: str = "closed before it ran") -> None:
+        """Finish an opened acquisition whose run did not end (it raised, or never started): what was
+        measured is kept, its virtual stacks are made, and the container is finished as aborted,
+        recording ``reason``; idempotent."""
+        if self._opened is None or self._finished:
+            return
+        self._opened.hooks.stop(reason)
+        self._abort.set()
+        self._drain()
+        self._finish()
 
     def __enter__(self) -> Self:
         return self if self._opened is not None else self.open()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.close(f"{type(exc).__name__}: {exc}" if exc is not None else "closed before it ran")
 
     def _parts(self) -> _Opened:
         if self._opened is None:
@@ -315,8 +321,7 @@ class DeepZAcquisition:
 
         s = self.settings
         self._ensure_open()
-        dose0 = self.microscope.dose_mJ()
-        t0 = time.perf_counter()
+        self._started = (self.microscope.dose_mJ(), time.perf_counter())
         self._mda = engine = DeepZMDAEngine(self.core, self.hooks, s.positions_xy_um)
         previous = self.core.mda.set_engine(engine)
         self.core.mda.events.frameReady.connect(engine.on_frame)
@@ -328,7 +333,7 @@ class DeepZAcquisition:
             self.core.mda.events.frameReady.disconnect(engine.on_frame)
             self.core.mda.set_engine(previous)
             self._drain()
-        return self._finish(dose0, time.perf_counter() - t0)
+        return self._finish()
 
     def _interrupted(self) -> None:
         self.abort()
@@ -365,8 +370,7 @@ class DeepZAcquisition:
         virtual stacks the model could not take during the run are made after it.
         """
         self._ensure_open()
-        dose0 = self.microscope.dose_mJ()
-        t0 = time.perf_counter()
+        self._started = (self.microscope.dose_mJ(), time.perf_counter())
         try:
             with Acquisition(
                 directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()
@@ -381,7 +385,7 @@ class DeepZAcquisition:
         finally:
             self._acq = None
             self._drain(backlog_progress)
-        return self._finish(dose0, time.perf_counter() - t0)
+        return self._finish()
 
     def _submit(self, acq: Acquisition, progress: Callable[[int, int], None] | None) -> None:
         """Submit the time points one after the other, each once the previous one's frames have arrived."""
@@ -429,7 +433,11 @@ class DeepZAcquisition:
         )
         return used / 1000, (n_pos * done_t * n_req * plan.stack_exposure_ms + reference_s) / 1000
 
-    def _finish(self, dose0: float | None, seconds: float) -> RunSummary:
+    def _finish(self) -> RunSummary:
+        """Record the run's summary and finish the container (after a run, or on closing one that
+        raised or never ran)."""
+        dose0, t0 = self._started if self._started is not None else (None, time.perf_counter())
+        seconds = time.perf_counter() - t0
         aborted = self._abort.is_set()
         st = self.hooks.stats
         n_z = len(self.plan.requested_z())

@@ -223,6 +223,37 @@ def test_a_camera_error_does_not_hang_the_run(session, tmp_path, monkeypatch):
     assert any("Time point 1 was not measured" in e for e in summary.errors)
 
 
+def test_an_error_escaping_the_run_still_finishes_the_container_with_what_was_measured(
+    session, tmp_path, monkeypatch
+):
+    # something the run does not handle (here an error while the second time point's events are made)
+    # propagates to the caller; leaving the `with` block finishes the container, keeps t=0 whole and
+    # records why it stopped
+    import acquisition_hooks.run as run_module
+
+    events = run_module.pycromanager_events
+
+    def failing(sequence, t):
+        if t == 1:
+            raise RuntimeError("pycromanager: the acquisition engine stopped")
+        return events(sequence, t)
+
+    monkeypatch.setattr(run_module, "pycromanager_events", failing)
+    with (
+        pytest.raises(RuntimeError, match="engine stopped"),
+        _acquisition(session, tmp_path, time_points=3) as run,
+    ):
+        run.run()
+    prog = read_progress(tmp_path / "run.ome.zarr")
+    assert prog["finished"] and prog["aborted"]
+    assert prog["completed"]["measured"] == [0] and prog["completed"]["virtual"] == [0]
+    assert prog["summary"]["stop_reason"] == "RuntimeError: pycromanager: the acquisition engine stopped"
+    assert prog["summary"]["seconds"] > 0 and _no_worker_threads()
+    Recorder(
+        tmp_path / "run.ome.zarr", Geometry((0.0,), 0.325, 0.0, (8, 8)), overwrite=True
+    ).finish()  # released
+
+
 # -- 4. bad input --------------------------------------------------------------------------
 @pytest.fixture
 def hooks(tmp_path):
