@@ -28,7 +28,8 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     def path(image: str) -> str:
         return image_group_path(root, image, p)
 
-    done = sorted(set(recorded(root)["completed"]["measured"]))
+    record = recorded(root)
+    done = sorted(set(record["completed"]["measured"]))
     if t not in done:
         raise DeepZError(
             f"Time point {t} of {container} was not measured: complete time points are "
@@ -36,15 +37,15 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
         )
     meas = np.asarray(image_array(root, "measured", p)[t, 0])
     virt_arr = image_array(root, "virtual", p)
-    if virt_arr.shape[0] <= t or t not in recorded(root)["completed"]["virtual"]:
-        missing = recorded(root).get("virtual_missing", {})
+    if virt_arr.shape[0] <= t or t not in record["completed"]["virtual"]:
+        missing = record.get("virtual_missing", {})
         reason = (
             missing.get(per_position(str(t), p, n_pos > 1))
             or "virtual z-stacking was off or it was never made"
         )
         raise DeepZError(
             f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
-            f"{', '.join(map(str, recorded(root)['completed']['virtual'])) or 'none'}."
+            f"{', '.join(map(str, record['completed']['virtual'])) or 'none'}."
         )
     virt = np.asarray(virt_arr[t, 0])
     ref_arr = image_array(root, "reference", p)
