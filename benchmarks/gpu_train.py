@@ -8,8 +8,10 @@
 2. probes every configuration of :data:`RUNS` side by side for a few steps to measure its
    seconds per step while they share the GPU,
 3. trains them all side by side with as many steps as the budget allows (each a full
-   one-cycle schedule that anneals), and
-4. writes each model file and ``gpu_train.json`` (steps, seconds, validation history) to DIR.
+   one-cycle schedule that anneals; ``--resume NAME=CKPT`` continues a run trained elsewhere,
+   re-entering its schedule as ``mm-deepz train --resume`` does), and
+4. writes each model file and ``gpu_train.json`` (steps, seconds, validation history) to DIR,
+   with the checkpoints of ``--keep-checkpoints`` runs, so that the CPU can continue them.
 
 The same command runs on the CPU at toy scale (``--device cpu --budget 20 --scale toy``),
 which is how it is tested before a GPU is at hand. Only the Python physics and training
@@ -23,6 +25,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -33,19 +36,33 @@ from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
 logger = logging.getLogger("benchmarks.gpu_train")
 
-#: the 2-plane recipe of the shipped model (docs/models.md) at a lower peak (2e-3 in bfloat16 diverged at
-#: batch 32 on the H100, validation loss 7-25; float32 at 1e-3 was stable on the H200)
-TWO_PLANES = ["--planes", "2", "--separation", "4", "--z-range", "12", "--lr", "1e-3"]
-#: the configurations trained side by side: name -> extra ``mm-deepz train`` options
+TWO_PLANES = ["--planes", "2", "--separation", "4", "--z-range", "12"]
+#: the 2-plane recipe at batch 32 with a lower peak (2e-3 in bfloat16 diverged at batch 32 on the H100,
+#: validation loss 7-25, when the loss still ran under autocast; float32 at 1e-3 was stable on the H200)
+BIG_BATCH = [*TWO_PLANES, "--lr", "1e-3"]
+#: the CPU recipe of the shipped 2-plane model and of the data-lever run (docs/models.md): batch 6, peak
+#: 2e-3, float32. At batch 6 a step is bound by kernel launches on a GPU, not by arithmetic, so the GPU
+#: runs this recipe unchanged, many times faster than one CPU thread: the same curve, further.
+CPU_RECIPE = [*TWO_PLANES, "--lr", "2e-3", "--batch-size", "6", "--precision", "fp32"]
+#: the configurations trained side by side: name -> extra ``mm-deepz train`` options (a run's own
+#: ``--batch-size`` overrides the command's)
 RUNS: dict[str, list[str]] = {
-    "2plane_d3": [*TWO_PLANES, "--precision", "fp32", "--depth", "3"],
+    "2plane_d3": [*BIG_BATCH, "--precision", "fp32", "--depth", "3"],
     # bfloat16 again since the loss is computed in float32 (its NaN was SSIM under autocast): does it
     # train as float32 does, at its speed?
-    "2plane_d3_bf16": [*TWO_PLANES, "--precision", "bf16", "--depth", "3"],
-    "2plane_d4": [*TWO_PLANES, "--precision", "fp32", "--depth", "4"],
-    "2plane_d5c64": [*TWO_PLANES, "--precision", "fp32", "--depth", "5", "--max-channels", "64"],
+    "2plane_d3_bf16": [*BIG_BATCH, "--precision", "bf16", "--depth", "3"],
+    "2plane_d4": [*BIG_BATCH, "--precision", "fp32", "--depth", "4"],
+    "2plane_d5c64": [*BIG_BATCH, "--precision", "fp32", "--depth", "5", "--max-channels", "64"],
     "1plane_d5c64": ["--planes", "1", "--z-range", "10", "--depth", "5", "--max-channels", "64"],
+    # the receptive-field lever at the CPU recipe's batch and rate, so that each learning curve compares
+    # step for step with the depth-3 data-lever run's (whose checkpoint ``2plane_d3_b6`` can resume)
+    "2plane_d3_b6": [*CPU_RECIPE, "--depth", "3"],
+    "2plane_d4_b6": [*CPU_RECIPE, "--depth", "4"],
+    "2plane_d5c64_b6": [*CPU_RECIPE, "--depth", "5", "--max-channels", "64"],
 }
+#: seconds a main phase spends outside its steps (loading the stacks, CUDA set-up, the last saves), kept
+#: free under ``--total``
+START_AND_SAVE_S = 45
 #: the shipped models' validation stacks (their cards' ``validation_pairs``)
 VALIDATION = {"worm": (2, 4), "beads": (22, 23)}
 
@@ -92,10 +109,18 @@ def _specs(scale: str) -> list[tuple[str, PairSpec]]:
     return specs
 
 
-def _mz(args: list[str], log: Path | None = None) -> None:
-    """Run ``mm-deepz ARGS`` with this Python (the package need not be installed)."""
+def _mz(args: list[str], log: Path | None = None, threads: int | None = None) -> None:
+    """Run ``mm-deepz ARGS`` with this Python (the package need not be installed).
+
+    ``threads``: torch's CPU threads for it, unless the environment sets them (runs side by side
+    must not each take every core for their patch sampling).
+    """
     cmd = [sys.executable, "-c", "from mm_deepz.cli import main; main()", *args]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # this checkout first, then what the environment adds (wheels carried to a bare machine)
+    path = [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    if threads and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(threads)
     with open(log or os.devnull, "a") as out:
         out.write("$ mm-deepz " + shlex.join(args) + "\n")
         out.flush()
@@ -124,18 +149,26 @@ def simulate(data: Path, scale: str) -> None:
 
 
 def _train_args(
-    name: str, data: Path, out: Path, steps: int, device: str, batch: int, patch: int, val_every: int
+    name: str,
+    data: Path,
+    out: Path,
+    steps: int,
+    device: str,
+    batch: int,
+    patch: int,
+    val_every: int,
+    resume: bool = False,
 ) -> list[str]:
     return [
         "train",
         str(data / "train"),
         "--val",
         str(data / "val"),
+        "--batch-size",
+        str(batch),
         *RUNS[name],
         "--steps",
         str(steps),
-        "--batch-size",
-        str(batch),
         "--patch",
         str(patch),
         "--patience",
@@ -144,10 +177,17 @@ def _train_args(
         str(val_every),
         "--device",
         device,
-        "--overwrite",
+        "--resume" if resume else "--overwrite",
         "--out",
         str(out / f"{name}.pt"),
     ]
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    """The step a training checkpoint stands at."""
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
 
 
 def _train_all(
@@ -160,17 +200,21 @@ def _train_all(
     patch: int,
     log: Path,
     val_every: int = 250,
+    resume: frozenset[str] = frozenset(),
 ) -> dict[str, list[dict]]:
-    """Train ``names`` side by side; each run's validation history (step, seconds, losses)."""
+    """Train ``names`` side by side (those in ``resume`` from their checkpoint in ``out``); each run's
+    validation history (step, seconds, losses)."""
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // len(names))
     with ThreadPoolExecutor(len(names)) as pool:
         list(
             pool.map(
                 lambda n: _mz(
-                    _train_args(n, data, out, steps[n], device, batch, patch, val_every),
+                    _train_args(n, data, out, steps[n], device, batch, patch, val_every, n in resume),
                     log.with_name(f"{log.stem}_{n}.log"),
+                    threads,
                 ),
                 names,
             )
@@ -191,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="where the model files and gpu_train.json go")
     ap.add_argument("--budget", type=float, default=420, help="seconds of training (main phase)")
+    ap.add_argument(
+        "--total",
+        type=float,
+        default=None,
+        help="seconds the whole command may take: the main phase is cut to fit (data and probes come first)",
+    )
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--data", type=Path, default=Path("runs/data/gpu"))
     ap.add_argument("--work", type=Path, default=Path("runs/gpu"))
@@ -199,12 +249,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--probe-steps", type=int, default=60)
+    ap.add_argument(
+        "--resume",
+        action="append",
+        default=[],
+        metavar="NAME=CKPT",
+        help="run NAME continues the training checkpoint CKPT (the budget's steps after its own)",
+    )
+    ap.add_argument(
+        "--keep-checkpoints",
+        default="",
+        metavar="NAMES",
+        help="comma-separated runs whose checkpoints come back with the model files (to resume elsewhere)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     names = args.runs.split(",")
     unknown = set(names) - set(RUNS)
     if unknown:
         ap.error(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
+    resumed = dict(item.split("=", 1) for item in args.resume)
+    if set(resumed) - set(names):
+        ap.error(f"--resume names runs that are not in --runs: {sorted(set(resumed) - set(names))}")
+    missing = [c for c in resumed.values() if not Path(c).is_file()]
+    if missing:
+        ap.error(f"no checkpoint at {', '.join(missing)} (carry it to the machine)")
+    keep = set(filter(None, args.keep_checkpoints.split(",")))
     t_start = time.perf_counter()
     simulate(args.data, args.scale)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -221,16 +291,35 @@ def main(argv: list[str] | None = None) -> int:
         val_every=max(1, args.probe_steps // 3),
     )
     per_step = {n: seconds_per_step(h) for n, h in probe.items()}
-    steps = {n: max(250, int(args.budget / per_step[n] / 1.1) // 250 * 250) for n in names}
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = {}
+    for n, ckpt in resumed.items():  # a copy: the carried checkpoint stays as it came
+        shutil.copy2(ckpt, args.out / f"{n}.ckpt")
+        start[n] = checkpoint_step(args.out / f"{n}.ckpt")
+    budget = args.budget
+    if args.total is not None:  # what is left, less the runs' start and their saving at the end
+        budget = min(budget, args.total - (time.perf_counter() - t_start) - START_AND_SAVE_S)
+        logger.info("%.0f s of the total left for training", budget)
+    steps = {n: start.get(n, 0) + max(250, int(budget / per_step[n] / 1.1) // 250 * 250) for n in names}
     logger.info(
         "probe: seconds per step %s -> steps %s", {n: round(v, 4) for n, v in per_step.items()}, steps
     )
-    histories = _train_all(names, args.data, args.out, steps, args.device, args.batch_size, args.patch, log)
+    histories = _train_all(
+        names,
+        args.data,
+        args.out,
+        steps,
+        args.device,
+        args.batch_size,
+        args.patch,
+        log,
+        resume=frozenset(resumed),
+    )
     from mm_deepz.modelfile import load_model
 
     summary = {
         "device": args.device,
-        "budget_s": args.budget,
+        "budget_s": round(budget, 1),
         "batch_size": args.batch_size,
         "patch": args.patch,
         "probe_seconds_per_step": per_step,
@@ -240,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         card = load_model(args.out / f"{n}.pt").card
         summary["runs"][n] = {
             "options": RUNS[n],
+            "start_step": start.get(n, 0),
             "steps": steps[n],
             "train_seconds": card.provenance["train_seconds"],
             "hardware": card.provenance["hardware"],
@@ -248,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
     (args.out / "gpu_train.json").write_text(json.dumps(summary, indent=2))
-    for (
-        n
-    ) in names:  # checkpoints stay on the machine: too large to bring back, the model files carry the weights
-        (args.out / f"{n}.ckpt").replace(args.work / f"{n}.ckpt")
+    # checkpoints stay on the machine unless kept (the files that come back are few and capped in size):
+    # the model files carry the weights
+    for n in names:
+        if n not in keep:
+            (args.out / f"{n}.ckpt").replace(args.work / f"{n}.ckpt")
         (args.out / f"{n}.dataset.json").replace(args.work / f"{n}.dataset.json")
     with open(args.out / "train_logs.txt", "w") as logs:
         logs.writelines(

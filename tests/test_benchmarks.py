@@ -34,38 +34,35 @@ def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path, monkeypatch
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from mm_deepz.modelfile import load_model
 
+    def leg(out, *extra):
+        common = ["--device", "cpu", "--scale", "toy", "--budget", "1", "--probe-steps", "6"]
+        sizes = ["--batch-size", "2", "--patch", "32", "--data", str(tmp_path / "data")]
+        return gpu_train([*common, *sizes, "--work", str(tmp_path / "work"), "--out", str(out), *extra])
+
     out = tmp_path / "out"
-    assert (
-        gpu_train(
-            [
-                "--device",
-                "cpu",
-                "--scale",
-                "toy",
-                "--budget",
-                "1",
-                "--runs",
-                "2plane_d3",
-                "--probe-steps",
-                "6",
-                "--batch-size",
-                "2",
-                "--patch",
-                "32",
-                "--data",
-                str(tmp_path / "data"),
-                "--work",
-                str(tmp_path / "work"),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert leg(out, "--runs", "2plane_d3", "--keep-checkpoints", "2plane_d3") == 0
     summary = json.loads((out / "gpu_train.json").read_text())
     run = summary["runs"]["2plane_d3"]
     assert summary["probe_seconds_per_step"]["2plane_d3"] > 0 and run["steps"] == 250  # the least it trains
     assert [h["step"] for h in run["history"]] == [250] and run["history"][0]["seconds"] > 0
     card = load_model(out / "2plane_d3.pt").card
     assert card.n_planes == 2 and card.provenance["steps_done"] == 250
-    assert sorted(p.name for p in out.iterdir()) == ["2plane_d3.pt", "gpu_train.json", "train_logs.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "2plane_d3.ckpt",
+        "2plane_d3.pt",
+        "gpu_train.json",
+        "train_logs.txt",
+    ]
+    # a run trained elsewhere goes on from its checkpoint, which is copied, not moved
+    again = tmp_path / "again"
+    assert leg(again, "--runs", "2plane_d3", "--resume", f"2plane_d3={out / '2plane_d3.ckpt'}") == 0
+    assert (out / "2plane_d3.ckpt").is_file()
+    run = json.loads((again / "gpu_train.json").read_text())["runs"]["2plane_d3"]
+    assert run["start_step"] == 250 and run["steps"] == 500
+    assert [h["step"] for h in run["history"]] == [250, 500]
+    card = load_model(again / "2plane_d3.pt").card
+    assert card.provenance["steps_done"] == 500 and [leg["steps"] for leg in card.provenance["legs"]] == [
+        [0, 250],
+        [250, 500],
+    ]
+    assert sorted(p.name for p in again.iterdir()) == ["2plane_d3.pt", "gpu_train.json", "train_logs.txt"]
