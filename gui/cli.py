@@ -21,8 +21,22 @@ from mm_deepz.bridge import DEFAULT_PORT
 
 
 def register(app: typer.Typer) -> None:
-    """Add the panel's command to ``app``."""
+    """Add the panel's and napari's commands to ``app``."""
     app.command("gui")(gui_cmd)
+    app.command("napari")(napari_cmd)
+
+
+def _window_size(size: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` in pixels."""
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--size must be WIDTHxHEIGHT in pixels, e.g. 1280x800 (got {size!r})"
+        ) from None
+    if width < 64 or height < 64:
+        raise typer.BadParameter(f"--size {size} is too small to show anything: at least 64x64 pixels.")
+    return width, height
 
 
 def gui_cmd(
@@ -64,10 +78,40 @@ def gui_cmd(
         request = AcquisitionRequest(
             output=Path(tmp) / "screenshot.ome.zarr", time_points=5, blind_check_every=4, **microscope
         )
-        try:
-            width, height = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise typer.BadParameter(
-                f"--size must be WIDTHxHEIGHT in pixels, e.g. 1280x800 (got {size!r})"
-            ) from None
-        typer.echo(f"wrote {render_screenshot(screenshot, request, virtual_plane=4, size=(width, height))}")
+        typer.echo(
+            f"wrote {render_screenshot(screenshot, request, virtual_plane=4, size=_window_size(size))}"
+        )
+
+
+def napari_cmd(
+    run: Annotated[Path, typer.Argument(help="The run's OME-Zarr container.")],
+    screenshot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save the view as PNG, drawn off screen (no display needed), instead of opening napari."
+        ),
+    ] = None,
+    z: Annotated[
+        float | None, typer.Option(help="--screenshot: depth shown (µm; default: the first measured plane).")
+    ] = None,
+    t: Annotated[int, typer.Option(help="--screenshot: time point shown.")] = 0,
+    size: Annotated[str, typer.Option(help="--screenshot: WIDTHxHEIGHT pixels.")] = "1500x560",
+) -> None:
+    """A run in napari: measured, virtual and reference images side by side (the mm-deepz reader)."""
+    from mm_deepz.errors import DeepZError
+    from mm_deepz.io import is_container
+
+    if not (run.is_dir() and is_container(run)):
+        raise DeepZError(f"{run} is not an mm-deepz run: give the OME-Zarr folder `mm-deepz acquire` wrote.")
+    try:
+        import napari
+    except ImportError:
+        raise DeepZError('napari is not installed: pip install "mm-deepz[napari]".') from None
+    if screenshot is not None:
+        from .napari_render import render_run
+
+        typer.echo(f"wrote {render_run(run, screenshot, z_um=z, t=t, size=_window_size(size))}")
+        return
+    viewer = napari.Viewer(title=f"mm-deepz: {run.name}")
+    viewer.open(str(run), plugin="mm-deepz")
+    napari.run()

@@ -57,6 +57,8 @@ def read_run(path: str | list[str]) -> list[LayerData]:
                 # (t, z, y, x): the channel axis holds one channel
                 "scale": [scale[0], *scale[2:]],
                 "translate": [translate[0], *translate[2:]],
+                # the axes' units (second, micrometer): napari's scale bar and status bar then say µm
+                "units": [a.get("unit", "pixel") for a in ome["multiscales"][0]["axes"] if a["name"] != "c"],
                 "colormap": COLORMAPS.get(str(channel.get("color", "")).upper(), "gray"),
                 "blending": "additive",
                 "metadata": {"mm_deepz_image": name, "position": p, "label": channel.get("label", name)},

@@ -41,5 +41,16 @@ def test_the_command_line_holds_every_packages_commands():
     from mm_deepz.cli import app
 
     out = CliRunner().invoke(app, ["--help"]).output
-    for command in ("train", "evaluate", "track", "info", "preview", "simulate", "acquire", "infer", "gui"):
+    for command in (
+        "train",
+        "evaluate",
+        "track",
+        "info",
+        "preview",
+        "simulate",
+        "acquire",
+        "infer",
+        "gui",
+        "napari",
+    ):
         assert f"│ {command} " in out, command

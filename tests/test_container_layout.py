@@ -141,6 +141,7 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
         ome = root[image_group_path(root, name, int(p))].attrs["ome"]
         translation = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"]
         np.testing.assert_allclose(layer.translate, [translation[0], *translation[2:]])
+        assert [str(u) for u in layer.units] == ["second", "micrometer", "micrometer", "micrometer"]
     measured_planes = xml_images[expected[0]].pixels.planes  # the input planes, at every time point
     by_t = {}
     for plane in measured_planes:
@@ -149,6 +150,46 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
     assert sorted(by_t) == [0, 1] and max(by_t[0]) < min(by_t[1])  # each frame's own time, in order
     times = read_progress(out)["frame_times_s"]["measured"]
     assert sum(len(v) for k, v in times.items() if record_key_parts(k)[1] == 0) == len(measured_planes)
+
+
+def _panels(png, n):
+    """The brightest channel value of each of the ``n`` side-by-side panels of a PNG, 0-1, leaving out
+    the rows where napari writes the layer names (top) and the scale bar and caption (bottom)."""
+    from matplotlib.image import imread
+
+    rgb = imread(png)[..., :3]
+    height, width = rgb.shape[:2]
+    body = rgb[height // 8 : height * 3 // 4]
+    return [float(body[:, i * width // n : (i + 1) * width // n].max()) for i in range(n)]
+
+
+def test_napari_draws_a_run_side_by_side_off_screen(session, tmp_path):
+    """``mm-deepz napari RUN --screenshot``: napari's own layer visuals, drawn without a display. At a
+    measured plane all three images show the worm; 6 µm from it the measured image is empty (nothing
+    was measured there) while the virtual and reference ones are not."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run.ome.zarr"
+    _run(session, out, planes=2, time_points=1)
+
+    def shot(z):
+        png = tmp_path / f"z{z}.png"
+        args = ["napari", str(out), "--screenshot", str(png), "--z", str(z), "--size", "900x360"]
+        # its own process: napari's GL must be set up for EGL before anything loads PyOpenGL
+        done = subprocess.run(
+            [sys.executable, "-c", "from mm_deepz.cli import main; main()", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,  # its stderr goes into the failure message
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return _panels(png, 3)
+
+    at_plane, away = shot(-2.0), shot(4.0)
+    assert min(at_plane) > 0.3, at_plane
+    assert away[0] < 0.02 and away[1] > 0.3 and away[2] > 0.3, away
 
 
 def test_an_interrupted_run_is_a_valid_collection_already(tmp_path):
