@@ -45,7 +45,7 @@ BIG_BATCH = [*TWO_PLANES, "--lr", "1e-3"]
 #: runs this recipe unchanged, many times faster than one CPU thread: the same curve, further.
 CPU_RECIPE = [*TWO_PLANES, "--lr", "2e-3", "--batch-size", "6", "--precision", "fp32"]
 #: the configurations trained side by side: name -> extra ``mm-deepz train`` options (a run's own
-#: ``--batch-size`` overrides the command's)
+#: ``--batch-size`` replaces the command's)
 RUNS: dict[str, list[str]] = {
     "2plane_d3": [*BIG_BATCH, "--precision", "fp32", "--depth", "3"],
     # bfloat16 again since the loss is computed in float32 (its NaN was SSIM under autocast): does it
@@ -164,8 +164,7 @@ def _train_args(
         str(data / "train"),
         "--val",
         str(data / "val"),
-        "--batch-size",
-        str(batch),
+        *([] if "--batch-size" in RUNS[name] else ["--batch-size", str(batch)]),  # a run's own batch wins
         *RUNS[name],
         "--steps",
         str(steps),
