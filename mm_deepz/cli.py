@@ -328,6 +328,27 @@ def evaluate_cmd(
         typer.echo(f"blind metrics stored in {model}")
 
 
+@app.command("curves")
+def curves_cmd(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Model files or training checkpoints (.ckpt); NAME=PATH to label one."),
+    ],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("learning_curves.png"),
+) -> None:
+    """Learning curves: validation loss against step, each training leg's start marked."""
+    from mm_deepz.evaluation.curves import plot_curves
+
+    labelled = {}
+    for run in runs:
+        name, _, path = str(run).rpartition("=")
+        labelled[name or Path(path).stem] = Path(path)
+    missing = [str(p) for p in labelled.values() if not p.is_file()]
+    if missing:
+        raise typer.BadParameter(f"no such file: {', '.join(missing)}")
+    typer.echo(f"wrote {plot_curves(labelled, out)}")
+
+
 def main() -> None:
     """The ``mm-deepz`` entry point: errors a user can act on are one clear line, not a traceback."""
     from mm_deepz.bridge import BridgeError

@@ -195,6 +195,20 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     ck = torch.load(tmp_path / "m.ckpt", weights_only=True)
     assert [g["max_lr"] for g in ck["opt"]["param_groups"]] == [1e-3]
     assert [g["lr"] for g in ck["d_opt"]["param_groups"]] == [5e-4]
+    # the model file carries its whole learning curve, both legs', and `mm-deepz curves` draws it
+    from mm_deepz.evaluation.curves import training_record
+
+    history, legs = training_record(tmp_path / "m.pt")
+    assert [h["step"] for h in history] == [10, 20, 30] and history == training_record(tmp_path / "m.ckpt")[0]
+    assert min(h["val_loss"] for h in history) == pytest.approx(
+        resumed.model.card.metrics["validation_loss"], abs=1e-4
+    )
+    out = CliRunner().invoke(app, ["curves", f"run={tmp_path / 'm.pt'}", "--out", str(tmp_path / "c.png")])
+    assert out.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 10_000, out.output
+    del resumed.model.card.provenance["history"]  # a model trained before models kept their curve
+    resumed.model.save(tmp_path / "old.pt")
+    with pytest.raises(DeepZError, match=r"no training history .* plot its checkpoint"):
+        training_record(tmp_path / "old.pt")
 
 
 @pytest.mark.parametrize("steps", [1, 2, 10])

@@ -445,6 +445,7 @@ def train(
         "torch": torch.__version__,
         "data": dataset_summary(pairs),
         "validation_pairs": [p.name for p in val_pairs],
+        "history": history,  # the learning curve (mm-deepz curves), every leg's
     }
     model.card.metrics = {"validation_loss": round(best, 5)}
     model.save(out)
