@@ -71,13 +71,13 @@ def test_deepz_exposes_one_plane_per_time_point_and_records_both(session, static
     assert prog["model"]["sha256"] == run.model.sha256 and prog["finished"]
 
 
-@pytest.mark.parametrize(("planes", "dissimilarity", "correlation"), [(2, 0.45, 2.5), (1, 0.65, 1.8)])
+@pytest.mark.parametrize(("planes", "dissimilarity", "correlation"), [(2, 0.38, 3.0), (1, 0.65, 1.8)])
 def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(
     session, static_world, tmp_path, planes, dissimilarity, correlation
 ):
     """The shipped models against the simulator's noise-free confocal stack (a worm never trained on):
-    the 2-plane model at most 0.45x the repeated input's structural dissimilarity (1 - SSIM) and at
-    least 2.5x its correlation; the 1-plane model 0.65x and 1.8x (measured: 0.32x / 3.2x and 0.49x /
+    the 2-plane model at most 0.38x the repeated input's structural dissimilarity (1 - SSIM) and at
+    least 3x its correlation; the 1-plane model 0.65x and 1.8x (measured: 0.28x / 3.5x and 0.49x /
     2.2x, docs/models.md)."""
     run, _ = _run(session, tmp_path, planes=planes, time_points=1)
     virtual, _ = _image(tmp_path / "run.ome.zarr", "virtual")
