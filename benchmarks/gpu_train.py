@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(RUNS)
     if unknown:
         ap.error(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
+    if any("=" not in item for item in args.resume):
+        ap.error("--resume takes NAME=CKPT, e.g. --resume 2plane_d3_b6=runs/models/2plane_d3_fp32.ckpt")
     resumed = dict(item.split("=", 1) for item in args.resume)
     if set(resumed) - set(names):
         ap.error(f"--resume names runs that are not in --runs: {sorted(set(resumed) - set(names))}")

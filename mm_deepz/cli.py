@@ -342,7 +342,7 @@ def curves_cmd(
     labelled = {}
     for run in runs:
         name, _, path = str(run).rpartition("=")
-        labelled[name or Path(path).stem] = Path(path)
+        labelled[name or Path(path).name] = Path(path)  # the file name: a model and its .ckpt differ
     missing = [str(p) for p in labelled.values() if not p.is_file()]
     if missing:
         raise typer.BadParameter(f"no such file: {', '.join(missing)}")
