@@ -92,3 +92,40 @@ def run(quick: bool, devices: list[str]) -> list[dict]:
             gpu = dev == "cuda"
             rows.append(case(dev, size, n_out, n_in, None if gpu else timed, eager))
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.inference [--device cuda] [--quick] --out DIR``: the inference rows alone.
+
+    It needs only torch and the engine (not zarr, pycromanager or the simulator's core), so it runs on
+    a bare GPU machine where the full suite's dependencies are not installed; it writes
+    ``inference.json`` and ``inference.md`` (the suite's inference table) to DIR.
+    """
+    import argparse
+    import json
+    import platform
+    from pathlib import Path
+
+    from .report import inference_table
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=main.__doc__)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--device", action="append", help="cuda and/or cpu (default: cuda if present, and cpu)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run; figures meaningless)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    devices = args.device or ((["cuda"] if torch.cuda.is_available() else []) + ["cpu"])
+    rows = run(args.quick, devices)
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    machine = f"{platform.machine()}, GPU: {gpu or 'none'}, torch {torch.__version__}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "inference.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    (args.out / "inference.md").write_text(
+        "\n".join([f"Measured on {machine}.", "", *inference_table(rows)]) + "\n"
+    )
+    logger.info("wrote %s and %s", args.out / "inference.json", args.out / "inference.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,18 +21,9 @@ def _goal(value: float, goal: float) -> str:
     return f"{value} ({'meets' if value >= goal else 'below'} {goal})"
 
 
-def results_markdown(r: dict) -> list[str]:
-    """The tables of one run."""
-    m = r["machine"]
-    v = ", ".join(f"{k} {x}" for k, x in m["versions"].items())
-    out = [
-        f"Measured {m['date']} on {m['cpu']} ({m['cpu_cores']} cores, torch threads {m['torch_threads']}), "
-        f"GPU: {m['gpu'] or 'none'}; {v}."
-        + (" **Quick mode: sizes too small to mean anything.**" if r["quick"] else ""),
-        "",
-    ]
-    out += ["### Inference", ""]
-    out += _table(
+def inference_table(rows: list[dict]) -> list[str]:
+    """The inference section's table (also written alone by ``python -m benchmarks.inference``)."""
+    return _table(
         [
             "device",
             "frame",
@@ -56,9 +47,22 @@ def results_markdown(r: dict) -> list[str]:
                 x.get("engine_vs_eager"),
                 f"{x['planes_timed']} planes",
             ]
-            for x in r["inference"]
+            for x in rows
         ],
     )
+
+
+def results_markdown(r: dict) -> list[str]:
+    """The tables of one run."""
+    m = r["machine"]
+    v = ", ".join(f"{k} {x}" for k, x in m["versions"].items())
+    out = [
+        f"Measured {m['date']} on {m['cpu']} ({m['cpu_cores']} cores, torch threads {m['torch_threads']}), "
+        f"GPU: {m['gpu'] or 'none'}; {v}."
+        + (" **Quick mode: sizes too small to mean anything.**" if r["quick"] else ""),
+        "",
+    ]
+    out += ["### Inference", "", *inference_table(r["inference"])]
     out += ["### Acquisition overhead", ""]
     out += _table(
         [

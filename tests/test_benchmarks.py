@@ -66,3 +66,14 @@ def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path, monkeypatch
         [250, 500],
     ]
     assert sorted(p.name for p in again.iterdir()) == ["2plane_d3.pt", "gpu_train.json", "train_logs.txt"]
+
+
+def test_the_inference_rows_run_alone_for_a_bare_gpu_machine(tmp_path):
+    # the GPU speed goal is measured on a machine without the suite's other dependencies: this part
+    # runs on torch and the engine, and writes the suite's inference table
+    from benchmarks.inference import main as inference
+
+    assert inference(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "inference.json").read_text())["rows"]
+    assert [(r["device"], r["frame"]) for r in rows] == [("cpu", 128)] and rows[0]["planes_per_s"] > 0
+    assert "| cpu | 128² | 1 | 5 |" in (tmp_path / "inference.md").read_text()
