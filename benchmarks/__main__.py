@@ -10,45 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import time
-from datetime import date
 from pathlib import Path
 
-import numpy as np
-import pycromanager
 import torch
-import zarr
 from rich.logging import RichHandler
 from rich.progress import Progress
 
-import mm_deepz
-
 from . import acquisition, inference, light, neurons, scaling, simulator, training_step, writing
+from .common import machine
 from .report import write_markdown
 
 logger = logging.getLogger("benchmarks")
-
-
-def machine() -> dict:
-    """What the figures were measured on."""
-    import os
-
-    return {
-        "date": date.today().isoformat(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "versions": {
-            "mm_deepz": mm_deepz.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "zarr": zarr.__version__,
-            "pycromanager": pycromanager.__version__,
-            "python": platform.python_version(),
-        },
-    }
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,15 +1,20 @@
-"""Shared benchmark tools: timing, peak memory, the demo network with random weights."""
+"""Shared benchmark tools: timing, peak memory, the demo network with random weights, the machine."""
 
 from __future__ import annotations
 
+import os
+import platform
 import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import torch
 
+import mm_deepz
 from mm_deepz.model import UNetConfig
 from mm_deepz.modelfile import DeepZModel, ModelCard, OpticsSpec
 
@@ -77,3 +82,30 @@ def best_time(fn: Callable[[], Any], repeats: int = 2, warmup: bool = True, cuda
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def machine() -> dict:
+    """What the figures were measured on. Versions come from the installed packages' metadata, so a
+    machine without zarr or pycromanager (a bare GPU machine running the inference rows) says so."""
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "date": date.today().isoformat(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "versions": {
+            "mm_deepz": mm_deepz.__version__,  # the checkout's: it need not be installed
+            "torch": torch.__version__,
+            "numpy": installed("numpy"),
+            "zarr": installed("zarr"),
+            "pycromanager": installed("pycromanager"),
+            "python": platform.python_version(),
+        },
+    }

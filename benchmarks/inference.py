@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import json
-    import platform
     from pathlib import Path
 
-    from .report import inference_table
+    from .common import machine
+    from .report import inference_table, measured_on
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=main.__doc__)
     ap.add_argument("--out", type=Path, required=True)
@@ -116,12 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     devices = args.device or ((["cuda"] if torch.cuda.is_available() else []) + ["cpu"])
     rows = run(args.quick, devices)
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    machine = f"{platform.machine()}, GPU: {gpu or 'none'}, torch {torch.__version__}"
+    measured = machine()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "inference.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    (args.out / "inference.json").write_text(json.dumps({"machine": measured, "rows": rows}, indent=2))
     (args.out / "inference.md").write_text(
-        "\n".join([f"Measured on {machine}.", "", *inference_table(rows)]) + "\n"
+        "\n".join([measured_on(measured), "", *inference_table(rows)]) + "\n"
     )
     logger.info("wrote %s and %s", args.out / "inference.json", args.out / "inference.md")
     return 0

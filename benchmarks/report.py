@@ -52,13 +52,19 @@ def inference_table(rows: list[dict]) -> list[str]:
     )
 
 
-def results_markdown(r: dict) -> list[str]:
-    """The tables of one run."""
-    m = r["machine"]
-    v = ", ".join(f"{k} {x}" for k, x in m["versions"].items())
-    out = [
+def measured_on(m: dict) -> str:
+    """The line that says what a run's figures were measured on (:func:`benchmarks.common.machine`)."""
+    v = ", ".join(f"{k} {x}" for k, x in m["versions"].items() if x is not None)
+    return (
         f"Measured {m['date']} on {m['cpu']} ({m['cpu_cores']} cores, torch threads {m['torch_threads']}), "
         f"GPU: {m['gpu'] or 'none'}; {v}."
+    )
+
+
+def results_markdown(r: dict) -> list[str]:
+    """The tables of one run."""
+    out = [
+        measured_on(r["machine"])
         + (" **Quick mode: sizes too small to mean anything.**" if r["quick"] else ""),
         "",
     ]
