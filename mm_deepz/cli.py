@@ -176,6 +176,13 @@ def train_cmd(
     adversarial: Annotated[float, typer.Option(help="Weight of the patch-GAN loss (0 = off).")] = 0.05,
     pcc_weight: Annotated[float, typer.Option(help="Weight of the (1 - correlation) loss.")] = 1.0,
     ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) loss.")] = 1.0,
+    balance_defocus: Annotated[
+        bool,
+        typer.Option(
+            help="Draw every target distance from the nearest input plane equally often (more "
+            "far-defocus targets; validation batches unchanged)."
+        ),
+    ] = False,
     val_fraction: Annotated[float, typer.Option(help="Fraction of stacks held out for validation.")] = 0.2,
     val: Annotated[
         list[Path] | None,
@@ -242,6 +249,7 @@ def train_cmd(
         "adversarial": ("adversarial_weight", adversarial),
         "pcc_weight": ("pcc_weight", pcc_weight),
         "ssim_weight": ("ssim_weight", ssim_weight),
+        "balance_defocus": ("balance_defocus", balance_defocus),
         "val_fraction": ("val_fraction", val_fraction),
         "patience": ("patience", patience),
         "val_every": ("val_every", val_every),

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -276,6 +277,7 @@ def test_fixed_validation_set_and_capped_deeper_network(data, tmp_path):
             "5",
             "--max-channels",
             "16",
+            "--balance-defocus",
             "--adversarial",
             "0",
             "--device",
@@ -287,11 +289,38 @@ def test_fixed_validation_set_and_capped_deeper_network(data, tmp_path):
     assert model.card.provenance["validation_pairs"] == ["sheet_160"]
     assert model.card.provenance["data"]["n_pairs"] == 4  # 3 training + 1 validation stack
     assert model.card.architecture.widths == [8, 16, 16, 16, 16, 16]
+    assert model.card.provenance["train_config"]["balance_defocus"] is True
     assert model.network.head.in_channels == 8
     res = CliRunner().invoke(
         app, ["train", str(data / "train"), "--out", str(tmp_path / "x.pt"), "--patch", "32", "--depth", "5"]
     )
     assert res.exit_code != 0 and "must be a multiple of 32 and at least 64 px" in str(res.exception)
+
+
+def test_balanced_sampling_draws_far_defocus_targets_as_often_as_near_ones(data):
+    # the far-defocus lever (#18): by default each (stack, anchor, target) triple is equally likely,
+    # so distances that more anchors reach dominate; --balance-defocus draws every distance from the
+    # nearest plane equally often (read here from the DPM channels of the drawn patches), while
+    # validation batches stay as they were
+    from mm_deepz.training.sampler import PatchSampler, SamplingConfig
+    from mm_deepz.training.stacks import load_pairs
+
+    pairs = load_pairs([data / "train"])
+
+    def distances(balance: bool, fixed: bool = False) -> np.ndarray:
+        cfg = SamplingConfig(plane_offsets_um=(0.0,), z_range_um=4.0, patch=32, balance_defocus=balance)
+        sampler = PatchSampler(pairs, cfg, seed=3)
+        x, _ = sampler.fixed_batch(3000, seed=1) if fixed else sampler.sample(3000)
+        dpm_um = x[:, 1::2, 0, 0].numpy() * cfg.z_range_um  # target minus each input plane
+        return np.round(np.abs(dpm_um).min(axis=1)).astype(int)
+
+    # 9-plane stacks, targets within 4 µm: 9 / 16 / 14 / 12 / 10 (anchor, target) pairs at 0-4 µm
+    uniform, balanced = np.bincount(distances(False)), np.bincount(distances(True))
+    assert len(uniform) == len(balanced) == 5
+    assert uniform[1] > 1.4 * uniform[0]  # by default a distance is drawn as often as it occurs
+    assert balanced.min() > 0.8 * balanced.max()  # balanced: every distance about equally often
+    assert balanced[0] > 1.2 * uniform[0]
+    np.testing.assert_array_equal(distances(True, fixed=True), distances(False, fixed=True))
 
 
 def test_precision_is_chosen_per_device_and_validated():

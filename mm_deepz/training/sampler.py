@@ -1,7 +1,10 @@
 """Random training patches from registered stack pairs.
 
 Each sample picks a pair, anchor plane(s) at the model's input offsets, a target plane
-within the trained z-range, and a random (flipped / rotated) crop. Inputs are normalized
+within the trained z-range, and a random (flipped / rotated) crop. By default every such
+(pair, anchor, target) triple is equally likely, which favours targets near the input planes
+(more anchors reach them); with ``balance_defocus`` every distance from the nearest input plane
+is equally likely instead. Validation batches are always drawn the default way. Inputs are normalized
 exactly as at inference (percentiles of the full input planes, :class:`IntensityScale`);
 targets by their whole stack's percentiles, which keeps the axial brightness profile of the
 target modality (a confocal plane far from the specimen stays dark).
@@ -32,6 +35,9 @@ class SamplingConfig:
     #: otherwise teach the network that "dark" is the answer)
     foreground_fraction: float = 0.9
     foreground_level: float = 0.1
+    #: draw every distance of the target from the nearest input plane (in z steps) equally often,
+    #: instead of every (pair, anchor, target) triple: more far-defocus targets
+    balance_defocus: bool = False
 
 
 class PatchSampler:
@@ -67,6 +73,7 @@ class PatchSampler:
                 f"{pairs[0].z_um[-1] - pairs[0].z_um[0]:.1f} µm, "
                 f"planes need {self.plane_steps[-1] * step:.1f} µm plus targets within ±{cfg.z_range_um} µm."
             )
+        self._weights = self._balanced_weights() if cfg.balance_defocus else None
 
     def _enumerate(self) -> list[tuple[int, int, int]]:
         out = []
@@ -79,6 +86,17 @@ class PatchSampler:
                     if np.all(np.abs(z[j] - zi) <= self.cfg.z_range_um + 1e-6):
                         out.append((k, a, j))
         return out
+
+    def defocus_steps(self) -> np.ndarray:
+        """Each choice's distance from its target to the nearest input plane, in z steps."""
+        return np.array([np.min(np.abs(j - (a + self.plane_steps))) for _, a, j in self.choices])
+
+    def _balanced_weights(self) -> np.ndarray:
+        """Choice probabilities under which every defocus distance is equally likely."""
+        d = self.defocus_steps()
+        counts = np.bincount(d)
+        w = 1.0 / counts[d]
+        return w / w.sum()
 
     def input_scale(self, k: int, a: int) -> IntensityScale:
         """The inference-time scale of the input planes at anchor ``a`` of pair ``k``."""
@@ -93,7 +111,13 @@ class PatchSampler:
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A random batch."""
         xs, ys = [], []
-        for c in self.rng.integers(len(self.choices), size=batch):
+        n = len(self.choices)
+        picks = (
+            self.rng.integers(n, size=batch)
+            if self._weights is None
+            else self.rng.choice(n, batch, p=self._weights)
+        )
+        for c in picks:
             x, y = self.example(*self.choices[int(c)], rng=self.rng)
             xs.append(x)
             ys.append(y)

@@ -62,6 +62,9 @@ class TrainConfig(Settings):
     #: structure at depths where the target has none (the shipped models' recipe)
     ssim_weight: float = 1.0
     adversarial_weight: float = 0.05
+    #: draw every target distance from the nearest input plane equally often (more far-defocus
+    #: training targets; validation unchanged), instead of every (stack, anchor, target) triple
+    balance_defocus: bool = False
     val_fraction: float = 0.2
     val_every: int = 250
     #: stop after this many validations without improvement (0 = never; long one-cycle runs
@@ -290,7 +293,10 @@ def train(
     else:
         train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
     _check_z_range(train_pairs, cfg)
-    sampling = SamplingConfig(cfg.plane_offsets_um, cfg.z_range_um, cfg.patch)  # card percentiles = defaults
+    # card percentiles = defaults
+    sampling = SamplingConfig(
+        cfg.plane_offsets_um, cfg.z_range_um, cfg.patch, balance_defocus=cfg.balance_defocus
+    )
     sampler = PatchSampler(train_pairs, sampling, seed=cfg.seed)
     # validation on whole frames (what inference sees), not on training-sized patches
     val_source = val_pairs or train_pairs
