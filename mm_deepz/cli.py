@@ -347,14 +347,40 @@ def curves_cmd(
     """Learning curves: validation loss against step, each training leg's start marked."""
     from mm_deepz.evaluation.curves import plot_curves
 
-    labelled = {}
-    for run in runs:
-        name, _, path = str(run).rpartition("=")
-        labelled[name or Path(path).name] = Path(path)  # the file name: a model and its .ckpt differ
+    labelled = _labelled(runs)
     missing = [str(p) for p in labelled.values() if not p.is_file()]
     if missing:
         raise typer.BadParameter(f"no such file: {', '.join(missing)}")
     typer.echo(f"wrote {plot_curves(labelled, out)}")
+
+
+@app.command("compare")
+def compare_cmd(
+    reports: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Report folders of `mm-deepz evaluate` on the same stacks; NAME=PATH to label one."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="PNG file to write (PCC against defocus, neuron F1).")] = Path(
+        "comparison.png"
+    ),
+) -> None:
+    """Several models' blind tests side by side: a markdown table on stdout and a plot."""
+    from mm_deepz.evaluation.compare import compare_reports, comparison_markdown, plot_comparison
+
+    summaries = compare_reports(_labelled(reports))
+    typer.echo(comparison_markdown(summaries), nl=False)
+    typer.echo(f"wrote {plot_comparison(summaries, out)}", err=True)  # stdout: the table alone
+
+
+def _labelled(paths: list[Path]) -> dict[str, Path]:
+    """``NAME=PATH`` arguments (or bare paths, named by their file or folder name), in order."""
+    labelled = {}
+    for arg in paths:
+        name, _, path = str(arg).rpartition("=")
+        labelled[name or Path(path).name] = Path(path)  # the file name: a model and its .ckpt differ
+    return labelled
 
 
 def main() -> None:

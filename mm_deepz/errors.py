@@ -37,6 +37,10 @@ class SettingsError(DeepZError):
     """Acquisition settings outside their valid range (time points, interval, power ...)."""
 
 
+class ReportError(DeepZError):
+    """Evaluation reports that cannot be compared: missing, not a report, or other stacks scored."""
+
+
 class HardwareError(DeepZError):
     """The microscope lacks what the run needs (a config group, a preset, a property)."""
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from mm_deepz.cli import app
-from mm_deepz.errors import DeepZError
+from mm_deepz.errors import DeepZError, ReportError
 from mm_deepz.modelfile import load_model
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
@@ -440,8 +441,6 @@ def test_a_config_file_that_cannot_be_used_is_refused_by_name(data, tmp_path, co
 
 
 def test_the_schema_of_the_training_settings_is_printed_and_documented():
-    from pathlib import Path
-
     res = CliRunner().invoke(app, ["train", "--schema"])  # no data needed
     assert res.exit_code == 0, res.output
     schema = json.loads(res.output)
@@ -451,3 +450,58 @@ def test_the_schema_of_the_training_settings_is_printed_and_documented():
     assert (
         json.loads(documented.read_text()) == schema
     )  # `mm-deepz train --schema > docs/train_config.schema.json`
+
+
+def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path):
+    # `mm-deepz compare`: the table a user reads to pick a model, one row per evaluation report, and
+    # a refusal when the reports scored different specimens (the comparison would mean nothing)
+    runner = CliRunner()
+
+    def trained_and_scored(name: str, steps: int, stacks: str) -> Path:
+        model = tmp_path / f"{name}.pt"
+        args = ["train", str(data / "train"), "--out", str(model), "--z-range", "4", "--steps", str(steps)]
+        args += [
+            "--batch-size",
+            "2",
+            "--patch",
+            "32",
+            "--base-channels",
+            "4",
+            "--depth",
+            "2",
+            "--device",
+            "cpu",
+        ]
+        assert runner.invoke(app, args).exit_code == 0
+        report = tmp_path / f"report_{name}_{Path(stacks).name}"
+        res = runner.invoke(
+            app, ["evaluate", str(model), str(data / stacks), "--report", str(report), "--device", "cpu"]
+        )
+        assert res.exit_code == 0, res.output
+        return report
+
+    a, b = trained_and_scored("a", 1, "blind"), trained_and_scored("b", 30, "blind")
+    res = runner.invoke(
+        app, ["compare", f"zeta={a}", str(b / "metrics.json"), "--out", str(tmp_path / "c.png")]
+    )
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| zeta", "| metrics.json"]  # in the order given
+    for row, report in zip(rows, (a, b), strict=True):
+        s = json.loads((report / "metrics.json").read_text())["summary"]
+        cells = row.strip("| ").split(" | ")
+        assert cells[1:3] == [f"{s['mean_ssim']['virtual']:.3f}", f"{s['mean_pcc']['virtual']:.3f}"]
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+    other = trained_and_scored("c", 1, "train")  # three other specimens
+    zattrs = tmp_path / "zarr" / "metrics.json"  # another tool's JSON where a report should be
+    zattrs.parent.mkdir()
+    zattrs.write_text('{"multiscales": []}')
+    for args, words in (
+        ([str(a), str(other)], "evaluate every model on the same stacks"),
+        ([str(a), str(zattrs.parent)], "is not an mm-deepz evaluation report"),
+        ([str(a), str(tmp_path / "nowhere")], "no metrics.json"),
+    ):
+        res = runner.invoke(app, ["compare", *args, "--out", str(tmp_path / "x.png")])
+        assert isinstance(res.exception, ReportError) and words in str(res.exception), res.output
+    assert not (tmp_path / "x.png").exists()

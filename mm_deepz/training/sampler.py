@@ -96,7 +96,7 @@ class PatchSampler:
         d = self.defocus_steps()
         counts = np.bincount(d)
         w = 1.0 / counts[d]
-        return w / w.sum()
+        return np.asarray(w / w.sum())
 
     def input_scale(self, k: int, a: int) -> IntensityScale:
         """The inference-time scale of the input planes at anchor ``a`` of pair ``k``."""
