@@ -84,7 +84,13 @@ def comparison_markdown(summaries: dict[str, dict[str, Any]]) -> str:
 def plot_comparison(summaries: dict[str, dict[str, Any]], out: Path) -> Path:
     """PCC against defocus for each model (scanned widefield dashed), and neuron F1 per band."""
     plt = _plt()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, bx) = plt.subplots(
+        1,
+        2,
+        figsize=(13, 5 + 0.2 * len(summaries)),
+        gridspec_kw={"width_ratios": [3, 2]},
+        layout="constrained",
+    )
     first = next(iter(summaries.values()))
     ax.plot(first["defocus_um"], first["methods"]["widefield"]["pcc"], "k--", lw=1, label="scanned widefield")
     width = 0.8 / len(summaries)
@@ -97,7 +103,9 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], out: Path) -> Path:
     ax.set_xlabel("defocus from the stack centre (µm)")
     ax.set_ylabel("PCC with the reference")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(
+        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2
+    )  # below: curves stay visible
     bx.set_xticks(np.arange(len(BANDS)) + 0.4 - width / 2, ["0-3 µm", "3-6 µm", "6-10 µm"])
     bx.set_ylabel("neuron F1 (from the measured planes)")
     bx.set_ylim(0, 1)
