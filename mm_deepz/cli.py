@@ -76,6 +76,11 @@ def pairs_cmd(
     typer.echo(f"wrote {n} stack pairs to {out}")
 
 
+#: the neuron experiment's widest settings: a 10 s widefield plane, 16x the 302 neurons of C. elegans
+MAX_EXPOSURE_MS = 10_000.0
+MAX_NEURONS = 5000
+
+
 @simulate.command("neuron-experiment")
 def neuron_experiment_cmd(
     out: Annotated[Path, typer.Argument(help="Folder for neurons.json, neurons.md and neurons_f1.png.")],
@@ -89,6 +94,11 @@ def neuron_experiment_cmd(
     interval: Annotated[float, typer.Option(help="Time between time points (s).")] = 1.0,
     speed: Annotated[float, typer.Option(help="Crawling speed of the worms (µm/s; 0 = still).")] = 0.45,
     frame: Annotated[int, typer.Option(help="Camera size (pixels, square).")] = 256,
+    widefield_exposure: Annotated[
+        float,
+        typer.Option(help="Widefield exposure per plane (ms): Deep-Z's input planes and the widefield scan."),
+    ] = 10.0,
+    neurons: Annotated[int, typer.Option(help="Neurons per worm (200 nominal; more: a denser worm).")] = 200,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
 ) -> None:
     """The C. elegans experiment: neurons found and tracked from Deep-Z vs scanned stacks (blind)."""
@@ -116,6 +126,12 @@ def neuron_experiment_cmd(
         or speed < 0
     ):
         raise SettingsError("Need at least 2 time points, a positive interval and a speed of 0 or more.")
+    if not (math.isfinite(widefield_exposure) and 0 < widefield_exposure <= MAX_EXPOSURE_MS):
+        raise SettingsError(
+            f"--widefield-exposure must be in (0, {MAX_EXPOSURE_MS:g}] ms, got {widefield_exposure}."
+        )
+    if not 1 <= neurons <= MAX_NEURONS:
+        raise SettingsError(f"--neurons must be in [1, {MAX_NEURONS}], got {neurons}.")
     paths = model or [shipped_model_path(1), shipped_model_path(2)]
     models = {}
     for p in paths:
@@ -127,6 +143,8 @@ def neuron_experiment_cmd(
         interval_s=interval,
         drift_um_per_s=(speed * 0.894, -speed * 0.447),
         frame=frame,
+        widefield_exposure_ms=widefield_exposure,
+        n_neurons=neurons,
     )
     with Progress() as bar:
         task = bar.add_task("imaging and analysing", total=len(seed_list) * time_points)

@@ -131,3 +131,60 @@ def test_evaluate_scores_neurons_against_the_truth_or_the_scanned_reference(tmp_
     z = pair.z_um
     alone = evaluate_neurons(pair, pair.target.data.astype(np.float32), pair.target.data, z, z[[8, 12]])
     assert alone["reference"] == "neurons of the scanned reference" and alone["scores"]["all"]["f1"] == 1.0
+
+
+def test_the_neuron_experiment_runs_at_a_chosen_light_dose_and_density(tmp_path):
+    # `mm-deepz simulate neuron-experiment`, the yardstick of every model (#18's goal rows for dimmer
+    # and denser worms): the same blind worm imaged at the nominal and at a tenth of the widefield
+    # light; less light must cost the widefield-based methods neurons, not the confocal scan
+    import json
+
+    from typer.testing import CliRunner
+
+    from mm_deepz.cli import app
+    from mm_deepz.modelfile import shipped_model_path
+
+    def run(out: str, *extra: str) -> dict:
+        args = ["simulate", "neuron-experiment", str(tmp_path / out), "--model", str(shipped_model_path(2))]
+        args += ["--seeds", "160", "--time-points", "2", "--frame", "160", "--speed", "0", "--device", "cpu"]
+        res = CliRunner().invoke(app, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / out / "neurons_f1.png").read_bytes()[:4] == b"\x89PNG"
+        return json.loads((tmp_path / out / "neurons.json").read_text())
+
+    nominal, dim = run("nominal"), run("dim", "--widefield-exposure", "1")
+    assert dim["config"]["widefield_exposure_ms"] == 1.0 and nominal["config"]["n_neurons"] == 200
+    f1 = {
+        k: {m: r["methods"][m]["detection"]["all"]["f1"] for m in r["methods"]}
+        for k, r in (("nominal", nominal), ("dim", dim))
+    }
+    assert (
+        f1["nominal"]["scanned confocal"] > 0.8
+        and f1["dim"]["scanned confocal"] == f1["nominal"]["scanned confocal"]
+    )
+    deepz = next(m for m in f1["dim"] if m.startswith("Deep-Z"))
+    assert f1["dim"]["scanned widefield"] < f1["nominal"]["scanned widefield"]
+    assert f1["dim"][deepz] < f1["nominal"][deepz]
+    assert dim["methods"][deepz]["exposure_ms_per_time_point"] == 2.0  # two planes of 1 ms
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--widefield-exposure", "nan"),
+        ("--widefield-exposure", "0"),
+        ("--widefield-exposure", "-3"),
+        ("--widefield-exposure", "1e9"),
+        ("--neurons", "0"),
+        ("--neurons", "1000000"),
+    ],
+)
+def test_the_neuron_experiment_refuses_impossible_settings(tmp_path, option, value):
+    from typer.testing import CliRunner
+
+    from mm_deepz.cli import app
+    from mm_deepz.errors import SettingsError
+
+    res = CliRunner().invoke(app, ["simulate", "neuron-experiment", str(tmp_path / "x"), option, value])
+    assert isinstance(res.exception, SettingsError) and option in str(res.exception)
+    assert not (tmp_path / "x").exists()  # refused before imaging anything
