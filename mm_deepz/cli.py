@@ -394,10 +394,15 @@ def compare_cmd(
 
 def _labelled(paths: list[Path]) -> dict[str, Path]:
     """``NAME=PATH`` arguments (or bare paths, named by their file or folder name), in order."""
-    labelled = {}
+    labelled: dict[str, Path] = {}
     for arg in paths:
         name, _, path = str(arg).rpartition("=")
-        labelled[name or Path(path).name] = Path(path)  # the file name: a model and its .ckpt differ
+        p = Path(path)
+        # the file name (a model and its .ckpt differ); a report's metrics.json goes by its folder
+        name = name or (p.parent.name if p.name == "metrics.json" else p.name)
+        if name in labelled:
+            raise typer.BadParameter(f"two inputs are named {name!r}: label them NAME=PATH")
+        labelled[name] = p
     return labelled
 
 

@@ -486,12 +486,14 @@ def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path)
     )
     assert res.exit_code == 0, res.output
     rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [r.split(" | ")[0] for r in rows] == ["| zeta", "| metrics.json"]  # in the order given
+    assert [r.split(" | ")[0] for r in rows] == ["| zeta", f"| {b.name}"]  # in the order given
     for row, report in zip(rows, (a, b), strict=True):
         s = json.loads((report / "metrics.json").read_text())["summary"]
         cells = row.strip("| ").split(" | ")
         assert cells[1:3] == [f"{s['mean_ssim']['virtual']:.3f}", f"{s['mean_pcc']['virtual']:.3f}"]
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(app, ["compare", f"{b}/metrics.json", str(b), "--out", str(tmp_path / "d.png")])
+    assert res.exit_code != 0 and "label them NAME=PATH" in res.output  # not one row silently dropped
 
     other = trained_and_scored("c", 1, "train")  # three other specimens
     zattrs = tmp_path / "zarr" / "metrics.json"  # another tool's JSON where a report should be
