@@ -166,6 +166,13 @@ def test_the_neuron_experiment_runs_at_a_chosen_light_dose_and_density(tmp_path)
     assert f1["dim"]["scanned widefield"] < f1["nominal"]["scanned widefield"]
     assert f1["dim"][deepz] < f1["nominal"][deepz]
     assert dim["methods"][deepz]["exposure_ms_per_time_point"] == 2.0  # two planes of 1 ms
+    # a denser worm: twice the neurons in the same field, all in the truth the methods are scored by
+    dense = run("dense", "--neurons", "400")
+    n_true = {
+        k: r["methods"]["scanned confocal"]["detection"]["all"]["n_reference"]
+        for k, r in (("200", nominal), ("400", dense))
+    }
+    assert 1.6 * n_true["200"] < n_true["400"] < 2.4 * n_true["200"]
 
 
 @pytest.mark.parametrize(

@@ -103,9 +103,8 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], out: Path) -> Path:
     ax.set_xlabel("defocus from the stack centre (µm)")
     ax.set_ylabel("PCC with the reference")
     ax.grid(alpha=0.3)
-    ax.legend(
-        fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2
-    )  # below: curves stay visible
+    # the legend goes below the plot, where it hides no curve
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     bx.set_xticks(np.arange(len(BANDS)) + 0.4 - width / 2, ["0-3 µm", "3-6 µm", "6-10 µm"])
     bx.set_ylabel("neuron F1 (from the measured planes)")
     bx.set_ylim(0, 1)
