@@ -13,12 +13,16 @@ from typing import Any
 import numpy as np
 
 from mm_deepz.errors import ReportError
+from mm_deepz.neurons import BANDS as NEURON_BANDS
+from mm_deepz.neurons import band_name
 
 from .report import _plt, _save
 
 #: defocus (µm) from which a virtual plane counts as far from the stack centre ("far PCC")
 FAR_UM = 6.0
-BANDS = ("f1 0-3 um", "f1 3-6 um", "f1 6-10 um")
+#: the neuron F1 keys of an evaluation summary, one per defocus band, and their labels
+BANDS = tuple(f"f1 {band_name(lo, hi)}" for lo, hi in NEURON_BANDS)
+BAND_LABELS = tuple(f"{lo:g}-{hi:g} µm" for lo, hi in NEURON_BANDS)
 #: the summary fields a comparison reads
 FIELDS = ("pairs", "defocus_um", "methods", "mean_ssim", "mean_pcc", "mean_psnr")
 
@@ -66,7 +70,7 @@ def comparison_markdown(summaries: dict[str, dict[str, Any]]) -> str:
     """One row per model: mean SSIM / PCC / PSNR, far PCC, bead FWHM ratios, neuron F1, brightness r."""
     head = (
         f"| model | SSIM | PCC | PCC at ≥ {FAR_UM:.0f} µm | PSNR dB | bead FWHM ratio lat. / ax. "
-        "| neuron F1 all (0-3 / 3-6 / 6-10 µm) | brightness r |"
+        f"| neuron F1 all ({' / '.join(b.removesuffix(' µm') for b in BAND_LABELS)} µm) | brightness r |"
     )
     lines = [head, "|" + " --- |" * 8]
     for name, s in summaries.items():
@@ -105,7 +109,7 @@ def plot_comparison(summaries: dict[str, dict[str, Any]], out: Path) -> Path:
     ax.grid(alpha=0.3)
     # the legend goes below the plot, where it hides no curve
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
-    bx.set_xticks(np.arange(len(BANDS)) + 0.4 - width / 2, ["0-3 µm", "3-6 µm", "6-10 µm"])
+    bx.set_xticks(np.arange(len(BANDS)) + 0.4 - width / 2, BAND_LABELS)
     bx.set_ylabel("neuron F1 (from the measured planes)")
     bx.set_ylim(0, 1)
     bx.grid(alpha=0.3, axis="y")

@@ -27,6 +27,7 @@ from ..modelfile import DeepZModel
 from ..neurons import (
     BANDS,
     DetectionConfig,
+    band_name,
     detect_neurons,
     detection_scores,
     link_tracks,
@@ -158,7 +159,7 @@ def _pooled_tracking(per_worm: list[dict[str, Any]]) -> dict[str, Any]:
 
 def results_table(results: dict[str, Any]) -> str:
     """The Markdown table a biologist reads (one row per method)."""
-    bands = [f"{lo:g}-{hi:g} um" for lo, hi in BANDS]
+    bands = [band_name(lo, hi) for lo, hi in BANDS]
     head = (
         "| method | exposure / time point | F1 all | "
         + " | ".join(f"F1 {b.replace(' um', ' µm')}" for b in bands)
@@ -191,7 +192,7 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     paths = [out / "neurons.json", out / "neurons.md", out / "neurons_f1.png"]
     paths[0].write_text(json.dumps(results, indent=2, default=float))
     paths[1].write_text(results_table(results) + "\n")
-    bands = [f"{lo:g}-{hi:g} um" for lo, hi in BANDS]
+    bands = [band_name(lo, hi) for lo, hi in BANDS]
     fig, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
     width = 0.8 / len(results["methods"])
     for i, (name, r) in enumerate(results["methods"].items()):

@@ -6,7 +6,7 @@ detect, and btrack, which needs a compiled core and a motion model file; see doc
 """
 
 from .detect import DetectionConfig, NeuronAnalysisError, detect_neurons
-from .score import BANDS, MATCH_UM, detection_scores, match, pool_detection_scores, tracking_scores
+from .score import BANDS, MATCH_UM, band_name, detection_scores, match, pool_detection_scores, tracking_scores
 from .track import LinkConfig, link_tracks, traces
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "DetectionConfig",
     "LinkConfig",
     "NeuronAnalysisError",
+    "band_name",
     "detect_neurons",
     "detection_scores",
     "link_tracks",

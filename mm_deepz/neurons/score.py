@@ -18,6 +18,11 @@ MATCH_UM = (2.0, 3.0)
 BANDS = ((0.0, 3.0), (3.0, 6.0), (6.0, 10.0))
 
 
+def band_name(lo: float, hi: float) -> str:
+    """A band's key in the scores (``"0-3 um"``): what reports, tables and plots look it up by."""
+    return f"{lo:g}-{hi:g} um"
+
+
 @dataclass(frozen=True)
 class Match:
     """Index pairs (detection, reference) and the unmatched indices of each."""
@@ -127,7 +132,7 @@ def detection_scores(
         tp = int(in_ref[m.pairs[:, 1]].sum()) if len(m.pairs) else 0
         fn = int(in_ref[m.misses].sum()) if len(m.misses) else 0
         fp = int(((det_band[m.false_positives] >= lo) & (det_band[m.false_positives] < hi)).sum())
-        out[f"{lo:g}-{hi:g} um"] = prf(tp, fp, fn)
+        out[band_name(lo, hi)] = prf(tp, fp, fn)
     if len(m.pairs):
         err = np.abs(d[m.pairs[:, 0]] - r[m.pairs[:, 1]])
         out["localisation_error_um"] = dict(
