@@ -3,15 +3,18 @@ line through the entry-point group ``mm_deepz.commands``: the core does not impo
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import signal
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typing_extensions import Self
 
 from mm_deepz.bridge import DEFAULT_PORT
+
+logger = logging.getLogger(__name__)
 
 #: the options that say which microscope a run uses and how its light path is switched (acquire, gui)
 ConnectOption = Annotated[
@@ -44,6 +47,135 @@ def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
     app.command("acquire")(acquire_cmd)
     app.command("infer")(infer_cmd)
+    pairs = typer.Typer(help="Training pairs from your own microscope.", no_args_is_help=True)
+    pairs.command("acquire")(pairs_acquire_cmd)
+    app.add_typer(pairs, name="pairs")
+
+
+def pairs_acquire_cmd(
+    output: Annotated[Path, typer.Argument(help="The pairs dataset to write (NAME.ome.zarr).")],
+    position: Annotated[
+        list[str] | None, typer.Option(help="A field's stage position 'X,Y' in µm (repeat for several).")
+    ] = None,
+    grid: Annotated[
+        str | None, typer.Option(help="A grid of fields ROWSxCOLUMNS around where the stage is, e.g. 2x3.")
+    ] = None,
+    grid_step: Annotated[float, typer.Option(help="The grid's spacing (µm).")] = 100.0,
+    positions: Annotated[
+        Path | None, typer.Option(help="Micro-Manager position list (.pos) of the fields.")
+    ] = None,
+    z_start: Annotated[float, typer.Option(help="First plane (µm, absolute).")] = -10.0,
+    z_end: Annotated[float, typer.Option(help="Last plane (µm, absolute).")] = 10.0,
+    z_step: Annotated[float, typer.Option(help="Plane spacing (µm).")] = 1.0,
+    input_preset: InputPresetOption = "Widefield",
+    input_exposure: Annotated[float, typer.Option(help="Exposure of the input planes (ms).")] = 10.0,
+    target_preset: Annotated[
+        str, typer.Option(help="Preset of the target light path (the input's for refocusing).")
+    ] = "Confocal",
+    target_exposure: Annotated[float, typer.Option(help="Exposure of the target planes (ms).")] = 100.0,
+    input_modality: Annotated[str, typer.Option(help="Name of the input stacks.")] = "widefield",
+    target_modality: Annotated[str, typer.Option(help="Name of the target stacks.")] = "confocal",
+    order: Annotated[
+        str,
+        typer.Option(
+            help="interleaved (both light paths at each plane) or stacks (one stack, then the other)."
+        ),
+    ] = "interleaved",
+    dark: Annotated[int, typer.Option(help="Dark frames (shutter closed) to take at the end.")] = 10,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier pairs dataset.")] = False,
+    connect: ConnectOption = False,
+    port: PortOption = DEFAULT_PORT,
+    config: ConfigOption = None,
+    channel_group: ChannelGroupOption = "Channel",
+    phantom: Annotated[str, typer.Option(help="Simulator specimen: worm, beads or sheet.")] = "worm",
+    seed: Annotated[int, typer.Option(help="Simulator specimen seed.")] = 100,
+    frame: Annotated[int, typer.Option(help="Simulator camera size (pixels, square).")] = 256,
+) -> None:
+    """Acquire widefield / confocal z-stack pairs of many fields for training (simulator by default)."""
+    from rich.progress import Progress
+
+    from mm_deepz.errors import SettingsError
+    from mm_deepz.io.claim import preflight_output
+
+    from .pairs import PairsPlan, acquire_pairs, grid_positions, read_position_list
+    from .request import open_microscope
+
+    given = [
+        name for name, v in (("--position", position), ("--grid", grid), ("--positions", positions)) if v
+    ]
+    if len(given) > 1:
+        raise SettingsError(f"Give the fields one way: {' or '.join(given)}, not both.")
+    labels = None
+    xy: list[tuple[float, float]] | None = None
+    if position:
+        xy = [parse_position(p) for p in position]
+    elif positions is not None:
+        listed = read_position_list(positions)
+        labels, xy = [name for name, _, _ in listed], [(x, y) for _, x, y in listed]
+    plan = PairsPlan(
+        positions_xy_um=tuple(xy) if xy else None,
+        z_start_um=z_start,
+        z_end_um=z_end,
+        z_step_um=z_step,
+        channel_group=channel_group,
+        input_preset=input_preset,
+        target_preset=target_preset,
+        input_exposure_ms=input_exposure,
+        target_exposure_ms=target_exposure,
+        input_modality=input_modality,
+        target_modality=target_modality,
+        order=order,
+        dark_frames=dark,
+    )
+    if not 32 <= frame <= 4096:
+        raise SettingsError(f"--frame must be 32 to 4096 pixels, got {frame}.")
+    preflight_output(output, overwrite)
+    with (
+        StopOnSignals(),
+        open_microscope(
+            connect=connect,
+            port=port,
+            phantom=phantom,
+            seed=seed,
+            frame=frame,
+            config=simulator_config(config),
+        ) as core,
+        Progress() as bar,
+    ):
+        if grid is not None:
+            from .microscope import Microscope
+
+            rows, _, cols = grid.lower().partition("x")
+            if not (rows.isdigit() and cols.isdigit()):
+                raise SettingsError(f"--grid takes ROWSxCOLUMNS, e.g. 2x3; got {grid!r}.")
+            centre = Microscope(core).xy_position()
+            plan = plan.changed(
+                positions_xy_um=tuple(grid_positions(centre, (int(rows), int(cols)), grid_step))
+            )
+        task = bar.add_task("pairs", total=None)
+        path = acquire_pairs(
+            core,
+            plan,
+            output,
+            labels=labels,
+            overwrite=overwrite,
+            specimen=None if connect else {"phantom": phantom, "seed": seed, "frame": frame},
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    n = len(plan.positions_xy_um or [None])
+    typer.echo(
+        f"wrote {n} field(s) x {len(plan.z_um())} planes x 2 light paths ({plan.order}) and "
+        f"{plan.dark_frames} dark frames to {path}: `mm-deepz train {path}` reads it"
+    )
+
+
+def parse_position(text: str) -> tuple[float, float]:
+    """``"X,Y"`` in µm; :class:`typer.BadParameter` otherwise."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {text!r}") from None
+    return x, y
 
 
 def acquire_cmd(
@@ -100,12 +232,7 @@ def acquire_cmd(
 
     from .request import AcquisitionRequest
 
-    try:
-        positions = tuple(tuple(float(v) for v in p.split(",")) for p in position) if position else None
-    except ValueError:
-        raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}") from None
-    if positions and any(len(p) != 2 for p in positions):
-        raise typer.BadParameter(f"positions must be 'X,Y' in µm, got {position}")
+    positions = tuple(parse_position(p) for p in position) if position else None
     request = AcquisitionRequest(
         output=output,
         time_points=time_points,
@@ -136,11 +263,12 @@ def acquire_cmd(
     m, plan = request.prepare()
     console = Console()
     with (
-        signals_as_interrupt(),
+        StopOnSignals() as signals,
         request.microscope() as core,
         request.acquisition(core, m, plan) as run,
         Progress(console=console) as bar,
     ):
+        signals.run = run
         task = bar.add_task("time points", total=time_points)
         backlog: list[Any] = []  # the backlog's progress task, added when the backlog is made
 
@@ -214,20 +342,53 @@ def simulator_config(value: str | None) -> Path | None:
     return Path(value) if value is not None else None
 
 
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP (a closed terminal, ``kill``) end a run like Ctrl-C: what was measured is
-    finished and summarized instead of the process dying mid-write."""
+class StopOnSignals:
+    """SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``kill``, a closed terminal), any number, at any moment, end
+    a run cleanly: the first stops acquiring (what was measured is finished and its virtual stacks
+    made), the second also stops making the backlog after the stack in progress (the rest is recorded
+    as pending for ``mm-deepz infer``), later ones are only logged. Before a run exists, the first one
+    interrupts (nothing is measured yet). All three are re-armed, even where the shell ignored SIGINT
+    (a run started with ``&``). The handler only starts a thread: a signal can arrive while any lock is
+    held."""
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+    def __init__(self) -> None:
+        #: the run the signals stop, once there is one
+        self.run: Any = None
+        self.received: list[str] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Self:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        self.received.append(name)
+        if self.run is None:
+            if len(self.received) == 1:
+                raise KeyboardInterrupt(name)
+            return
+        if len(self.received) == 1:
+            logger.warning(
+                "%s: stopping after the frame in progress; what was measured is kept and its virtual stacks "
+                "are made (%s again leaves them to `mm-deepz infer`)",
+                name,
+                name,
+            )
+            action = self.run.stop
+        elif len(self.received) == 2:
+            logger.warning("%s: the virtual stacks not made yet stay recorded as pending", name)
+            action = self.run.abort
+        else:
+            logger.warning("%s: already stopping", name)
+            return
+        threading.Thread(target=action, args=(f"stopped by {name}",), name="mm-deepz-stop").start()
 
 
 def infer_cmd(
@@ -265,3 +426,13 @@ def infer_cmd(
         )
         + ")"
     )
+    if summary.ignored:
+        typer.echo(
+            f"ignored {len(summary.ignored)} file(s) among the measured chunks that no run writes (e.g. "
+            f"{summary.ignored[0]}); they are left as they are",
+            err=True,
+        )
+    for where, why in summary.unreadable.items():
+        typer.echo(f"skipped {where}: {why}", err=True)
+    if summary.unreadable:
+        raise typer.Exit(1)

@@ -92,7 +92,10 @@ class FrameRouter:
         n = self.n_positions
         with self._arrival:
             self._arrival.wait_for(lambda: len(self._acquired_t.get(t, ())) >= n or self._stopped, timeout)
-            return len(self._acquired_t.pop(t, ())) >= n
+            if len(self._acquired_t.get(t, ())) < n:
+                return False  # not yet: a later wait may still see it complete
+            del self._acquired_t[t]
+            return True
 
     # -- completion: when a stack's planes are all written ---------------------------------
     def reject(self, kind: str, t: int, p: int, zi: int) -> None:

@@ -17,13 +17,13 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mm_deepz.engine import Predictor
-from mm_deepz.errors import DeepZError
+from mm_deepz.errors import DeepZError, StorageError
 from mm_deepz.io import Recorder, record_key_parts
 from mm_deepz.modelfile import DeepZModel, load_model
 
@@ -42,6 +42,10 @@ class InferSummary:
     seconds: float
     #: measured time points found on disk but missing from the record (now recorded)
     recovered: int = 0
+    #: time points whose measured planes could not be read (a damaged chunk), and why
+    unreadable: dict[str, str] = field(default_factory=dict)
+    #: files among the measured chunks that no run writes, left as they are
+    ignored: list[str] = field(default_factory=list)
 
 
 def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> str:
@@ -103,13 +107,31 @@ def infer_missing(
         todo.sort()
         predictor = Predictor(model, device)
         t0 = time.perf_counter()
+        unreadable: dict[str, str] = {}
         for i, (t, p) in enumerate(todo):
-            planes = recorder.read_planes("measured", t, tuple(anchors), p)
+            try:
+                planes = recorder.read_planes("measured", t, tuple(anchors), p)
+            except StorageError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a damaged chunk: this time point is skipped, not the rest
+                why = f"its measured planes cannot be read ({type(e).__name__}: {e})"
+                unreadable[f"t={t}, p={p}"] = why
+                recorder.mark_virtual_missing(t, why, p)
+                logger.error("Time point %d (position %d): %s; going on with the next", t, p, why)
+                continue
             stack = predictor.predict_stack(planes, plan.anchor_z(), plan.requested_z(), out_dtype=np.float32)
             recorder.write_stack(image, t, stack.data, p=p)
             recorder.mark_complete(image, t, p)
             if progress is not None:
                 progress(i + 1, len(todo))
-        return InferSummary(image, len(todo), already, time.perf_counter() - t0, len(recovered))
+        return InferSummary(
+            image,
+            len(todo) - len(unreadable),
+            already,
+            time.perf_counter() - t0,
+            len(recovered),
+            unreadable,
+            list(recorder.ignored),
+        )
     finally:
         recorder.close()

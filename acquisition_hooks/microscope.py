@@ -20,13 +20,25 @@ from typing import Any
 
 import numpy as np
 
-from mm_deepz.bridge import snake_case
+from mm_deepz.bridge import ENGINE_TRIES, snake_case
 from mm_deepz.errors import HardwareError, SettingsError
 
 from .plan import DeepZPlan
 
 #: the light source property that sets its power in mW, where nothing else is named
 POWER_PROPERTY = "Power_mW"
+#: the device commands of pycromanager's engine, as its errors name them ("Changing exposure unsuccessful")
+_ENGINE_COMMANDS = (
+    "Changing exposure",
+    "Changing channels",
+    "Moving Z device",
+    "Moving XY stage",
+    "Changing additional properties",
+)
+#: what each light path's preset is for, in refusals
+PRESET_USES = {"input": "widefield input", "reference": "blind-check reference", "target": "target stacks"}
+#: Micro-Manager's camera exposure property (ms)
+EXPOSURE_PROPERTY = "Exposure"
 #: the read-only light source property counting the light dose it delivered, in mJ
 DOSE_PROPERTY = "Dose_mJ"
 #: what to do when the light power cannot be set
@@ -106,6 +118,47 @@ class Microscope:
         h, w = self.image_shape
         return np.asarray(self.call("getImage")).reshape(h, w)  # the Java backend returns it flat
 
+    def xy_position(self) -> tuple[float, float]:
+        """Where the XY stage is (µm); (0, 0) on a microscope without one."""
+        if not str(self.call("getXYStageDevice")):
+            return (0.0, 0.0)
+        return float(self.call("getXPosition")), float(self.call("getYPosition"))
+
+    def focus(self) -> float:
+        """Where the focus (Z) stage is (µm)."""
+        return float(self.call("getPosition"))
+
+    def move_xy(self, x_um: float, y_um: float) -> None:
+        """Move the XY stage and wait for it (nothing on a microscope without one)."""
+        stage = str(self.call("getXYStageDevice"))
+        if stage:
+            self.call("setXYPosition", float(x_um), float(y_um))
+            self.call("waitForDevice", stage)
+
+    def move_z(self, z_um: float) -> None:
+        """Move the focus stage and wait for it."""
+        self.call("setPosition", float(z_um))
+        self.call("waitForDevice", str(self.call("getFocusDevice")))
+
+    def dark_frames(self, n: int, exposure_ms: float) -> list[np.ndarray]:
+        """``n`` camera frames with the shutter closed (the camera's offset and dark signal); the
+        shutter settings are put back."""
+        if n <= 0:
+            return []
+        auto = bool(self.call("getAutoShutter"))
+        self.call("setAutoShutter", False)
+        self.call("setShutterOpen", False)
+        self.call("setExposure", float(exposure_ms))
+        h, w = self.image_shape
+        frames = []
+        try:
+            for _ in range(n):
+                self.call("snapImage")
+                frames.append(np.asarray(self.call("getImage")).reshape(h, w))
+        finally:
+            self.call("setAutoShutter", auto)
+        return frames
+
     # -- what the run sets --------------------------------------------------------------
     def power_property(self) -> PropertyRef | None:
         """The property that sets the light power: the one named, else the shutter's ``Power_mW``."""
@@ -121,23 +174,105 @@ class Microscope:
         ref = self._check_power(plan.light_power_mW)
         return [[ref.device, ref.name, str(plan.light_power_mW)]]
 
+    # -- failures during a run ------------------------------------------------------------
+    def failure_message(self, error: BaseException, plan: DeepZPlan) -> str:
+        """One line for a device command that failed during a run: which command, on which device, and
+        what to check."""
+        chain: list[str] = []  # the engine's error, then what caused it ("Changing channels unsuccessful")
+        cause: BaseException | None = error
+        while cause is not None and len(chain) < 5:
+            if (line := " ".join(str(cause).split()) or type(cause).__name__) not in chain:
+                chain.append(line)
+            cause = cause.__cause__ or cause.__context__
+        text = ": ".join(reversed(chain))
+        where = ""
+        for command in _ENGINE_COMMANDS:
+            if command in text:
+                try:
+                    where = f" ({command.lower()}, {self._device_of(command, plan)})"
+                except Exception:  # noqa: BLE001 - the core itself may be what failed
+                    where = f" ({command.lower()})"
+                break
+        return (
+            f"The microscope failed a device command{where} after {ENGINE_TRIES} tries: {text}. The run "
+            "stops; what was measured is kept. Check that device in Micro-Manager (Device Property Browser)."
+        )
+
+    def _device_of(self, command: str, plan: DeepZPlan) -> str:
+        """The device one of pycromanager's engine commands works on."""
+        if command == "Changing exposure":
+            return f"camera {self.call('getCameraDevice')!r}"
+        if command == "Changing channels":
+            return f"config group {plan.channel_group!r}"
+        if command == "Moving Z device":
+            return f"focus stage {self.call('getFocusDevice')!r}"
+        if command == "Moving XY stage":
+            return f"XY stage {self.call('getXYStageDevice')!r}"
+        return f"light power {self.power_property()}"
+
     # -- refusals ------------------------------------------------------------------------
     def check(self, plan: DeepZPlan, blind_checks: bool) -> None:
         """Refuse a plan this microscope cannot carry out, before anything moves."""
-        groups = strings(self.call("getAvailableConfigGroups"))
-        if plan.channel_group not in groups:
-            raise HardwareError(
-                f"The microscope has no config group {plan.channel_group!r} (it has: "
-                f"{', '.join(groups) or 'none'}): name the group that switches the light path "
-                "(--channel-group)."
-            )
-        self._require_preset(plan.channel_group, plan.input_preset, "widefield input", "--input-preset")
+        presets = {"input": plan.input_preset}
         if blind_checks:
-            self._require_preset(
-                plan.channel_group, plan.reference_preset, "blind-check reference", "--reference-preset"
-            )
+            presets["reference"] = plan.reference_preset
+        self.check_presets(plan.channel_group, presets)
         if plan.light_power_mW is not None:
             self._check_power(plan.light_power_mW)
+        exposures = {"measured planes (--exposure)": plan.anchor_exposure_ms}
+        exposures["full stacks (virtual z-stacking off)"] = plan.stack_exposure_ms
+        if blind_checks:
+            exposures["blind-check reference stacks"] = plan.reference_exposure_ms
+        self.check_exposures(exposures)
+
+    def check_presets(self, group: str, presets: dict[str, str]) -> None:
+        """Refuse a config group, or any of its ``presets`` (what each is for -> preset), the microscope
+        lacks."""
+        groups = strings(self.call("getAvailableConfigGroups"))
+        if group not in groups:
+            raise HardwareError(
+                f"The microscope has no config group {group!r} (it has: {', '.join(groups) or 'none'}): name "
+                "the group that switches the light path (--channel-group)."
+            )
+        for what, preset in presets.items():
+            self._require_preset(group, preset, PRESET_USES.get(what, what), f"--{what}-preset")
+
+    def check_exposures(self, exposures: dict[str, float]) -> None:
+        """Refuse exposures the camera does not take: outside its ``Exposure`` limits, refused when set,
+        or set to something else (more than 10 % off). The camera's exposure is put back afterwards."""
+        camera = str(self.call("getCameraDevice"))
+        if not camera:
+            raise HardwareError(
+                "The microscope has no camera (Core-Camera is empty): choose one in Micro-Manager."
+            )
+        if self.call("hasPropertyLimits", camera, EXPOSURE_PROPERTY):
+            low = float(self.call("getPropertyLowerLimit", camera, EXPOSURE_PROPERTY))
+            high = float(self.call("getPropertyUpperLimit", camera, EXPOSURE_PROPERTY))
+            for what, ms in exposures.items():
+                if not low <= ms <= high:
+                    raise HardwareError(
+                        f"An exposure of {ms:g} ms for the {what} is outside what camera {camera!r} takes "
+                        f"({low:g} to {high:g} ms): choose one in that range."
+                    )
+        before = float(self.call("getExposure"))
+        try:
+            for what, ms in exposures.items():
+                try:
+                    self.call("setExposure", float(ms))
+                    got = float(self.call("getExposure"))
+                except Exception as e:  # noqa: BLE001 - the device's refusal, whatever its type
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise HardwareError(
+                        f"Camera {camera!r} refuses an exposure of {ms:g} ms for the {what} ({first}): "
+                        "choose one it takes."
+                    ) from None
+                if abs(got - ms) > 0.1 * ms:
+                    raise HardwareError(
+                        f"Camera {camera!r} sets {got:g} ms when asked for {ms:g} ms for the {what}: choose "
+                        "an exposure it takes."
+                    )
+        finally:
+            self.call("setExposure", before)
 
     def _require_preset(self, group: str, preset: str, what: str, option: str | None = None) -> None:
         presets = strings(self.call("getAvailableConfigs", group))

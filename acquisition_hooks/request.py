@@ -247,23 +247,16 @@ class AcquisitionRequest(Settings):
             specimen=specimen,
         )
 
-    @contextlib.contextmanager
-    def microscope(self) -> Iterator[Any]:
+    def microscope(self) -> contextlib.AbstractContextManager[Any]:
         """The core to acquire with: a running Micro-Manager, or the simulator (closed on exit)."""
-        from mm_deepz.bridge import connect_micromanager, start_simulator
-
-        if self.connect:
-            yield connect_micromanager(self.port)
-            return
-        import simulators
-
-        world = simulators.SimWorld(
-            simulators.make_phantom(self.phantom, seed=self.seed),
-            sensor_shape=(self.frame, self.frame),
+        return open_microscope(
+            connect=self.connect,
+            port=self.port,
+            phantom=self.phantom,
             seed=self.seed,
+            frame=self.frame,
+            config=self.config,
         )
-        with start_simulator(world, config=self.config) as session:
-            yield session.core
 
     def acquisition(
         self,
@@ -285,3 +278,23 @@ class AcquisitionRequest(Settings):
             on_virtual=on_virtual,
             on_blind_check=on_blind_check,
         )
+
+
+@contextlib.contextmanager
+def open_microscope(
+    *, connect: bool, port: int, phantom: str, seed: int, frame: int, config: Path | None
+) -> Iterator[Any]:
+    """A running Micro-Manager's core (``connect``), or the simulator's imaging ``phantom`` (seeded,
+    ``frame`` pixels square, from its configuration file ``config``), closed on exit."""
+    from mm_deepz.bridge import connect_micromanager, start_simulator
+
+    if connect:
+        yield connect_micromanager(port)
+        return
+    import simulators
+
+    world = simulators.SimWorld(
+        simulators.make_phantom(phantom, seed=seed), sensor_shape=(frame, frame), seed=seed
+    )
+    with start_simulator(world, config=config) as session:
+        yield session.core

@@ -22,6 +22,7 @@ from pycromanager import Acquisition
 from typing_extensions import Self
 
 from mm_deepz import __version__
+from mm_deepz.bridge import acquisition_error
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
 from mm_deepz.errors import DeepZError, StorageError
 from mm_deepz.io import Geometry, ImageInfo, Recorder
@@ -33,6 +34,9 @@ from .microscope import Microscope
 from .plan import DeepZPlan
 
 logger = logging.getLogger(__name__)
+
+#: how often the run looks for a failed device command while it waits for a time point's frames (s)
+_POLL_S = 0.25
 
 
 @dataclass(kw_only=True)
@@ -122,6 +126,16 @@ def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
     }
 
 
+def _same_error(raised: BaseException, failure: BaseException) -> bool:
+    """Whether ``raised`` is ``failure`` or carries it (pycromanager may wrap it)."""
+    seen: BaseException | None = raised
+    while seen is not None:
+        if seen is failure:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @dataclass(frozen=True)
 class _Opened:
     """What an open acquisition holds: its container, its model's worker and its hooks."""
@@ -190,6 +204,8 @@ class DeepZAcquisition:
         self._acq: Any = None
         self._mda: Any = None
         self._abort = threading.Event()
+        #: the device command that failed and stopped the run (pycromanager raises it again on exit)
+        self._device_failure: BaseException | None = None
         #: the light source's dose reading and the clock when the run started (None: it did not)
         self._started: tuple[float | None, float] | None = None
 
@@ -299,15 +315,21 @@ class DeepZAcquisition:
         if self._opened is not None:
             self._opened.hooks.enabled = value
 
-    def abort(self) -> None:
-        """Stop after the event in progress (safe from any thread); while the backlog is made after
-        the run, stop that after the stack in progress (the rest stays recorded as pending)."""
+    def stop(self, reason: str = "aborted by the user") -> None:
+        """Acquire nothing more after the event in progress (safe from any thread); what was measured is
+        finished, and its virtual stacks are still made (:meth:`abort` stops those too)."""
         self._abort.set()
         if self._opened is not None:
-            self._opened.hooks.virtual.cancel_drain()
-            self._opened.hooks.stop("aborted by the user")
+            self._opened.hooks.stop(reason)
         if self._acq is not None:
             self._acq.abort()
+
+    def abort(self, reason: str = "aborted by the user") -> None:
+        """:meth:`stop`, and while the backlog is made after the run, stop that after the stack in
+        progress (the rest stays recorded as pending)."""
+        if self._opened is not None:
+            self._opened.hooks.virtual.cancel_drain()
+        self.stop(reason)
 
     def _on_stop(self, reason: str) -> None:
         """The hooks stopped the acquisition (abort, storage failure): end the run loop / MDA."""
@@ -336,8 +358,11 @@ class DeepZAcquisition:
         return self._finish()
 
     def _interrupted(self) -> None:
-        self.abort()
-        logger.warning("Acquisition interrupted; finishing what was measured")
+        self.stop()
+        logger.warning(
+            "Acquisition interrupted; finishing what was measured (interrupt again to leave its "
+            "virtual stacks to `mm-deepz infer`)"
+        )
 
     def _drain(self, backlog_progress: Callable[[int, int], None] | None = None) -> None:
         """Make the virtual stacks of everything measured: the backlog (as long as it takes; Ctrl-C
@@ -382,6 +407,10 @@ class DeepZAcquisition:
                     self._interrupted()  # while pycromanager's acquisition is still open
         except KeyboardInterrupt:  # a second Ctrl-C while the last events finish
             self.hooks.stop("aborted by the user")
+        except Exception as e:
+            if self._device_failure is None or not _same_error(e, self._device_failure):
+                raise
+            # pycromanager raises the failed device command again on leaving: it is recorded already
         finally:
             self._acq = None
             self._drain(backlog_progress)
@@ -409,7 +438,7 @@ class DeepZAcquisition:
                 )
             # the next time point is submitted once this one's frames are taken, so a toggle or
             # an abort during time point t applies from t + 1
-            if not self.hooks.wait_acquired(t, s.time_point_timeout_s) and not self._abort.is_set():
+            if not self._wait_acquired(acq, t) and not self._abort.is_set():
                 msg = (
                     f"Time point {t} was not measured within {s.time_point_timeout_s:.0f} s (a microscope "
                     "error? see the log); going on with the next one"
@@ -418,6 +447,24 @@ class DeepZAcquisition:
                 logger.error(msg)
             if progress is not None:
                 progress(t, s.time_points)
+
+    def _wait_acquired(self, acq: Acquisition, t: int) -> bool:
+        """Wait for time point ``t``'s frames (at most the time-point timeout); a device command that
+        failed in pycromanager's engine stops the run at once, naming the device, instead of waiting
+        for frames that will never come."""
+        deadline = time.monotonic() + self.settings.time_point_timeout_s
+        while True:
+            if self.hooks.wait_acquired(t, min(_POLL_S, max(0.0, deadline - time.monotonic()))):
+                return True
+            if (error := acquisition_error(acq)) is not None:
+                self._device_failure = error
+                msg = self.microscope.failure_message(error, self.plan)
+                self.hooks.stats.note("errors", msg)
+                logger.error(msg)
+                self.stop(msg)
+                return False
+            if self._abort.is_set() or time.monotonic() >= deadline:
+                return False
 
     def light(self) -> tuple[float, float]:
         """Exposure time (s) used so far, and what the same completed time points would have
@@ -473,5 +520,10 @@ class DeepZAcquisition:
             )
         except StorageError as e:  # the data written so far stays readable; say so, do not raise
             summary.errors.append(str(e))
+        if self.recorder.restored is not None:
+            summary.warnings.append(
+                f"No frame was measured, so the earlier run at {self.recorder.restored} it was to replace is "
+                "back in place, unchanged."
+            )
         self._finished = True
         return summary

@@ -39,6 +39,11 @@ DEFAULT_PORT = 4827
 VERIFIED_WITH = {"pycromanager": "1.0.2", "mmpycorex": "0.3.16"}
 
 
+#: how often pycromanager's Python engine tries a device command before it gives up (its
+#: ``HARDWARE_ERROR_RETRIES``, 5 ms apart)
+ENGINE_TRIES = 6
+
+
 class BridgeError(RuntimeError):
     """pycromanager could not be given a core (no Micro-Manager answering, or busy)."""
 
@@ -144,6 +149,7 @@ def start_simulator(world: Any = None, config: str | Path | None = None) -> Simu
     core.pop_next_tagged_image = _pop_next_tagged_image.__get__(core)
     core.TaggedImage = TaggedImage
     cores.append(core)
+    _report_batch_errors(engine)
     engine(core)
     logger.info("Simulated microscope registered with pycromanager (Python backend)")
     return SimulatorSession(core)
@@ -209,6 +215,41 @@ def _internals() -> tuple[list[Any], Any]:
     return cores, Engine
 
 
+def _report_batch_errors(engine: Any) -> None:
+    """Make pycromanager's Python engine hand every failed event to its acquisition (idempotent).
+
+    Its ``submit_event_iterator`` aborts the acquisition with the error of a failed event, except for
+    the last event of a batch (executed when the batch's end is submitted, outside its ``try``): that
+    error is dropped in an unread future, and a failed device command there leaves the run waiting
+    for frames. The futures it returns get a callback that aborts their acquisition with that error,
+    as the engine does for the other events, so :func:`acquisition_error` sees it.
+    """
+    submit = engine.submit_event_iterator
+    if getattr(submit, "_mm_deepz_reports", False):
+        return
+
+    def submit_event_iterator(self: Any, events: Any) -> Any:
+        acquisitions: list[Any] = []
+
+        def remembered(events: Any) -> Any:
+            for event in events:
+                if not acquisitions:
+                    acquisitions.append(event.acquisition_)
+                yield event
+
+        def report(future: Any) -> None:
+            error = None if future.cancelled() else future.exception()
+            if error is not None and acquisitions:
+                acquisitions[0].abort(error)
+
+        future = submit(self, remembered(events))
+        future.add_done_callback(report)
+        return future
+
+    submit_event_iterator._mm_deepz_reports = True  # type: ignore[attr-defined]
+    engine.submit_event_iterator = submit_event_iterator
+
+
 def _versions() -> str:
     """Installed against verified versions of :data:`VERIFIED_WITH`'s packages."""
 
@@ -219,3 +260,21 @@ def _versions() -> str:
             return "not installed"
 
     return ", ".join(f"{n} {installed(n)}, verified {v}" for n, v in VERIFIED_WITH.items())
+
+
+def acquisition_error(acq: Any) -> BaseException | None:
+    """The error that stopped a running pycromanager ``Acquisition``'s engine (a device command that
+    failed after the engine's own retries, a hook that raised), or None while it runs well.
+
+    pycromanager keeps it for ``__exit__`` (``_check_for_exceptions``, on both backends of the versions
+    in :data:`VERIFIED_WITH`); reading it while the run goes on turns a failed device command into a
+    stop instead of a wait for frames that will never come.
+    """
+    check = getattr(acq, "_check_for_exceptions", None)
+    if check is None or getattr(acq, "_acq", None) is None:  # another version, or already finished
+        return None
+    try:
+        check()
+    except Exception as e:  # noqa: BLE001 - whatever the engine raised is the error to report
+        return e
+    return None

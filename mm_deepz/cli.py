@@ -24,7 +24,16 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
         handlers=[RichHandler(show_path=False)],
         force=True,
     )
-    for noisy in ("matplotlib", "pymmcore-plus", "zarr", "asyncio", "pycromanager", "mmpycorex", "numcodecs"):
+    for noisy in (
+        "matplotlib",
+        "pymmcore-plus",
+        "zarr",
+        "asyncio",
+        "pycromanager",
+        "mmpycorex",
+        "numcodecs",
+        "ome_zarr",
+    ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
@@ -57,23 +66,39 @@ def pairs_cmd(
     """Simulate widefield / confocal z-stack pairs for training or testing."""
     from rich.progress import track
 
+    from mm_deepz.errors import SettingsError
+    from mm_deepz.simulate_settings import PairsSettings
     from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
-    for i in track(range(n), description="simulating stack pairs"):
+    s = PairsSettings(
+        phantom=phantom,
+        n=n,
+        seed=seed,
+        size=size,
+        z_range_um=z_range,
+        z_step_um=z_step,
+        tilt_x=tilt_x,
+        tilt_y=tilt_y,
+        curvature_per_um=curvature,
+        widefield_exposure_ms=widefield_exposure,
+    )
+    if out.exists() and not out.is_dir():
+        raise SettingsError(f"{out} is a file: give a folder for the stack pairs.")
+    for i in track(range(s.n), description="simulating stack pairs"):
         spec = PairSpec(
-            phantom=phantom,
-            seed=seed + i,
-            shape=(size, size),
-            z_half_range_um=z_range,
-            z_step_um=z_step,
+            phantom=s.phantom,
+            seed=s.seed + i,
+            shape=(s.size, s.size),
+            z_half_range_um=s.z_range_um,
+            z_step_um=s.z_step_um,
             randomize=randomize,
-            tilt_x=tilt_x,
-            tilt_y=tilt_y,
-            curvature_per_um=curvature,
-            widefield_exposure_ms=widefield_exposure,
+            tilt_x=s.tilt_x,
+            tilt_y=s.tilt_y,
+            curvature_per_um=s.curvature_per_um,
+            widefield_exposure_ms=s.widefield_exposure_ms,
         )
-        write_stack_pair(make_stack_pair(spec), out, f"{phantom}_{seed + i:04d}")
-    typer.echo(f"wrote {n} stack pairs to {out}")
+        write_stack_pair(make_stack_pair(spec), out, f"{s.phantom}_{s.seed + i:04d}")
+    typer.echo(f"wrote {s.n} stack pairs to {out}")
 
 
 #: the neuron experiment's widest settings: a 10 s widefield plane, 16x the 302 neurons of C. elegans
@@ -222,6 +247,13 @@ def train_cmd(
         ),
     ] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune this model file (a shipped model or your own) instead of starting from random "
+            "weights: its architecture, input planes and z range are kept; the card names it as the parent."
+        ),
+    ] = None,
     no_register: Annotated[
         bool, typer.Option("--no-register", help="Skip lateral/axial registration.")
     ] = False,
@@ -285,6 +317,10 @@ def train_cmd(
     settings = dict(options.values())
     cfg = TrainConfig(**{**settings, **(read_train_config(config) if config else {}), **given})
     check_output_model(out, resume=resume, overwrite=overwrite)
+    if init is not None and not resume:
+        from mm_deepz.training.train import load_parent
+
+        load_parent(init, cfg)  # refused before the stacks are read
     pairs = load_pairs(data, cfg.input_modality, cfg.target_modality, do_register=not no_register)
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +329,13 @@ def train_cmd(
         load_pairs(val, cfg.input_modality, cfg.target_modality, do_register=not no_register) if val else None
     )
     result = train(
-        pairs, cfg, out, resume=resume, command="mm-deepz " + " ".join(sys.argv[1:]), val_pairs=val_pairs
+        pairs,
+        cfg,
+        out,
+        resume=resume,
+        command="mm-deepz " + " ".join(sys.argv[1:]),
+        val_pairs=val_pairs,
+        init=init,
     )
     typer.echo(
         f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
@@ -406,12 +448,33 @@ def _labelled(paths: list[Path]) -> dict[str, Path]:
     return labelled
 
 
+def check_environment() -> None:
+    """Refuse, in one line, an environment the libraries underneath cannot start in: pymmcore-plus makes
+    its log folder under the user's data folder (``$XDG_DATA_HOME``, else ``$HOME/.local/share``) when
+    it is imported, and fails with a traceback where that cannot be made (``HOME=/proc``)."""
+    import os
+
+    from platformdirs import user_data_dir
+
+    from mm_deepz.errors import SettingsError
+
+    folder = Path(user_data_dir(appname="pymmcore-plus"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SettingsError(
+            f"Cannot make {folder} ({e.strerror or e}): pymmcore-plus keeps its logs there, under "
+            f"HOME={os.environ.get('HOME', '')!r}. Set HOME (or XDG_DATA_HOME) to a writable folder."
+        ) from None
+
+
 def main() -> None:
     """The ``mm-deepz`` entry point: errors a user can act on are one clear line, not a traceback."""
     from mm_deepz.bridge import BridgeError
     from mm_deepz.errors import DeepZError
 
     try:
+        check_environment()
         app()
     except (DeepZError, BridgeError) as e:
         # one unwrapped line on stderr, whatever the terminal's width (scripts grep it)
@@ -513,13 +576,19 @@ def track_cmd(
 
     from mm_deepz.errors import SettingsError
     from mm_deepz.io import is_container
+    from mm_deepz.io.claim import ContainerLock
+    from mm_deepz.io.validate import check_json_file
     from mm_deepz.neurons import DetectionConfig, LinkConfig
     from mm_deepz.neurons.analyse import analyse, save_pictures, write_tracks_to_container
     from mm_deepz.neurons.series import container_series, external_series
 
     if not source.exists():
         raise SettingsError(f"{source} does not exist.")
+    if (source / "zarr.json").is_file():
+        check_json_file(source / "zarr.json")  # a damaged one is named, not read as another tool's
     run = is_container(source)
+    if run:  # refused before the analysis while a run still writes it (nothing is written then)
+        ContainerLock(source).release()
     series = container_series(source, image, position) if run else external_series(source)
     stem = source.name.removesuffix(".ome.zarr").removesuffix(".ome.tif").removesuffix(".zarr")
     label = f"{image}_p{position}" if run and position else (image if run else "stacks")

@@ -16,6 +16,7 @@ plane offsets.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -37,6 +38,15 @@ FORMAT = "mm-deepz-model"
 FORMAT_VERSION = 1
 #: relative tolerance on pixel size before a model is refused for other optics
 PIXEL_SIZE_RTOL = 0.02
+#: the largest input-plane offset or trained z range a card may name (µm)
+MAX_OFFSET_UM = 1000.0
+#: (low, high] of each optical value a card may name: pixel size (µm), NA, emission (µm), immersion index
+OPTICS_LIMITS = {
+    "pixel_size_um": (0.0, 100.0),
+    "na": (0.0, 1.7),
+    "wavelength_em_um": (0.2, 2.0),
+    "immersion_index": (0.99, 2.0),
+}
 #: tolerance (µm) on the spacing of measured input planes
 PLANE_OFFSET_ATOL_UM = 0.05
 
@@ -76,8 +86,32 @@ class ModelCard(Settings):
             raise ValueError(
                 f"{len(self.input_offsets_um)} plane offsets for a {self.architecture.n_planes}-plane network"
             )
-        if not (math.isfinite(self.z_range_um) and self.z_range_um > 0):
-            raise ValueError(f"z_range_um must be positive, got {self.z_range_um}")
+        if not (math.isfinite(self.z_range_um) and 0 < self.z_range_um <= MAX_OFFSET_UM):
+            raise ValueError(
+                f"z_range_um must be positive and at most {MAX_OFFSET_UM:g}, got {self.z_range_um}"
+            )
+        offsets = self.input_offsets_um
+        if not all(math.isfinite(v) and abs(v) <= MAX_OFFSET_UM for v in offsets):
+            raise ValueError(
+                f"input_offsets_um must be finite µm within ±{MAX_OFFSET_UM:g}, got {list(offsets)}"
+            )
+        if any(b <= a for a, b in itertools.pairwise(offsets)):
+            raise ValueError(f"input_offsets_um must increase, got {list(offsets)}")
+        for name, (low, high) in OPTICS_LIMITS.items():
+            value = getattr(self.optics, name)
+            if value is None and name != "pixel_size_um":
+                continue
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and low < value <= high):
+                raise ValueError(f"optics.{name} must be a number in ({low:g}, {high:g}], got {value}")
+        norm = self.normalization
+        low_p, high_p = (
+            norm.get("low_percentile", LOW_PERCENTILE),
+            norm.get("high_percentile", HIGH_PERCENTILE),
+        )
+        if not all(math.isfinite(v) for v in norm.values()) or not 0 <= low_p < high_p <= 100:
+            raise ValueError(
+                f"normalization percentiles must be finite with 0 <= low < high <= 100, got {norm}"
+            )
         return self
 
     @property

@@ -38,6 +38,8 @@ LIGHT_PATHS = {0: "Widefield", 1: "Confocal"}
 #: Camera binnings and pixel types (with the bit depth each sets)
 BINNINGS = (1, 2, 4, 8)
 PIXEL_TYPES = {"8bit": 8, "16bit": 16}
+#: the exposures the simulated camera takes (ms), as its Exposure property's limits
+EXPOSURE_LIMITS_MS = (0.01, 10_000.0)
 
 
 #: Maximum length of the hardware sequences the simulated devices accept.
@@ -95,6 +97,7 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
         self._binning = 1
         self._real_time = True
         self.set_property_allowed_values(Keyword.Binning, BINNINGS)
+        self.set_property_limits(Keyword.Exposure, EXPOSURE_LIMITS_MS)
 
     @override
     def sensor_shape(self) -> tuple[int, int]:
@@ -111,8 +114,9 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
 
     @override
     def set_exposure(self, exposure: float) -> None:
-        if not 0.01 <= float(exposure) <= 10_000:
-            raise ValueError(f"Exposure {exposure} ms is outside 0.01-10000 ms.")
+        low, high = EXPOSURE_LIMITS_MS
+        if not low <= float(exposure) <= high:
+            raise ValueError(f"Exposure {exposure} ms is outside {low:g}-{high:g} ms.")
         self._exposure = float(exposure)
 
     @override

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -101,9 +102,19 @@ def test_a_replaced_container_survives_until_the_new_one_exists(tmp_path, monkey
     with pytest.raises(OutputExistsError, match="already holds an mm-deepz run"):
         _finished_container(path, value=8)  # without overwrite: refused
     assert read_progress(path)["plan"] == {"marker": 7}
-    # with overwrite the new run replaces the old one, and nothing else is left behind
-    rec = Recorder(path, GEOM, {"plan": {"marker": 9}}, overwrite=True)
+    # with overwrite, a new run that writes no frame leaves the old one in place (moved back) ...
+    rec = Recorder(path, GEOM, {"plan": {"marker": 8}}, overwrite=True)
+    assert read_progress(path)["plan"] == {"marker": 8}  # the new container is there while it runs
     rec.finish()
+    assert read_progress(path)["plan"] == {"marker": 7} and rec.restored is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.ome.zarr.lock", "run.ome.zarr"]
+    # ... and one that writes a frame replaces it, leaving nothing else behind
+    rec = Recorder(path, GEOM, {"plan": {"marker": 9}}, overwrite=True)
+    rec.write_plane("measured", 0, 1, np.full((8, 8), 9, np.uint16))
+    rec.finish()
+    for thread in threading.enumerate():  # the replaced run is deleted in the background
+        if thread.name == "mm-deepz-remove-replaced":
+            thread.join()
     assert read_progress(path)["plan"] == {"marker": 9}
     assert sorted(p.name for p in tmp_path.iterdir()) == [".run.ome.zarr.lock", "run.ome.zarr"]
 
@@ -156,6 +167,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_one_leaves_no
         a.kill()  # kill -9: no cleanup runs in A
         a.wait()
     rec = Recorder(path, GEOM, {"plan": {"marker": 2}}, overwrite=True)  # the dead writer's lock is gone
+    rec.write_plane("measured", 0, 1, np.ones((8, 8), np.uint16))
     rec.finish()
     assert read_progress(path)["plan"] == {"marker": 2}
 
@@ -319,7 +331,7 @@ def test_summary_prints_when_no_time_point_completed(tmp_path, sig):
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, out
-    assert "Traceback" not in out and "aborted by the user" in out and "time points complete" in out
+    assert "Traceback" not in out and f"stopped by {sig.name}" in out and "time points complete" in out
     assert "nanx" not in out
     prog = read_progress(tmp_path / "r.ome.zarr")
     assert prog["finished"] and prog["aborted"]

@@ -213,6 +213,46 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
         training_record(tmp_path / "old.pt")
 
 
+def test_fine_tuning_starts_from_a_model_and_records_it_as_the_parent(data, tmp_path):
+    # train --init: the parent's architecture and weights, not random ones; the card names the parent
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    pairs = load_pairs([data / "train"])
+    cfg = {"z_range_um": 4, "batch_size": 4, "patch": 32, "val_every": 10, "device": "cpu", "seed": 3}
+    parent = train(
+        pairs, TrainConfig(steps=40, base_channels=4, depth=1, **cfg), tmp_path / "parent.pt"
+    ).model
+    # the options' own architecture (16 channels, depth 3) gives way to the parent's (4, 1)
+    child = train(pairs, TrainConfig(steps=10, lr=1e-4, **cfg), tmp_path / "child.pt", init=parent.path)
+    assert child.model.card.architecture == parent.card.architecture
+    first_val = child.history[0]["val_loss"]
+    scratch = train(pairs, TrainConfig(steps=10, lr=1e-4, base_channels=4, depth=1, **cfg), tmp_path / "s.pt")
+    assert first_val < scratch.history[0]["val_loss"]  # it started where the parent stood, not at random
+    record = load_model(tmp_path / "child.pt").card.provenance["parent"]
+    assert record["path"] == str(parent.path) and record["sha256"] == parent.sha256
+    assert record["steps_done"] == 40 and record["card"]["architecture"]["base_channels"] == 4
+    # a parent of another plane count, plane spacing or z range is refused by name, before training
+    for args, words in (
+        (["--planes", "2"], "is a 1-plane model but this training asks for 2"),
+        (["--z-range", "3"], "use --z-range 4"),
+    ):
+        res = CliRunner().invoke(
+            app,
+            [
+                "train",
+                str(data / "train"),
+                "--init",
+                str(parent.path),
+                "--out",
+                str(tmp_path / "x.pt"),
+                *args,
+            ],
+        )
+        assert isinstance(res.exception, DeepZError) and words in str(res.exception), res.output
+    assert not (tmp_path / "x.pt").exists()
+
+
 @pytest.mark.parametrize("steps", [1, 2, 10])
 def test_a_run_of_a_few_steps_trains(data, tmp_path, steps):
     # a smoke run or a throughput probe is a few steps long: its schedule must still have a warm-up

@@ -1,7 +1,7 @@
 """OME-Zarr recording of measured, virtual and reference data."""
 
 from ..errors import ContainerChangedError, StorageError
-from .claim import ContainerLockedError, OutputExistsError, is_container, next_free_output
+from .claim import ContainerLockedError, OutputExistsError, OutputPathError, is_container, next_free_output
 from .layout import (
     ImageInfo,
     MissingImageError,
@@ -23,16 +23,19 @@ from .recorder import (
     read_progress,
     record_key_parts,
 )
+from .validate import DamagedContainerError
 
 __all__ = [
     "STACK_IMAGE",
     "ContainerChangedError",
     "ContainerLockedError",
+    "DamagedContainerError",
     "Geometry",
     "ImageInfo",
     "MissingImageError",
     "NotAContainerError",
     "OutputExistsError",
+    "OutputPathError",
     "Recorder",
     "StorageError",
     "array_at",

@@ -33,6 +33,7 @@ their virtual stack is requested, so a model, GPU or disk failure later never lo
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import shutil
 import threading
@@ -47,7 +48,7 @@ from zarr.codecs import BloscCodec
 from zarr.core.array_spec import ArrayConfigParams
 
 from ..errors import ContainerChangedError, DeepZError, InputError, StorageError
-from .claim import Claim, is_container
+from .claim import PAIRS_KEY, Claim, is_container
 from .layout import (
     IMAGES,
     LAYOUT_VERSION,
@@ -64,6 +65,7 @@ from .layout import (
     write_collection,
 )
 from .layout import n_positions as layout_n_positions
+from .validate import check_container, check_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -151,9 +153,11 @@ def _step(z: tuple[float, ...]) -> float:
     return float(np.median(np.diff(z))) if len(z) > 1 else 1.0
 
 
-def _ngff_attrs(
+def ngff_attrs(
     name: str, g: Geometry, info: ImageInfo, position: int = 0, z: tuple[float, ...] | None = None
 ) -> dict[str, Any]:
+    """The NGFF attributes of one (t, c, z, y, x) image: axes in seconds and µm, scale and translation
+    (stage position ``position`` of ``g``, planes ``z`` or ``g``'s grid), display window."""
     h, w = g.shape_yx
     p = g.pixel_size_um
     z = z or g.z_um
@@ -219,12 +223,10 @@ class Recorder:
         ``overwrite`` replaces an earlier mm-deepz container only (see :class:`Claim`); the
         container stays locked against other writers until :meth:`close`.
         """
-        self.path = Path(path)
+        self._claim = Claim(path, overwrite)
+        #: the container's resolved path (links and ``..`` resolved), whichever alias named it
+        self.path = self._claim.path
         self.geometry = geometry
-        try:
-            self._claim = Claim(self.path, overwrite)
-        except OSError as e:
-            raise self._storage_error(e) from e
         self._lock = threading.RLock()
         self._state: dict[str, Any] = {
             "completed": {k: [] for k in IMAGES},
@@ -253,7 +255,7 @@ class Recorder:
                 for pos in range(self.n_positions):
                     grp = self.root.require_group(self._paths[name][pos])
                     title = name if self.n_positions == 1 else f"{name} p{pos}"
-                    grp.attrs.update(_ngff_attrs(title, geometry, self._infos[name], pos, z))
+                    grp.attrs.update(ngff_attrs(title, geometry, self._infos[name], pos, z))
                     self._arrays[name, pos] = grp.create_array(
                         "0",
                         shape=(0, len(geometry.channels), len(z), h, w),
@@ -268,9 +270,12 @@ class Recorder:
         except BaseException as e:  # a half-made container is removed, an earlier one put back
             self._claim.rollback()
             if isinstance(e, OSError):
-                raise self._storage_error(e) from e
+                raise self._storage_error(e, wrote=False) from e
             raise
-        self._claim.commit()
+        #: an earlier run this one replaces: kept aside until the first frame is written, put back if none is
+        self.restored: Path | None = None
+        #: files found among the chunks that no run writes (another tool's, or beyond the arrays)
+        self.ignored: list[str] = []
         self._attrs = {k: v for k, v in recorded(self.root).items() if k not in STATE_KEYS}
         self._times: dict[int, float] = {}
         self._t0 = time.time()
@@ -290,10 +295,12 @@ class Recorder:
         path = Path(path)
         open_container(path)  # refuses what is not an mm-deepz run
         rec = cls.__new__(cls)
-        rec.path = path
         rec._claim = Claim.existing(path)
+        rec.path = rec._claim.path
+        rec.restored = None
+        rec.ignored = []
         rec._lock = threading.RLock()
-        rec.root = zarr.open_group(str(path), mode="r+")
+        rec.root = zarr.open_group(str(rec.path), mode="r+")
         attrs = recorded(rec.root)
         rec._state = {k: attrs.pop(k) for k in list(attrs) if k in STATE_KEYS}
         rec._state.setdefault("frame_times_s", {})
@@ -355,11 +362,21 @@ class Recorder:
                 chunks = self.path / self._paths["measured"][p] / "0" / "c"
                 if not chunks.is_dir():
                     continue
+                n_t, n_z = self._arrays["measured", p].shape[0], self._arrays["measured", p].shape[2]
                 for t_dir in chunks.iterdir():
+                    if not t_dir.name.isdigit() or int(t_dir.name) >= n_t:
+                        self.ignored.append(str(t_dir.relative_to(self.path)))
+                        continue  # another tool's file (.DS_Store), or a chunk beyond the array
                     t = int(t_dir.name)
                     key = self._record_key(t, p)
                     planes = (
-                        sorted(int(z.name) for z in (t_dir / "0").iterdir()) if (t_dir / "0").is_dir() else []
+                        sorted(
+                            int(z.name)
+                            for z in (t_dir / "0").iterdir()
+                            if z.name.isdigit() and int(z.name) < n_z
+                        )
+                        if (t_dir / "0").is_dir()
+                        else []
                     )
                     if self._slots is not None:  # planes of the measured image -> planes of the z grid
                         grid = {slot: zi for zi, slot in self._slots.items()}
@@ -370,6 +387,12 @@ class Recorder:
         if recovered:
             logger.info(
                 "Recovered %d measured time point(s) on disk but missing from the record", len(recovered)
+            )
+        if self.ignored:
+            logger.warning(
+                "Ignored %d file(s) among the measured chunks that no run writes there (e.g. %s)",
+                len(self.ignored),
+                self.ignored[0],
             )
         return sorted(recovered)
 
@@ -481,6 +504,7 @@ class Recorder:
                 arr[key] = np.asarray(data, arr.dtype)
             except OSError as e:
                 raise self._storage_error(e) from e
+            self._claim.commit()  # the new run has data: the run it replaces goes (once)
             if isinstance(index[1], int) and image in ("measured", "reference"):
                 times = (
                     self._state["frame_times_s"].setdefault(image, {}).setdefault(self._record_key(t, p), {})
@@ -551,6 +575,7 @@ class Recorder:
                 arr.attrs["reason"] = reason
             except OSError as e:
                 raise self._storage_error(e) from e
+            self._claim.commit()  # a frame kept aside is measured data too
             self._state.setdefault("rejected", {})[name] = reason
             self._flush_attrs()
         return f"rejected/{name}"
@@ -696,7 +721,16 @@ class Recorder:
             )
 
     def close(self) -> None:
-        """Release the container to other writers (after :meth:`finish`; idempotent)."""
+        """Release the container to other writers (after :meth:`finish`; idempotent). A run that replaced
+        an earlier one and wrote no frame removes itself and puts the earlier one back."""
+        if (aside := self._claim.replacing) is not None:
+            logger.warning(
+                "No frame was written: %s is the earlier run again (it had been moved aside to %s)",
+                self.path,
+                aside,
+            )
+            self.restored = self.path
+            self._claim.rollback()
         self._claim.release()
 
     def is_complete(self, image: str, t: int, p: int = 0) -> bool:
@@ -704,14 +738,15 @@ class Recorder:
         with self._lock:
             return p in self._done_positions.get((image, t), ())
 
-    def _storage_error(self, e: OSError) -> StorageError:
+    def _storage_error(self, e: OSError, wrote: bool = True) -> StorageError:
         try:
             free = shutil.disk_usage(self.path.parent if not self.path.exists() else self.path).free
             space = f"{human_bytes(free)} free"
         except OSError:
             space = "free space unknown"
         what = "the disk is full" if e.errno == errno.ENOSPC else str(e)
-        return StorageError(f"Writing {self.path} failed: {what} ({space}). Data written so far is readable.")
+        kept = "Data written so far is readable." if wrote else "Nothing was written; choose another output."
+        return StorageError(f"Writing {self.path} failed: {what} ({space}). {kept}")
 
 
 def json_safe(value: Any) -> Any:
@@ -745,12 +780,20 @@ def open_container(path: str | Path) -> zarr.Group:
         raise NotAContainerError(f"{path} does not exist: give the path of a run's .ome.zarr folder.")
     if not path.is_dir():
         raise NotAContainerError(f"{path} is a file, not a run's .ome.zarr folder.")
+    if (path / "zarr.json").is_file():
+        check_json_file(path / "zarr.json")
+        if PAIRS_KEY in (json.loads((path / "zarr.json").read_text()).get("attributes") or {}):
+            raise NotAContainerError(
+                f"{path} is a pairs dataset (`mm-deepz pairs acquire`), not a run: `train`, `evaluate` and "
+                "`pairs check` read it."
+            )
     if not is_container(path):
         what = "an empty folder" if not any(path.iterdir()) else "not a container written by mm-deepz"
         raise NotAContainerError(
             f"{path} is {what} (its zarr.json has no mm_deepz attributes): give the path of a "
             "run written by `mm-deepz acquire` or the panel."
         )
+    check_container(path)
     return zarr.open_group(str(path), mode="r")
 
 

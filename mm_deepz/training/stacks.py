@@ -74,9 +74,23 @@ def read_stack(path: str | Path) -> Stack:
     path = Path(path)
     if not path.exists():
         raise StackDataError(f"Stack not found: {path}")
-    if path.suffix == ".zarr" or path.is_dir():
-        return _read_zarr(path)
-    return _read_tiff(path)
+    stack = _read_zarr(path) if path.suffix == ".zarr" or path.is_dir() else _read_tiff(path)
+    return _checked(stack, path)
+
+
+def _checked(stack: Stack, path: Path) -> Stack:
+    """Refuse a stack whose pixels or physical sizes are not finite numbers (NaN, Inf) or are absurd."""
+    if stack.data.dtype.kind == "f" and not np.isfinite(stack.data).all():
+        bad = int((~np.isfinite(stack.data)).sum())
+        raise StackDataError(
+            f"{path}: {bad} pixel(s) are NaN or infinite: mm-deepz trains and scores only on measured "
+            "counts. Export the stack again without them (or replace them) and retry."
+        )
+    if not (np.isfinite(stack.pixel_size_um) and 0 < stack.pixel_size_um <= 100):
+        raise StackDataError(f"{path}: its pixel size {stack.pixel_size_um} µm is not a positive number.")
+    if not np.isfinite(stack.z_um).all():
+        raise StackDataError(f"{path}: its z positions are not finite numbers.")
+    return stack
 
 
 def _read_tiff(path: Path) -> Stack:
@@ -165,24 +179,44 @@ def _read_zarr(path: Path) -> Stack:
     z0 = trans[1]["translation"][axes.index("z")] if len(trans) > 1 else 0.0
     if kept != ["z", "y", "x"]:
         data = np.moveaxis(data, [kept.index(a) for a in "zyx"], [0, 1, 2])
-    return Stack(np.asarray(data), z0 + np.arange(data.shape[0]) * sz, float(sx), str(path))
+    data = np.asarray(data)
+    from ..io.pairs import dark_frame
+
+    if (dark := dark_frame(path.parent)) is not None and dark.shape == data.shape[1:]:
+        data = np.clip(data.astype(np.float32) - dark, 0, None)  # a pairs dataset's camera offset and dark
+    return Stack(data, z0 + np.arange(data.shape[0]) * sz, float(sx), str(path))
 
 
 def find_pairs(
     paths: list[Path], input_modality: str = "widefield", target_modality: str = "confocal"
 ) -> list[tuple[str, Path, Path]]:
     """Match ``<name>_<input>`` and ``<name>_<target>`` stacks among files and directories."""
+    from ..io.claim import is_container
+    from ..io.pairs import dataset_pairs, pairs_record
+
     files: list[Path] = []
+    pairs = []
     for p in paths:
         p = Path(p)
-        if p.is_dir() and not p.name.endswith(".zarr"):
-            files += sorted(q for q in p.iterdir() if re.search(r"\.(ome\.)?(tiff?|zarr)$", q.name))
+        if pairs_record(p) is not None:  # a pairs dataset (mm-deepz pairs acquire)
+            pairs += dataset_pairs(p, input_modality, target_modality)
+        elif is_container(p):
+            raise StackDataError(
+                f"{p} is a Deep-Z run, not training pairs: acquire pairs with `mm-deepz pairs acquire` "
+                "(widefield and confocal stacks of the same fields)."
+            )
+        elif p.is_dir() and not p.name.endswith(".zarr"):
+            found = sorted(q for q in p.iterdir() if re.search(r"\.(ome\.)?(tiff?|zarr)$", q.name))
+            for q in found:
+                if pairs_record(q) is not None:
+                    pairs += dataset_pairs(q, input_modality, target_modality)
+                else:
+                    files.append(q)
         elif p.exists():
             files.append(p)
         else:
             raise StackDataError(f"Training data not found: {p}")
     pattern = re.compile(rf"^(?P<name>.+)_{re.escape(input_modality)}(?P<ext>\.(ome\.)?(tiff?|zarr))$")
-    pairs = []
     for f in files:
         if m := pattern.match(f.name):
             target = f.with_name(f"{m['name']}_{target_modality}{m['ext']}")

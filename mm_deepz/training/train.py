@@ -260,6 +260,52 @@ def check_output_model(out: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def load_parent(path: Path, cfg: TrainConfig) -> DeepZModel:
+    """The model ``train --init`` fine-tunes: refused (:class:`DeepZError`) when its input planes are
+    not the ones this training asks for."""
+    from ..modelfile import PLANE_OFFSET_ATOL_UM, load_model
+
+    parent = load_model(path)
+    theirs, ours = parent.card.input_offsets_um, cfg.plane_offsets_um
+    if len(theirs) != len(ours):
+        raise DeepZError(
+            f"--init {path} is a {len(theirs)}-plane model but this training asks for {len(ours)} plane(s): "
+            f"use --planes {len(theirs)}, or a {len(ours)}-plane model to start from."
+        )
+    if any(abs(a - b) > PLANE_OFFSET_ATOL_UM for a, b in zip(theirs, ours, strict=True)):
+        raise DeepZError(
+            f"--init {path} was trained with its input planes at {list(theirs)} µm, this training asks for "
+            f"{list(ours)} µm: use --separation {theirs[-1] - theirs[0]:g}."
+        )
+    if abs(parent.card.z_range_um - cfg.z_range_um) > 1e-6:
+        raise DeepZError(
+            f"--init {path} was trained for targets up to {parent.card.z_range_um:g} µm from its input "
+            f"planes (its defocus units), this training asks for {cfg.z_range_um:g} µm: use --z-range "
+            f"{parent.card.z_range_um:g}."
+        )
+    depth = parent.card.architecture.depth
+    if cfg.patch % 2**depth:
+        raise DeepZError(
+            f"--init {path} is a depth-{depth} U-Net: the patch ({cfg.patch} px) must be a multiple of "
+            f"{2**depth} px."
+        )
+    return parent
+
+
+def parent_provenance(parent: DeepZModel) -> dict[str, Any]:
+    """What a fine-tuned model's card says of the model it started from."""
+    prov = parent.card.provenance
+    return {
+        "path": str(parent.path),
+        "sha256": parent.sha256,
+        "steps_done": prov.get("steps_done"),
+        "train_seconds": prov.get("train_seconds"),
+        "legs": prov.get("legs", []),
+        "metrics": parent.card.metrics,
+        "card": parent.card.model_dump(mode="json", exclude={"provenance"}),
+    }
+
+
 def _check_z_range(pairs: list[PairedStack], cfg: TrainConfig) -> None:
     """The trained range must be one the stacks cover: a card never claims more than the data had."""
     offsets = np.asarray(cfg.plane_offsets_um)
@@ -279,11 +325,13 @@ def train(
     resume: bool = False,
     command: str | None = None,
     val_pairs: list[PairedStack] | None = None,
+    init: Path | None = None,
 ) -> TrainResult:
     """Train a model on ``pairs`` and save it to ``out`` (checkpoints next to it).
 
     ``val_pairs``: a fixed validation set (``cfg.val_fraction`` is then not used); by default
-    whole stacks of ``pairs`` are held out.
+    whole stacks of ``pairs`` are held out. ``init``: fine-tune that model file (its architecture
+    and weights; the card records it as the parent) instead of starting from random weights.
     """
     out = Path(out)
     torch.manual_seed(cfg.seed)
@@ -309,8 +357,11 @@ def train(
     optics = OpticsSpec(
         pixel_size_um=px, **{k: known.get(k) for k in ("na", "wavelength_em_um", "immersion_index")}
     )
+    parent = load_parent(init, cfg) if init is not None and not resume else None
     card = ModelCard(
-        architecture=UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels),
+        architecture=parent.card.architecture
+        if parent is not None
+        else UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels),
         input_offsets_um=cfg.plane_offsets_um,
         z_range_um=cfg.z_range_um,
         optics=optics,
@@ -318,6 +369,8 @@ def train(
         target_modality=cfg.target_modality,
     )
     model = DeepZModel.new(card, seed=cfg.seed)
+    if parent is not None:
+        model.network.load_state_dict(parent.network.state_dict())
     net = model.network.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     disc: PatchDiscriminator | None = None
@@ -332,8 +385,10 @@ def train(
     earlier_seconds = 0.0  # training time of the runs this one resumes
     earlier_legs: list[dict[str, Any]] = []  # their commands and step ranges (a resumed run's full recipe)
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    parent_record = parent_provenance(parent) if parent is not None else None
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        parent_record = ck.get("parent")
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         step, best, history = ck["step"], ck["best"], ck["history"]
@@ -423,6 +478,7 @@ def train(
                     "best_state": best_state,
                     "seconds": earlier_seconds + time.perf_counter() - t0,
                     "legs": legs(),
+                    "parent": parent_record,
                 }
                 if disc is not None and d_opt is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
@@ -452,6 +508,7 @@ def train(
         "data": dataset_summary(pairs),
         "validation_pairs": [p.name for p in val_pairs],
         "history": history,  # the learning curve (mm-deepz curves), every leg's
+        **({"parent": parent_record} if parent_record else {}),
     }
     model.card.metrics = {"validation_loss": round(best, 5)}
     model.save(out)
