@@ -47,9 +47,9 @@ def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
     app.command("acquire")(acquire_cmd)
     app.command("infer")(infer_cmd)
-    pairs = typer.Typer(help="Training pairs from your own microscope.", no_args_is_help=True)
-    pairs.command("acquire")(pairs_acquire_cmd)
-    app.add_typer(pairs, name="pairs")
+    from mm_deepz.cli import pairs_app
+
+    pairs_app.command("acquire")(pairs_acquire_cmd)
 
 
 def pairs_acquire_cmd(

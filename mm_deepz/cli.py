@@ -14,6 +14,11 @@ from rich.logging import RichHandler
 app = typer.Typer(help="Deep-Z virtual z-stacking for Micro-Manager.", no_args_is_help=True)
 simulate = typer.Typer(help="The simulated microscope: pictures and training data.", no_args_is_help=True)
 app.add_typer(simulate, name="simulate")
+#: training pairs from the user's microscope: ``check`` here, ``acquire`` added by acquisition_hooks
+pairs_app = typer.Typer(
+    help="Training pairs from your own microscope: acquire and check them.", no_args_is_help=True
+)
+app.add_typer(pairs_app, name="pairs")
 
 
 @app.callback()
@@ -341,6 +346,55 @@ def train_cmd(
         f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
         f"{result.steps_done} steps, {result.seconds:.0f} s); dataset summary: {summary_path}"
     )
+
+
+@pairs_app.command("check")
+def pairs_check_cmd(
+    data: Annotated[
+        list[Path], typer.Argument(help="Pairs datasets, or folders of OME-TIFF / OME-Zarr pairs.")
+    ],
+    report: Annotated[Path, typer.Option(help="Folder for checks.json and checks.png.")] = Path(
+        "pairs_check"
+    ),
+    input_modality: Annotated[str, typer.Option(help="Name of the input stacks.")] = "widefield",
+    target_modality: Annotated[str, typer.Option(help="Name of the target stacks.")] = "confocal",
+) -> None:
+    """Check every pair before training: specimen present, not saturated, registration trustworthy, no
+    drift; the pairs that fail are quarantined with their reasons (`train` leaves them out)."""
+    from rich.console import Console
+    from rich.progress import track
+    from rich.table import Table
+
+    from mm_deepz.errors import SettingsError
+    from mm_deepz.training.check import CheckLimits, check_pair
+    from mm_deepz.training.check_report import write_check_report
+    from mm_deepz.training.stacks import find_pairs, read_stack
+
+    if report.exists() and not report.is_dir():
+        raise SettingsError(f"--report {report} is a file: give a folder for checks.json and checks.png.")
+    limits = CheckLimits()
+    checks, stacks = [], {}
+    for name, a, b in track(find_pairs(data, input_modality, target_modality), description="checking pairs"):
+        stacks[name] = (read_stack(a), read_stack(b))
+        checks.append(check_pair(name, *stacks[name], limits))
+    files = write_check_report(checks, stacks, report, limits)
+    table = Table(title="pairs check", show_header=True)
+    for column in ("pair", "confidence", "shift (px)", "drift (px)", "structure in / target", "verdict"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(
+            c.name,
+            f"{c.confidence:.2f}",
+            f"{c.shift_yx_px[0]:.1f}, {c.shift_yx_px[1]:.1f}",
+            f"{c.drift_px:.1f}",
+            f"{c.contrast['input']:.0f} / {c.contrast['target']:.0f}",
+            "ok" if c.passed else "quarantined: " + "; ".join(c.reasons),
+        )
+    Console().print(table)
+    bad = sum(not c.passed for c in checks)
+    typer.echo(f"{len(checks) - bad} of {len(checks)} pairs pass; report: {', '.join(map(str, files))}")
+    if bad:
+        raise typer.Exit(1)
 
 
 @app.command("evaluate")

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
@@ -35,3 +41,60 @@ def measured_chunks_prefix() -> str:
     from mm_deepz.io.layout import IMAGES, number_images
 
     return f"{number_images(IMAGES, 1)['measured'][0]}/0/c/"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: a second process that writes a small container and holds it (prints "writing" once it does)
+HOLDER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from mm_deepz.io import Geometry, Recorder
+    rec = Recorder(sys.argv[1], Geometry((-1.0, 0.0, 1.0), 0.5, 1.0, (8, 8)), {"plan": {"marker": 1}})
+    rec.write_plane("measured", 0, 1, np.ones((8, 8), np.uint16))
+    rec.mark_complete("measured", 0, planes=[1])
+    print("writing", flush=True)
+    time.sleep(120)
+""")
+
+
+def start_holder(path: Path) -> subprocess.Popen:
+    """A second process writing the container ``path`` (kill it when done)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    """``mm-deepz ARGS`` in a new process, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from mm_deepz.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        **kw,
+    )
+
+
+def start_acquire(out: Path, *args: str, **popen) -> subprocess.Popen:
+    """``mm-deepz acquire -o OUT --device cpu ARGS`` in a new process, running on."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from mm_deepz.cli import main; main()",
+            "acquire",
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            *args,
+        ],
+        **popen,
+    )

@@ -52,5 +52,6 @@ def test_the_command_line_holds_every_packages_commands():
         "infer",
         "gui",
         "napari",
+        "pairs",
     ):
         assert f"│ {command} " in out, command

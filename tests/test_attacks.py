@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from helpers import run_cli, start_acquire, start_holder
 
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
@@ -37,7 +37,6 @@ from mm_deepz.modelfile import load_model, shipped_model_path
 from mm_deepz.training.stacks import StackDataError, read_stack
 
 GEOM = Geometry(z_um=(-1.0, 0.0, 1.0), pixel_size_um=0.5, interval_s=1.0, shape_yx=(8, 8))
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -84,15 +83,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *ar
     return code, capsys.readouterr().err
 
 
-def mm_deepz(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from mm_deepz.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        **kw,
-    )
+mm_deepz = run_cli
 
 
 def one_line_error(stderr: str, *words: str) -> None:
@@ -102,29 +93,11 @@ def one_line_error(stderr: str, *words: str) -> None:
         assert w in lines[0], (w, lines[0])
 
 
-HOLDER = textwrap.dedent("""
-    import sys, time
-    import numpy as np
-    from mm_deepz.io import Geometry, Recorder
-    rec = Recorder(sys.argv[1], Geometry((-1.0, 0.0, 1.0), 0.5, 1.0, (8, 8)), {"plan": {"marker": 1}})
-    rec.write_plane("measured", 0, 1, np.ones((8, 8), np.uint16))
-    rec.mark_complete("measured", 0, planes=[1])
-    print("writing", flush=True)
-    time.sleep(120)
-""")
-
-
 @pytest.fixture
 def writer(tmp_path):
     """A second process writing ``tmp_path/run.ome.zarr`` (killed at the end)."""
     path = tmp_path / "run.ome.zarr"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout.readline().strip() == "writing"
+    proc = start_holder(path)
     yield path, proc
     proc.kill()
     proc.wait()
@@ -246,18 +219,9 @@ def test_a_bind_mount_of_a_container_being_written_is_refused(writer, tmp_path):
 
 # -- 4. signals, any number, end a run cleanly ---------------------------------------------------
 def _acquire(tmp_path: Path, *args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from mm_deepz.cli import main; main()",
-            "acquire",
-            "-o",
-            str(tmp_path / "r.ome.zarr"),
-            "--device",
-            "cpu",
-            *args,
-        ],
+    return start_acquire(
+        tmp_path / "r.ome.zarr",
+        *args,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -7,7 +7,6 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 import torch
 import yaozarrs
 import zarr
-from helpers import measured_chunks_prefix
+from helpers import measured_chunks_prefix, start_acquire
 from ome_types import from_xml
 from ome_zarr.utils import find_multiscales
 from typer.testing import CliRunner
@@ -73,26 +72,6 @@ def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path
     )
 
 
-def _acquire_in_background(out, *args):
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from mm_deepz.cli import main; main()",
-            "acquire",
-            "-o",
-            str(out),
-            "--frame",
-            "64",
-            "--device",
-            "cpu",
-            *args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _measured(out) -> int:
     """Time points measured so far by a run in another process (0 before its container exists or while
     its record is being rewritten)."""
@@ -104,7 +83,17 @@ def _measured(out) -> int:
 
 def test_after_kill_9_infer_completes_the_container(tmp_path):
     out = tmp_path / "killed.ome.zarr"
-    proc = _acquire_in_background(out, "-t", "40", "--interval", "0.5")
+    proc = start_acquire(
+        out,
+        "--frame",
+        "64",
+        "-t",
+        "40",
+        "--interval",
+        "0.5",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and _measured(out) < 3:
         time.sleep(0.1)

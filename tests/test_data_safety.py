@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from helpers import run_cli, start_holder
 from typer.testing import CliRunner
 
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSettings
@@ -34,7 +34,6 @@ from mm_deepz.io import (
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 GEOM = Geometry(z_um=(-1.0, 0.0, 1.0), pixel_size_um=0.5, interval_s=1.0, shape_yx=(8, 8))
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _finished_container(path: Path, value: int = 7) -> Path:
@@ -52,16 +51,7 @@ def _user_folder(path: Path) -> Path:
     return path
 
 
-def _mm_deepz(*args: str, cwd: Path | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from mm_deepz.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-        **kw,
-    )
+_mm_deepz = run_cli
 
 
 # -- 1. --overwrite replaces only an mm-deepz container ------------------------------------------
@@ -130,27 +120,7 @@ def test_next_free_output_counts_up_past_what_exists(tmp_path):
 
 
 # -- 2. one writer per container ----------------------------------------------------------------
-HOLDER = textwrap.dedent("""
-    import sys, time
-    import numpy as np
-    from mm_deepz.io import Geometry, Recorder
-    rec = Recorder(sys.argv[1], Geometry((-1.0, 0.0, 1.0), 0.5, 1.0, (8, 8)), {"plan": {"marker": 1}})
-    rec.write_plane("measured", 0, 1, np.ones((8, 8), np.uint16))
-    rec.mark_complete("measured", 0, planes=[1])
-    print("writing", flush=True)
-    time.sleep(120)
-""")
-
-
-def _holder(path: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout.readline().strip() == "writing"
-    return proc
+_holder = start_holder
 
 
 def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_one_leaves_no_stale_lock(tmp_path):

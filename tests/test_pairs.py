@@ -188,3 +188,69 @@ def test_a_run_is_not_training_pairs_and_the_cli_refuses_in_one_line(tmp_path):
     )
     assert res.returncode == 2 and "Give the fields one way: --position or --grid" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "p.ome.zarr").exists()
+    from typer.testing import CliRunner
+
+    from mm_deepz.cli import app
+
+    out = CliRunner().invoke(app, ["pairs", "--help"]).output
+    assert "│ acquire " in out and "│ check " in out  # the acquisition's command joins the core's group
+
+
+def _dense_spots(phantom, n: int, spacing: float) -> list[tuple[float, float]]:
+    """``n`` stage positions on the worm where its neurons are densest, ``spacing`` µm apart."""
+    xy = np.asarray(phantom.emitters.xyz)[:, :2]
+    crowd = ((xy[:, None] - xy[None]) ** 2).sum(-1) < 15**2
+    spots: list[tuple[float, float]] = []
+    for i in np.argsort(-crowd.sum(1)):
+        if all(np.hypot(*(xy[i] - s)) > spacing for s in spots):
+            spots.append((float(xy[i, 0]), float(xy[i, 1])))
+        if len(spots) == n:
+            break
+    return spots
+
+
+def test_pairs_check_quarantines_an_empty_and_a_drifting_field_and_train_leaves_them_out(tmp_path):
+    world = sim.SimWorld(sim.worm(seed=104), sensor_shape=(128, 128), seed=104)
+    core = sim.load_demo_core(world)
+    try:
+        on_worm = _dense_spots(world.phantom, 5, 45.0)
+        plan = PairsPlan(
+            positions_xy_um=(*on_worm, (3000.0, 3000.0)),  # the last one far from the worm: empty
+            z_start_um=-12,
+            z_end_um=12,
+            z_step_um=2,
+            dark_frames=2,
+        )
+        path = acquire_pairs(core, plan, tmp_path / "pairs.ome.zarr")
+    finally:
+        core.unloadAllDevices()
+    record = _record(path)
+    # field_004: the specimen crawled while its target stack was taken (1 px per plane, 12 in all)
+    target = zarr.open_array(str(path / record["fields"]["field_004"]["images"]["confocal"] / "0"), mode="r+")
+    stack = np.asarray(target[0, 0])
+    target[0, 0] = np.stack([np.roll(plane, i, axis=1) for i, plane in enumerate(stack)])
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from mm_deepz.cli import main; main()",
+            "pairs",
+            "check",
+            str(path),
+            "--report",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**__import__("os").environ, "COLUMNS": "250"},
+    )
+    assert res.returncode == 1 and "4 of 6 pairs pass" in res.stdout, res.stdout + res.stderr
+    report = json.loads((tmp_path / "report" / "checks.json").read_text())
+    assert report["passed"] == [f"pairs/field_{i:03d}" for i in range(4)]
+    assert "has nothing to learn from" in report["quarantined"]["pairs/field_005"][0]
+    assert any("moved" in r for r in report["quarantined"]["pairs/field_004"])
+    assert (tmp_path / "report" / "checks.png").stat().st_size > 20_000
+    # train uses the same checks: the quarantined fields are left out, by name
+    pairs = load_pairs([path])
+    assert [p.name for p in pairs] == report["passed"]

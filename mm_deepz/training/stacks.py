@@ -269,8 +269,15 @@ def register(inputs: Stack, target: Stack) -> tuple[tuple[float, float], float]:
     return (float(shift[0]), float(shift[1])), axial_planes * inputs.z_step_um
 
 
-def load_pair(name: str, input_path: Path, target_path: Path, do_register: bool = True) -> PairedStack:
-    """Read, validate and (optionally) register one pair onto the input's grid."""
+class PairQuarantinedError(StackDataError):
+    """A pair failed its checks (:mod:`mm_deepz.training.check`): it is not trained on."""
+
+
+def load_pair(
+    name: str, input_path: Path, target_path: Path, do_register: bool = True, check: bool = True
+) -> PairedStack:
+    """Read, validate, check (:class:`PairQuarantinedError` with the reasons) and (optionally) register
+    one pair onto the input's grid."""
     inputs = read_stack(input_path)
     target = read_stack(target_path) if target_path != input_path else inputs
     if inputs.data.shape != target.data.shape:
@@ -285,6 +292,12 @@ def load_pair(name: str, input_path: Path, target_path: Path, do_register: bool 
         )
     if len(inputs.z_um) < 3 or inputs.z_step_um <= 0:
         raise StackDataError(f"{name}: a stack needs at least 3 planes with increasing z.")
+    if check and target is not inputs:
+        from .check import check_pair
+
+        verdict = check_pair(name, inputs, target)
+        if not verdict.passed:
+            raise PairQuarantinedError(f"{name} is quarantined: {'; '.join(verdict.reasons)}.")
     shift, axial = (0.0, 0.0), 0.0
     if do_register and target is not inputs:
         shift, axial = register(inputs, target)
@@ -329,10 +342,19 @@ def load_pairs(
     target_modality: str = "confocal",
     do_register: bool = True,
 ) -> list[PairedStack]:
-    """Find, read and register all pairs; all must share pixel size and z step."""
-    pairs = [
-        load_pair(n, a, b, do_register) for n, a, b in find_pairs(paths, input_modality, target_modality)
-    ]
+    """Find, read, check and register all pairs; all must share pixel size and z step. A pair that fails
+    its checks is left out with a warning naming the reasons; none left is an error."""
+    pairs, quarantined = [], []
+    for n, a, b in find_pairs(paths, input_modality, target_modality):
+        try:
+            pairs.append(load_pair(n, a, b, do_register))
+        except PairQuarantinedError as e:
+            logger.warning("%s Not trained on (`mm-deepz pairs check` reports every pair).", e)
+            quarantined.append(n)
+    if not pairs:
+        raise StackDataError(
+            f"Every pair failed its checks ({', '.join(quarantined)}): `mm-deepz pairs check` says why."
+        )
     ref = pairs[0]
     for p in pairs[1:]:
         if abs(p.pixel_size_um - ref.pixel_size_um) > 0.01 * ref.pixel_size_um:
