@@ -262,6 +262,17 @@ def train_cmd(
     no_register: Annotated[
         bool, typer.Option("--no-register", help="Skip lateral/axial registration.")
     ] = False,
+    blind: Annotated[
+        Path | None,
+        typer.Option(help="Blind manifest (`mm-deepz pairs split`): refuse any of its pairs in the data."),
+    ] = None,
+    specimen_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Regular expression whose first group names a pair's specimen (e.g. '(.*)_t\\d+'): "
+            "validation holds out whole specimens."
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing model file and its checkpoint.")
     ] = False,
@@ -285,6 +296,7 @@ def train_cmd(
     import json
     import sys
 
+    from mm_deepz.training.blind import read_manifest, refuse_overlap
     from mm_deepz.training.stacks import dataset_summary, load_pairs
     from mm_deepz.training.train import TrainConfig, check_output_model, read_train_config, train
 
@@ -313,6 +325,7 @@ def train_cmd(
         "precision": ("precision", precision),
         "input_modality": ("input_modality", input_modality),
         "target_modality": ("target_modality", target_modality),
+        "specimen_pattern": ("specimen_pattern", specimen_pattern),
     }
     given = {
         name: value
@@ -326,13 +339,17 @@ def train_cmd(
         from mm_deepz.training.train import load_parent
 
         load_parent(init, cfg)  # refused before the stacks are read
+    manifest = read_manifest(blind) if blind is not None else None
     pairs = load_pairs(data, cfg.input_modality, cfg.target_modality, do_register=not no_register)
-    summary_path = out.with_suffix(".dataset.json")
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
     val_pairs = (
         load_pairs(val, cfg.input_modality, cfg.target_modality, do_register=not no_register) if val else None
     )
+    if manifest is not None:  # nothing blind is trained or validated on
+        refuse_overlap(pairs, manifest, "training data")
+        refuse_overlap(val_pairs or [], manifest, "validation data")
+    summary_path = out.with_suffix(".dataset.json")
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
     result = train(
         pairs,
         cfg,
@@ -397,6 +414,45 @@ def pairs_check_cmd(
         raise typer.Exit(1)
 
 
+@pairs_app.command("split")
+def pairs_split_cmd(
+    data: Annotated[
+        list[Path], typer.Argument(help="Pairs datasets, or folders of OME-TIFF / OME-Zarr pairs.")
+    ],
+    out: Annotated[Path, typer.Option(help="The blind manifest to write (JSON).")] = Path("blind.json"),
+    blind_fraction: Annotated[float, typer.Option(help="Share of the specimens to hold out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the choice.")] = 0,
+    specimen_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Regular expression whose first group names a pair's specimen (default: each pair)."
+        ),
+    ] = None,
+    input_modality: Annotated[str, typer.Option(help="Name of the input stacks.")] = "widefield",
+    target_modality: Annotated[str, typer.Option(help="Name of the target stacks.")] = "confocal",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing manifest.")] = False,
+) -> None:
+    """Hold whole specimens out for the blind test: a manifest that `train --blind` refuses to overlap
+    and `evaluate --blind` scores."""
+    import json
+
+    from mm_deepz.errors import SettingsError
+    from mm_deepz.training.blind import make_manifest
+    from mm_deepz.training.blind import specimen_pattern as compile_pattern
+    from mm_deepz.training.stacks import load_pairs
+
+    if out.exists() and (out.is_dir() or not overwrite):
+        raise SettingsError(f"{out} exists: choose another --out, or --overwrite a manifest.")
+    pattern = compile_pattern(specimen_pattern)
+    pairs = load_pairs(data, input_modality, target_modality, do_register=False)
+    manifest = make_manifest(pairs, blind_fraction, seed, pattern)
+    out.write_text(json.dumps(manifest, indent=2))
+    typer.echo(
+        f"held out {len(manifest['specimens'])} specimen(s), {len(manifest['pairs'])} pair(s): "
+        f"{', '.join(manifest['specimens'])} -> {out}"
+    )
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     model: Annotated[Path, typer.Argument(help="Model file.")],
@@ -408,6 +464,9 @@ def evaluate_cmd(
     write_card: Annotated[
         bool, typer.Option(help="Store the blind metrics in the model file's card.")
     ] = False,
+    blind: Annotated[
+        Path | None, typer.Option(help="Blind manifest (`mm-deepz pairs split`): score exactly its pairs.")
+    ] = None,
 ) -> None:
     """Blind test of a model against mechanically scanned reference stacks."""
     from rich.progress import track
@@ -416,6 +475,7 @@ def evaluate_cmd(
     from mm_deepz.errors import SettingsError
     from mm_deepz.evaluation import evaluate_pair, summarize, write_report
     from mm_deepz.modelfile import load_model
+    from mm_deepz.training.blind import blind_only, read_manifest
     from mm_deepz.training.stacks import load_pairs
 
     if report.exists() and not report.is_dir():
@@ -428,6 +488,8 @@ def evaluate_cmd(
             f"{m.card.input_modality} --target-modality {m.card.target_modality}."
         )
     pairs = load_pairs(stacks, input_modality, target_modality)
+    if blind is not None:  # exactly the held-out specimens
+        pairs = blind_only(pairs, read_manifest(blind))
     predictor = Predictor(m, device)
     evals = [evaluate_pair(m, p, predictor) for p in track(pairs, description="evaluating")]
     summary = summarize(evals, m)

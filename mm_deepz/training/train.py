@@ -25,6 +25,7 @@ from ..metrics import pcc_torch, ssim_torch
 from ..model import PatchDiscriminator, UNetConfig
 from ..modelfile import DeepZModel, ModelCard, OpticsSpec
 from ..settings import Settings
+from .blind import specimen_pattern
 from .sampler import PatchSampler, SamplingConfig
 from .stacks import PairedStack, dataset_summary
 
@@ -80,6 +81,9 @@ class TrainConfig(Settings):
     target_modality: str = "confocal"
     #: the optics the card records (wavelength, NA ...); empty: the stacks' own
     optics: dict[str, Any] = Field(default_factory=dict)
+    #: which pairs are one specimen (a regular expression whose first group names it), so validation
+    #: holds out whole specimens; None: each pair is its own
+    specimen_pattern: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -117,6 +121,10 @@ class TrainConfig(Settings):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}.")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+        try:
+            specimen_pattern(self.specimen_pattern)
+        except DeepZError as e:
+            raise ValueError(str(e)) from None
         return self
 
     @property
@@ -183,15 +191,20 @@ def _git_commit() -> str:
 
 
 def split_pairs(
-    pairs: list[PairedStack], val_fraction: float, seed: int
+    pairs: list[PairedStack], val_fraction: float, seed: int, pattern: str | None = None
 ) -> tuple[list[PairedStack], list[PairedStack]]:
-    """Hold out whole stacks for validation (at least one when there are two or more)."""
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    n_val = round(val_fraction * len(pairs))
-    if val_fraction > 0 and len(pairs) > 1:
+    """Hold out whole specimens for validation (at least one when there are two or more): every pair of
+    a specimen (``pattern``, see :mod:`.blind`; by default each pair is one) goes to the same
+    side, so the time points of one worm never validate a model trained on its others."""
+    from .blind import by_specimen
+
+    groups = list(by_specimen(pairs, specimen_pattern(pattern)).values())
+    order = np.random.default_rng(seed).permutation(len(groups))
+    n_val = round(val_fraction * len(groups))
+    if val_fraction > 0 and len(groups) > 1:
         n_val = max(1, n_val)
-    val = [pairs[i] for i in order[:n_val]]
-    train = [pairs[i] for i in order[n_val:]]
+    val = [p for i in order[:n_val] for p in groups[i]]
+    train = [p for i in order[n_val:] for p in groups[i]]
     return train, val
 
 
@@ -339,7 +352,7 @@ def train(
         train_pairs = pairs
         pairs = [*pairs, *val_pairs]
     else:
-        train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
+        train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed, cfg.specimen_pattern)
     _check_z_range(train_pairs, cfg)
     # card percentiles = defaults
     sampling = SamplingConfig(
