@@ -14,6 +14,12 @@ from rich.logging import RichHandler
 app = typer.Typer(help="Deep-Z virtual z-stacking for Micro-Manager.", no_args_is_help=True)
 simulate = typer.Typer(help="The simulated microscope: pictures and training data.", no_args_is_help=True)
 app.add_typer(simulate, name="simulate")
+#: what the pairs commands read, and which of their stacks are input and target
+PairsDataArgument = Annotated[
+    list[Path], typer.Argument(help="Pairs datasets, or folders of OME-TIFF / OME-Zarr pairs.")
+]
+InputModalityOption = Annotated[str, typer.Option(help="Name of the input stacks.")]
+TargetModalityOption = Annotated[str, typer.Option(help="Name of the target stacks.")]
 #: training pairs from the user's microscope: ``check`` here, ``acquire`` added by acquisition_hooks
 pairs_app = typer.Typer(
     help="Training pairs from your own microscope: acquire and check them.", no_args_is_help=True
@@ -367,14 +373,12 @@ def train_cmd(
 
 @pairs_app.command("check")
 def pairs_check_cmd(
-    data: Annotated[
-        list[Path], typer.Argument(help="Pairs datasets, or folders of OME-TIFF / OME-Zarr pairs.")
-    ],
+    data: PairsDataArgument,
     report: Annotated[Path, typer.Option(help="Folder for checks.json and checks.png.")] = Path(
         "pairs_check"
     ),
-    input_modality: Annotated[str, typer.Option(help="Name of the input stacks.")] = "widefield",
-    target_modality: Annotated[str, typer.Option(help="Name of the target stacks.")] = "confocal",
+    input_modality: InputModalityOption = "widefield",
+    target_modality: TargetModalityOption = "confocal",
 ) -> None:
     """Check every pair before training: specimen present, not saturated, registration trustworthy, no
     drift; the pairs that fail are quarantined with their reasons (`train` leaves them out)."""
@@ -416,9 +420,7 @@ def pairs_check_cmd(
 
 @pairs_app.command("split")
 def pairs_split_cmd(
-    data: Annotated[
-        list[Path], typer.Argument(help="Pairs datasets, or folders of OME-TIFF / OME-Zarr pairs.")
-    ],
+    data: PairsDataArgument,
     out: Annotated[Path, typer.Option(help="The blind manifest to write (JSON).")] = Path("blind.json"),
     blind_fraction: Annotated[float, typer.Option(help="Share of the specimens to hold out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the choice.")] = 0,
@@ -428,8 +430,8 @@ def pairs_split_cmd(
             help="Regular expression whose first group names a pair's specimen (default: each pair)."
         ),
     ] = None,
-    input_modality: Annotated[str, typer.Option(help="Name of the input stacks.")] = "widefield",
-    target_modality: Annotated[str, typer.Option(help="Name of the target stacks.")] = "confocal",
+    input_modality: InputModalityOption = "widefield",
+    target_modality: TargetModalityOption = "confocal",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing manifest.")] = False,
 ) -> None:
     """Hold whole specimens out for the blind test: a manifest that `train --blind` refuses to overlap
