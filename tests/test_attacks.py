@@ -381,6 +381,11 @@ def test_foreign_files_stray_and_corrupt_chunks_are_reported_and_skipped(
     assert prog["completed"]["virtual"] == [0, 2, 3]  # the corrupt t=1 did not block 2 and 3
     assert prog["completed"]["measured"] == [0, 1, 2, 3] and "1" in prog["virtual_missing"]
     assert (chunks / ".DS_Store").read_bytes() == b"\x00\x00\x00\x01Bud1"  # left as it is
+    code, err = cli(capsys, monkeypatch, "preview", str(path), "--t", "1", "--out", str(tmp_path / "p.png"))
+    assert code == 2
+    one_line_error(err, "time point 1 of image", "cannot be read")
+    code, _ = cli(capsys, monkeypatch, "preview", str(path), "--t", "2", "--out", str(tmp_path / "p.png"))
+    assert code == 0  # the rest of the run reads
 
 
 MUTATIONS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -11,6 +12,7 @@ from ..errors import DeepZError
 from ..metrics import normalize_stack
 from .layout import group_at, image_array, image_group_path, n_positions, recorded, transforms
 from .recorder import open_container, per_position
+from .validate import DamagedContainerError
 
 
 def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) -> Path:
@@ -35,7 +37,7 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
             f"Time point {t} of {container} was not measured: complete time points are "
             f"{', '.join(map(str, done)) or 'none'}."
         )
-    meas = np.asarray(image_array(root, "measured", p)[t, 0])
+    meas = _plane_stack(image_array(root, "measured", p), t, container)
     virt_arr = image_array(root, "virtual", p)
     if virt_arr.shape[0] <= t or t not in record["completed"]["virtual"]:
         missing = record.get("virtual_missing", {})
@@ -47,9 +49,9 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
             f"Time point {t} of {container} has no virtual stack ({reason}); time points with one: "
             f"{', '.join(map(str, record['completed']['virtual'])) or 'none'}."
         )
-    virt = np.asarray(virt_arr[t, 0])
+    virt = _plane_stack(virt_arr, t, container)
     ref_arr = image_array(root, "reference", p)
-    ref = np.asarray(ref_arr[t, 0]) if ref_arr.shape[0] > t else None
+    ref = _plane_stack(ref_arr, t, container) if ref_arr.shape[0] > t else None
     z = _z_of(group_at(root, path("virtual")), virt.shape[0])
     meas_z = _z_of(
         group_at(root, path("measured")), meas.shape[0]
@@ -109,3 +111,14 @@ def _z_of(group: zarr.Group, n: int) -> np.ndarray:
     """The z (µm) of an NGFF image's ``n`` planes."""
     scale, translation = transforms(group)
     return translation[2] + scale[2] * np.arange(n)
+
+
+def _plane_stack(arr: zarr.Array[Any], t: int, container: str | Path) -> np.ndarray:
+    """The (z, y, x) stack of time point ``t``; a chunk that cannot be read is named, not a traceback."""
+    try:
+        return np.asarray(arr[t, 0])
+    except Exception as e:  # noqa: BLE001 - a damaged chunk can make its codec raise anything
+        raise DamagedContainerError(
+            f"{container}: time point {t} of image {arr.path} cannot be read ({type(e).__name__}: {e}); that "
+            "part of the container is damaged: preview another time point, or restore it from a copy."
+        ) from None

@@ -61,7 +61,13 @@ def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = Non
 
     def read(t: int) -> np.ndarray:
         sel = tuple(t if a == "t" else 0 if a == "c" else slice(None) for a in axes)
-        return np.asarray(arr[sel])
+        try:
+            return np.asarray(arr[sel])
+        except Exception as e:  # noqa: BLE001 - a damaged chunk can make its codec raise anything
+            raise NeuronAnalysisError(
+                f"{name}: time point {t} cannot be read ({type(e).__name__}: {e}); that part of the data is "
+                "damaged. Analyse the time points before it, or restore the file."
+            ) from None
 
     z, y, x = (index[a] for a in ("z", "y", "x"))
     return StackSeries(
