@@ -193,9 +193,12 @@ class Microscope:
                 except Exception:  # noqa: BLE001 - the core itself may be what failed
                     where = f" ({command.lower()})"
                 break
+        tries = (
+            f" after {ENGINE_TRIES} tries" if where else ""
+        )  # the engine retries device commands, not snaps
         return (
-            f"The microscope failed a device command{where} after {ENGINE_TRIES} tries: {text}. The run "
-            "stops; what was measured is kept. Check that device in Micro-Manager (Device Property Browser)."
+            f"The microscope failed a device command{where}{tries}: {text}. The run stops; what was measured "
+            "is kept. Check that device in Micro-Manager (Device Property Browser)."
         )
 
     def _device_of(self, command: str, plan: DeepZPlan) -> str:

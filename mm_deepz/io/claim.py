@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import DeepZError
+from ..errors import DeepZError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ContainerLockedError(DeepZError):
     cannot be made)."""
 
 
-class OutputPathError(DeepZError):
+class OutputPathError(StorageError):
     """No container can be made at the output path: a file in the way, inside another zarr hierarchy,
     an unwritable folder, a name too long."""
 
@@ -221,7 +221,10 @@ def _check_path(path: Path, overwrite: bool) -> None:
         )
     above = next(p for p in target.parents if p.exists() or p == p.parent)
     if not above.is_dir():
-        raise OutputPathError(f"{above} is a file, so no output can be made under it: choose another output.")
+        raise OutputPathError(
+            f"{path} cannot be made: {above} is a file, so no output can be made under it. Choose another "
+            "output."
+        )
     if not target.exists() and not os.access(above, os.W_OK | os.X_OK):
         raise OutputPathError(
             f"{above} is not writable, so {path} cannot be made there: choose another output."
