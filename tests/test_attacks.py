@@ -443,7 +443,6 @@ def test_metadata_fuzzer_never_gets_past_the_readers_as_a_traceback(session, tmp
 
 # -- 6. other bad input: one line each -----------------------------------------------------------
 def _card_with(tmp_path: Path, **card_changes) -> Path:
-    model = load_model(shipped_model_path(2))
     blob = torch.load(shipped_model_path(2), map_location="cpu", weights_only=True)
     card = json.loads(blob["card"])
     for dotted, value in card_changes.items():
@@ -455,7 +454,6 @@ def _card_with(tmp_path: Path, **card_changes) -> Path:
     blob["card"] = json.dumps(card)
     out = tmp_path / "edited.pt"
     torch.save(blob, out)
-    assert model.card.n_planes == 2
     return out
 
 

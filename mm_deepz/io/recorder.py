@@ -33,7 +33,6 @@ their virtual stack is requested, so a model, GPU or disk failure later never lo
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import shutil
 import threading
@@ -781,8 +780,9 @@ def open_container(path: str | Path) -> zarr.Group:
     if not path.is_dir():
         raise NotAContainerError(f"{path} is a file, not a run's .ome.zarr folder.")
     if (path / "zarr.json").is_file():
-        check_json_file(path / "zarr.json")
-        if PAIRS_KEY in (json.loads((path / "zarr.json").read_text()).get("attributes") or {}):
+        meta = check_json_file(path / "zarr.json")
+        attrs = meta.get("attributes") if isinstance(meta, dict) else None
+        if isinstance(attrs, dict) and PAIRS_KEY in attrs:
             raise NotAContainerError(
                 f"{path} is a pairs dataset (`mm-deepz pairs acquire`), not a run: `train`, `evaluate` and "
                 "`pairs check` read it."

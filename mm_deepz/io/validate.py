@@ -245,10 +245,10 @@ def check_container(path: Path) -> RunRecord:
     return record
 
 
-def check_json_file(path: Path) -> None:
-    """Refuse a metadata file that does not read as strict, bounded JSON (:class:`DamagedContainerError`)."""
+def check_json_file(path: Path) -> Any:
+    """A metadata file read as strict, bounded JSON; :class:`DamagedContainerError` if it does not."""
     try:
-        read_json(path)
+        return read_json(path)
     except DamagedContainerError as e:
         raise _damaged(e) from None
 
