@@ -194,7 +194,8 @@ def acquire_cmd(
         ),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="Model file (default: the shipped model for --planes).")
+        Path | None,
+        typer.Option(help="Model file or bioimage.io package (default: the shipped model for --planes)."),
     ] = None,
     exposure: Annotated[float, typer.Option(help="Exposure of the measured planes (ms).")] = 10.0,
     power: Annotated[float | None, typer.Option(help="Light power for measured planes (mW).")] = None,
@@ -396,7 +397,8 @@ def infer_cmd(
     model: Annotated[
         Path | None,
         typer.Option(
-            help="Model file (default: the run's). Another model's stacks go to a new image beside the run's."
+            help="Model file or bioimage.io package (default: the run's). Another model's stacks go to a "
+            "new image beside the run's."
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",

@@ -246,7 +246,7 @@ class DeepZPanel(QWidget):
         self.model_choice.addItems(MODEL_CHOICES)
         self.model_choice.setCurrentIndex(2 if r.model else (r.planes or 1) - 1)
         self.model_path = QLineEdit(str(r.model) if r.model else "")
-        self.model_path.setPlaceholderText("path to a .pt model file")
+        self.model_path.setPlaceholderText("a .pt model file or a bioimage.io package (.zip)")
         self.browse_model = QPushButton("…")
         self.card = QPlainTextEdit()
         self.card.setReadOnly(True)
@@ -571,7 +571,7 @@ class DeepZPanel(QWidget):
         )
 
     def _browse_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Deep-Z model", "", "Deep-Z models (*.pt)")
+        path, _ = QFileDialog.getOpenFileName(self, "Deep-Z model", "", "Deep-Z models (*.pt *.zip)")
         if path:
             self.model_path.setText(path)
 

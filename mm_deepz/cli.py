@@ -457,7 +457,7 @@ def pairs_split_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    model: Annotated[Path, typer.Argument(help="Model file.")],
+    model: Annotated[Path, typer.Argument(help="Model file or bioimage.io package.")],
     stacks: Annotated[list[Path], typer.Argument(help="Held-out stack pairs (folders or files).")],
     report: Annotated[Path, typer.Option(help="Directory for metrics.json and PNG plots.")] = Path("report"),
     input_modality: Annotated[str, typer.Option()] = "widefield",
@@ -598,6 +598,47 @@ def main() -> None:
         # one unwrapped line on stderr, whatever the terminal's width (scripts grep it)
         print(f"mm-deepz: error: {' '.join(str(e).split())}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+@app.command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Argument(help="Model file (.pt) to export.")],
+    bmz: Annotated[Path, typer.Option(help="The bioimage.io package to write (NAME.zip).")],
+    author: Annotated[
+        list[str], typer.Option(help="Who made the model, as the model zoo lists them (repeat for several).")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="The model's name in the zoo (default: what it does).")
+    ] = None,
+    sample: Annotated[
+        Path | None,
+        typer.Option(help="TIFF or .npy of your measured plane(s) (planes, y, x) for the test images."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a package exported earlier.")] = False,
+) -> None:
+    """A model as a bioimage.io package (napari, Fiji / deepImageJ, the model zoo), tested before written."""
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.zoo import export_package
+
+    m = load_model(model)
+    planes = _read_sample(sample) if sample is not None else None
+    out = export_package(m, bmz, authors=author, name=name, sample=planes, overwrite=overwrite)
+    typer.echo(f"wrote {out} (bioimage.io's test passed)")
+
+
+def _read_sample(path: Path) -> Any:
+    """The measured planes of ``--sample`` (a TIFF or a .npy array)."""
+    import numpy as np
+    import tifffile
+
+    from mm_deepz.errors import SettingsError
+
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        return tifffile.imread(path)
+    except (OSError, ValueError, tifffile.TiffFileError) as e:
+        raise SettingsError(f"--sample {path} is not a readable TIFF or .npy image: {e}.") from None
 
 
 @app.command("info")

@@ -206,8 +206,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def load_model(path: str | Path) -> DeepZModel:
-    """Load a model file, refusing anything that is not a complete, compatible mm-deepz model."""
+    """Load a model file or a bioimage.io package exported by mm-deepz, refusing anything else."""
     path = Path(path)
+    from .zoo.load import is_package, load_package
+
+    if is_package(path):
+        return load_package(path)
     if not path.is_file():
         raise ModelFileError(
             f"Model file not found: {path}. Train one with `mm-deepz train` or pass --model."

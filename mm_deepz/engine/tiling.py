@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..model.unet import MARGIN
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles covering ``length`` with at least ``overlap`` between them."""
@@ -31,12 +33,6 @@ def _ramp(n: int, overlap: int, device: torch.device) -> torch.Tensor:
         w[:overlap] = r
         w[-overlap:] = torch.minimum(w[-overlap:], r.flip(0))
     return w
-
-
-#: pixels of reflection added around every tile: the network then sees the frame's outermost
-#: pixels with neighbours on all sides, as it saw every pixel in training (without it the
-#: outermost row came out noisy, ~1 ADU rms against ~0.05 inside)
-MARGIN = 4
 
 
 def pad_to_multiple(

@@ -531,9 +531,23 @@ def train(
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
     """Whether training steps autocast to bfloat16 (``auto``: on CUDA only)."""
+    if precision == "bf16" and device.type == "cpu" and not _cpu_has_bf16():
+        logger.warning(
+            "This CPU has no bfloat16 instructions (AMX or AVX512-BF16): bf16 is emulated, ~9x slower "
+            "than float32 (measured on an AMD EPYC with AVX2). --precision fp32 is faster here."
+        )
     if precision != "auto":
         return precision == "bf16"
     return device.type == "cuda"
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (Linux's CPU flags; elsewhere assumed so)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _one_cycle(
