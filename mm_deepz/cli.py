@@ -270,7 +270,7 @@ def train_cmd(
     ] = False,
     blind: Annotated[
         Path | None,
-        typer.Option(help="Blind manifest (`mm-deepz pairs split`): refuse any of its pairs in the data."),
+        typer.Option(help="Blind manifest (`mm-deepz pairs split`): its pairs are left out, copies refused."),
     ] = None,
     specimen_pattern: Annotated[
         str | None,
@@ -302,7 +302,7 @@ def train_cmd(
     import json
     import sys
 
-    from mm_deepz.training.blind import read_manifest, refuse_overlap
+    from mm_deepz.training.blind import read_manifest, without_blind
     from mm_deepz.training.stacks import dataset_summary, load_pairs
     from mm_deepz.training.train import TrainConfig, check_output_model, read_train_config, train
 
@@ -351,8 +351,8 @@ def train_cmd(
         load_pairs(val, cfg.input_modality, cfg.target_modality, do_register=not no_register) if val else None
     )
     if manifest is not None:  # nothing blind is trained or validated on
-        refuse_overlap(pairs, manifest, "training data")
-        refuse_overlap(val_pairs or [], manifest, "validation data")
+        pairs = without_blind(pairs, manifest, "training data")
+        val_pairs = without_blind(val_pairs, manifest, "validation data") if val_pairs else val_pairs
     summary_path = out.with_suffix(".dataset.json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
@@ -434,7 +434,7 @@ def pairs_split_cmd(
     target_modality: TargetModalityOption = "confocal",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing manifest.")] = False,
 ) -> None:
-    """Hold whole specimens out for the blind test: a manifest that `train --blind` refuses to overlap
+    """Hold whole specimens out for the blind test: a manifest that `train --blind` never overlaps
     and `evaluate --blind` scores."""
     import json
 
@@ -469,6 +469,17 @@ def evaluate_cmd(
     blind: Annotated[
         Path | None, typer.Option(help="Blind manifest (`mm-deepz pairs split`): score exactly its pairs.")
     ] = None,
+    specimen: Annotated[
+        str,
+        typer.Option(
+            help="What the specimens are: neurons (scored against the neurons of the scanned reference), "
+            "beads (against its beads), none, or auto (the simulator's record; nothing for real data)."
+        ),
+    ] = "auto",
+    parent: Annotated[
+        Path | None,
+        typer.Option(help="A model to score beside it on the same pairs (the one it was fine-tuned from)."),
+    ] = None,
 ) -> None:
     """Blind test of a model against mechanically scanned reference stacks."""
     from rich.progress import track
@@ -476,13 +487,18 @@ def evaluate_cmd(
     from mm_deepz.engine import Predictor
     from mm_deepz.errors import SettingsError
     from mm_deepz.evaluation import evaluate_pair, summarize, write_report
+    from mm_deepz.evaluation.evaluate import SPECIMENS
+    from mm_deepz.evaluation.verdict import verdict, verdict_lines
     from mm_deepz.modelfile import load_model
     from mm_deepz.training.blind import blind_only, read_manifest
     from mm_deepz.training.stacks import load_pairs
 
     if report.exists() and not report.is_dir():
         raise SettingsError(f"--report {report} is a file: give a folder for metrics.json and the plots.")
+    if specimen not in SPECIMENS:
+        raise SettingsError(f"--specimen must be one of {', '.join(SPECIMENS)}, got {specimen!r}.")
     m = load_model(model)
+    parent_model = load_model(parent) if parent is not None else None
     if (input_modality, target_modality) != (m.card.input_modality, m.card.target_modality):
         raise SettingsError(
             f"{model.name} turns {m.card.input_modality} into {m.card.target_modality} images, but "
@@ -493,14 +509,24 @@ def evaluate_cmd(
     if blind is not None:  # exactly the held-out specimens
         pairs = blind_only(pairs, read_manifest(blind))
     predictor = Predictor(m, device)
-    evals = [evaluate_pair(m, p, predictor) for p in track(pairs, description="evaluating")]
+    evals = [evaluate_pair(m, p, predictor, specimen) for p in track(pairs, description="evaluating")]
     summary = summarize(evals, m)
+    if parent_model is not None:
+        parent_predictor = Predictor(parent_model, device)
+        parent_evals = [
+            evaluate_pair(parent_model, p, parent_predictor, specimen)
+            for p in track(pairs, description="evaluating the parent")
+        ]
+        summary["parent"] = summarize(parent_evals, parent_model)
+    summary["verdict"] = verdict(summary, summary.get("parent"))
     files = write_report(summary, evals, report)
     ms = summary["mean_ssim"]
     typer.echo(
         f"mean SSIM: virtual {ms['virtual']:.3f}, repeated input {ms['repeated']:.3f}, "
         f"scanned widefield {ms['widefield']:.3f}; report: {report} ({len(files)} files)"
     )
+    for line in verdict_lines(summary["verdict"]):
+        typer.echo(line)
     if write_card:
         m.card.metrics = {
             **m.card.metrics,

@@ -1,6 +1,7 @@
 """Blind by specimen (issue #31): `pairs split` holds whole specimens out in a manifest, `train --blind`
-refuses any overlap (by name or by pixels), `evaluate --blind` scores exactly the manifest's pairs,
-and validation never splits one specimen's time points."""
+leaves them out and refuses any other overlap (a renamed copy, a blind name on changed pixels),
+`evaluate --blind` scores exactly the manifest's pairs, and validation never splits one specimen's
+time points."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from mm_deepz.cli import app
 from mm_deepz.errors import DeepZError
+from mm_deepz.modelfile import load_model
 from mm_deepz.training.blind import BlindManifestError, read_manifest
 from mm_deepz.training.stacks import load_pairs
 from mm_deepz.training.train import TrainConfig, split_pairs
@@ -38,7 +40,7 @@ def _invoke(*args):
     return res, (str(res.exception) if res.exception else "")
 
 
-def test_split_holds_out_whole_specimens_and_train_refuses_them(data, tmp_path):
+def test_split_holds_out_whole_specimens_train_leaves_them_out_and_refuses_copies(data, tmp_path):
     res, _ = _invoke("pairs", "split", data, "--out", tmp_path / "blind.json", "--specimen-pattern", PATTERN)
     assert res.exit_code == 0, res.output
     manifest = read_manifest(tmp_path / "blind.json")
@@ -61,22 +63,31 @@ def test_split_holds_out_whole_specimens_and_train_refuses_them(data, tmp_path):
         "--blind",
         tmp_path / "blind.json",
     )
-    # the whole folder holds the blind specimen: refused by name, before training
+    # the folder the split was made from: its blind pairs are left out, the other specimens train
     res, err = _invoke(*train_args, data, "--out", tmp_path / "m.pt")
-    assert isinstance(res.exception, BlindManifestError) and "is blind (in the manifest)" in err
-    assert not (tmp_path / "m.pt").exists()
-    # the other specimens train; a renamed copy of a blind pair is recognised by its pixels
+    assert res.exit_code == 0, res.output
+    trained_on = json.dumps(load_model(tmp_path / "m.pt").card.provenance["data"])
+    assert held not in trained_on and all(s in trained_on for s in {"spec0", "spec1", "spec2"} - {held})
+    # a renamed copy of a blind pair is recognised by its pixels
     rest = tmp_path / "rest"
     rest.mkdir()
     for f in data.iterdir():
         if not f.name.startswith(held):
             shutil.copy(f, rest / f.name)
-    res, _ = _invoke(*train_args, rest, "--out", tmp_path / "m.pt")
-    assert res.exit_code == 0, res.output
     for modality in ("widefield", "confocal"):
         shutil.copy(data / f"{held}_t0_{modality}.ome.tif", rest / f"renamed_{modality}.ome.tif")
     res, err = _invoke(*train_args, rest, "--out", tmp_path / "m2.pt")
-    assert "has the same pixels as the blind pair" in err
+    assert isinstance(res.exception, BlindManifestError) and "has the same pixels as the blind pair" in err
+    # a blind pair's name on other pixels: the data changed since the split
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    other = next(s for s in ("spec0", "spec1", "spec2") if s != held)
+    for modality in ("widefield", "confocal"):
+        shutil.copy(data / f"{other}_t0_{modality}.ome.tif", changed / f"{held}_t0_{modality}.ome.tif")
+        shutil.copy(data / f"{other}_t1_{modality}.ome.tif", changed / f"{other}_t1_{modality}.ome.tif")
+    res, err = _invoke(*train_args, changed, "--out", tmp_path / "m3.pt")
+    assert isinstance(res.exception, BlindManifestError) and "its pixels changed since the split" in err
+    assert not (tmp_path / "m2.pt").exists() and not (tmp_path / "m3.pt").exists()
     # evaluate --blind scores exactly the manifest's pairs
     res, _ = _invoke(
         "evaluate",

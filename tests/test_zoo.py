@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import blobs, run_cli
 
 from mm_deepz.engine import Predictor
 from mm_deepz.modelfile import load_model, shipped_model_path
 from mm_deepz.normalization import IntensityScale
 from mm_deepz.zoo import export_package
-from tests.helpers import blobs, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,9 @@ from ..training.stacks import PairedStack
 logger = logging.getLogger(__name__)
 
 METHODS = ("virtual", "repeated", "widefield")
+#: what a blind specimen is, for the specimen-specific scores: ``auto`` reads it from the simulator's
+#: metadata (nothing for real data), ``neurons`` and ``beads`` say it for data without it
+SPECIMENS = ("auto", "neurons", "beads", "none")
 
 
 @dataclass
@@ -63,8 +66,14 @@ def _anchor(pair: PairedStack, model: DeepZModel) -> tuple[np.ndarray, int]:
     return idx, c
 
 
-def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) -> PairEvaluation:
-    """Score the virtual stack of one pair against its reference and the baselines."""
+def evaluate_pair(
+    model: DeepZModel, pair: PairedStack, predictor: Predictor, specimen: str = "auto"
+) -> PairEvaluation:
+    """Score the virtual stack of one pair against its reference and the baselines.
+
+    ``specimen`` (:data:`SPECIMENS`): neurons are scored against the simulator's truth where the pair
+    carries it, else against the neurons found in its scanned reference; beads against the beads of
+    the reference."""
     model.check_compatible(pixel_size_um=pair.pixel_size_um)
     idx, c = _anchor(pair, model)
     z = pair.z_um
@@ -86,23 +95,32 @@ def evaluate_pair(model: DeepZModel, pair: PairedStack, predictor: Predictor) ->
     ev = PairEvaluation(
         pair.name, z[targets] - z[c], arrays, planes, stacks["virtual"], ref, stacks["widefield"]
     )
-    kind = pair.meta.get("spec", {}).get("phantom")
+    kind = {"neurons": "worm", "beads": "beads", "none": None}.get(
+        specimen, pair.meta.get("spec", {}).get("phantom")
+    )
     if kind == "beads":
         ev.beads = bead_fwhm(stacks["virtual"], ref, pair.pixel_size_um, pair.inputs.z_step_um)
     if kind == "sheet":
         ev.surface = evaluate_surface(model, pair, predictor, idx)
     if kind == "worm":
-        ev.neurons = evaluate_neurons(pair, virtual, pair.target.data[targets], z[targets], z[idx])
+        ev.neurons = evaluate_neurons(
+            pair, virtual, pair.target.data[targets], z[targets], z[idx], raw["widefield"]
+        )
     return ev
 
 
 def evaluate_neurons(
-    pair: PairedStack, virtual: np.ndarray, reference: np.ndarray, z_um: np.ndarray, measured_z_um: np.ndarray
+    pair: PairedStack,
+    virtual: np.ndarray,
+    reference: np.ndarray,
+    z_um: np.ndarray,
+    measured_z_um: np.ndarray,
+    widefield: np.ndarray,
 ) -> dict[str, Any]:
-    """Neuron detection scores of the virtual stack (F1 by defocus band from the measured planes)
-    and its brightness read-out (Pearson r of matched neurons' mass with their true brightness),
-    against the simulator's truth when the pair carries its specimen, else against the neurons
-    found in the scanned reference stack."""
+    """Neuron detection scores of the virtual stack and of the scanned widefield stack (F1 by defocus
+    band from the measured planes) and the virtual stack's brightness read-out (Pearson r of matched
+    neurons' mass with their true brightness), against the simulator's truth when the pair carries its
+    specimen, else against the neurons found in the scanned reference stack."""
     from ..neurons import detect_neurons, detection_scores, match
 
     voxel = (float(np.median(np.diff(z_um))), pair.pixel_size_um, pair.pixel_size_um)
@@ -115,7 +133,9 @@ def evaluate_neurons(
             "brightness": truth["mass"].to_numpy()
         }
         source = "neurons of the scanned reference"
-    scores = detection_scores(found, truth, [float(z) for z in measured_z_um])
+    measured = [float(z) for z in measured_z_um]
+    scores = detection_scores(found, truth, measured)
+    scan = detection_scores(detect_neurons(widefield, voxel, z0_um=float(z_um[0])), truth, measured)
     m = match(found, truth)
     r = float("nan")
     if len(m.pairs) > 2:
@@ -124,7 +144,7 @@ def evaluate_neurons(
                 found["mass"].to_numpy()[m.pairs[:, 0]], np.asarray(truth["brightness"])[m.pairs[:, 1]]
             )[0, 1]
         )
-    return {"reference": source, "scores": scores, "brightness_r": r}
+    return {"reference": source, "scores": scores, "widefield_scores": scan, "brightness_r": r}
 
 
 def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict[str, Any] | None:
@@ -138,12 +158,25 @@ def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict[s
 
 
 def _pooled_neurons(worms: list[dict[str, Any]]) -> dict[str, Any]:
-    """Detection F1 per band over all worm pairs (counts summed) and the mean brightness r."""
+    """Detection F1 per band over all worm pairs (counts summed), of the virtual stacks (``f1 BAND``)
+    and the widefield scans (``widefield f1 BAND``); the spread of the virtual F1 across specimens
+    (``spread f1 BAND``: lowest, highest); the mean brightness r."""
     from ..neurons import pool_detection_scores
 
     out: dict[str, Any] = {"reference": sorted({w["reference"] for w in worms}), "pairs": len(worms)}
     pooled = pool_detection_scores([w["scores"] for w in worms])
-    out |= {f"f1 {band}": v["f1"] for band, v in pooled.items() if band != "localisation_error_um"}
+    bands = [band for band in pooled if band != "localisation_error_um"]
+    out |= {f"f1 {band}": pooled[band]["f1"] for band in bands}
+    scans = [w["widefield_scores"] for w in worms if "widefield_scores" in w]
+    if scans:
+        out |= {
+            f"widefield f1 {band}": v["f1"]
+            for band, v in pool_detection_scores(scans).items()
+            if band in bands
+        }
+    for band in bands:
+        each = [w["scores"][band]["f1"] for w in worms if np.isfinite(w["scores"][band]["f1"])]
+        out[f"spread f1 {band}"] = [float(min(each)), float(max(each))] if each else [float("nan")] * 2
     rs = [w["brightness_r"] for w in worms if np.isfinite(w["brightness_r"])]
     out["brightness_r"] = float(np.mean(rs)) if rs else float("nan")
     return out

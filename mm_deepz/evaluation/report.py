@@ -62,12 +62,49 @@ def write_report(summary: dict[str, Any], evals: list[PairEvaluation], directory
     files.append(d / "summary.md")
     files[-1].write_text(summary_markdown(summary))
     files.append(_metric_plot(summary, d / "metrics_vs_defocus.png"))
+    if summary.get("neurons"):
+        files.append(_neuron_plot(summary, d / "neurons_f1.png"))
     for e in evals:
-        files.append(_montage(e, d / f"montage_{e.name}.png"))
-        files.append(_xz(e, d / f"xz_{e.name}.png"))
+        stem = e.name.replace("/", "_")  # a pairs dataset's pairs are DATASET/FIELD
+        files.append(_montage(e, d / f"montage_{stem}.png"))
+        files.append(_xz(e, d / f"xz_{stem}.png"))
         if e.surface:
-            files.append(_surface(e, e.surface, d / f"surface_{e.name}.png"))
+            files.append(_surface(e, e.surface, d / f"surface_{stem}.png"))
     return files
+
+
+def _neuron_plot(summary: dict[str, Any], path: Path) -> Path:
+    """Neuron F1 per defocus band: the model (bar: pooled; whisker: lowest to highest specimen), its
+    parent and the widefield scan, each band marked PASS / FAIL as the verdict has it."""
+    plt = _plt()
+    nr = summary["neurons"]
+    parent = (summary.get("parent") or {}).get("neurons") or {}
+    keys = [k for k in nr if k.startswith("f1 ")]
+    x = np.arange(len(keys))
+    fig, ax = plt.subplots(figsize=(3.5 + 1.6 * len(keys), 4), constrained_layout=True)
+    value = np.array([nr[k] for k in keys], float)
+    spread = np.array([nr.get(f"spread {k}", [v, v]) for k, v in zip(keys, value, strict=True)], float)
+    ax.bar(x - 0.27, value, 0.27, color=COLORS["virtual"], label="this model")
+    ax.errorbar(x - 0.27, value, yerr=[value - spread[:, 0], spread[:, 1] - value], fmt="none", ecolor="k")
+    if parent:
+        ax.bar(x, [parent.get(k, np.nan) for k in keys], 0.27, color="#999999", label="parent")
+    if all(f"widefield {k}" in nr for k in keys):
+        ax.bar(
+            x + 0.27,
+            [nr[f"widefield {k}"] for k in keys],
+            0.27,
+            color=COLORS["widefield"],
+            label="widefield scan",
+        )
+    for i, row in enumerate(r for r in summary.get("verdict", []) if r["what"].startswith("neuron")):
+        marks = [f"{who[3:]}: {row[who]}" for who in ("vs_parent", "vs_widefield") if row[who]]
+        ax.annotate("\n".join(marks), (i, 1.02), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, [k.removeprefix("f1 ").replace(" um", " µm") for k in keys])
+    ax.set_xlabel("distance from the nearest measured plane")
+    ax.set_ylabel("neuron F1")
+    ax.set_ylim(0, 1.25)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return _save(fig, path, f"neurons found vs {', '.join(nr['reference'])} ({nr['pairs']} specimens)")
 
 
 def _metric_plot(summary: dict[str, Any], path: Path) -> Path:
@@ -187,6 +224,21 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             "|" + " --- |" * (len(bands) + 2),
             "| virtual | " + " | ".join(f"{nr[b]:.2f}" for b in bands) + f" | {nr['brightness_r']:.2f} |",
         ]
+        if all(f"widefield {b}" in nr for b in bands):
+            lines.append(
+                "| widefield scan | " + " | ".join(f"{nr['widefield ' + b]:.2f}" for b in bands) + " | |"
+            )
+        if all(f"spread {b}" in nr for b in bands):
+            lines.append(
+                "| virtual, lowest-highest specimen | "
+                + " | ".join("{:.2f}-{:.2f}".format(*nr[f"spread {b}"]) for b in bands)
+                + " | |"
+            )
+    if rows := summary.get("verdict"):
+        from .verdict import MARGIN, verdict_lines
+
+        lines += ["", f"Verdict (pass: at most {MARGIN} below the comparator):", ""]
+        lines += [f"- {line}" for line in verdict_lines(rows)]
     if surf := summary.get("surfaces"):
         lines += [
             "",

@@ -1,4 +1,4 @@
-"""Blind data: specimens held out of training, named in a manifest that ``train`` refuses to overlap.
+"""Blind data: specimens held out of training, named in a manifest; ``train`` never overlaps it.
 
 A blind test means something only if no image of a blind specimen was trained on, nor validated
 on. Pairs belong to specimens: by default each pair (a field of a pairs dataset, a stack pair) is its
@@ -6,14 +6,16 @@ own; ``--specimen-pattern REGEX`` groups them (its first group names the specime
 points ``worm3_t00``, ``worm3_t01`` ... of one worm are one specimen and are held out together).
 ``mm-deepz pairs split`` picks whole specimens and writes the manifest (each held-out pair's name,
 specimen and the SHA-256 of its input pixels, so a renamed copy is still recognised); ``train
---blind MANIFEST`` refuses any overlap, by name or by pixels; ``evaluate --blind MANIFEST`` scores
-exactly the manifest's pairs.
+--blind MANIFEST`` leaves the manifest's pairs out of the data it was made from and refuses any other
+overlap (a renamed copy, recognised by its pixels; a blind name on changed pixels); ``evaluate --blind
+MANIFEST`` scores exactly the manifest's pairs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from datetime import datetime, timezone
@@ -24,6 +26,8 @@ import numpy as np
 
 from ..errors import DeepZError
 from .stacks import PairedStack
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "mm-deepz-blind-manifest"
 MANIFEST_VERSION = 1
@@ -123,20 +127,32 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return doc
 
 
-def refuse_overlap(pairs: list[PairedStack], manifest: dict[str, Any], where: str) -> None:
-    """Refuse (:class:`BlindManifestError`) training data that holds a blind pair, by name or by pixels."""
-    names = {e["name"] for e in manifest["pairs"]}
+def without_blind(pairs: list[PairedStack], manifest: dict[str, Any], where: str) -> list[PairedStack]:
+    """``pairs`` less the manifest's own pairs (same name, same pixels: the dataset the split was made
+    from); a renamed copy of a blind pair, or a blind name on other pixels, is refused
+    (:class:`BlindManifestError`): either would train on a blind specimen or test on a changed one."""
+    by_name = {e["name"]: e["sha256"] for e in manifest["pairs"]}
     digests = {e["sha256"]: e["name"] for e in manifest["pairs"]}
+    kept, left_out = [], []
     for p in pairs:
-        if p.name in names:
+        digest = pixels_digest(p)
+        if by_name.get(p.name) == digest:
+            left_out.append(p.name)
+        elif p.name in by_name:
             raise BlindManifestError(
-                f"{p.name} in the {where} is blind (in the manifest): leave it out of the training data."
+                f"{p.name} in the {where} is named as a blind pair but its pixels changed since the split: "
+                "split the data again (`mm-deepz pairs split`)."
             )
-        if (blind := digests.get(pixels_digest(p))) is not None:
+        elif (blind := digests.get(digest)) is not None:
             raise BlindManifestError(
                 f"{p.name} in the {where} has the same pixels as the blind pair {blind}: a renamed copy of a "
                 "blind specimen; leave it out."
             )
+        else:
+            kept.append(p)
+    if left_out:
+        logger.info("Left out of the %s, blind: %s", where, ", ".join(left_out))
+    return kept
 
 
 def blind_only(pairs: list[PairedStack], manifest: dict[str, Any]) -> list[PairedStack]:
