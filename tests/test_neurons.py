@@ -129,8 +129,12 @@ def test_evaluate_scores_neurons_against_the_truth_or_the_scanned_reference(tmp_
     # a pair from a real microscope carries no specimen: the scanned reference's neurons stand in
     pair.meta = {}
     z = pair.z_um
-    alone = evaluate_neurons(pair, pair.target.data.astype(np.float32), pair.target.data, z, z[[8, 12]])
+    confocal = pair.target.data
+    alone = evaluate_neurons(pair, confocal.astype(np.float32), confocal, z, z[[8, 12]], pair.inputs.data)
     assert alone["reference"] == "neurons of the scanned reference" and alone["scores"]["all"]["f1"] == 1.0
+    # the widefield scan of the same field is scored against the same neurons: it finds most near focus
+    scan = alone["widefield_scores"]
+    assert scan["0-3 um"]["f1"] > 0.5 and scan["all"]["n_reference"] == alone["scores"]["all"]["n_reference"]
 
 
 def test_the_neuron_experiment_runs_at_a_chosen_light_dose_and_density(tmp_path):
