@@ -400,13 +400,22 @@ def pairs_check_cmd(
         checks.append(check_pair(name, *stacks[name], limits))
     files = write_check_report(checks, stacks, report, limits)
     table = Table(title="pairs check", show_header=True)
-    for column in ("pair", "confidence", "shift (px)", "drift (px)", "structure in / target", "verdict"):
+    columns = (
+        "pair",
+        "confidence",
+        "shift (px)",
+        "camera turn, scale",
+        "drift (px)",
+        "structure in / target",
+    )
+    for column in (*columns, "verdict"):
         table.add_column(column)
     for c in checks:
         table.add_row(
             c.name,
             f"{c.confidence:.2f}",
             f"{c.shift_yx_px[0]:.1f}, {c.shift_yx_px[1]:.1f}",
+            f"{c.rotation_deg:.2f}°, {c.scale:.4f}" if (c.rotation_deg, c.scale) != (0.0, 1.0) else "aligned",
             f"{c.drift_px:.1f}",
             f"{c.contrast['input']:.0f} / {c.contrast['target']:.0f}",
             "ok" if c.passed else "quarantined: " + "; ".join(c.reasons),

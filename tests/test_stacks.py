@@ -98,3 +98,59 @@ def test_ome_zarr_stacks_are_read_with_their_scale(tmp_path):
     np.testing.assert_array_equal(s.data, data)
     np.testing.assert_allclose(s.z_um, [0, 2, 4, 6])
     assert s.pixel_size_um == 0.5
+
+
+@pytest.fixture(scope="module")
+def worm_pair():
+    """A 128-px simulated worm field (enough structure for the camera fit)."""
+    return make_stack_pair(
+        PairSpec(phantom="worm", seed=131, shape=(128, 128), z_half_range_um=6, z_step_um=1)
+    )
+
+
+def _write_turned(pair, folder, rotation_deg: float, scale: float):
+    """The pair with its target camera turned and magnified about the frame's centre."""
+    from mm_deepz.training.check import warp_affine
+
+    turned = np.stack(
+        [warp_affine(p.astype(np.float32), rotation_deg, scale, (0.0, 0.0)) for p in pair.confocal]
+    )
+    meta = {"axes": "ZYX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325, "PhysicalSizeZ": 1.0}
+    folder.mkdir()
+    tifffile.imwrite(folder / "w_widefield.ome.tif", pair.widefield, ome=True, metadata=meta)
+    tifffile.imwrite(
+        folder / "w_confocal.ome.tif", np.rint(turned).astype(np.uint16), ome=True, metadata=meta
+    )
+    return turned
+
+
+def test_a_turned_and_magnified_target_camera_is_measured_and_corrected(worm_pair, tmp_path):
+    pair = worm_pair
+    turned = _write_turned(pair, tmp_path / "turned", 2.0, 1.03)
+    [p] = load_pairs([tmp_path / "turned"])
+    # the correction undoes the cameras' difference: about -2° and 1 / 1.03
+    assert p.rotation_deg == pytest.approx(-2.0, abs=0.15) and p.scale == pytest.approx(1 / 1.03, abs=0.004)
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+
+    def corr(a):
+        return np.corrcoef(a[inner].ravel(), pair.confocal[inner].ravel().astype(float))[0, 1]
+
+    assert corr(p.target.data) > 0.95 > corr(turned)
+    # aligned cameras are left as they are (no warp of a pair that needs none)
+    aligned = tmp_path / "aligned"
+    _write_turned(pair, aligned, 0.0, 1.0)
+    [q] = load_pairs([aligned])
+    assert (q.rotation_deg, q.scale) == (0.0, 1.0)
+
+
+def test_cameras_turned_beyond_what_registration_corrects_are_quarantined(worm_pair, tmp_path):
+    from mm_deepz.training.check import check_pair
+
+    _write_turned(worm_pair, tmp_path / "t", 12.0, 1.0)
+    verdict = check_pair(
+        "w",
+        read_stack(tmp_path / "t" / "w_widefield.ome.tif"),
+        read_stack(tmp_path / "t" / "w_confocal.ome.tif"),
+    )
+    assert not verdict.passed
+    assert any("cameras differ by a rotation of -12" in r for r in verdict.reasons), verdict.reasons

@@ -57,6 +57,9 @@ class PairedStack:
     shift_yx_px: tuple[float, float] = (0.0, 0.0)
     axial_offset_um: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict[str, Any])
+    #: the cameras' rotation (degrees) and scale corrected when the target was registered
+    rotation_deg: float = 0.0
+    scale: float = 1.0
 
     @property
     def z_um(self) -> np.ndarray:
@@ -292,14 +295,33 @@ def load_pair(
         )
     if len(inputs.z_um) < 3 or inputs.z_step_um <= 0:
         raise StackDataError(f"{name}: a stack needs at least 3 planes with increasing z.")
+    rotation, scale = 0.0, 1.0
     if check and target is not inputs:
         from .check import check_pair
 
         verdict = check_pair(name, inputs, target)
         if not verdict.passed:
             raise PairQuarantinedError(f"{name} is quarantined: {'; '.join(verdict.reasons)}.")
+        rotation, scale = verdict.rotation_deg, verdict.scale
     shift, axial = (0.0, 0.0), 0.0
-    if do_register and target is not inputs:
+    if do_register and target is not inputs and (rotation, scale) != (0.0, 1.0):
+        from .check import warp_affine
+
+        shift, axial = verdict.shift_yx_px, verdict.axial_um
+        logger.info(
+            "%s: target turned by %.2f°, scaled by %.4f and shifted by (%.2f, %.2f) px and %.2f µm to match "
+            "the input (the cameras differ)",
+            name,
+            rotation,
+            scale,
+            shift[0],
+            shift[1],
+            axial,
+        )
+        planes = np.stack([warp_affine(p.astype(np.float32), rotation, scale, shift) for p in target.data])
+        data = ndimage.shift(planes, (axial / inputs.z_step_um, 0, 0), order=1, mode="nearest")
+        target = Stack(data, inputs.z_um, target.pixel_size_um, target.source)
+    elif do_register and target is not inputs:
         shift, axial = register(inputs, target)
         if max(abs(shift[0]), abs(shift[1])) > 0.05 or abs(axial) > 0.05 * inputs.z_step_um:
             logger.info(
@@ -313,7 +335,7 @@ def load_pair(
                 target.data.astype(np.float32), (axial / inputs.z_step_um, *shift), order=1, mode="nearest"
             )
             target = Stack(data, inputs.z_um, target.pixel_size_um, target.source)
-    return PairedStack(name, inputs, target, shift, axial, dict(inputs.meta))
+    return PairedStack(name, inputs, target, shift, axial, dict(inputs.meta), rotation, scale)
 
 
 def dataset_summary(pairs: list[PairedStack]) -> dict[str, Any]:
@@ -329,6 +351,8 @@ def dataset_summary(pairs: list[PairedStack]) -> dict[str, Any]:
                 "pixel_size_um": p.pixel_size_um,
                 "registration_shift_px": list(p.shift_yx_px),
                 "registration_axial_um": p.axial_offset_um,
+                "registration_rotation_deg": p.rotation_deg,
+                "registration_scale": p.scale,
                 "source": p.inputs.source,
             }
             for p in pairs
