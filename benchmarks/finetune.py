@@ -12,8 +12,9 @@
    specimens with ``mm-deepz evaluate`` and writes ``finetune.json`` and ``finetune.md`` (the table of
    docs/your_microscope.md).
 
-Each leg resumes from its checkpoint when run again (``--steps`` larger continues both); run it beside
-other work with ``OMP_NUM_THREADS=1 nice``. ``--scale toy`` is the same at a size CI affords.
+Each run resumes from its checkpoint when run again (``--steps`` larger continues both; a finished run
+is kept); ``--jobs 2`` trains both side by side. Run it beside other work with ``OMP_NUM_THREADS=1
+nice``. ``--scale toy`` is the same at a size CI affords.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import argparse
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from benchmarks.gpu_train import TWO_PLANES, _mz
-from mm_deepz.modelfile import shipped_model_path
+from mm_deepz.modelfile import load_model, shipped_model_path
 from simulators.optics import Optics
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
@@ -85,8 +87,19 @@ def simulate(data: Path, scale: str) -> None:
 
 
 def train(name: str, data: Path, out: Path, steps: int, scale: str) -> dict[str, Any]:
-    """Train (or continue) one run to ``steps`` steps; its model file and seconds."""
+    """Train (or continue) one run to ``steps`` steps; its model file and training seconds (the card's)."""
     model = out / f"{name}.pt"
+    if not _done(model, steps):
+        _train(name, data, model, steps, scale)
+    provenance = load_model(model).card.provenance
+    return {"model": str(model), "seconds": provenance["train_seconds"], "legs": len(provenance["legs"])}
+
+
+def _done(model: Path, steps: int) -> bool:
+    return model.exists() and load_model(model).card.provenance.get("steps_done", 0) >= steps
+
+
+def _train(name: str, data: Path, model: Path, steps: int, scale: str) -> None:
     args = [
         "train",
         str(data / "train"),
@@ -115,9 +128,7 @@ def train(name: str, data: Path, out: Path, steps: int, scale: str) -> dict[str,
         args.append("--resume")
     else:
         args += RUNS[name]
-    t0 = time.perf_counter()
-    _mz(args, out / f"{name}.log")
-    return {"model": str(model), "seconds": round(time.perf_counter() - t0, 1)}
+    _mz(args, model.with_suffix(".log"))
 
 
 def evaluate(name: str, model: Path, data: Path, out: Path) -> dict[str, Any]:
@@ -164,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/finetune"))
     parser.add_argument("--steps", type=int, default=3000, help="Steps of each run (equal compute).")
     parser.add_argument("--scale", choices=("full", "toy"), default="full")
+    parser.add_argument("--jobs", type=int, default=1, help="Runs trained side by side (one thread each).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     data = args.out / "data"
@@ -174,9 +186,11 @@ def main(argv: list[str] | None = None) -> None:
             "summary": evaluate("parent", shipped_model_path(2), data, args.out),
         }
     }
-    for name in RUNS:
-        run = train(name, data, args.out, args.steps, args.scale)
-        logger.info("%s: %d steps in %.0f s", name, args.steps, run["seconds"])
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        trained = pool.map(lambda n: train(n, data, args.out, args.steps, args.scale), RUNS)
+        runs = dict(zip(RUNS, trained, strict=True))
+    for name, run in runs.items():
+        logger.info("%s: %d steps, %.0f s of training", name, args.steps, run["seconds"])
         run |= {"steps": args.steps, "summary": evaluate(name, Path(run["model"]), data, args.out)}
         results[name] = run
     (args.out / "finetune.json").write_text(json.dumps(results, indent=2))
