@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_train import TWO_PLANES, _mz
+from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, train_command
 from mm_deepz.modelfile import load_model, shipped_model_path
 from simulators.optics import Optics
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
@@ -50,11 +50,8 @@ def _specs(scale: str) -> list[tuple[str, PairSpec]]:
     specs: list[tuple[str, PairSpec]] = []
 
     def add(folder: str, phantom: str, seeds: range | tuple[int, ...]) -> None:
-        specs.extend(
-            # toy: the field on the worm's centre (a randomized 64-px field may hold only its haze)
-            (folder, PairSpec(phantom, s, (size, size), z_half_range_um=14.0, randomize=scale != "toy"))
-            for s in seeds
-        )
+        # toy: the field on the worm's centre (a randomized 64-px field may hold only its haze)
+        specs.extend(pair_specs(folder, phantom, seeds, size, randomize=scale != "toy"))
 
     if scale == "toy":
         add("train", "worm", (500, 501))
@@ -100,34 +97,11 @@ def _done(model: Path, steps: int) -> bool:
 
 
 def _train(name: str, data: Path, model: Path, steps: int, scale: str) -> None:
-    args = [
-        "train",
-        str(data / "train"),
-        "--val",
-        str(data / "val"),
-        *TWO_PLANES,
-        "--steps",
-        str(steps),
-        "--batch-size",
-        "6",
-        "--patch",
-        "64" if scale == "toy" else "128",
-        "--patience",
-        "0",
-        "--val-every",
-        "50" if scale == "toy" else "250",
-        "--device",
-        "cpu",
-        "--precision",
-        "auto",  # float32 on the CPU (bfloat16 only where the CPU has it: train warns otherwise)
-        "--out",
-        str(model),
-    ]
-    checkpoint = model.with_suffix(".ckpt")
-    if checkpoint.exists():
-        args.append("--resume")
-    else:
-        args += RUNS[name]
+    toy = scale == "toy"
+    # --precision auto: float32 on the CPU (bfloat16 only where the CPU has it: train warns otherwise)
+    options = [*TWO_PLANES, "--batch-size", "6", "--precision", "auto"]
+    options += ["--resume"] if model.with_suffix(".ckpt").exists() else RUNS[name]
+    args = train_command(data, model, steps, 64 if toy else 128, 50 if toy else 250, "cpu", options)
     _mz(args, model.with_suffix(".log"))
 
 

@@ -67,26 +67,38 @@ START_AND_SAVE_S = 45
 VALIDATION = {"worm": (2, 4), "beads": (22, 23)}
 
 
+def pair_specs(
+    folder: str,
+    phantom: str,
+    seeds: range | tuple[int, ...],
+    size: int,
+    exposure_ms: float = 10.0,
+    randomize: bool = True,
+) -> list[tuple[str, PairSpec]]:
+    """(folder, spec) of the stack pairs of ``seeds``: ``size``-px frames, ±14 µm stacks."""
+    return [
+        (
+            folder,
+            PairSpec(
+                phantom=phantom,
+                seed=s,
+                shape=(size, size),
+                z_half_range_um=14.0,
+                randomize=randomize,
+                widefield_exposure_ms=exposure_ms,
+            ),
+        )
+        for s in seeds
+    ]
+
+
 def _specs(scale: str) -> list[tuple[str, PairSpec]]:
     """(folder, spec) of every stack pair."""
     size = 64 if scale == "toy" else 256
     specs: list[tuple[str, PairSpec]] = []
 
     def add(folder: str, phantom: str, seeds: range | tuple[int, ...], exposure_ms: float = 10.0) -> None:
-        specs.extend(
-            (
-                folder,
-                PairSpec(
-                    phantom=phantom,
-                    seed=s,
-                    shape=(size, size),
-                    z_half_range_um=14.0,
-                    randomize=True,
-                    widefield_exposure_ms=exposure_ms,
-                ),
-            )
-            for s in seeds
-        )
+        specs.extend(pair_specs(folder, phantom, seeds, size, exposure_ms))
 
     if scale == "toy":
         add("train", "worm", (0, 1))
@@ -148,6 +160,31 @@ def simulate(data: Path, scale: str) -> None:
     logger.info("simulated %d stack pairs in %.0f s", len(specs), time.perf_counter() - t0)
 
 
+def train_command(
+    data: Path, model: Path, steps: int, patch: int, val_every: int, device: str, options: list[str]
+) -> list[str]:
+    """``mm-deepz train`` on ``data``/train with ``data``/val as validation, no early stopping."""
+    return [
+        "train",
+        str(data / "train"),
+        "--val",
+        str(data / "val"),
+        *options,
+        "--steps",
+        str(steps),
+        "--patch",
+        str(patch),
+        "--patience",
+        "0",
+        "--val-every",
+        str(val_every),
+        "--device",
+        device,
+        "--out",
+        str(model),
+    ]
+
+
 def _train_args(
     name: str,
     data: Path,
@@ -159,27 +196,12 @@ def _train_args(
     val_every: int,
     resume: bool = False,
 ) -> list[str]:
-    return [
-        "train",
-        str(data / "train"),
-        "--val",
-        str(data / "val"),
+    options = [
         *([] if "--batch-size" in RUNS[name] else ["--batch-size", str(batch)]),  # a run's own batch wins
         *RUNS[name],
-        "--steps",
-        str(steps),
-        "--patch",
-        str(patch),
-        "--patience",
-        "0",
-        "--val-every",
-        str(val_every),
-        "--device",
-        device,
         "--resume" if resume else "--overwrite",
-        "--out",
-        str(out / f"{name}.pt"),
     ]
+    return train_command(data, out / f"{name}.pt", steps, patch, val_every, device, options)
 
 
 def checkpoint_step(ckpt: Path) -> int:

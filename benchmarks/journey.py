@@ -1,7 +1,7 @@
 """The commands of docs/your_microscope.md at full size on the simulator, each timed.
 
 ``python -m benchmarks.journey --out runs/journey`` runs the documented sequence as a user types it:
-pairs acquire (six 256-px fields: four along the worm, one beside it, one far from it; 25 planes,
+pairs acquire (seven 256-px fields: five on the worm, one beside it, one far from it; 25 planes,
 interleaved) -> pairs check -> pairs split -> train --init the shipped 2-plane model -> evaluate
 --blind against the scanned confocal stack's neurons, beside the parent -> export --bmz -> a live
 acquire with the package. It writes ``journey.json`` (each command, its exit code and seconds) and
@@ -22,9 +22,9 @@ from pathlib import Path
 
 logger = logging.getLogger("benchmarks.journey")
 
-#: the fields (stage µm): four along the simulated worm (seed 100, 83 µm apart: no field overlaps
-#: another, so each is its own specimen), one beside it, one far from it
-FIELDS = ((-15, 0), (-15, 84), (-15, 168), (-15, 252), (120, 84), (3000, 3000))
+#: the fields (stage µm): five on the simulated worm (seed 100; 83-µm fields that do not overlap, so each
+#: is its own specimen), one beside it, one far from it
+FIELDS = ((-40, 0), (43, 0), (-40, 84), (-40, 168), (-40, 252), (120, 84), (3000, 3000))
 
 
 def commands(out: Path, steps: int) -> list[list[str]]:
@@ -36,7 +36,7 @@ def commands(out: Path, steps: int) -> list[list[str]]:
     return [
         ["pairs", "acquire", str(data), *positions, "--z-start", "-12", "--z-end", "12", "--z-step", "1"],
         ["pairs", "check", str(data), "--report", str(out / "check")],
-        ["pairs", "split", str(data), "--blind-fraction", "0.25", "--out", str(out / "blind.json")],
+        ["pairs", "split", str(data), "--blind-fraction", "0.4", "--out", str(out / "blind.json")],
         [
             "train",
             str(data),

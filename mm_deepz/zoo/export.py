@@ -228,12 +228,7 @@ def _description(model: DeepZModel, d: Path, authors: list[str], name: str) -> A
             f"Measured {card.input_modality} plane(s), camera counts, at {list(card.input_offsets_um)} µm "
             "(only their spacing matters)."
         ),
-        axes=[
-            v.BatchAxis(),
-            v.ChannelAxis(channel_names=[v.Identifier(c) for c in channels]),
-            v.SpaceInputAxis(id=v.AxisId("y"), size=size, **space),
-            v.SpaceInputAxis(id=v.AxisId("x"), size=size, **space),
-        ],
+        axes=_axes(v, channels, (size, size), space),
         test_tensor=v.FileDescr(source=d / "test_planes.npy"),
         preprocessing=[
             v.ScaleRangeDescr(
@@ -252,12 +247,7 @@ def _description(model: DeepZModel, d: Path, authors: list[str], name: str) -> A
             f"Each plane's DPM (µm, per pixel): the wanted surface's depth minus the plane's; within "
             f"±{card.z_range_um:g} µm."
         ),
-        axes=[
-            v.BatchAxis(),
-            v.ChannelAxis(channel_names=[v.Identifier(f"dpm_{c}") for c in channels]),
-            v.SpaceInputAxis(id=v.AxisId("y"), size=y_ref, **space),
-            v.SpaceInputAxis(id=v.AxisId("x"), size=x_ref, **space),
-        ],
+        axes=_axes(v, [f"dpm_{c}" for c in channels], (y_ref, x_ref), space),
         test_tensor=v.FileDescr(source=d / "test_dpm.npy"),
         data=v.IntervalOrRatioDataDescr(type="float32", unit="µm"),
     )
@@ -267,12 +257,7 @@ def _description(model: DeepZModel, d: Path, authors: list[str], name: str) -> A
             f"The {card.target_modality} image on the DPM's surface, in the planes' normalized units "
             "(see README)."
         ),
-        axes=[
-            v.BatchAxis(),
-            v.ChannelAxis(channel_names=[v.Identifier(layout.OUTPUT)]),
-            v.SpaceOutputAxis(id=v.AxisId("y"), size=y_ref, **space),
-            v.SpaceOutputAxis(id=v.AxisId("x"), size=x_ref, **space),
-        ],
+        axes=_axes(v, [layout.OUTPUT], (y_ref, x_ref), space, output=True),
         test_tensor=v.FileDescr(source=d / "test_virtual.npy"),
     )
     version = v.Version(torch.__version__.split("+")[0])
@@ -323,6 +308,19 @@ def _description(model: DeepZModel, d: Path, authors: list[str], name: str) -> A
             },
         ),
     )
+
+
+def _axes(
+    v: Any, channels: list[str], yx: tuple[Any, Any], space: dict[str, Any], output: bool = False
+) -> Any:
+    """A (batch, channel, y, x) tensor's axes: its channels' names, the sizes of y and x, their µm."""
+    axis = v.SpaceOutputAxis if output else v.SpaceInputAxis
+    return [
+        v.BatchAxis(),
+        v.ChannelAxis(channel_names=[v.Identifier(c) for c in channels]),
+        axis(id=v.AxisId("y"), size=yx[0], **space),
+        axis(id=v.AxisId("x"), size=yx[1], **space),
+    ]
 
 
 def _steps(provenance: dict[str, Any]) -> int | None:
