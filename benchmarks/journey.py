@@ -34,7 +34,20 @@ def commands(out: Path, steps: int) -> list[list[str]]:
     positions = [a for x, y in FIELDS for a in ("--position", f"{x},{y}")]
     two = ["--planes", "2", "--separation", "4", "--z-range", "12"]
     return [
-        ["pairs", "acquire", str(data), *positions, "--z-start", "-12", "--z-end", "12", "--z-step", "1"],
+        [
+            "pairs",
+            "acquire",
+            str(data),
+            *positions,
+            "--config",
+            "mmdemo",
+            "--z-start",
+            "-12",
+            "--z-end",
+            "12",
+            "--z-step",
+            "1",
+        ],
         ["pairs", "check", str(data), "--report", str(out / "check")],
         ["pairs", "split", str(data), "--blind-fraction", "0.4", "--out", str(out / "blind.json")],
         [
@@ -68,7 +81,19 @@ def commands(out: Path, steps: int) -> list[list[str]]:
             str(out / "eval"),
         ],
         ["export", str(model), "--bmz", str(package), "--author", "A. Microscopist"],
-        ["acquire", "-o", str(out / "live.ome.zarr"), "--model", str(package), "--planes", "2", "-t", "3"],
+        [
+            "acquire",
+            "-o",
+            str(out / "live.ome.zarr"),
+            "--config",
+            "mmdemo",
+            "--model",
+            str(package),
+            "--planes",
+            "2",
+            "-t",
+            "3",
+        ],
     ]
 
 

@@ -1,4 +1,6 @@
-"""A microscopist's journey, as the commands of docs/your_microscope.md, on the simulator at CI size:
+"""A microscopist's journey, as the commands of docs/your_microscope.md, on the simulator under
+Micro-Manager's demo-configuration names (`--config mmdemo`: group Channel, presets Widefield and
+Confocal) at CI size:
 pairs acquire -> pairs check -> pairs split -> train --init -> evaluate --blind -> export --bmz ->
 acquire with the exported package. No Python written by hand between the commands, as a user has none."""
 
@@ -45,8 +47,8 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
     positions = [a for x, y in fields for a in ("--position", f"{x:.1f},{y:.1f}")]
     _ok(
         run_cli(
-            "pairs", "acquire", str(data), *positions, "--frame", "128", "--seed", str(SEED),
-            "--z-start", "-12", "--z-end", "12", "--z-step", "2", "--dark", "2",
+            "pairs", "acquire", str(data), *positions, "--config", "mmdemo", "--frame", "128",
+            "--seed", str(SEED), "--z-start", "-12", "--z-end", "12", "--z-step", "2", "--dark", "2",
         )
     )  # fmt: skip
     record = json.loads((data / "zarr.json").read_text())["attributes"][PAIRS_KEY]
@@ -121,7 +123,7 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
     _ok(
         run_cli(
             "acquire", "-o", str(run), "--model", str(package), "--planes", "2", "--time-points", "1",
-            "--frame", "128", "--seed", str(SEED), "--device", "cpu",
+            "--config", "mmdemo", "--frame", "128", "--seed", str(SEED), "--device", "cpu",
         )
     )  # fmt: skip
     recorded = (run / "zarr.json").read_text()
