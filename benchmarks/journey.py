@@ -5,7 +5,7 @@ pairs acquire (seven 256-px fields: five on the worm, one beside it, one far fro
 interleaved) -> pairs check -> pairs split -> train --init the shipped 2-plane model -> evaluate
 --blind against the scanned confocal stack's neurons, beside the parent -> export --bmz -> a live
 acquire with the package. It writes ``journey.json`` (each command, its exit code and seconds) and
-copies the pictures the page shows to ``--img``. ``--steps`` sets the fine-tuning's length.
+copies the blind verdict's picture to ``--img``. ``--steps`` sets the fine-tuning's length.
 """
 
 from __future__ import annotations
@@ -128,12 +128,10 @@ def main(argv: list[str] | None = None) -> None:
             break
     (args.out / "journey.json").write_text(json.dumps(record, indent=2))
     if args.img is not None:
-        for src, name in (
-            (args.out / "check" / "checks.png", "journey_checks.png"),
-            (args.out / "eval" / "neurons_f1.png", "journey_neurons_f1.png"),
-        ):
-            if src.exists():
-                shutil.copyfile(src, args.img / name)
+        # the check's picture is the one of docs/img/pairs_check.png (and half a megabyte): not copied
+        src = args.out / "eval" / "neurons_f1.png"
+        if src.exists():
+            shutil.copyfile(src, args.img / "journey_neurons_f1.png")
 
 
 if __name__ == "__main__":
