@@ -76,3 +76,26 @@ def test_the_training_correlation_loss_agrees_with_the_evaluation_metric():
     expected = np.mean([pcc(a[i, 0], b[i, 0]) for i in range(3)])
     assert float(pcc_torch(torch.from_numpy(a), torch.from_numpy(b))) == pytest.approx(expected, abs=1e-4)
     assert float(pcc_torch(torch.from_numpy(a), torch.from_numpy(-a))) == pytest.approx(-1.0, abs=1e-4)
+
+
+def test_a_microscopes_own_stacks_are_scored_as_the_specimen_they_are_said_to_be(tmp_path):
+    """Real stacks carry no simulator record: `--specimen` says what they hold (beads: FWHM against the
+    scanned bead stack; none: no specimen scores), and without it nothing specimen-specific is scored."""
+    from mm_deepz.engine import Predictor
+    from mm_deepz.evaluation import evaluate_pair
+    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.training.stacks import load_pairs
+    from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
+
+    spec = PairSpec(phantom="beads", seed=173, shape=(160, 160), z_half_range_um=10.0)
+    write_stack_pair(make_stack_pair(spec), tmp_path, "slide")
+    [pair] = load_pairs([tmp_path])
+    pair.meta = {}  # as from a real microscope
+    model = load_model(shipped_model_path(2))
+    predictor = Predictor(model, "cpu")
+    beads = evaluate_pair(model, pair, predictor, "beads").beads
+    assert beads is not None and beads["n_beads"] >= 3
+    assert 0.3 < beads["reference_lateral_um"] < 1.0  # near the diffraction limit (0.36 µm at NA 0.75)
+    unsaid = evaluate_pair(model, pair, predictor)
+    assert unsaid.beads is None and unsaid.neurons is None
+    assert evaluate_pair(model, pair, predictor, "none").beads is None
