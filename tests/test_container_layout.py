@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import ngff_zarr
 import numpy as np
 import pytest
 import torch
@@ -111,6 +112,8 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
             title = name if n_pos == 1 else f"{name} p{p}"
             assert found[title] == out / path
             NgffImage.from_zarr(zarr.open_group(str(out / path), mode="r"))
+            attrs = json.loads((out / path / "zarr.json").read_text())["attributes"]
+            ngff_zarr.validate(attrs, version="0.5", strict=True)  # ngff-zarr's strict schema
             node = next(iter(Reader(parse_url(str(out / path)))()))
             data = np.asarray(node.data[0])
             label = node.metadata["channel_names"][0]

@@ -46,6 +46,7 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.core.array_spec import ArrayConfigParams
 
+from .. import __version__
 from ..errors import ContainerChangedError, DeepZError, InputError, StorageError
 from .claim import PAIRS_KEY, Claim, is_container
 from .layout import (
@@ -167,6 +168,14 @@ def ngff_attrs(
             "multiscales": [
                 {
                     "name": name,
+                    # NGFF's recommended description of how the levels were made (ngff-zarr's strict
+                    # schema requires it): one level, as recorded, no downscaling
+                    "type": "none",
+                    "metadata": {
+                        "description": "one resolution level, as the camera recorded it or the model made it",
+                        "method": "mm_deepz.io.recorder",
+                        "version": __version__,
+                    },
                     "axes": [
                         {"name": "t", "type": "time", "unit": "second"},
                         {"name": "c", "type": "channel"},
