@@ -50,6 +50,7 @@ def read_run(path: str | list[str]) -> list[LayerData]:
             group = group_at(root, image_group_path(root, name, p))
             ome = json_attr(group, "ome")
             scale, translate = transforms(group)
+            axes = [a for a in ome["multiscales"][0]["axes"] if a["name"] != "c"]
             channel = (ome.get("omero") or {}).get("channels", [{}])[0]
             window = channel.get("window") or {}
             kwargs: dict[str, Any] = {
@@ -58,7 +59,9 @@ def read_run(path: str | list[str]) -> list[LayerData]:
                 "scale": [scale[0], *scale[2:]],
                 "translate": [translate[0], *translate[2:]],
                 # the axes' units (second, micrometer): napari's scale bar and status bar then say µm
-                "units": [a.get("unit", "pixel") for a in ome["multiscales"][0]["axes"] if a["name"] != "c"],
+                "units": [a.get("unit", "pixel") for a in axes],
+                # and the sliders are named t and z, not -4 and -3
+                "axis_labels": [a["name"] for a in axes],
                 "colormap": COLORMAPS.get(str(channel.get("color", "")).upper(), "gray"),
                 "blending": "additive",
                 "metadata": {"mm_deepz_image": name, "position": p, "label": channel.get("label", name)},

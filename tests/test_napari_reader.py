@@ -69,6 +69,7 @@ def test_a_run_opens_as_named_layers_in_place_with_contrast_and_tracks(session, 
     assert m1.translate[3] - m0.translate[3] == pytest.approx(20.0)
     np.testing.assert_allclose([v1.translate[i] for i in (0, 2, 3)], [m1.translate[i] for i in (0, 2, 3)])
     np.testing.assert_allclose([v1.scale[i] for i in (0, 2, 3)], [m1.scale[i] for i in (0, 2, 3)])
+    assert viewer.dims.axis_labels == ("t", "z", "y", "x")  # the sliders are named (#37 item 5)
     z_world = viewer.dims.range[1]
     assert z_world.start == pytest.approx(-10.0) and z_world.stop == pytest.approx(10.0)
     assert (m0.colormap.name, v1.colormap.name, layers["reference p0"].colormap.name) == (
