@@ -60,3 +60,26 @@ def test_unwritable_output_names_the_path(tmp_path):
     (tmp_path / "file").write_text("not a folder")  # (tests run as root: permissions would not stop us)
     with pytest.raises(StorageError, match="file/a.ome.zarr"):
         Recorder(tmp_path / "file" / "a.ome.zarr", GEOM)
+
+
+@pytest.mark.parametrize(("asked", "kept", "scale"), [(2.0, 3.0, 3.1), (2.0, 1.95, 2.0), (0.0, 0.5, 0.6)])
+def test_the_time_scale_is_the_cadence_the_run_kept(tmp_path, asked, kept, scale):
+    """Viewers place time points by the NGFF t scale: a run slower than asked (or as fast as possible)
+    says the mean interval it kept; one that kept its interval keeps the asked one (#37 item 4)."""
+    from mm_deepz.io.layout import group_at, transforms
+
+    geom = Geometry(z_um=(0.0,), pixel_size_um=0.5, interval_s=asked, shape_yx=(8, 8))
+    rec = Recorder(tmp_path / "run.ome.zarr", geom, {"plan": {}})
+    for t in range(4):
+        rec.write_plane("measured", t, 0, np.ones((8, 8), np.uint16))
+        rec.mark_complete("measured", t, planes=[0])
+    # when the time points were complete: one 0.3 s late, the next on time after it, so the mean interval
+    # is kept + 0.1 (the median would be kept)
+    rec._times = {0: 100.0, 1: 100.0 + kept, 2: 100.0 + 2 * kept + 0.3, 3: 100.0 + 3 * kept + 0.3}
+    rec.finish()
+    root = open_container(tmp_path / "run.ome.zarr")
+    t_scale = transforms(group_at(root, image_group_path(root, "measured", 0)))[0][0]
+    assert t_scale == pytest.approx(scale)
+    assert Recorder.reopen(tmp_path / "run.ome.zarr").attrs["measured_interval_s"] == pytest.approx(
+        kept + 0.1
+    )

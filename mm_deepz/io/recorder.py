@@ -153,6 +153,10 @@ def _step(z: tuple[float, ...]) -> float:
     return float(np.median(np.diff(z))) if len(z) > 1 else 1.0
 
 
+#: a measured cadence this far (relative) from the interval asked for replaces it as the time scale
+CADENCE_RTOL = 0.05
+
+
 def ngff_attrs(
     name: str, g: Geometry, info: ImageInfo, position: int = 0, z: tuple[float, ...] | None = None
 ) -> dict[str, Any]:
@@ -661,8 +665,9 @@ class Recorder:
             self._flush_attrs()
 
     def finish(self, **values: Any) -> None:
-        """Mark the container complete; the time scale becomes the measured cadence. The container is
-        released to other writers even when this last write fails (a full disk)."""
+        """Mark the container complete; the time scale becomes the measured cadence (the mean interval)
+        where it differs from the one asked for. The container is released to other writers even when
+        this last write fails (a full disk)."""
         try:
             self._finish(values)
         finally:
@@ -674,9 +679,12 @@ class Recorder:
             self._attrs.update(values)
             if len(self._times) > 1:
                 ts = [self._times[k] for k in sorted(self._times)]
-                cadence = float(np.median(np.diff(ts)))
+                cadence = float((ts[-1] - ts[0]) / (len(ts) - 1))  # the mean interval, as documented
                 self._attrs["measured_interval_s"] = cadence
-                if self.geometry.interval_s <= 0 and cadence > 0:
+                asked = self.geometry.interval_s
+                # viewers place time points by the scale: the cadence the run kept, wherever it was not
+                # the one asked for (as fast as possible, or slower than asked)
+                if cadence > 0 and (asked <= 0 or abs(cadence - asked) > CADENCE_RTOL * asked):
                     self._set_time_scale(cadence)
             self._written_windows.clear()  # the final windows, however little they moved
             for image in self._paths:
