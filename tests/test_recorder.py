@@ -83,3 +83,31 @@ def test_the_time_scale_is_the_cadence_the_run_kept(tmp_path, asked, kept, scale
     assert Recorder.reopen(tmp_path / "run.ome.zarr").attrs["measured_interval_s"] == pytest.approx(
         kept + 0.1
     )
+
+
+def test_a_reader_never_sees_a_container_half_made(tmp_path, monkeypatch):
+    """Another process reading a run while it is being created (a viewer, `mm-deepz info`, a script
+    polling) finds no container yet, never a damaged one: each image is made whole before the record
+    names it (a test under load saw "0/zarr.json has no NGFF scale and translation")."""
+    import zarr
+
+    from mm_deepz.io import NotAContainerError
+
+    out = tmp_path / "run.ome.zarr"
+    seen: list[str] = []
+    create_array = zarr.Group.create_array
+
+    def create_array_and_look(self, *args, **kwargs):
+        try:
+            read_progress(out)
+            seen.append("a container")
+        except NotAContainerError:
+            seen.append("no container yet")
+        except Exception as e:  # what a reader would be told is the point
+            seen.append(f"{type(e).__name__}: {e}")
+        return create_array(self, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.Group, "create_array", create_array_and_look)
+    Recorder(out, GEOM, {"plan": {}})
+    assert seen and set(seen) == {"no container yet"}, seen
+    assert read_progress(out)["completed"]["measured"] == []

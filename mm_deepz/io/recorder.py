@@ -252,22 +252,20 @@ class Recorder:
         self._paths = number_images(IMAGES, len(geometry.positions_xy_um))
         self._slots = self._anchor_slots()
         try:
+            # a reader never sees a record naming an image that is not complete: each image group is made
+            # with its attributes in one write, its array beside it, the collection, and the record last
+            # (before it, the folder reads as "not an mm-deepz container", never as a damaged one)
             self.root = zarr.create_group(str(self.path), zarr_format=3, overwrite=False)
-            layout = {
-                "layout": LAYOUT_VERSION,
-                "images": self._paths,
-                "anchor_z_um": geometry.anchor_z_um,
-                "image_info": {name: asdict(info) for name, info in self._infos.items()},
-            }
-            self.root.attrs["mm_deepz"] = json_safe({**(attrs or {}), **layout, **self._state})
             self._arrays: dict[tuple[str, int], zarr.Array[Any]] = {}
             h, w = geometry.shape_yx
             for name in IMAGES:
                 z = geometry.image_z(name)
                 for pos in range(self.n_positions):
-                    grp = self.root.require_group(self._paths[name][pos])
                     title = name if self.n_positions == 1 else f"{name} p{pos}"
-                    grp.attrs.update(ngff_attrs(title, geometry, self._infos[name], pos, z))
+                    grp = self.root.create_group(
+                        self._paths[name][pos],
+                        attributes=ngff_attrs(title, geometry, self._infos[name], pos, z),
+                    )
                     self._arrays[name, pos] = grp.create_array(
                         "0",
                         shape=(0, len(geometry.channels), len(z), h, w),
@@ -279,6 +277,13 @@ class Recorder:
                         config=ARRAY_CONFIG,
                     )
             write_collection(self.root, self._paths, self._infos)
+            layout = {
+                "layout": LAYOUT_VERSION,
+                "images": self._paths,
+                "anchor_z_um": geometry.anchor_z_um,
+                "image_info": {name: asdict(info) for name, info in self._infos.items()},
+            }
+            self.root.attrs["mm_deepz"] = json_safe({**(attrs or {}), **layout, **self._state})
         except BaseException as e:  # a half-made container is removed, an earlier one put back
             self._claim.rollback()
             if isinstance(e, OSError):
@@ -421,12 +426,11 @@ class Recorder:
             self._infos[name] = self._infos.get(name) or info_for(name)
             for pos in range(self.n_positions):
                 src = self._arrays[like, pos]
-                grp = self.root.require_group(self._paths[name][pos])
                 ome = dict(json_attr(group_at(self.root, self._paths[like][pos]), "ome"))
                 title = name if self.n_positions == 1 else f"{name} p{pos}"
                 ome["multiscales"] = [{**ome["multiscales"][0], "name": title}]
                 ome["omero"] = omero(self._infos[name], (0.0, 4000.0), 65535)
-                grp.attrs["ome"] = ome
+                grp = self.root.create_group(self._paths[name][pos], attributes={"ome": ome})  # one write
                 self._arrays[name, pos] = grp.create_array(
                     "0",
                     shape=(0, *src.shape[1:]),
