@@ -37,10 +37,10 @@ logger = logging.getLogger("benchmarks.finetune")
 #: the changed microscope: a 20x/0.5 air objective (the shipped models know 20x/0.75), with 0.2 waves rms
 #: of spherical aberration (they know 0.08); same camera, so the same pixel size in the sample
 CHANGED_OPTICS = Optics(na=0.5, spherical_aberration_waves=0.2)
-#: the two runs: name -> ``mm-deepz train`` options beside the common ones
-RUNS: dict[str, list[str]] = {
-    "finetune": ["--init", str(shipped_model_path(2)), "--lr", "5e-4"],
-    "scratch": ["--lr", "2e-3"],
+#: the two runs: name -> (the model it starts from, None: random weights; its peak learning rate)
+RUNS: dict[str, tuple[Path | None, str]] = {
+    "finetune": (shipped_model_path(2), "5e-4"),
+    "scratch": (None, "2e-3"),
 }
 
 
@@ -100,7 +100,12 @@ def _train(name: str, data: Path, model: Path, steps: int, scale: str) -> None:
     toy = scale == "toy"
     # --precision auto: float32 on the CPU (bfloat16 only where the CPU has it: train warns otherwise)
     options = [*TWO_PLANES, "--batch-size", "6", "--precision", "auto"]
-    options += ["--resume"] if model.with_suffix(".ckpt").exists() else RUNS[name]
+    parent, lr = RUNS[name]
+    options += ["--lr", lr]  # on every leg: a resumed leg rebuilds its schedule for the rate it is given
+    if model.with_suffix(".ckpt").exists():
+        options.append("--resume")
+    elif parent is not None:
+        options += ["--init", str(parent)]
     args = train_command(data, model, steps, 64 if toy else 128, 50 if toy else 250, "cpu", options)
     _mz(args, model.with_suffix(".log"))
 
