@@ -124,6 +124,7 @@ def infer_missing(
             recorder.mark_complete(image, t, p)
             if progress is not None:
                 progress(i + 1, len(todo))
+        recorder.refresh_collection()  # a killed run's OME-XML still says what its start wrote
         return InferSummary(
             image,
             len(todo) - len(unreadable),

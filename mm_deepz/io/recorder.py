@@ -562,6 +562,12 @@ class Recorder:
                 except OSError as e:
                     raise self._storage_error(e) from e
 
+    def refresh_collection(self) -> None:
+        """Rewrite the collection metadata (the OME-XML's sizes and frame times) for what the arrays hold
+        now: after a recovery or `mm-deepz infer` on a run that never finished."""
+        with self._lock:
+            self._write_collection()
+
     def _write_collection(self) -> None:
         """Rewrite the collection metadata: series, names, channels, and each measured frame's time."""
         if not self._layout_numbered:
