@@ -185,16 +185,16 @@ COARSE_TURNS_DEG = (-20, -15, -10, -5, 5, 10, 15, 20)
 
 
 def camera_affine(
-    a: np.ndarray, b: np.ndarray, shift: np.ndarray, where: tuple[slice, slice]
+    hp_a: np.ndarray, hp_b: np.ndarray, shift: np.ndarray, where: tuple[slice, slice]
 ) -> tuple[float, float, tuple[float, float], float]:
-    """Rotation (degrees), scale and shift that carry projection ``b`` onto ``a`` (about the frame's
-    centre), fitted by maximizing the high-passed projections' correlation inside ``where`` at half
+    """Rotation (degrees), scale and shift that carry the high-passed projection ``hp_b`` onto ``hp_a``
+    (about the frame's centre), fitted by maximizing their correlation inside ``where`` at half
     resolution, from the best of ``shift`` and a coarse search over turns up to ±20°; and what the fit
     gains in that correlation over ``shift`` alone."""
     from scipy import optimize
 
     half = (slice(None, None, 2), slice(None, None, 2))
-    pa, pb = ndimage.gaussian_filter(_hp(a), 1)[half], ndimage.gaussian_filter(_hp(b), 1)[half]
+    pa, pb = ndimage.gaussian_filter(hp_a, 1)[half], ndimage.gaussian_filter(hp_b, 1)[half]
     inner = tuple(slice(s.start // 2 if s.start else None, s.stop // 2 if s.stop else None) for s in where)
 
     def cost(p: np.ndarray) -> float:
@@ -248,7 +248,7 @@ def check_pair(name: str, inputs: Stack, target: Stack, limits: CheckLimits | No
         and con_b >= limits.min_contrast_target
         and min(a.shape[1:]) >= MIN_AFFINE_FRAME
     ):
-        rotation, scale, fitted, gain = camera_affine(a.max(0), b.max(0), np.asarray(shift), inner)
+        rotation, scale, fitted, gain = camera_affine(pa, pb, np.asarray(shift), inner)
         corner = float(np.hypot(*a.shape[1:])) / 2  # px from the frame's centre to its corners
         moved = corner * (abs(np.deg2rad(rotation)) + abs(scale - 1))
         if gain >= MIN_FIT_GAIN and moved >= ALIGNED_MOVE_PX:

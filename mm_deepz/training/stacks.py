@@ -295,19 +295,24 @@ def load_pair(
         )
     if len(inputs.z_um) < 3 or inputs.z_step_um <= 0:
         raise StackDataError(f"{name}: a stack needs at least 3 planes with increasing z.")
-    rotation, scale = 0.0, 1.0
+    verdict = None
     if check and target is not inputs:
         from .check import check_pair
 
         verdict = check_pair(name, inputs, target)
         if not verdict.passed:
             raise PairQuarantinedError(f"{name} is quarantined: {'; '.join(verdict.reasons)}.")
-        rotation, scale = verdict.rotation_deg, verdict.scale
-    shift, axial = (0.0, 0.0), 0.0
-    if do_register and target is not inputs and (rotation, scale) != (0.0, 1.0):
+    shift, axial, rotation, scale = (0.0, 0.0), 0.0, 0.0, 1.0
+    if do_register and target is not inputs:
+        # the check registered the pair already (its camera fit included): not measured twice
+        if verdict is not None:
+            shift, axial = verdict.shift_yx_px, verdict.axial_um
+            rotation, scale = verdict.rotation_deg, verdict.scale
+        else:
+            shift, axial = register(inputs, target)
+    if (rotation, scale) != (0.0, 1.0):
         from .check import warp_affine
 
-        shift, axial = verdict.shift_yx_px, verdict.axial_um
         logger.info(
             "%s: target turned by %.2f°, scaled by %.4f and shifted by (%.2f, %.2f) px and %.2f µm to match "
             "the input (the cameras differ)",
@@ -321,20 +326,18 @@ def load_pair(
         planes = np.stack([warp_affine(p.astype(np.float32), rotation, scale, shift) for p in target.data])
         data = ndimage.shift(planes, (axial / inputs.z_step_um, 0, 0), order=1, mode="nearest")
         target = Stack(data, inputs.z_um, target.pixel_size_um, target.source)
-    elif do_register and target is not inputs:
-        shift, axial = register(inputs, target)
-        if max(abs(shift[0]), abs(shift[1])) > 0.05 or abs(axial) > 0.05 * inputs.z_step_um:
-            logger.info(
-                "%s: target shifted by (%.2f, %.2f) px and %.2f µm to match the input",
-                name,
-                shift[0],
-                shift[1],
-                axial,
-            )
-            data = ndimage.shift(
-                target.data.astype(np.float32), (axial / inputs.z_step_um, *shift), order=1, mode="nearest"
-            )
-            target = Stack(data, inputs.z_um, target.pixel_size_um, target.source)
+    elif max(abs(shift[0]), abs(shift[1])) > 0.05 or abs(axial) > 0.05 * inputs.z_step_um:
+        logger.info(
+            "%s: target shifted by (%.2f, %.2f) px and %.2f µm to match the input",
+            name,
+            shift[0],
+            shift[1],
+            axial,
+        )
+        data = ndimage.shift(
+            target.data.astype(np.float32), (axial / inputs.z_step_um, *shift), order=1, mode="nearest"
+        )
+        target = Stack(data, inputs.z_um, target.pixel_size_um, target.source)
     return PairedStack(name, inputs, target, shift, axial, dict(inputs.meta), rotation, scale)
 
 
