@@ -15,18 +15,22 @@ from typing import Any
 import torch
 
 import mm_deepz
-from mm_deepz.model import UNetConfig
+from mm_deepz.model import EncodeOnceConfig, UNetConfig
 from mm_deepz.modelfile import DeepZModel, ModelCard, OpticsSpec
 
 OPTICS = OpticsSpec(pixel_size_um=0.325, na=0.75, wavelength_em_um=0.525, immersion_index=1.0)
 
 
-def demo_model(n_planes: int = 1, base: int = 16, depth: int = 3) -> DeepZModel:
-    """The shipped architecture with random weights (speed does not depend on the weights)."""
+def demo_model(n_planes: int = 1, base: int = 16, depth: int = 3, architecture: str = "unet") -> DeepZModel:
+    """The shipped U-Net (or the default encode-once generator) with random weights (speed does not depend
+    on the weights)."""
     offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
+    config = (
+        EncodeOnceConfig(n_planes) if architecture == "encode-once" else UNetConfig(n_planes, base, depth)
+    )
     return DeepZModel.new(
         ModelCard(
-            architecture=UNetConfig(n_planes, base, depth),
+            architecture=config,
             input_offsets_um=offsets,
             z_range_um=10.0,
             optics=OPTICS,

@@ -33,10 +33,17 @@ def eager_stack(
 
 
 def case(
-    device: str, size: int, n_out: int, n_in: int, measure_planes: int | None = None, eager: bool = False
+    device: str,
+    size: int,
+    n_out: int,
+    n_in: int,
+    measure_planes: int | None = None,
+    eager: bool = False,
+    architecture: str = "unet",
 ) -> dict:
-    """One row: planes/s of the engine (over ``measure_planes`` of the ``n_out`` when given)."""
-    model = demo_model(n_in)
+    """One row: planes/s of the engine (over ``measure_planes`` of the ``n_out`` when given; an encode-once
+    generator is always timed over the whole stack, which its one encoding serves)."""
+    model = demo_model(n_in, architecture=architecture)
     predictor = Predictor(model, device)
     cuda = predictor.device.type == "cuda"
     planes = _planes(n_in, size)
@@ -50,6 +57,7 @@ def case(
             lambda: predictor.predict_stack(planes, plane_z, targets), repeats, warmup=False, cuda=cuda
         )
     row = {
+        "architecture": architecture,
         "device": predictor.device.type,
         "frame": size,
         "planes_in": n_in,
@@ -74,23 +82,29 @@ def case(
 
 def run(quick: bool, devices: list[str]) -> list[dict]:
     """All inference rows for the given devices."""
+    eo = "encode-once"
     if quick:
-        cases = [(128, 5, 1, None, True)]
+        cases = [(128, 5, 1, None, True, "unet"), (128, 5, 1, None, True, eo)]
     else:
         cases = [
-            (512, 21, 1, None, True),
-            (512, 41, 1, None, False),
-            (512, 21, 2, None, False),
-            (512, 41, 2, None, False),
-            (2048, 21, 1, 3, True),
-            (2048, 41, 1, 3, False),
-            (2048, 21, 2, 3, False),
+            (512, 21, 1, None, True, "unet"),
+            (512, 41, 1, None, False, "unet"),
+            (512, 21, 2, None, False, "unet"),
+            (512, 41, 2, None, False, "unet"),
+            (2048, 21, 1, 3, True, "unet"),
+            (2048, 41, 1, 3, False, "unet"),
+            (2048, 21, 2, 3, False, "unet"),
+            # side by side: the same 2-plane stacks, each timed whole
+            (512, 21, 2, None, True, eo),
+            (512, 41, 2, None, False, eo),
+            (2048, 21, 2, None, False, "unet"),
+            (2048, 21, 2, None, True, eo),
         ]
     rows = []
     for dev in devices:
-        for size, n_out, n_in, timed, eager in cases:
+        for size, n_out, n_in, timed, eager, arch in cases:
             gpu = dev == "cuda"
-            rows.append(case(dev, size, n_out, n_in, None if gpu else timed, eager))
+            rows.append(case(dev, size, n_out, n_in, None if gpu or arch == eo else timed, eager, arch))
     return rows
 
 

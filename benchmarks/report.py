@@ -25,6 +25,7 @@ def inference_table(rows: list[dict]) -> list[str]:
     """The inference section's table (also written alone by ``python -m benchmarks.inference``)."""
     return _table(
         [
+            "generator",
             "device",
             "frame",
             "planes in",
@@ -37,6 +38,7 @@ def inference_table(rows: list[dict]) -> list[str]:
         ],
         [
             [
+                x.get("architecture", "unet"),
                 x["device"],
                 f"{x['frame']}²",
                 x["planes_in"],

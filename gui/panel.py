@@ -96,6 +96,7 @@ def card_text(model: DeepZModel) -> str:
     lines = [
         f"{Path(model.path or 'unsaved model').name}  (sha256 {str(model.sha256)[:12]})",
         f"inputs: {c.n_planes} plane(s) at {', '.join(f'{z:+g}' for z in c.input_offsets_um)} µm",
+        f"generator: {c.architecture.describe()}",
         f"trained range: ±{c.z_range_um:g} µm from an input plane",
         f"optics: pixel {o.pixel_size_um:g} µm" + (f", {optics}" if optics else ""),
         f"{c.input_modality} → {c.target_modality}",

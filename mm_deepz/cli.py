@@ -221,11 +221,26 @@ def train_cmd(
     steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
     batch_size: Annotated[int, typer.Option()] = 6,
     patch: Annotated[int, typer.Option(help="Patch size (pixels).")] = 128,
-    base_channels: Annotated[int, typer.Option(help="U-Net width (16 small, 32+ for GPUs).")] = 16,
-    depth: Annotated[int, typer.Option(help="U-Net depth.")] = 3,
+    architecture: Annotated[
+        str,
+        typer.Option(
+            help="Generator: unet (planes and DPM enter together) or encode-once (the planes encoded once, "
+            "every target plane decoded from that; docs/models.md)."
+        ),
+    ] = "unet",
+    base_channels: Annotated[
+        int, typer.Option(help="Width of the first level (the encoder's for encode-once).")
+    ] = 16,
+    depth: Annotated[int, typer.Option(help="Down-samplings (encode-once: 4 recommended).")] = 3,
     max_channels: Annotated[
-        int | None, typer.Option(help="Widest U-Net level (default: doubling at each level).")
+        int | None, typer.Option(help="Widest level (default: doubling at each level; encode-once: 64).")
     ] = None,
+    decoder_channels: Annotated[
+        int, typer.Option(help="encode-once: the decoder's full-resolution width.")
+    ] = 8,
+    targets_per_sample: Annotated[
+        int, typer.Option(help="Target planes supervised per training crop (encode-once: 4 recommended).")
+    ] = 1,
     lr: Annotated[float, typer.Option()] = 2e-3,
     adversarial: Annotated[float, typer.Option(help="Weight of the patch-GAN loss (0 = off).")] = 0.05,
     pcc_weight: Annotated[float, typer.Option(help="Weight of the (1 - correlation) loss.")] = 1.0,
@@ -315,9 +330,12 @@ def train_cmd(
         "steps": ("steps", steps),
         "batch_size": ("batch_size", batch_size),
         "patch": ("patch", patch),
+        "architecture": ("architecture", architecture),
         "base_channels": ("base_channels", base_channels),
         "depth": ("depth", depth),
         "max_channels": ("max_channels", max_channels),
+        "decoder_channels": ("decoder_channels", decoder_channels),
+        "targets_per_sample": ("targets_per_sample", targets_per_sample),
         "lr": ("lr", lr),
         "adversarial": ("adversarial_weight", adversarial),
         "pcc_weight": ("pcc_weight", pcc_weight),

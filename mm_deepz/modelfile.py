@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .errors import DeepZError, ModelFileError, ModelMismatchError
-from .model import DeepZUNet, UNetConfig
+from .model import DeepZEncodeOnce, DeepZUNet, EncodeOnceConfig, UNetConfig, build_generator, generator_config
 from .normalization import HIGH_PERCENTILE, LOW_PERCENTILE
 from .settings import Settings
 
@@ -68,7 +68,8 @@ class ModelCard(Settings):
     error: ClassVar[type[DeepZError]] = ModelFileError
     what: ClassVar[str] = "model card"
 
-    architecture: UNetConfig
+    #: which generator and its sizes (``kind``: ``unet`` or ``encode-once``; cards without it are U-Nets)
+    architecture: UNetConfig | EncodeOnceConfig
     input_offsets_um: tuple[float, ...]
     z_range_um: float
     optics: OpticsSpec
@@ -79,6 +80,11 @@ class ModelCard(Settings):
     )
     provenance: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("architecture", mode="before")
+    @classmethod
+    def _architecture(cls, value: Any) -> Any:
+        return generator_config(value) if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _check(self) -> ModelCard:
@@ -140,7 +146,7 @@ class DeepZModel:
     """A generator with its card, as loaded from (or about to be saved to) a model file."""
 
     card: ModelCard
-    network: DeepZUNet
+    network: DeepZUNet | DeepZEncodeOnce
     path: Path | None = None
     sha256: str | None = None
 
@@ -148,7 +154,7 @@ class DeepZModel:
     def new(cls, card: ModelCard, seed: int = 0) -> DeepZModel:
         """A freshly initialised (untrained) model for ``card``."""
         torch.manual_seed(seed)
-        return cls(card, DeepZUNet(card.architecture))
+        return cls(card, build_generator(card.architecture))
 
     def check_compatible(
         self, pixel_size_um: float | None = None, plane_offsets_um: tuple[float, ...] | None = None
@@ -244,7 +250,7 @@ def load_model(path: str | Path) -> DeepZModel:
         )
     try:
         card = ModelCard.from_json(blob["card"])
-        network = DeepZUNet(card.architecture)
+        network = build_generator(card.architecture)
         network.load_state_dict(blob["state_dict"], strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError, ModelFileError) as e:
         raise ModelFileError(

@@ -75,5 +75,10 @@ def test_the_inference_rows_run_alone_for_a_bare_gpu_machine(tmp_path):
 
     assert inference(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "inference.json").read_text())["rows"]
-    assert [(r["device"], r["frame"]) for r in rows] == [("cpu", 128)] and rows[0]["planes_per_s"] > 0
-    assert "| cpu | 128² | 1 | 5 |" in (tmp_path / "inference.md").read_text()
+    assert [(r["architecture"], r["device"], r["frame"]) for r in rows] == [
+        ("unet", "cpu", 128),
+        ("encode-once", "cpu", 128),
+    ]
+    assert all(r["planes_per_s"] > 0 for r in rows)
+    table = (tmp_path / "inference.md").read_text()
+    assert "| unet | cpu | 128² | 1 | 5 |" in table and "| encode-once | cpu | 128² | 1 | 5 |" in table

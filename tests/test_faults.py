@@ -53,24 +53,24 @@ def _no_worker_threads():
 def test_model_errors_nan_and_oom_mid_run_lose_no_measured_plane(session, tmp_path):
     run = _acquisition(session, tmp_path, time_points=5)
     predictor, calls = run.predictor, itertools.count()
-    good_stack, good_forward = predictor.predict_stack, predictor._forward
+    good_stack, good_decoder = predictor.predict_stack, predictor._decoder
 
     def faulty_stack(*args, **kwargs):
         i = next(calls)
         if i == 1:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         if i == 2:
-            predictor._forward = lambda x: torch.full_like(x[:, :1], float("nan"))
+            predictor._decoder = lambda enc, dpm: torch.full_like(dpm[:, :, 0], float("nan"))
         if i == 3:  # runs out of memory with more than one virtual plane per batch
-            predictor._forward = lambda x: (
+            predictor._decoder = lambda enc, dpm: (
                 (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))
-                if x.shape[0] > 1
-                else good_forward(x)
+                if dpm.shape[1] > 1
+                else good_decoder(enc, dpm)
             )
         try:
             return good_stack(*args, **kwargs)
         finally:
-            predictor._forward = good_forward
+            predictor._decoder = good_decoder
 
     predictor.predict_stack = faulty_stack
     summary = run.run()
@@ -92,19 +92,19 @@ def test_out_of_memory_retries_with_smaller_batches_and_gives_the_same_planes():
     z = np.linspace(-4, 4, 9)
     reference = Predictor(model, "cpu", batch_size=8).predict_stack(planes, (0.0,), z).data
     predictor = Predictor(model, "cpu", batch_size=8)
-    forward = predictor._forward
+    decoder = predictor._decoder
 
-    def small_memory(x):
-        if x.shape[0] > 2:
+    def small_memory(encoded, dpm):
+        if dpm.shape[1] > 2:  # more than two virtual planes at once
             raise RuntimeError(
                 "[enforce fail at alloc_cpu.cpp:116] DefaultCPUAllocator: can't allocate memory"
             )
-        return forward(x)
+        return decoder(encoded, dpm)
 
-    predictor._forward = small_memory
+    predictor._decoder = small_memory
     np.testing.assert_array_equal(predictor.predict_stack(planes, (0.0,), z).data, reference)
     assert predictor.batch_size == 2
-    predictor._forward = lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))
+    predictor._decoder = lambda enc, dpm: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))
     with pytest.raises(InferenceError, match="Out of memory even one virtual plane"):
         predictor.predict_stack(planes, (0.0,), z)
 

@@ -351,8 +351,12 @@ def test_balanced_sampling_draws_far_defocus_targets_as_often_as_near_ones(data)
     def distances(balance: bool, fixed: bool = False) -> np.ndarray:
         cfg = SamplingConfig(plane_offsets_um=(0.0,), z_range_um=4.0, patch=32, balance_defocus=balance)
         sampler = PatchSampler(pairs, cfg, seed=3)
-        x, _ = sampler.fixed_batch(3000, seed=1) if fixed else sampler.sample(3000)
-        dpm_um = x[:, 1::2, 0, 0].numpy() * cfg.z_range_um  # target minus each input plane
+        if fixed:
+            x, _ = sampler.fixed_batch(3000, seed=1)
+            dpm = x[:, 1::2, 0, 0]
+        else:
+            dpm = sampler.sample(3000)[1][:, 0]
+        dpm_um = dpm.numpy() * cfg.z_range_um  # target minus each input plane
         return np.round(np.abs(dpm_um).min(axis=1)).astype(int)
 
     # 9-plane stacks, targets within 4 µm: 9 / 16 / 14 / 12 / 10 (anchor, target) pairs at 0-4 µm
@@ -394,10 +398,11 @@ def test_bfloat16_training_computes_its_loss_in_float32(monkeypatch):
     monkeypatch.setattr(train, "_loss", recording_loss)
     torch.manual_seed(0)
     net, disc = DeepZUNet(UNetConfig(2, 8, 2)), PatchDiscriminator(5)
-    x, y = torch.rand(2, 4, 64, 64), 0.002 * torch.rand(2, 1, 64, 64)
+    planes, dpm = torch.rand(2, 2, 64, 64), torch.rand(2, 1, 2, 64, 64)
+    y = 0.002 * torch.rand(2, 1, 64, 64)
     y[:, :, 20:24, 30:34] += 0.03  # one dim neuron per patch
     cfg = train.TrainConfig(n_planes=2, adversarial_weight=0.05)
-    _, loss = train.generator_loss(net, disc, x, y, cfg, amp=True)
+    _, loss = train.generator_loss(net, disc, planes, dpm, y, cfg, amp=True)
     assert seen == [(False, torch.float32)]
     assert loss.dtype == torch.float32 and math.isfinite(float(loss))
     loss.backward()  # and it trains: gradients reach the first layer, finite
@@ -547,3 +552,41 @@ def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path)
         res = runner.invoke(app, ["compare", *args, "--out", str(tmp_path / "x.png")])
         assert isinstance(res.exception, ReportError) and words in str(res.exception), res.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_path):
+    # one encoding supervises several target planes: the card says which generator it is and how much
+    # compute and supervision the learning curve cost, and the loss comes down within a few steps
+    from mm_deepz.model import DeepZEncodeOnce
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        architecture="encode-once",
+        targets_per_sample=3,
+        z_range_um=4,
+        target_modality="widefield",
+        steps=120,
+        val_every=20,
+        batch_size=4,
+        patch=32,
+        base_channels=8,
+        depth=2,
+        max_channels=16,
+        decoder_channels=4,
+        adversarial_weight=0,
+        device="cpu",
+    )
+    result = train(load_pairs([data / "train"]), cfg, tmp_path / "eo.pt")
+    model = load_model(tmp_path / "eo.pt")
+    assert isinstance(model.network, DeepZEncodeOnce) and model.card.architecture.kind == "encode-once"
+    history = result.history
+    assert history[-1]["supervised_planes"] == 120 * 4 * 3
+    assert 0 < history[0]["cpu_seconds"] < history[-1]["cpu_seconds"]
+    assert min(h["val_loss"] for h in history[2:]) < history[0]["val_loss"]
+    assert all(-1 <= h["val_pcc"] <= 1 for h in history)
+    assert model.card.provenance["train_cpu_seconds"] >= history[-1]["cpu_seconds"]
+    with pytest.raises(DeepZError, match="decoder_channels"):
+        TrainConfig(architecture="encode-once", decoder_channels=2)
+    with pytest.raises(DeepZError, match="architecture must be one of unet, encode-once"):
+        TrainConfig(architecture="vit")

@@ -142,3 +142,21 @@ def test_export_refuses_bad_input_and_never_replaces_what_it_did_not_write(packa
     shutil.copyfile(package, mine)
     assert run_cli("export", model, "--author", "me", "--bmz", str(mine)).returncode == 2
     assert _sha(mine) == _sha(package)
+
+
+def test_an_encode_once_model_is_packaged_and_loads_back_as_one(tmp_path):
+    # the package's architecture source holds both generators; bioimage.io's test (run by the export)
+    # passes with the encode-once one too
+    from test_generators import encode_once_model
+
+    from mm_deepz.model import DeepZEncodeOnce
+
+    model = encode_once_model(n_planes=2)
+    package = export_package(model, tmp_path / "eo.zip", authors=["mm-deepz tests"])
+    loaded = load_model(package)
+    assert isinstance(loaded.network, DeepZEncodeOnce) and loaded.card.architecture == model.card.architecture
+    for key, value in model.network.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[key], value)
+    with zipfile.ZipFile(package) as z:
+        kwargs = yaml.safe_load(z.read("rdf.yaml"))["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]
+    assert kwargs["kind"] == "encode-once" and kwargs["dilations"] == [2]

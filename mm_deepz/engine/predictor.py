@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +77,9 @@ class Predictor:
         self.network = self.model.network.to(device).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if device.type == "cuda":
             self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self._forward = torch.compile(self.network) if self._compile else self.network
+        encode, decode = self.network.encode, self.network.decode
+        self._encoder = torch.compile(encode) if self._compile else encode
+        self._decoder = torch.compile(decode) if self._compile else decode
 
     # -- public API ------------------------------------------------------------------
     def predict_stack(
@@ -177,40 +181,40 @@ class Predictor:
         host = torch.from_numpy(np.ascontiguousarray(planes_n, np.float32))
         if cuda:
             host = host.pin_memory()
-        p = host.to(self.device, non_blocking=True)  # (n, H, W)
-        n, h, w = p.shape
-        dpms = dist_n if dist_n is not None else maps_n
-        if dpms is None:
-            raise ValueError("_run_batches needs uniform distances or DPM maps")
-        total = len(dpms)
-        outs = []
-        for b0 in range(0, total, self.batch_size):
-            b1 = min(total, b0 + self.batch_size)
-            if dist_n is not None:  # uniform DPMs: built on the device, no host transfer
-                d = torch.as_tensor(dpms[b0:b1], dtype=torch.float32, device=self.device)
-                dpm = d[:, :, None, None].expand(-1, -1, h, w)
-            else:
-                d = torch.from_numpy(np.ascontiguousarray(dpms[b0:b1], np.float32))
-                dpm = d.to(self.device, non_blocking=True)
-            x = torch.stack([p.expand(b1 - b0, -1, -1, -1), dpm], dim=2).reshape(b1 - b0, 2 * n, h, w)
-            outs.append(
-                run_tiled(
-                    self._net, x, self.tile_size, self.tile_overlap, self.model.card.architecture.multiple
-                )[:, 0]
+        p = host.to(self.device, non_blocking=True)[None]  # (1, n, H, W)
+        h, w = p.shape[-2:]
+        if dist_n is not None:  # uniform DPMs: built on the device as views, no host transfer
+            d = torch.as_tensor(dist_n, dtype=torch.float32, device=self.device)
+            dpm = d[:, :, None, None].expand(-1, -1, h, w)
+        elif maps_n is not None:
+            dpm = torch.from_numpy(np.ascontiguousarray(maps_n, np.float32)).to(
+                self.device, non_blocking=True
             )
-        out = torch.cat(outs).float().cpu().numpy()  # one host sync per stack
+        else:
+            raise ValueError("_run_batches needs uniform distances or DPM maps")
+        multiple = self.model.card.architecture.multiple
+        stack = run_tiled(
+            self._encode, self._decode, p, dpm, self.tile_size, self.tile_overlap, multiple, self.batch_size
+        )
+        out = stack.cpu().numpy()  # one host sync per stack
         if not np.isfinite(out).all():
             raise InferenceError("The model produced NaN/Inf values; the virtual planes were discarded.")
         return out
 
-    def _net(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
+    def _encode(self, planes: torch.Tensor) -> Any:
+        with self._precision():
+            return self._encoder(planes.contiguous(memory_format=torch.channels_last))
+
+    def _decode(self, encoded: Any, dpm: torch.Tensor) -> torch.Tensor:
+        with self._precision():
+            out: torch.Tensor = self._decoder(encoded, dpm)
+        return out.float()
+
+    def _precision(self) -> AbstractContextManager[Any]:
+        """bfloat16 (or float16) autocast on a GPU; float32 on the CPU."""
         if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=self._amp_dtype):
-                out: torch.Tensor = self._forward(x).float()
-                return out
-        result: torch.Tensor = self._forward(x)
-        return result
+            return torch.autocast("cuda", dtype=self._amp_dtype)
+        return nullcontext()
 
 
 def _out_of_memory(e: BaseException) -> bool:

@@ -3,12 +3,13 @@
 Large frames (e.g. 2048x2048) are cut into ``tile``-sized tiles that overlap by
 ``overlap`` pixels; each output pixel is the weighted mean of the tiles covering it, with
 weights that ramp linearly to (almost) zero across the overlap, so seams are invisible
-and memory is bounded by one tile batch.
+and memory is bounded by one tile's encoding and one batch of its virtual planes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,26 +51,35 @@ def pad_to_multiple(
 
 
 def run_tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, multiple: int
+    encode: Callable[[torch.Tensor], Any],
+    decode: Callable[[Any, torch.Tensor], torch.Tensor],
+    planes: torch.Tensor,
+    dpm: torch.Tensor,
+    tile: int,
+    overlap: int,
+    multiple: int,
+    batch: int,
 ) -> torch.Tensor:
-    """Apply ``fn`` (B,C,h,w)->(B,1,h,w) to ``x`` (B,C,H,W) tile by tile and blend."""
-    b, _, h, w = x.shape
-    if h <= tile and w <= tile:
-        padded, (ys, xs) = pad_to_multiple(x, multiple)
-        return fn(padded)[..., ys, xs]
-    if tile % multiple:
+    """The Z images (Z, H, W) of the measured ``planes`` (1, n, H, W) on the DPMs ``dpm`` (Z, n, H, W),
+    tile by tile and blended: each tile's planes are encoded once, then decoded ``batch`` DPMs at a time
+    (``decode(encoded, (1, b, n, h, w)) -> (1, b, h, w)``)."""
+    z, _, h, w = dpm.shape
+    if (h > tile or w > tile) and tile % multiple:
         raise ValueError(f"Tile size {tile} must be a multiple of {multiple}.")
-    out = torch.zeros((b, 1, h, w), device=x.device, dtype=torch.float32)
-    norm = torch.zeros((1, 1, h, w), device=x.device, dtype=torch.float32)
+    out = torch.zeros((z, h, w), device=dpm.device, dtype=torch.float32)
+    norm = torch.zeros((h, w), device=dpm.device, dtype=torch.float32)
     for y0 in tile_starts(h, tile, overlap):
         for x0 in tile_starts(w, tile, overlap):
-            patch = x[..., y0 : y0 + tile, x0 : x0 + tile]
-            padded, (ys, xs) = pad_to_multiple(patch, multiple)
-            pred = fn(padded)[..., ys, xs].float()
-            th, tw = pred.shape[-2:]
-            wy = _ramp(th, overlap if th == tile else 0, x.device)
-            wx = _ramp(tw, overlap if tw == tile else 0, x.device)
-            weight = (wy[:, None] * wx[None, :])[None, None]
-            out[..., y0 : y0 + th, x0 : x0 + tw] += pred * weight
-            norm[..., y0 : y0 + th, x0 : x0 + tw] += weight
+            window = (slice(y0, y0 + tile), slice(x0, x0 + tile))
+            padded, (ys, xs) = pad_to_multiple(planes[..., window[0], window[1]], multiple)
+            encoded = encode(padded)
+            th, tw = padded[..., ys, xs].shape[-2:]
+            wy = _ramp(th, overlap if th == tile and h > tile else 0, dpm.device)
+            wx = _ramp(tw, overlap if tw == tile and w > tile else 0, dpm.device)
+            weight = wy[:, None] * wx[None, :]
+            for b0 in range(0, z, batch):
+                d, _ = pad_to_multiple(dpm[b0 : b0 + batch, :, window[0], window[1]], multiple)
+                pred = decode(encoded, d[None])[0, :, ys, xs].float()
+                out[b0 : b0 + batch, y0 : y0 + th, x0 : x0 + tw] += pred * weight
+            norm[y0 : y0 + th, x0 : x0 + tw] += weight
     return out / norm

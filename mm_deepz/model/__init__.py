@@ -1,6 +1,27 @@
-"""Deep-Z networks: the U-Net generator and the patch discriminator."""
+"""Deep-Z networks: the generators (U-Net, encode-once) and the patch discriminator."""
 
 from .discriminator import PatchDiscriminator
-from .unet import DeepZUNet, UNetConfig
+from .unet import (
+    ARCHITECTURES,
+    DeepZEncodeOnce,
+    DeepZUNet,
+    EncodeOnceConfig,
+    GeneratorConfig,
+    UNetConfig,
+    build_generator,
+    generator_config,
+    interleave,
+)
 
-__all__ = ["DeepZUNet", "PatchDiscriminator", "UNetConfig"]
+__all__ = [
+    "ARCHITECTURES",
+    "DeepZEncodeOnce",
+    "DeepZUNet",
+    "EncodeOnceConfig",
+    "GeneratorConfig",
+    "PatchDiscriminator",
+    "UNetConfig",
+    "build_generator",
+    "generator_config",
+    "interleave",
+]

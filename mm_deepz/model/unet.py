@@ -1,8 +1,21 @@
-"""The Deep-Z generator: a U-Net fed with measured planes and their DPMs."""
+"""The Deep-Z generators: U-Nets fed with measured planes and their DPMs.
+
+Two architectures, both torch-only (this file is also a bioimage.io package's architecture source):
+
+- :class:`DeepZUNet`, the classic Deep-Z generator: planes and DPMs enter together, so every
+  virtual plane costs a whole network pass;
+- :class:`DeepZEncodeOnce`: an encoder sees the measured planes once, a light decoder conditioned on
+  the DPM at every level makes each virtual plane from that encoding (docs/models.md, "Encode once").
+
+Both offer ``encode(planes)`` and ``decode(encoded, dpm)`` (the engine and training use only these)
+and ``forward(x)`` on planes interleaved with their DPMs (the discriminator's, tiling's and the
+package's view).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,16 +40,10 @@ class UNetConfig:
     base_channels: int = 16
     depth: int = 3
     max_channels: int | None = None
+    kind: Literal["unet"] = "unet"
 
     def __post_init__(self) -> None:
-        if self.n_planes not in (1, 2):
-            raise ValueError(f"Deep-Z takes 1 or 2 input planes, not {self.n_planes}.")
-        if self.base_channels < 4 or self.depth < 1:
-            raise ValueError("base_channels must be >= 4 and depth >= 1.")
-        if self.max_channels is not None and self.max_channels < self.base_channels:
-            raise ValueError(
-                f"max_channels ({self.max_channels}) must be >= base_channels ({self.base_channels})."
-            )
+        _check_levels(self.n_planes, self.base_channels, self.depth, self.max_channels)
 
     @property
     def widths(self) -> list[int]:
@@ -48,6 +55,26 @@ class UNetConfig:
     def multiple(self) -> int:
         """Frame sizes must be multiples of this (padding is added otherwise)."""
         return int(2**self.depth)
+
+    def describe(self) -> str:
+        """The architecture in a few words (model cards, packages)."""
+        return f"U-Net (depth {self.depth}, width {self.base_channels}): one whole pass per virtual plane"
+
+
+def _check_levels(n_planes: int, base_channels: int, depth: int, max_channels: int | None) -> None:
+    if n_planes not in (1, 2):
+        raise ValueError(f"Deep-Z takes 1 or 2 input planes, not {n_planes}.")
+    if base_channels < 4 or depth < 1:
+        raise ValueError("base_channels must be >= 4 and depth >= 1.")
+    if max_channels is not None and max_channels < base_channels:
+        raise ValueError(f"max_channels ({max_channels}) must be >= base_channels ({base_channels}).")
+
+
+def interleave(planes: torch.Tensor, dpm: torch.Tensor) -> torch.Tensor:
+    """Planes (B, n, H, W) and K DPMs each, (B, K, n, H, W) -> (B*K, 2n, H, W): every plane followed by
+    its DPM, the classic generator's (and the discriminator's) input."""
+    b, k, n, h, w = dpm.shape
+    return torch.stack([planes[:, None].expand(b, k, n, h, w), dpm], dim=3).reshape(b * k, 2 * n, h, w)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -109,6 +136,194 @@ class DeepZUNet(nn.Module):
         out: torch.Tensor = self.head(h) + planes.mean(dim=1, keepdim=True)
         return out
 
+    def encode(self, planes: torch.Tensor) -> torch.Tensor:
+        """Nothing to encode once: planes and DPMs enter the network together."""
+        return planes
+
+    def decode(self, encoded: Any, dpm: torch.Tensor) -> torch.Tensor:
+        """(B, K, H, W): the image on each of the K DPMs (B, K, n, H, W), a whole pass per DPM."""
+        b, k = dpm.shape[:2]
+        out: torch.Tensor = self(interleave(encoded, dpm))
+        return out.view(b, k, *dpm.shape[-2:])
+
+
+@dataclass(frozen=True)
+class EncodeOnceConfig:
+    """The encode-once generator: the encoder's levels (as :class:`UNetConfig`'s), the decoder's width
+    at full resolution (doubling per level up to ``decoder_max``) and the dilations of the residual
+    context blocks at the bottleneck (each widens the view by its dilation times 2**depth px per side).
+    """
+
+    n_planes: int = 1
+    base_channels: int = 16
+    depth: int = 4
+    max_channels: int | None = 64
+    decoder_channels: int = 8
+    decoder_max: int = 32
+    dilations: tuple[int, ...] = (2, 4)
+    kind: Literal["encode-once"] = "encode-once"
+
+    def __post_init__(self) -> None:
+        _check_levels(self.n_planes, self.base_channels, self.depth, self.max_channels)
+        if not 4 <= self.decoder_channels <= self.decoder_max:
+            raise ValueError(
+                f"decoder_channels must be >= 4 and <= decoder_max, got {self.decoder_channels} and "
+                f"{self.decoder_max}."
+            )
+        if any(d < 1 for d in self.dilations):
+            raise ValueError(f"dilations must be >= 1, got {list(self.dilations)}.")
+
+    @property
+    def widths(self) -> list[int]:
+        """The encoder's channels at each level, the bottleneck last."""
+        cap = self.max_channels or self.base_channels * 2**self.depth
+        return [min(self.base_channels * 2**i, cap) for i in range(self.depth + 1)]
+
+    @property
+    def decoder_widths(self) -> list[int]:
+        """The decoder's channels at each level."""
+        return [min(self.decoder_channels * 2**i, self.decoder_max) for i in range(self.depth + 1)]
+
+    @property
+    def multiple(self) -> int:
+        """Frame sizes must be multiples of this (padding is added otherwise)."""
+        return int(2**self.depth)
+
+    def describe(self) -> str:
+        """The architecture in a few words (model cards, packages)."""
+        return (
+            f"encode-once (encoder depth {self.depth}, width {self.base_channels}; decoder width "
+            f"{self.decoder_channels}): the planes encoded once per stack, each virtual plane decoded"
+        )
+
+
+class _Context(nn.Module):
+    """A residual pair of dilated convolutions: a wider view at the bottleneck for a few parameters."""
+
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation, padding_mode="reflect"),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation, padding_mode="reflect"),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = F.leaky_relu(x + self.body(x), 0.1)
+        return out
+
+
+class _Film(nn.Module):
+    """Per-pixel scale and shift of a level's features from that level's DPMs (tilted surfaces keep
+    their per-pixel distances)."""
+
+    def __init__(self, n_planes: int, width: int, hidden: int = 16):
+        super().__init__()
+        last = nn.Conv2d(hidden, 2 * width, 1)
+        for p in last.parameters():  # starts as the identity: decoding begins from the encoding
+            nn.init.zeros_(p)
+        self.net = nn.Sequential(nn.Conv2d(n_planes, hidden, 1), nn.LeakyReLU(0.1, inplace=True), last)
+
+    def forward(self, features: torch.Tensor, dpm: torch.Tensor, k: int) -> torch.Tensor:
+        """``features`` (B, C, h, w) under each of the K DPMs (B*K, n, h, w) -> (B*K, C, h, w)."""
+        scale, shift = self.net(dpm).unflatten(0, (-1, k)).chunk(2, dim=2)
+        out: torch.Tensor = (features[:, None] * (1 + scale) + shift).flatten(0, 1)
+        return out
+
+
+class DeepZEncodeOnce(nn.Module):
+    """Encode the measured planes once, decode every virtual plane from that encoding.
+
+    The encoder (the U-Net's down path on the planes alone, with dilated context blocks at its
+    bottleneck) runs once per measured frame and leaves one projected feature map per level. The
+    decoder, much narrower, starts from the bottleneck's map and climbs the levels; at each it scales
+    and shifts the level's map per pixel by a function of that level's DPM (:class:`_Film`, average-
+    pooled like the U-Net's DPMs), so tilted and curved surfaces still work. A stack of Z planes costs
+    one encoder pass and Z decoder passes; in training one encoding supervises several target planes.
+    The output is a residual on the mean of the input planes, as in :class:`DeepZUNet`.
+    """
+
+    def __init__(self, config: EncodeOnceConfig):
+        super().__init__()
+        self.config = config
+        n, widths, dec = config.n_planes, config.widths, config.decoder_widths
+        self.down = nn.ModuleList()
+        cin = n
+        for w in widths[:-1]:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.bottom = nn.Sequential(
+            _block(widths[-2], widths[-1]), *(_Context(widths[-1], d) for d in config.dilations)
+        )
+        self.project = nn.ModuleList(nn.Conv2d(w, v, 1) for w, v in zip(widths, dec, strict=True))
+        self.film = nn.ModuleList(_Film(n, v) for v in dec)
+        self.start = _block(dec[-1], dec[-1])
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for v_hi, v_lo in zip(reversed(dec[1:]), reversed(dec[:-1]), strict=True):
+            self.up.append(nn.ConvTranspose2d(v_hi, v_lo, 2, stride=2))
+            self.merge.append(_block(2 * v_lo, v_lo))
+        self.head = nn.Conv2d(dec[0], 1, 1)
+        self.pool = nn.AvgPool2d(2)
+
+    def encode(self, planes: torch.Tensor) -> list[torch.Tensor]:
+        """Planes (B, n, H, W) -> the decoder's feature map at each level (finest first) and, last, the
+        planes' mean (the residual's base)."""
+        maps = []
+        h = planes
+        for block in self.down:
+            h = block(h)
+            maps.append(h)
+            h = self.pool(h)
+        maps.append(self.bottom(h))
+        return [p(m) for p, m in zip(self.project, maps, strict=True)] + [planes.mean(dim=1, keepdim=True)]
+
+    def decode(self, encoded: Any, dpm: torch.Tensor) -> torch.Tensor:
+        """(B, K, H, W): the image on each of the K DPMs (B, K, n, H, W) of every encoded sample."""
+        b, k = dpm.shape[:2]
+        dpms = [dpm.flatten(0, 1)]
+        for _ in range(self.config.depth):
+            dpms.append(self.pool(dpms[-1]))
+        *maps, base = encoded
+        h = self.start(self.film[-1](maps[-1], dpms[-1], k))
+        level = self.config.depth - 1
+        for up, merge in zip(self.up, self.merge, strict=True):
+            h = merge(torch.cat([up(h), self.film[level](maps[level], dpms[level], k)], dim=1))
+            level -= 1
+        out: torch.Tensor = self.head(h).unflatten(0, (b, k))[:, :, 0] + base
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The image at each DPM's surface, from ``x``: measured planes interleaved with their DPMs."""
+        out: torch.Tensor = self.decode(self.encode(x[:, 0::2]), x[:, None, 1::2])
+        return out
+
+
+#: an architecture's configuration, as a model card names it
+GeneratorConfig = UNetConfig | EncodeOnceConfig
+#: each architecture's name (a card's ``architecture.kind``) and its configuration
+ARCHITECTURES: dict[str, type[UNetConfig | EncodeOnceConfig]] = {
+    "unet": UNetConfig,
+    "encode-once": EncodeOnceConfig,
+}
+
+
+def generator_config(values: dict[str, Any]) -> GeneratorConfig:
+    """The configuration a card's ``architecture`` describes (no ``kind``: the U-Net, as in cards before
+    the encode-once generator)."""
+    kind = values.get("kind", "unet")
+    if kind not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {kind!r}: this mm-deepz knows {', '.join(ARCHITECTURES)}")
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k != "kind"
+    }
+    return ARCHITECTURES[kind](**fields)
+
+
+def build_generator(config: GeneratorConfig) -> DeepZUNet | DeepZEncodeOnce:
+    """The (untrained) network of an architecture."""
+    return DeepZEncodeOnce(config) if isinstance(config, EncodeOnceConfig) else DeepZUNet(config)
+
 
 class DeepZPackaged(nn.Module):
     """The generator as a bioimage.io package runs it: planes and DPMs as two tensors.
@@ -120,11 +335,11 @@ class DeepZPackaged(nn.Module):
     architecture source (``mm_deepz.zoo``): it imports nothing but torch.
     """
 
-    def __init__(
-        self, n_planes: int, base_channels: int, depth: int, max_channels: int | None, z_range_um: float
-    ):
+    def __init__(self, z_range_um: float, **architecture: Any):
+        """``architecture``: the card's (:func:`generator_config`); packages made before the encode-once
+        generator name a U-Net's fields without ``kind``."""
         super().__init__()
-        self.unet = DeepZUNet(UNetConfig(n_planes, base_channels, depth, max_channels))
+        self.unet = build_generator(generator_config(architecture))
         self.z_range_um = float(z_range_um)
 
     def forward(self, planes: torch.Tensor, dpm_um: torch.Tensor) -> torch.Tensor:

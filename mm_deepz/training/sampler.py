@@ -41,7 +41,7 @@ class SamplingConfig:
 
 
 class PatchSampler:
-    """Draws (input, target) batches: x (B, 2n, P, P), y (B, 1, P, P) as float32 tensors."""
+    """Draws training batches (:meth:`sample`) and fixed validation batches (:meth:`fixed_batch`)."""
 
     def __init__(self, pairs: list[PairedStack], cfg: SamplingConfig, seed: int = 0):
         if not pairs:
@@ -67,6 +67,9 @@ class PatchSampler:
                 raise DeepZError(f"{p.name}: frames smaller than the {cfg.patch}-pixel training patch.")
         self._input_scale: dict[tuple[str, int], IntensityScale] = {}
         self.choices = self._enumerate()
+        self._by_anchor: dict[tuple[int, int], list[int]] = {}
+        for c, (k, a, _) in enumerate(self.choices):
+            self._by_anchor.setdefault((k, a), []).append(c)
         if not self.choices:
             raise DeepZError(
                 "No anchor/target combination fits: stacks cover "
@@ -108,20 +111,30 @@ class PatchSampler:
             )
         return self._input_scale[key]
 
-    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random batch."""
-        xs, ys = [], []
+    def sample(self, batch: int, targets: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A random batch of ``batch`` crops, each with ``targets`` target planes of the same anchor:
+        planes (B, n, P, P), DPMs in network units (B, K, n) and targets (B, K, P, P), float32."""
         n = len(self.choices)
         picks = (
             self.rng.integers(n, size=batch)
             if self._weights is None
             else self.rng.choice(n, batch, p=self._weights)
         )
-        for c in picks:
-            x, y = self.example(*self.choices[int(c)], rng=self.rng)
-            xs.append(x)
-            ys.append(y)
-        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+        samples = [self.example(*self._with_targets(int(c), targets), rng=self.rng) for c in picks]
+        return tuple(torch.from_numpy(np.stack(part)) for part in zip(*samples, strict=True))  # type: ignore[return-value]
+
+    def _with_targets(self, choice: int, targets: int) -> tuple[int, int, list[int]]:
+        """Pair, anchor and ``targets`` target planes: the chosen one, then others drawn as choices are
+        (without repeats while the anchor has enough)."""
+        k, a, j = self.choices[choice]
+        if targets == 1:
+            return k, a, [j]
+        others = [c for c in self._by_anchor[(k, a)] if c != choice]
+        p = None
+        if self._weights is not None:
+            p = self._weights[others] / self._weights[others].sum()
+        drawn = self.rng.choice(others, targets - 1, replace=len(others) < targets - 1, p=p)
+        return k, a, [j, *(self.choices[int(c)][2] for c in drawn)]
 
     def _window(self, k: int, j: int, rng: np.random.Generator) -> tuple[slice, slice]:
         """A crop; with probability ``foreground_fraction`` one whose target shows structure."""
@@ -137,27 +150,34 @@ class PatchSampler:
                 break
         return win
 
-    def example(self, k: int, a: int, j: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One (x, y) patch for pair ``k``, anchor ``a``, target plane ``j``."""
+    def example(
+        self, k: int, a: int, js: list[int], rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One crop of pair ``k`` at anchor ``a`` with its target planes ``js`` (the crop shows structure
+        in the first): planes (n, P, P), DPMs in network units (K, n), targets (K, P, P)."""
         p = self.pairs[k]
-        P = self.cfg.patch
-        win = self._window(k, j, rng)
+        win = self._window(k, js[0], rng)
         idx = a + self.plane_steps
-        planes = self.input_scale(k, a).forward(p.inputs.data[idx][:, win[0], win[1]])
-        dpm = ((p.z_um[j] - p.z_um[idx]) / self.cfg.z_range_um).astype(np.float32)
-        x = np.empty((2 * len(idx), P, P), np.float32)
-        x[0::2] = planes
-        x[1::2] = dpm[:, None, None]
-        y = self._target_scale[p.name].forward(p.target.data[j][win])[None]
+        planes = self.input_scale(k, a).forward(p.inputs.data[idx][:, win[0], win[1]]).astype(np.float32)
+        dpm = ((p.z_um[js][:, None] - p.z_um[idx][None, :]) / self.cfg.z_range_um).astype(np.float32)
+        y = self._target_scale[p.name].forward(p.target.data[js][:, win[0], win[1]]).astype(np.float32)
         rot, flip = int(rng.integers(4)), bool(rng.integers(2))
-        x, y = np.rot90(x, rot, (1, 2)), np.rot90(y, rot, (1, 2))
+        planes, y = np.rot90(planes, rot, (1, 2)), np.rot90(y, rot, (1, 2))
         if flip:
-            x, y = x[:, :, ::-1], y[:, :, ::-1]
-        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+            planes, y = planes[:, :, ::-1], y[:, :, ::-1]
+        return np.ascontiguousarray(planes), dpm, np.ascontiguousarray(y)
 
     def fixed_batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reproducible batch (validation)."""
+        """A reproducible batch (validation), one target each: x (B, 2n, P, P), planes interleaved with
+        their DPMs, and y (B, 1, P, P)."""
         rng = np.random.default_rng(seed)
         picks = rng.integers(len(self.choices), size=n)
-        xs, ys = zip(*(self.example(*self.choices[int(c)], rng=rng) for c in picks), strict=True)
+        xs, ys = [], []
+        for c in picks:
+            k, a, j = self.choices[int(c)]
+            planes, dpm, y = self.example(k, a, [j], rng=rng)
+            x = np.empty((2 * len(planes), *planes.shape[1:]), np.float32)
+            x[0::2], x[1::2] = planes, dpm[0][:, None, None]
+            xs.append(x)
+            ys.append(y)
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))

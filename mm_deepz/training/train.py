@@ -22,7 +22,16 @@ from .. import __version__
 from ..engine.predictor import resolve_device
 from ..errors import DeepZError
 from ..metrics import pcc_torch, ssim_torch
-from ..model import PatchDiscriminator, UNetConfig
+from ..model import (
+    ARCHITECTURES,
+    DeepZEncodeOnce,
+    DeepZUNet,
+    EncodeOnceConfig,
+    GeneratorConfig,
+    PatchDiscriminator,
+    UNetConfig,
+    interleave,
+)
 from ..modelfile import DeepZModel, ModelCard, OpticsSpec
 from ..settings import Settings
 from .blind import specimen_pattern
@@ -47,10 +56,16 @@ class TrainConfig(Settings):
     n_planes: int = 1
     plane_separation_um: float = 4.0
     z_range_um: float = 10.0
+    #: the generator: "unet" (planes and DPM enter together) or "encode-once" (docs/models.md)
+    architecture: str = "unet"
     base_channels: int = 16
     depth: int = 3
     #: widest U-Net level (None: doubling at every level); lets deeper networks stay small
     max_channels: int | None = None
+    #: the encode-once decoder's width at full resolution
+    decoder_channels: int = 8
+    #: target planes supervised per crop (the encode-once generator encodes the crop once for all)
+    targets_per_sample: int = 1
     patch: int = 128
     batch_size: int = 6
     steps: int = 2000
@@ -89,6 +104,16 @@ class TrainConfig(Settings):
     def _check(self) -> TrainConfig:
         if self.n_planes not in (1, 2):
             raise ValueError(f"n_planes must be 1 or 2, got {self.n_planes}.")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}."
+            )
+        if not 1 <= self.targets_per_sample <= 64:
+            raise ValueError(f"targets_per_sample must be 1 to 64, got {self.targets_per_sample}.")
+        try:
+            self.generator()
+        except ValueError as e:
+            raise ValueError(f"The {self.architecture} generator cannot be built: {e}") from None
         if self.n_planes == 2 and self.plane_separation_um <= 0:
             raise ValueError("A 2-plane model needs a positive plane separation.")
         if self.patience < 0:
@@ -126,6 +151,14 @@ class TrainConfig(Settings):
         except DeepZError as e:
             raise ValueError(str(e)) from None
         return self
+
+    def generator(self) -> GeneratorConfig:
+        """The architecture these settings describe."""
+        if self.architecture == "encode-once":
+            return EncodeOnceConfig(
+                self.n_planes, self.base_channels, self.depth, self.max_channels, self.decoder_channels
+            )
+        return UNetConfig(self.n_planes, self.base_channels, self.depth, self.max_channels)
 
     @property
     def plane_offsets_um(self) -> tuple[float, ...]:
@@ -230,23 +263,25 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor
 
 
 def generator_loss(
-    net: torch.nn.Module,
+    net: DeepZUNet | DeepZEncodeOnce,
     disc: torch.nn.Module | None,
-    x: torch.Tensor,
+    planes: torch.Tensor,
+    dpm: torch.Tensor,
     y: torch.Tensor,
     cfg: TrainConfig,
     amp: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The prediction for ``x`` and the generator's loss against ``y``.
+    """The predictions for ``planes`` (B, n, H, W) on each of their K DPMs (B, K, n, H, W), as
+    (B*K, 1, H, W), and the generator's loss against ``y`` (the same shape): the planes are encoded once.
 
     With ``amp`` the networks run in bfloat16 autocast, but the loss is always computed in float32
     outside it: under autocast SSIM's convolutions would run in bfloat16, where its local variances
     (differences of large, nearly equal sums) cancel into noise and its denominators reach zero;
     that made bfloat16 training of the 2-plane recipe go to NaN.
     """
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        pred = net(x)
-        realism = disc(x, pred) if disc is not None else None
+    with torch.autocast(planes.device.type, dtype=torch.bfloat16, enabled=amp):
+        pred = net.decode(net.encode(planes), dpm).flatten(0, 1)[:, None]
+        realism = disc(interleave(planes, dpm), pred) if disc is not None else None
     loss = _loss(pred.float(), y, cfg)
     if realism is not None:
         loss = loss + cfg.adversarial_weight * ((realism.float() - 1) ** 2).mean()
@@ -372,9 +407,7 @@ def train(
     )
     parent = load_parent(init, cfg) if init is not None and not resume else None
     card = ModelCard(
-        architecture=parent.card.architecture
-        if parent is not None
-        else UNetConfig(cfg.n_planes, cfg.base_channels, cfg.depth, cfg.max_channels),
+        architecture=parent.card.architecture if parent is not None else cfg.generator(),
         input_offsets_um=cfg.plane_offsets_um,
         z_range_um=cfg.z_range_um,
         optics=optics,
@@ -396,6 +429,7 @@ def train(
     ckpt_path = out.with_suffix(".ckpt")
     step, best, bad_evals, history = 0, math.inf, 0, []
     earlier_seconds = 0.0  # training time of the runs this one resumes
+    earlier_cpu = 0.0  # and their CPU time
     earlier_legs: list[dict[str, Any]] = []  # their commands and step ranges (a resumed run's full recipe)
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     parent_record = parent_provenance(parent) if parent is not None else None
@@ -406,6 +440,7 @@ def train(
         opt.load_state_dict(ck["opt"])
         step, best, history = ck["step"], ck["best"], ck["history"]
         earlier_seconds = float(ck.get("seconds", 0.0))
+        earlier_cpu = float(ck.get("cpu_seconds", 0.0))
         earlier_legs = list(ck.get("legs", []))
         best_state = ck["best_state"]
         if disc is not None and d_opt is not None and "disc" in ck:  # the critic goes on where it stopped
@@ -417,7 +452,7 @@ def train(
         logger.info("Resumed from %s at step %d", ckpt_path, step)
     # this leg's length and peak (a resumed leg's may differ from the last one's), from where training stands
     sched = _one_cycle(opt, cfg.lr, max(cfg.steps, step + 1), start_step=step)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     command = command or " ".join(sys.argv)
     first_step = step
 
@@ -442,10 +477,11 @@ def train(
         task = progress.add_task("train", total=cfg.steps, completed=step, info="")
         while step < cfg.steps:
             net.train()
-            x, y = sampler.sample(cfg.batch_size)
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            y = y.to(device, non_blocking=True)
-            pred, loss = generator_loss(net, disc, x, y, cfg, amp)
+            planes, dpm, y = sampler.sample(cfg.batch_size, cfg.targets_per_sample)
+            planes = planes.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            dpm = dpm.to(device, non_blocking=True)[..., None, None].expand(*dpm.shape, *planes.shape[-2:])
+            y = y.to(device, non_blocking=True).flatten(0, 1)[:, None]
+            pred, loss = generator_loss(net, disc, planes, dpm, y, cfg, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -453,6 +489,7 @@ def train(
             sched.step()
             if disc is not None and d_opt is not None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    x = interleave(planes, dpm)
                     real, fake = disc(x, y), disc(x, pred.detach())
                 d_loss = ((real.float() - 1) ** 2).mean() + (fake.float() ** 2).mean()
                 d_opt.zero_grad(set_to_none=True)
@@ -460,14 +497,19 @@ def train(
                 d_opt.step()
             step += 1
             if step % cfg.val_every == 0 or step == cfg.steps:
-                val = _validate(net, val_x, val_y, device, cfg)
+                val, val_pcc = _validate(net, val_x, val_y, device, cfg)
                 history.append(
                     {
                         "step": step,
                         "lr": sched.get_last_lr()[0],
                         "train_loss": loss.item(),
                         "val_loss": val,
+                        "val_pcc": round(val_pcc, 5),
                         "seconds": round(earlier_seconds + time.perf_counter() - t0, 2),
+                        # compute spent (this process's CPU time over all legs): fair between runs that
+                        # shared the machine, the learning-efficiency axis (docs/models.md)
+                        "cpu_seconds": round(earlier_cpu + time.process_time() - c0, 1),
+                        "supervised_planes": step * cfg.batch_size * cfg.targets_per_sample,
                     }
                 )
                 logger.info(
@@ -490,6 +532,7 @@ def train(
                     "history": history,
                     "best_state": best_state,
                     "seconds": earlier_seconds + time.perf_counter() - t0,
+                    "cpu_seconds": earlier_cpu + time.process_time() - c0,
                     "legs": legs(),
                     "parent": parent_record,
                 }
@@ -516,6 +559,7 @@ def train(
         "train_config": cfg.model_dump(),
         "steps_done": step,
         "train_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(earlier_cpu + time.process_time() - c0, 1),
         "hardware": f"{device.type}: {_device_name(device)}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "data": dataset_summary(pairs),
@@ -571,10 +615,13 @@ def _one_cycle(
 @torch.no_grad()
 def _validate(
     net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, cfg: TrainConfig
-) -> float:
+) -> tuple[float, float]:
+    """The validation loss and mean Pearson correlation with the targets, on whole frames."""
     net.eval()
-    losses = []
+    losses, pccs = [], []
     for i in range(0, len(x), 4):
         xb, yb = x[i : i + 4].to(device), y[i : i + 4].to(device)
-        losses.append(float(_loss(net(xb).float(), yb, cfg)) * len(xb))
-    return sum(losses) / len(x)
+        pred = net(xb).float()
+        losses.append(float(_loss(pred, yb, cfg)) * len(xb))
+        pccs.append(float(pcc_torch(pred, yb)) * len(xb))
+    return sum(losses) / len(x), sum(pccs) / len(x)

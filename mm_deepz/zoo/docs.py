@@ -51,6 +51,7 @@ def readme(model: DeepZModel) -> str:
         ),
         "- `virtual` (batch, 1, y, x): the image on that surface, in the planes' normalized units.",
         f"- Sizes: y and x multiples of {card.architecture.multiple} px.",
+        f"- Generator: {card.architecture.describe()}.",
         "",
         "## Microscope it was trained for",
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 #: the package's files (inside the zip, beside rdf.yaml)
@@ -24,11 +25,7 @@ PACKAGE_VERSION = 1
 
 def architecture_kwargs(card: Any) -> dict[str, Any]:
     """The callable's keyword arguments for a model card (architecture and trained range)."""
-    a = card.architecture
-    return {
-        "n_planes": a.n_planes,
-        "base_channels": a.base_channels,
-        "depth": a.depth,
-        "max_channels": a.max_channels,
-        "z_range_um": card.z_range_um,
-    }
+    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(card.architecture).items()}
+    if fields["kind"] == "unet":  # named without it, as in the packages made before the encode-once generator
+        del fields["kind"]
+    return {**fields, "z_range_um": card.z_range_um}

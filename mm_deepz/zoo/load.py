@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from ..errors import ModelFileError
-from ..model import DeepZUNet
+from ..model import build_generator
 from ..modelfile import DeepZModel, ModelCard, file_sha256
 from . import layout
 
@@ -96,7 +96,7 @@ def load_package(path: Path) -> DeepZModel:
         if kwargs != layout.architecture_kwargs(card):
             raise ValueError("its weights' architecture is not the card's")
         state = torch.load(io.BytesIO(_read(path, layout.WEIGHTS)), map_location="cpu", weights_only=True)
-        network = DeepZUNet(card.architecture)
+        network = build_generator(card.architecture)
         network.load_state_dict({k.removeprefix(layout.PREFIX): v for k, v in state.items()}, strict=True)
     except (KeyError, OSError, TypeError, ValueError, RuntimeError, ModelFileError) as e:
         raise ModelFileError(f"{path} is a damaged mm-deepz package: {e}. Export it again.") from e

@@ -1,0 +1,131 @@
+"""The two generators: the U-Net and the encode-once network, through every place a model goes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import OPTICS, blobs, tiny_model
+
+from mm_deepz.engine import InferenceWorker, PlaneBundle, Predictor
+from mm_deepz.errors import ModelFileError
+from mm_deepz.model import DeepZEncodeOnce, EncodeOnceConfig, UNetConfig, interleave
+from mm_deepz.modelfile import FORMAT, DeepZModel, ModelCard, load_model
+
+
+def encode_once_model(n_planes: int = 1, seed: int = 0) -> DeepZModel:
+    """A small encode-once model whose DPM conditioning is switched on (its FiLM layers start at zero,
+    which makes every untrained decoder ignore the DPM)."""
+    offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
+    card = ModelCard(
+        architecture=EncodeOnceConfig(n_planes, 8, 3, 16, 4, 16, (2,)),
+        input_offsets_um=offsets,
+        z_range_um=10.0,
+        optics=OPTICS,
+    )
+    model = DeepZModel.new(card, seed=seed)
+    with torch.no_grad():
+        for film in model.network.film:
+            for p in film.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def _model(kind: str) -> DeepZModel:
+    return encode_once_model() if kind == "encode-once" else tiny_model()
+
+
+def test_one_encoding_decodes_many_planes_as_each_alone():
+    net = encode_once_model(n_planes=2).network
+    planes = torch.rand(3, 2, 64, 48)
+    dpm = torch.randn(3, 5, 2, 64, 48)
+    with torch.no_grad():
+        together = net.decode(net.encode(planes), dpm)  # one encoder pass for 5 targets per sample
+        alone = torch.stack([net(interleave(planes, dpm[:, [k]]))[:, 0] for k in range(5)], dim=1)
+    assert together.shape == (3, 5, 64, 48)
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(together[:, 0], together[:, 1])  # the DPM changes the image
+
+
+@pytest.mark.parametrize("kind", ["unet", "encode-once"])
+def test_a_tilted_dpm_refocuses_each_region_to_its_own_depth(kind):
+    # a step DPM (left half at -6 µm, right half at +4 µm): far from the step, each half is the
+    # image the uniform DPM at its depth makes; the per-pixel distance reaches every decoder level
+    model = _model(kind)
+    planes = blobs((1, 64, 256), seed=1)
+    predictor = Predictor(model, "cpu")
+    uniform = predictor.predict_stack(planes, (0.0,), np.array([-6.0, 4.0]), out_dtype=np.float32).data
+    step = np.full((1, 64, 256), -6.0, np.float32)
+    step[..., 128:] = 4.0
+    tilted = predictor.predict_dpm(planes, (0.0,), step, out_dtype=np.float32)[0]
+    apart = np.abs(uniform[0] - uniform[1])  # how much the two depths differ, per pixel
+    assert apart[:, :40].max() > 0 and apart[:, -40:].max() > 0
+    np.testing.assert_allclose(tilted[:, :40], uniform[0][:, :40], atol=0.01 * apart[:, :40].max())
+    np.testing.assert_allclose(tilted[:, -40:], uniform[1][:, -40:], atol=0.01 * apart[:, -40:].max())
+
+
+def test_the_card_names_the_architecture_and_the_model_file_round_trips(tmp_path):
+    model = encode_once_model(n_planes=2)
+    path = model.save(tmp_path / "eo.pt")
+    loaded = load_model(path)
+    assert loaded.card.architecture == model.card.architecture
+    assert isinstance(loaded.network, DeepZEncodeOnce)
+    assert json.loads(loaded.card.to_json())["architecture"]["kind"] == "encode-once"
+    x = torch.rand(1, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.network(x), model.network(x))
+    # a card written before the encode-once generator names no kind: it is a U-Net
+    unet = tiny_model()
+    values = json.loads(unet.card.to_json())
+    del values["architecture"]["kind"]
+    assert ModelCard.from_json(json.dumps(values)).architecture == UNetConfig(1, 8, 2)
+    values["architecture"]["kind"] = "transformer"
+    blob = {"format": FORMAT, "format_version": 1, "card": json.dumps(values), "state_dict": {}}
+    torch.save(blob, tmp_path / "future.pt")
+    with pytest.raises(ModelFileError, match="unknown architecture 'transformer'.*unet, encode-once"):
+        load_model(tmp_path / "future.pt")
+
+
+@pytest.mark.parametrize(("tile", "encodings"), [(None, 1), (64, 4)])
+def test_the_engine_encodes_each_tile_once_for_the_whole_stack(tile, encodings, monkeypatch):
+    model = encode_once_model()
+    calls = []
+    encode = model.network.encode
+    monkeypatch.setattr(model.network, "encode", lambda planes: calls.append(planes.shape) or encode(planes))
+    predictor = Predictor(model, "cpu", batch_size=3, tile_size=tile, tile_overlap=16)
+    planes = blobs((1, 112, 112), seed=2)
+    z = np.linspace(-8, 8, 9)
+    stack = predictor.predict_stack(planes, (0.0,), z, out_dtype=np.float32).data
+    assert len(calls) == encodings  # not once per virtual plane (9) or per batch (3)
+    assert stack.shape == (9, 112, 112) and np.isfinite(stack).all()
+    if tile is None:  # the same planes as one whole pass per plane
+        scale = predictor.predict_stack(planes, (0.0,), z[:1]).scale
+        x = torch.from_numpy(scale.forward(planes).astype(np.float32))
+        for k in (0, 8):
+            d = torch.full_like(x, z[k] / model.card.z_range_um)
+            padded = torch.nn.functional.pad(torch.cat([x, d])[None], (4, 4, 4, 4), mode="reflect")
+            with torch.no_grad():
+                alone = scale.inverse(model.network(padded)[0, 0, 4:-4, 4:-4].numpy())
+            np.testing.assert_allclose(stack[k], alone, rtol=1e-4, atol=1e-3 * float(np.ptp(stack)))
+
+
+def test_the_worker_makes_stacks_with_an_encode_once_model():
+    with InferenceWorker(Predictor(encode_once_model(), "cpu"), max_pending=4) as worker:
+        futures = [
+            worker.submit(
+                PlaneBundle((t, 0, 0), blobs((1, 64, 64), seed=t), (0.0,), np.arange(-4.0, 5.0, 2)), timeout=5
+            )
+            for t in range(2)
+        ]
+        stacks = [f.result(timeout=60) for f in futures]
+    assert [s.data.shape for s in stacks] == [(5, 64, 64)] * 2 and worker.stats.planes_out == 10
+    assert not np.array_equal(stacks[0].data[0], stacks[0].data[-1])  # depth matters
+
+
+def test_the_panel_card_says_which_generator_a_model_is():
+    from gui.panel import card_text
+
+    assert "generator: encode-once (encoder depth 3" in card_text(encode_once_model())
+    assert "generator: U-Net (depth 2" in card_text(tiny_model())
