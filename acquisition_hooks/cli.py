@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
     """Add this package's commands to ``app``."""
     app.command("acquire")(acquire_cmd)
     app.command("infer")(infer_cmd)
+    app.command("info")(info_cmd)
     from mm_deepz.cli import pairs_app
 
     pairs_app.command("acquire")(pairs_acquire_cmd)
@@ -438,3 +439,75 @@ def infer_cmd(
         typer.echo(f"skipped {where}: {why}", err=True)
     if summary.unreadable:
         raise typer.Exit(1)
+
+
+def info_cmd(
+    container: Annotated[
+        Path, typer.Argument(help="A container written by `mm-deepz acquire` or the panel.")
+    ],
+) -> None:
+    """What a container holds: complete time points, missing virtual stacks and why, warnings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mm_deepz.io import read_progress, record_key_parts
+
+    from .infer import stacks_to_make
+
+    rec = read_progress(container)
+    table = Table(title=str(container), show_header=False)
+    table.add_column("what", no_wrap=True)
+    table.add_column("value")
+    state = "finished" if rec.get("finished") else "interrupted (not finished)"
+    table.add_row("state", state + (" after an abort" if rec.get("aborted") else ""))
+    if images := rec.get("images"):  # layout 2: an OME-Zarr collection of numbered images
+        table.add_row(
+            "images (folder)", ", ".join(f"{name} {'/, '.join(paths)}/" for name, paths in images.items())
+        )
+    else:
+        table.add_row("layout", "1 (an mm-deepz version before 2026-11-26; images at named folders)")
+    for image, done in rec["completed"].items():
+        table.add_row(f"{image}: complete time points", _ranges(done) or "none")
+    # every measured Deep-Z time point without its stack: the backlog, and what a kill left (the stacks
+    # the model was making when it died are recorded nowhere else)
+    if todo := stacks_to_make(rec):
+        table.add_row(
+            "virtual stacks still to make", f"{_ranges([t for t, _ in todo])} (`mm-deepz infer` makes them)"
+        )
+    for label, key in (("virtual missing", "virtual_missing"), ("rejected frames", "rejected")):
+        for where, what in (rec.get(key) or {}).items():
+            table.add_row(f"{label} {where}", str(what))
+    for where, scores in (rec.get("blind_checks") or {}).items():
+        table.add_row(f"blind check {where}", _blind_check_line(scores))
+    # the run's errors repeat each missing stack's reason ("t=1, p=0: why"): listed once, above
+    listed = {
+        "t={}, p={}: {}".format(*record_key_parts(k), why)
+        for k, why in (rec.get("virtual_missing") or {}).items()
+    }
+    for msg in (rec.get("errors") or []) + (rec.get("warnings") or []):
+        if msg not in listed:
+            table.add_row("note", msg)
+    Console().print(table)
+
+
+def _blind_check_line(scores: dict[str, Any]) -> str:
+    """A blind check's scores in one readable line (rounded, the worst plane named)."""
+    parts = []
+    if (ssim := scores.get("ssim_mean")) is not None:
+        parts.append(f"SSIM {ssim:.3f}")
+        if per_plane := [s for s in scores.get("ssim_per_plane") or [] if s is not None]:
+            parts[-1] += f" (worst plane {min(per_plane):.3f})"
+    if (psnr := scores.get("psnr_mean")) is not None:
+        parts.append(f"PSNR {psnr:.1f} dB")
+    return ", ".join(parts) or "not scored"
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out: list[str] = []
+    for v in sorted(values):
+        if out and v == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out)

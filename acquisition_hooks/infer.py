@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,23 @@ def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> st
     return name
 
 
+def deepz_time_points(record: dict[str, Any]) -> list[tuple[int, int]]:
+    """The (time point, position) pairs of a run's record whose measured planes are the Deep-Z input
+    planes (not full stacks measured with virtual z-stacking off, not time points with an anchor
+    rejected)."""
+    if "plan" not in record:
+        return []
+    anchors = list(DeepZPlan(**record["plan"]).anchor_indices())
+    return sorted(record_key_parts(k) for k, planes in record["planes_measured"].items() if planes == anchors)
+
+
+def stacks_to_make(record: dict[str, Any], image: str = "virtual") -> list[tuple[int, int]]:
+    """The Deep-Z time points (t, position) whose stack in ``image`` is not complete: what ``mm-deepz
+    infer`` makes (the backlog, stacks the model failed or was making when the run was killed)."""
+    done = set((record.get("completed") or {}).get(image, []))
+    return [(t, p) for t, p in deepz_time_points(record) if t not in done]
+
+
 def infer_missing(
     path: Path,
     model_path: Path | None = None,
@@ -94,17 +112,10 @@ def infer_missing(
         plan.check_range(model.card.z_range_um)
         image = _image_for(recorder, model, run_model.get("sha256"))
         recovered = recorder.recover_measured()  # planes written before a failed record update
-        anchors = list(plan.anchor_indices())
-        todo, already = [], 0
-        for key, planes in recorder.state["planes_measured"].items():
-            t, p = record_key_parts(key)
-            if planes != anchors:
-                continue  # a full-stack time point (virtual z-stacking off), or an anchor was rejected
-            if recorder.is_complete(image, t, p):
-                already += 1
-            else:
-                todo.append((t, p))
-        todo.sort()
+        anchors = tuple(plan.anchor_indices())
+        record = {**recorder.state, "plan": attrs["plan"]}  # the progress record and the run's plan
+        todo = stacks_to_make(record, image)
+        already = len(deepz_time_points(record)) - len(todo)
         predictor = Predictor(model, device)
         t0 = time.perf_counter()
         unreadable: dict[str, str] = {}

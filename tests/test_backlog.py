@@ -20,6 +20,7 @@ from ome_zarr.utils import find_multiscales
 from typer.testing import CliRunner
 
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
+from acquisition_hooks.cli import _ranges
 from acquisition_hooks.infer import infer_missing
 from mm_deepz.cli import app
 from mm_deepz.engine import Predictor
@@ -102,6 +103,14 @@ def test_after_kill_9_infer_completes_the_container(tmp_path):
     before = read_progress(out)
     measured = before["completed"]["measured"]
     assert len(measured) >= 3 and not before["finished"]
+    # info lists every measured time point without its stack, not only the recorded backlog: the stack
+    # the model was making when the run died is recorded nowhere else (#37 item 1)
+    todo = sorted(set(measured) - set(before["completed"]["virtual"]))
+    listing = CliRunner().invoke(app, ["info", str(out)], env={"COLUMNS": "300"}).output
+    row = [line for line in listing.splitlines() if "virtual stacks still to make" in line]
+    assert bool(row) == bool(todo), listing
+    if todo:
+        assert f" {_ranges(todo)} (`mm-deepz infer` makes them)" in row[0]
     res = CliRunner().invoke(app, ["infer", str(out), "--device", "cpu"])  # the dead run's lock is gone
     assert res.exit_code == 0, res.output
     after = read_progress(out)
@@ -243,3 +252,22 @@ def test_after_a_real_disk_full_infer_recovers_planes_the_record_missed(session,
     assert result.recovered == len(set(on_disk) - set(recorded))
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["measured"] == on_disk and prog["completed"]["virtual"] == on_disk
+
+
+def test_info_lists_the_stacks_a_killed_run_was_making_and_infer_makes_exactly_those(tmp_path):
+    # a kill -9 while the model works leaves measured time points with no stack and no record of a
+    # backlog: info must still list them (#37 item 1), and infer makes those and no others
+    out = tmp_path / "run.ome.zarr"
+    res = CliRunner().invoke(app, ["acquire", "-o", str(out), "-t", "4", "--frame", "64", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    root = zarr.open_group(str(out), mode="r+")
+    record = dict(root.attrs["mm_deepz"])
+    record["completed"] = {**record["completed"], "virtual": [0, 3]}  # 1 and 2 were in the model
+    record["finished"] = False
+    root.attrs["mm_deepz"] = record
+    listing = CliRunner().invoke(app, ["info", str(out)], env={"COLUMNS": "300"}).output
+    assert "virtual stacks still to make" in listing and " 1-2 (`mm-deepz infer` makes them)" in listing
+    summary = infer_missing(out, None, "cpu")
+    assert (summary.made, summary.already) == (2, 2)
+    listing = CliRunner().invoke(app, ["info", str(out)], env={"COLUMNS": "300"}).output
+    assert "still to make" not in listing
