@@ -73,9 +73,10 @@ def deepz_time_points(record: dict[str, Any]) -> list[tuple[int, int]]:
     """The (time point, position) pairs of a run's record whose measured planes are the Deep-Z input
     planes (not full stacks measured with virtual z-stacking off, not time points with an anchor
     rejected)."""
-    if "plan" not in record:
+    try:
+        anchors = list(DeepZPlan(**record["plan"]).anchor_indices())
+    except (KeyError, TypeError, ValueError, DeepZError):  # no Deep-Z plan (a pairs dataset, another tool's)
         return []
-    anchors = list(DeepZPlan(**record["plan"]).anchor_indices())
     return sorted(record_key_parts(k) for k, planes in record["planes_measured"].items() if planes == anchors)
 
 

@@ -50,11 +50,13 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def run_container(path: Path, time_points: int = 3, value: int = 7) -> Path:
-    """A finished run of ``time_points`` measured planes (no model needed)."""
+    """A finished run of ``time_points`` measured planes and virtual stacks (no model needed)."""
     rec = Recorder(path, GEOM, {"plan": {"marker": value}})
     for t in range(time_points):
         rec.write_plane("measured", t, 1, np.full((8, 8), value + t, np.uint16))
         rec.mark_complete("measured", t, planes=[1])
+        rec.write_stack("virtual", t, np.full((len(GEOM.z_um), 8, 8), value + t, np.float32))
+        rec.mark_complete("virtual", t)
     rec.finish()
     return path
 

@@ -203,7 +203,7 @@ def test_an_interrupted_run_is_a_valid_collection_already(tmp_path):
     rec.mark_complete("measured", 0, planes=[1])
     rec.close()  # no finish
     yaozarrs.validate_zarr_store(tmp_path / "cut.ome.zarr")
-    assert [name for _, name, _ in find_multiscales(tmp_path / "cut.ome.zarr")] == NAMES
+    assert [name for _, name, _ in find_multiscales(tmp_path / "cut.ome.zarr")] == ["measured"]
     assert not read_progress(tmp_path / "cut.ome.zarr")["finished"]
 
 
@@ -241,3 +241,27 @@ def test_containers_of_the_previous_layout_are_still_read(session, tmp_path):
     other = other.save(tmp_path / "other.pt")
     with pytest.raises(InputError, match="older mm-deepz"):
         infer_missing(out, other, "cpu")
+
+
+@pytest.mark.parametrize(
+    ("args", "images"), [([], ["measured", "virtual"]), (["--no-deepz"], ["measured", "measured_stack"])]
+)
+def test_an_image_nothing_was_written_to_is_not_made(tmp_path, args, images):
+    # #37 item 2: empty images were zero-length t arrays while the OME-XML said SizeT=1 (napari-ome-zarr
+    # added a 0-length layer and pulled its time slider below 0); now every image in the record, the
+    # collection and the OME-XML holds time points, and its SizeT is the array's
+    out = tmp_path / "run.ome.zarr"
+    res = CliRunner().invoke(
+        app, ["acquire", "-o", str(out), "-t", "2", "--frame", "64", "--device", "cpu", *args]
+    )
+    assert res.exit_code == 0, res.output
+    root = open_container(out)
+    assert image_names(root) == images
+    assert [name for _, name, _ in find_multiscales(out)] == images
+    sizes = {
+        img.name: img.pixels.size_t for img in from_xml((out / "OME" / "METADATA.ome.xml").read_text()).images
+    }
+    assert sizes == {name: image_array(root, name).shape[0] for name in images} == dict.fromkeys(images, 2)
+    yaozarrs.validate_zarr_store(out)
+    if not args:  # infer on a finished run reopens it without a reference image
+        assert infer_missing(out, None, "cpu").already == 2

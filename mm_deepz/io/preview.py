@@ -10,7 +10,7 @@ import zarr
 
 from ..errors import DeepZError
 from ..metrics import normalize_stack
-from .layout import group_at, image_array, image_group_path, n_positions, recorded, transforms
+from .layout import group_at, image_array, image_group_path, image_names, n_positions, recorded, transforms
 from .recorder import open_container, per_position
 from .validate import DamagedContainerError
 
@@ -38,8 +38,9 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
             f"{', '.join(map(str, done)) or 'none'}."
         )
     meas = _plane_stack(image_array(root, "measured", p), t, container)
-    virt_arr = image_array(root, "virtual", p)
-    if virt_arr.shape[0] <= t or t not in record["completed"]["virtual"]:
+    names = image_names(root)
+    virt_arr = image_array(root, "virtual", p) if "virtual" in names else None
+    if virt_arr is None or virt_arr.shape[0] <= t or t not in record["completed"]["virtual"]:
         missing = record.get("virtual_missing", {})
         reason = (
             missing.get(per_position(str(t), p, n_pos > 1))
@@ -50,8 +51,8 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
             f"{', '.join(map(str, record['completed']['virtual'])) or 'none'}."
         )
     virt = _plane_stack(virt_arr, t, container)
-    ref_arr = image_array(root, "reference", p)
-    ref = _plane_stack(ref_arr, t, container) if ref_arr.shape[0] > t else None
+    ref_arr = image_array(root, "reference", p) if "reference" in names else None  # made by blind checks
+    ref = _plane_stack(ref_arr, t, container) if ref_arr is not None and ref_arr.shape[0] > t else None
     z = _z_of(group_at(root, path("virtual")), virt.shape[0])
     meas_z = _z_of(
         group_at(root, path("measured")), meas.shape[0]

@@ -249,37 +249,23 @@ class Recorder:
             "frame_times_s": {},
         }
         self._infos = {**{name: info_for(name, infos) for name in IMAGES}, **(infos or {})}
-        self._paths = number_images(IMAGES, len(geometry.positions_xy_um))
+        # the measured image now; the others at their first frame (an image nothing is written to is not
+        # made: an empty one read as a zero-length layer, and its OME-XML could only lie about SizeT)
+        self._paths = number_images(["measured"], len(geometry.positions_xy_um))
         self._slots = self._anchor_slots()
+        self._arrays: dict[tuple[str, int], zarr.Array[Any]] = {}
+        self._compression = compression
         try:
             # a reader never sees a record naming an image that is not complete: each image group is made
             # with its attributes in one write, its array beside it, the collection, and the record last
             # (before it, the folder reads as "not an mm-deepz container", never as a damaged one)
             self.root = zarr.create_group(str(self.path), zarr_format=3, overwrite=False)
-            self._arrays: dict[tuple[str, int], zarr.Array[Any]] = {}
-            h, w = geometry.shape_yx
-            for name in IMAGES:
-                z = geometry.image_z(name)
-                for pos in range(self.n_positions):
-                    title = name if self.n_positions == 1 else f"{name} p{pos}"
-                    grp = self.root.create_group(
-                        self._paths[name][pos],
-                        attributes=ngff_attrs(title, geometry, self._infos[name], pos, z),
-                    )
-                    self._arrays[name, pos] = grp.create_array(
-                        "0",
-                        shape=(0, len(geometry.channels), len(z), h, w),
-                        chunks=(1, 1, _z_chunk(name, len(z), h * w * np.dtype(DTYPES[name]).itemsize), h, w),
-                        dtype=DTYPES[name],
-                        fill_value=0,
-                        dimension_names=("t", "c", "z", "y", "x"),
-                        compressors=COMPRESSOR if compression else None,
-                        config=ARRAY_CONFIG,
-                    )
+            self._create_image("measured")
             write_collection(self.root, self._paths, self._infos)
             layout = {
                 "layout": LAYOUT_VERSION,
                 "images": self._paths,
+                "z_grid_um": geometry.z_um,  # the requested planes (the measured image may hold a few)
                 "anchor_z_um": geometry.anchor_z_um,
                 "image_info": {name: asdict(info) for name, info in self._infos.items()},
             }
@@ -323,17 +309,13 @@ class Recorder:
         rec._state.setdefault("frame_times_s", {})
         rec._attrs = attrs
         n_pos = layout_n_positions(rec.root)
-        rec._paths = {
-            name: [image_group_path(rec.root, name, p) for p in range(n_pos)]
-            for name in rec._state["completed"]
-        }
-        frames = [
-            group_at(rec.root, path) for path in rec._paths["virtual"]
-        ]  # the whole z grid, every layout
+        made = attrs.get("images") or rec._state["completed"]  # layout 1 made every image at its start
+        rec._paths = {name: [image_group_path(rec.root, name, p) for p in range(n_pos)] for name in made}
+        frames = [group_at(rec.root, path) for path in rec._paths["measured"]]
         arr = array_at(frames[0], "0")
         h, w = arr.shape[-2:]
         ts = [transforms(g) for g in frames]
-        scale, trans = ts[0]
+        scale, _ = ts[0]
         positions = (
             tuple((t[4] + (w - 1) / 2 * scale[4], t[3] + (h - 1) / 2 * scale[3]) for _, t in ts)
             if n_pos > 1
@@ -341,17 +323,18 @@ class Recorder:
         )
         anchors = attrs.get("anchor_z_um")
         rec.geometry = Geometry(
-            tuple(float(trans[2] + scale[2] * i) for i in range(arr.shape[2])),
+            _z_grid(rec.root, attrs, rec._paths),
             float(scale[3]),
             float(attrs.get("interval_s", 0.0)),
             (h, w),
             positions_xy_um=positions,
             anchor_z_um=tuple(anchors) if anchors else None,
         )
+        rec._compression = bool(arr.compressors)
         rec._slots = rec._anchor_slots()
         rec._arrays = {
             (name, pos): array_at(rec.root, f"{rec._paths[name][pos]}/0")
-            for name in rec._state["completed"]
+            for name in rec._paths
             for pos in range(rec.n_positions)
         }
         stored = attrs.get("image_info", {})  # what the run said its images are (layout 2)
@@ -414,7 +397,8 @@ class Recorder:
         return sorted(recovered)
 
     def add_image(self, name: str, like: str = "virtual") -> None:
-        """A new image shaped like ``like`` (another model's virtual stacks beside the run's)."""
+        """A new image shaped like ``like`` (the run's virtual stacks or reference stacks at their first
+        write, another model's virtual stacks beside the run's)."""
         with self._lock:
             if not self._layout_numbered:
                 raise InputError(
@@ -424,28 +408,40 @@ class Recorder:
             taken = max(int(path) for paths in self._paths.values() for path in paths) + 1
             self._paths[name] = number_images([name], self.n_positions, start=taken)[name]
             self._infos[name] = self._infos.get(name) or info_for(name)
-            for pos in range(self.n_positions):
-                src = self._arrays[like, pos]
-                ome = dict(json_attr(group_at(self.root, self._paths[like][pos]), "ome"))
-                title = name if self.n_positions == 1 else f"{name} p{pos}"
-                ome["multiscales"] = [{**ome["multiscales"][0], "name": title}]
-                ome["omero"] = omero(self._infos[name], (0.0, 4000.0), 65535)
-                grp = self.root.create_group(self._paths[name][pos], attributes={"ome": ome})  # one write
-                self._arrays[name, pos] = grp.create_array(
-                    "0",
-                    shape=(0, *src.shape[1:]),
-                    chunks=src.chunks,
-                    dtype=src.dtype,
-                    fill_value=0,
-                    dimension_names=("t", "c", "z", "y", "x"),
-                    compressors=COMPRESSOR,
-                    config=ARRAY_CONFIG,
-                )
-            self._state["completed"][name] = []
+            try:
+                self._create_image(name, like)
+            except OSError as e:
+                raise self._storage_error(e) from e
+            self._state["completed"].setdefault(name, [])
             self._attrs["images"] = self._paths
             self._attrs.setdefault("image_info", {})[name] = asdict(self._infos[name])
             self._flush_attrs()
             self._write_collection()
+
+    def _create_image(self, name: str, like: str | None = None) -> None:
+        """The group (with its NGFF attributes, in one write) and the empty (t, c, z, y, x) array of image
+        ``name`` at every position; planes, type and chunks those of image kind ``like`` (default: its
+        own)."""
+        kind = like or name
+        z = self.geometry.image_z(kind)
+        h, w = self.geometry.shape_yx
+        dtype = DTYPES[kind]
+        for pos in range(self.n_positions):
+            title = name if self.n_positions == 1 else f"{name} p{pos}"
+            grp = self.root.create_group(
+                self._paths[name][pos],
+                attributes=ngff_attrs(title, self.geometry, self._infos[name], pos, z),
+            )
+            self._arrays[name, pos] = grp.create_array(
+                "0",
+                shape=(0, len(self.geometry.channels), len(z), h, w),
+                chunks=(1, 1, _z_chunk(kind, len(z), h * w * np.dtype(dtype).itemsize), h, w),
+                dtype=dtype,
+                fill_value=0,
+                dimension_names=("t", "c", "z", "y", "x"),
+                compressors=COMPRESSOR if self._compression else None,
+                config=ARRAY_CONFIG,
+            )
 
     @property
     def _layout_numbered(self) -> bool:
@@ -469,11 +465,8 @@ class Recorder:
         self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0, p: int = 0
     ) -> None:
         """Write the plane ``z_index`` of the z grid (grows the time axis as needed). The measured
-        image takes Deep-Z's input planes only; :data:`STACK_IMAGE` (made at its first plane) full stacks."""
-        if image == STACK_IMAGE and (STACK_IMAGE, p) not in self._arrays:
-            with self._lock:
-                if (STACK_IMAGE, p) not in self._arrays:
-                    self.add_image(STACK_IMAGE, like="reference")
+        image takes Deep-Z's input planes only; :data:`STACK_IMAGE` full stacks. An image is made at its first
+        frame."""
         self._write(image, p, t, (c, self._plane_of(image, z_index)), plane)
 
     def _plane_of(self, image: str, z_index: int) -> int:
@@ -492,6 +485,10 @@ class Recorder:
         self._write(image, p, t, (c, slice(None)), stack)
 
     def _write(self, image: str, p: int, t: int, index: tuple[int | slice, ...], data: np.ndarray) -> None:
+        if (image, p) not in self._arrays:
+            with self._lock:
+                if (image, p) not in self._arrays:
+                    self.add_image(image, like=image if image in DTYPES else "virtual")
         arr = self._arrays[image, p]
         data = np.asarray(data)
         expected = (
@@ -773,6 +770,16 @@ class Recorder:
         what = "the disk is full" if e.errno == errno.ENOSPC else str(e)
         kept = "Data written so far is readable." if wrote else "Nothing was written; choose another output."
         return StorageError(f"Writing {self.path} failed: {what} ({space}). {kept}")
+
+
+def _z_grid(root: zarr.Group, attrs: dict[str, Any], paths: dict[str, list[str]]) -> tuple[float, ...]:
+    """A run's requested z planes (µm): recorded since 2026-12-02; before, those of its virtual image
+    (made at every run's start then)."""
+    if "z_grid_um" in attrs:
+        return tuple(float(z) for z in attrs["z_grid_um"])
+    group = group_at(root, paths["virtual"][0])
+    scale, trans = transforms(group)
+    return tuple(float(trans[2] + scale[2] * i) for i in range(array_at(group, "0").shape[2]))
 
 
 def json_safe(value: Any) -> Any:

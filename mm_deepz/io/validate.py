@@ -69,6 +69,8 @@ class RunRecord(BaseModel):
     finished: bool = False
     aborted: bool = False
     anchor_z_um: list[float] | None = None
+    #: the requested z planes (runs since 2026-12-02; before, the virtual image's)
+    z_grid_um: Annotated[list[float], Field(min_length=1, max_length=MAX_SHAPE[2])] | None = None
     interval_s: Annotated[float, Field(ge=0, le=1e7)] = 0.0
     warnings: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
@@ -81,7 +83,8 @@ class RunRecord(BaseModel):
             if self.layout >= 2 or "images" in self.model_fields_set:
                 raise ValueError("images must name each image's folders")
             return self
-        if not set(IMAGES) <= set(self.images):
+        # layout 2 made every image at its start until 2026-12-02; since, an image at its first frame
+        if "measured" not in self.images or (self.z_grid_um is None and not set(IMAGES) <= set(self.images)):
             raise ValueError(f"images must name {', '.join(IMAGES)}")
         counts = {len(paths) for paths in self.images.values()}
         if len(counts) != 1 or not 1 <= counts.pop() <= MAX_POSITIONS:
