@@ -36,10 +36,12 @@ def read_run(path: str | list[str]) -> list[LayerData]:
     import dask.array as da
 
     from mm_deepz.io import image_array, image_group_path, image_names, n_positions, open_container
-    from mm_deepz.io.layout import group_at, json_attr, transforms
+    from mm_deepz.io.layout import group_at, json_attr, recorded, transforms, z_grid
 
     where = Path(path[0] if isinstance(path, list) else path)
     root = open_container(where)
+    anchors = recorded(root).get("anchor_z_um")
+    grid = z_grid(root) if anchors else ()
     several = n_positions(root) > 1
     layers: list[LayerData] = []
     for p in range(n_positions(root)):
@@ -68,9 +70,27 @@ def read_run(path: str | list[str]) -> list[LayerData]:
             }
             if "start" in window and "end" in window and window["end"] > window["start"]:
                 kwargs["contrast_limits"] = [window["start"], window["end"]]
-            layers.append((da.from_zarr(arr)[:, 0], kwargs, "image"))
+            data = da.from_zarr(arr)[:, 0]
+            if name == "measured" and anchors:
+                data, kwargs["scale"][1], kwargs["translate"][1] = _on_grid(data, anchors, grid)
+            layers.append((data, kwargs, "image"))
     layers.extend(_track_layers(where, root))
     return layers
+
+
+def _on_grid(data: Any, anchors: list[float], grid: tuple[float, ...]) -> tuple[Any, float, float]:
+    """The measured input planes (t, n, y, x) on the run's z grid, empty where nothing was measured, and
+    that grid's z step and start: drawn at their spacing, two planes 4 µm apart would each fill a 4 µm
+    slab (the -2 µm plane covering -4 to 0 µm); on the grid each is one plane thick at its own depth."""
+    import dask.array as da
+    import numpy as np
+
+    z = np.asarray(grid)
+    slot = {int(np.argmin(np.abs(z - a))): i for i, a in enumerate(anchors)}
+    empty = da.zeros((data.shape[0], *data.shape[2:]), dtype=data.dtype, chunks=(1, *data.shape[2:]))
+    planes = [data[:, slot[i]] if i in slot else empty for i in range(len(z))]
+    step = float(z[1] - z[0]) if len(z) > 1 else 1.0
+    return da.stack(planes, axis=1), step, float(z[0])
 
 
 def _track_layers(path: Path, root: Any) -> list[LayerData]:

@@ -58,14 +58,18 @@ def test_a_run_opens_as_named_layers_in_place_with_contrast_and_tracks(session, 
         "virtual_p1 tracks",
     ]
     m0, m1, v1 = layers["measured p0"], layers["measured p1"], layers["virtual p1"]
-    assert m0.data.shape == (3, 1, 64, 64) and v1.data.shape == (3, 21, 64, 64)  # the input plane; the grid
+    # the input plane on the run's z grid (one plane thick at its own depth, #37 item 5), as the virtual
+    assert m0.data.shape == v1.data.shape == (3, 21, 64, 64)
+    measured = image_array(open_container(out), "measured", 0)
+    np.testing.assert_array_equal(np.asarray(m0.data[1, 10]), measured[1, 0, 0])  # z = 0 µm
+    assert not np.asarray(m0.data[1, :10]).any() and not np.asarray(m0.data[1, 11:]).any()
     assert layers["reference p0"].data.shape[0] == 3
     np.testing.assert_array_equal(
         np.asarray(v1.data[2]), image_array(open_container(out), "virtual", 1)[2, 0]
     )
     # one physical space: z in µm around the focus, positions side by side, measured and virtual overlaid
     assert v1.translate[1] == pytest.approx(-10.0) and v1.scale[1] == pytest.approx(1.0)
-    assert m0.translate[1] == pytest.approx(0.0)  # the measured plane sits at its own z, inside the stack
+    assert (m0.translate[1], m0.scale[1]) == pytest.approx((-10.0, 1.0))  # the same z grid
     assert m1.translate[3] - m0.translate[3] == pytest.approx(20.0)
     np.testing.assert_allclose([v1.translate[i] for i in (0, 2, 3)], [m1.translate[i] for i in (0, 2, 3)])
     np.testing.assert_allclose([v1.scale[i] for i in (0, 2, 3)], [m1.scale[i] for i in (0, 2, 3)])
@@ -102,3 +106,18 @@ def test_the_reader_leaves_other_folders_to_other_readers(tmp_path):
     assert get_reader(str(other)) is None
     assert get_reader(str(tmp_path / "plain" / "notes.txt")) is None
     assert get_reader([str(other), str(other)]) is None
+
+
+def test_two_measured_planes_are_drawn_at_their_own_depths_not_as_slabs():
+    # drawn at their spacing (4 µm), the -2 µm plane filled -4..0 µm: 8 of 21 depths showed measured data
+    import dask.array as da
+
+    from gui.napari_reader import _on_grid
+
+    planes = da.from_array(np.arange(1, 2 * 2 * 4 + 1, dtype=np.uint16).reshape(2, 2, 2, 2))
+    grid = tuple(float(z) for z in np.arange(-4.0, 4.5, 1.0))
+    data, step, start = _on_grid(planes, [-2.0, 2.0], grid)
+    assert (step, start) == (1.0, -4.0) and data.shape == (2, 9, 2, 2)
+    filled = [i for i in range(9) if np.asarray(data[:, i]).any()]
+    assert filled == [2, 6]  # -2 and +2 µm, one plane each
+    np.testing.assert_array_equal(np.asarray(data[:, 6]), np.asarray(planes[:, 1]))

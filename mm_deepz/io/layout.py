@@ -144,11 +144,22 @@ def transforms(group: zarr.Group) -> tuple[list[float], list[float]]:
     return list(scale["scale"]), list(translation["translation"])
 
 
+def z_grid(root: zarr.Group) -> tuple[float, ...]:
+    """A run's requested z planes (µm): recorded since 2026-12-02; before, those of its virtual image
+    (made at every run's start then)."""
+    attrs = recorded(root)
+    if "z_grid_um" in attrs:
+        return tuple(float(z) for z in attrs["z_grid_um"])
+    group = group_at(root, image_group_path(root, "virtual"))
+    scale, trans = transforms(group)
+    return tuple(float(trans[2] + scale[2] * i) for i in range(array_at(group, "0").shape[2]))
+
+
 def image_names(root: zarr.Group) -> list[str]:
     """The images a container holds (measured, virtual, reference, and any added virtual ones)."""
     attrs = recorded(root)
-    if "images" in attrs:
-        return list(attrs["images"])
+    if "images" in attrs:  # the run's own images first (made as their first frames came), then added ones
+        return sorted(attrs["images"], key=lambda k: IMAGES.index(k) if k in IMAGES else len(IMAGES))
     found = [k for k in root.group_keys() if k not in ("rejected", "tracks")]
     return sorted(found, key=lambda k: (IMAGES.index(k) if k in IMAGES else len(IMAGES), k))
 

@@ -63,6 +63,7 @@ from .layout import (
     recorded,
     transforms,
     write_collection,
+    z_grid,
 )
 from .layout import n_positions as layout_n_positions
 from .validate import check_container, check_json_file
@@ -323,7 +324,7 @@ class Recorder:
         )
         anchors = attrs.get("anchor_z_um")
         rec.geometry = Geometry(
-            _z_grid(rec.root, attrs, rec._paths),
+            z_grid(rec.root),
             float(scale[3]),
             float(attrs.get("interval_s", 0.0)),
             (h, w),
@@ -770,16 +771,6 @@ class Recorder:
         what = "the disk is full" if e.errno == errno.ENOSPC else str(e)
         kept = "Data written so far is readable." if wrote else "Nothing was written; choose another output."
         return StorageError(f"Writing {self.path} failed: {what} ({space}). {kept}")
-
-
-def _z_grid(root: zarr.Group, attrs: dict[str, Any], paths: dict[str, list[str]]) -> tuple[float, ...]:
-    """A run's requested z planes (µm): recorded since 2026-12-02; before, those of its virtual image
-    (made at every run's start then)."""
-    if "z_grid_um" in attrs:
-        return tuple(float(z) for z in attrs["z_grid_um"])
-    group = group_at(root, paths["virtual"][0])
-    scale, trans = transforms(group)
-    return tuple(float(trans[2] + scale[2] * i) for i in range(array_at(group, "0").shape[2]))
 
 
 def json_safe(value: Any) -> Any:
