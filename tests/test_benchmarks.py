@@ -82,3 +82,34 @@ def test_the_inference_rows_run_alone_for_a_bare_gpu_machine(tmp_path):
     assert all(r["planes_per_s"] > 0 for r in rows)
     table = (tmp_path / "inference.md").read_text()
     assert "| unet | cpu | 128² | 1 | 5 |" in table and "| encode-once | cpu | 128² | 1 | 5 |" in table
+
+
+def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
+    # benchmarks.learning plots what each arm's card recorded: validation PCC against CPU time and
+    # against supervised target planes (the encode-once arm supervises several planes per step)
+    from benchmarks.learning import compute_row, compute_table, curves
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+    from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
+
+    for seed in (150, 151):
+        spec = PairSpec(phantom="sheet", seed=seed, shape=(64, 64), z_half_range_um=4, z_step_um=1)
+        write_stack_pair(make_stack_pair(spec), tmp_path / "data", f"sheet_{seed}")
+    pairs = load_pairs([tmp_path / "data"])
+    small = {"z_range_um": 4, "patch": 32, "batch_size": 2, "base_channels": 4, "depth": 2, "val_every": 2}
+    models = {}
+    for arm, extra in (
+        ("unet", {}),
+        ("encode-once", {"architecture": "encode-once", "targets_per_sample": 3}),
+    ):
+        models[arm] = tmp_path / f"{arm}.pt"
+        train(pairs, TrainConfig(steps=4, device="cpu", **small, **extra), models[arm])
+    rows = {arm: compute_row(path) for arm, path in models.items()}
+    assert (
+        rows["unet"]["supervised_planes"] == 4 * 2 and rows["encode-once"]["supervised_planes"] == 4 * 2 * 3
+    )
+    assert all(r["cpu_hours"] > 0 and -1 <= r["val_pcc_best"] <= 1 for r in rows.values())
+    table = compute_table(rows)
+    assert "| unet | 4 |" in table and "| encode-once | 4 |" in table
+    curves(models, tmp_path / "learning.png")
+    assert (tmp_path / "learning.png").read_bytes()[:4] == b"\x89PNG"

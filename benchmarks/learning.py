@@ -1,0 +1,160 @@
+"""Learning efficiency: the U-Net and the encode-once generator trained from scratch at about equal compute.
+
+``python -m benchmarks.learning --out runs/le --jobs 2`` (docs/models.md, "Encode once"):
+
+1. the shipped 2-plane model's training and validation stacks (``benchmarks.gpu_train``'s, simulated
+   when missing) and blind specimens never trained on (worms with their neurons' truth, a bead slide);
+2. trains each arm of :data:`ARMS` with the shipped recipe (2 planes 4 µm apart, ±12 µm, batch 6, peak
+   rate 2e-3, float32 on the CPU), each for its ``--steps`` (chosen so that the arms cost about the same
+   CPU time; the cards record what each cost: ``train_cpu_seconds``);
+3. scores both blind with ``mm-deepz evaluate`` (SSIM, PCC, neuron F1 per band) and writes
+   ``learning.json``, ``learning.md`` and ``learning.png``: validation PCC against CPU hours and
+   against supervised target planes, from the cards' learning curves.
+
+A run resumes from its checkpoint when run again; ``--jobs 2`` trains the arms side by side (one thread
+each: the CPU time each used is what the curves plot). Run it beside other work with ``nice``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.finetune import evaluate, table
+from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, simulate, train_command
+from mm_deepz.modelfile import load_model, shipped_model_path
+from simulators.training_data import make_stack_pair, write_stack_pair
+
+logger = logging.getLogger("benchmarks.learning")
+
+#: each arm's generator options (the U-Net is the shipped one's)
+ARMS: dict[str, list[str]] = {
+    "unet": ["--architecture", "unet"],
+    "encode-once": [
+        *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
+        *("--decoder-channels", "8", "--targets-per-sample", "4"),
+    ],
+}
+#: steps of each arm by default: about equal CPU time on this project's 2-core machine (one thread each)
+STEPS = {"unet": 3200, "encode-once": 1700}
+
+
+def simulate_blind(folder: Path) -> None:
+    """Blind specimens (worms 100-103 with their neurons, bead slide 120; never trained on)."""
+    if (folder / ".complete").exists():
+        return
+    for _, spec in pair_specs("blind", "worm", range(100, 104), 256) + pair_specs(
+        "blind", "beads", (120,), 256
+    ):
+        write_stack_pair(make_stack_pair(spec), folder, f"{spec.phantom}_{spec.seed:04d}")
+    (folder / ".complete").write_text("simulated by benchmarks.learning\n")
+
+
+def train(arm: str, data: Path, out: Path, steps: int) -> Path:
+    """Train (or continue) one arm to ``steps`` steps; its model file."""
+    model = out / f"{arm.replace('-', '_')}.pt"
+    if model.exists() and load_model(model).card.provenance.get("steps_done", 0) >= steps:
+        return model
+    options = [*TWO_PLANES, *ARMS[arm], "--batch-size", "6", "--lr", "2e-3", "--precision", "auto"]
+    if model.with_suffix(".ckpt").exists():
+        options.append("--resume")
+    else:
+        options.append("--overwrite")
+    _mz(train_command(data, model, steps, 128, 200, "cpu", options), model.with_suffix(".log"), threads=1)
+    return model
+
+
+def curves(models: dict[str, Path], png: Path) -> None:
+    """Validation PCC against CPU hours and against supervised target planes, one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for arm, path in models.items():
+        history = load_model(path).card.provenance["history"]
+        pcc = [h["val_pcc"] for h in history]
+        axes[0].plot([h["cpu_seconds"] / 3600 for h in history], pcc, marker=".", label=arm)
+        axes[1].plot([h["supervised_planes"] / 1000 for h in history], pcc, marker=".", label=arm)
+    axes[0].set_xlabel("training compute (CPU-thread hours)")
+    axes[1].set_xlabel("target planes supervised (thousands)")
+    axes[0].set_ylabel("validation PCC (whole frames)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Learning efficiency, 2 planes, from scratch (benchmarks.learning)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def compute_row(path: Path) -> dict[str, Any]:
+    """What a model's training cost and reached: steps, CPU hours, supervised planes, validation PCC."""
+    prov = load_model(path).card.provenance
+    last = prov["history"][-1]
+    return {
+        "steps": prov["steps_done"],
+        "cpu_hours": prov["train_cpu_seconds"] / 3600,
+        "supervised_planes": last["supervised_planes"],
+        "val_pcc_last": last["val_pcc"],
+        "val_pcc_best": max(h["val_pcc"] for h in prov["history"]),
+    }
+
+
+def compute_table(rows: dict[str, dict[str, Any]]) -> str:
+    """The markdown table of what each arm cost and its validation PCC."""
+    lines = [
+        "| generator | steps | CPU-thread hours | target planes supervised | validation PCC (last / best) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for arm, r in rows.items():
+        lines.append(
+            f"| {arm} | {r['steps']} | {r['cpu_hours']:.2f} | {r['supervised_planes']} "
+            f"| {r['val_pcc_last']:.3f} / {r['val_pcc_best']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Simulate what is missing, train both arms, score them blind, write the tables and curves."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/le"))
+    parser.add_argument("--data", type=Path, default=Path("runs/data/gpu"), help="Training stacks.")
+    parser.add_argument(
+        "--steps", action="append", default=[], help="ARM=N (default: unet=3200, encode-once=1700)."
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="Arms trained side by side (one thread each).")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    steps = STEPS | {k: int(v) for k, v in (s.split("=", 1) for s in args.steps)}
+    simulate(args.data, "full")
+    simulate_blind(args.out / "blind")
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        models = dict(
+            zip(ARMS, pool.map(lambda a: train(a, args.data, args.out, steps[a]), ARMS), strict=True)
+        )
+    rows = {arm: compute_row(path) for arm, path in models.items()}
+    scores = {
+        arm: {"steps": rows[arm]["steps"], "summary": evaluate(arm, path, args.out, args.out)}
+        for arm, path in models.items()
+    }
+    # where the U-Net gets with ~15x the compute: the shipped 2-plane model on the same blind specimens
+    shipped = load_model(shipped_model_path(2))
+    scores["shipped U-Net (reference, not trained here)"] = {
+        "steps": shipped.card.provenance["steps_done"],
+        "summary": evaluate("shipped", shipped_model_path(2), args.out, args.out),
+    }
+    curves(models, args.out / "learning.png")
+    (args.out / "learning.json").write_text(json.dumps({"compute": rows, "blind": scores}, indent=2))
+    text = compute_table(rows) + "\n" + table(scores)
+    (args.out / "learning.md").write_text(text)
+    logger.info("wrote %s\n%s", args.out / "learning.md", text)
+
+
+if __name__ == "__main__":
+    main()
