@@ -36,7 +36,7 @@ import simulators
 from mm_deepz.bridge import start_simulator
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope=SCOPE)
 def launch_mm_headless():
     world = simulators.SimWorld(sensor_shape=(512, 512))
     with start_simulator(world, config=simulators.MM_DEMO_CONFIG) as session:
@@ -51,8 +51,9 @@ def setup_data_folder():
 """
 
 
-def run(extra_args: list[str] | None = None) -> int:
-    """Run pycromanager's tests on the simulator; pytest's exit code."""
+def run(extra_args: list[str] | None = None, fresh_world: bool = False) -> int:
+    """Run pycromanager's tests on the simulator; pytest's exit code. ``fresh_world``: a new simulated
+    microscope for every test (as a Micro-Manager started for each; slower), else one for the session."""
     spec = importlib.util.find_spec("pycromanager")
     if spec is None or spec.origin is None:
         raise SystemExit("pycromanager is not installed.")
@@ -60,7 +61,8 @@ def run(extra_args: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in TEST_FILES:
             shutil.copy(tests / name, Path(tmp) / name)
-        (Path(tmp) / "conftest.py").write_text(CONFTEST)
+        scope = "function" if fresh_world else "session"
+        (Path(tmp) / "conftest.py").write_text(CONFTEST.replace("SCOPE", repr(scope)))
         # napari's pytest plugin (when installed) would change every log record's arguments
         cmd = [
             sys.executable,
@@ -79,8 +81,10 @@ def run(extra_args: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pycromanager_suite", description=__doc__)
-    ap.add_argument("pytest_args", nargs="*", help="passed on to pytest (e.g. -k zstack)")
-    raise SystemExit(run(ap.parse_args(argv).pytest_args))
+    ap.add_argument("pytest_args", nargs="*", help="passed on to pytest after -- (e.g. -- -k zstack)")
+    ap.add_argument("--fresh-world", action="store_true", help="A new simulated microscope for every test.")
+    args = ap.parse_args(argv)
+    raise SystemExit(run(args.pytest_args, args.fresh_world))
 
 
 if __name__ == "__main__":

@@ -178,9 +178,16 @@ def results_markdown(r: dict) -> list[str]:
     )
     out += ["### Simulator", ""]
     out += _table(
-        ["frame", "first frame", "median frame", "max frame"],
+        ["frame", "first frame", "median frame", "max frame", "load config", "first snap after load"],
         [
-            [x["frame"], f"{x['first_frame_s']} s", f"{x['median_frame_s']} s", f"{x['max_frame_s']} s"]
+            [
+                x["frame"],
+                f"{x['first_frame_s']} s",
+                f"{x['median_frame_s']} s",
+                f"{x['max_frame_s']} s",
+                f"{x.get('load_s', '-')} s",
+                f"{x.get('first_snap_s', '-')} s ({x.get('snap_exposure_ms', '-')} ms exposure)",
+            ]
             for x in r["simulator"]
         ],
     )

@@ -206,6 +206,10 @@ def load_demo_core(
             if prop == "Label" and value in OBJECTIVES
         ]
         core.setPixelSizeUm(res, world.base_optics.pixel_size_um / (ratios[0] if ratios else 1.0))
+    # a camera delivers its first frame about one exposure after the start: the renderer's optics for the
+    # current focus are made now, as a real camera's start-up happens at load (a cold first frame took
+    # ~1 s longer, and pycromanager's abort tests saw no frame before their abort; #37 item 7)
+    world.expected_photons(1.0)
     core.sim_world = world  # type: ignore[attr-defined]
     _LIVE_CORES.add(core)
     logger.info("Simulated microscope loaded from %s (%s)", path, world.phantom.name)
