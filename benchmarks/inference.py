@@ -80,10 +80,13 @@ def case(
     return row
 
 
-def run(quick: bool, devices: list[str]) -> list[dict]:
-    """All inference rows for the given devices."""
+def run(quick: bool, devices: list[str], side_by_side: bool = False) -> list[dict]:
+    """All inference rows for the given devices (``side_by_side``: only the two generators on the same
+    2-plane stacks of 21 planes, each timed whole)."""
     eo = "encode-once"
-    if quick:
+    if side_by_side:
+        cases = [(size, 21, 2, None, False, arch) for size in (512, 2048) for arch in ("unet", eo)]
+    elif quick:
         cases = [(128, 5, 1, None, True, "unet"), (128, 5, 1, None, True, eo)]
     else:
         cases = [
@@ -126,10 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", action="append", help="cuda and/or cpu (default: cuda if present, and cpu)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run; figures meaningless)")
+    ap.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="only the U-Net and the encode-once generator, same stacks",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     devices = args.device or ((["cuda"] if torch.cuda.is_available() else []) + ["cpu"])
-    rows = run(args.quick, devices)
+    rows = run(args.quick, devices, args.side_by_side)
     measured = machine()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "inference.json").write_text(json.dumps({"machine": measured, "rows": rows}, indent=2))
