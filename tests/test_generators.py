@@ -129,3 +129,16 @@ def test_the_panel_card_says_which_generator_a_model_is():
 
     assert "generator: encode-once (encoder depth 3" in card_text(encode_once_model())
     assert "generator: U-Net (depth 2" in card_text(tiny_model())
+
+
+@pytest.mark.parametrize("kind", ["unet", "encode-once"])
+def test_uniform_dpms_given_as_one_distance_make_the_same_image_as_their_maps(kind):
+    # the engine and training pass uniform DPMs as (B, K, n, 1, 1): broadcast, never a per-pixel map
+    net = _model(kind).network
+    planes = torch.rand(2, 1, 32, 48)
+    distances = torch.randn(2, 3, 1, 1, 1)
+    with torch.no_grad():
+        encoded = net.encode(planes)
+        compact = net.decode(encoded, distances)
+        maps = net.decode(encoded, distances.expand(2, 3, 1, 32, 48).contiguous())
+    torch.testing.assert_close(compact, maps, rtol=1e-4, atol=1e-5)

@@ -182,10 +182,8 @@ class Predictor:
         if cuda:
             host = host.pin_memory()
         p = host.to(self.device, non_blocking=True)[None]  # (1, n, H, W)
-        h, w = p.shape[-2:]
-        if dist_n is not None:  # uniform DPMs: built on the device as views, no host transfer
-            d = torch.as_tensor(dist_n, dtype=torch.float32, device=self.device)
-            dpm = d[:, :, None, None].expand(-1, -1, h, w)
+        if dist_n is not None:  # uniform DPMs: one distance per plane, broadcast by the network
+            dpm = torch.as_tensor(dist_n, dtype=torch.float32, device=self.device)[:, :, None, None]
         elif maps_n is not None:
             dpm = torch.from_numpy(np.ascontiguousarray(maps_n, np.float32)).to(
                 self.device, non_blocking=True

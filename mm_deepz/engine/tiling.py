@@ -60,10 +60,12 @@ def run_tiled(
     multiple: int,
     batch: int,
 ) -> torch.Tensor:
-    """The Z images (Z, H, W) of the measured ``planes`` (1, n, H, W) on the DPMs ``dpm`` (Z, n, H, W),
-    tile by tile and blended: each tile's planes are encoded once, then decoded ``batch`` DPMs at a time
-    (``decode(encoded, (1, b, n, h, w)) -> (1, b, h, w)``)."""
-    z, _, h, w = dpm.shape
+    """The Z images (Z, H, W) of the measured ``planes`` (1, n, H, W) on the DPMs ``dpm`` (Z, n, H, W), or
+    uniform ones (Z, n, 1, 1), tile by tile and blended: each tile's planes are encoded once, then decoded
+    ``batch`` DPMs at a time (``decode(encoded, (1, b, n, h, w)) -> (1, b, h, w)``)."""
+    z = dpm.shape[0]
+    h, w = planes.shape[-2:]
+    uniform = dpm.shape[-2:] == (1, 1)
     if (h > tile or w > tile) and tile % multiple:
         raise ValueError(f"Tile size {tile} must be a multiple of {multiple}.")
     out = torch.zeros((z, h, w), device=dpm.device, dtype=torch.float32)
@@ -78,7 +80,9 @@ def run_tiled(
             wx = _ramp(tw, overlap if tw == tile and w > tile else 0, dpm.device)
             weight = wy[:, None] * wx[None, :]
             for b0 in range(0, z, batch):
-                d, _ = pad_to_multiple(dpm[b0 : b0 + batch, :, window[0], window[1]], multiple)
+                d = dpm[b0 : b0 + batch]
+                if not uniform:
+                    d, _ = pad_to_multiple(d[..., window[0], window[1]], multiple)
                 pred = decode(encoded, d[None])[0, :, ys, xs].float()
                 out[b0 : b0 + batch, y0 : y0 + th, x0 : x0 + tw] += pred * weight
             norm[y0 : y0 + th, x0 : x0 + tw] += weight

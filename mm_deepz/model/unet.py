@@ -71,10 +71,12 @@ def _check_levels(n_planes: int, base_channels: int, depth: int, max_channels: i
 
 
 def interleave(planes: torch.Tensor, dpm: torch.Tensor) -> torch.Tensor:
-    """Planes (B, n, H, W) and K DPMs each, (B, K, n, H, W) -> (B*K, 2n, H, W): every plane followed by
-    its DPM, the classic generator's (and the discriminator's) input."""
-    b, k, n, h, w = dpm.shape
-    return torch.stack([planes[:, None].expand(b, k, n, h, w), dpm], dim=3).reshape(b * k, 2 * n, h, w)
+    """Planes (B, n, H, W) and K DPMs each, (B, K, n, H, W) or uniform (B, K, n, 1, 1) -> (B*K, 2n, H, W):
+    every plane followed by its DPM, the classic generator's (and the discriminator's) input."""
+    b, k, n = dpm.shape[:3]
+    h, w = planes.shape[-2:]
+    shape = (b, k, n, h, w)
+    return torch.stack([planes[:, None].expand(shape), dpm.expand(shape)], dim=3).reshape(b * k, 2 * n, h, w)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -141,10 +143,11 @@ class DeepZUNet(nn.Module):
         return planes
 
     def decode(self, encoded: Any, dpm: torch.Tensor) -> torch.Tensor:
-        """(B, K, H, W): the image on each of the K DPMs (B, K, n, H, W), a whole pass per DPM."""
+        """(B, K, H, W): the image on each of the K DPMs (B, K, n, H, W; uniform ones may be (B, K, n, 1,
+        1)), a whole pass per DPM."""
         b, k = dpm.shape[:2]
         out: torch.Tensor = self(interleave(encoded, dpm))
-        return out.view(b, k, *dpm.shape[-2:])
+        return out.view(b, k, *encoded.shape[-2:])
 
 
 @dataclass(frozen=True)
@@ -279,11 +282,13 @@ class DeepZEncodeOnce(nn.Module):
         return [p(m) for p, m in zip(self.project, maps, strict=True)] + [planes.mean(dim=1, keepdim=True)]
 
     def decode(self, encoded: Any, dpm: torch.Tensor) -> torch.Tensor:
-        """(B, K, H, W): the image on each of the K DPMs (B, K, n, H, W) of every encoded sample."""
+        """(B, K, H, W): the image on each of the K DPMs (B, K, n, H, W) of every encoded sample. Uniform
+        DPMs may be given as (B, K, n, 1, 1): their scales and shifts are then computed once per level
+        and broadcast (the same result, without per-pixel maps)."""
         b, k = dpm.shape[:2]
         dpms = [dpm.flatten(0, 1)]
         for _ in range(self.config.depth):
-            dpms.append(self.pool(dpms[-1]))
+            dpms.append(dpms[-1] if dpm.shape[-2:] == (1, 1) else self.pool(dpms[-1]))
         *maps, base = encoded
         h = self.start(self.film[-1](maps[-1], dpms[-1], k))
         level = self.config.depth - 1

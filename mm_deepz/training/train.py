@@ -479,7 +479,7 @@ def train(
             net.train()
             planes, dpm, y = sampler.sample(cfg.batch_size, cfg.targets_per_sample)
             planes = planes.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            dpm = dpm.to(device, non_blocking=True)[..., None, None].expand(*dpm.shape, *planes.shape[-2:])
+            dpm = dpm.to(device, non_blocking=True)[..., None, None]  # uniform: (B, K, n, 1, 1)
             y = y.to(device, non_blocking=True).flatten(0, 1)[:, None]
             pred, loss = generator_loss(net, disc, planes, dpm, y, cfg, amp)
             opt.zero_grad(set_to_none=True)
