@@ -31,16 +31,17 @@ from simulators.training_data import make_stack_pair, write_stack_pair
 
 logger = logging.getLogger("benchmarks.learning")
 
+_ENCODE_ONCE = ("--architecture", "encode-once", "--depth", "4", "--max-channels", "64")
 #: each arm's generator options (the U-Net is the shipped one's)
 ARMS: dict[str, list[str]] = {
     "unet": ["--architecture", "unet"],
-    "encode-once": [
-        *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
-        *("--decoder-channels", "8", "--targets-per-sample", "4"),
-    ],
+    "encode-once": [*_ENCODE_ONCE, "--decoder-channels", "8", "--targets-per-sample", "4"],
+    "encode-once-d16-k4": [*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4"],
+    "encode-once-d16-k2": [*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "2"],
 }
-#: steps of each arm by default: about equal CPU time on this project's 2-core machine (one thread each)
-STEPS = {"unet": 3200, "encode-once": 1700}
+#: steps of each arm by default: about equal CPU time (~2000 CPU-thread seconds) on this project's 2-core
+#: machine, one thread each (the first two arms measured before the uniform-DPM fast path of 2026-12-02)
+STEPS = {"unet": 3200, "encode-once": 1700, "encode-once-d16-k4": 1250, "encode-once-d16-k2": 2400}
 
 
 def simulate_blind(folder: Path) -> None:
