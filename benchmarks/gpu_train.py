@@ -59,6 +59,13 @@ RUNS: dict[str, list[str]] = {
     "2plane_d3_b6": [*CPU_RECIPE, "--depth", "3"],
     "2plane_d4_b6": [*CPU_RECIPE, "--depth", "4"],
     "2plane_d5c64_b6": [*CPU_RECIPE, "--depth", "5", "--max-channels", "64"],
+    # the encode-once generator (#32) at the CPU recipe, beside the U-Net's: one encoding per crop
+    # supervises 4 target planes (benchmarks.learning's CPU arms, further)
+    "2plane_eo_b6": [
+        *CPU_RECIPE,
+        *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
+        *("--decoder-channels", "16", "--targets-per-sample", "4"),
+    ],
 }
 #: seconds a main phase spends outside its steps (loading the stacks, CUDA set-up, the last saves), kept
 #: free under ``--total``
