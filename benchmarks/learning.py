@@ -126,9 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/le"))
     parser.add_argument("--data", type=Path, default=Path("runs/data/gpu"), help="Training stacks.")
-    parser.add_argument(
-        "--steps", action="append", default=[], help="ARM=N (default: unet=3200, encode-once=1700)."
-    )
+    defaults = ", ".join(f"{a}={n}" for a, n in STEPS.items())
+    parser.add_argument("--steps", action="append", default=[], help=f"ARM=N (defaults: {defaults}).")
     parser.add_argument("--jobs", type=int, default=1, help="Arms trained side by side (one thread each).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
