@@ -114,3 +114,27 @@ def test_a_reader_never_sees_a_container_half_made(tmp_path, monkeypatch):
     Recorder(out, GEOM, {"plan": {}})
     assert seen and set(seen) == {"no container yet"}, seen
     assert read_progress(out)["completed"]["measured"] == []
+
+
+def test_a_blank_fields_noise_is_not_stretched_to_full_brightness(tmp_path):
+    # #37 item 5: the 0.1-99.9 % window of a blank field spans ~6.6 noise sigmas, so a viewer showed
+    # pure noise at full contrast; the window is at least 20 sigmas wide, and a field with structure
+    # keeps its own percentiles
+    import json
+
+    rng = np.random.default_rng(0)
+    blank = (100 + 3 * rng.standard_normal((16, 20))).round().astype(np.uint16)
+    structured = blank.copy()
+    structured[4:12, 5:15] += 3000
+    for name, plane in (("blank", blank), ("structured", structured)):
+        rec = Recorder(tmp_path / f"{name}.ome.zarr", GEOM)
+        rec.write_plane("measured", 0, 2, plane)
+        rec.mark_complete("measured", 0, planes=[2])
+        rec.finish()
+        attrs = json.loads((tmp_path / f"{name}.ome.zarr" / "0" / "zarr.json").read_text())["attributes"]
+        window = attrs["ome"]["omero"]["channels"][0]["window"]
+        span = window["end"] - window["start"]
+        if name == "blank":
+            assert span >= 20 * 2.5  # sigma 3, estimated from neighbour differences
+        else:
+            assert window["end"] == pytest.approx(np.percentile(plane[::4, ::4], 99.9), abs=0.01)

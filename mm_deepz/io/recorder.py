@@ -84,6 +84,8 @@ STATE_KEYS = (
 )
 #: display windows are taken between these percentiles of the data (of every 4th pixel)
 WINDOW_PERCENTILES = (0.1, 99.9)
+#: and span at least this many noise sigmas (a blank field's 0.1-99.9 % span is ~6.6: shown at a third)
+WINDOW_NOISE_SPAN = 20.0
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
 #: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
 DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16", "measured_stack": "uint16"}
@@ -528,10 +530,16 @@ class Recorder:
 
     def _note_window(self, image: str, p: int, data: np.ndarray) -> None:
         """Widen the image's display window to the data's percentiles (every 4th pixel)."""
-        sample = np.asarray(data[..., ::4, ::4], np.float32)
+        rows = np.asarray(data[..., ::4, :], np.float32)
+        sample = rows[..., ::4]
         if not sample.size or not np.isfinite(sample).all():
             return
         lo, hi = (float(v) for v in np.percentile(sample, WINDOW_PERCENTILES))
+        # a window at least WINDOW_NOISE_SPAN noise sigmas wide (sigma from neighbouring pixels'
+        # differences, blind to structure): a blank field's noise is not stretched to full brightness
+        if rows.shape[-1] > 1:
+            sigma = 1.4826 * float(np.median(np.abs(np.diff(rows, axis=-1)))) / np.sqrt(2)
+            hi = max(hi, lo + WINDOW_NOISE_SPAN * sigma)
         old = self._windows.get((image, p))
         self._windows[image, p] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
