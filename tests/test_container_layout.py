@@ -138,11 +138,14 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
             assert pixels.size_t == data.shape[0]
     # napari, through the mm-deepz plugin: every image as a layer, where the container puts it
     layers = {layer.name: layer for layer in _napari_layers(out)}
+    record = read_progress(out)
     assert sorted(layers) == sorted(expected)
     for title, layer in layers.items():
         name, p = (title.split(" p") + ["0"])[:2] if n_pos > 1 else (title, "0")
         ome = root[image_group_path(root, name, int(p))].attrs["ome"]
         translation = ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"]
+        if name == "measured" and record.get("anchor_z_um"):  # drawn on the run's z grid (#37 item 5)
+            translation = [*translation[:2], record["z_grid_um"][0], *translation[3:]]
         np.testing.assert_allclose(layer.translate, [translation[0], *translation[2:]])
         assert [str(u) for u in layer.units] == ["second", "micrometer", "micrometer", "micrometer"]
     measured_planes = xml_images[expected[0]].pixels.planes  # the input planes, at every time point
