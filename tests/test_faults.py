@@ -60,7 +60,7 @@ def test_model_errors_nan_and_oom_mid_run_lose_no_measured_plane(session, tmp_pa
         if i == 1:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         if i == 2:
-            predictor._decoder = lambda enc, dpm: torch.full_like(dpm[:, :, 0], float("nan"))
+            predictor._decoder = lambda enc, dpm: torch.full((*dpm.shape[:2], *enc.shape[-2:]), float("nan"))
         if i == 3:  # runs out of memory with more than one virtual plane per batch
             predictor._decoder = lambda enc, dpm: (
                 (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))

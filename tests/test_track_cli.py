@@ -79,7 +79,9 @@ def test_track_a_scanned_run_finds_the_neurons_where_they_are(full_stack_run):
 
 def test_track_refuses_images_without_stacks(full_stack_run, tmp_path):
     res = CliRunner().invoke(app, ["track", str(full_stack_run), "--image", "virtual"])
-    assert res.exit_code != 0 and "no complete z-stack" in str(res.exception)
+    assert res.exit_code != 0 and "has no image 'virtual'; it has measured, measured_stack" in str(
+        res.exception
+    )
     res = CliRunner().invoke(app, ["track", str(full_stack_run), "--image", "nuclei"])
     assert res.exit_code != 0 and "has no image 'nuclei'" in str(res.exception)
     tifffile.imwrite(tmp_path / "plane.tif", np.zeros((64, 64), np.uint16))
