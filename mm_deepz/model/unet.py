@@ -27,8 +27,39 @@ from torch import nn
 MARGIN = 4
 
 
+class _Levels:
+    """The encoder levels both generators' configurations share: input planes, width of the first
+    level, number of down-samplings and the widest level (``None``: doubling at every level)."""
+
+    n_planes: int
+    base_channels: int
+    depth: int
+    max_channels: int | None
+
+    def _check_levels(self) -> None:
+        if self.n_planes not in (1, 2):
+            raise ValueError(f"Deep-Z takes 1 or 2 input planes, not {self.n_planes}.")
+        if self.base_channels < 4 or self.depth < 1:
+            raise ValueError("base_channels must be >= 4 and depth >= 1.")
+        if self.max_channels is not None and self.max_channels < self.base_channels:
+            raise ValueError(
+                f"max_channels ({self.max_channels}) must be >= base_channels ({self.base_channels})."
+            )
+
+    @property
+    def widths(self) -> list[int]:
+        """Channels at each (encoder) level, the bottleneck last."""
+        cap = self.max_channels or self.base_channels * 2**self.depth
+        return [min(self.base_channels * 2**i, cap) for i in range(self.depth + 1)]
+
+    @property
+    def multiple(self) -> int:
+        """Frame sizes must be multiples of this (padding is added otherwise)."""
+        return int(2**self.depth)
+
+
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(_Levels):
     """Architecture: input planes, width of the first level, number of down-samplings and the
     widest level (``None``: doubling at every level).
 
@@ -43,31 +74,11 @@ class UNetConfig:
     kind: Literal["unet"] = "unet"
 
     def __post_init__(self) -> None:
-        _check_levels(self.n_planes, self.base_channels, self.depth, self.max_channels)
-
-    @property
-    def widths(self) -> list[int]:
-        """Channels at each level, the bottleneck last."""
-        cap = self.max_channels or self.base_channels * 2**self.depth
-        return [min(self.base_channels * 2**i, cap) for i in range(self.depth + 1)]
-
-    @property
-    def multiple(self) -> int:
-        """Frame sizes must be multiples of this (padding is added otherwise)."""
-        return int(2**self.depth)
+        self._check_levels()
 
     def describe(self) -> str:
         """The architecture in a few words (model cards, packages)."""
         return f"U-Net (depth {self.depth}, width {self.base_channels}): one whole pass per virtual plane"
-
-
-def _check_levels(n_planes: int, base_channels: int, depth: int, max_channels: int | None) -> None:
-    if n_planes not in (1, 2):
-        raise ValueError(f"Deep-Z takes 1 or 2 input planes, not {n_planes}.")
-    if base_channels < 4 or depth < 1:
-        raise ValueError("base_channels must be >= 4 and depth >= 1.")
-    if max_channels is not None and max_channels < base_channels:
-        raise ValueError(f"max_channels ({max_channels}) must be >= base_channels ({base_channels}).")
 
 
 def interleave(planes: torch.Tensor, dpm: torch.Tensor) -> torch.Tensor:
@@ -151,7 +162,7 @@ class DeepZUNet(nn.Module):
 
 
 @dataclass(frozen=True)
-class EncodeOnceConfig:
+class EncodeOnceConfig(_Levels):
     """The encode-once generator: the encoder's levels (as :class:`UNetConfig`'s), the decoder's width
     at full resolution (doubling per level up to ``decoder_max``) and the dilations of the residual
     context blocks at the bottleneck (each widens the view by its dilation times 2**depth px per side).
@@ -167,7 +178,7 @@ class EncodeOnceConfig:
     kind: Literal["encode-once"] = "encode-once"
 
     def __post_init__(self) -> None:
-        _check_levels(self.n_planes, self.base_channels, self.depth, self.max_channels)
+        self._check_levels()
         if not 4 <= self.decoder_channels <= self.decoder_max:
             raise ValueError(
                 f"decoder_channels must be >= 4 and <= decoder_max, got {self.decoder_channels} and "
@@ -177,20 +188,9 @@ class EncodeOnceConfig:
             raise ValueError(f"dilations must be >= 1, got {list(self.dilations)}.")
 
     @property
-    def widths(self) -> list[int]:
-        """The encoder's channels at each level, the bottleneck last."""
-        cap = self.max_channels or self.base_channels * 2**self.depth
-        return [min(self.base_channels * 2**i, cap) for i in range(self.depth + 1)]
-
-    @property
     def decoder_widths(self) -> list[int]:
         """The decoder's channels at each level."""
         return [min(self.decoder_channels * 2**i, self.decoder_max) for i in range(self.depth + 1)]
-
-    @property
-    def multiple(self) -> int:
-        """Frame sizes must be multiples of this (padding is added otherwise)."""
-        return int(2**self.depth)
 
     def describe(self) -> str:
         """The architecture in a few words (model cards, packages)."""
