@@ -137,4 +137,29 @@ def test_a_blank_fields_noise_is_not_stretched_to_full_brightness(tmp_path):
         if name == "blank":
             assert span >= 20 * 2.5  # sigma 3, estimated from neighbour differences
         else:
-            assert window["end"] == pytest.approx(np.percentile(plane[::4, ::4], 99.9), abs=0.01)
+            assert window["end"] == np.percentile(plane[::4, ::4], 99.9, method="inverted_cdf")
+
+
+def test_a_stack_written_plane_by_plane_opens_in_the_window_of_the_whole_stack(tmp_path):
+    # #37 item 5: a blind-check reference stack arrives one plane at a time; its window was the union of
+    # each plane's, so it fitted the in-focus plane alone (1.43x the stack's 99.9th percentile on the
+    # simulator): the stack looked dim at every other depth. Pooled, it is the stack's own percentiles
+    import json
+
+    rng = np.random.default_rng(1)
+    stack = rng.poisson(100.0, (len(GEOM.z_um), 128, 128)).astype(np.uint16)
+    for z, dz in enumerate(GEOM.z_um):  # two small neurons in focus at z = 0, blurred and dimmer elsewhere
+        stack[z, 60:62, 60:62] = stack[z, 60:62, 68:70] = 100 + 3900 * np.exp(-(dz**2) / 2)
+    geometry = Geometry(z_um=GEOM.z_um, pixel_size_um=0.5, interval_s=2.0, shape_yx=(128, 128))
+    rec = Recorder(tmp_path / "ref.ome.zarr", geometry)
+    for z, plane in enumerate(stack):
+        rec.write_plane("reference", 0, z, plane)
+    rec.mark_complete("reference", 0)
+    rec.finish()
+    root = open_container(tmp_path / "ref.ome.zarr")
+    path = tmp_path / "ref.ome.zarr" / image_group_path(root, "reference") / "zarr.json"
+    window = json.loads(path.read_text())["attributes"]["ome"]["omero"]["channels"][0]["window"]
+    sampled = stack[:, ::4, ::4]
+    assert window["end"] == np.percentile(sampled, 99.9, method="inverted_cdf")
+    assert max(np.percentile(p, 99.9, method="inverted_cdf") for p in sampled) == 4000  # the focus plane's
+    assert window["end"] < 0.7 * 4000  # the stack's: the focus plane is 1 of 5

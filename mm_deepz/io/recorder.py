@@ -67,6 +67,7 @@ from .layout import (
 )
 from .layout import n_positions as layout_n_positions
 from .validate import check_container, check_json_file
+from .window import DisplayWindows
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +83,6 @@ STATE_KEYS = (
     "warnings",
     "frame_times_s",
 )
-#: display windows are taken between these percentiles of the data (of every 4th pixel)
-WINDOW_PERCENTILES = (0.1, 99.9)
-#: and span at least this many noise sigmas (a blank field's 0.1-99.9 % span is ~6.6: shown at a third)
-WINDOW_NOISE_SPAN = 20.0
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
 #: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
 DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16", "measured_stack": "uint16"}
@@ -285,7 +282,7 @@ class Recorder:
         self._attrs = {k: v for k, v in recorded(self.root).items() if k not in STATE_KEYS}
         self._times: dict[int, float] = {}
         self._t0 = time.time()
-        self._windows: dict[tuple[str, int], tuple[float, float]] = {}
+        self._windows = DisplayWindows()
         self._written_windows: dict[tuple[str, int], tuple[float, float]] = {}
         self._done_positions: dict[tuple[str, int], set[int]] = {}
 
@@ -344,7 +341,7 @@ class Recorder:
         rec._infos = {
             name: ImageInfo(**stored[name]) if name in stored else info_for(name) for name in rec._paths
         }
-        rec._windows, rec._written_windows = {}, {}
+        rec._windows, rec._written_windows = DisplayWindows(), {}
         rec._t0 = time.time()
         rec._times = {}
         rec._done_positions = {
@@ -526,31 +523,14 @@ class Recorder:
                     self._state["frame_times_s"].setdefault(image, {}).setdefault(self._record_key(t, p), {})
                 )
                 times[str(index[1])] = round(time.time() - self._t0, 4)
-            self._note_window(image, p, data)
-
-    def _note_window(self, image: str, p: int, data: np.ndarray) -> None:
-        """Widen the image's display window to the data's percentiles (every 4th pixel)."""
-        sample = np.asarray(data[..., ::4, ::4], np.float32)
-        if not sample.size or not np.isfinite(sample).all():
-            return
-        lo, hi = (float(v) for v in np.percentile(sample, WINDOW_PERCENTILES))
-        # a window at least WINDOW_NOISE_SPAN noise sigmas wide (sigma from the differences of each sampled
-        # pixel and its right neighbour, blind to structure): a blank field's noise is not stretched to
-        # full brightness. Only the sampled pairs: this runs for every frame the camera sends
-        right = np.asarray(data[..., ::4, 1::4], np.float32)
-        if right.size:
-            diff = right - sample[..., : right.shape[-1]]
-            sigma = 1.4826 * float(np.median(np.abs(diff))) / np.sqrt(2)
-            hi = max(hi, lo + WINDOW_NOISE_SPAN * sigma)
-        old = self._windows.get((image, p))
-        self._windows[image, p] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            self._windows.note((image, p), data)
 
     def _update_windows(self, image: str) -> None:
         """Write the display windows of ``image`` into its NGFF metadata (viewers open it in contrast),
         where they moved by more than 2 % of their span since last written (not at every time point)."""
         self._check_intact()
         for pos in range(self.n_positions):
-            if (window := self._windows.get((image, pos))) is None:
+            if (window := self._windows.window((image, pos))) is None:
                 continue
             if (last := self._written_windows.get((image, pos))) is not None and max(
                 abs(window[0] - last[0]), abs(window[1] - last[1])
