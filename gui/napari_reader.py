@@ -73,6 +73,7 @@ def read_run(path: str | list[str]) -> list[LayerData]:
             data = da.from_zarr(arr)[:, 0]
             if name == "measured" and anchors:
                 data, kwargs["scale"][1], kwargs["translate"][1] = _on_grid(data, anchors, grid)
+                kwargs["metadata"]["measured_z_um"] = list(anchors)
             layers.append((data, kwargs, "image"))
     layers.extend(_track_layers(where, root))
     return layers

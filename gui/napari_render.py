@@ -137,8 +137,9 @@ def render_run(
     images = [layer for layer in viewer.layers if layer.metadata.get("position", 0) == 0 and layer.ndim == 4]
     if not images:
         raise InputError(f"{run} has no image with a time point to show yet: show it once one is acquired.")
-    for layer in viewer.layers:
-        layer.visible = layer in images
+    for layer in [layer for layer in viewer.layers if layer not in images]:
+        viewer.layers.remove(layer)  # other positions and tracks: the view is fitted to what is shown
+    for layer in images:
         layer.blending = "translucent_no_depth"  # each in its own panel: nothing to add up
         layer.name_overlay.visible = True
     measured = next(
@@ -149,7 +150,8 @@ def render_run(
         raise InputError(f"--t {t} is not a time point of {run.name}: it has {n_t} (0 to {n_t - 1}).")
     t_s = float(measured.translate[0] + t * measured.scale[0])
     low, high = viewer.layers.extent.world[:, 1]
-    z = float(measured.translate[1]) if z_um is None else z_um
+    measured_z = measured.metadata.get("measured_z_um") or [float(measured.translate[1])]
+    z = float(measured_z[0]) if z_um is None else z_um
     if not low - 1e-6 <= z <= high + 1e-6:
         raise InputError(f"--z {z:g} µm is outside {run.name}'s stacks ({low:+g} to {high:+g} µm).")
     viewer.dims.ndisplay = 2

@@ -158,30 +158,37 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
     assert sum(len(v) for k, v in times.items() if record_key_parts(k)[1] == 0) == len(measured_planes)
 
 
-def _panels(png, n):
+def _panels(png, n, filled=False):
     """The brightest channel value of each of the ``n`` side-by-side panels of a PNG, 0-1, leaving out
-    the rows where napari writes the layer names (top) and the scale bar and caption (bottom)."""
+    the rows where napari writes the layer names (top) and the scale bar and caption (bottom); with
+    ``filled``, the fraction of each panel's columns that are not black instead."""
     from matplotlib.image import imread
 
     rgb = imread(png)[..., :3]
     height, width = rgb.shape[:2]
     body = rgb[height // 8 : height * 3 // 4]
-    return [float(body[:, i * width // n : (i + 1) * width // n].max()) for i in range(n)]
+    panels = [body[:, i * width // n : (i + 1) * width // n] for i in range(n)]
+    if filled:
+        return [float((panel.max(axis=(0, 2)) > 0.02).mean()) for panel in panels]
+    return [float(panel.max()) for panel in panels]
 
 
 def test_napari_draws_a_run_side_by_side_off_screen(session, tmp_path):
     """``mm-deepz napari RUN --screenshot``: napari's own layer visuals, drawn without a display. At a
-    measured plane all three images show the worm; 6 µm from it the measured image is empty (nothing
-    was measured there) while the virtual and reference ones are not."""
+    measured plane (where it opens by default) all three images show the worm; 6 µm from it the measured
+    image is empty (nothing was measured there) while the virtual and reference ones are not. Of a
+    2-position run it shows the first position, fitted to its panel (not shrunk to a third by a view
+    fitted to both)."""
     import subprocess
     import sys
 
     out = tmp_path / "run.ome.zarr"
-    _run(session, out, planes=2, time_points=1)
+    _run(session, out, planes=2, time_points=1, positions_xy_um=((0.0, 0.0), (400.0, 0.0)))
 
-    def shot(z):
+    def shot(z, filled=False):
         png = tmp_path / f"z{z}.png"
-        args = ["napari", str(out), "--screenshot", str(png), "--z", str(z), "--size", "900x360"]
+        args = ["napari", str(out), "--screenshot", str(png), "--size", "900x360"]
+        args += [] if z is None else ["--z", str(z)]
         # its own process: napari's GL must be set up for EGL before anything loads PyOpenGL
         done = subprocess.run(
             [sys.executable, "-c", "from mm_deepz.cli import main; main()", *args],
@@ -191,11 +198,13 @@ def test_napari_draws_a_run_side_by_side_off_screen(session, tmp_path):
             check=False,  # its stderr goes into the failure message
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        return _panels(png, 3)
+        return _panels(png, 3, filled)
 
-    at_plane, away = shot(-2.0), shot(4.0)
+    at_plane, away = shot(None), shot(4.0)
     assert min(at_plane) > 0.3, at_plane
     assert away[0] < 0.02 and away[1] > 0.3 and away[2] > 0.3, away
+    # the measured image (its camera offset is never black) spans most of its panel's width
+    assert shot(-2.0, filled=True)[0] > 0.8
 
 
 def test_an_interrupted_run_is_a_valid_collection_already(tmp_path):
