@@ -62,8 +62,9 @@ def snake_case(name: str) -> str:
     return re.sub("([a-z0-9])([A-Z])", r"\1_\2", s1).lower()
 
 
-def _snake_case_class(base: type) -> type:
-    """A subclass of ``base`` with a snake_case alias for every camelCase method."""
+def _snake_case_class(base: type, extra: dict[str, Any] | None = None) -> type:
+    """A subclass of ``base`` with a snake_case alias for every camelCase method (and ``extra``
+    attributes: such a class's attributes cannot be set after it is made)."""
     aliases: dict[str, Any] = {}
     for klass in reversed(base.__mro__):
         for name, value in vars(klass).items():
@@ -72,7 +73,7 @@ def _snake_case_class(base: type) -> type:
             snake = snake_case(name)
             if snake != name:
                 aliases[snake] = value
-    return type(f"{base.__name__}SnakeCase", (base,), aliases)
+    return type(f"{base.__name__}SnakeCase", (base,), {**aliases, **(extra or {})})
 
 
 def _get_tagged_image(
@@ -103,6 +104,21 @@ def _get_tagged_image(
 def _pop_next_tagged_image(self: Any) -> TaggedImage:
     pix, md = self.popNextImageAndMD()
     return TaggedImage(dict(md), pix)
+
+
+def _pycromanager_core_class(base: type) -> type:
+    """``base`` with snake_case aliases and the tagged-image calls pycromanager's Python engine makes.
+    On the class, not bound to each core: a core holding its own bound methods is a reference cycle
+    that the SWIG core never lets the garbage collector break, so every closed session kept its core,
+    world and 250 MB image buffer."""
+    return _snake_case_class(
+        base,
+        {
+            "get_tagged_image": _get_tagged_image,
+            "pop_next_tagged_image": _pop_next_tagged_image,
+            "TaggedImage": TaggedImage,
+        },
+    )
 
 
 @dataclass
@@ -143,11 +159,8 @@ def start_simulator(world: Any = None, config: str | Path | None = None) -> Simu
             "A Python-backend core is already active in this process; close the previous "
             "simulator session (session.close()) before starting another."
         )
-    core = _snake_case_class(SimCore)()
+    core = _pycromanager_core_class(SimCore)()
     load_demo_core(world, config=config or DEMO_CONFIG, core=core)
-    core.get_tagged_image = _get_tagged_image.__get__(core)
-    core.pop_next_tagged_image = _pop_next_tagged_image.__get__(core)
-    core.TaggedImage = TaggedImage
     cores.append(core)
     _report_batch_errors(engine)
     engine(core)
