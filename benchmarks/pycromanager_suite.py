@@ -1,8 +1,8 @@
 """pycromanager's own acquisition tests on the simulator: ``python -m benchmarks.pycromanager_suite``.
 
 pycromanager ships its test suite (``pycromanager/test``), written for Micro-Manager's
-``MMConfig_demo.cfg`` behind a running Micro-Manager. This command copies its acquisition,
-callback, notification and event-building tests into a temporary folder beside a conftest that
+``MMConfig_demo.cfg`` behind a running Micro-Manager. This command copies its test files (all but
+the viewer's, :data:`TEST_FILES` says why) into a temporary folder beside a conftest that
 gives their two fixtures (``launch_mm_headless``: mm-deepz's simulator under the demo
 configuration's names, as pycromanager's Python-backend core; ``setup_data_folder``: a temporary
 folder), runs them with pytest and prints pytest's summary. The tests themselves are unchanged.
@@ -18,12 +18,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: the test files of pycromanager that need no Java and no viewer
+#: every test file of pycromanager's but test_viewer.py: its NDViewer tests need the Java backend
+#: (pycromanager's Python backend drops ``show_display``, so ``acq.get_viewer()`` is None and they fail
+#: with AttributeError whatever the core), and its napari tests block in ``napari.run()`` until a person
+#: closes the window
 TEST_FILES = (
     "test_acquisition.py",
     "test_callback_functions.py",
     "test_notifications_futures.py",
     "test_MDA_events.py",
+    "test_startup.py",
 )
 
 CONFTEST = """

@@ -179,6 +179,30 @@ def test_core_and_world_agree_after_load_and_after_the_world_changes(demo_world)
         sim.release_core(core)
 
 
+def test_the_first_frame_after_load_costs_an_exposure_not_the_optics(demo_world, monkeypatch):
+    # #37 item 7: a freshly loaded world computed its optics at the first frame (a 1000 ms snap took
+    # 1.98 s), so pycromanager's abort tests saw no frame before their abort. A camera is ready once
+    # loaded: the first snap finds the optics for the current focus and light path made
+    from simulators.optics import RadialOTF
+
+    core = sim.load_demo_core(demo_world, config=sim.MM_DEMO_CONFIG)
+    made = []
+    original = RadialOTF.intensity_psf
+
+    def count(self, defocus_um, modality):
+        made.append((defocus_um, modality))
+        return original(self, defocus_um, modality)
+
+    monkeypatch.setattr(RadialOTF, "intensity_psf", count)
+    try:
+        core.setExposure(50)
+        core.snapImage()
+        assert core.getImage().max() > demo_world.camera.offset_adu + 20  # the specimen, not a blank
+        assert made == []
+    finally:
+        sim.release_core(core)
+
+
 def test_channels_see_the_gfp_specimen_through_their_filters(demo_core):
     core = demo_core
     core.setExposure(50)
