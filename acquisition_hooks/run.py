@@ -325,8 +325,8 @@ class DeepZAcquisition:
             self._acq.abort()
 
     def abort(self, reason: str = "aborted by the user") -> None:
-        """:meth:`stop`, and while the backlog is made after the run, stop that after the stack in
-        progress (the rest stays recorded as pending)."""
+        """:meth:`stop`, and make no more virtual stacks after the one in progress: those queued for the
+        model and the backlog stay recorded as pending (the run ends in about one stack's time)."""
         if self._opened is not None:
             self._opened.hooks.virtual.cancel_drain()
         self.stop(reason)
@@ -438,7 +438,10 @@ class DeepZAcquisition:
                 )
             # the next time point is submitted once this one's frames are taken, so a toggle or
             # an abort during time point t applies from t + 1
-            if not self._wait_acquired(acq, t) and not self._abort.is_set():
+            acquired = self._wait_acquired(acq, t)
+            if not acquired and self._abort.is_set():
+                return  # stopped during time point t: it is not counted as done
+            if not acquired:
                 msg = (
                     f"Time point {t} was not measured within {s.time_point_timeout_s:.0f} s (a microscope "
                     "error? see the log); going on with the next one"

@@ -73,6 +73,9 @@ class VirtualResults:
         """Hand the input planes of ``(t, p)`` to the model, or to the backlog if it is busy."""
         if self.worker is None:
             return
+        if self._cancel_drain.is_set():  # stopped: measured now, made later
+            self._defer(t, p)
+            return
         try:
             self.worker.submit(self._bundle(t, p, planes), timeout=0)
         except (WorkerBusy, WorkerClosed):
@@ -116,6 +119,7 @@ class VirtualResults:
             and self.worker.pending == 0
             and not self.state.stopped
             and not self._draining
+            and not self._cancel_drain.is_set()
             and (key := self._next()) is not None
         ):
             try:
@@ -127,8 +131,13 @@ class VirtualResults:
                 self.missing(*key, f"its planes could not be read back: {e}")
 
     def cancel_drain(self) -> None:
-        """Stop making the backlog after the stack in progress (the rest stays recorded as pending)."""
+        """Stop making virtual stacks after the one in progress: the backlog, and the stacks queued for the
+        model, stay recorded as pending (``mm-deepz infer`` or the panel's "Make the remaining virtual
+        stacks" make them)."""
         self._cancel_drain.set()
+        if self.worker is not None:
+            for bundle in self.worker.cancel_pending():
+                self._defer(*bundle.key)
 
     def drain_backlog(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Make every waiting stack, oldest first, waiting for the model as long as it takes (after the

@@ -186,6 +186,7 @@ class DeepZPanel(QWidget):
         self._model_key: tuple | None = None
         self._reference: dict[int, np.ndarray] = {}
         self._queued = 0  # virtual stacks waiting for the model, as last reported
+        self._closing = False  # the user closed the window during a run: it closes when the run ends
         self._build(r)
         self._defaults = {
             key: _value(w) for key, w in self._remembered().items()
@@ -652,10 +653,12 @@ class DeepZPanel(QWidget):
         return answer == QMessageBox.Yes
 
     def stop(self) -> None:
-        """Stop the running acquisition after the event in progress."""
+        """Stop the running acquisition after the event in progress; the virtual stack the model is
+        making is finished, the rest are recorded as still to make (offered after the run)."""
         self.runner.stop()
+        self.stop_button.setEnabled(False)
         waiting = (
-            f"; {self._queued} virtual stack(s) queued for the model are made or listed to make later"
+            f"; the {self._queued} virtual stack(s) waiting for the model are listed to make afterwards"
             if self._queued
             else ""
         )
@@ -686,6 +689,8 @@ class DeepZPanel(QWidget):
             self.blind,
             self.device,
             self.output,
+            self.browse_output,
+            self.browse_model,
             self.overwrite,
         ):
             w.setEnabled(not running)
@@ -839,6 +844,7 @@ class DeepZPanel(QWidget):
         self.summary = summary
         self.runner.wait(5)  # the thread ends right after it reports
         self._set_running(False)
+        self.progress.setValue(summary.time_points)  # the time points recorded, not those started
         text = (
             f"{'Stopped' if summary.aborted else 'Done'}: {summary.time_points} time points, "
             f"{summary.planes_measured} planes measured, {summary.planes_synthesized} synthesized, "
@@ -858,6 +864,7 @@ class DeepZPanel(QWidget):
         self._show_message(text, error=bool(summary.errors or summary.warnings))
         self._next_output()
         self._problem()
+        self._close_if_asked()
 
     def _on_failed(self, message: str) -> None:
         self.runner.wait(5)
@@ -866,6 +873,7 @@ class DeepZPanel(QWidget):
         if not self._looking:  # a run that failed: the next one goes to a new container
             self._next_output()
         self._problem()
+        self._close_if_asked()
 
     # -- snap and live ---------------------------------------------------------------------
     def _look(self, frames: int | None) -> None:
@@ -893,18 +901,30 @@ class DeepZPanel(QWidget):
         self._problem()  # Start as the settings allow
 
     def closeEvent(self, event) -> None:
-        """Ask before a running acquisition is stopped; stop it (bounded wait) before the panel goes."""
+        """Ask before a running acquisition is stopped. Yes stops it as Stop does and the window closes
+        once its container is finished (the window stays responsive meanwhile); virtual stacks not made
+        by then are recorded as still to make."""
         if self.runner.running:
-            if not self._confirm(
+            if not self._closing and self._confirm(
                 "Stop the acquisition?",
-                "An acquisition is running. Stop it and close? What was "
-                "measured so far is kept in its container.",
+                "An acquisition is running. Stop it and close? What was measured so far is kept in its "
+                "container; virtual stacks not made yet are recorded there as still to make.",
             ):
-                event.ignore()
-                return
-            self.stop()
-            self.runner.wait(30)
+                self._closing = True
+                self.stop()
+                self._show_message(
+                    "Stopping the acquisition; the window closes once its container is finished…"
+                )
+            event.ignore()
+            return
         super().closeEvent(event)
+
+    def _close_if_asked(self) -> None:
+        """The run the user closed the window on has ended: close it now (the top-level window, which
+        remembers the fields, when the panel sits in one)."""
+        if self._closing:
+            self._closing = False
+            QTimer.singleShot(0, self.window().close)
 
 
 def timing_text(done: int, total: int, elapsed_s: float, interval_s: float) -> str:

@@ -13,7 +13,14 @@ from acquisition_hooks import AcquisitionRequest
 from gui import DeepZPanel
 from gui.screenshot import render_screenshot
 from mm_deepz.cli import app
-from mm_deepz.io import image_array, image_group_path, image_names, open_container, read_progress
+from mm_deepz.io import (
+    image_array,
+    image_group_path,
+    image_names,
+    open_container,
+    read_progress,
+    record_key_parts,
+)
 
 RUN_TIMEOUT_MS = 120_000
 
@@ -301,11 +308,38 @@ def test_replacing_a_run_asks_first_and_no_keeps_it(qtbot, panel, tmp_path, monk
     assert len(answers.asked) == 2 and read_progress(first)["finished"]
 
 
+def _slow_model(monkeypatch, seconds):
+    """The model far slower than the camera: each virtual stack takes ``seconds``."""
+    from mm_deepz.engine import predictor as predictor_module
+
+    fast = predictor_module.Predictor.predict_stack
+
+    def slow(self, *a, **k):
+        time.sleep(seconds)
+        return fast(self, *a, **k)
+
+    monkeypatch.setattr(predictor_module.Predictor, "predict_stack", slow)
+
+
+def _accounted(path):
+    """Whether every Deep-Z time point measured has its virtual stack made or recorded as still to make,
+    and the run record says how it ended (not "interrupted")."""
+    record = read_progress(path)
+    made = set(record["completed"]["virtual"])
+    pending = {record_key_parts(key)[0] for key in record.get("virtual_pending", {})}
+    measured = set(record["completed"]["measured"])
+    return record["finished"] and measured and measured <= made | pending
+
+
 def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monkeypatch):
+    # #34 item 2: "Stop it and close?" -> Yes froze the window for 30 s, then closed with the run still
+    # going, the container "interrupted" and a virtual stack neither made nor listed as pending
+    _slow_model(monkeypatch, 3.0)
     panel = DeepZPanel(_request(tmp_path, time_points=100, interval_s=0.5))
     qtbot.addWidget(panel)
+    panel.show()
     qtbot.mouseClick(panel.start_button, 1)
-    qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: panel.progress.value() >= 3, timeout=RUN_TIMEOUT_MS)  # stacks queue up
     qtbot.waitUntil(
         lambda: "ETA" in panel.timing.text() and "next time point in" in panel.timing.text(), timeout=5000
     )  # the countdown and the expected end, while it runs
@@ -313,9 +347,32 @@ def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monk
     assert not panel.close() and panel.runner.running  # "No": the run goes on
     assert "running" in answers.asked[0][1]
     answers.answer = True
-    assert panel.close()
-    assert panel.runner.wait(30) and not panel.runner.running
-    assert read_progress(tmp_path / "panel.ome.zarr")["completed"]["measured"]  # what was measured is kept
+    started = time.monotonic()
+    assert not panel.close()  # "Yes": it stops, and the window stays until the container is finished ...
+    assert time.monotonic() - started < 1.0  # ... without waiting here for the run (nothing froze)
+    assert panel.isVisible() and "closes once" in panel.message.text()
+    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=RUN_TIMEOUT_MS)  # ... then closes by itself
+    assert not panel.runner.running
+    assert _accounted(tmp_path / "panel.ome.zarr")
+
+
+def test_stop_ends_the_run_and_lists_the_queued_stacks_to_make(qtbot, tmp_path, monkeypatch):
+    # #34 item 3: Stop waited for every stack queued for the model (47 s) and the bar read 5 / 6 after a
+    # run that recorded 4 time points. Stop ends after the stack in progress; the rest are listed and
+    # offered; the bar shows the time points recorded
+    _slow_model(monkeypatch, 3.0)
+    panel = DeepZPanel(_request(tmp_path, time_points=20, interval_s=0.2))
+    qtbot.addWidget(panel)
+    qtbot.mouseClick(panel.start_button, 1)
+    qtbot.waitUntil(lambda: panel.progress.value() >= 4, timeout=RUN_TIMEOUT_MS)  # the model far behind
+    with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.stop_button, 1)
+    summary = panel.summary
+    assert summary.aborted and summary.virtual_pending >= 2  # listed, not waited for
+    recorded = read_progress(tmp_path / "panel.ome.zarr")["completed"]["measured"]
+    assert panel.progress.value() == summary.time_points == len(recorded)
+    assert panel.finish_button.isVisibleTo(panel) and "still to make" in panel.message.text()
+    assert _accounted(tmp_path / "panel.ome.zarr")
 
 
 def test_a_new_run_starts_with_empty_views_and_the_finished_one_opens_in_napari(qtbot, tmp_path, monkeypatch):

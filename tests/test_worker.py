@@ -93,3 +93,20 @@ def test_a_worker_starts_its_thread_with_the_first_bundle_and_an_unused_one_clos
         assert worker.submit(bundle(0), timeout=5).result(timeout=30).data.shape == (2, 48, 48)
         assert model_threads() == before + 1
     assert model_threads() == before  # closed: the thread ended
+
+
+def test_stopping_takes_back_the_queued_bundles_and_finishes_the_one_in_progress():
+    # a Stop does not wait for every queued stack: those the model has not started come back to the
+    # caller (who records them as still to make); the one in progress is finished
+    predictor = GatedPredictor(tiny_model(), "cpu")
+    made = []
+    worker = InferenceWorker(predictor, max_pending=4, on_result=lambda b, s: made.append(b.key[0]))
+    futures = [worker.submit(bundle(0))]
+    deadline = time.time() + 5
+    while worker.pending and time.time() < deadline:  # the model took bundle 0
+        time.sleep(0.01)
+    futures += [worker.submit(bundle(i)) for i in (1, 2, 3)]
+    taken = worker.cancel_pending()
+    assert [b.key[0] for b in taken] == [1, 2, 3] and all(f.cancelled() for f in futures[1:])
+    predictor.gate.set()
+    assert worker.close(timeout=30) and made == [0] and futures[0].result().data.shape[0] == 2

@@ -103,6 +103,26 @@ class InferenceWorker:
         self.stats.submitted += 1
         return fut
 
+    def cancel_pending(self) -> list[PlaneBundle]:
+        """Take back the bundles still waiting for the model (not the one it is working on): their futures
+        are cancelled and they are returned, for the caller to record as still to make."""
+        taken: list[PlaneBundle] = []
+        closing = False
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # close() is under way: its end marker stays last
+                closing = True
+                continue
+            bundle, fut, _ = item
+            if fut.cancel():
+                taken.append(bundle)
+        if closing:
+            self._queue.put(None)
+        return taken
+
     def close(self, timeout: float = 60.0) -> bool:
         """Finish queued bundles and stop; returns False if the thread did not end in time."""
         with self._start_lock:
