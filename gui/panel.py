@@ -924,7 +924,8 @@ class DeepZPanel(QWidget):
         remembers the fields, when the panel sits in one)."""
         if self._closing:
             self._closing = False
-            QTimer.singleShot(0, self.window().close)
+            top = self.window() or self
+            QTimer.singleShot(0, lambda: top.close() and None)
 
 
 def timing_text(done: int, total: int, elapsed_s: float, interval_s: float) -> str:
