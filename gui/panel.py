@@ -925,7 +925,11 @@ class DeepZPanel(QWidget):
         if self._closing:
             self._closing = False
             top = self.window() or self
-            QTimer.singleShot(0, lambda: top.close() and None)
+
+            def close() -> None:
+                top.close()
+
+            QTimer.singleShot(0, close)
 
 
 def timing_text(done: int, total: int, elapsed_s: float, interval_s: float) -> str:
