@@ -39,6 +39,7 @@ from PyQt5.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -46,10 +47,12 @@ from PyQt5.QtWidgets import (
 )
 
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
+from acquisition_hooks.estimate import PlanEstimate, duration_text, size_text, when_text
 from acquisition_hooks.infer import InferSummary
 from acquisition_hooks.request import PHANTOMS
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import is_container, next_free_output
+from mm_deepz.io.claim import free_space
 from mm_deepz.modelfile import DeepZModel
 
 from .runner import AcquisitionRunner, LiveStats
@@ -187,6 +190,9 @@ class DeepZPanel(QWidget):
         self._reference: dict[int, np.ndarray] = {}
         self._queued = 0  # virtual stacks waiting for the model, as last reported
         self._closing = False  # the user closed the window during a run: it closes when the run ends
+        #: the camera's frame (rows, columns) as last seen (Micro-Manager: sizes the plan once known)
+        self._frame_yx: tuple[int, int] | None = None
+        self._estimate: PlanEstimate | None = None
         self._build(r)
         self._defaults = {
             key: _value(w) for key, w in self._remembered().items()
@@ -301,10 +307,17 @@ class DeepZPanel(QWidget):
         self.stop_button.setEnabled(False)
         self.message = QLabel()
         self.message.setWordWrap(True)
+        # wrapped lines are not given their height inside the scrolling panel's column: room for three
+        self.message.setMinimumHeight(3 * self.message.fontMetrics().lineSpacing() + 4)
+        #: images, bytes, duration (with its end) and light of the plan, before Start (short lines)
+        self.plan_summary = QLabel("")
+        self.plan_summary.setToolTip(
+            "What the plan takes: planes measured, synthesized and scanned for blind checks; the disk space "
+            "they need uncompressed; the camera's time; the light, blind checks counted"
+        )
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m time points")
         self.timing = QLabel("")  # countdown to the next time point and the expected end
-        self.timing.setWordWrap(True)
         self._clock = QTimer(self)
         self._clock.setInterval(500)
         self._clock.timeout.connect(self._show_timing)
@@ -359,21 +372,26 @@ class DeepZPanel(QWidget):
         s_lay = QVBoxLayout(settings)
         s_lay.addLayout(form)
         s_lay.addWidget(self.toggle)
+        s_lay.addStretch(1)
+        # the run's controls and status never scroll away: a refusal, a failure and the end of a run
+        # are always in sight, whatever the screen
+        run_box = QGroupBox("Run")
+        r_lay = QVBoxLayout(run_box)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.snap_button)
         buttons.addWidget(self.live_button)
-        s_lay.addLayout(buttons)
-        s_lay.addWidget(self.progress)
-        s_lay.addWidget(self.timing)
-        s_lay.addWidget(self.dose)
-        s_lay.addWidget(self.virtual_progress)
-        s_lay.addWidget(self.throughput)
-        s_lay.addWidget(self.message)
-        s_lay.addWidget(self.finish_button)
-        s_lay.addWidget(self.open_button)
-        s_lay.addStretch(1)
+        r_lay.addLayout(buttons)
+        r_lay.addWidget(self.plan_summary)
+        r_lay.addWidget(self.progress)
+        r_lay.addWidget(self.timing)
+        r_lay.addWidget(self.dose)
+        r_lay.addWidget(self.virtual_progress)
+        r_lay.addWidget(self.throughput)
+        r_lay.addWidget(self.message)
+        r_lay.addWidget(self.finish_button)
+        r_lay.addWidget(self.open_button)
 
         self.measured_view = PlaneView("no measured plane yet")
         self.measured_title = QLabel("latest measured plane")
@@ -421,8 +439,15 @@ class DeepZPanel(QWidget):
         scroll.setMinimumWidth(
             settings.minimumSizeHint().width() + (bar.sizeHint().width() if bar else 0) + 4
         )
+        run_box.setMaximumWidth(scroll.minimumWidth())
+        # the run box takes the height its wrapped lines need; the settings scroll in what is left
+        run_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        scroll.setMinimumHeight(120)
+        left = QVBoxLayout()
+        left.addWidget(scroll, 1)
+        left.addWidget(run_box)
         lay = QHBoxLayout(self)
-        lay.addWidget(scroll)
+        lay.addLayout(left)
         lay.addLayout(views, 1)
 
     def _wire(self) -> None:
@@ -530,9 +555,51 @@ class DeepZPanel(QWidget):
                     + f" µm for {len(plan.requested_z())} virtual planes "
                     f"({plan.dose_ratio:.0f}x less light)"
                 )
+                problem = self._size_plan(request, plan)
         if self.model is None:
             self.card.setPlainText("")
-        self.start_button.setEnabled(problem is None and not self.runner.running)
+        if problem is not None:
+            self.plan_summary.setText("")
+        if not self.runner.running:
+            self.start_button.setEnabled(problem is None)
+            self.start_button.setToolTip(in_panel_words(problem) if problem else "Start the acquisition")
+        return problem
+
+    def _size_plan(self, request: AcquisitionRequest, plan: DeepZPlan) -> str | None:
+        """Show the plan's images, bytes, duration and light; what refuses it (no room on the disk)."""
+        frame = (request.frame, request.frame) if not request.connect else self._frame_yx
+        estimate = PlanEstimate.of(
+            plan,
+            request.time_points,
+            request.interval_s,
+            len(request.positions_xy_um or ((0.0, 0.0),)),
+            frame or (0, 0),
+            deepz=request.deepz,
+        )
+        self._estimate = estimate
+        now = datetime.datetime.now()
+        planes = [f"{estimate.measured_planes:,} measured"]
+        if estimate.virtual_planes:
+            planes.append(f"{estimate.virtual_planes:,} virtual")
+        if estimate.reference_planes:
+            planes.append(f"{estimate.reference_planes:,} reference")
+        size = f"up to {size_text(estimate.bytes)} on disk" if frame else "size: once the camera is seen"
+        lines = [
+            f"Plan: {' · '.join(planes)} planes",
+            f"{size} · about {duration_text(estimate.duration_s)}, until {when_text(estimate.end(now), now)}",
+            f"light: {estimate.exposure_s:.3g} s exposure, {estimate.light_saving:.1f}x less than z-stacks",
+        ]
+        problem = None
+        free = free_space(request.output)
+        if frame and free is not None and estimate.bytes > free:
+            problem = (
+                f"The plan needs up to {size_text(estimate.bytes)} and {size_text(free)} is free where "
+                f"{request.output.name} goes: fewer time points or virtual planes, or an output on "
+                "another disk."
+            )
+        elif estimate.duration_s > 7 * 86400:
+            lines.append(f"Note: this run lasts {duration_text(estimate.duration_s)}.")
+        self.plan_summary.setText("\n".join(lines))
         return problem
 
     def _model_for(self, path: Path) -> DeepZModel:
@@ -716,6 +783,7 @@ class DeepZPanel(QWidget):
     def _on_image(self, kind: str, t: int, zi: int, plane: np.ndarray) -> None:
         if kind == "live":
             self.measured_view.set_image(plane)
+            self._frame_yx = (int(plane.shape[0]), int(plane.shape[1]))
             preset = self._base.input_preset
             self.measured_title.setText(
                 f"{'live' if self.live_button.isChecked() else 'snap'}: {preset}, "
@@ -933,20 +1001,26 @@ class DeepZPanel(QWidget):
 
 
 def timing_text(done: int, total: int, elapsed_s: float, interval_s: float) -> str:
-    """``next time point in 3 s · ETA 14:05 (12 min)`` from the run's progress so far."""
+    """``next time point in 3 s · ETA 14:05 today (12 min)`` from the run's progress so far; a time point
+    that is late says so (the interval is not kept)."""
     if total <= 0 or done >= total:
         return ""
     parts = []
     if interval_s > 0:
-        parts.append(f"next time point in {max(0.0, done * interval_s - elapsed_s):.0f} s")
+        due = done * interval_s - elapsed_s
+        if due >= -1.0:
+            parts.append(f"next time point in {max(0.0, due):.0f} s")
+        else:
+            parts.append(f"t={done} is {-due:.0f} s late: the {interval_s:g} s interval is not kept")
         left = max(0.0, (total - 1) * interval_s - elapsed_s) + (elapsed_s / done if done else interval_s)
+        left = max(left, elapsed_s / done * (total - done) if done else 0.0)
     elif done:
         left = elapsed_s / done * (total - done)  # as fast as possible: at the pace so far
     else:
         return "first time point…"
-    eta = datetime.datetime.now() + datetime.timedelta(seconds=left)
-    duration = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
-    parts.append(f"ETA {eta:%H:%M} ({duration})")
+    now = datetime.datetime.now()
+    eta = now + datetime.timedelta(seconds=left)
+    parts.append(f"ETA {when_text(eta, now)} ({duration_text(left)})")
     return " · ".join(parts)
 
 

@@ -19,9 +19,16 @@ from PyQt5.QtCore import QObject, pyqtSignal
 
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
 from mm_deepz.engine import VirtualStack
+from mm_deepz.errors import DeepZError
 from mm_deepz.modelfile import DeepZModel
 
 logger = logging.getLogger(__name__)
+
+
+def user_message(error: BaseException) -> str:
+    """What the panel shows for a failure: mm-deepz's own errors say what happened and what to do in
+    their text; anything else is named by its type (and logged with its traceback)."""
+    return str(error) if isinstance(error, DeepZError) else f"{type(error).__name__}: {error}"
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ class AcquisitionRunner(QObject):
             try:
                 self.inferred.emit(infer_missing(container, None, device, progress=self.progress.emit))
             except Exception as e:  # noqa: BLE001 - reported to the user in the panel
-                self.inferred.emit(f"{type(e).__name__}: {e}")
+                self.inferred.emit(user_message(e))
 
         self._thread = threading.Thread(target=work, name="deepz-panel-infer", daemon=True)
         self._thread.start()
@@ -123,7 +130,7 @@ class AcquisitionRunner(QObject):
                         self.image.emit("live", taken, -1, plane)
                         taken += 1
             except Exception as e:  # noqa: BLE001 - reported to the user in the panel
-                self.failed.emit(f"{type(e).__name__}: {e}")
+                self.failed.emit(user_message(e))
             finally:
                 self.live_ended.emit()
 
@@ -170,7 +177,7 @@ class AcquisitionRunner(QObject):
                     self._emit_stats()
         except Exception as e:
             logger.exception("Acquisition failed")
-            self.failed.emit(f"{type(e).__name__}: {e}")
+            self.failed.emit(user_message(e))
             return
         finally:
             self.acquisition = None

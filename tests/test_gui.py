@@ -615,3 +615,93 @@ def test_start_runs_the_model_the_panel_already_loaded(qtbot, panel, monkeypatch
     monkeypatch.setattr("acquisition_hooks.request.load_model", mm_deepz.modelfile.load_model)
     summary = _start_and_wait(qtbot, panel)
     assert loads == [] and summary.planes_synthesized > 0
+
+
+def _type(qtbot, widget, text):
+    """Select a field's text and type over it, as a person does (then Enter)."""
+    from PyQt5.QtCore import Qt
+
+    widget.setFocus()
+    qtbot.keyClick(widget, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(widget, text)
+    qtbot.keyClick(widget, Qt.Key.Key_Return)
+
+
+def _in_sight(widget):
+    """Whether ``widget`` is shown on screen now, not scrolled out of its window."""
+    from PyQt5.QtWidgets import QScrollArea
+
+    parent = widget.parentWidget()
+    while parent is not None:
+        if isinstance(parent, QScrollArea):
+            return False  # it could be scrolled away
+        parent = parent.parentWidget()
+    return widget.isVisible() and not widget.visibleRegion().isEmpty()
+
+
+def test_a_refusal_is_in_sight_and_start_says_why_it_is_greyed(qtbot, tmp_path):
+    # #34 items 1 and 4: the status sat below the fold of the scrolling settings, a greyed Start gave no
+    # reason, and an output under /proc passed the preflight and failed after Start with raw exception text
+    (tmp_path / "notes.txt").write_text("mine")
+    panel = DeepZPanel(_request(tmp_path))
+    qtbot.addWidget(panel)
+    panel.resize(1280, 800)
+    panel.show()
+    qtbot.waitExposed(panel)
+    for output, words in (
+        ("/proc/run.ome.zarr", "/proc does not take new files"),
+        (str(tmp_path / "notes.txt" / "run.ome.zarr"), "is a file"),
+    ):
+        _type(qtbot, panel.output, output)
+        assert words in panel.message.text() and _in_sight(panel.message)
+        assert not panel.start_button.isEnabled() and words in panel.start_button.toolTip()
+        assert "Error" not in panel.message.text()  # the panel's words, not an exception's name
+    _type(qtbot, panel.output, str(tmp_path / "fine.ome.zarr"))
+    assert panel.start_button.isEnabled() and _in_sight(panel.plan_summary)
+
+
+def test_the_plan_is_sized_before_start_and_refused_when_the_disk_is_too_small(qtbot, tmp_path, monkeypatch):
+    # #34 item 5: 100000 time points x 86400 s was accepted with no word of ~330 GB against 79 GB free, and
+    # the ETA was a time of day without a date
+    panel = DeepZPanel(_request(tmp_path, time_points=3, blind_check_every=2))
+    qtbot.addWidget(panel)
+    text = panel.plan_summary.text()
+    # 3 x 1 measured, 3 x 21 virtual, 2 blind checks x 21 reference; 128² frames
+    assert "3 measured · 63 virtual · 42 reference planes" in text and "today" in text
+    assert "up to 5.6 MB on disk" in text  # 128² x (45 x 2 + 63 x 4) bytes
+    monkeypatch.setattr("gui.panel.free_space", lambda path: 10**9)  # 1 GB free
+    _type(qtbot, panel.time_points, "100000")
+    _type(qtbot, panel.interval, "86400")
+    assert "and 1.0 GB is free" in panel.message.text() and not panel.start_button.isEnabled()
+    monkeypatch.setattr("gui.panel.free_space", lambda path: 10**15)
+    _type(qtbot, panel.time_points, "10")
+    text = panel.plan_summary.text()
+    assert re.search(r"until \w{3} \d\d \w{3} \d{4} \d\d:\d\d", text), text  # another day: its date
+    assert "about 9.0 days" in text and panel.start_button.isEnabled()
+
+
+def test_the_output_and_its_folder_button_are_locked_during_a_run(qtbot, tmp_path, monkeypatch):
+    # #34 item 4: the output "…" button stayed enabled; a folder chosen during a run changed the field
+    # while data kept going to the first path
+    chosen = []
+    monkeypatch.setattr(
+        "gui.panel.QFileDialog.getExistingDirectory",
+        lambda *a: chosen.append(a) or str(tmp_path / "elsewhere"),
+    )
+    panel = DeepZPanel(_request(tmp_path, time_points=3, interval_s=1.0))
+    qtbot.addWidget(panel)
+    qtbot.mouseClick(panel.start_button, 1)
+    qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=RUN_TIMEOUT_MS)
+    before = panel.output.text()
+    qtbot.mouseClick(panel.browse_output, 1)
+    assert not chosen and panel.output.text() == before and not panel.output.isEnabled()
+    with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
+        pass
+    assert panel.browse_output.isEnabled()
+
+
+def test_a_late_time_point_says_the_interval_is_not_kept():
+    # #34 item 5: with the run behind its 2 s interval the countdown read "next time point in 0 s"
+    from gui.panel import timing_text
+
+    assert timing_text(1, 6, 26.0, 2.0).startswith("t=1 is 24 s late: the 2 s interval is not kept")

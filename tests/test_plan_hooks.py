@@ -73,3 +73,21 @@ def test_other_events_pass_untouched(hooks):
     assert len(ref) == 5 and all(hooks.event_generation_hook(e) is e for e in ref)
     assert ref[0]["config_group"] == ["Channel", "Confocal"]
     np.testing.assert_allclose([e["z"] for e in ref], hooks.plan.requested_z())
+
+
+def test_a_plan_is_sized_in_planes_bytes_time_and_light_before_it_runs():
+    from acquisition_hooks.estimate import PlanEstimate
+
+    plan = DeepZPlan(
+        z_start_um=-10, z_end_um=10, z_step_um=1, plane_offsets_um=(-2.0, 2.0), blind_check_every=4
+    )
+    # 10 time points every 5 s, 2 positions, 2 input planes of 10 ms, blind checks at t = 0, 4, 8
+    deepz = PlanEstimate.of(plan, 10, 5.0, 2, (100, 100))
+    assert (deepz.measured_planes, deepz.virtual_planes, deepz.reference_planes) == (40, 420, 126)
+    assert deepz.bytes == 100 * 100 * ((40 + 126) * 2 + 420 * 4)
+    assert deepz.exposure_s == pytest.approx(40 * 0.010 + 126 * 0.100)
+    assert deepz.exposure_full_s == pytest.approx(420 * 0.010 + 126 * 0.100)
+    assert deepz.duration_s == pytest.approx(9 * 5.0 + deepz.exposure_s / 10)
+    assert deepz.virtual_planes_per_s == pytest.approx(42 / 5.0)  # both positions' stacks each interval
+    full = PlanEstimate.of(plan, 10, 5.0, 2, (100, 100), deepz=False)
+    assert (full.measured_planes, full.virtual_planes) == (420, 0) and full.light_saving == pytest.approx(1)

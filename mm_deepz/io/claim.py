@@ -60,8 +60,7 @@ class OutputExistsError(DeepZError):
 
 
 class ContainerLockedError(DeepZError):
-    """The container cannot be locked for writing: another process writes it (or its lock file
-    cannot be made)."""
+    """The container cannot be locked for writing: another process writes it."""
 
 
 class OutputPathError(StorageError):
@@ -125,9 +124,9 @@ class ContainerLock:
         try:
             self._file = open(self._path, "a+")  # noqa: SIM115 - held for the lock's lifetime
         except OSError as e:
-            raise ContainerLockedError(
-                f"Cannot make the lock file {self._path} to write {self.container}: {e.strerror or e}. Is "
-                "the folder writable?"
+            raise OutputPathError(
+                f"{self._path.parent} does not take new files ({e.strerror or e}), so {self.container} "
+                "cannot be written there: choose another output."
             ) from e
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -273,6 +272,17 @@ def preflight_output(path: str | Path, overwrite: bool = False) -> None:
     _check_path(path, overwrite)
     if real_path(path).parent.is_dir():
         ContainerLock(path).release()
+
+
+def free_space(path: str | Path) -> int | None:
+    """Bytes free on the disk an output at ``path`` would go to (its nearest existing folder); None if
+    that cannot be told."""
+    target = real_path(path)
+    above = next((p for p in (target, *target.parents) if p.is_dir()), None)
+    try:
+        return shutil.disk_usage(above).free if above is not None else None
+    except OSError:
+        return None
 
 
 def next_free_output(path: str | Path) -> Path:
