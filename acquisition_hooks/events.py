@@ -81,20 +81,49 @@ class EventRewriter:
         self._anchor_properties = tuple((str(d), str(p), str(v)) for d, p, v in anchor_properties)
         self._lock = threading.Lock()
         self._mode: dict[int, str] = {}
+        #: the toggle, read under the lock at the one moment a time point's mode is decided
+        self._deepz = True
+        self._next_t = 0  # the first time point not decided yet
+        self._checks_asked: set[int] = set()  # blind checks asked for during the run
 
-    def mode_of(self, t: int, deepz: bool) -> str:
-        """``deepz`` or ``full`` for time point ``t``: ``deepz`` (the toggle) on its first plane."""
+    @property
+    def deepz(self) -> bool:
+        """The toggle: whether time points not decided yet are captured with Deep-Z."""
+        return self._deepz
+
+    def set_deepz(self, on: bool) -> int:
+        """Switch the toggle; the time point it applies from (the first one not decided yet: a time point
+        is decided on its first plane, so one under way keeps its mode)."""
+        with self._lock:
+            self._deepz = bool(on)
+            return self._next_t
+
+    def ask_blind_check(self) -> int:
+        """A blind check at the first time point not decided yet (besides the plan's); that time point."""
+        with self._lock:
+            self._checks_asked.add(self._next_t)
+            return self._next_t
+
+    def is_blind_check(self, t: int) -> bool:
+        """Whether time point ``t`` also acquires a reference stack (the plan's, or one asked for)."""
+        with self._lock:
+            return self.plan.is_blind_check(t) or t in self._checks_asked
+
+    def mode_of(self, t: int, allowed: bool = True) -> str:
+        """``deepz`` or ``full`` for time point ``t``, fixed on its first plane from the toggle (``deepz``
+        only where ``allowed``: a run without a model measures full stacks)."""
         with self._lock:
             if t not in self._mode:
-                self._mode[t] = "deepz" if deepz else "full"
+                self._mode[t] = "deepz" if self._deepz and allowed else "full"
+                self._next_t = max(self._next_t, t + 1)
                 self._mode.pop(t - 2, None)  # decided long ago (MDA runners may ask again for t - 1)
             return self._mode[t]
 
-    def capture(self, t: int, zi: int, deepz: bool) -> Capture | None:
+    def capture(self, t: int, zi: int, allowed: bool = True) -> Capture | None:
         """What requested plane ``zi`` of time point ``t`` becomes; None: it is skipped."""
         plan = self.plan
         config = (plan.channel_group, plan.input_preset)
-        if self.mode_of(t, deepz) == "full":
+        if self.mode_of(t, allowed) == "full":
             return Capture("full", float(self.z_um[zi]), plan.stack_exposure_ms, config)
         if zi not in self.anchors:
             return None

@@ -87,8 +87,9 @@ class DeepZHooks:
             score=blind_check_scores,
             on_virtual=on_virtual,
             on_blind_check=on_blind_check,
+            is_blind_check=self.rewriter.is_blind_check,
         )
-        self._enabled = enabled
+        self.rewriter.set_deepz(enabled)
 
     @property
     def stats(self) -> HookStats:
@@ -99,12 +100,17 @@ class DeepZHooks:
     @property
     def enabled(self) -> bool:
         """Whether new time points are captured with Deep-Z (else as full stacks)."""
-        return self._enabled
+        return self.rewriter.deepz
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
-        self._enabled = bool(value)
-        logger.info("Virtual z-stacking %s (from the next time point)", "on" if value else "off")
+        self.set_enabled(value)
+
+    def set_enabled(self, value: bool) -> int:
+        """Switch virtual z-stacking; the time point it applies from (the first not yet under way)."""
+        t = self.rewriter.set_deepz(value)
+        logger.info("Virtual z-stacking %s from time point %d", "on" if value else "off", t)
+        return t
 
     def stop(self, reason: str) -> None:
         """Acquire nothing more: every further event is skipped and waiting threads wake up."""
@@ -121,7 +127,7 @@ class DeepZHooks:
     def rewrite(self, t: int, zi: int) -> Capture | None:
         """What requested plane ``zi`` of time point ``t`` becomes (counted); None: skipped."""
         self.stats.count("planes_requested")
-        capture = self.rewriter.capture(t, zi, deepz=self.enabled and self.worker is not None)
+        capture = self.rewriter.capture(t, zi, allowed=self.worker is not None)
         if capture is None:
             self.stats.count("planes_skipped")
         return capture

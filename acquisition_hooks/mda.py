@@ -56,7 +56,7 @@ class DeepZMDAEngine(MDAEngine):
             yield from self._references(last_t)
 
     def _references(self, t: int) -> Iterator[useq.MDAEvent]:
-        if not self.hooks.plan.is_blind_check(t):
+        if not self.hooks.rewriter.is_blind_check(t):
             return
         wheres = list(enumerate(self.positions)) if self.positions else [(0, (None, None))]
         for p, (x, y) in wheres:

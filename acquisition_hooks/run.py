@@ -204,6 +204,10 @@ class DeepZAcquisition:
         self._acq: Any = None
         self._mda: Any = None
         self._abort = threading.Event()
+        self._go = threading.Event()  # cleared by pause(): the run waits before its next time point
+        self._go.set()
+        #: the time point a paused run waits before (None: not waiting)
+        self.paused_before: int | None = None
         #: the device command that failed and stopped the run (pycromanager raises it again on exit)
         self._device_failure: BaseException | None = None
         #: the light source's dose reading and the clock when the run started (None: it did not)
@@ -311,9 +315,13 @@ class DeepZAcquisition:
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
+        self.set_enabled(value)
+
+    def set_enabled(self, value: bool) -> int:
+        """Switch virtual z-stacking (safe from any thread); the time point it applies from: the first
+        not yet under way (one under way keeps its mode)."""
         self._deepz = value
-        if self._opened is not None:
-            self._opened.hooks.enabled = value
+        return self._opened.hooks.set_enabled(value) if self._opened is not None else 0
 
     def stop(self, reason: str = "aborted by the user") -> None:
         """Acquire nothing more after the event in progress (safe from any thread); what was measured is
@@ -323,6 +331,26 @@ class DeepZAcquisition:
             self._opened.hooks.stop(reason)
         if self._acq is not None:
             self._acq.abort()
+
+    def pause(self) -> None:
+        """Hold the run before its next time point (the one under way is finished; the model goes on
+        with its stacks); :meth:`resume` goes on, the time points that follow shifted by the pause.
+        The pycromanager runner (:meth:`run`) only."""
+        self._go.clear()
+
+    def resume(self) -> None:
+        """Go on after :meth:`pause`."""
+        self._go.set()
+
+    @property
+    def paused(self) -> bool:
+        """Whether a pause was asked for (the run may still be finishing the time point under way)."""
+        return not self._go.is_set()
+
+    def ask_blind_check(self) -> int:
+        """A blind check (a scanned reference stack, scored against its virtual stack) at the first time
+        point not under way yet, besides the plan's; that time point."""
+        return self.hooks.rewriter.ask_blind_check()
 
     def abort(self, reason: str = "aborted by the user") -> None:
         """:meth:`stop`, and make no more virtual stacks after the one in progress: those queued for the
@@ -418,9 +446,18 @@ class DeepZAcquisition:
 
     def _submit(self, acq: Acquisition, progress: Callable[[int, int], None] | None) -> None:
         """Submit the time points one after the other, each once the previous one's frames have arrived."""
-        s, plan = self.settings, self.plan
+        s = self.settings
         start = time.monotonic()
         for t in range(s.time_points):
+            # a pause holds the run here, between time points; the schedule moves on by the pause
+            if not self._go.is_set():
+                paused_at, self.paused_before = time.monotonic(), t
+                logger.info("Paused before time point %d", t)
+                while not self._go.wait(_POLL_S):
+                    if self._abort.is_set():
+                        return
+                start += time.monotonic() - paused_at
+                self.paused_before = None
             # wait out the interval here, before time point t is submitted (pycromanager runs
             # the event hook at submission), so a toggle during the wait applies to t
             if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
@@ -432,7 +469,7 @@ class DeepZAcquisition:
             if not rewritten:  # the run stopped (storage failure) while this time point was being submitted
                 return
             acq.acquire(rewritten)
-            if plan.is_blind_check(t):
+            if self.hooks.rewriter.is_blind_check(t):
                 acq.acquire(
                     self.hooks.reference_events(t, events[0].get("min_start_time"), s.positions_xy_um)
                 )

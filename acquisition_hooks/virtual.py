@@ -46,8 +46,11 @@ class VirtualResults:
         score: Scorer,
         on_virtual: Callable[[int, VirtualStack], None] | None = None,
         on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
+        is_blind_check: Callable[[int], bool] | None = None,
     ) -> None:
         self.plan = plan
+        #: whether a time point has a blind check (the plan's, and any asked for during the run)
+        self.is_blind_check = is_blind_check or plan.is_blind_check
         self.recorder = recorder
         self.worker = worker
         self.state = state
@@ -174,7 +177,7 @@ class VirtualResults:
                 self.missing(t, p, str(e))
                 return
             self.state.stats.count("virtual_done")
-            if self.plan.is_blind_check(t):  # kept only until its reference is scored
+            if self.is_blind_check(t):  # kept only until its reference is scored
                 with self._lock:
                     self._virtual[t, p] = stack.data
             self.blind_check(t, p)

@@ -190,6 +190,7 @@ class DeepZPanel(QWidget):
         self._reference: dict[int, np.ndarray] = {}
         self._queued = 0  # virtual stacks waiting for the model, as last reported
         self._closing = False  # the user closed the window during a run: it closes when the run ends
+        self._paused_at: float | None = None  # when Pause was clicked (the countdown leaves it out)
         #: the camera's frame (rows, columns) as last seen (Micro-Manager: sizes the plan once known)
         self._frame_yx: tuple[int, int] | None = None
         self._estimate: PlanEstimate | None = None
@@ -282,8 +283,23 @@ class DeepZPanel(QWidget):
             "On: 1-2 measured planes per time point, the rest synthesized. Off: full z-stacks. "
             "Can be switched during a run; applies from the next time point."
         )
+        #: from which time point the last toggle during a run applies
+        self.toggle_note = QLabel("")
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip(
+            "Hold the run before its next time point (the one under way is finished and the model goes on "
+            "with its stacks); click again to resume: the time points that follow move on by the pause"
+        )
+        self.blind_now_button = QPushButton("Blind check now")
+        self.blind_now_button.setToolTip(
+            "Scan a real reference stack at the next time point and score the virtual stack against it "
+            "(its light counts in the gauge)"
+        )
+        for button in (self.pause_button, self.blind_now_button):
+            button.setEnabled(False)
         self.snap_button = QPushButton("Snap")
         self.live_button = QPushButton("Live")
         self.live_button.setCheckable(True)
@@ -371,7 +387,6 @@ class DeepZPanel(QWidget):
         settings = QGroupBox("Acquisition")
         s_lay = QVBoxLayout(settings)
         s_lay.addLayout(form)
-        s_lay.addWidget(self.toggle)
         s_lay.addStretch(1)
         # the run's controls and status never scroll away: a refusal, a failure and the end of a run
         # are always in sight, whatever the screen
@@ -383,6 +398,12 @@ class DeepZPanel(QWidget):
         buttons.addWidget(self.snap_button)
         buttons.addWidget(self.live_button)
         r_lay.addLayout(buttons)
+        during = QHBoxLayout()  # what can be changed while a run goes
+        during.addWidget(self.toggle, 1)
+        during.addWidget(self.pause_button)
+        during.addWidget(self.blind_now_button)
+        r_lay.addLayout(during)
+        r_lay.addWidget(self.toggle_note)
         r_lay.addWidget(self.plan_summary)
         r_lay.addWidget(self.progress)
         r_lay.addWidget(self.timing)
@@ -460,11 +481,13 @@ class DeepZPanel(QWidget):
         for w in (self.port, self.time_points, self.blind):
             w.valueChanged.connect(self._revalidate)
         self.overwrite.toggled.connect(self._revalidate)
-        self.toggle.toggled.connect(self.runner.set_enabled)
+        self.toggle.toggled.connect(self._on_toggle)
         self.browse_model.clicked.connect(self._browse_model)
         self.browse_output.clicked.connect(self._browse_output)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
+        self.pause_button.toggled.connect(self._on_pause)
+        self.blind_now_button.clicked.connect(self._blind_check_now)
         self.virtual_view.slider.valueChanged.connect(self._sync_reference)
         self.measured_slider.valueChanged.connect(self._show_measured)
         for name, view in (
@@ -713,6 +736,7 @@ class DeepZPanel(QWidget):
         self.throughput.setText("model: -")
         self.finish_button.setVisible(False)
         self.open_button.setVisible(False)
+        self.toggle_note.setText("")
 
     def _confirm(self, title: str, question: str) -> bool:
         """Ask the user (Yes / No, No the default)."""
@@ -733,12 +757,49 @@ class DeepZPanel(QWidget):
             f"Stopping: the frame being exposed is finished and written, measured data is kept{waiting}…"
         )
 
+    def _on_pause(self, on: bool) -> None:
+        """Pause or resume the run (the button's state)."""
+        if not self.runner.pause(on):
+            return
+        self.pause_button.setText("Resume" if on else "Pause")
+        now = time.monotonic()
+        if on:
+            self._paused_at = now
+        elif self._paused_at is not None:
+            self._started_at += now - self._paused_at  # the countdown and ETA leave the pause out
+            self._paused_at = None
+        words = "Pausing: the time point under way is finished, then the run waits (Resume goes on)."
+        self._show_message(words if on else "")
+
+    def _blind_check_now(self) -> None:
+        """A blind check at the next time point, besides the planned ones."""
+        t = self.runner.ask_blind_check()
+        if t is not None:
+            off = "" if self.toggle.isChecked() else " (virtual z-stacking is off: no virtual stack to score)"
+            self.toggle_note.setText(f"Blind check asked for: at t={t}{off}")
+
+    def _on_toggle(self, on: bool) -> None:
+        """The toggle was clicked: during a run, say from which time point it applies."""
+        t = self.runner.set_enabled(on)
+        if t is not None and self.runner.running:
+            self.toggle_note.setText(
+                f"Virtual z-stacking {'on' if on else 'off'} from t={t}"
+                + ("" if t < self.progress.maximum() else " (no time point left to acquire)")
+            )
+
     def _set_running(self, running: bool) -> None:
         if not running:
             self._clock.stop()
             self.timing.setText("")
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
+        self.blind_now_button.setEnabled(running)
+        self.pause_button.setEnabled(running)
+        if not running:
+            self.pause_button.blockSignals(True)
+            self.pause_button.setChecked(False)
+            self.pause_button.setText("Pause")
+            self.pause_button.blockSignals(False)
         self.snap_button.setEnabled(not running)
         self.live_button.setEnabled(not running)
         for w in (
@@ -763,6 +824,10 @@ class DeepZPanel(QWidget):
             w.setEnabled(not running)
 
     def _show_timing(self) -> None:
+        acq = self.runner.acquisition
+        if acq is not None and acq.paused_before is not None:
+            self.timing.setText(f"paused before t={acq.paused_before}")
+            return
         self.timing.setText(
             timing_text(
                 self.progress.value(),

@@ -137,11 +137,25 @@ class AcquisitionRunner(QObject):
         self._thread = threading.Thread(target=work, name="deepz-panel-live", daemon=True)
         self._thread.start()
 
-    def set_enabled(self, on: bool) -> None:
-        """Switch virtual z-stacking (effective from the next time point)."""
+    def set_enabled(self, on: bool) -> int | None:
+        """Switch virtual z-stacking; the time point it applies from during a run (None: no run yet, it
+        applies from the first)."""
         self._toggle = on
-        if self.acquisition is not None:
-            self.acquisition.enabled = on
+        acq = self.acquisition
+        return acq.set_enabled(on) if acq is not None else None
+
+    def pause(self, on: bool) -> bool:
+        """Hold the run before its next time point (``on``), or go on; False when no run is going."""
+        acq = self.acquisition
+        if acq is None:
+            return False
+        acq.pause() if on else acq.resume()
+        return True
+
+    def ask_blind_check(self) -> int | None:
+        """A blind check at the next time point not under way; that time point (None: no run)."""
+        acq = self.acquisition
+        return acq.ask_blind_check() if acq is not None else None
 
     def stop(self) -> None:
         """Abort after the event in progress; measured data stays."""

@@ -30,7 +30,7 @@ def test_the_rewriting_needs_neither_storage_nor_the_model():
     # the decisions load, and are tested, where zarr and torch are not imported
     code = (
         "import sys; from acquisition_hooks import EventRewriter, DeepZPlan; "
-        "EventRewriter(DeepZPlan(z_start_um=-2, z_end_um=2, z_step_um=1)).capture(0, 2, deepz=True); "
+        "EventRewriter(DeepZPlan(z_start_um=-2, z_end_um=2, z_step_um=1)).capture(0, 2); "
         "print(sorted({'torch', 'zarr', 'pycromanager'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -38,7 +38,7 @@ def test_the_rewriting_needs_neither_storage_nor_the_model():
 
 
 def test_virtual_z_stacking_keeps_the_input_planes_at_low_light(rewriter):
-    captures = [rewriter.capture(0, zi, deepz=True) for zi in range(5)]
+    captures = [rewriter.capture(0, zi) for zi in range(5)]
     kept = [(zi, c) for zi, c in enumerate(captures) if c is not None]
     assert [zi for zi, _ in kept] == [1, 3]  # -1 and +1 µm: the model's two input planes
     for _, c in kept:
@@ -48,9 +48,10 @@ def test_virtual_z_stacking_keeps_the_input_planes_at_low_light(rewriter):
 
 
 def test_the_mode_is_fixed_per_time_point(rewriter):
-    assert rewriter.capture(0, 0, deepz=True) is None
-    assert rewriter.capture(0, 2, deepz=False) is None  # toggled mid-stack: t=0 stays Deep-Z
-    full = [rewriter.capture(1, zi, deepz=False) for zi in range(5)]
+    assert rewriter.capture(0, 0) is None
+    assert rewriter.set_deepz(False) == 1  # toggled mid-stack: it applies from t=1, the first not decided
+    assert rewriter.capture(0, 2) is None  # t=0 stays Deep-Z
+    full = [rewriter.capture(1, zi) for zi in range(5)]
     assert all(c.kind == "full" and c.exposure_ms == 20 and not c.properties for c in full)
     np.testing.assert_allclose([c.z_um for c in full], [-2, -1, 0, 1, 2])
     ref = rewriter.reference()
@@ -58,7 +59,7 @@ def test_the_mode_is_fixed_per_time_point(rewriter):
 
 
 def test_one_decision_reads_the_same_in_both_runners(rewriter):
-    capture = rewriter.capture(0, 3, deepz=True)
+    capture = rewriter.capture(0, 3)
     requested = {"axes": {"time": 0, "z": 3}, "z": 1.0, "min_start_time": 0.0}
     d = capture.pycromanager_event(requested)
     assert requested == {"axes": {"time": 0, "z": 3}, "z": 1.0, "min_start_time": 0.0}  # not changed
