@@ -49,7 +49,7 @@ from PyQt5.QtWidgets import (
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
 from acquisition_hooks.estimate import PlanEstimate, duration_text, size_text, when_text
 from acquisition_hooks.infer import InferSummary
-from acquisition_hooks.request import PHANTOMS
+from acquisition_hooks.request import LIMITS, PHANTOMS
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import is_container, next_free_output
 from mm_deepz.io.claim import free_space
@@ -191,6 +191,9 @@ class DeepZPanel(QWidget):
         self._queued = 0  # virtual stacks waiting for the model, as last reported
         self._closing = False  # the user closed the window during a run: it closes when the run ends
         self._paused_at: float | None = None  # when Pause was clicked (the countdown leaves it out)
+        self._virtual_t = -1  # the time point of the virtual stack on show
+        self._run_text = ""  # the last run's summary, kept on screen under later notes
+        self._napari: subprocess.Popen[bytes] | None = None
         #: the camera's frame (rows, columns) as last seen (Micro-Manager: sizes the plan once known)
         self._frame_yx: tuple[int, int] | None = None
         self._estimate: PlanEstimate | None = None
@@ -262,14 +265,17 @@ class DeepZPanel(QWidget):
         self.card.setMaximumHeight(130)
         self.inputs = QLabel("-")
         self.inputs.setWordWrap(True)
-        self.z_start = _spin(-1000, 1000, r.z_start_um, suffix=" µm")
-        self.z_end = _spin(-1000, 1000, r.z_end_um, suffix=" µm")
+        # the fields take up to 10x each setting's limit, so a value beyond it is typed in full and refused
+        # with the limit named, not silently clamped to the field's maximum
+        over = {key: 10 * value for key, value in LIMITS.items()}
+        self.z_start = _spin(-over["z_abs_um"], over["z_abs_um"], r.z_start_um, suffix=" µm")
+        self.z_end = _spin(-over["z_abs_um"], over["z_abs_um"], r.z_end_um, suffix=" µm")
         # the step may be typed negative on purpose: the plan then says what is wrong
         self.z_step = _spin(-100, 100, r.z_step_um, 0.1, 3, " µm")
-        self.exposure = _spin(0.01, 10000, r.exposure_ms, suffix=" ms")
-        self.time_points = _int_spin(1, 100000, r.time_points)
-        self.interval = _spin(0, 86400, r.interval_s, 0.5, suffix=" s")
-        self.blind = _int_spin(0, 100000, r.blind_check_every, special="off")
+        self.exposure = _spin(0.01, over["exposure_ms"], r.exposure_ms, suffix=" ms")
+        self.time_points = _int_spin(1, int(over["time_points"]), r.time_points)
+        self.interval = _spin(0, over["interval_s"], r.interval_s, 0.5, suffix=" s")
+        self.blind = _int_spin(0, int(over["time_points"]), r.blind_check_every, special="off")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.device.setCurrentText(r.device)
@@ -442,6 +448,10 @@ class DeepZPanel(QWidget):
         views.addWidget(measured, 0, 0)
         views.addWidget(self.virtual_view, 0, 1)
         views.addWidget(self.reference_view, 1, 1)
+        # a stack view holds two images (plane and XZ): twice the measured column's width gives each
+        # the measured plane's size (it was a quarter of it)
+        views.setColumnStretch(0, 1)
+        views.setColumnStretch(1, 2)
         self.colors = QComboBox()
         self.colors.addItems(COLORMAPS)
         self.colors.setToolTip("Colour map of the images")
@@ -576,7 +586,7 @@ class DeepZPanel(QWidget):
                     f"{len(plan.anchor_z())} measured at z = "
                     + ", ".join(f"{z:+.1f}" for z in plan.anchor_z())
                     + f" µm for {len(plan.requested_z())} virtual planes "
-                    f"({plan.dose_ratio:.0f}x less light)"
+                    f"({plan.dose_ratio:.0f}x fewer planes exposed)"
                 )
                 problem = self._size_plan(request, plan)
         if self.model is None:
@@ -716,9 +726,38 @@ class DeepZPanel(QWidget):
         self._show_message("Opening the microscope…")
 
     def _open_in_napari(self) -> None:
-        """The finished run in napari, in its own process (the panel stays usable)."""
-        subprocess.Popen([sys.executable, "-m", "napari", "--plugin", "mm-deepz", str(self._finished_output)])
-        self._show_message(f"Opening {self._finished_output} in napari…")
+        """The finished run in napari, in its own process (the panel stays usable); a napari that exits
+        with an error is reported under the run's summary (its last words, from its log)."""
+        import tempfile
+
+        log = tempfile.NamedTemporaryFile(prefix="mm-deepz-napari-", suffix=".log", delete=False)  # noqa: SIM115
+        self._napari = subprocess.Popen(
+            [sys.executable, "-m", "napari", "--plugin", "mm-deepz", str(self._finished_output)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self._show_message(f"{self._run_text}\nOpening {self._finished_output} in napari…")
+        self._watch_napari(Path(log.name), tries=20)
+
+    def _watch_napari(self, log: Path, tries: int) -> None:
+        """Look at the napari process twice a second for its first 10 s: report an early failure."""
+        proc = self._napari
+        if proc is None:
+            return
+        code = proc.poll()
+        if code is None:
+            if tries > 0:
+                QTimer.singleShot(500, lambda: self._watch_napari(log, tries - 1))
+            return
+        if code != 0:
+            last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            self._show_message(
+                f"{self._run_text}\nnapari could not open the run (exit status {code})"
+                + (f": {last[0]}" if last else "")
+                + f". Its log: {log}",
+                error=True,
+            )
 
     def _clear_views(self) -> None:
         """Nothing of the last run stays on screen when a new one starts."""
@@ -907,6 +946,10 @@ class DeepZPanel(QWidget):
     def _on_virtual(self, t: int, stack: np.ndarray, z_um: np.ndarray) -> None:
         self.virtual_view.set_stack(stack, z_um, self._pixel_um, measured_z=self._anchor_z)
         self.virtual_view.setTitle(f"Virtual (Deep-Z, t={t})")
+        self._virtual_t = t
+        if self.show_neurons.isChecked():  # the last stack's circles are not this one's
+            self.virtual_view.set_neurons(None, self._pixel_um)
+            self.neuron_count.setText(f"finding neurons at t={t}…")
 
     def _make_remaining(self) -> None:
         self.finish_button.setEnabled(False)
@@ -933,10 +976,19 @@ class DeepZPanel(QWidget):
         if not on:
             self.virtual_view.set_neurons(None, self._pixel_um)
             self.neuron_count.setText("")
+            return
+        view = self.virtual_view
+        if self.runner.running:
+            self.neuron_count.setText("from the next virtual stack…")
+        elif view.stack is not None and view.z_um is not None:  # after a run: the stack on show
+            self.runner.find_neurons_in(self._virtual_t, view.stack, view.z_um, self._pixel_um)
+            self.neuron_count.setText(f"finding neurons at t={self._virtual_t}…")
+        else:
+            self.neuron_count.setText("no virtual stack yet: neurons are found in each one during a run")
 
     def _on_neurons(self, t: int, neurons: pd.DataFrame) -> None:
-        if not self.show_neurons.isChecked():
-            return
+        if not self.show_neurons.isChecked() or t != self._virtual_t:
+            return  # unticked, or the circles of a stack no longer shown
         self.virtual_view.set_neurons(neurons, self._pixel_um)
         self.neuron_count.setText(f"{len(neurons)} neurons at t={t}")
 
@@ -994,6 +1046,7 @@ class DeepZPanel(QWidget):
         self._finished_output = Path(summary.output).resolve()
         self.finish_button.setVisible(bool(summary.virtual_pending))
         self.open_button.setVisible(_napari_installed())
+        self._run_text = text
         self._show_message(text, error=bool(summary.errors or summary.warnings))
         self._next_output()
         self._problem()

@@ -75,6 +75,8 @@ class AcquisitionRunner(QObject):
         #: last one is still analysed is not analysed: the view shows the newest it can)
         self.find_neurons = False
         self._finding: threading.Thread | None = None
+        self._find_lock = threading.Lock()
+        self._next_find: tuple[int, np.ndarray, np.ndarray, float] | None = None
 
     @property
     def running(self) -> bool:
@@ -195,8 +197,8 @@ class AcquisitionRunner(QObject):
             return
         finally:
             self.acquisition = None
-            if self._finding is not None:  # no overlay arrives after the run has ended
-                self._finding.join()
+            if (finding := self._finding) is not None:  # no overlay arrives after the run has ended
+                finding.join()
         self.finished.emit(summary)
 
     def _on_image(self, kind: str, t: int, zi: int, plane: np.ndarray) -> None:
@@ -206,15 +208,30 @@ class AcquisitionRunner(QObject):
     def _on_virtual(self, t: int, stack: VirtualStack) -> None:
         self.virtual.emit(t, stack.data, np.asarray(stack.z_um))
         acq = self.acquisition
-        if self.find_neurons and acq is not None and (self._finding is None or not self._finding.is_alive()):
-            self._finding = threading.Thread(
-                target=self._find,
-                name="deepz-neurons",
-                daemon=True,
-                args=(t, stack.data, np.asarray(stack.z_um), acq.geometry.pixel_size_um),
-            )
-            self._finding.start()
+        if self.find_neurons and acq is not None:
+            self.find_neurons_in(t, stack.data, np.asarray(stack.z_um), acq.geometry.pixel_size_um)
         self._emit_stats()
+
+    def find_neurons_in(self, t: int, stack: np.ndarray, z_um: np.ndarray, pixel_um: float) -> bool:
+        """Detect the neurons of one virtual stack beside the run (``neurons`` reports them); while another
+        is analysed it waits (only the newest waits: the view shows the newest it can); False then."""
+        with self._find_lock:
+            self._next_find = (t, stack, z_um, pixel_um)  # newest first: an older one waiting is dropped
+            if self._finding is not None and self._finding.is_alive():
+                return False
+            self._finding = threading.Thread(target=self._find_loop, name="deepz-neurons", daemon=True)
+            self._finding.start()
+        return True
+
+    def _find_loop(self) -> None:
+        """Analyse the newest stack handed over, then the newest that came meanwhile, until none waits."""
+        while True:
+            with self._find_lock:
+                job, self._next_find = self._next_find, None
+                if job is None:
+                    self._finding = None
+                    return
+            self._find(*job)
 
     def _find(self, t: int, stack: np.ndarray, z_um: np.ndarray, pixel_um: float) -> None:
         from mm_deepz.neurons import detect_neurons

@@ -275,6 +275,30 @@ def test_find_neurons_circles_them_on_the_virtual_view(qtbot, panel):
     assert len(view.plane.points) and (view.plane.points >= 0).all() and (view.plane.points < 128).all()
     panel.show_neurons.setChecked(False)
     assert not len(view.plane.points) and panel.neuron_count.text() == ""
+    # #34 item 7: ticked after a run it did nothing and said nothing; now it analyses the stack on show
+    shown = int(re.search(r"t=(\d+)", view.title()).group(1))
+    found.clear()
+    panel.show_neurons.click()
+    qtbot.waitUntil(
+        lambda: panel.neuron_count.text().endswith(f"neurons at t={shown}"), timeout=RUN_TIMEOUT_MS
+    )
+    assert found[-1][0] == shown  # the circles and count are those of the stack on show
+
+
+def test_the_neuron_overlay_is_the_one_of_the_stack_on_show(qtbot, panel):
+    # #34 item 7: t=0's circles and count were drawn over the t=1 image. The runner's reports, in the
+    # order a slow detection delivers them: t=1's stack is on show when t=0's neurons arrive
+    import pandas as pd
+
+    panel.show_neurons.click()
+    stack = np.random.default_rng(0).poisson(100, (3, 32, 32)).astype(np.float32)
+    panel.runner.virtual.emit(1, stack, np.array([-1.0, 0.0, 1.0]))
+    assert panel.neuron_count.text() == "finding neurons at t=1…"
+    neuron = pd.DataFrame({"z_um": [0.0], "y_um": [2.0], "x_um": [2.0]})
+    panel.runner.neurons.emit(0, neuron)  # t=0's, late
+    assert panel.neuron_count.text() == "finding neurons at t=1…" and not len(panel.virtual_view.plane.points)
+    panel.runner.neurons.emit(1, neuron)
+    assert panel.neuron_count.text() == "1 neurons at t=1"
 
 
 def test_a_run_stopped_with_stacks_to_make_offers_to_finish_them(qtbot, tmp_path, monkeypatch):
@@ -412,10 +436,26 @@ def test_a_new_run_starts_with_empty_views_and_the_finished_one_opens_in_napari(
     finished = (tmp_path / "panel.ome.zarr").resolve()
     assert str(finished) in panel.message.text()  # where the data is, as a full path
     launched = []
-    monkeypatch.setattr("gui.panel.subprocess.Popen", lambda args: launched.append(args))
+
+    class Napari:  # napari's process, as the panel starts it: here one that fails at once
+        def __init__(self, args, stdout=None, stderr=None):
+            launched.append(args)
+            stdout.write(b"Traceback ...\nRuntimeError: no display to open a window on\n")
+            stdout.flush()
+
+        def poll(self):
+            return 1
+
+    monkeypatch.setattr("gui.panel.subprocess.Popen", Napari)
+    summary = panel.message.text()
     assert not panel.open_button.isHidden()  # offered once a run has finished (napari is installed)
     qtbot.mouseClick(panel.open_button, 1)
     assert launched == [[sys.executable, "-m", "napari", "--plugin", "mm-deepz", str(finished)]]
+    # #34 item 7: napari exiting with an error was not reported and replaced the run's summary
+    qtbot.waitUntil(
+        lambda: "napari could not open the run (exit status 1)" in panel.message.text(), timeout=5000
+    )
+    assert "no display to open a window on" in panel.message.text() and summary in panel.message.text()
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
         qtbot.mouseClick(panel.start_button, 1)
         # at once: nothing of the last run on screen
@@ -540,7 +580,8 @@ def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
     qtbot.addWidget(window)
     window.resize(1280, 800)
     window.show()
-    plane = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)  # value = 64 * row + column
+    # value = 64 * row + column; twice as wide as high, so the view has a black margin above and below
+    plane = np.arange(32 * 64, dtype=np.float32).reshape(32, 64)
     view = window.panel.measured_view
     view.set_image(plane)
     QApplication.processEvents()
@@ -548,7 +589,7 @@ def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
     pixmap = label.pixmap()
     left, top = (label.width() - pixmap.width()) / 2, (label.height() - pixmap.height()) / 2
     # the centre of pixel (column 10, row 20)
-    point = QPoint(int(left + 10.5 * pixmap.width() / 64), int(top + 20.5 * pixmap.height() / 64))
+    point = QPoint(int(left + 10.5 * pixmap.width() / 64), int(top + 20.5 * pixmap.height() / 32))
     qtbot.mouseMove(label, point)
     QApplication.processEvents()
     assert window.panel.readout.text() == f"measured: x 10, y 20: {64 * 20 + 10:.1f}"
@@ -734,3 +775,12 @@ def test_a_late_time_point_says_the_interval_is_not_kept():
     from gui.panel import timing_text
 
     assert timing_text(1, 6, 26.0, 2.0).startswith("t=1 is 24 s late: the 2 s interval is not kept")
+
+
+def test_a_value_beyond_a_limit_is_refused_by_name_not_clamped(qtbot, panel):
+    # #34 item 7: the spin boxes clamped huge values to their maximum without a word
+    _type(qtbot, panel.time_points, "5000000")
+    assert "time points must be 1 to 1,000,000 (got 5000000)" in panel.message.text()
+    assert not panel.start_button.isEnabled()
+    _type(qtbot, panel.z_end, "20000")
+    assert "z must stay within ±10000 µm" in panel.message.text()
