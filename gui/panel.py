@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import json
 import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +52,7 @@ from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, R
 from acquisition_hooks.estimate import PlanEstimate, duration_text, size_text, when_text
 from acquisition_hooks.infer import InferSummary
 from acquisition_hooks.request import LIMITS, PHANTOMS
-from mm_deepz.errors import DeepZError
+from mm_deepz.errors import DeepZError, InputError
 from mm_deepz.io import is_container, next_free_output
 from mm_deepz.io.claim import free_space
 from mm_deepz.modelfile import DeepZModel
@@ -64,6 +66,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODEL_CHOICES = ("1 plane (shipped)", "2 planes (shipped)", "model file")
+#: the key that marks an acquisition settings file as the panel's, and its format's version
+SETTINGS_MARK = "mm_deepz_acquisition_settings"
+SETTINGS_VERSION = 1
+
+
+def _is_settings_file(path: Path) -> bool:
+    """Whether ``path`` is an acquisition settings file the panel wrote."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get(SETTINGS_MARK) == SETTINGS_VERSION
 
 
 def _spin(
@@ -552,6 +566,53 @@ class DeepZPanel(QWidget):
             phantom=self.phantom.currentText(),
         )
 
+    # -- acquisition settings files (as Micro-Manager's MDA window saves and loads them) -------------
+    def save_acquisition(self, path: Path) -> None:
+        """Write the fields' acquisition to a JSON file (refused, with the reason, when the fields are not
+        valid or ``path`` is another tool's file)."""
+        request = self.request()  # SettingsError names what is wrong
+        if path.exists() and not _is_settings_file(path):
+            raise InputError(
+                f"{path} is not an mm-deepz settings file: it is never replaced. Choose another name."
+            )
+        data = {SETTINGS_MARK: SETTINGS_VERSION, **request.model_dump(mode="json")}
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+    def load_acquisition(self, path: Path) -> None:
+        """Set the fields from a settings file written by :meth:`save_acquisition` (validated: a value out
+        of range or another tool's file is refused by name, and nothing changes)."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{path} cannot be read as a settings file: {e}") from e
+        if not isinstance(data, dict) or data.pop(SETTINGS_MARK, None) != SETTINGS_VERSION:
+            raise InputError(f"{path} is not an mm-deepz acquisition settings file (saved by the panel).")
+        self._apply(AcquisitionRequest(**data))  # SettingsError names each bad value
+
+    def _apply(self, r: AcquisitionRequest) -> None:
+        """The fields as ``r`` describes them (the output moved on to a free name, replace unticked)."""
+        self._base = r
+        self.backend.setCurrentIndex(1 if r.connect else 0)
+        self.port.setValue(r.port)
+        self.phantom.setCurrentText(r.phantom)
+        self.model_choice.setCurrentIndex(2 if r.model else (r.planes or 1) - 1)
+        self.model_path.setText(str(r.model) if r.model else "")
+        for spin, value in (
+            (self.z_start, r.z_start_um),
+            (self.z_end, r.z_end_um),
+            (self.z_step, r.z_step_um),
+            (self.exposure, r.exposure_ms),
+            (self.interval, r.interval_s),
+        ):
+            spin.setValue(value)
+        self.time_points.setValue(r.time_points)
+        self.blind.setValue(r.blind_check_every)
+        self.device.setCurrentText(r.device)
+        self.toggle.setChecked(r.deepz)
+        self.overwrite.setChecked(False)
+        self.output.setText(str(next_free_output(r.output)))
+        self.validate()
+
     def _revalidate(self, *_: object) -> None:
         """A field changed: check the settings again."""
         self.validate()
@@ -559,7 +620,7 @@ class DeepZPanel(QWidget):
     def validate(self) -> bool:
         """Check the settings; show the model card or what is wrong; enable Start accordingly."""
         problem = self._problem()
-        self._show_message(problem, error=True)
+        self.show_message(problem, error=True)
         return problem is None
 
     def _problem(self) -> str | None:
@@ -647,7 +708,8 @@ class DeepZPanel(QWidget):
             self.card.setPlainText(card_text(self.model))
         return self.model
 
-    def _show_message(self, text: str | None, error: bool = False) -> None:
+    def show_message(self, text: str | None, error: bool = False) -> None:
+        """Show ``text`` in the status line (red when ``error``; nothing: the settings' own notes)."""
         if not text and self.device.currentText() == "cuda" and not _gpu_available():
             text = "No GPU on this computer: Deep-Z will run on the CPU (slower)."
         if not text:
@@ -715,7 +777,7 @@ class DeepZPanel(QWidget):
         try:
             self.runner.start(request, model=self._model_for(request.model_path))
         except (DeepZError, RuntimeError) as e:
-            self._show_message(str(e), error=True)
+            self.show_message(str(e), error=True)
             return
         self.summary = None
         self._reference.clear()
@@ -723,7 +785,7 @@ class DeepZPanel(QWidget):
         self.progress.setRange(0, request.time_points)
         self.progress.setValue(0)
         self._set_running(True)
-        self._show_message("Opening the microscope…")
+        self.show_message("Opening the microscope…")
 
     def _open_in_napari(self) -> None:
         """The finished run in napari, in its own process (the panel stays usable); a napari that exits
@@ -737,7 +799,7 @@ class DeepZPanel(QWidget):
             stderr=subprocess.STDOUT,
         )
         log.close()
-        self._show_message(f"{self._run_text}\nOpening {self._finished_output} in napari…")
+        self.show_message(f"{self._run_text}\nOpening {self._finished_output} in napari…")
         self._watch_napari(Path(log.name), tries=20)
 
     def _watch_napari(self, log: Path, tries: int) -> None:
@@ -752,7 +814,7 @@ class DeepZPanel(QWidget):
             return
         if code != 0:
             last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            self._show_message(
+            self.show_message(
                 f"{self._run_text}\nnapari could not open the run (exit status {code})"
                 + (f": {last[0]}" if last else "")
                 + f". Its log: {log}",
@@ -792,7 +854,7 @@ class DeepZPanel(QWidget):
             if self._queued
             else ""
         )
-        self._show_message(
+        self.show_message(
             f"Stopping: the frame being exposed is finished and written, measured data is kept{waiting}…"
         )
 
@@ -808,7 +870,7 @@ class DeepZPanel(QWidget):
             self._started_at += now - self._paused_at  # the countdown and ETA leave the pause out
             self._paused_at = None
         words = "Pausing: the time point under way is finished, then the run waits (Resume goes on)."
-        self._show_message(words if on else "")
+        self.show_message(words if on else "")
 
     def _blind_check_now(self) -> None:
         """A blind check at the next time point, besides the planned ones."""
@@ -882,7 +944,7 @@ class DeepZPanel(QWidget):
         self._z = acq.plan.requested_z()
         self._anchor_z = acq.plan.anchor_z()
         self._pixel_um = acq.geometry.pixel_size_um
-        self._show_message(f"Acquiring to {acq.settings.output}")
+        self.show_message(f"Acquiring to {acq.settings.output}")
 
     def _on_image(self, kind: str, t: int, zi: int, plane: np.ndarray) -> None:
         if kind == "live":
@@ -893,7 +955,7 @@ class DeepZPanel(QWidget):
                 f"{'live' if self.live_button.isChecked() else 'snap'}: {preset}, "
                 f"{self.exposure.value():g} ms, where the stage is (image {t + 1})"
             )
-            self._show_message("")
+            self.show_message("")
             return
         if kind == "reference":
             self._reference[zi] = plane
@@ -955,17 +1017,17 @@ class DeepZPanel(QWidget):
         self.finish_button.setEnabled(False)
         self.start_button.setEnabled(False)
         self.progress.setValue(0)
-        self._show_message(f"Making the remaining virtual stacks of {self._finished_output}…")
+        self.show_message(f"Making the remaining virtual stacks of {self._finished_output}…")
         if self._finished_output is not None:
             self.runner.make_remaining(self._finished_output, self.device.currentText())
 
     def _on_inferred(self, result: InferSummary | str) -> None:
         self.finish_button.setEnabled(True)
         if isinstance(result, str):
-            self._show_message(f"The remaining virtual stacks could not be made: {result}", error=True)
+            self.show_message(f"The remaining virtual stacks could not be made: {result}", error=True)
         else:
             self.finish_button.setVisible(False)
-            self._show_message(
+            self.show_message(
                 f"{result.made} virtual stacks made in {result.seconds:.1f} s: "
                 f"{self._finished_output} is complete."
             )
@@ -1047,7 +1109,7 @@ class DeepZPanel(QWidget):
         self.finish_button.setVisible(bool(summary.virtual_pending))
         self.open_button.setVisible(_napari_installed())
         self._run_text = text
-        self._show_message(text, error=bool(summary.errors or summary.warnings))
+        self.show_message(text, error=bool(summary.errors or summary.warnings))
         self._next_output()
         self._problem()
         self._close_if_asked()
@@ -1055,7 +1117,7 @@ class DeepZPanel(QWidget):
     def _on_failed(self, message: str) -> None:
         self.runner.wait(5)
         self._set_running(False)
-        self._show_message(message, error=True)
+        self.show_message(message, error=True)
         if not self._looking:  # a run that failed: the next one goes to a new container
             self._next_output()
         self._problem()
@@ -1067,14 +1129,14 @@ class DeepZPanel(QWidget):
         try:
             self.runner.live(self.request(), frames)
         except (DeepZError, RuntimeError) as e:
-            self._show_message(str(e), error=True)
+            self.show_message(str(e), error=True)
             self.live_button.setChecked(False)
             return
         self._looking = True
         self.start_button.setEnabled(False)
         self.snap_button.setEnabled(False)
         self.live_button.setEnabled(frames is None)  # live ends with a second click
-        self._show_message("Opening the microscope…" if frames is None else "Snapping…")
+        self.show_message("Opening the microscope…" if frames is None else "Snapping…")
 
     def _on_live_ended(self) -> None:
         self.runner.wait(5)
@@ -1098,7 +1160,7 @@ class DeepZPanel(QWidget):
             ):
                 self._closing = True
                 self.stop()
-                self._show_message(
+                self.show_message(
                     "Stopping the acquisition; the window closes once its container is finished…"
                 )
             event.ignore()
@@ -1190,11 +1252,37 @@ class DeepZWindow(QMainWindow):
         menu = QMenu("Settings", self)
         self.reset_action = QAction("Reset to defaults", self)
         self.reset_action.triggered.connect(lambda: self.panel.reset_settings(self.settings))
+        self.save_action = QAction("Save acquisition settings…", self)
+        self.save_action.triggered.connect(self._save)
+        self.load_action = QAction("Load acquisition settings…", self)
+        self.load_action.triggered.connect(self._load)
+        menu.addAction(self.save_action)
+        menu.addAction(self.load_action)
+        menu.addSeparator()
         menu.addAction(self.reset_action)
         bar = self.menuBar()
         if bar is not None:
             bar.addMenu(menu)
         self.resize(1400, 820)
+
+    def _save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save acquisition settings", "", "JSON (*.json)")
+        if path:
+            self._settings_file(self.panel.save_acquisition, Path(path), "saved to")
+
+    def _load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load acquisition settings", "", "JSON (*.json)")
+        if path:
+            self._settings_file(self.panel.load_acquisition, Path(path), "loaded from")
+
+    def _settings_file(self, action: Callable[[Path], None], path: Path, done: str) -> None:
+        """Save or load, saying in the status line what happened (or why not)."""
+        try:
+            action(path)
+        except (DeepZError, OSError) as e:
+            self.panel.show_message(in_panel_words(str(e)), error=True)
+            return
+        self.panel.show_message(f"Acquisition settings {done} {path}.")
 
     def closeEvent(self, event) -> None:
         """Close the panel (which asks before it stops a running acquisition); remember its fields."""

@@ -784,3 +784,48 @@ def test_a_value_beyond_a_limit_is_refused_by_name_not_clamped(qtbot, panel):
     assert not panel.start_button.isEnabled()
     _type(qtbot, panel.z_end, "20000")
     assert "z must stay within ±10000 µm" in panel.message.text()
+
+
+def test_acquisition_settings_are_saved_to_a_file_and_loaded_back(qtbot, tmp_path, monkeypatch):
+    # #34: saving and loading acquisition settings (JSON), as Micro-Manager's MDA window does
+    from PyQt5.QtCore import QSettings
+
+    from gui.panel import DeepZWindow
+
+    window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(window)
+    panel = window.panel
+    _type(qtbot, panel.time_points, "7")
+    _type(qtbot, panel.interval, "3")
+    _type(qtbot, panel.blind, "2")
+    saved = tmp_path / "plan.json"
+    monkeypatch.setattr("gui.panel.QFileDialog.getSaveFileName", lambda *a: (str(saved), ""))
+    window.save_action.trigger()
+    assert f"saved to {saved}" in panel.message.text()
+    assert json.loads(saved.read_text())["time_points"] == 7
+    _type(qtbot, panel.time_points, "2")
+    _type(qtbot, panel.blind, "0")
+    monkeypatch.setattr("gui.panel.QFileDialog.getOpenFileName", lambda *a: (str(saved), ""))
+    window.load_action.trigger()
+    assert (panel.time_points.value(), panel.interval.value(), panel.blind.value()) == (7, 3.0, 2)
+    assert (
+        panel.output.text() != str(tmp_path / "panel.ome.zarr") or not (tmp_path / "panel.ome.zarr").exists()
+    )
+    # another tool's JSON, a value out of range, garbage: refused by name, nothing changes
+    other = tmp_path / "other.json"
+    other.write_text('{"time_points": 3}')
+    bad = tmp_path / "bad.json"
+    bad.write_text(saved.read_text().replace('"time_points": 7', '"time_points": -4'))
+    junk = tmp_path / "junk.json"
+    junk.write_bytes(b"\xff\x00not json")
+    for path, words in (
+        (other, "is not an mm-deepz acquisition settings file"),
+        (bad, "time points must be"),
+        (junk, "cannot be read as a settings file"),
+    ):
+        monkeypatch.setattr("gui.panel.QFileDialog.getOpenFileName", lambda *a, p=path: (str(p), ""))
+        window.load_action.trigger()
+        assert words in panel.message.text() and panel.time_points.value() == 7
+    monkeypatch.setattr("gui.panel.QFileDialog.getSaveFileName", lambda *a: (str(other), ""))
+    window.save_action.trigger()  # never over another tool's file
+    assert "is never replaced" in panel.message.text() and other.read_text() == '{"time_points": 3}'
