@@ -626,10 +626,11 @@ class DeepZPanel(QWidget):
     def _problem(self) -> str | None:
         """What is wrong with the settings (None: nothing); updates the card and Start button."""
         is_file = self.model_choice.currentIndex() == 2
-        self.model_path.setEnabled(is_file)
-        self.browse_model.setEnabled(is_file)
-        self.port.setEnabled(self.backend.currentIndex() == 1)
-        self.phantom.setEnabled(self.backend.currentIndex() == 0)
+        if not self.runner.running:  # during a run every field that defines it stays locked
+            self.model_path.setEnabled(is_file)
+            self.browse_model.setEnabled(is_file)
+            self.port.setEnabled(self.backend.currentIndex() == 1)
+            self.phantom.setEnabled(self.backend.currentIndex() == 0)
         problem = None
         if is_file and not self.model_path.text().strip():
             problem = "Choose a model file (or one of the shipped models)."

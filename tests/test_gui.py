@@ -765,6 +765,10 @@ def test_the_output_and_its_folder_button_are_locked_during_a_run(qtbot, tmp_pat
     before = panel.output.text()
     qtbot.mouseClick(panel.browse_output, 1)
     assert not chosen and panel.output.text() == before and not panel.output.isEnabled()
+    panel.validate()  # what any change of a field does: nothing that defines the run is unlocked by it
+    assert not any(
+        w.isEnabled() for w in (panel.phantom, panel.model_choice, panel.browse_output, panel.overwrite)
+    )
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
         pass
     assert panel.browse_output.isEnabled()
