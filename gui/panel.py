@@ -462,10 +462,10 @@ class DeepZPanel(QWidget):
         views.addWidget(measured, 0, 0)
         views.addWidget(self.virtual_view, 0, 1)
         views.addWidget(self.reference_view, 1, 1)
-        # a stack view holds two images (plane and XZ): twice the measured column's width gives each
-        # the measured plane's size (it was a quarter of it)
-        views.setColumnStretch(0, 1)
-        views.setColumnStretch(1, 2)
+        # a stack view holds two images (plane and XZ) and their controls: 2.5x the measured column's width
+        # gives each about the measured plane's size (it was a quarter of it)
+        views.setColumnStretch(0, 2)
+        views.setColumnStretch(1, 5)
         self.colors = QComboBox()
         self.colors.addItems(COLORMAPS)
         self.colors.setToolTip("Colour map of the images")

@@ -831,3 +831,31 @@ def test_acquisition_settings_are_saved_to_a_file_and_loaded_back(qtbot, tmp_pat
     monkeypatch.setattr("gui.panel.QFileDialog.getSaveFileName", lambda *a: (str(other), ""))
     window.save_action.trigger()  # never over another tool's file
     assert "is never replaced" in panel.message.text() and other.read_text() == '{"time_points": 3}'
+
+
+def test_light_saving_counts_blind_checks_and_virtual_views_are_full_size(qtbot, tmp_path):
+    # #34 item 7: the light-saving line said 21x while the run with blind checks got 1.3x, and the virtual
+    # view was a quarter of the measured view's size
+    from PyQt5.QtCore import QSettings
+    from PyQt5.QtWidgets import QApplication
+
+    from gui.panel import DeepZWindow
+
+    window = DeepZWindow(
+        _request(tmp_path, blind_check_every=1), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
+    )
+    qtbot.addWidget(window)
+    panel = window.panel
+    assert "less light" not in panel.inputs.text()  # the input planes line counts planes, not light
+    light = re.search(r"light: [\d.]+ s exposure, ([\d.]+)x less", panel.plan_summary.text())
+    assert light and 1.0 < float(light.group(1)) < 2.0  # a 100 ms reference stack every time point
+    window.resize(1280, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    plane = np.ones((64, 64), np.float32)
+    panel.measured_view.set_image(plane)
+    panel.runner.virtual.emit(0, np.ones((3, 64, 64), np.float32), np.array([-1.0, 0.0, 1.0]))
+    QApplication.processEvents()
+    measured = panel.measured_view._label.pixmap().width()
+    virtual = panel.virtual_view.plane._label.pixmap().width()
+    assert virtual >= 0.8 * measured, (virtual, measured)
