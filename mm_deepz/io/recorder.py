@@ -523,7 +523,7 @@ class Recorder:
                     self._state["frame_times_s"].setdefault(image, {}).setdefault(self._record_key(t, p), {})
                 )
                 times[str(index[1])] = round(time.time() - self._t0, 4)
-            self._windows.note((image, p), data)
+        self._windows.note((image, p), data)  # outside the writer's lock: nothing waits on it
 
     def _update_windows(self, image: str) -> None:
         """Write the display windows of ``image`` into its NGFF metadata (viewers open it in contrast),

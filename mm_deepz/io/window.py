@@ -11,6 +11,8 @@ Float images (virtual stacks, written a whole stack at a time) widen a running w
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 #: display windows are taken between these percentiles of the data (of every 4th pixel)
@@ -30,44 +32,64 @@ class DisplayWindows:
         self._counts: dict[Key, np.ndarray] = {}
         self._floats: dict[Key, tuple[float, float]] = {}
         self._sigma: dict[Key, float] = {}
+        #: frames arrive from the camera's thread and stacks from the model's: the sums are kept under
+        #: this lock, the statistics of each frame computed outside it
+        self._lock = threading.Lock()
 
     def note(self, key: Key, data: np.ndarray) -> None:
         """Take a frame or stack (..., y, x) into ``key``'s window; non-finite data is left out."""
         sample = np.asarray(data[..., ::STRIDE, ::STRIDE])
         if not sample.size:
             return
+        sigma = _noise_sigma(data)
         if sample.dtype.kind == "u" and sample.dtype.itemsize <= 2:
             counts = np.bincount(sample.ravel(), minlength=1 << (8 * sample.dtype.itemsize))
-            pooled = self._counts.get(key)
-            self._counts[key] = counts if pooled is None else pooled + counts
-        else:
-            sample = sample.astype(np.float32, copy=False)
-            if not np.isfinite(sample).all():
-                return
-            lo, hi = (float(v) for v in np.percentile(sample, WINDOW_PERCENTILES))
+            with self._lock:
+                pooled = self._counts.get(key)
+                self._counts[key] = counts if pooled is None else pooled + counts
+                self._sigma[key] = max(self._sigma.get(key, 0.0), sigma)
+            return
+        sample = sample.astype(np.float32, copy=False)
+        if not np.isfinite(sample).all():
+            return
+        lo, hi = (float(v) for v in np.percentile(sample, WINDOW_PERCENTILES))
+        with self._lock:
             old = self._floats.get(key)
             self._floats[key] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-        self._sigma[key] = max(self._sigma.get(key, 0.0), _noise_sigma(data))
+            self._sigma[key] = max(self._sigma.get(key, 0.0), sigma)
 
     def window(self, key: Key) -> tuple[float, float] | None:
         """(start, end) for ``key``, or None before any data."""
-        if (counts := self._counts.get(key)) is not None:
+        with self._lock:
+            counts, floats, sigma = self._counts.get(key), self._floats.get(key), self._sigma.get(key, 0.0)
+        if counts is not None:
             cum = np.cumsum(counts)
             lo, hi = (float(np.searchsorted(cum, q / 100 * cum[-1])) for q in WINDOW_PERCENTILES)
-        elif key in self._floats:
-            lo, hi = self._floats[key]
+        elif floats is not None:
+            lo, hi = floats
         else:
             return None
-        return lo, max(hi, lo + WINDOW_NOISE_SPAN * self._sigma.get(key, 0.0))
+        return lo, max(hi, lo + WINDOW_NOISE_SPAN * sigma)
 
 
 def _noise_sigma(data: np.ndarray) -> float:
     """Noise sigma from the differences of each sampled pixel and its right neighbour (blind to
-    structure; only the sampled pairs: this runs for every frame the camera sends)."""
-    left = np.asarray(data[..., ::STRIDE, ::STRIDE], np.float32)
-    right = np.asarray(data[..., ::STRIDE, 1::STRIDE], np.float32)
+    structure; only the sampled pairs: this runs for every frame the camera sends). Camera counts take
+    the median from a histogram of the differences (linear time: a 2048² frame in ~1 ms, not 4)."""
+    data = np.asarray(data)
+    integer = data.dtype.kind in "ui" and data.dtype.itemsize <= 2
+    kind = np.int32 if integer else np.float32
+    left = np.asarray(data[..., ::STRIDE, ::STRIDE], kind)
+    right = np.asarray(data[..., ::STRIDE, 1::STRIDE], kind)
     if not right.size:
         return 0.0
-    diff = right - left[..., : right.shape[-1]]
-    finite = diff[np.isfinite(diff)]
-    return 1.4826 * float(np.median(np.abs(finite))) / np.sqrt(2) if finite.size else 0.0
+    diff = np.abs(right - left[..., : right.shape[-1]])
+    if integer:
+        cum = np.cumsum(np.bincount(diff.ravel()))
+        median = float(np.searchsorted(cum, cum[-1] / 2))
+    else:
+        finite = diff[np.isfinite(diff)]
+        if not finite.size:
+            return 0.0
+        median = float(np.median(finite))
+    return 1.4826 * median / float(np.sqrt(2))
