@@ -212,7 +212,7 @@ def acquire_cmd(
     position: Annotated[
         list[str] | None, typer.Option(help="Stage XY position 'X,Y' in µm (repeat for several).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
     no_deepz: Annotated[
         bool, typer.Option("--no-deepz", help="Acquire full stacks (virtual z-stacking off).")
     ] = False,
@@ -402,7 +402,7 @@ def infer_cmd(
             "new image beside the run's."
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
 ) -> None:
     """Make the virtual stacks a run left to make (backlog, kill, disk full, model off), or another
     model's."""

@@ -19,7 +19,7 @@ from pydantic import model_validator
 
 from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.engine import VirtualStack
-from mm_deepz.engine.predictor import DEVICES
+from mm_deepz.engine.predictor import device_problem, resolve_device
 from mm_deepz.errors import DeepZError, SettingsError
 from mm_deepz.io.claim import preflight_output
 from mm_deepz.modelfile import DeepZModel, load_model, shipped_model_path
@@ -89,8 +89,8 @@ class AcquisitionRequest(Settings):
         """Refuse non-finite values, values below their minimum or above :data:`LIMITS`, and
         settings that contradict each other."""
         problems = self._range_problems()
-        if self.device not in DEVICES:
-            problems.append(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
+        if (problem := device_problem(self.device)) is not None:
+            problems.append(problem)
         if not self.connect and self.phantom not in PHANTOMS:
             problems.append(
                 f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})"
@@ -203,6 +203,9 @@ class AcquisitionRequest(Settings):
         ``model``: the already loaded model file of :attr:`model_path` (else it is loaded).
         """
         self.check()
+        resolve_device(
+            self.device
+        )  # a GPU asked for by number that is not here: refused before anything moves
         model = model or load_model(self.model_path)
         if self.planes is not None and model.card.n_planes != self.planes:
             raise SettingsError(

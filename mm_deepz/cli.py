@@ -135,7 +135,7 @@ def neuron_experiment_cmd(
         typer.Option(help="Widefield exposure per plane (ms): Deep-Z's input planes and the widefield scan."),
     ] = 10.0,
     neurons: Annotated[int, typer.Option(help="Neurons per worm (200 nominal; more: a denser worm).")] = 200,
-    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
 ) -> None:
     """The C. elegans experiment: neurons found and tracked from Deep-Z vs scanned stacks (blind)."""
     import math
@@ -264,7 +264,7 @@ def train_cmd(
     ] = 5,
     val_every: Annotated[int, typer.Option(help="Validate (and save the checkpoint) every N steps.")] = 250,
     seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
     precision: Annotated[
         str,
         typer.Option(
@@ -489,7 +489,7 @@ def evaluate_cmd(
     report: Annotated[Path, typer.Option(help="Directory for metrics.json and PNG plots.")] = Path("report"),
     input_modality: Annotated[str, typer.Option()] = "widefield",
     target_modality: Annotated[str, typer.Option()] = "confocal",
-    device: Annotated[str, typer.Option()] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
     write_card: Annotated[
         bool, typer.Option(help="Store the blind metrics in the model file's card.")
     ] = False,

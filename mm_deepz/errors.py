@@ -41,6 +41,10 @@ class ReportError(DeepZError):
     """Evaluation reports that cannot be compared: missing, not a report, or other stacks scored."""
 
 
+class DeviceError(DeepZError):
+    """The compute device asked for (``cuda:N``) is not on this computer."""
+
+
 class HardwareError(DeepZError):
     """The microscope lacks what the run needs (a config group, a preset, a property)."""
 

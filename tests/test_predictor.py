@@ -6,7 +6,7 @@ import torch
 from helpers import blobs, tiny_model
 
 from mm_deepz.engine import Predictor, resolve_device
-from mm_deepz.errors import InferenceError, InputError, ModelMismatchError, ZRangeError
+from mm_deepz.errors import DeepZError, InferenceError, InputError, ModelMismatchError, ZRangeError
 
 TILE_TOLERANCE_ADU = 2  # tiled vs whole-frame, max abs difference (documented in docs/engine.md)
 
@@ -73,6 +73,29 @@ def test_cuda_request_falls_back_to_cpu_with_a_warning():
             assert resolve_device("cuda").type == "cpu"
     with pytest.raises(ValueError, match="Unknown device"):
         resolve_device("tpu")
+
+
+def test_a_gpu_is_chosen_by_number_and_one_that_is_not_there_is_refused_by_name():
+    # #35: `--device cuda:1` was refused as an unknown device; it names the second GPU
+    import torch
+
+    from acquisition_hooks import AcquisitionRequest
+    from mm_deepz.errors import DeviceError, SettingsError
+    from mm_deepz.training.train import TrainConfig
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus:
+        assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(DeviceError, match=f"cuda:{gpus} is not on this computer"):
+        resolve_device(f"cuda:{gpus}")
+    assert AcquisitionRequest(device="cuda:1").device == "cuda:1"  # a valid name, checked on use ...
+    with pytest.raises(DeviceError, match=f"cuda:{gpus} is not on this computer"):
+        AcquisitionRequest(device=f"cuda:{gpus}").prepare()  # ... before the microscope opens
+    for bad in ("cuda:-1", "cuda:x", "gpu"):
+        with pytest.raises(SettingsError, match="use auto, cpu, cuda or cuda:N"):
+            AcquisitionRequest(device=bad)
+        with pytest.raises(DeepZError, match="use auto, cpu, cuda or cuda:N"):
+            TrainConfig(device=bad)
 
 
 def test_frame_borders_are_as_clean_as_the_inside():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import dpm as dpm_mod
-from ..errors import InferenceError, InputError
+from ..errors import DeviceError, InferenceError, InputError
 from ..modelfile import DeepZModel
 from ..normalization import IntensityScale, to_dtype
 from .bundle import VirtualStack
@@ -20,13 +21,32 @@ from .tiling import run_tiled
 logger = logging.getLogger(__name__)
 
 
-#: the device names users can ask for
+#: the device names users can ask for, besides ``cuda:N`` (the N-th GPU, from 0)
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def device_problem(requested: str) -> str | None:
+    """What is wrong with a device name (None: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``)."""
+    if requested in DEVICES or re.fullmatch(r"cuda:\d+", requested):
+        return None
+    return f"Unknown device {requested!r}: use auto, cpu, cuda or cuda:N (the N-th GPU, from 0)"
+
+
 def resolve_device(requested: str = "auto") -> torch.device:
-    """``auto`` -> CUDA if available else CPU; a CUDA request without a GPU falls back with a warning."""
-    if requested in ("auto", "cuda") and torch.cuda.is_available():
+    """``auto`` -> CUDA if available else CPU; a ``cuda`` request without a GPU falls back with a
+    warning; ``cuda:N`` is that GPU, refused (:class:`DeviceError`) where this computer has no such GPU."""
+    if (problem := device_problem(requested)) is not None:
+        raise ValueError(problem)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested.startswith("cuda:"):
+        index = int(requested.partition(":")[2])
+        if index >= gpus:
+            have = f"{gpus} GPU(s), cuda:0 to cuda:{gpus - 1}" if gpus else "no GPU"
+            raise DeviceError(
+                f"{requested} is not on this computer ({have}): choose one of its devices, or auto."
+            )
+        return torch.device(requested)
+    if requested in ("auto", "cuda") and gpus:
         return torch.device("cuda")
     if requested == "cuda":
         warnings.warn(
@@ -34,8 +54,6 @@ def resolve_device(requested: str = "auto") -> torch.device:
             RuntimeWarning,
             stacklevel=2,
         )
-    elif requested not in DEVICES:
-        raise ValueError(f"Unknown device {requested!r}: use auto, cuda or cpu.")
     return torch.device("cpu")
 
 

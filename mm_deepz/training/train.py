@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import __version__
-from ..engine.predictor import resolve_device
+from ..engine.predictor import device_problem, resolve_device
 from ..errors import DeepZError
 from ..metrics import pcc_torch, ssim_torch
 from ..model import (
@@ -110,6 +110,8 @@ class TrainConfig(Settings):
             )
         if not 1 <= self.targets_per_sample <= 64:
             raise ValueError(f"targets_per_sample must be 1 to 64, got {self.targets_per_sample}.")
+        if (problem := device_problem(self.device)) is not None:
+            raise ValueError(problem)
         try:
             self.generator()
         except ValueError as e:
@@ -204,7 +206,7 @@ class TrainResult:
 def _device_name(device: torch.device) -> str:
     """The GPU's or the processor's name, for the card."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name()
+        return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
 
 
