@@ -400,9 +400,8 @@ def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monk
     assert not panel.close() and panel.runner.running  # "No": the run goes on
     assert "running" in answers.asked[0][1]
     answers.answer = True
-    started = time.monotonic()
     assert not panel.close()  # "Yes": it stops, and the window stays until the container is finished ...
-    assert time.monotonic() - started < 1.0  # ... without waiting here for the run (nothing froze)
+    assert panel.runner.running  # ... without waiting here for the run to end (nothing froze)
     assert panel.isVisible() and "closes once" in panel.message.text()
     qtbot.waitUntil(lambda: not panel.isVisible(), timeout=RUN_TIMEOUT_MS)  # ... then closes by itself
     assert not panel.runner.running
