@@ -451,6 +451,7 @@ def info_cmd(
     from rich.table import Table
 
     from mm_deepz.io import read_progress, record_key_parts
+    from mm_deepz.io.recorder import measured_not_recorded
 
     from .infer import stacks_to_make
 
@@ -470,6 +471,11 @@ def info_cmd(
         table.add_row(f"{image}: complete time points", _ranges(done) or "none")
     # every measured Deep-Z time point without its stack: the backlog, and what a kill left (the stacks
     # the model was making when it died are recorded nowhere else)
+    if unrecorded := measured_not_recorded(container, rec):  # the last second before a kill
+        table.add_row(
+            "measured, not yet recorded",
+            f"{_ranges(unrecorded)} (on disk; `mm-deepz infer` records them and makes their virtual stacks)",
+        )
     if todo := stacks_to_make(rec):
         table.add_row(
             "virtual stacks still to make", f"{_ranges([t for t, _ in todo])} (`mm-deepz infer` makes them)"

@@ -270,3 +270,19 @@ def test_info_lists_the_stacks_a_killed_run_was_making_and_infer_makes_exactly_t
     assert (summary.made, summary.already) == (2, 2)
     listing = CliRunner().invoke(app, ["info", str(out)], env={"COLUMNS": "300"}).output
     assert "still to make" not in listing
+
+
+def test_info_names_measured_planes_a_kill_left_out_of_the_record(tmp_path):
+    # #37 item 1: after a kill between a plane's write and the record's, `info` listed what the record
+    # said; the planes on disk were named nowhere until `mm-deepz infer`
+    from mm_deepz.io import Geometry, Recorder
+
+    out = tmp_path / "cut.ome.zarr"
+    geometry = Geometry(z_um=(-1.0, 0.0, 1.0), pixel_size_um=0.5, interval_s=1.0, shape_yx=(8, 8))
+    rec = Recorder(out, geometry)
+    for t in (0, 1):
+        rec.write_plane("measured", t, 1, np.full((8, 8), 120 + t, np.uint16))
+    rec.mark_complete("measured", 0, planes=[1])  # t=1's record never came: killed here
+    rec.close()
+    listing = CliRunner().invoke(app, ["info", str(out)], env={"COLUMNS": "300"}).output
+    assert "measured, not yet recorded" in listing and "│ 1 (on disk" in listing

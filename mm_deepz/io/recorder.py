@@ -103,6 +103,19 @@ ARRAY_CONFIG: ArrayConfigParams = {"order": "C", "write_empty_chunks": True}
 VIRTUAL_CHUNK_BYTES = 16 * 2**20
 
 
+def measured_not_recorded(path: str | Path, record: dict[str, Any]) -> list[int]:
+    """Time points whose measured planes are on disk (chunk folders of the measured image) but not in
+    ``record`` (the run's, as read): what a kill between a plane's write and the record's left, or a
+    record write that failed (a full disk). Read-only; ``mm-deepz infer`` records them."""
+    recorded_t = {record_key_parts(key)[0] for key in record.get("planes_measured") or {}}
+    found: set[int] = set()
+    for folder in (record.get("images") or {}).get("measured", []):
+        chunks = Path(path) / folder / "0" / "c"
+        if chunks.is_dir():
+            found |= {int(d.name) for d in chunks.iterdir() if d.name.isdigit() and any(d.iterdir())}
+    return sorted(found - recorded_t)
+
+
 def per_position(name: str, p: int, several: bool) -> str:
     """``name`` with one XY position, ``name/p<p>`` with several: image groups and the keys of
     per-time-point records alike."""
