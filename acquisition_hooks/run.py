@@ -453,6 +453,7 @@ class DeepZAcquisition:
             if not self._go.is_set():
                 paused_at, self.paused_before = time.monotonic(), t
                 logger.info("Paused before time point %d", t)
+                self.recorder.flush()  # while the run waits, its record says all that was measured
                 while not self._go.wait(_POLL_S):
                     if self._abort.is_set():
                         return

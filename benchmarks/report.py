@@ -133,6 +133,13 @@ def results_markdown(r: dict) -> list[str]:
             ]
         ],
     )
+    if "record_ms_late" in w:
+        line = (
+            f"A long run ({w['long_run_time_points']} time points of 64² planes): the recorder takes "
+            f"{w['record_ms_early']} ms per time point over the first 100 and {w['record_ms_late']} ms over "
+            "the last half (the run record, rewritten at most once a second, does not grow the cost)."
+        )
+        out += [line, ""]
     li = r["light"]
     out += ["### Light", ""]
     out += _table(

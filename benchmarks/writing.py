@@ -65,6 +65,21 @@ def ome_zarr_mb_s(frames: list[np.ndarray], n: int, out: Path) -> float:
     return _mb_s(data.nbytes, time.perf_counter() - t0)
 
 
+def record_ms_per_time_point(n: int, out: Path, early: int = 100) -> tuple[float, float]:
+    """Recorder ms per time point (a 64² plane and its completion) over the first ``early`` time points
+    and over the last half of ``n``: small frames, so what grows with a long run (the run record) shows."""
+    rec = Recorder(out, Geometry((0.0,), 0.325, 0.0, (64, 64)), overwrite=True)
+    frame = np.full((64, 64), 100, np.uint16)
+    stamps = [time.perf_counter()]
+    for t in range(n):
+        rec.write_plane("measured", t, 0, frame)
+        rec.mark_complete("measured", t, planes=[0])
+        stamps.append(time.perf_counter())
+    rec.finish()
+    half = n // 2
+    return (stamps[early] - stamps[0]) / early * 1000, (stamps[n] - stamps[half]) / (n - half) * 1000
+
+
 def run(quick: bool) -> dict:
     """The writing row: MB/s and ratios, with and without compression."""
     size, n = (256, 20) if quick else (2048, 40)
@@ -75,6 +90,8 @@ def run(quick: bool) -> dict:
         lz4, ratio = recorder_mb_s(frames, n, d / "lz4.ome.zarr", True)
         plain, _ = recorder_mb_s(frames, n, d / "plain.ome.zarr", False)
         reference = ome_zarr_mb_s(frames, n, d / "omezarr.ome.zarr")
+        long_n = 400 if quick else 3000
+        record_early, record_late = record_ms_per_time_point(long_n, d / "long.ome.zarr")
         os.sync()
     frame_mb = frames[0].nbytes / 2**20
     row = {
@@ -90,6 +107,9 @@ def run(quick: bool) -> dict:
         "lz4_size_ratio": round(ratio, 2),
         "camera_fps_sustained_lz4": round(lz4 / frame_mb),
         "camera_fps_sustained_raw": round(plain / frame_mb),
+        "long_run_time_points": long_n,
+        "record_ms_early": round(record_early, 2),
+        "record_ms_late": round(record_late, 2),
     }
     logger.info("writing %s", row)
     return row
