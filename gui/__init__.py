@@ -1,6 +1,27 @@
-"""The PyQt5 Deep-Z panel: toggle virtual z-stacking and watch measured and virtual data live."""
+"""The PyQt5 Deep-Z panel: toggle virtual z-stacking and watch measured and virtual data live.
 
-from .panel import DeepZPanel, DeepZWindow
-from .runner import AcquisitionRunner, LiveStats
+The names below are imported on first use: the command line registers the panel's commands
+(:mod:`gui.cli`) without loading Qt, torch or the acquisition.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mm_deepz.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .panel import DeepZPanel, DeepZWindow
+    from .runner import AcquisitionRunner, LiveStats
+
+#: public name -> the module that defines it
+_WHERE = {
+    "DeepZPanel": ".panel",
+    "DeepZWindow": ".panel",
+    "AcquisitionRunner": ".runner",
+    "LiveStats": ".runner",
+}
+
+__getattr__ = lazy_exports(__name__, _WHERE)
 
 __all__ = ["AcquisitionRunner", "DeepZPanel", "DeepZWindow", "LiveStats"]
