@@ -279,8 +279,10 @@ def test_find_neurons_circles_them_on_the_virtual_view(qtbot, panel):
     shown = int(re.search(r"t=(\d+)", view.title()).group(1))
     found.clear()
     panel.show_neurons.click()
+    label = panel.neuron_count
+    # the label and `found` are two queued deliveries of one signal: wait for both
     qtbot.waitUntil(
-        lambda: panel.neuron_count.text().endswith(f"neurons at t={shown}"), timeout=RUN_TIMEOUT_MS
+        lambda: bool(found) and label.text().endswith(f"neurons at t={shown}"), timeout=RUN_TIMEOUT_MS
     )
     assert found[-1][0] == shown  # the circles and count are those of the stack on show
 
