@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,12 @@ def start_acquire(out: Path, *args: str, **popen) -> subprocess.Popen:
         ],
         **popen,
     )
+
+
+def heavy_modules_after(code: str, modules: set[str]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported once it ran ``code`` (statements separated
+    by ``;``): what a light part of the project must not load."""
+    names = sorted(modules)
+    script = f"import json, sys; {code}; print(json.dumps(sorted(set({names!r}) & set(sys.modules))))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
