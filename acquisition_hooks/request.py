@@ -203,9 +203,8 @@ class AcquisitionRequest(Settings):
         ``model``: the already loaded model file of :attr:`model_path` (else it is loaded).
         """
         self.check()
-        resolve_device(
-            self.device
-        )  # a GPU asked for by number that is not here: refused before anything moves
+        if self.device.startswith("cuda:"):  # a GPU by number that is not here: refused before anything moves
+            resolve_device(self.device)
         model = model or load_model(self.model_path)
         if self.planes is not None and model.card.n_planes != self.planes:
             raise SettingsError(

@@ -342,11 +342,6 @@ class DeepZAcquisition:
         """Go on after :meth:`pause`."""
         self._go.set()
 
-    @property
-    def paused(self) -> bool:
-        """Whether a pause was asked for (the run may still be finishing the time point under way)."""
-        return not self._go.is_set()
-
     def ask_blind_check(self) -> int:
         """A blind check (a scanned reference stack, scored against its virtual stack) at the first time
         point not under way yet, besides the plan's; that time point."""

@@ -71,13 +71,25 @@ SETTINGS_MARK = "mm_deepz_acquisition_settings"
 SETTINGS_VERSION = 1
 
 
+def _read_settings_file(path: Path) -> dict:
+    """The acquisition settings in a file the panel wrote (its mark left out); :class:`InputError` for
+    an unreadable file or another tool's."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} cannot be read as a settings file: {e}") from e
+    if not isinstance(data, dict) or data.pop(SETTINGS_MARK, None) != SETTINGS_VERSION:
+        raise InputError(f"{path} is not an mm-deepz acquisition settings file (saved by the panel).")
+    return data
+
+
 def _is_settings_file(path: Path) -> bool:
     """Whether ``path`` is an acquisition settings file the panel wrote."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        _read_settings_file(path)
+    except InputError:
         return False
-    return isinstance(data, dict) and data.get(SETTINGS_MARK) == SETTINGS_VERSION
+    return True
 
 
 def _spin(
@@ -193,7 +205,6 @@ class DeepZPanel(QWidget):
         self._measured: dict[int, tuple[np.ndarray, str]] = {}  # the shown time point's measured planes
         self._measured_t = -1
         self._looking = False  # Snap or Live is using the microscope
-        self._plan: DeepZPlan | None = None  # the plan the fields describe, when they are valid
         self._blind_scores: dict[int, str] = {}  # the blind checks' scores, by time point
         self._reference_t = -1  # the time point of the reference stack on show
         #: virtual planes/s each model made in its last run here, per device
@@ -207,9 +218,9 @@ class DeepZPanel(QWidget):
         self._paused_at: float | None = None  # when Pause was clicked (the countdown leaves it out)
         self._virtual_t = -1  # the time point of the virtual stack on show
         self._run_text = ""  # the last run's summary, kept on screen under later notes
-        self._napari: subprocess.Popen[bytes] | None = None
         #: the camera's frame (rows, columns) as last seen (Micro-Manager: sizes the plan once known)
         self._frame_yx: tuple[int, int] | None = None
+        #: what the plan the fields describe takes, when they are valid
         self._estimate: PlanEstimate | None = None
         self._build(r)
         self._defaults = {
@@ -581,13 +592,7 @@ class DeepZPanel(QWidget):
     def load_acquisition(self, path: Path) -> None:
         """Set the fields from a settings file written by :meth:`save_acquisition` (validated: a value out
         of range or another tool's file is refused by name, and nothing changes)."""
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"{path} cannot be read as a settings file: {e}") from e
-        if not isinstance(data, dict) or data.pop(SETTINGS_MARK, None) != SETTINGS_VERSION:
-            raise InputError(f"{path} is not an mm-deepz acquisition settings file (saved by the panel).")
-        self._apply(AcquisitionRequest(**data))  # SettingsError names each bad value
+        self._apply(AcquisitionRequest(**_read_settings_file(path)))  # SettingsError names each bad value
 
     def _apply(self, r: AcquisitionRequest) -> None:
         """The fields as ``r`` describes them (the output moved on to a free name, replace unticked)."""
@@ -643,7 +648,6 @@ class DeepZPanel(QWidget):
             except DeepZError as e:
                 problem = in_panel_words(str(e))
             else:
-                self._plan = plan
                 self.inputs.setText(
                     f"{len(plan.anchor_z())} measured at z = "
                     + ", ".join(f"{z:+.1f}" for z in plan.anchor_z())
@@ -721,12 +725,10 @@ class DeepZPanel(QWidget):
     def _pace_note(self) -> str:
         """Whether the model kept up in its last run here with this device, against what this plan asks."""
         speed = self._speed.get((str(self.model.sha256), self.device.currentText())) if self.model else None
-        if not speed or self._plan is None:
+        if not speed or self._estimate is None:
             return ""
-        planes = len(self._plan.requested_z()) * len(self._base.positions_xy_um or ((0.0, 0.0),))
-        # a time point takes its interval, or (as fast as possible) about its exposures
-        seconds = self.interval.value() or len(self._plan.anchor_z()) * self.exposure.value() / 1000
-        needed = planes / max(seconds, 1e-3)
+        # a time point takes its interval, or (as fast as possible) its exposures, blind checks averaged in
+        needed = self._estimate.virtual_planes_per_s
         if needed <= speed:
             return ""
         return (
@@ -794,24 +796,21 @@ class DeepZPanel(QWidget):
         import tempfile
 
         log = tempfile.NamedTemporaryFile(prefix="mm-deepz-napari-", suffix=".log", delete=False)  # noqa: SIM115
-        self._napari = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "napari", "--plugin", "mm-deepz", str(self._finished_output)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
         self.show_message(f"{self._run_text}\nOpening {self._finished_output} in napari…")
-        self._watch_napari(Path(log.name), tries=20)
+        self._watch_napari(proc, Path(log.name), tries=20)
 
-    def _watch_napari(self, log: Path, tries: int) -> None:
+    def _watch_napari(self, proc: subprocess.Popen[bytes], log: Path, tries: int) -> None:
         """Look at the napari process twice a second for its first 10 s: report an early failure."""
-        proc = self._napari
-        if proc is None:
-            return
         code = proc.poll()
         if code is None:
             if tries > 0:
-                QTimer.singleShot(500, lambda: self._watch_napari(log, tries - 1))
+                QTimer.singleShot(500, lambda: self._watch_napari(proc, log, tries - 1))
             return
         if code != 0:
             last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []

@@ -71,8 +71,8 @@ class AcquisitionRunner(QObject):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._toggle: bool | None = None
-        #: find neurons in each virtual stack (off the inference thread; a stack arriving while the
-        #: last one is still analysed is not analysed: the view shows the newest it can)
+        #: find neurons in each virtual stack (off the inference thread; while one is analysed only the
+        #: newest stack waits, older ones are dropped: the view shows the newest it can)
         self.find_neurons = False
         self._finding: threading.Thread | None = None
         self._find_lock = threading.Lock()
