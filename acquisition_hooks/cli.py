@@ -7,12 +7,16 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typing_extensions import Self
 
 from mm_deepz.bridge import DEFAULT_PORT
+from mm_deepz.errors import DeepZError
+
+if TYPE_CHECKING:
+    from .infer import InferSummary
 
 logger = logging.getLogger(__name__)
 
@@ -394,51 +398,99 @@ class StopOnSignals:
 
 
 def infer_cmd(
-    container: Annotated[Path, typer.Argument(help="A run written by `mm-deepz acquire` or the panel.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Runs written by `mm-deepz acquire` or the panel, or folders holding runs (searched "
+            "through)."
+        ),
+    ],
     model: Annotated[
         Path | None,
         typer.Option(
-            help="Model file or bioimage.io package (default: the run's). Another model's stacks go to a "
+            help="Model file or bioimage.io package (default: each run's). Another model's stacks go to a "
             "new image beside the run's."
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto, cpu, cuda or cuda:N (the N-th GPU); auto on a Dask worker of a "
+            "machine with several GPUs: the worker's own."
+        ),
+    ] = "auto",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Dask workers of a LocalCluster on this machine (default: one per GPU, or one per "
+            "2 cores (batch.CORES_PER_WORKER), at most one per run); 1: in this process."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="The address of a running Dask scheduler (tcp://host:8786) to send the tasks to."),
+    ] = None,
+    time_points_per_task: Annotated[
+        int | None,
+        typer.Option(
+            help="Split each run into tasks of this many time points (default: one task per run); a "
+            "failure then retries only its share."
+        ),
+    ] = None,
 ) -> None:
-    """Make the virtual stacks a run left to make (backlog, kill, disk full, model off), or another
-    model's."""
+    """Make the virtual stacks runs left to make (backlog, kill, disk full, model off), or another
+    model's: one run here, many on Dask distributed (docs/scaling.md)."""
     from rich.progress import Progress
 
-    from .infer import infer_missing
+    from .batch import find_runs, plan_batch, run_batch
 
+    found = find_runs(runs)
+    tasks = plan_batch(found, model, time_points_per_task)
     with Progress() as bar:
-        task = bar.add_task("virtual stacks", total=None)
-        summary = infer_missing(
-            container,
-            model,
-            device,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        task = bar.add_task("virtual stacks", total=sum(t.stacks for t in tasks))
+        summary = run_batch(tasks, model, device, workers, scheduler, progress=lambda run: bar.advance(task))
+    if len(found) == 1 and summary.failed:  # a batch of one fails as that run's error
+        raise DeepZError(next(iter(summary.failed.values())))
+    for run in found:
+        _say_inferred(run, summary.done.get(run, []))
+    for run, why in summary.failed.items():
+        typer.echo(f"failed {run}: {why}", err=True)
+    if len(found) > 1:
+        typer.echo(
+            f"{len(found) - len(summary.failed)} of {len(found)} runs done in {summary.seconds:.1f} s "
+            f"({summary.where})"
         )
+    if summary.failed:
+        raise DeepZError(
+            f"{len(summary.failed)} of {len(found)} runs failed (listed above); `mm-deepz infer` again "
+            "goes on where they stopped once their problem is fixed."
+        )
+    if any(s.unreadable for parts in summary.done.values() for s in parts):
+        raise typer.Exit(1)
+
+
+def _say_inferred(run: Path, parts: list[InferSummary]) -> None:
+    """What ``infer`` did to one run (its tasks' summaries), and what it skipped."""
+    made, already = sum(s.made for s in parts), sum(s.already for s in parts)
+    image = parts[0].image if parts else "virtual"
+    recovered = sum(s.recovered for s in parts)
+    seconds = sum(s.seconds for s in parts)
     typer.echo(
-        f"{summary.made} virtual stacks made into image {summary.image} of {container} in "
-        f"{summary.seconds:.1f} s "
-        f"({summary.already} were there already"
-        + (
-            f"; {summary.recovered} measured time points recovered into the record"
-            if summary.recovered
-            else ""
-        )
+        f"{made} virtual stacks made into image {image} of {run} in {seconds:.1f} s "
+        f"({already if parts else 'all'} were there already"
+        + (f"; {recovered} measured time points recovered into the record" if recovered else "")
         + ")"
     )
-    if summary.ignored:
+    ignored = sorted({f for s in parts for f in s.ignored})
+    if ignored:
         typer.echo(
-            f"ignored {len(summary.ignored)} file(s) among the measured chunks that no run writes (e.g. "
-            f"{summary.ignored[0]}); they are left as they are",
+            f"ignored {len(ignored)} file(s) among the measured chunks that no run writes (e.g. "
+            f"{ignored[0]}); they are left as they are",
             err=True,
         )
-    for where, why in summary.unreadable.items():
-        typer.echo(f"skipped {where}: {why}", err=True)
-    if summary.unreadable:
-        raise typer.Exit(1)
+    for s in parts:
+        for where, why in s.unreadable.items():
+            typer.echo(f"skipped {where}: {why}", err=True)
 
 
 def info_cmd(

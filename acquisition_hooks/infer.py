@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,17 +49,25 @@ class InferSummary:
     ignored: list[str] = field(default_factory=list)
 
 
-def _image_for(recorder: Recorder, model: DeepZModel, run_sha: str | None) -> str:
-    """``virtual`` for the run's own model, else ``virtual_<model name>`` (added if new)."""
-    if model.sha256 == run_sha:
+def image_for_model(attrs: dict[str, Any], model: DeepZModel) -> str:
+    """The image ``model``'s stacks go to in a run with root attributes ``attrs``: ``virtual`` for the
+    run's own model, else ``virtual_<model name>`` (with its checksum where that name is another's)."""
+    if model.sha256 == (attrs.get("model") or {}).get("sha256"):
         return "virtual"
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(model.path or "model").stem)
-    models = recorder.attrs.get("virtual_models", {})
     name = f"virtual_{stem}"
+    models = attrs.get("virtual_models", {})
     if name in models and models[name]["sha256"] != model.sha256:
         name = f"virtual_{stem}_{str(model.sha256)[:8]}"
+    return name
+
+
+def _add_image_for(recorder: Recorder, model: DeepZModel) -> str:
+    """:func:`image_for_model`, added to the run (and its model recorded) where it is new."""
+    name = image_for_model(recorder.attrs, model)
     if name not in recorder.completed:
         recorder.add_image(name)
+        models = recorder.attrs.get("virtual_models", {})
         recorder.update_attrs(
             virtual_models={
                 **models,
@@ -87,36 +95,51 @@ def stacks_to_make(record: dict[str, Any], image: str = "virtual") -> list[tuple
     return [(t, p) for t, p in deepz_time_points(record) if t not in done]
 
 
+def run_model(attrs: dict[str, Any], model_path: Path | None = None) -> DeepZModel:
+    """``model_path``'s model, or by default the one the run with root attributes ``attrs`` recorded."""
+    if model_path is None:
+        model_path = Path((attrs.get("model") or {}).get("path") or "")
+        if not model_path.is_file():
+            raise DeepZError(
+                f"The run's model file {str(model_path) or '(none recorded)'} is not here: give one with "
+                "--model."
+            )
+    return load_model(model_path)
+
+
 def infer_missing(
     path: Path,
     model_path: Path | None = None,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    time_points: Collection[int] | None = None,
+    wait_s: float = 0.0,
 ) -> InferSummary:
-    """Make every virtual stack of the run at ``path`` that is not on disk yet (see the module doc)."""
-    recorder = Recorder.reopen(path)
+    """Make every virtual stack of the run at ``path`` that is not on disk yet (see the module doc).
+
+    ``time_points``: only those (a batch's share of a run; None: all, with the measured planes a failed
+    record update left out). ``wait_s``: how long to wait for another writer of the run to let it go.
+    """
+    recorder = Recorder.reopen(path, wait_s)
     try:
         attrs = recorder.attrs
         plan = DeepZPlan(**attrs["plan"])
-        run_model = attrs.get("model") or {}
-        if model_path is None:
-            model_path = Path(run_model.get("path") or "")
-            if not model_path.is_file():
-                raise DeepZError(
-                    f"The run's model file {str(model_path) or '(none recorded)'} is not here: give one with "
-                    "--model."
-                )
-        model = load_model(model_path)
+        model = run_model(attrs, model_path)
         model.check_compatible(
             pixel_size_um=recorder.geometry.pixel_size_um, plane_offsets_um=plan.anchor_z()
         )
         plan.check_range(model.card.z_range_um)
-        image = _image_for(recorder, model, run_model.get("sha256"))
-        recovered = recorder.recover_measured()  # planes written before a failed record update
+        image = _add_image_for(recorder, model)
+        # planes written before a failed record update
+        recovered = recorder.recover_measured() if time_points is None else []
         anchors = tuple(plan.anchor_indices())
         record = {**recorder.state, "plan": attrs["plan"]}  # the progress record and the run's plan
+        ours = deepz_time_points(record)
         todo = stacks_to_make(record, image)
-        already = len(deepz_time_points(record)) - len(todo)
+        if time_points is not None:
+            ours = [(t, p) for t, p in ours if t in time_points]
+            todo = [(t, p) for t, p in todo if t in time_points]
+        already = len(ours) - len(todo)
         predictor = Predictor(model, device)
         t0 = time.perf_counter()
         unreadable: dict[str, str] = {}

@@ -59,13 +59,15 @@ HOLDER = textwrap.dedent("""
 """)
 
 
+def env_with_root() -> dict[str, str]:
+    """This environment, with the project's root importable (for subprocesses)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
 def start_holder(path: Path) -> subprocess.Popen:
     """A second process writing the container ``path`` (kill it when done)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True, env=env_with_root()
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
     return proc

@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from ..errors import DeepZError, StorageError
 
@@ -40,6 +41,8 @@ RUN_KEY = "mm_deepz"
 PAIRS_KEY = "mm_deepz_pairs"
 #: the files that make a folder part of a zarr hierarchy (zarr v3, v2 groups and arrays)
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+#: how often a writer waiting for a container's lock tries again (s)
+LOCK_POLL_S = 0.2
 #: the longest file name most file systems take (bytes)
 NAME_MAX = 255
 
@@ -117,7 +120,9 @@ class ContainerLock:
     """An exclusive lock on a container path, released by the kernel when its process dies: on the
     lock file beside it, and on the folder itself once it exists (shared by every path to it)."""
 
-    def __init__(self, container: Path):
+    def __init__(self, container: Path, wait_s: float = 0.0):
+        """Take the lock, or raise :class:`ContainerLockedError` when another process holds it (after
+        waiting up to ``wait_s`` seconds for it to be released: writers that take a run in turn)."""
         self.container = real_path(container)
         self._path = lock_path(self.container)
         self._folder_fd: int | None = None
@@ -128,16 +133,15 @@ class ContainerLock:
                 f"{self._path.parent} does not take new files ({e.strerror or e}), so {self.container} "
                 "cannot be written there: choose another output."
             ) from e
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "an unknown process"
-            self._file.close()
-            raise ContainerLockedError(
-                f"{self.container} is being written by {holder}: wait for that run to end, or choose another "
-                "output."
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self._refuse()
+                time.sleep(LOCK_POLL_S)
         self._file.seek(0)
         self._file.truncate()
         self._file.write(
@@ -151,6 +155,15 @@ class ContainerLock:
             except BaseException:
                 self.release()
                 raise
+
+    def _refuse(self) -> NoReturn:
+        self._file.seek(0)
+        holder = self._file.read().strip() or "an unknown process"
+        self._file.close()
+        raise ContainerLockedError(
+            f"{self.container} is being written by {holder}: wait for that run to end, or choose another "
+            "output."
+        ) from None
 
     @property
     def folder_fd(self) -> int | None:
@@ -339,14 +352,15 @@ class Claim:
             raise
 
     @classmethod
-    def existing(cls, path: str | Path) -> Claim:
-        """An existing container, locked for this process (to add what its run left to make)."""
+    def existing(cls, path: str | Path, wait_s: float = 0.0) -> Claim:
+        """An existing container, locked for this process (to add what its run left to make), waiting up
+        to ``wait_s`` seconds for another writer to let it go."""
         claim = cls.__new__(cls)
         claim.path = real_path(path)
         claim._aside = None
         claim._aside_fd = None
         claim._created = claim._ours = False
-        claim.lock = ContainerLock(claim.path)
+        claim.lock = ContainerLock(claim.path, wait_s)
         return claim
 
     @property

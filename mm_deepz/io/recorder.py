@@ -312,13 +312,14 @@ class Recorder:
         return None if anchors is None else {self.geometry.grid_index(z): i for i, z in enumerate(anchors)}
 
     @classmethod
-    def reopen(cls, path: str | Path) -> Recorder:
+    def reopen(cls, path: str | Path, wait_s: float = 0.0) -> Recorder:
         """A container written earlier, locked for this process, to add what its run left to make
-        (its geometry read from the measured image's NGFF metadata)."""
+        (its geometry read from the measured image's NGFF metadata); ``wait_s``: how long to wait for
+        another writer to let it go."""
         path = Path(path)
         open_container(path)  # refuses what is not an mm-deepz run
         rec = cls.__new__(cls)
-        rec._claim = Claim.existing(path)
+        rec._claim = Claim.existing(path, wait_s)
         rec.path = rec._claim.path
         rec.restored = None
         rec.ignored = []
