@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from mm_deepz.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .batch import BatchSummary, infer_runs
     from .events import DEEPZ_AXIS, Capture, EventRewriter
     from .hooks import DeepZHooks
     from .plan import DeepZPlan, PlanError
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _WHERE = {
+    "BatchSummary": ".batch",
+    "infer_runs": ".batch",
     "DEEPZ_AXIS": ".events",
     "Capture": ".events",
     "EventRewriter": ".events",
@@ -40,6 +43,7 @@ __getattr__ = lazy_exports(__name__, _WHERE)
 __all__ = [
     "DEEPZ_AXIS",
     "AcquisitionRequest",
+    "BatchSummary",
     "Capture",
     "DeepZAcquisition",
     "DeepZHooks",
@@ -49,4 +53,5 @@ __all__ = [
     "PlanError",
     "RunSettings",
     "RunSummary",
+    "infer_runs",
 ]

@@ -121,7 +121,7 @@ def plan_batch(
         # a run with nothing to make still gets its task: it brings a killed run's OME-XML up to date
         for i in range(0, max(1, len(times)), size):
             share = tuple(times[i : i + size])
-            tasks.append(InferTask(run, share, sum(t in share for t, _ in todo)))
+            tasks.append(InferTask(run, share or None, sum(t in share for t, _ in todo)))
     return tasks
 
 
@@ -282,3 +282,16 @@ def _on_dask(
         if cluster is not None:
             cluster.close()
     return summary
+
+
+def infer_runs(
+    paths: Iterable[Path],
+    model_path: Path | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    time_points_per_task: int | None = None,
+) -> BatchSummary:
+    """Make what the runs at ``paths`` (runs or folders of runs) lack: ``mm-deepz infer`` from Python."""
+    tasks = plan_batch(find_runs(paths), model_path, time_points_per_task)
+    return run_batch(tasks, model_path, device, workers, scheduler)
