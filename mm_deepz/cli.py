@@ -313,11 +313,13 @@ def train_cmd(
         ),
     ] = False,
 ) -> None:
-    """Train a Deep-Z model from z-stack pairs (simulated or from your microscope)."""
+    """Train a Deep-Z model from z-stack pairs (simulated or from your microscope); across processes
+    or GPUs: `torchrun --nproc-per-node N -m mm_deepz train ...` (docs/scaling.md)."""
     import json
     import sys
 
     from mm_deepz.training.blind import read_manifest, without_blind
+    from mm_deepz.training.distributed import Ranks
     from mm_deepz.training.stacks import dataset_summary, load_pairs
     from mm_deepz.training.train import TrainConfig, check_output_model, read_train_config, train
 
@@ -372,8 +374,10 @@ def train_cmd(
         pairs = without_blind(pairs, manifest, "training data")
         val_pairs = without_blind(val_pairs, manifest, "validation data") if val_pairs else val_pairs
     summary_path = out.with_suffix(".dataset.json")
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
+    main_process = Ranks.from_env().main  # under torchrun, one process writes and reports
+    if main_process:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(dataset_summary(pairs), indent=2))
     result = train(
         pairs,
         cfg,
@@ -383,10 +387,11 @@ def train_cmd(
         val_pairs=val_pairs,
         init=init,
     )
-    typer.echo(
-        f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
-        f"{result.steps_done} steps, {result.seconds:.0f} s); dataset summary: {summary_path}"
-    )
+    if main_process:
+        typer.echo(
+            f"model written to {out} (validation loss {result.best_val_loss:.4f}, "
+            f"{result.steps_done} steps, {result.seconds:.0f} s); dataset summary: {summary_path}"
+        )
 
 
 @pairs_app.command("check")

@@ -402,7 +402,7 @@ def test_bfloat16_training_computes_its_loss_in_float32(monkeypatch):
     y = 0.002 * torch.rand(2, 1, 64, 64)
     y[:, :, 20:24, 30:34] += 0.03  # one dim neuron per patch
     cfg = train.TrainConfig(n_planes=2, adversarial_weight=0.05)
-    _, loss = train.generator_loss(net, disc, planes, dpm, y, cfg, amp=True)
+    _, loss = train.generator_loss(train.EncodeDecode(net), disc, planes, dpm, y, cfg, amp=True)
     assert seen == [(False, torch.float32)]
     assert loss.dtype == torch.float32 and math.isfinite(float(loss))
     loss.backward()  # and it trains: gradients reach the first layer, finite
@@ -590,3 +590,64 @@ def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_pat
         TrainConfig(architecture="encode-once", decoder_channels=2)
     with pytest.raises(DeepZError, match="architecture must be one of unet, encode-once"):
         TrainConfig(architecture="vit")
+
+
+def test_two_processes_train_as_one_with_the_whole_batch_and_resume_on_one(data, tmp_path):
+    # torchrun's 2 CPU processes (gloo) each train on half of the same global batch: DDP's averaged
+    # gradients take the steps one process takes with the whole batch; the checkpoint goes on in 1 process
+    import subprocess
+    import sys
+
+    from helpers import env_with_root
+
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    args = {"z_range_um": 4, "batch_size": 4, "patch": 32, "base_channels": 4, "depth": 1, "val_every": 5}
+    options = [
+        "--z-range=4",
+        "--batch-size=4",
+        "--patch=32",
+        "--base-channels=4",
+        "--depth=1",
+        "--device=cpu",
+    ]
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        + ["-m", "mm_deepz", "train", str(data / "train"), "--steps=20", "--val-every=5", *options]
+        + ["--out", str(tmp_path / "two.pt")],
+        capture_output=True,
+        text=True,
+        env={**env_with_root(), "OMP_NUM_THREADS": "1"},
+        check=False,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("model written to") == 1  # one process reports, and writes
+    pairs = load_pairs([data / "train"])
+    one = train(pairs, TrainConfig(steps=20, device="cpu", **args), tmp_path / "one.pt", command="one")
+    two = load_model(tmp_path / "two.pt").card.provenance
+    assert two["world_size"] == 2 and len(two["devices"]) == 2 and two["devices"][0].startswith("cpu")
+
+    def curve(history: list[dict]) -> list[tuple[float, float, float]]:
+        return [(h["step"], h["train_loss"], h["val_loss"]) for h in history]
+
+    assert [h[0] for h in curve(two["history"])] == [5, 10, 15, 20]
+    np.testing.assert_allclose(curve(two["history"]), curve(one.history), rtol=1e-4)
+    # resumed on one process, the 2-process checkpoint goes on as the 1-process one does
+    cfg = TrainConfig(steps=30, device="cpu", **args)
+    after_two = train(pairs, cfg, tmp_path / "two.pt", resume=True, command="resumed")
+    after_one = train(pairs, cfg, tmp_path / "one.pt", resume=True, command="resumed")
+    np.testing.assert_allclose(curve(after_two.history), curve(after_one.history), rtol=1e-4)
+    assert [leg["world_size"] for leg in after_two.model.card.provenance["legs"]] == [2, 1]
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(data, tmp_path, monkeypatch):
+    from mm_deepz.training.stacks import load_pairs
+    from mm_deepz.training.train import TrainConfig, train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts the second of 2 processes
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(DeepZError, match=r"batch of 5 does not split evenly over 2 processes.*multiple of 2"):
+        train(load_pairs([data / "train"]), TrainConfig(batch_size=5, device="cpu"), tmp_path / "m.pt")
+    assert not list(tmp_path.iterdir())

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing_extensions import override
 
 from .. import __version__
 from ..engine.predictor import device_problem, resolve_device
@@ -35,6 +36,7 @@ from ..model import (
 from ..modelfile import DeepZModel, ModelCard, OpticsSpec
 from ..settings import Settings
 from .blind import specimen_pattern
+from .distributed import Ranks, process_group
 from .sampler import PatchSampler, SamplingConfig
 from .stacks import PairedStack, dataset_summary
 
@@ -264,8 +266,22 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor
     return loss
 
 
+class EncodeDecode(torch.nn.Module):
+    """A generator as one module that takes the planes and their DPMs: what DistributedDataParallel
+    wraps (it averages the gradients of what runs through its ``forward``)."""
+
+    def __init__(self, net: DeepZUNet | DeepZEncodeOnce):
+        super().__init__()
+        self.net = net
+
+    @override
+    def forward(self, planes: torch.Tensor, dpm: torch.Tensor) -> torch.Tensor:
+        """``planes`` (B, n, H, W) on each of their K DPMs (B, K, n, H, W): (B, K, H, W), encoded once."""
+        return self.net.decode(self.net.encode(planes), dpm)
+
+
 def generator_loss(
-    net: DeepZUNet | DeepZEncodeOnce,
+    generate: torch.nn.Module,
     disc: torch.nn.Module | None,
     planes: torch.Tensor,
     dpm: torch.Tensor,
@@ -273,8 +289,9 @@ def generator_loss(
     cfg: TrainConfig,
     amp: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The predictions for ``planes`` (B, n, H, W) on each of their K DPMs (B, K, n, H, W), as
-    (B*K, 1, H, W), and the generator's loss against ``y`` (the same shape): the planes are encoded once.
+    """The predictions of ``generate`` (an :class:`EncodeDecode`, or its DDP) for ``planes`` (B, n, H, W)
+    on each of their K DPMs (B, K, n, H, W), as (B*K, 1, H, W), and the generator's loss against ``y``
+    (the same shape): the planes are encoded once.
 
     With ``amp`` the networks run in bfloat16 autocast, but the loss is always computed in float32
     outside it: under autocast SSIM's convolutions would run in bfloat16, where its local variances
@@ -282,7 +299,7 @@ def generator_loss(
     that made bfloat16 training of the 2-plane recipe go to NaN.
     """
     with torch.autocast(planes.device.type, dtype=torch.bfloat16, enabled=amp):
-        pred = net.decode(net.encode(planes), dpm).flatten(0, 1)[:, None]
+        pred = generate(planes, dpm).flatten(0, 1)[:, None]
         realism = disc(interleave(planes, dpm), pred) if disc is not None else None
     loss = _loss(pred.float(), y, cfg)
     if realism is not None:
@@ -382,8 +399,29 @@ def train(
     ``val_pairs``: a fixed validation set (``cfg.val_fraction`` is then not used); by default
     whole stacks of ``pairs`` are held out. ``init``: fine-tune that model file (its architecture
     and weights; the card records it as the parent) instead of starting from random weights.
+    Under torchrun the processes share each global batch (:mod:`.distributed`).
     """
-    out = Path(out)
+    ranks = Ranks.from_env()
+    ranks.share(cfg.batch_size)  # refused before any work where the batch does not split
+    device = ranks.device(resolve_device(cfg.device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    with process_group(ranks, device):
+        return _train(pairs, cfg, Path(out), resume, command, val_pairs, init, ranks, device)
+
+
+def _train(
+    pairs: list[PairedStack],
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    command: str | None,
+    val_pairs: list[PairedStack] | None,
+    init: Path | None,
+    ranks: Ranks,
+    device: torch.device,
+) -> TrainResult:
+    """:func:`train` in one of its processes."""
     torch.manual_seed(cfg.seed)
     if val_pairs:
         train_pairs = pairs
@@ -401,7 +439,6 @@ def train(
     frame = min(min(p.inputs.data.shape[1:]) for p in val_source)
     val_sampling = replace(sampling, patch=frame, foreground_fraction=0.0)
     val_x, val_y = PatchSampler(val_source, val_sampling).fixed_batch(12, seed=cfg.seed + 1)
-    device = resolve_device(cfg.device)
     px = pairs[0].pixel_size_um
     known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
     optics = OpticsSpec(
@@ -428,6 +465,9 @@ def train(
         d_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr / 2)
     amp = _use_bf16(cfg.precision, device)
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; not in torch's stubs
+    generate = ranks.wrap(EncodeDecode(net))  # the gradients averaged over the processes
+    critic = ranks.wrap(disc) if disc is not None else None  # (the generator's loss reads the bare critic)
+    share = ranks.share(cfg.batch_size)
     ckpt_path = out.with_suffix(".ckpt")
     step, best, bad_evals, history = 0, math.inf, 0, []
     earlier_seconds = 0.0  # training time of the runs this one resumes
@@ -464,6 +504,7 @@ def train(
             "steps": [first_step, step],
             "lr": cfg.lr,
             "seconds": round(time.perf_counter() - t0, 1),
+            "world_size": ranks.world_size,
         }
         return [*earlier_legs, this]
 
@@ -475,36 +516,41 @@ def train(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, transient=False, disable=not ranks.main) as progress:
         task = progress.add_task("train", total=cfg.steps, completed=step, info="")
         while step < cfg.steps:
             net.train()
-            planes, dpm, y = sampler.sample(cfg.batch_size, cfg.targets_per_sample)
+            # every process draws the whole global batch (the same one) and trains on its share
+            planes, dpm, y = (t[share] for t in sampler.sample(cfg.batch_size, cfg.targets_per_sample))
             planes = planes.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             dpm = dpm.to(device, non_blocking=True)[..., None, None]  # uniform: (B, K, n, 1, 1)
             y = y.to(device, non_blocking=True).flatten(0, 1)[:, None]
-            pred, loss = generator_loss(net, disc, planes, dpm, y, cfg, amp)
+            pred, loss = generator_loss(generate, disc, planes, dpm, y, cfg, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             sched.step()
-            if disc is not None and d_opt is not None:
+            if critic is not None and d_opt is not None:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     x = interleave(planes, dpm)
-                    real, fake = disc(x, y), disc(x, pred.detach())
+                    # real and fake in one pass: one forward per backward, as DDP wants
+                    real, fake = critic(torch.cat([x, x]), torch.cat([y, pred.detach()])).chunk(2)
                 d_loss = ((real.float() - 1) ** 2).mean() + (fake.float() ** 2).mean()
                 d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
                 d_opt.step()
             step += 1
             if step % cfg.val_every == 0 or step == cfg.steps:
-                val, val_pcc = _validate(net, val_x, val_y, device, cfg)
+                # the main process validates; every process follows its figures
+                figures = ranks.from_main(_validate(net, val_x, val_y, device, cfg) if ranks.main else None)
+                assert figures is not None  # the main process's
+                val, val_pcc = figures
                 history.append(
                     {
                         "step": step,
                         "lr": sched.get_last_lr()[0],
-                        "train_loss": loss.item(),
+                        "train_loss": ranks.mean(loss.item()),  # the whole batch's
                         "val_loss": val,
                         "val_pcc": round(val_pcc, 5),
                         "seconds": round(earlier_seconds + time.perf_counter() - t0, 2),
@@ -514,13 +560,14 @@ def train(
                         "supervised_planes": step * cfg.batch_size * cfg.targets_per_sample,
                     }
                 )
-                logger.info(
-                    "step %d: train loss %.4f, validation loss %.4f (best %.4f)",
-                    step,
-                    loss.item(),
-                    val,
-                    min(best, val),
-                )
+                if ranks.main:
+                    logger.info(
+                        "step %d: train loss %.4f, validation loss %.4f (best %.4f)",
+                        step,
+                        history[-1]["train_loss"],
+                        val,
+                        min(best, val),
+                    )
                 if val < best - 1e-4:
                     best, bad_evals = val, 0
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -540,7 +587,8 @@ def train(
                 }
                 if disc is not None and d_opt is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
-                torch.save(ck, ckpt_path)
+                if ranks.main:  # written once
+                    torch.save(ck, ckpt_path)
                 if cfg.patience and bad_evals >= cfg.patience:
                     logger.info(
                         "Early stop at step %d: validation loss did not improve %d times", step, bad_evals
@@ -550,6 +598,7 @@ def train(
             if step % 50 == 0:  # reading the loss waits for the device: not at every step
                 progress.update(task, completed=step, info=f"loss {loss.item():.4f} best val {best:.4f}")
     seconds = earlier_seconds + time.perf_counter() - t0  # the whole training, over all resumes
+    devices = ranks.gather(f"{device}: {_device_name(device)}")
     net.load_state_dict(best_state)
     net.eval().cpu()
     model.card.provenance = {
@@ -563,6 +612,9 @@ def train(
         "train_seconds": round(seconds, 1),
         "train_cpu_seconds": round(earlier_cpu + time.process_time() - c0, 1),
         "hardware": f"{device.type}: {_device_name(device)}, {torch.get_num_threads()} threads",
+        # the processes of this leg (torchrun) and the device of each
+        "world_size": ranks.world_size,
+        "devices": devices,
         "torch": torch.__version__,
         "data": dataset_summary(pairs),
         "validation_pairs": [p.name for p in val_pairs],
@@ -570,8 +622,9 @@ def train(
         **({"parent": parent_record} if parent_record else {}),
     }
     model.card.metrics = {"validation_loss": round(best, 5)}
-    model.save(out)
-    logger.info("Saved %s (best validation loss %.4f, %d steps, %.0f s)", out, best, step, seconds)
+    if ranks.main:
+        model.save(out)
+        logger.info("Saved %s (best validation loss %.4f, %d steps, %.0f s)", out, best, step, seconds)
     return TrainResult(model, history, best, step, seconds)
 
 
