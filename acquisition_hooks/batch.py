@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import read_progress
@@ -30,6 +30,9 @@ from mm_deepz.io.claim import RUN_KEY, ZARR_MARKERS, real_path
 from mm_deepz.io.recorder import measured_not_recorded
 
 from .infer import InferSummary, image_for_model, infer_missing, run_model, stacks_to_make
+
+if TYPE_CHECKING:
+    from distributed import LocalCluster
 
 logger = logging.getLogger(__name__)
 
@@ -125,13 +128,16 @@ def plan_batch(
     return tasks
 
 
-def _local_workers(device: str, n_tasks: int) -> int:
-    """Workers of a LocalCluster: one per GPU for a GPU device, else one per ``CORES_PER_WORKER`` cores."""
+def _local_workers(device: str, n_runs: int) -> int:
+    """Workers of a LocalCluster: one per GPU for a GPU device, else one per ``CORES_PER_WORKER`` cores;
+    at most one per run (a run has one writer at a time)."""
     import torch
 
     if device != "cpu" and torch.cuda.is_available():
-        return torch.cuda.device_count() if device in ("auto", "cuda") else 1
-    return max(1, min(n_tasks, (os.cpu_count() or 1) // CORES_PER_WORKER))
+        per_device = torch.cuda.device_count() if device in ("auto", "cuda") else 1
+    else:
+        per_device = (os.cpu_count() or 1) // CORES_PER_WORKER
+    return max(1, min(n_runs, per_device))
 
 
 def worker_device(device: str) -> str:
@@ -223,6 +229,25 @@ def run_batch(
     return summary
 
 
+def local_cluster(workers: int) -> LocalCluster:
+    """A Dask cluster of ``workers`` processes on this machine, one task at a time each."""
+    import dask
+    from distributed import LocalCluster
+
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 (and leaves it in this process's environment):
+    # glibc then hands every freed tensor back to the system and maps it again, and a stack takes 1.6x
+    # as long (docs/scaling.md)
+    os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+
+
 def _on_dask(
     tasks: Sequence[InferTask],
     model_path: Path | None,
@@ -232,17 +257,9 @@ def _on_dask(
     progress: Callable[[Path], None] | None,
 ) -> BatchSummary:
     """The batch on Dask: each run's tasks chained, retried, gathered as they finish."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
 
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+    cluster = local_cluster(workers) if scheduler is None else None
     # local workers share the cores: torch's threads are split between them
     threads = max(1, (os.cpu_count() or 1) // workers) if cluster is not None else None
     topic = f"mm-deepz-infer-{uuid.uuid4().hex}"

@@ -55,9 +55,7 @@ def make_runs(root: Path, n_runs: int, frame: int, time_points: int) -> list[Pat
 
 def infer_rows(n_runs: int, frame: int, time_points: int, max_workers: int) -> list[dict]:
     """Seconds and stacks per second of one batch over the same runs, per worker count."""
-    from distributed import LocalCluster
-
-    from acquisition_hooks.batch import find_runs, plan_batch, run_batch
+    from acquisition_hooks.batch import find_runs, local_cluster, plan_batch, run_batch
 
     rows = []
     with tempfile.TemporaryDirectory(dir=".") as tmp:
@@ -71,7 +69,7 @@ def infer_rows(n_runs: int, frame: int, time_points: int, max_workers: int) -> l
             start_s = 0.0
             if workers > 1:  # the cluster's start, apart (run_batch starts its own)
                 t0 = time.perf_counter()
-                LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None).close()
+                local_cluster(workers).close()
                 start_s = time.perf_counter() - t0
             summary = run_batch(tasks, device="cpu", workers=workers)
             assert not summary.failed, summary.failed
@@ -85,6 +83,9 @@ def infer_rows(n_runs: int, frame: int, time_points: int, max_workers: int) -> l
                     "seconds": round(summary.seconds, 1),
                     "cluster_start_s": round(start_s, 1),
                     "stacks_per_s": round(stacks / summary.seconds, 2),
+                    # time inside the tasks' stack making, over all workers (the rest: starting workers,
+                    # importing torch, loading the model, opening the runs)
+                    "making_s": round(sum(s.seconds for parts in summary.done.values() for s in parts), 1),
                 }
             )
             logger.warning("infer: %s", rows[-1])
