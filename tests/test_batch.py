@@ -195,3 +195,20 @@ def test_runs_are_found_in_folders_once_and_nothing_else_is_taken(backlog, tmp_p
         find_runs([tmp_path / "empty"])
     with pytest.raises(DeepZError, match="time-points-per-task must be 1 or more"):
         plan_batch(runs, time_points_per_task=0)
+
+
+def test_the_command_line_runs_a_folder_on_its_own_local_cluster(made, backlog, capsys, monkeypatch):
+    from mm_deepz.cli import main
+
+    _, original = made
+    lab, runs = backlog
+    monkeypatch.setattr(sys, "argv", ["mm-deepz", "infer", str(lab), "--device", "cpu", "--workers", "2"])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 0
+    out = capsys.readouterr().out
+    assert "3 of 3 runs done in" in out and "(tcp://127.0.0.1:" in out, out
+    assert out.count(f"{TIME_POINTS} virtual stacks made into image virtual of") == 3
+    for run in runs:
+        assert read_progress(run)["completed"]["virtual"] == list(range(TIME_POINTS))
+        np.testing.assert_allclose(_virtual(run), original[run.name], atol=1e-3)
