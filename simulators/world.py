@@ -110,6 +110,13 @@ class SimWorld:
         self.drift_um_per_s = (float(drift_um_per_s[0]), float(drift_um_per_s[1]))
         self._t0 = time.monotonic()
         self.clock_offset_s = 0.0
+        #: a camera whose frames cost no rendering (benchmarks of the software's own rate, as a camera
+        #: computes its frames in hardware): the first ``replay_frames`` exposures of each microscope
+        #: state are rendered, later ones repeat them in turn (the dose is still counted; the specimen's
+        #: activity and bleaching stop showing). None: every frame rendered.
+        self.replay_frames: int | None = None
+        self._replays: dict[tuple[Any, ...], list[np.ndarray]] = {}
+        self._replayed = 0
 
     # -- time -------------------------------------------------------------------
     def now_s(self) -> float:
@@ -239,13 +246,39 @@ class SimWorld:
     def expose(self, exposure_ms: float, binning: int = 1) -> np.ndarray:
         """One camera exposure: photons if the shutter is open, then the dose is counted."""
         with self.lock:
+            pool = self._replay_pool(exposure_ms, binning)
+            if pool is not None and self.replay_frames is not None and len(pool) >= self.replay_frames:
+                self._deliver_dose(exposure_ms)
+                self._replayed += 1
+                return pool[self._replayed % len(pool)]
             if self.shutter_open and self.light_to_camera:
                 photons = self.expected_photons(exposure_ms, binning)
             else:
                 h, w = self.field_of_view(binning).shape
                 photons = np.zeros((h, w), np.float32)
             self._deliver_dose(exposure_ms)
-            return self.camera.digitize(photons, self.rng)
+            frame = self.camera.digitize(photons, self.rng)
+            if pool is not None:
+                frame.flags.writeable = False  # handed out again: nobody may change it
+                pool.append(frame)
+            return frame
+
+    def _replay_pool(self, exposure_ms: float, binning: int) -> list[np.ndarray] | None:
+        """The rendered frames of the current microscope state (None when frames are not replayed)."""
+        if not self.replay_frames:
+            return None
+        state = (
+            round(self.z_um, 4),
+            self.xy_um,
+            self.shutter_open and self.light_to_camera,
+            self.modality,
+            self.light_path,
+            self.optics,
+            self.light_power_mW,
+            exposure_ms,
+            binning,
+        )
+        return self._replays.setdefault(state, [])
 
 
 @dataclass

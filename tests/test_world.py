@@ -64,3 +64,19 @@ def test_phantoms_are_reproducible_and_seeded():
     assert not np.array_equal(sim.worm(seed=3).emitters.xyz, sim.worm(seed=4).emitters.xyz)
     with pytest.raises(ValueError, match="Unknown phantom"):
         sim.make_phantom("cell")
+
+
+def test_a_replaying_camera_renders_each_state_once_and_still_counts_the_dose(world):
+    # benchmarks of the software's own rate: frames cost no rendering, as on a real camera
+    world.shutter_open = True
+    world.replay_frames = 2
+    first = [world.expose(10.0) for _ in range(6)]
+    assert not np.array_equal(first[0], first[1])  # two noise draws rendered ...
+    assert all(any(f is r for r in first[:2]) for f in first[2:])  # ... then handed out in turn
+    assert not first[0].flags.writeable  # nobody may change a frame handed out again
+    assert world.dose.exposures == 6  # the light still reaches the specimen
+    world.z_um = 4.0  # another focus is another state: rendered anew
+    elsewhere = world.expose(10.0)
+    assert all(elsewhere is not f for f in first) and world.expose(10.0) is not elsewhere
+    world.replay_frames = None  # rendered again, a new draw every time
+    assert not any(np.array_equal(world.expose(10.0), world.expose(10.0)) for _ in range(2))
