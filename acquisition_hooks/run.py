@@ -201,7 +201,6 @@ class DeepZAcquisition:
         self._deepz = settings.deepz
         self._opened: _Opened | None = None
         self._finished = False
-        self._acq: Any = None
         self._mda: Any = None
         self._abort = threading.Event()
         self._go = threading.Event()  # cleared by pause(): the run waits before its next time point
@@ -324,13 +323,17 @@ class DeepZAcquisition:
         return self._opened.hooks.set_enabled(value) if self._opened is not None else 0
 
     def stop(self, reason: str = "aborted by the user") -> None:
-        """Acquire nothing more after the event in progress (safe from any thread); what was measured is
-        finished, and its virtual stacks are still made (:meth:`abort` stops those too)."""
+        """Acquire nothing more after the events already with the camera (safe from any thread); what
+        was measured is finished, and its virtual stacks are still made (:meth:`abort` stops those too).
+
+        pycromanager's own abort is not used: its engine returns without reading out a frame it has
+        exposed (the light reached the specimen, the image was lost: 1 frame in every stopped run of
+        ``benchmarks.sustained``). The hooks skip every event not yet with the engine instead; the
+        run then ends after the time point under way, whose events the engine already has.
+        """
         self._abort.set()
         if self._opened is not None:
             self._opened.hooks.stop(reason)
-        if self._acq is not None:
-            self._acq.abort()
 
     def pause(self) -> None:
         """Hold the run before its next time point (the one under way is finished; the model goes on
@@ -423,7 +426,6 @@ class DeepZAcquisition:
             with Acquisition(
                 directory=None, name="deepz", show_display=False, **self.hooks.acquisition_kwargs()
             ) as acq:
-                self._acq = acq
                 try:
                     self._submit(acq, progress)
                 except KeyboardInterrupt:
@@ -435,7 +437,6 @@ class DeepZAcquisition:
                 raise
             # pycromanager raises the failed device command again on leaving: it is recorded already
         finally:
-            self._acq = None
             self._drain(backlog_progress)
         return self._finish()
 

@@ -349,3 +349,45 @@ def test_evaluate_refuses_a_report_file_and_swapped_modalities_before_working(tm
         ["evaluate", model, str(tmp_path), "--input-modality", "confocal", "--target-modality", "widefield"],
     )
     assert "turns widefield into confocal" in str(res.exception)
+
+
+@pytest.mark.parametrize("runner", ["pycromanager", "mda"])
+def test_stopping_a_run_during_an_exposure_keeps_that_frame(tmp_path, runner):
+    # light that reached the specimen is data: pycromanager's own abort returned without reading out a
+    # frame it had exposed (1 frame lost in every stopped run of benchmarks.sustained)
+    import simulators as sim
+    from mm_deepz.bridge import start_simulator
+
+    world = sim.SimWorld(sim.worm(seed=103, activity=False), sensor_shape=(64, 64), seed=103)
+    model = load_model(shipped_model_path(1))
+    settings = RunSettings(output=tmp_path / "run.ome.zarr", time_points=50, device="cpu")
+    plan = DeepZPlan.for_model(model, -10, 10, 1)
+    runs: list[DeepZAcquisition] = []  # the run, once made
+    exposed: list[float] = []
+    expose = world.expose
+
+    def camera(exposure_ms: float, binning: int = 1) -> np.ndarray:
+        if runs:
+            exposed.append(exposure_ms)
+            if len(exposed) == 5:  # the stop arrives while the camera exposes
+                runs[0].stop("stopped during an exposure")
+        return expose(exposure_ms, binning)
+
+    world.expose = camera  # type: ignore[method-assign]
+
+    def acquire(core: object) -> object:
+        runs.append(DeepZAcquisition(core, model, plan, settings))
+        return runs[0].run_mda() if runner == "mda" else runs[0].run()
+
+    if runner == "mda":
+        core = sim.load_demo_core(world)
+        try:
+            summary = acquire(core)
+        finally:
+            core.unloadAllDevices()
+    else:
+        with start_simulator(world) as session:
+            summary = acquire(session.core)
+    assert summary.stop_reason == "stopped during an exposure" and 5 <= len(exposed) < 50
+    record = read_progress(tmp_path / "run.ome.zarr")
+    assert len(record["planes_measured"]) == len(exposed)  # every frame exposed is on disk
