@@ -199,7 +199,8 @@ def run_batch(
     on a LocalCluster of ``workers`` (default :func:`_local_workers`), or in this process with one
     worker. ``progress`` is called with a run's path for each stack made."""
     t0 = time.perf_counter()
-    workers = workers or (1 if scheduler else _local_workers(device, len({t.run for t in tasks})))
+    if workers is None:
+        workers = 1 if scheduler else _local_workers(device, len({t.run for t in tasks}))
     if workers < 1:
         raise DeepZError(f"--workers must be 1 or more, got {workers}.")
     if scheduler is None and workers == 1:

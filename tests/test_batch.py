@@ -195,6 +195,8 @@ def test_runs_are_found_in_folders_once_and_nothing_else_is_taken(backlog, tmp_p
         find_runs([tmp_path / "empty"])
     with pytest.raises(DeepZError, match="time-points-per-task must be 1 or more"):
         plan_batch(runs, time_points_per_task=0)
+    with pytest.raises(DeepZError, match="workers must be 1 or more"):
+        run_batch(plan_batch(runs), workers=0)
 
 
 def test_the_command_line_runs_a_folder_on_its_own_local_cluster(made, backlog, capsys, monkeypatch):
