@@ -9,14 +9,20 @@ implementation), written as a useq event (:meth:`Capture.useq_event`), and every
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import useq
 from pymmcore_plus.mda import MDAEngine
 
 from .events import DEEPZ_AXIS
 from .hooks import DeepZHooks
+
+#: the most bytes of frames waiting to be written before the camera waits for the writer
+FRAME_QUEUE_BYTES = 512 * 2**20
 
 
 def _axes(event: useq.MDAEvent) -> dict[str, Any]:
@@ -33,6 +39,9 @@ class DeepZMDAEngine(MDAEngine):
         super().__init__(mmc, use_hardware_sequencing=False)
         self.hooks = hooks
         self.positions = positions_xy_um
+        #: frames waiting for the writer thread (made at the first frame, sized by its bytes)
+        self._frames: queue.Queue[tuple[np.ndarray, dict[str, Any]] | None] | None = None
+        self._writer: threading.Thread | None = None
 
     def event_iterator(self, events: Iterable[useq.MDAEvent]) -> Iterator[useq.MDAEvent]:
         """The requested events, rewritten by the hooks, plus blind-check reference stacks."""
@@ -64,8 +73,27 @@ class DeepZMDAEngine(MDAEngine):
                 yield capture.useq_event(useq.MDAEvent(index={"t": t, "z": zi, "p": p}, x_pos=x, y_pos=y))
 
     def on_frame(self, image: Any, event: useq.MDAEvent, meta: Any = None) -> None:
-        """Connect to ``core.mda.events.frameReady``: hands Deep-Z frames to the hooks."""
-        if DEEPZ_AXIS in event.metadata:
-            self.hooks.image_process_fn(
-                image, {"Axes": {**_axes(event), DEEPZ_AXIS: event.metadata[DEEPZ_AXIS]}}
-            )
+        """Connect to ``core.mda.events.frameReady``: hands Deep-Z frames to the hooks, on the frame
+        writer's thread (the camera goes on while a frame is written; it waits only when
+        :data:`FRAME_QUEUE_BYTES` of frames are waiting, and no frame is ever dropped)."""
+        if DEEPZ_AXIS not in event.metadata:
+            return
+        if self._frames is None:
+            image = np.asarray(image)
+            self._frames = queue.Queue(maxsize=max(2, FRAME_QUEUE_BYTES // max(image.nbytes, 1)))
+            self._writer = threading.Thread(target=self._write_frames, name="mm-deepz-frames", daemon=True)
+            self._writer.start()
+        self._frames.put((image, {"Axes": {**_axes(event), DEEPZ_AXIS: event.metadata[DEEPZ_AXIS]}}))
+
+    def _write_frames(self) -> None:
+        """The frame writer: every frame to the hooks, in the camera's order (they never raise)."""
+        assert self._frames is not None
+        while (item := self._frames.get()) is not None:
+            self.hooks.image_process_fn(*item)
+
+    def finish_frames(self) -> None:
+        """Wait until every frame handed over is written (the run's end)."""
+        if self._frames is not None and self._writer is not None:
+            self._frames.put(None)
+            self._writer.join()
+            self._frames = self._writer = None

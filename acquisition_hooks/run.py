@@ -380,6 +380,7 @@ class DeepZAcquisition:
         finally:
             self.core.mda.events.frameReady.disconnect(engine.on_frame)
             self.core.mda.set_engine(previous)
+            engine.finish_frames()  # every frame the camera took is written before the run ends
             self._drain()
         return self._finish()
 
