@@ -36,6 +36,7 @@ import numpy as np
 
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
+from mm_deepz.bridge import simulated_core
 from mm_deepz.modelfile import load_model, shipped_model_path
 
 from .common import machine, rss_mb
@@ -131,17 +132,8 @@ def sustained(
             "virtual_pending": summary.virtual_pending,
         }
 
-    if runner == "mda":
-        core = sim.load_demo_core(world)
-        try:
-            made = run(core)
-        finally:
-            core.unloadAllDevices()
-    else:
-        from mm_deepz.bridge import start_simulator
-
-        with start_simulator(world) as session:
-            made = run(session.core)
+    with simulated_core(world, runner) as core:
+        made = run(core)
     on_disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     shutil.rmtree(out)
     n = len(watch.written)

@@ -21,8 +21,10 @@ refuses versions where they moved (pyproject.toml bounds both packages by the ve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -166,6 +168,23 @@ def start_simulator(world: Any = None, config: str | Path | None = None) -> Simu
     engine(core)
     logger.info("Simulated microscope registered with pycromanager (Python backend)")
     return SimulatorSession(core)
+
+
+@contextlib.contextmanager
+def simulated_core(world: Any = None, runner: str = "pycromanager") -> Iterator[Any]:
+    """The simulated microscope as the core ``runner`` drives, closed on exit: pycromanager's
+    (:func:`start_simulator`), or for ``"mda"`` a pymmcore-plus ``UniMMCore`` of its own."""
+    if runner != "mda":
+        with start_simulator(world) as session:
+            yield session.core
+        return
+    from simulators import load_demo_core
+
+    core = load_demo_core(world)
+    try:
+        yield core
+    finally:
+        core.unloadAllDevices()
 
 
 def stop_simulator() -> None:

@@ -356,7 +356,7 @@ def test_stopping_a_run_during_an_exposure_keeps_that_frame(tmp_path, runner):
     # light that reached the specimen is data: pycromanager's own abort returned without reading out a
     # frame it had exposed (1 frame lost in every stopped run of benchmarks.sustained)
     import simulators as sim
-    from mm_deepz.bridge import start_simulator
+    from mm_deepz.bridge import simulated_core
 
     world = sim.SimWorld(sim.worm(seed=103, activity=False), sensor_shape=(64, 64), seed=103)
     model = load_model(shipped_model_path(1))
@@ -375,19 +375,9 @@ def test_stopping_a_run_during_an_exposure_keeps_that_frame(tmp_path, runner):
 
     world.expose = camera  # type: ignore[method-assign]
 
-    def acquire(core: object) -> object:
+    with simulated_core(world, runner) as core:
         runs.append(DeepZAcquisition(core, model, plan, settings))
-        return runs[0].run_mda() if runner == "mda" else runs[0].run()
-
-    if runner == "mda":
-        core = sim.load_demo_core(world)
-        try:
-            summary = acquire(core)
-        finally:
-            core.unloadAllDevices()
-    else:
-        with start_simulator(world) as session:
-            summary = acquire(session.core)
+        summary = runs[0].run_mda() if runner == "mda" else runs[0].run()
     assert summary.stop_reason == "stopped during an exposure" and 5 <= len(exposed) < 50
     record = read_progress(tmp_path / "run.ome.zarr")
     assert len(record["planes_measured"]) == len(exposed)  # every frame exposed is on disk
