@@ -113,3 +113,17 @@ def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
     assert "| unet | 4 |" in table and "| encode-once | 4 |" in table
     curves(models, tmp_path / "learning.png")
     assert (tmp_path / "learning.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_sustained_rate_benchmark_loses_no_frame_and_samples_the_process(tmp_path):
+    from benchmarks.sustained import main as sustained
+
+    out = tmp_path / "sustained.json"
+    args = ["--minutes", "0.05", "--size", "128", "--runner", "mda", "--model", "left-out"]
+    (row,) = sustained([*args, "--out", str(out), "--png", str(tmp_path / "s.png")])
+    assert row["frames_exposed"] > 20 and row["frames_lost"] == 0  # every exposed frame on disk
+    assert 0 < row["fps"] <= row["camera_fps"] * 1.05  # no faster than the camera
+    assert 0 < row["latency_ms"]["median"] <= row["latency_ms"]["max"]
+    assert len(row["series"]) >= 2 and all(s["open_files"] > 0 and s["rss_mb"] > 0 for s in row["series"])
+    assert json.loads(out.read_text())["runs"][0]["frames_written"] == row["frames_written"]
+    assert (tmp_path / "s.png").stat().st_size > 10_000
