@@ -127,3 +127,15 @@ def test_the_sustained_rate_benchmark_loses_no_frame_and_samples_the_process(tmp
     assert len(row["series"]) >= 2 and all(s["open_files"] > 0 and s["rss_mb"] > 0 for s in row["series"])
     assert json.loads(out.read_text())["runs"][0]["frames_written"] == row["frames_written"]
     assert (tmp_path / "s.png").stat().st_size > 10_000
+
+
+def test_the_writers_comparison_streams_the_same_frames_through_each_writer(tmp_path):
+    from benchmarks.backends import WRITERS
+    from benchmarks.backends import main as backends
+
+    rows = backends(["--size", "64", "--frames", "8", "--shard", "4", "--out", str(tmp_path / "b.json")])
+    assert [r["writer"] for r in rows[1:]] == list(WRITERS) and rows[0]["mb_s"] > 0
+    for row in rows[1:]:
+        assert "error" not in row and row["reads_back"] and row["mb_s"] > 0 and row["cpu_ms_per_frame"] > 0
+    sharded = [r["files_per_frame"] for r in rows[1:] if "sharded" in r["writer"]]
+    assert sharded == [0.25] * 3 and rows[1]["files_per_frame"] == 1.0  # a shard file per 4 frames
