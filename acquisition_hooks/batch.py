@@ -204,29 +204,35 @@ def run_batch(
     if workers < 1:
         raise DeepZError(f"--workers must be 1 or more, got {workers}.")
     if scheduler is None and workers == 1:
-        summary = BatchSummary()
-        for task in tasks:
-            if task.run in summary.failed:
-                continue
-            tick = _ticker(progress, task.run)
-            try:
-                done = infer_missing(
-                    task.run,
-                    model_path,
-                    device,
-                    progress=tick,
-                    time_points=task.time_points,
-                    wait_s=LOCK_WAIT_S,
-                )
-            except DeepZError as e:
-                summary.failed[task.run] = str(e)
-                logger.error("%s: %s", task.run, e)
-                continue
-            summary.done.setdefault(task.run, []).append(done)
-        summary.seconds = time.perf_counter() - t0
-        return summary
-    summary = _on_dask(tasks, model_path, device, workers, scheduler, progress)
+        summary = _here(tasks, model_path, device, progress)
+    else:
+        summary = _on_dask(tasks, model_path, device, workers, scheduler, progress)
     summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _here(
+    tasks: Sequence[InferTask], model_path: Path | None, device: str, progress: Callable[[Path], None] | None
+) -> BatchSummary:
+    """The batch in this process, task after task (a run's later tasks skipped once one failed)."""
+    summary = BatchSummary()
+    for task in tasks:
+        if task.run in summary.failed:
+            continue
+        try:
+            done = infer_missing(
+                task.run,
+                model_path,
+                device,
+                progress=_ticker(progress, task.run),
+                time_points=task.time_points,
+                wait_s=LOCK_WAIT_S,
+            )
+        except DeepZError as e:
+            summary.failed[task.run] = str(e)
+            logger.error("%s: %s", task.run, e)
+            continue
+        summary.done.setdefault(task.run, []).append(done)
     return summary
 
 
