@@ -1,27 +1,30 @@
-"""The benchmark suite runs end to end (quick mode; CI asserts no figure, only that it works)."""
+"""The benchmark suite runs end to end (quick mode): its figures are checked for sanity, not for speed."""
 
 import json
 
 from benchmarks.__main__ import main
 
 
-def test_quick_benchmark_suite_writes_json_and_markdown(tmp_path):
+def test_quick_benchmark_suite_writes_figures_that_make_sense(tmp_path):
     main(["--quick", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "benchmarks.json").read_text())
-    for section in (
-        "simulator",
-        "inference",
-        "acquisition",
-        "writing",
-        "light",
-        "scaling",
-        "neurons",
-        "training_step",
-    ):
-        assert results[section], section
+    for row in results["inference"]:  # every stack made, at a finite positive rate
+        assert row["planes_per_s"] > 0 and row["stack_s"] > 0 and row["peak_mb"] >= 0, row
+        assert abs(row["planes_out"] / row["planes_per_s"] - row["stack_s"]) < 0.5 * row["stack_s"], row
+    for row in results["acquisition"]:  # a frame rate no higher than plain pycromanager's could be...
+        assert 0 < row["ratio"] < 1.5 and row["plain_fps"] > 0 and row["deepz_fps"] > 0, row
+        assert row["virtual_missing"] == 0  # ... and no virtual stack lost (the backlog makes them)
+    writing = results["writing"]
+    assert writing["raw_mb_s"] > 0 and 0 < writing["lz4_vs_raw"] < 2 and writing["lz4_size_ratio"] > 1
+    light = results["light"]  # the light saved is the planes not measured, exactly
+    assert light["dose_ratio"] == light["planes_requested_per_time_point"] == 21
+    assert light["deepz_brightness_left"] > light["full_brightness_left"]
+    depth = {row["depth"]: row["stack_s"] for row in results["scaling"]["depth"]}
+    assert depth[11] < depth[21]  # more planes take longer
+    assert all(row["neurons_per_stack"] > 0 and row["detect_s"] > 0 for row in results["neurons"])
+    assert all(row["step_s"] > 0 and row["patches_per_s"] > 0 for row in results["training_step"])
     md = (tmp_path / "benchmarks.md").read_text()
     assert "### Inference" in md and "### Acquisition overhead" in md and "Quick mode" in md
-    assert "### Neuron analysis" in md and "### Training step" in md
 
 
 def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path, monkeypatch):
