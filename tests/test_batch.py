@@ -123,9 +123,9 @@ def test_a_batch_on_two_workers_makes_each_missing_stack_once_and_survives_a_kil
         # nothing written twice: the stacks complete when the worker died were not made again
         now = _chunk_times(run, list(range(TIME_POINTS)))
         assert {f: now[f] for f in before[run]} == before[run]
-    assert (
-        len(ticks) >= 3 * TIME_POINTS
-    )  # the batch's progress (a stack the dead worker made may count twice)
+    # the batch's progress came from the workers, stack by stack (the dead worker's last reports may be
+    # lost with it, and the one it was making counts twice: the command line ends its bar from the summary)
+    assert set(ticks) == set(runs) and 3 * TIME_POINTS - 3 <= len(ticks) <= 3 * TIME_POINTS + 1
     # what is done stays done: a second batch has nothing to make
     from acquisition_hooks import infer_runs
 
