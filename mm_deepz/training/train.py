@@ -597,6 +597,7 @@ def _train(
                     break
             if step % 50 == 0:  # reading the loss waits for the device: not at every step
                 progress.update(task, completed=step, info=f"loss {loss.item():.4f} best val {best:.4f}")
+        progress.update(task, completed=step)  # where it ended (a log shows the bar's last state)
     seconds = earlier_seconds + time.perf_counter() - t0  # the whole training, over all resumes
     devices = ranks.gather(f"{device}: {_device_name(device)}")
     net.load_state_dict(best_state)
