@@ -14,7 +14,6 @@ With one worker and no scheduler the tasks run in this process, one after anothe
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import read_progress
-from mm_deepz.io.claim import RUN_KEY, ZARR_MARKERS, real_path
+from mm_deepz.io.claim import ZARR_MARKERS, is_run, real_path
 from mm_deepz.io.recorder import measured_not_recorded
 
 from .infer import InferSummary, image_for_model, infer_missing, run_model, stacks_to_make
@@ -69,15 +68,6 @@ class BatchSummary:
     where: str = "this process"
 
 
-def _is_run(path: Path) -> bool:
-    """Whether ``path`` is an mm-deepz run container (not a pairs dataset or another tool's zarr)."""
-    try:
-        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(attrs, dict) and RUN_KEY in attrs
-
-
 def find_runs(paths: Iterable[Path]) -> list[Path]:
     """The runs named, each once: a run (or a zarr that planning refuses by its reason), or the runs
     anywhere inside a folder (not inside a run, not in hidden folders such as a replaced run held
@@ -90,7 +80,7 @@ def find_runs(paths: Iterable[Path]) -> list[Path]:
         inside: list[Path] = []
         for folder, dirs, _ in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            if _is_run(Path(folder)):
+            if is_run(folder):
                 inside.append(Path(folder))
                 dirs[:] = []
         if not inside:
@@ -170,21 +160,25 @@ def _run_task(
 
         torch.set_num_threads(threads)
     worker = get_worker()
+
+    def report(run: Path) -> None:  # each stack, on the batch's event topic
+        worker.log_event(topic, {"run": str(run)})
+
+    return _make(task, model_path, worker_device(device), report)
+
+
+def _make(
+    task: InferTask, model_path: Path | None, device: str, progress: Callable[[Path], None] | None
+) -> InferSummary:
+    """What ``task`` asks for, made here (``progress`` told the run's path at each stack)."""
     return infer_missing(
         task.run,
         model_path,
-        worker_device(device),
-        progress=lambda done, total: worker.log_event(topic, {"run": str(task.run)}),
+        device,
+        progress=None if progress is None else lambda done, total: progress(task.run),
         time_points=task.time_points,
         wait_s=LOCK_WAIT_S,
     )
-
-
-def _ticker(progress: Callable[[Path], None] | None, run: Path) -> Callable[[int, int], None] | None:
-    """``infer_missing``'s progress callback that reports ``run`` to the batch's ``progress``."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(run)
 
 
 def run_batch(
@@ -220,14 +214,7 @@ def _here(
         if task.run in summary.failed:
             continue
         try:
-            done = infer_missing(
-                task.run,
-                model_path,
-                device,
-                progress=_ticker(progress, task.run),
-                time_points=task.time_points,
-                wait_s=LOCK_WAIT_S,
-            )
+            done = _make(task, model_path, device, progress)
         except DeepZError as e:
             summary.failed[task.run] = str(e)
             logger.error("%s: %s", task.run, e)

@@ -446,12 +446,13 @@ def infer_cmd(
 
     found = find_runs(runs)
     tasks = plan_batch(found, model, time_points_per_task)
+    planned = sum(t.stacks for t in tasks)
     with Progress() as bar:
-        task = bar.add_task("virtual stacks", total=sum(t.stacks for t in tasks))
+        task = bar.add_task("virtual stacks", total=planned)
         summary = run_batch(tasks, model, device, workers, scheduler, progress=lambda run: bar.advance(task))
         # a worker's last reports may not have arrived (or died with it): the bar ends at what was made
         made = sum(s.made for parts in summary.done.values() for s in parts)
-        bar.update(task, completed=made, total=max(made, sum(t.stacks for t in tasks)))
+        bar.update(task, completed=made, total=max(made, planned))
     if len(found) == 1 and summary.failed:  # a batch of one fails as that run's error
         raise DeepZError(next(iter(summary.failed.values())))
     for run in found:

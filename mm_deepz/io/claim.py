@@ -105,15 +105,26 @@ def replaced_aside(path: Path) -> list[Path]:
         return []
 
 
-def is_container(path: str | Path) -> bool:
-    """Whether ``path`` is a container written by mm-deepz: a run (its root attributes hold
-    ``mm_deepz``) or a pairs dataset (``mm_deepz_pairs``)."""
+def _marks(path: str | Path) -> set[str]:
+    """The mm-deepz marks (:data:`RUN_KEY`, :data:`PAIRS_KEY`) among the root attributes of the zarr at
+    ``path`` (none: not a container mm-deepz wrote, or not readable)."""
     meta = Path(path) / "zarr.json"
     try:
         attrs = json.loads(meta.read_text()).get("attributes", {})
-        return RUN_KEY in attrs or PAIRS_KEY in attrs
+        return {key for key in (RUN_KEY, PAIRS_KEY) if key in attrs}
     except (OSError, ValueError, AttributeError, RecursionError, TypeError):
-        return False
+        return set()
+
+
+def is_container(path: str | Path) -> bool:
+    """Whether ``path`` is a container written by mm-deepz: a run (its root attributes hold
+    ``mm_deepz``) or a pairs dataset (``mm_deepz_pairs``)."""
+    return bool(_marks(path))
+
+
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is an mm-deepz run (not a pairs dataset, not another tool's zarr)."""
+    return RUN_KEY in _marks(path)
 
 
 class ContainerLock:
