@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from .events import DEEPZ_AXIS, Capture, EventRewriter
     from .hooks import DeepZHooks
     from .plan import DeepZPlan, PlanError
-    from .request import AcquisitionRequest
+    from .request import AcquisitionRequest, MicroManagerSpec, SimulatorSpec
     from .run import DeepZAcquisition, RunSettings, RunSummary
+    from .start import PreparedRun, open_microscope, prepare
     from .state import HookStats
 
 #: public name -> the module that defines it
@@ -32,6 +33,11 @@ _WHERE = {
     "DeepZPlan": ".plan",
     "PlanError": ".plan",
     "AcquisitionRequest": ".request",
+    "MicroManagerSpec": ".request",
+    "SimulatorSpec": ".request",
+    "PreparedRun": ".start",
+    "open_microscope": ".start",
+    "prepare": ".start",
     "DeepZAcquisition": ".run",
     "RunSettings": ".run",
     "RunSummary": ".run",
@@ -50,8 +56,13 @@ __all__ = [
     "DeepZPlan",
     "EventRewriter",
     "HookStats",
+    "MicroManagerSpec",
     "PlanError",
+    "PreparedRun",
     "RunSettings",
     "RunSummary",
+    "SimulatorSpec",
     "infer_runs",
+    "open_microscope",
+    "prepare",
 ]

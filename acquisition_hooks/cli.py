@@ -13,10 +13,11 @@ import typer
 from typing_extensions import Self
 
 from mm_deepz.bridge import DEFAULT_PORT
-from mm_deepz.errors import DeepZError
+from mm_deepz.errors import DeepZError, SettingsError
 
 if TYPE_CHECKING:
     from .infer import InferSummary
+    from .request import MicroscopeSpec
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +100,10 @@ def pairs_acquire_cmd(
     """Acquire widefield / confocal z-stack pairs of many fields for training (simulator by default)."""
     from rich.progress import Progress
 
-    from mm_deepz.errors import SettingsError
     from mm_deepz.io.claim import preflight_output
 
     from .pairs import PairsPlan, acquire_pairs, grid_positions, read_position_list
-    from .request import open_microscope
+    from .start import open_microscope
 
     given = [
         name for name, v in (("--position", position), ("--grid", grid), ("--positions", positions)) if v
@@ -132,19 +132,11 @@ def pairs_acquire_cmd(
         order=order,
         dark_frames=dark,
     )
-    if not 32 <= frame <= 4096:
-        raise SettingsError(f"--frame must be 32 to 4096 pixels, got {frame}.")
+    microscope = microscope_spec(connect, port, phantom, seed, frame, config)
     preflight_output(output, overwrite)
     with (
         StopOnSignals(),
-        open_microscope(
-            connect=connect,
-            port=port,
-            phantom=phantom,
-            seed=seed,
-            frame=frame,
-            config=simulator_config(config),
-        ) as core,
+        open_microscope(microscope) as core,
         Progress() as bar,
     ):
         if grid is not None:
@@ -237,6 +229,7 @@ def acquire_cmd(
     from rich.table import Table
 
     from .request import AcquisitionRequest
+    from .start import prepare
 
     positions = tuple(parse_position(p) for p in position) if position else None
     request = AcquisitionRequest(
@@ -256,22 +249,18 @@ def acquire_cmd(
         device=device,
         deepz=not no_deepz,
         overwrite=overwrite,
-        connect=connect,
-        port=port,
-        phantom=phantom,
-        seed=seed,
-        frame=frame,
-        config=simulator_config(config),
+        microscope=microscope_spec(connect, port, phantom, seed, frame, config),
         channel_group=channel_group,
         input_preset=input_preset,
         reference_preset=reference_preset,
     )
-    m, plan = request.prepare()
+    prepared = prepare(request)
+    plan = prepared.plan
     console = Console()
     with (
         StopOnSignals() as signals,
-        request.microscope() as core,
-        request.acquisition(core, m, plan) as run,
+        prepared.microscope() as core,
+        prepared.acquisition(core) as run,
         Progress(console=console) as bar,
     ):
         signals.run = run
@@ -337,6 +326,22 @@ def acquire_cmd(
             f"{summary.output} (`mm-deepz info` lists them)"
         )
         raise typer.Exit(1)
+
+
+def microscope_spec(
+    connect: bool, port: int, phantom: str, seed: int, frame: int, config: str | None
+) -> MicroscopeSpec:
+    """The microscope the options name: a running Micro-Manager with ``--connect``, else the simulator."""
+    from .request import MicroManagerSpec, SimulatorSpec
+
+    if connect:
+        if config is not None:
+            raise SettingsError(
+                "--config is the simulator's configuration file; with --connect, load yours in "
+                "Micro-Manager (Devices > Load Hardware Configuration)."
+            )
+        return MicroManagerSpec(port=port)
+    return SimulatorSpec(phantom=phantom, seed=seed, frame=frame, config=simulator_config(config))
 
 
 def simulator_config(value: str | None) -> Path | None:

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 GRID_TOLERANCE_UM = 0.05
 
 
+def grid_planes(z_start_um: float, z_end_um: float, z_step_um: float) -> int:
+    """Planes in the grid ``z_start_um``, ``z_start_um + z_step_um``, ... up to ``z_end_um`` (a step that
+    falls short of the end by a rounding error reaches it)."""
+    return math.floor((z_end_um - z_start_um) / z_step_um + 1e-6) + 1
+
+
 class PlanError(DeepZError):
     """A Deep-Z plan that cannot work (empty z range, anchors off the grid ...)."""
 
@@ -92,7 +98,7 @@ class DeepZPlan(Settings):
 
     def requested_z(self) -> np.ndarray:
         """z positions of the requested stack (µm), the grid of every image."""
-        n = int(np.floor((self.z_end_um - self.z_start_um) / self.z_step_um + 1e-6)) + 1
+        n = grid_planes(self.z_start_um, self.z_end_um, self.z_step_um)
         return self.z_start_um + np.arange(n) * self.z_step_um
 
     @property

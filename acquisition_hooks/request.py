@@ -1,33 +1,29 @@
 """What a user asks for: one declarative, validated description of a Deep-Z acquisition.
 
-The CLI's options and the panel's fields both fill an :class:`AcquisitionRequest`; it
-checks them (settings, model file, plan against the model's trained range) before any
-hardware moves, opens the microscope (simulator or a running Micro-Manager) and builds the
-one :class:`~acquisition_hooks.run.DeepZAcquisition` both front ends run.
+The CLI's options, the panel's fields and its settings files all fill an
+:class:`AcquisitionRequest`. It is a description only: making one checks every value (each out of
+its declared range named in one :class:`SettingsError`) and touches nothing, loads no model and
+imports neither torch nor the microscope's libraries. :func:`acquisition_hooks.start.prepare` checks
+it against the disk and the model; :func:`acquisition_hooks.start.open_microscope` opens the
+microscope it names: a :class:`SimulatorSpec` or a :class:`MicroManagerSpec`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Callable, Iterator
+import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-import numpy as np
-from pydantic import model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from mm_deepz.bridge import DEFAULT_PORT
-from mm_deepz.engine import VirtualStack
-from mm_deepz.engine.predictor import device_problem, resolve_device
+from mm_deepz.devices import device_problem
 from mm_deepz.errors import DeepZError, SettingsError
-from mm_deepz.io.claim import preflight_output
-from mm_deepz.modelfile import DeepZModel, load_model, shipped_model_path
 from mm_deepz.settings import Settings
+from mm_deepz.shipped import shipped_model_path
 
 from .microscope import PropertyRef
-from .plan import DeepZPlan
-from .run import DeepZAcquisition, RunSettings
+from .plan import grid_planes
 
 PHANTOMS = ("worm", "beads", "sheet")
 #: sizes beyond which a request is a typo, not an experiment (each refused with its limit)
@@ -41,6 +37,64 @@ LIMITS = {
     "xy_abs_um": 100_000.0,
     "frame": 4096,
 }
+#: the microscope's settings as earlier versions named them, flat in the request (one release more)
+_FLAT_MICROSCOPE = ("connect", "port", "phantom", "seed", "frame", "config")
+
+
+def _unit(unit: str, **extra: str) -> dict[str, Any]:
+    return {"unit": unit, **extra}
+
+
+class SimulatorSpec(Settings):
+    """The simulated microscope: a specimen (seeded), the camera's size, the configuration file."""
+
+    error: ClassVar[type[DeepZError]] = SettingsError
+    what: ClassVar[str] = "simulator settings"
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    kind: Literal["simulator"] = "simulator"
+    phantom: Literal["worm", "beads", "sheet"] = Field("worm", title="the simulator's specimen")
+    seed: int = Field(100, ge=0, title="the specimen seed")
+    frame: int = Field(
+        256, ge=32, le=LIMITS["frame"], title="the simulated camera", json_schema_extra=_unit("pixels square")
+    )
+    #: the Micro-Manager configuration file (None: the simulator's own, ``simulators/demo.cfg``;
+    #: ``simulators.MM_DEMO_CONFIG`` gives Micro-Manager's demo-configuration names)
+    config: Path | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What the run's record says of the specimen."""
+        return {
+            "phantom": self.phantom,
+            "seed": self.seed,
+            "sensor_shape": [self.frame, self.frame],
+            "config": self.config.name if self.config else "demo.cfg",
+        }
+
+
+class MicroManagerSpec(Settings):
+    """A running Micro-Manager (its GUI with pycromanager's Java backend) on ``port``."""
+
+    error: ClassVar[type[DeepZError]] = SettingsError
+    what: ClassVar[str] = "Micro-Manager settings"
+
+    kind: Literal["micro-manager"] = "micro-manager"
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, title="the port")
+
+
+def _kind(value: Any) -> str:
+    """Which microscope a spec describes (a spec given without ``kind`` is the simulator's)."""
+    kind = value.get("kind", "simulator") if isinstance(value, dict) else getattr(value, "kind", "")
+    return str(kind)
+
+
+#: the microscope a request runs on
+MicroscopeSpec = Annotated[
+    Annotated[SimulatorSpec, Tag("simulator")] | Annotated[MicroManagerSpec, Tag("micro-manager")],
+    Discriminator(_kind),
+]
+#: a stage coordinate (µm)
+_XY = Annotated[float, Field(ge=-LIMITS["xy_abs_um"], le=LIMITS["xy_abs_um"])]
 
 
 class AcquisitionRequest(Settings):
@@ -49,54 +103,86 @@ class AcquisitionRequest(Settings):
 
     error: ClassVar[type[DeepZError]] = SettingsError
     what: ClassVar[str] = "acquisition settings"
+    model_config = ConfigDict(allow_inf_nan=False)
 
     output: Path = Path("deepz_run.ome.zarr")
-    time_points: int = 5
-    interval_s: float = 0.0
-    z_start_um: float = -10.0
-    z_end_um: float = 10.0
-    z_step_um: float = 1.0
+    time_points: int = Field(5, ge=1, le=LIMITS["time_points"], title="time points")
+    interval_s: float = Field(
+        0.0, ge=0, le=LIMITS["interval_s"], title="the interval", json_schema_extra=_unit("s")
+    )
+    z_start_um: float = Field(
+        -10.0, ge=-LIMITS["z_abs_um"], le=LIMITS["z_abs_um"], title="z start", json_schema_extra=_unit("µm")
+    )
+    z_end_um: float = Field(
+        10.0, ge=-LIMITS["z_abs_um"], le=LIMITS["z_abs_um"], title="z end", json_schema_extra=_unit("µm")
+    )
+    z_step_um: float = Field(1.0, gt=0, title="the z step", json_schema_extra=_unit("µm"))
     #: measured planes per time point: picks the shipped model when ``model`` is None, and must
     #: match ``model`` when both are given (None: the model's)
-    planes: int | None = 1
+    planes: int | None = Field(1, ge=1, le=2, title="the measured planes per time point")
     model: Path | None = None
-    exposure_ms: float = 10.0
-    power_mW: float | None = None
+    exposure_ms: float = Field(
+        10.0, gt=0, le=LIMITS["exposure_ms"], title="the exposure", json_schema_extra=_unit("ms")
+    )
+    power_mW: float | None = Field(
+        None, gt=0, le=LIMITS["power_mW"], title="light power", json_schema_extra=_unit("mW")
+    )
     #: where the light power is set, ``DEVICE.PROPERTY`` in mW (None: the shutter device's ``Power_mW``)
     power_property: str | None = None
-    blind_check_every: int = 0
-    positions_xy_um: tuple[tuple[float, float], ...] | None = None
+    blind_check_every: int = Field(0, ge=0, title="blind checks (every N time points; 0: none)")
+    positions_xy_um: tuple[tuple[_XY, _XY], ...] | None = Field(
+        None, title="stage positions", json_schema_extra=_unit("µm", item="position")
+    )
     device: str = "auto"
     deepz: bool = True
     overwrite: bool = False
-    #: True: a running Micro-Manager on ``port``; False: the simulated microscope below
-    connect: bool = False
-    port: int = DEFAULT_PORT
-    phantom: str = "worm"
-    seed: int = 100
-    frame: int = 256
-    #: the simulator's Micro-Manager configuration file (None: its own, ``simulators/demo.cfg``;
-    #: ``simulators.MM_DEMO_CONFIG`` gives Micro-Manager's demo-configuration names)
-    config: Path | None = None
+    microscope: MicroscopeSpec = Field(default_factory=SimulatorSpec)
     #: the config group that switches the light path, and its presets for Deep-Z's input
     #: planes and for blind-check reference stacks (microscopes name them their own way)
     channel_group: str = "Channel"
     input_preset: str = "Widefield"
     reference_preset: str = "Confocal"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_microscope(cls, data: Any) -> Any:
+        """The microscope's settings flat in the request, as earlier versions had them (``connect``,
+        ``port``, ``phantom``, ``seed``, ``frame``, ``config``; deprecated): gathered into ``microscope``."""
+        if not isinstance(data, dict) or not set(_FLAT_MICROSCOPE) & data.keys():
+            return data
+        if "microscope" in data:
+            raise ValueError(
+                f"give the microscope once: in microscope, or (deprecated) as {', '.join(_FLAT_MICROSCOPE)}"
+            )
+        warnings.warn(
+            "AcquisitionRequest's connect, port, phantom, seed, frame and config are deprecated: give "
+            "microscope=SimulatorSpec(...) or MicroManagerSpec(port=...)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        data = dict(data)
+        flat = {name: data.pop(name) for name in _FLAT_MICROSCOPE if name in data}
+        if flat.pop("connect", False):
+            if flat.get("config") is not None:
+                raise ValueError(
+                    "a configuration file is the simulator's; with a running Micro-Manager, load it "
+                    "there (Devices > Load Hardware Configuration)"
+                )
+            data["microscope"] = {
+                "kind": "micro-manager",
+                **({"port": flat["port"]} if "port" in flat else {}),
+            }
+        else:
+            flat.pop("port", None)
+            data["microscope"] = {"kind": "simulator", **flat}
+        return data
+
     @model_validator(mode="after")
     def _check_values(self) -> AcquisitionRequest:
-        """Refuse non-finite values, values below their minimum or above :data:`LIMITS`, and
-        settings that contradict each other."""
-        problems = self._range_problems()
+        """Refuse settings that contradict each other, an unknown device, a malformed power property."""
+        problems = []
         if (problem := device_problem(self.device)) is not None:
             problems.append(problem)
-        if not self.connect and self.phantom not in PHANTOMS:
-            problems.append(
-                f"the simulator's specimen must be one of {', '.join(PHANTOMS)} (got {self.phantom!r})"
-            )
-        if not 0 < self.port < 65536:
-            problems.append(f"port must be 1-65535 (got {self.port})")
         if self.power_property is not None:
             if self.power_mW is None:
                 problems.append(
@@ -107,196 +193,28 @@ class AcquisitionRequest(Settings):
                 PropertyRef.parse(self.power_property)
             except SettingsError as e:
                 problems.append(str(e).rstrip("."))
-        if self.config is not None and self.connect:
-            problems.append(
-                "a configuration file is the simulator's; with a running Micro-Manager, load it "
-                "there (Devices > Load Hardware Configuration)"
-            )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    def check(self) -> None:
-        """Refuse what depends on the disk now (:class:`SettingsError`, :class:`OutputExistsError`): a
-        configuration file that does not exist, an output that may not be written."""
-        if self.config is not None and not self.connect and not Path(self.config).is_file():
-            raise SettingsError(
-                f"Invalid acquisition settings: the configuration file {self.config} does not exist."
-            )
-        preflight_output(self.output, self.overwrite)
-
-    def _range_problems(self) -> list[str]:
-        """What is non-finite, too small or too large among the numeric settings."""
-        problems = []
-        numbers = {
-            "interval": self.interval_s,
-            "z start": self.z_start_um,
-            "z end": self.z_end_um,
-            "z step": self.z_step_um,
-            "exposure": self.exposure_ms,
-        }
-        if self.power_mW is not None:
-            numbers["light power"] = self.power_mW
-        for i, xy in enumerate(self.positions_xy_um or ()):
-            numbers[f"position {i + 1}"] = xy[0] + xy[1]  # nan or inf in either stays non-finite
-        bad = [name for name, v in numbers.items() if not math.isfinite(v)]
-        if bad:
-            return [f"{', '.join(bad)} must be a finite number (got nan or inf)"]
-        lim = LIMITS
-        if not 1 <= self.time_points <= lim["time_points"]:
-            problems.append(f"time points must be 1 to {lim['time_points']:,} (got {self.time_points})")
-        if not 0 <= self.interval_s <= lim["interval_s"]:
-            problems.append(f"the interval must be 0 to {lim['interval_s']:g} s (got {self.interval_s:g} s)")
-        if self.z_step_um <= 0:
-            problems.append(f"the z step must be positive (got {self.z_step_um:g} µm)")
-        elif max(abs(self.z_start_um), abs(self.z_end_um)) > lim["z_abs_um"]:
-            problems.append(
-                f"z must stay within ±{lim['z_abs_um']:g} µm (got {self.z_start_um:g} to "
-                f"{self.z_end_um:g} µm)"
-            )
-        elif self.z_end_um > self.z_start_um:
-            n = math.floor((self.z_end_um - self.z_start_um) / self.z_step_um + 1e-6) + 1
-            if n > lim["planes"]:
+        if self.z_end_um > self.z_start_um:
+            n = grid_planes(self.z_start_um, self.z_end_um, self.z_step_um)
+            if n > LIMITS["planes"]:
                 problems.append(
                     f"{self.z_start_um:g} to {self.z_end_um:g} µm in steps of {self.z_step_um:g} µm "
-                    f"is {n:,} planes; at most {lim['planes']} (use a larger step)"
+                    f"is {n:,} planes; at most {LIMITS['planes']} (use a larger step)"
                 )
             elif n == 1:
                 problems.append(
                     f"a z step of {self.z_step_um:g} µm is larger than the range {self.z_start_um:g} "
                     f"to {self.z_end_um:g} µm: the stack would be one plane"
                 )
-        if not 0 < self.exposure_ms <= lim["exposure_ms"]:
-            problems.append(
-                f"the exposure must be above 0 and at most {lim['exposure_ms']:g} ms "
-                f"(got {self.exposure_ms:g} ms)"
-            )
-        if self.power_mW is not None and not 0 < self.power_mW <= lim["power_mW"]:
-            problems.append(
-                f"light power must be above 0 and at most {lim['power_mW']:g} mW (got {self.power_mW:g} mW)"
-            )
-        if any(abs(v) > lim["xy_abs_um"] for xy in self.positions_xy_um or () for v in xy):
-            problems.append(f"stage positions must be within ±{lim['xy_abs_um']:g} µm")
-        if self.blind_check_every < 0:
-            problems.append(
-                f"blind checks are every N >= 1 time points, or 0 for none (got {self.blind_check_every})"
-            )
-        if self.planes is not None and self.planes not in (1, 2):
-            problems.append(f"Deep-Z measures 1 or 2 planes per time point (got {self.planes})")
-        if not self.connect:
-            if not 32 <= self.frame <= lim["frame"]:
-                problems.append(
-                    f"the simulated camera is 32 to {lim['frame']} pixels square (got {self.frame})"
-                )
-            if self.seed < 0:
-                problems.append(f"the specimen seed must be 0 or more (got {self.seed})")
-        return problems
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the microscope is the simulator."""
+        return isinstance(self.microscope, SimulatorSpec)
 
     @property
     def model_path(self) -> Path:
         """The model file to use (the shipped one for ``planes`` unless one was given)."""
         return self.model if self.model is not None else shipped_model_path(self.planes or 1)
-
-    def prepare(self, model: DeepZModel | None = None) -> tuple[DeepZModel, DeepZPlan]:
-        """Check everything that can be checked before the microscope moves; the model and plan.
-
-        ``model``: the already loaded model file of :attr:`model_path` (else it is loaded).
-        """
-        self.check()
-        if self.device.startswith("cuda:"):  # a GPU by number that is not here: refused before anything moves
-            resolve_device(self.device)
-        model = model or load_model(self.model_path)
-        if self.planes is not None and model.card.n_planes != self.planes:
-            raise SettingsError(
-                f"{self.planes} measured plane(s) were asked for, but the model {self.model_path.name} "
-                f"takes {model.card.n_planes}: ask for {model.card.n_planes} or choose another model."
-            )
-        plan = DeepZPlan.for_model(
-            model,
-            self.z_start_um,
-            self.z_end_um,
-            self.z_step_um,
-            anchor_exposure_ms=self.exposure_ms,
-            light_power_mW=self.power_mW,
-            light_power_property=self.power_property,
-            blind_check_every=self.blind_check_every,
-            channel_group=self.channel_group,
-            input_preset=self.input_preset,
-            reference_preset=self.reference_preset,
-        )
-        return model, plan
-
-    def run_settings(self) -> RunSettings:
-        """The run's time-lapse, output and device settings."""
-        specimen = (
-            None
-            if self.connect
-            else {
-                "phantom": self.phantom,
-                "seed": self.seed,
-                "sensor_shape": [self.frame, self.frame],
-                "config": Path(self.config).name if self.config else "demo.cfg",
-            }
-        )
-        return RunSettings(
-            output=self.output,
-            time_points=self.time_points,
-            interval_s=self.interval_s,
-            device=self.device,
-            overwrite=self.overwrite,
-            deepz=self.deepz,
-            positions_xy_um=self.positions_xy_um,
-            specimen=specimen,
-        )
-
-    def microscope(self) -> contextlib.AbstractContextManager[Any]:
-        """The core to acquire with: a running Micro-Manager, or the simulator (closed on exit)."""
-        return open_microscope(
-            connect=self.connect,
-            port=self.port,
-            phantom=self.phantom,
-            seed=self.seed,
-            frame=self.frame,
-            config=self.config,
-        )
-
-    def acquisition(
-        self,
-        core: Any,
-        model: DeepZModel,
-        plan: DeepZPlan,
-        on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
-        on_virtual: Callable[[int, VirtualStack], None] | None = None,
-        on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
-    ) -> DeepZAcquisition:
-        """The acquisition of this request on ``core`` (checks model against the core's optics; not
-        yet open, see :class:`DeepZAcquisition`)."""
-        return DeepZAcquisition(
-            core,
-            model,
-            plan,
-            self.run_settings(),
-            on_image=on_image,
-            on_virtual=on_virtual,
-            on_blind_check=on_blind_check,
-        )
-
-
-@contextlib.contextmanager
-def open_microscope(
-    *, connect: bool, port: int, phantom: str, seed: int, frame: int, config: Path | None
-) -> Iterator[Any]:
-    """A running Micro-Manager's core (``connect``), or the simulator's imaging ``phantom`` (seeded,
-    ``frame`` pixels square, from its configuration file ``config``), closed on exit."""
-    from mm_deepz.bridge import connect_micromanager, start_simulator
-
-    if connect:
-        yield connect_micromanager(port)
-        return
-    import simulators
-
-    world = simulators.SimWorld(
-        simulators.make_phantom(phantom, seed=seed), sensor_shape=(frame, frame), seed=seed
-    )
-    with start_simulator(world, config=config) as session:
-        yield session.core

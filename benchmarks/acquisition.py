@@ -28,6 +28,8 @@ from pycromanager import Acquisition
 
 import simulators as sim
 from acquisition_hooks import AcquisitionRequest
+from acquisition_hooks.request import SimulatorSpec
+from acquisition_hooks.start import prepare
 from mm_deepz.bridge import start_simulator
 from mm_deepz.engine import Predictor, VirtualStack
 from mm_deepz.normalization import IntensityScale
@@ -91,9 +93,13 @@ def deepz_run(size: int, frames: int, output: Path, device: str, model_on_cpu: b
     """Frames per second, virtual stacks made and their latency, with the Deep-Z hooks and recorder
     (``model_on_cpu=False``: the model's work left out, as when it runs on a GPU)."""
     request = AcquisitionRequest(
-        output=output, time_points=frames, frame=size, device=device, exposure_ms=EXPOSURE_MS
+        output=output,
+        time_points=frames,
+        microscope=SimulatorSpec(frame=size),
+        device=device,
+        exposure_ms=EXPOSURE_MS,
     )
-    model, plan = request.prepare()
+    prepared = prepare(request)
     stamps: dict[int, float] = {}
     latency: list[float] = []
     made_at: list[float] = []
@@ -105,8 +111,8 @@ def deepz_run(size: int, frames: int, output: Path, device: str, model_on_cpu: b
         made_at.append(time.perf_counter())
         latency.append(made_at[-1] - stamps[t])
 
-    with request.microscope() as core:
-        acq = request.acquisition(core, model, plan, on_image=on_image, on_virtual=on_virtual)
+    with prepared.microscope() as core:
+        acq = prepared.acquisition(core, on_image=on_image, on_virtual=on_virtual)
         if not model_on_cpu:
             _instant(acq.predictor)
         summary = acq.run()

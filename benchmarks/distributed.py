@@ -34,7 +34,8 @@ def make_runs(root: Path, n_runs: int, frame: int, time_points: int) -> list[Pat
     import simulators as sim
     from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
     from mm_deepz.bridge import start_simulator
-    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
 
     model = load_model(shipped_model_path(1))
     runs = []

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, train_command
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 from simulators.optics import Optics
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 

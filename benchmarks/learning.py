@@ -26,7 +26,8 @@ from typing import Any
 
 from benchmarks.finetune import evaluate, table
 from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, simulate, train_command
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 from simulators.training_data import make_stack_pair, write_stack_pair
 
 logger = logging.getLogger("benchmarks.learning")

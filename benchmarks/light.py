@@ -7,15 +7,19 @@ import tempfile
 from pathlib import Path
 
 from acquisition_hooks import AcquisitionRequest
+from acquisition_hooks.request import SimulatorSpec
+from acquisition_hooks.start import prepare
 
 logger = logging.getLogger(__name__)
 
 
 def _run(deepz: bool, time_points: int, output: Path, device: str) -> dict:
-    request = AcquisitionRequest(output=output, time_points=time_points, frame=64, deepz=deepz, device=device)
-    model, plan = request.prepare()
-    with request.microscope() as core:
-        summary = request.acquisition(core, model, plan).run()
+    request = AcquisitionRequest(
+        output=output, time_points=time_points, microscope=SimulatorSpec(frame=64), deepz=deepz, device=device
+    )
+    prepared = prepare(request)
+    with prepared.microscope() as core:
+        summary = prepared.acquisition(core).run()
         remaining = float(core.getProperty("Shutter", "RemainingBrightness"))
     return {
         "planes_measured": summary.planes_measured,

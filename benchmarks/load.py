@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from acquisition_hooks import AcquisitionRequest
+from acquisition_hooks.request import SimulatorSpec
+from acquisition_hooks.start import prepare
 from mm_deepz.io import image_array, open_container, read_progress
 
 from .common import rss_mb
@@ -35,11 +37,13 @@ def run(time_points: int, frame: int = 64, device: str = "auto") -> dict:
 
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         out = Path(tmp) / "load.ome.zarr"
-        request = AcquisitionRequest(output=out, time_points=time_points, frame=frame, device=device)
-        model, plan = request.prepare()
+        request = AcquisitionRequest(
+            output=out, time_points=time_points, microscope=SimulatorSpec(frame=frame), device=device
+        )
+        prepared = prepare(request)
         t0 = time.perf_counter()
-        with request.microscope() as core:
-            summary = request.acquisition(core, model, plan, on_image=on_image).run()
+        with prepared.microscope() as core:
+            summary = prepared.acquisition(core, on_image=on_image).run()
         seconds = time.perf_counter() - t0
         written = image_array(open_container(out), "measured")  # the input plane of every time point
         frames_on_disk = int(sum(np.asarray(written[t, 0, 0]).any() for t in range(written.shape[0])))

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from acquisition_hooks import AcquisitionRequest
+from acquisition_hooks.request import SimulatorSpec
+from acquisition_hooks.start import prepare
 from mm_deepz.engine import Predictor
 from mm_deepz.io import Geometry, Recorder
 
@@ -41,13 +43,13 @@ def positions_cost(n_positions: int, time_points: int, device: str) -> dict:
         request = AcquisitionRequest(
             output=Path(tmp) / "p.ome.zarr",
             time_points=time_points,
-            frame=128,
+            microscope=SimulatorSpec(frame=128),
             device=device,
             positions_xy_um=xy if n_positions > 1 else None,
         )
-        model, plan = request.prepare()
-        with request.microscope() as core, peak_memory() as mem:
-            summary = request.acquisition(core, model, plan).run()
+        prepared = prepare(request)
+        with prepared.microscope() as core, peak_memory() as mem:
+            summary = prepared.acquisition(core).run()
     return {
         "positions": n_positions,
         "time_points": time_points,

@@ -37,7 +37,8 @@ import numpy as np
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from mm_deepz.bridge import simulated_core
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 
 from .common import machine, rss_mb
 

@@ -15,7 +15,7 @@ from acquisition_hooks.cli import (
     InputPresetOption,
     PortOption,
     ReferencePresetOption,
-    simulator_config,
+    microscope_spec,
 )
 from mm_deepz.bridge import DEFAULT_PORT
 
@@ -56,11 +56,11 @@ def gui_cmd(
 ) -> None:
     """The Deep-Z panel: settings, the virtual z-stacking toggle, live measured and virtual views."""
     from acquisition_hooks import AcquisitionRequest
+    from acquisition_hooks.request import SimulatorSpec
 
+    default = SimulatorSpec()
     microscope = {
-        "connect": connect,
-        "port": port,
-        "config": simulator_config(config),
+        "microscope": microscope_spec(connect, port, default.phantom, default.seed, default.frame, config),
         "channel_group": channel_group,
         "input_preset": input_preset,
         "reference_preset": reference_preset,

@@ -51,7 +51,9 @@ from PyQt5.QtWidgets import (
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
 from acquisition_hooks.estimate import PlanEstimate, duration_text, size_text, when_text
 from acquisition_hooks.infer import InferSummary
-from acquisition_hooks.request import LIMITS, PHANTOMS
+from acquisition_hooks.request import LIMITS, PHANTOMS, MicroManagerSpec, MicroscopeSpec, SimulatorSpec
+from acquisition_hooks.start import prepare
+from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.errors import DeepZError, InputError
 from mm_deepz.io import is_container, next_free_output
 from mm_deepz.io.claim import free_space
@@ -68,7 +70,9 @@ logger = logging.getLogger(__name__)
 MODEL_CHOICES = ("1 plane (shipped)", "2 planes (shipped)", "model file")
 #: the key that marks an acquisition settings file as the panel's, and its format's version
 SETTINGS_MARK = "mm_deepz_acquisition_settings"
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2
+#: the versions read: 1 held the microscope flat (connect, port, phantom ...), as the request reads it still
+SETTINGS_VERSIONS_READ = (1, 2)
 
 
 def _read_settings_file(path: Path) -> dict:
@@ -78,7 +82,7 @@ def _read_settings_file(path: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path} cannot be read as a settings file: {e}") from e
-    if not isinstance(data, dict) or data.pop(SETTINGS_MARK, None) != SETTINGS_VERSION:
+    if not isinstance(data, dict) or data.pop(SETTINGS_MARK, None) not in SETTINGS_VERSIONS_READ:
         raise InputError(f"{path} is not an mm-deepz acquisition settings file (saved by the panel).")
     return data
 
@@ -274,11 +278,10 @@ class DeepZPanel(QWidget):
     def _build(self, r: AcquisitionRequest) -> None:
         self.backend = QComboBox()
         self.backend.addItems(["Simulator", "Micro-Manager"])
-        self.backend.setCurrentIndex(1 if r.connect else 0)
-        self.port = _int_spin(1, 65535, r.port)
+        self.port = _int_spin(1, 65535, DEFAULT_PORT)
         self.phantom = QComboBox()
         self.phantom.addItems(PHANTOMS)
-        self.phantom.setCurrentText(r.phantom)
+        self._show_microscope(r.microscope)
         self.model_choice = QComboBox()
         self.model_choice.addItems(MODEL_CHOICES)
         self.model_choice.setCurrentIndex(2 if r.model else (r.planes or 1) - 1)
@@ -572,10 +575,24 @@ class DeepZPanel(QWidget):
             device=self.device.currentText(),
             deepz=self.toggle.isChecked(),
             overwrite=self.overwrite.isChecked(),
-            connect=self.backend.currentIndex() == 1,
-            port=self.port.value(),
-            phantom=self.phantom.currentText(),
+            microscope=self._microscope(),
         )
+
+    def _microscope(self) -> MicroscopeSpec:
+        """The microscope the fields name (the simulator's seed, camera and configuration as given)."""
+        if self.backend.currentIndex() == 1:
+            return MicroManagerSpec(port=self.port.value())
+        given = self._base.microscope
+        simulator = given if isinstance(given, SimulatorSpec) else SimulatorSpec()
+        return simulator.changed(phantom=self.phantom.currentText())
+
+    def _show_microscope(self, spec: MicroscopeSpec) -> None:
+        """The microscope fields as ``spec`` says."""
+        self.backend.setCurrentIndex(0 if isinstance(spec, SimulatorSpec) else 1)
+        if isinstance(spec, MicroManagerSpec):
+            self.port.setValue(spec.port)
+        else:
+            self.phantom.setCurrentText(spec.phantom)
 
     # -- acquisition settings files (as Micro-Manager's MDA window saves and loads them) -------------
     def save_acquisition(self, path: Path) -> None:
@@ -597,9 +614,7 @@ class DeepZPanel(QWidget):
     def _apply(self, r: AcquisitionRequest) -> None:
         """The fields as ``r`` describes them (the output moved on to a free name, replace unticked)."""
         self._base = r
-        self.backend.setCurrentIndex(1 if r.connect else 0)
-        self.port.setValue(r.port)
-        self.phantom.setCurrentText(r.phantom)
+        self._show_microscope(r.microscope)
         self.model_choice.setCurrentIndex(2 if r.model else (r.planes or 1) - 1)
         self.model_path.setText(str(r.model) if r.model else "")
         for spin, value in (
@@ -644,7 +659,7 @@ class DeepZPanel(QWidget):
         else:
             try:
                 request = self.request()
-                _, plan = request.prepare(self._model_for(request.model_path))
+                plan = prepare(request, self._model_for(request.model_path)).plan
             except DeepZError as e:
                 problem = in_panel_words(str(e))
             else:
@@ -666,7 +681,8 @@ class DeepZPanel(QWidget):
 
     def _size_plan(self, request: AcquisitionRequest, plan: DeepZPlan) -> str | None:
         """Show the plan's images, bytes, duration and light; what refuses it (no room on the disk)."""
-        frame = (request.frame, request.frame) if not request.connect else self._frame_yx
+        scope = request.microscope
+        frame = (scope.frame, scope.frame) if isinstance(scope, SimulatorSpec) else self._frame_yx
         estimate = PlanEstimate.of(
             plan,
             request.time_points,

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PyQt5.QtCore import QObject, pyqtSignal
 
-from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
+from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, RunSummary
+from acquisition_hooks.start import PreparedRun, open_microscope, prepare
 from mm_deepz.engine import VirtualStack
 from mm_deepz.errors import DeepZError
 from mm_deepz.modelfile import DeepZModel
@@ -88,11 +89,11 @@ class AcquisitionRunner(QObject):
         the request's model file, already loaded (else it is loaded here)."""
         if self.running:
             raise RuntimeError("An acquisition is already running; stop it first.")
-        model, plan = request.prepare(model)
+        prepared = prepare(request, model)
         self._stop.clear()
         self._toggle = None
         self._thread = threading.Thread(
-            target=self._run, args=(request, model, plan), name="deepz-panel-run", daemon=True
+            target=self._run, args=(prepared,), name="deepz-panel-run", daemon=True
         )
         self._thread.start()
 
@@ -125,7 +126,7 @@ class AcquisitionRunner(QObject):
             from acquisition_hooks.microscope import Microscope
 
             try:
-                with request.microscope() as core:
+                with open_microscope(request.microscope) as core:
                     scope, taken = Microscope(core), 0
                     while not self._stop.is_set() and (frames is None or taken < frames):
                         plane = scope.snap(request.channel_group, request.input_preset, request.exposure_ms)
@@ -171,13 +172,11 @@ class AcquisitionRunner(QObject):
             self._thread.join(timeout)
         return not self.running
 
-    def _run(self, request: AcquisitionRequest, model: DeepZModel, plan: DeepZPlan) -> None:
+    def _run(self, prepared: PreparedRun) -> None:
         try:
-            with request.microscope() as core:
-                acq = request.acquisition(
+            with prepared.microscope() as core:
+                acq = prepared.acquisition(
                     core,
-                    model,
-                    plan,
                     on_image=self._on_image,
                     on_virtual=self._on_virtual,
                     on_blind_check=lambda t, p, metrics: self.blind_check.emit(t, metrics),

@@ -149,7 +149,8 @@ def neuron_experiment_cmd(
         run_experiment,
         write_results,
     )
-    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(","))

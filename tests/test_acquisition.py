@@ -16,7 +16,8 @@ from mm_deepz.errors import DeepZError
 from mm_deepz.io import image_group_path, open_container, read_progress
 from mm_deepz.io.preview import preview_png as mm_preview
 from mm_deepz.metrics import stack_scores
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
 

@@ -33,7 +33,8 @@ from mm_deepz.io import (
     Recorder,
     read_progress,
 )
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 from mm_deepz.training.stacks import StackDataError, read_stack
 
 GEOM = Geometry(z_um=(-1.0, 0.0, 1.0), pixel_size_um=0.5, interval_s=1.0, shape_yx=(8, 8))

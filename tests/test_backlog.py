@@ -25,7 +25,8 @@ from acquisition_hooks.infer import infer_missing
 from mm_deepz.cli import app
 from mm_deepz.engine import Predictor
 from mm_deepz.io import NotAContainerError, image_array, open_container, read_progress
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
 

@@ -41,8 +41,9 @@ from mm_deepz.io import (
     record_key_parts,
 )
 from mm_deepz.io.preview import preview_png
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
 from mm_deepz.neurons.series import container_series
+from mm_deepz.shipped import shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
 NAMES = ["measured", "virtual", "reference"]

@@ -19,7 +19,7 @@ import zarr
 from helpers import run_cli, start_holder
 from typer.testing import CliRunner
 
-from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSettings
+from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSettings, prepare
 from mm_deepz.cli import app
 from mm_deepz.errors import DeepZError, HardwareError, SettingsError
 from mm_deepz.io import (
@@ -31,7 +31,8 @@ from mm_deepz.io import (
     Recorder,
     read_progress,
 )
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 
 GEOM = Geometry(z_um=(-1.0, 0.0, 1.0), pixel_size_um=0.5, interval_s=1.0, shape_yx=(8, 8))
 
@@ -73,7 +74,7 @@ def test_the_current_folder_is_never_an_output(tmp_path):
     assert res.returncode == 2 and "current folder" in res.stderr and "Traceback" not in res.stderr
     assert (tmp_path / "work" / "thesis.tex").exists()
     with pytest.raises(OutputExistsError, match="current folder"):
-        AcquisitionRequest(output=Path(".."), overwrite=True).check()  # nor a folder that holds it
+        prepare(AcquisitionRequest(output=Path(".."), overwrite=True))  # nor a folder that holds it
 
 
 def test_a_replaced_container_survives_until_the_new_one_exists(tmp_path, monkeypatch):
@@ -182,6 +183,10 @@ NUMERIC = {
 }
 
 
+#: the settings of the simulator (``AcquisitionRequest.microscope``)
+SIMULATOR = ("frame", "seed")
+
+
 def _sweep_cases():
     for name, (kind, valid) in NUMERIC.items():
         for text in BAD_VALUES:
@@ -195,10 +200,11 @@ def _sweep_cases():
 def test_every_numeric_setting_refuses_non_finite_huge_negative_and_zero(tmp_path, name, value, refused):
     # checked when the request is made and before the microscope opens (prepare() loads the model;
     # nothing moves): a refusal is one SettingsError line naming the problem; a valid value passes
+    microscope = {"frame": 64}
+    settings = {"output": tmp_path / "r.ome.zarr", "time_points": 2, "microscope": microscope}
+    (microscope if name in SIMULATOR else settings)[name] = value
     try:
-        AcquisitionRequest(
-            **{"output": tmp_path / "r.ome.zarr", "time_points": 2, "frame": 64, name: value}
-        ).prepare()
+        prepare(AcquisitionRequest(**settings))
     except SettingsError as e:
         assert refused, f"{name}={value} is valid but was refused: {e}"
         assert "\n" not in str(e) and "Invalid acquisition settings" in str(e)

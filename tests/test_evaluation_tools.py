@@ -83,7 +83,8 @@ def test_a_microscopes_own_stacks_are_scored_as_the_specimen_they_are_said_to_be
     scanned bead stack; none: no specimen scores), and without it nothing specimen-specific is scored."""
     from mm_deepz.engine import Predictor
     from mm_deepz.evaluation import evaluate_pair
-    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
     from mm_deepz.training.stacks import load_pairs
     from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 

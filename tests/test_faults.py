@@ -26,7 +26,8 @@ from mm_deepz.engine import InferenceWorker, Predictor
 from mm_deepz.errors import InferenceError
 from mm_deepz.io import Geometry, Recorder, image_group_path, open_container, read_progress
 from mm_deepz.io.recorder import measured_not_recorded
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 
 Z = (-10.0, 10.0, 1.0)
 
@@ -178,12 +179,16 @@ def test_ctrl_c_ends_threads_and_leaves_a_consistent_container(session, tmp_path
 
 
 def test_panel_stop_ends_the_run_promptly(qtbot, tmp_path):
-    from acquisition_hooks import AcquisitionRequest
+    from acquisition_hooks import AcquisitionRequest, SimulatorSpec
     from gui import DeepZPanel
 
     panel = DeepZPanel(
         AcquisitionRequest(
-            output=tmp_path / "run.ome.zarr", time_points=50, interval_s=0.5, frame=64, device="cpu"
+            output=tmp_path / "run.ome.zarr",
+            time_points=50,
+            interval_s=0.5,
+            microscope=SimulatorSpec(frame=64),
+            device="cpu",
         )
     )
     qtbot.addWidget(panel)

@@ -10,7 +10,7 @@ import pytest
 from PyQt5.QtCore import QPoint
 from typer.testing import CliRunner
 
-from acquisition_hooks import AcquisitionRequest
+from acquisition_hooks import AcquisitionRequest, SimulatorSpec
 from gui import DeepZPanel
 from gui.screenshot import render_screenshot
 from mm_deepz.cli import app
@@ -35,8 +35,12 @@ def _closing_stops_a_run(monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.Yes)
 
 
-def _request(tmp_path, name="panel.ome.zarr", **kw):
-    base = {"time_points": 2, "frame": 128, "seed": 102, "device": "cpu"}
+def _request(tmp_path, name="panel.ome.zarr", phantom="worm", **kw):
+    base = {
+        "time_points": 2,
+        "microscope": SimulatorSpec(phantom=phantom, frame=128, seed=102),
+        "device": "cpu",
+    }
     return AcquisitionRequest(output=tmp_path / name, **{**base, **kw})
 
 
@@ -832,6 +836,18 @@ def test_acquisition_settings_are_saved_to_a_file_and_loaded_back(qtbot, tmp_pat
     monkeypatch.setattr("gui.panel.QFileDialog.getSaveFileName", lambda *a: (str(other), ""))
     window.save_action.trigger()  # never over another tool's file
     assert "is never replaced" in panel.message.text() and other.read_text() == '{"time_points": 3}'
+    # a file saved by the previous version (format 1: the microscope's settings flat) still loads
+    v1 = json.loads(saved.read_text())
+    simulator = v1.pop("microscope")
+    v1.update(mm_deepz_acquisition_settings=1, connect=False, port=4827, phantom="beads")
+    v1.update(seed=simulator["seed"], frame=simulator["frame"], config=None)
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(v1))
+    monkeypatch.setattr("gui.panel.QFileDialog.getOpenFileName", lambda *a: (str(old), ""))
+    with pytest.warns(DeprecationWarning, match="microscope=SimulatorSpec"):
+        window.load_action.trigger()
+    assert panel.phantom.currentText() == "beads" and panel.backend.currentIndex() == 0
+    assert panel.request().microscope == SimulatorSpec(phantom="beads", seed=102, frame=128)
 
 
 def test_light_saving_counts_blind_checks_and_virtual_views_are_full_size(qtbot, tmp_path):

@@ -16,7 +16,8 @@ from helpers import run_cli
 import simulators as sim
 from mm_deepz.io import image_array, open_container
 from mm_deepz.io.pairs import PAIRS_KEY
-from mm_deepz.modelfile import file_sha256, load_model, shipped_model_path
+from mm_deepz.modelfile import file_sha256, load_model
+from mm_deepz.shipped import shipped_model_path
 
 SEED = 104  # the simulated worm (`--seed`)
 WIDE = {**os.environ, "COLUMNS": "250"}  # tables not wrapped, so lines can be looked for

@@ -103,14 +103,15 @@ def test_a_property_name_without_its_device_is_refused(text, tmp_path):
     with pytest.raises(SettingsError, match="DEVICE.PROPERTY"):
         PropertyRef.parse(text)
     with pytest.raises(SettingsError, match="DEVICE.PROPERTY"):
-        AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_mW=3.0, power_property=text).check()
+        AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_mW=3.0, power_property=text)
     with pytest.raises(SettingsError, match="give the power too"):
-        AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_property="Shutter.Power_mW").check()
+        AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_property="Shutter.Power_mW")
 
 
 def test_an_acquisition_measures_at_the_light_power_it_was_asked_for(session, tmp_path):
     from acquisition_hooks import DeepZAcquisition, RunSettings
-    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
 
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, -4, 4, 1, anchor_exposure_ms=8.0, light_power_mW=2.5)

@@ -15,7 +15,8 @@ from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from gui.napari_reader import get_reader
 from mm_deepz.cli import app
 from mm_deepz.io import image_array, open_container
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 
 napari = pytest.importorskip("napari", reason="the [napari] extra is part of the test install")
 

@@ -114,7 +114,8 @@ def test_evaluate_scores_neurons_against_the_truth_or_the_scanned_reference(tmp_
     from mm_deepz.engine import Predictor
     from mm_deepz.evaluation import evaluate_pair
     from mm_deepz.evaluation.evaluate import evaluate_neurons
-    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
     from mm_deepz.training.stacks import load_pairs
     from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
@@ -146,7 +147,7 @@ def test_the_neuron_experiment_runs_at_a_chosen_light_dose_and_density(tmp_path)
     from typer.testing import CliRunner
 
     from mm_deepz.cli import app
-    from mm_deepz.modelfile import shipped_model_path
+    from mm_deepz.shipped import shipped_model_path
 
     def run(out: str, *extra: str) -> dict:
         args = ["simulate", "neuron-experiment", str(tmp_path / out), "--model", str(shipped_model_path(2))]

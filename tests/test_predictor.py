@@ -79,7 +79,7 @@ def test_a_gpu_is_chosen_by_number_and_one_that_is_not_there_is_refused_by_name(
     # #35: `--device cuda:1` was refused as an unknown device; it names the second GPU
     import torch
 
-    from acquisition_hooks import AcquisitionRequest
+    from acquisition_hooks import AcquisitionRequest, prepare
     from mm_deepz.errors import DeviceError, SettingsError
     from mm_deepz.training.train import TrainConfig
 
@@ -90,7 +90,7 @@ def test_a_gpu_is_chosen_by_number_and_one_that_is_not_there_is_refused_by_name(
         resolve_device(f"cuda:{gpus}")
     assert AcquisitionRequest(device="cuda:1").device == "cuda:1"  # a valid name, checked on use ...
     with pytest.raises(DeviceError, match=f"cuda:{gpus} is not on this computer"):
-        AcquisitionRequest(device=f"cuda:{gpus}").prepare()  # ... before the microscope opens
+        prepare(AcquisitionRequest(device=f"cuda:{gpus}"))  # ... before the microscope opens
     for bad in ("cuda:-1", "cuda:x", "gpu"):
         with pytest.raises(SettingsError, match="use auto, cpu, cuda or cuda:N"):
             AcquisitionRequest(device=bad)
@@ -101,7 +101,8 @@ def test_a_gpu_is_chosen_by_number_and_one_that_is_not_there_is_refused_by_name(
 def test_frame_borders_are_as_clean_as_the_inside():
     """The shipped model on a simulated widefield worm: the outermost rows and columns of a
     virtual plane carry no more noise than those just inside them."""
-    from mm_deepz.modelfile import load_model, shipped_model_path
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
     from simulators.training_data import PairSpec, make_stack_pair
 
     pair = make_stack_pair(PairSpec(phantom="worm", seed=7, shape=(96, 96), z_half_range_um=1, z_step_um=1))

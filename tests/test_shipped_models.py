@@ -4,7 +4,8 @@ import pytest
 
 from mm_deepz.engine import Predictor
 from mm_deepz.evaluation.evaluate import evaluate_pair
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
+from mm_deepz.shipped import shipped_model_path
 from mm_deepz.training.stacks import load_pairs
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 

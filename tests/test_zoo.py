@@ -14,8 +14,9 @@ import yaml
 from helpers import blobs, run_cli
 
 from mm_deepz.engine import Predictor
-from mm_deepz.modelfile import load_model, shipped_model_path
+from mm_deepz.modelfile import load_model
 from mm_deepz.normalization import IntensityScale
+from mm_deepz.shipped import shipped_model_path
 from mm_deepz.zoo import export_package
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from .. import dpm as dpm_mod
+from ..devices import device_problem
 from ..errors import DeviceError, InferenceError, InputError
 from ..modelfile import DeepZModel
 from ..normalization import IntensityScale, to_dtype
@@ -22,16 +22,6 @@ logger = logging.getLogger(__name__)
 
 
 #: the device names users can ask for, besides ``cuda:N`` (the N-th GPU, from 0)
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def device_problem(requested: str) -> str | None:
-    """What is wrong with a device name (None: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``)."""
-    if requested in DEVICES or re.fullmatch(r"cuda:\d+", requested):
-        return None
-    return f"Unknown device {requested!r}: use auto, cpu, cuda or cuda:N (the N-th GPU, from 0)"
-
-
 def resolve_device(requested: str = "auto") -> torch.device:
     """``auto`` -> CUDA if available else CPU; a ``cuda`` request without a GPU falls back with a
     warning; ``cuda:N`` is that GPU, refused (:class:`DeviceError`) where this computer has no such GPU."""

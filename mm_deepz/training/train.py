@@ -20,7 +20,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from typing_extensions import override
 
 from .. import __version__
-from ..engine.predictor import device_problem, resolve_device
+from ..devices import device_problem
+from ..engine.predictor import resolve_device
 from ..errors import DeepZError
 from ..metrics import pcc_torch, ssim_torch
 from ..model import (
