@@ -6,10 +6,12 @@ import math
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from mm_deepz.errors import DeepZError, ZRangeError
 from mm_deepz.settings import Settings
+
+from .fields import BlindCheckEvery, Exposure, unit
 
 if TYPE_CHECKING:
     from mm_deepz.modelfile import DeepZModel
@@ -38,35 +40,27 @@ class DeepZPlan(Settings):
     error: ClassVar[type[DeepZError]] = PlanError
     what: ClassVar[str] = "Deep-Z plan"
 
-    z_start_um: float
-    z_end_um: float
-    z_step_um: float
-    plane_offsets_um: tuple[float, ...] = (0.0,)
-    anchor_exposure_ms: float = 10.0
-    stack_exposure_ms: float = 10.0
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    z_start_um: float = Field(title="z start", json_schema_extra=unit("µm"))
+    z_end_um: float = Field(title="z end", json_schema_extra=unit("µm"))
+    z_step_um: float = Field(gt=0, title="the z step", json_schema_extra=unit("µm"))
+    plane_offsets_um: tuple[float, ...] = Field((0.0,), title="plane offsets", json_schema_extra=unit("µm"))
+    anchor_exposure_ms: Exposure = 10.0
+    stack_exposure_ms: Exposure = 10.0
     light_power_mW: float | None = None
     #: the ``DEVICE.PROPERTY`` that sets the light power in mW (None: the shutter device's ``Power_mW``)
     light_power_property: str | None = None
     channel_group: str = "Channel"
     input_preset: str = "Widefield"
     reference_preset: str = "Confocal"
-    reference_exposure_ms: float = 100.0
-    blind_check_every: int = 0
+    reference_exposure_ms: Exposure = 100.0
+    blind_check_every: BlindCheckEvery = 0
 
     @model_validator(mode="after")
     def _check(self) -> DeepZPlan:
-        numbers = (self.z_start_um, self.z_end_um, self.z_step_um, *self.plane_offsets_um)
-        if not all(math.isfinite(v) for v in numbers):
-            raise ValueError("z positions, step and plane offsets must be finite numbers")
-        if self.z_step_um <= 0:
-            raise ValueError(f"z step must be positive, got {self.z_step_um} µm")
         if self.z_end_um < self.z_start_um:
             raise ValueError(f"z end ({self.z_end_um}) is below z start ({self.z_start_um})")
-        for name in ("anchor_exposure_ms", "stack_exposure_ms", "reference_exposure_ms"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
-        if self.blind_check_every < 0:
-            raise ValueError("blind_check_every must be 0 (off) or a positive number of time points")
         self.anchor_indices()  # validates the grid
         return self
 

@@ -17,32 +17,17 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from mm_deepz.bridge import DEFAULT_PORT
-from mm_deepz.devices import device_problem
 from mm_deepz.errors import DeepZError, SettingsError
 from mm_deepz.settings import Settings
 from mm_deepz.shipped import shipped_model_path
 
+from .fields import LIMITS, BlindCheckEvery, Device, Exposure, IntervalS, Positions, TimePoints, unit
 from .microscope import PropertyRef
 from .plan import grid_planes
 
 PHANTOMS = ("worm", "beads", "sheet")
-#: sizes beyond which a request is a typo, not an experiment (each refused with its limit)
-LIMITS = {
-    "time_points": 1_000_000,
-    "interval_s": 86_400.0,
-    "z_abs_um": 10_000.0,
-    "planes": 1001,
-    "exposure_ms": 10_000.0,
-    "power_mW": 10_000.0,
-    "xy_abs_um": 100_000.0,
-    "frame": 4096,
-}
 #: the microscope's settings as earlier versions named them, flat in the request (one release more)
 _FLAT_MICROSCOPE = ("connect", "port", "phantom", "seed", "frame", "config")
-
-
-def _unit(unit: str, **extra: str) -> dict[str, Any]:
-    return {"unit": unit, **extra}
 
 
 class SimulatorSpec(Settings):
@@ -56,7 +41,7 @@ class SimulatorSpec(Settings):
     phantom: Literal["worm", "beads", "sheet"] = Field("worm", title="the simulator's specimen")
     seed: int = Field(100, ge=0, title="the specimen seed")
     frame: int = Field(
-        256, ge=32, le=LIMITS["frame"], title="the simulated camera", json_schema_extra=_unit("pixels square")
+        256, ge=32, le=LIMITS["frame"], title="the simulated camera", json_schema_extra=unit("pixels square")
     )
     #: the Micro-Manager configuration file (None: the simulator's own, ``simulators/demo.cfg``;
     #: ``simulators.MM_DEMO_CONFIG`` gives Micro-Manager's demo-configuration names)
@@ -93,8 +78,6 @@ MicroscopeSpec = Annotated[
     Annotated[SimulatorSpec, Tag("simulator")] | Annotated[MicroManagerSpec, Tag("micro-manager")],
     Discriminator(_kind),
 ]
-#: a stage coordinate (µm)
-_XY = Annotated[float, Field(ge=-LIMITS["xy_abs_um"], le=LIMITS["xy_abs_um"])]
 
 
 class AcquisitionRequest(Settings):
@@ -106,34 +89,28 @@ class AcquisitionRequest(Settings):
     model_config = ConfigDict(allow_inf_nan=False)
 
     output: Path = Path("deepz_run.ome.zarr")
-    time_points: int = Field(5, ge=1, le=LIMITS["time_points"], title="time points")
-    interval_s: float = Field(
-        0.0, ge=0, le=LIMITS["interval_s"], title="the interval", json_schema_extra=_unit("s")
-    )
+    time_points: TimePoints = 5
+    interval_s: IntervalS = 0.0
     z_start_um: float = Field(
-        -10.0, ge=-LIMITS["z_abs_um"], le=LIMITS["z_abs_um"], title="z start", json_schema_extra=_unit("µm")
+        -10.0, ge=-LIMITS["z_abs_um"], le=LIMITS["z_abs_um"], title="z start", json_schema_extra=unit("µm")
     )
     z_end_um: float = Field(
-        10.0, ge=-LIMITS["z_abs_um"], le=LIMITS["z_abs_um"], title="z end", json_schema_extra=_unit("µm")
+        10.0, ge=-LIMITS["z_abs_um"], le=LIMITS["z_abs_um"], title="z end", json_schema_extra=unit("µm")
     )
-    z_step_um: float = Field(1.0, gt=0, title="the z step", json_schema_extra=_unit("µm"))
+    z_step_um: float = Field(1.0, gt=0, title="the z step", json_schema_extra=unit("µm"))
     #: measured planes per time point: picks the shipped model when ``model`` is None, and must
     #: match ``model`` when both are given (None: the model's)
     planes: int | None = Field(1, ge=1, le=2, title="the measured planes per time point")
     model: Path | None = None
-    exposure_ms: float = Field(
-        10.0, gt=0, le=LIMITS["exposure_ms"], title="the exposure", json_schema_extra=_unit("ms")
-    )
+    exposure_ms: Exposure = 10.0
     power_mW: float | None = Field(
-        None, gt=0, le=LIMITS["power_mW"], title="light power", json_schema_extra=_unit("mW")
+        None, gt=0, le=LIMITS["power_mW"], title="light power", json_schema_extra=unit("mW")
     )
     #: where the light power is set, ``DEVICE.PROPERTY`` in mW (None: the shutter device's ``Power_mW``)
     power_property: str | None = None
-    blind_check_every: int = Field(0, ge=0, title="blind checks (every N time points; 0: none)")
-    positions_xy_um: tuple[tuple[_XY, _XY], ...] | None = Field(
-        None, title="stage positions", json_schema_extra=_unit("µm", item="position")
-    )
-    device: str = "auto"
+    blind_check_every: BlindCheckEvery = 0
+    positions_xy_um: Positions = None
+    device: Device = "auto"
     deepz: bool = True
     overwrite: bool = False
     microscope: MicroscopeSpec = Field(default_factory=SimulatorSpec)
@@ -179,10 +156,8 @@ class AcquisitionRequest(Settings):
 
     @model_validator(mode="after")
     def _check_values(self) -> AcquisitionRequest:
-        """Refuse settings that contradict each other, an unknown device, a malformed power property."""
+        """Refuse settings that contradict each other, a malformed power property."""
         problems = []
-        if (problem := device_problem(self.device)) is not None:
-            problems.append(problem)
         if self.power_property is not None:
             if self.power_mW is None:
                 problems.append(

@@ -14,21 +14,24 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pycromanager import Acquisition
+from pydantic import ConfigDict, Field
 from typing_extensions import Self
 
 from mm_deepz import __version__
 from mm_deepz.bridge import acquisition_error
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
-from mm_deepz.errors import DeepZError, StorageError
+from mm_deepz.errors import DeepZError, SettingsError, StorageError
 from mm_deepz.io import Geometry, ImageInfo, Recorder
 from mm_deepz.modelfile import DeepZModel
+from mm_deepz.settings import Settings
 
 from .events import pycromanager_events, sequence_for
+from .fields import Device, IntervalS, Positions, TimePoints, unit
 from .hooks import DeepZHooks
 from .microscope import Microscope
 from .plan import DeepZPlan
@@ -39,21 +42,26 @@ logger = logging.getLogger(__name__)
 _POLL_S = 0.25
 
 
-@dataclass(kw_only=True)
-class RunSettings:
-    """What to acquire besides the plan: time-lapse, output, device."""
+class RunSettings(Settings):
+    """What to acquire besides the plan: time-lapse, output, device (validated when made)."""
+
+    error: ClassVar[type[DeepZError]] = SettingsError
+    what: ClassVar[str] = "run settings"
+    model_config = ConfigDict(allow_inf_nan=False)
 
     output: Path
-    time_points: int = 3
-    interval_s: float = 0.0
-    device: str = "auto"
+    time_points: TimePoints = 3
+    interval_s: IntervalS = 0.0
+    device: Device = "auto"
     overwrite: bool = False
     deepz: bool = True
-    max_pending: int = 4
-    drain_timeout_s: float = 600.0
-    time_point_timeout_s: float = 120.0
-    #: stage XY positions (µm); None = wherever the stage is
-    positions_xy_um: tuple[tuple[float, float], ...] | None = None
+    #: virtual stacks waiting for the model before the camera waits for it
+    max_pending: int = Field(4, ge=1, title="the stacks waiting for the model")
+    drain_timeout_s: float = Field(600.0, gt=0, title="the wait for the backlog", json_schema_extra=unit("s"))
+    time_point_timeout_s: float = Field(
+        120.0, gt=0, title="the wait for a time point", json_schema_extra=unit("s")
+    )
+    positions_xy_um: Positions = None
     #: the simulated specimen (phantom, seed, sensor shape), recorded so its truth can be rebuilt
     #: (`simulators.truth`); None on a real microscope
     specimen: dict[str, Any] | None = None

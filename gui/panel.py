@@ -50,8 +50,9 @@ from PyQt5.QtWidgets import (
 
 from acquisition_hooks import AcquisitionRequest, DeepZAcquisition, DeepZPlan, RunSummary
 from acquisition_hooks.estimate import PlanEstimate, duration_text, size_text, when_text
+from acquisition_hooks.fields import LIMITS
 from acquisition_hooks.infer import InferSummary
-from acquisition_hooks.request import LIMITS, PHANTOMS, MicroManagerSpec, MicroscopeSpec, SimulatorSpec
+from acquisition_hooks.request import PHANTOMS, MicroManagerSpec, MicroscopeSpec, SimulatorSpec
 from acquisition_hooks.start import prepare
 from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.errors import DeepZError, InputError

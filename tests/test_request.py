@@ -85,3 +85,18 @@ def test_prepare_refuses_what_the_disk_and_the_model_say_before_anything_opens(t
         "config": "demo.cfg",
     }
     assert not (tmp_path / "r.ome.zarr").exists()  # nothing written
+
+
+def test_the_run_settings_and_the_plan_check_the_same_declared_ranges(tmp_path):
+    from acquisition_hooks import DeepZPlan, PlanError, RunSettings
+
+    with pytest.raises(
+        SettingsError, match="time points must be 1 to 1,000,000 .got 0.; .*Unknown device 'gpu'"
+    ):
+        RunSettings(output=tmp_path / "r.ome.zarr", time_points=0, device="gpu")
+    with pytest.raises(SettingsError, match="position 1 must be a finite number"):
+        RunSettings(output=tmp_path / "r.ome.zarr", positions_xy_um=((float("inf"), 0.0),))
+    with pytest.raises(PlanError, match="the exposure must be above 0 and at most 10,000 ms .got -5 ms."):
+        DeepZPlan(z_start_um=-2, z_end_um=2, z_step_um=1, anchor_exposure_ms=-5)
+    with pytest.raises(PlanError, match="z start must be a finite number"):
+        DeepZPlan(z_start_um=float("nan"), z_end_um=2, z_step_um=1)
