@@ -14,6 +14,14 @@ from typing_extensions import Self
 
 from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.errors import DeepZError, SettingsError
+from mm_deepz.options import (
+    DEVICE_HELP,
+    InputModalityOption,
+    TargetModalityOption,
+    known_device,
+    output_option,
+    required_output,
+)
 
 if TYPE_CHECKING:
     from .infer import InferSummary
@@ -21,13 +29,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: the panels of the acquisition commands' --help (their many options, grouped by what they set)
+MICROSCOPE, SIMULATOR, LIGHT_PATH = "Microscope", "Simulator (without --connect)", "Light path"
+STACK, LIGHT, MODEL = "Stack and time-lapse", "Light", "Model"
+
 #: the options that say which microscope a run uses and how its light path is switched (acquire, gui)
 ConnectOption = Annotated[
     bool,
-    typer.Option("--connect", help="Use a running Micro-Manager (Java backend) instead of the simulator."),
+    typer.Option(
+        "--connect",
+        help="Use a running Micro-Manager (Java backend) instead of the simulator.",
+        rich_help_panel=MICROSCOPE,
+    ),
 ]
 PortOption = Annotated[
-    int, typer.Option("--port", help="Micro-Manager's pycro-manager port (with --connect).")
+    int,
+    typer.Option(
+        "--port", help="Micro-Manager's pycro-manager port (with --connect).", rich_help_panel=MICROSCOPE
+    ),
 ]
 ConfigOption = Annotated[
     str | None,
@@ -35,16 +54,36 @@ ConfigOption = Annotated[
         "--config",
         help="Simulator's Micro-Manager configuration file; 'mmdemo' for the one with Micro-Manager's "
         "demo-config names.",
+        rich_help_panel=SIMULATOR,
     ),
 ]
+PhantomOption = Annotated[
+    str,
+    typer.Option("--phantom", help="Simulator specimen: worm, beads or sheet.", rich_help_panel=SIMULATOR),
+]
+SeedOption = Annotated[
+    int, typer.Option("--seed", help="Simulator specimen seed.", rich_help_panel=SIMULATOR)
+]
+FrameOption = Annotated[
+    int, typer.Option("--frame", help="Simulator camera size (pixels, square).", rich_help_panel=SIMULATOR)
+]
 ChannelGroupOption = Annotated[
-    str, typer.Option("--channel-group", help="Config group that switches the light path.")
+    str,
+    typer.Option(
+        "--channel-group", help="Config group that switches the light path.", rich_help_panel=LIGHT_PATH
+    ),
 ]
 InputPresetOption = Annotated[
-    str, typer.Option("--input-preset", help="Its preset for the measured (widefield) planes.")
+    str,
+    typer.Option(
+        "--input-preset", help="Its preset for the measured (widefield) planes.", rich_help_panel=LIGHT_PATH
+    ),
 ]
 ReferencePresetOption = Annotated[
-    str, typer.Option("--reference-preset", help="Its preset for blind-check reference stacks.")
+    str,
+    typer.Option(
+        "--reference-preset", help="Its preset for blind-check reference stacks.", rich_help_panel=LIGHT_PATH
+    ),
 ]
 
 
@@ -59,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
 
 def pairs_acquire_cmd(
-    output: Annotated[Path, typer.Argument(help="The pairs dataset to write (NAME.ome.zarr).")],
+    output: Annotated[Path | None, output_option("The pairs dataset to write (NAME.ome.zarr).")] = None,
     position: Annotated[
         list[str] | None, typer.Option(help="A field's stage position 'X,Y' in µm (repeat for several).")
     ] = None,
@@ -79,8 +118,8 @@ def pairs_acquire_cmd(
         str, typer.Option(help="Preset of the target light path (the input's for refocusing).")
     ] = "Confocal",
     target_exposure: Annotated[float, typer.Option(help="Exposure of the target planes (ms).")] = 100.0,
-    input_modality: Annotated[str, typer.Option(help="Name of the input stacks.")] = "widefield",
-    target_modality: Annotated[str, typer.Option(help="Name of the target stacks.")] = "confocal",
+    input_modality: InputModalityOption = "widefield",
+    target_modality: TargetModalityOption = "confocal",
     order: Annotated[
         str,
         typer.Option(
@@ -93,9 +132,10 @@ def pairs_acquire_cmd(
     port: PortOption = DEFAULT_PORT,
     config: ConfigOption = None,
     channel_group: ChannelGroupOption = "Channel",
-    phantom: Annotated[str, typer.Option(help="Simulator specimen: worm, beads or sheet.")] = "worm",
-    seed: Annotated[int, typer.Option(help="Simulator specimen seed.")] = 100,
-    frame: Annotated[int, typer.Option(help="Simulator camera size (pixels, square).")] = 256,
+    phantom: PhantomOption = "worm",
+    seed: SeedOption = 100,
+    frame: FrameOption = 256,
+    out: Annotated[Path | None, typer.Argument(hidden=True)] = None,
 ) -> None:
     """Acquire widefield / confocal z-stack pairs of many fields for training (simulator by default)."""
     from rich.progress import Progress
@@ -105,6 +145,7 @@ def pairs_acquire_cmd(
     from .pairs import PairsPlan, acquire_pairs, grid_positions, read_position_list
     from .start import open_microscope
 
+    output = required_output(output, out, "OUTPUT (positional)")
     given = [
         name for name, v in (("--position", position), ("--grid", grid), ("--positions", positions)) if v
     ]
@@ -176,48 +217,72 @@ def parse_position(text: str) -> tuple[float, float]:
 
 
 def acquire_cmd(
-    output: Annotated[Path, typer.Option("--output", "-o", help="OME-Zarr container to write.")] = Path(
-        "deepz_run.ome.zarr"
-    ),
-    time_points: Annotated[int, typer.Option("--time-points", "-t", help="Number of time points.")] = 5,
-    interval: Annotated[float, typer.Option(help="Time between time points (s).")] = 0.0,
-    z_start: Annotated[float, typer.Option(help="Requested stack: first z (µm).")] = -10.0,
-    z_end: Annotated[float, typer.Option(help="Requested stack: last z (µm).")] = 10.0,
-    z_step: Annotated[float, typer.Option(help="Requested stack: step (µm).")] = 1.0,
+    output: Annotated[Path, output_option("OME-Zarr container to write.")] = Path("deepz_run.ome.zarr"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    time_points: Annotated[
+        int, typer.Option("--time-points", "-t", help="Number of time points.", rich_help_panel=STACK)
+    ] = 5,
+    interval: Annotated[
+        float, typer.Option(help="Time between time points (s).", rich_help_panel=STACK)
+    ] = 0.0,
+    z_start: Annotated[
+        float, typer.Option(help="Requested stack: first z (µm).", rich_help_panel=STACK)
+    ] = -10.0,
+    z_end: Annotated[float, typer.Option(help="Requested stack: last z (µm).", rich_help_panel=STACK)] = 10.0,
+    z_step: Annotated[float, typer.Option(help="Requested stack: step (µm).", rich_help_panel=STACK)] = 1.0,
+    position: Annotated[
+        list[str] | None,
+        typer.Option(help="Stage XY position 'X,Y' in µm (repeat for several).", rich_help_panel=STACK),
+    ] = None,
+    blind_check: Annotated[
+        int,
+        typer.Option(
+            help="Acquire a real confocal stack every N time points (0 = off).", rich_help_panel=STACK
+        ),
+    ] = 0,
     planes: Annotated[
         int | None,
         typer.Option(
-            help="Measured planes per time point (1 or 2; default: the model's, 1 for the shipped models)."
+            help="Measured planes per time point (1 or 2; default: the model's, 1 for the shipped models).",
+            rich_help_panel=MODEL,
         ),
     ] = None,
     model: Annotated[
         Path | None,
-        typer.Option(help="Model file or bioimage.io package (default: the shipped model for --planes)."),
+        typer.Option(
+            help="Model file or bioimage.io package (default: the shipped model for --planes).",
+            rich_help_panel=MODEL,
+        ),
     ] = None,
-    exposure: Annotated[float, typer.Option(help="Exposure of the measured planes (ms).")] = 10.0,
-    power: Annotated[float | None, typer.Option(help="Light power for measured planes (mW).")] = None,
+    device: Annotated[
+        str, typer.Option("--device", help=DEVICE_HELP, callback=known_device, rich_help_panel=MODEL)
+    ] = "auto",
+    deepz: Annotated[
+        bool,
+        typer.Option(
+            "--deepz/--no-deepz",
+            help="Virtual z-stacking: measure the model's planes (on) or full stacks (off).",
+            rich_help_panel=MODEL,
+        ),
+    ] = True,
+    exposure: Annotated[
+        float, typer.Option(help="Exposure of the measured planes (ms).", rich_help_panel=LIGHT)
+    ] = 10.0,
+    power: Annotated[
+        float | None, typer.Option(help="Light power for measured planes (mW).", rich_help_panel=LIGHT)
+    ] = None,
     power_property: Annotated[
         str | None,
         typer.Option(
-            help="DEVICE.PROPERTY that sets the light power in mW (default: the shutter device's Power_mW)."
+            help="DEVICE.PROPERTY that sets the light power in mW (default: the shutter device's Power_mW).",
+            rich_help_panel=LIGHT,
         ),
     ] = None,
-    blind_check: Annotated[
-        int, typer.Option(help="Acquire a real confocal stack every N time points (0 = off).")
-    ] = 0,
-    position: Annotated[
-        list[str] | None, typer.Option(help="Stage XY position 'X,Y' in µm (repeat for several).")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
-    no_deepz: Annotated[
-        bool, typer.Option("--no-deepz", help="Acquire full stacks (virtual z-stacking off).")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     connect: ConnectOption = False,
     port: PortOption = DEFAULT_PORT,
-    phantom: Annotated[str, typer.Option(help="Simulator specimen: worm, beads or sheet.")] = "worm",
-    seed: Annotated[int, typer.Option(help="Simulator specimen seed.")] = 100,
-    frame: Annotated[int, typer.Option(help="Simulator camera size (pixels, square).")] = 256,
+    phantom: PhantomOption = "worm",
+    seed: SeedOption = 100,
+    frame: FrameOption = 256,
     config: ConfigOption = None,
     channel_group: ChannelGroupOption = "Channel",
     input_preset: InputPresetOption = "Widefield",
@@ -247,7 +312,7 @@ def acquire_cmd(
         blind_check_every=blind_check,
         positions_xy_um=positions,
         device=device,
-        deepz=not no_deepz,
+        deepz=deepz,
         overwrite=overwrite,
         microscope=microscope_spec(connect, port, phantom, seed, frame, config),
         channel_group=channel_group,
@@ -294,7 +359,7 @@ def acquire_cmd(
             f"{summary.virtual_pending}: `mm-deepz infer {summary.output}` "
             "makes them from the measured planes",
         )
-    if no_deepz:
+    if not deepz:
         table.add_row("planes per time point", f"{len(plan.requested_z())} measured (virtual z-stacking off)")
     else:
         table.add_row(
@@ -304,7 +369,7 @@ def acquire_cmd(
         )
     saving = (
         f" ({summary.light_saving:.1f}x less light{', blind checks included' if blind_check else ''})"
-        if summary.exposure_s and not no_deepz
+        if summary.exposure_s and deepz
         else ""
     )
     table.add_row(
@@ -420,8 +485,10 @@ def infer_cmd(
     device: Annotated[
         str,
         typer.Option(
-            help="auto, cpu, cuda or cuda:N (the N-th GPU); auto on a Dask worker of a "
-            "machine with several GPUs: the worker's own."
+            "--device",
+            help=DEVICE_HELP.rstrip(".") + "; auto on a Dask worker of a machine with several GPUs: the "
+            "worker's own.",
+            callback=known_device,
         ),
     ] = "auto",
     workers: Annotated[

@@ -18,6 +18,7 @@ from acquisition_hooks.cli import (
     microscope_spec,
 )
 from mm_deepz.bridge import DEFAULT_PORT
+from mm_deepz.options import OldInt, OldStr, output_option, renamed
 
 
 def register(app: typer.Typer) -> None:
@@ -32,10 +33,12 @@ def _window_size(size: str) -> tuple[int, int]:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise typer.BadParameter(
-            f"--size must be WIDTHxHEIGHT in pixels, e.g. 1280x800 (got {size!r})"
+            f"--window-size must be WIDTHxHEIGHT in pixels, e.g. 1280x800 (got {size!r})"
         ) from None
     if width < 64 or height < 64:
-        raise typer.BadParameter(f"--size {size} is too small to show anything: at least 64x64 pixels.")
+        raise typer.BadParameter(
+            f"--window-size {size} is too small to show anything: at least 64x64 pixels."
+        )
     return width, height
 
 
@@ -43,16 +46,17 @@ def gui_cmd(
     screenshot: Annotated[
         Path | None, typer.Option(help="Run a short simulated acquisition and save the panel as PNG.")
     ] = None,
-    size: Annotated[str, typer.Option(help="Window size of --screenshot, WIDTHxHEIGHT pixels.")] = "1400x820",
+    window_size: Annotated[
+        str, typer.Option(help="Window size of --screenshot, WIDTHxHEIGHT pixels.")
+    ] = "1400x820",
     connect: ConnectOption = False,
     port: PortOption = DEFAULT_PORT,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Default OME-Zarr container.")] = Path(
-        "deepz_run.ome.zarr"
-    ),
+    output: Annotated[Path, output_option("Default OME-Zarr container.")] = Path("deepz_run.ome.zarr"),
     config: ConfigOption = None,
     channel_group: ChannelGroupOption = "Channel",
     input_preset: InputPresetOption = "Widefield",
     reference_preset: ReferencePresetOption = "Confocal",
+    size: OldStr = None,
 ) -> None:
     """The Deep-Z panel: settings, the virtual z-stacking toggle, live measured and virtual views."""
     from acquisition_hooks import AcquisitionRequest
@@ -74,6 +78,7 @@ def gui_cmd(
 
     from .screenshot import render_screenshot
 
+    size = renamed(window_size, size, "--size", "--window-size")
     with tempfile.TemporaryDirectory() as tmp:
         request = AcquisitionRequest(
             output=Path(tmp) / "screenshot.ome.zarr", time_points=5, blind_check_every=4, **microscope
@@ -94,8 +99,12 @@ def napari_cmd(
     z: Annotated[
         float | None, typer.Option(help="--screenshot: depth shown (µm; default: the first measured plane).")
     ] = None,
-    t: Annotated[int, typer.Option(help="--screenshot: time point shown.")] = 0,
-    size: Annotated[str, typer.Option(help="--screenshot: WIDTHxHEIGHT pixels.")] = "1500x560",
+    time_index: Annotated[
+        int, typer.Option("--time-index", help="--screenshot: time point shown (from 0).")
+    ] = 0,
+    window_size: Annotated[str, typer.Option(help="--screenshot: WIDTHxHEIGHT pixels.")] = "1500x560",
+    t: OldInt = None,
+    size: OldStr = None,
 ) -> None:
     """A run in napari: measured, virtual and reference images side by side (the mm-deepz reader)."""
     from mm_deepz.errors import DeepZError
@@ -110,6 +119,8 @@ def napari_cmd(
     if screenshot is not None:
         from .napari_render import render_run
 
+        t = renamed(time_index, t, "--t", "--time-index")
+        size = renamed(window_size, size, "--size", "--window-size")
         typer.echo(f"wrote {render_run(run, screenshot, z_um=z, t=t, size=_window_size(size))}")
         return
     viewer = napari.Viewer(title=f"mm-deepz: {run.name}")

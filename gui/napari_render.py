@@ -147,7 +147,9 @@ def render_run(
     )
     n_t = measured.data.shape[0]
     if not 0 <= t < n_t:
-        raise InputError(f"--t {t} is not a time point of {run.name}: it has {n_t} (0 to {n_t - 1}).")
+        raise InputError(
+            f"--time-index {t} is not a time point of {run.name}: it has {n_t} (0 to {n_t - 1})."
+        )
     t_s = float(measured.translate[0] + t * measured.scale[0])
     low, high = viewer.layers.extent.world[:, 1]
     measured_z = measured.metadata.get("measured_z_um") or [float(measured.translate[1])]

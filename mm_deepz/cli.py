@@ -11,6 +11,19 @@ from typing import Annotated, Any
 import typer
 from rich.logging import RichHandler
 
+from .options import (
+    DeviceOption,
+    InputModalityOption,
+    OldInt,
+    OldPath,
+    PositionIndexOption,
+    TargetModalityOption,
+    TimeIndexOption,
+    output_option,
+    renamed,
+    required_output,
+)
+
 app = typer.Typer(help="Deep-Z virtual z-stacking for Micro-Manager.", no_args_is_help=True)
 simulate = typer.Typer(help="The simulated microscope: pictures and training data.", no_args_is_help=True)
 app.add_typer(simulate, name="simulate")
@@ -18,8 +31,8 @@ app.add_typer(simulate, name="simulate")
 PairsDataArgument = Annotated[
     list[Path], typer.Argument(help="Pairs datasets, or folders of OME-TIFF / OME-Zarr pairs.")
 ]
-InputModalityOption = Annotated[str, typer.Option(help="Name of the input stacks.")]
-TargetModalityOption = Annotated[str, typer.Option(help="Name of the target stacks.")]
+
+
 #: training pairs from the user's microscope: ``check`` here, ``acquire`` added by acquisition_hooks
 pairs_app = typer.Typer(
     help="Training pairs from your own microscope: acquire and check them.", no_args_is_help=True
@@ -50,29 +63,35 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 
 @simulate.command("focus-sweep")
 def focus_sweep_cmd(
-    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("docs/img/focus_sweep.png"),
+    output: Annotated[Path, output_option("PNG file to write.")] = Path("docs/img/focus_sweep.png"),
     bead_z: Annotated[float, typer.Option(help="Depth of the bead (µm).")] = 2.0,
+    out: OldPath = None,
 ) -> None:
     """Picture of a bead imaged through focus, widefield vs confocal."""
     from simulators.figures import save_focus_sweep_png
 
-    typer.echo(f"wrote {save_focus_sweep_png(out, bead_z)}")
+    typer.echo(f"wrote {save_focus_sweep_png(renamed(output, out, '--out', '--output'), bead_z)}")
 
 
 @simulate.command("pairs")
 def pairs_cmd(
-    out: Annotated[Path, typer.Argument(help="Directory for the OME-TIFF stack pairs.")],
+    output: Annotated[Path | None, output_option("Folder for the OME-TIFF stack pairs.")] = None,
     phantom: Annotated[str, typer.Option(help="worm, beads or sheet.")] = "worm",
     n: Annotated[int, typer.Option(help="Number of stack pairs.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the first pair (then seed+1, ...).")] = 0,
-    size: Annotated[int, typer.Option(help="Frame size (pixels, square).")] = 256,
-    z_range: Annotated[float, typer.Option(help="Half range of the stacks (µm).")] = 10.0,
+    frame: Annotated[int, typer.Option(help="Camera size (pixels, square).")] = 256,
+    z_half_range: Annotated[
+        float, typer.Option(help="The stacks reach this far either side of focus (µm).")
+    ] = 10.0,
     z_step: Annotated[float, typer.Option(help="Step of the stacks (µm).")] = 1.0,
     randomize: Annotated[bool, typer.Option(help="Seeded jitter of field, depth and sheet shape.")] = False,
     tilt_x: Annotated[float, typer.Option(help="Sheets: slope in x (µm/µm).")] = 0.0,
     tilt_y: Annotated[float, typer.Option(help="Sheets: slope in y (µm/µm).")] = 0.0,
     curvature: Annotated[float, typer.Option(help="Sheets: curvature (1/µm).")] = 0.0,
     widefield_exposure: Annotated[float, typer.Option(help="Exposure of the widefield stacks (ms).")] = 10.0,
+    out: Annotated[Path | None, typer.Argument(hidden=True)] = None,
+    size: OldInt = None,
+    z_range: Annotated[float | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Simulate widefield / confocal z-stack pairs for training or testing."""
     from rich.progress import track
@@ -81,12 +100,13 @@ def pairs_cmd(
     from mm_deepz.simulate_settings import PairsSettings
     from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
+    out = required_output(output, out, "OUT (positional)")
     s = PairsSettings(
         phantom=phantom,
         n=n,
         seed=seed,
-        size=size,
-        z_range_um=z_range,
+        size=renamed(frame, size, "--size", "--frame"),
+        z_range_um=renamed(z_half_range, z_range, "--z-range", "--z-half-range"),
         z_step_um=z_step,
         tilt_x=tilt_x,
         tilt_y=tilt_y,
@@ -119,7 +139,9 @@ MAX_NEURONS = 5000
 
 @simulate.command("neuron-experiment")
 def neuron_experiment_cmd(
-    out: Annotated[Path, typer.Argument(help="Folder for neurons.json, neurons.md and neurons_f1.png.")],
+    output: Annotated[
+        Path | None, output_option("Folder for neurons.json, neurons.md and neurons_f1.png.")
+    ] = None,
     model: Annotated[
         list[Path] | None, typer.Option(help="Model file(s) to test (default: both shipped).")
     ] = None,
@@ -135,7 +157,8 @@ def neuron_experiment_cmd(
         typer.Option(help="Widefield exposure per plane (ms): Deep-Z's input planes and the widefield scan."),
     ] = 10.0,
     neurons: Annotated[int, typer.Option(help="Neurons per worm (200 nominal; more: a denser worm).")] = 200,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
+    device: DeviceOption = "auto",
+    out: Annotated[Path | None, typer.Argument(hidden=True)] = None,
 ) -> None:
     """The C. elegans experiment: neurons found and tracked from Deep-Z vs scanned stacks (blind)."""
     import math
@@ -152,6 +175,7 @@ def neuron_experiment_cmd(
     from mm_deepz.modelfile import load_model
     from mm_deepz.shipped import shipped_model_path
 
+    out = required_output(output, out, "OUT (positional)")
     try:
         seed_list = tuple(int(s) for s in seeds.split(","))
     except ValueError:
@@ -209,7 +233,7 @@ def train_cmd(
         list[Path],
         typer.Argument(help="Folders/files with <name>_<input>.ome.tif + <name>_<target>.ome.tif pairs."),
     ],
-    out: Annotated[Path, typer.Option(help="Model file to write.")] = Path("deepz_model.pt"),
+    output: Annotated[Path, output_option("Model file to write.")] = Path("deepz_model.pt"),
     planes: Annotated[int, typer.Option(help="Input planes: 1, or 2 (Recurrent-MZ style).")] = 1,
     separation: Annotated[float, typer.Option(help="2 planes: their separation (µm).")] = 4.0,
     z_range: Annotated[
@@ -220,7 +244,9 @@ def train_cmd(
         str, typer.Option(help="File suffix of the targets (= input for refocusing only).")
     ] = "confocal",
     steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
-    batch_size: Annotated[int, typer.Option()] = 6,
+    batch_size: Annotated[
+        int, typer.Option(help="Crops per step (under torchrun: in all, split between the processes).")
+    ] = 6,
     patch: Annotated[int, typer.Option(help="Patch size (pixels).")] = 128,
     architecture: Annotated[
         str,
@@ -242,7 +268,7 @@ def train_cmd(
     targets_per_sample: Annotated[
         int, typer.Option(help="Target planes supervised per training crop (encode-once: 4 recommended).")
     ] = 1,
-    lr: Annotated[float, typer.Option()] = 2e-3,
+    lr: Annotated[float, typer.Option(help="Learning rate (Adam).")] = 2e-3,
     adversarial: Annotated[float, typer.Option(help="Weight of the patch-GAN loss (0 = off).")] = 0.05,
     pcc_weight: Annotated[float, typer.Option(help="Weight of the (1 - correlation) loss.")] = 1.0,
     ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 - SSIM) loss.")] = 1.0,
@@ -264,8 +290,8 @@ def train_cmd(
         int, typer.Option(help="Stop after this many validations without improvement; 0 = never.")
     ] = 5,
     val_every: Annotated[int, typer.Option(help="Validate (and save the checkpoint) every N steps.")] = 250,
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the weights, the crops and the validation split.")] = 0,
+    device: DeviceOption = "auto",
     precision: Annotated[
         str,
         typer.Option(
@@ -273,7 +299,7 @@ def train_cmd(
             "stable) or fp32."
         ),
     ] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from --output's checkpoint.")] = False,
     init: Annotated[
         Path | None,
         typer.Option(
@@ -313,6 +339,7 @@ def train_cmd(
             help="Print the JSON schema of the training settings (for --config files) and exit.",
         ),
     ] = False,
+    out: OldPath = None,
 ) -> None:
     """Train a Deep-Z model from z-stack pairs (simulated or from your microscope); across processes
     or GPUs: `torchrun --nproc-per-node N -m mm_deepz train ...` (docs/scaling.md)."""
@@ -324,6 +351,7 @@ def train_cmd(
     from mm_deepz.training.stacks import dataset_summary, load_pairs
     from mm_deepz.training.train import TrainConfig, check_output_model, read_train_config, train
 
+    out = renamed(output, out, "--out", "--output")
     # the settings: these options' defaults, then the --config file, then the options given on the command
     # line
     options = {
@@ -398,11 +426,10 @@ def train_cmd(
 @pairs_app.command("check")
 def pairs_check_cmd(
     data: PairsDataArgument,
-    report: Annotated[Path, typer.Option(help="Folder for checks.json and checks.png.")] = Path(
-        "pairs_check"
-    ),
+    output: Annotated[Path, output_option("Folder for checks.json and checks.png.")] = Path("pairs_check"),
     input_modality: InputModalityOption = "widefield",
     target_modality: TargetModalityOption = "confocal",
+    report: OldPath = None,
 ) -> None:
     """Check every pair before training: specimen present, not saturated, registration trustworthy, no
     drift; the pairs that fail are quarantined with their reasons (`train` leaves them out)."""
@@ -415,8 +442,9 @@ def pairs_check_cmd(
     from mm_deepz.training.check_report import write_check_report
     from mm_deepz.training.stacks import find_pairs, read_stack
 
+    report = renamed(output, report, "--report", "--output")
     if report.exists() and not report.is_dir():
-        raise SettingsError(f"--report {report} is a file: give a folder for checks.json and checks.png.")
+        raise SettingsError(f"--output {report} is a file: give a folder for checks.json and checks.png.")
     limits = CheckLimits()
     checks, stacks = [], {}
     for name, a, b in track(find_pairs(data, input_modality, target_modality), description="checking pairs"):
@@ -454,7 +482,7 @@ def pairs_check_cmd(
 @pairs_app.command("split")
 def pairs_split_cmd(
     data: PairsDataArgument,
-    out: Annotated[Path, typer.Option(help="The blind manifest to write (JSON).")] = Path("blind.json"),
+    output: Annotated[Path, output_option("The blind manifest to write (JSON).")] = Path("blind.json"),
     blind_fraction: Annotated[float, typer.Option(help="Share of the specimens to hold out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the choice.")] = 0,
     specimen_pattern: Annotated[
@@ -466,6 +494,7 @@ def pairs_split_cmd(
     input_modality: InputModalityOption = "widefield",
     target_modality: TargetModalityOption = "confocal",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing manifest.")] = False,
+    out: OldPath = None,
 ) -> None:
     """Hold whole specimens out for the blind test: a manifest that `train --blind` never overlaps
     and `evaluate --blind` scores."""
@@ -476,8 +505,9 @@ def pairs_split_cmd(
     from mm_deepz.training.blind import specimen_pattern as compile_pattern
     from mm_deepz.training.stacks import load_pairs
 
+    out = renamed(output, out, "--out", "--output")
     if out.exists() and (out.is_dir() or not overwrite):
-        raise SettingsError(f"{out} exists: choose another --out, or --overwrite a manifest.")
+        raise SettingsError(f"{out} exists: choose another --output, or --overwrite a manifest.")
     pattern = compile_pattern(specimen_pattern)
     pairs = load_pairs(data, input_modality, target_modality, do_register=False)
     manifest = make_manifest(pairs, blind_fraction, seed, pattern)
@@ -492,10 +522,10 @@ def pairs_split_cmd(
 def evaluate_cmd(
     model: Annotated[Path, typer.Argument(help="Model file or bioimage.io package.")],
     stacks: Annotated[list[Path], typer.Argument(help="Held-out stack pairs (folders or files).")],
-    report: Annotated[Path, typer.Option(help="Directory for metrics.json and PNG plots.")] = Path("report"),
-    input_modality: Annotated[str, typer.Option()] = "widefield",
-    target_modality: Annotated[str, typer.Option()] = "confocal",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (the N-th GPU).")] = "auto",
+    output: Annotated[Path, output_option("Folder for metrics.json and PNG plots.")] = Path("report"),
+    input_modality: InputModalityOption = "widefield",
+    target_modality: TargetModalityOption = "confocal",
+    device: DeviceOption = "auto",
     write_card: Annotated[
         bool, typer.Option(help="Store the blind metrics in the model file's card.")
     ] = False,
@@ -513,8 +543,10 @@ def evaluate_cmd(
         Path | None,
         typer.Option(help="A model to score beside it on the same pairs (the one it was fine-tuned from)."),
     ] = None,
+    report: OldPath = None,
 ) -> None:
     """Blind test of a model against mechanically scanned reference stacks."""
+    report = renamed(output, report, "--report", "--output")
     from rich.progress import track
 
     from mm_deepz.engine import Predictor
@@ -527,7 +559,7 @@ def evaluate_cmd(
     from mm_deepz.training.stacks import load_pairs
 
     if report.exists() and not report.is_dir():
-        raise SettingsError(f"--report {report} is a file: give a folder for metrics.json and the plots.")
+        raise SettingsError(f"--output {report} is a file: give a folder for metrics.json and the plots.")
     if specimen not in SPECIMENS:
         raise SettingsError(f"--specimen must be one of {', '.join(SPECIMENS)}, got {specimen!r}.")
     m = load_model(model)
@@ -579,11 +611,13 @@ def curves_cmd(
         list[Path],
         typer.Argument(help="Model files or training checkpoints (.ckpt); NAME=PATH to label one."),
     ],
-    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("learning_curves.png"),
+    output: Annotated[Path, output_option("PNG file to write.")] = Path("learning_curves.png"),
+    out: OldPath = None,
 ) -> None:
     """Learning curves: validation loss against step, each training leg's start marked."""
     from mm_deepz.evaluation.curves import plot_curves
 
+    out = renamed(output, out, "--out", "--output")
     labelled = _labelled(runs)
     missing = [str(p) for p in labelled.values() if not p.is_file()]
     if missing:
@@ -599,13 +633,15 @@ def compare_cmd(
             help="Report folders of `mm-deepz evaluate` on the same stacks; NAME=PATH to label one."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="PNG file to write (PCC against defocus, neuron F1).")] = Path(
+    output: Annotated[Path, output_option("PNG file to write (PCC against defocus, neuron F1).")] = Path(
         "comparison.png"
     ),
+    out: OldPath = None,
 ) -> None:
     """Several models' blind tests side by side: a markdown table on stdout and a plot."""
     from mm_deepz.evaluation.compare import compare_reports, comparison_markdown, plot_comparison
 
+    out = renamed(output, out, "--out", "--output")
     summaries = compare_reports(_labelled(reports))
     typer.echo(comparison_markdown(summaries), nl=False)
     typer.echo(f"wrote {plot_comparison(summaries, out)}", err=True)  # stdout: the table alone
@@ -662,10 +698,10 @@ def main() -> None:
 @app.command("export")
 def export_cmd(
     model: Annotated[Path, typer.Argument(help="Model file (.pt) to export.")],
-    bmz: Annotated[Path, typer.Option(help="The bioimage.io package to write (NAME.zip).")],
     author: Annotated[
         list[str], typer.Option(help="Who made the model, as the model zoo lists them (repeat for several).")
     ],
+    output: Annotated[Path | None, output_option("The bioimage.io package to write (NAME.zip).")] = None,
     name: Annotated[
         str | None, typer.Option(help="The model's name in the zoo (default: what it does).")
     ] = None,
@@ -674,11 +710,13 @@ def export_cmd(
         typer.Option(help="TIFF or .npy of your measured plane(s) (planes, y, x) for the test images."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a package exported earlier.")] = False,
+    bmz: OldPath = None,
 ) -> None:
     """A model as a bioimage.io package (napari, Fiji / deepImageJ, the model zoo), tested before written."""
     from mm_deepz.modelfile import load_model
     from mm_deepz.zoo import export_package
 
+    bmz = required_output(output, bmz, "--bmz")
     m = load_model(model)
     planes = _read_sample(sample) if sample is not None else None
     out = export_package(m, bmz, authors=author, name=name, sample=planes, overwrite=overwrite)
@@ -708,7 +746,7 @@ def track_cmd(
     image: Annotated[
         str, typer.Option(help="In a run: virtual, reference, or measured (full-stack runs).")
     ] = "virtual",
-    position: Annotated[int, typer.Option(help="XY position (multi-position runs).")] = 0,
+    position_index: PositionIndexOption = 0,
     csv: Annotated[Path | None, typer.Option(help="CSV to write (default: beside SOURCE).")] = None,
     picture: Annotated[Path | None, typer.Option(help="PNG to write (default: beside SOURCE).")] = None,
     diameter: Annotated[float, typer.Option(help="Neuron diameter, lateral (µm).")] = 3.0,
@@ -716,8 +754,10 @@ def track_cmd(
     search_range: Annotated[float, typer.Option(help="Largest move between time points (µm).")] = 3.0,
     memory: Annotated[int, typer.Option(help="Time points a neuron may be missed and keep its track.")] = 2,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing CSV / PNG.")] = False,
+    position: OldInt = None,
 ) -> None:
     """Find every neuron in 3D, follow it over time and read its activity (dF/F)."""
+    position = renamed(position_index, position, "--position", "--position-index")
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -779,13 +819,19 @@ def track_cmd(
 @app.command("preview")
 def preview_cmd(
     container: Annotated[Path, typer.Argument(help="A container written by `mm-deepz acquire`.")],
-    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("deepz_preview.png"),
-    t: Annotated[int, typer.Option(help="Time point.")] = 0,
-    p: Annotated[int, typer.Option(help="XY position (multi-position runs).")] = 0,
+    output: Annotated[Path, output_option("PNG to write.")] = Path("deepz_preview.png"),
+    time_index: TimeIndexOption = 0,
+    position_index: PositionIndexOption = 0,
+    out: OldPath = None,
+    t: OldInt = None,
+    p: OldInt = None,
 ) -> None:
     """Picture of measured vs virtual (and reference) data of one time point."""
     from mm_deepz.io.preview import preview_png
 
+    out = renamed(output, out, "--out", "--output")
+    t = renamed(time_index, t, "--t", "--time-index")
+    p = renamed(position_index, p, "--p", "--position-index")
     typer.echo(f"wrote {preview_png(container, out, t, p)}")
 
 

@@ -183,6 +183,7 @@ def test_cli_main_job_runs_on_the_simulator(tmp_path, config):
     assert res.exit_code != 0 and "--overwrite" in str(res.exception)
 
 
+@pytest.mark.slow
 def test_positions_get_their_own_images_at_their_stage_place(session, static_world, tmp_path):
     model = load_model(shipped_model_path(1))
     settings = RunSettings(

@@ -241,6 +241,7 @@ def _wait_for_backlog(proc: subprocess.Popen, out: list[str]) -> None:
     raise AssertionError("".join(out))
 
 
+@pytest.mark.slow
 def test_repeated_signals_during_the_backlog_end_cleanly_and_record_what_is_pending(tmp_path):
     # 256-px frames as fast as possible: the CPU model falls behind, and the backlog is made after the run
     proc = _acquire(tmp_path, "-t", "12", "--frame", "256")
@@ -260,6 +261,7 @@ def test_repeated_signals_during_the_backlog_end_cleanly_and_record_what_is_pend
     assert sorted(made + [int(k) for k in pending]) == prog["completed"]["measured"] == list(range(12))
 
 
+@pytest.mark.slow
 def test_sigint_stops_a_run_started_with_sigint_ignored_and_one_signal_makes_the_backlog(tmp_path):
     # a shell's `&` starts the run with SIGINT ignored: it is re-armed like SIGTERM and SIGHUP
     proc = _acquire(
@@ -352,7 +354,7 @@ def test_a_damaged_container_is_one_line_for_every_reader(tmp_path, capsys, monk
     before = snapshot(tmp_path)
     for args in (
         ["info", str(path)],
-        ["preview", str(path), "--out", str(tmp_path / "p.png")],
+        ["preview", str(path), "--output", str(tmp_path / "p.png")],
         ["infer", str(path), "--model", str(shipped_model_path(1)), "--device", "cpu"],
         ["track", str(path)],
     ):
@@ -384,10 +386,14 @@ def test_foreign_files_stray_and_corrupt_chunks_are_reported_and_skipped(
     assert prog["completed"]["virtual"] == [0, 2, 3]  # the corrupt t=1 did not block 2 and 3
     assert prog["completed"]["measured"] == [0, 1, 2, 3] and "1" in prog["virtual_missing"]
     assert (chunks / ".DS_Store").read_bytes() == b"\x00\x00\x00\x01Bud1"  # left as it is
-    code, err = cli(capsys, monkeypatch, "preview", str(path), "--t", "1", "--out", str(tmp_path / "p.png"))
+    code, err = cli(
+        capsys, monkeypatch, "preview", str(path), "--time-index", "1", "--output", str(tmp_path / "p.png")
+    )
     assert code == 2
     one_line_error(err, "time point 1 of image", "cannot be read")
-    code, _ = cli(capsys, monkeypatch, "preview", str(path), "--t", "2", "--out", str(tmp_path / "p.png"))
+    code, _ = cli(
+        capsys, monkeypatch, "preview", str(path), "--time-index", "2", "--output", str(tmp_path / "p.png")
+    )
     assert code == 0  # the rest of the run reads
 
 
@@ -413,6 +419,7 @@ def _paths(node, prefix=()):
             yield from _paths(v, (*prefix, i))
 
 
+@pytest.mark.slow
 def test_metadata_fuzzer_never_gets_past_the_readers_as_a_traceback(session, tmp_path, capsys, monkeypatch):
     # 150 seeded mutations of the record and the arrays' metadata: each reader either reads the run or
     # refuses it in one line (exit 2); nothing else escapes, and nothing is written
@@ -433,7 +440,7 @@ def test_metadata_fuzzer_never_gets_past_the_readers_as_a_traceback(session, tmp
         node[key[-1]] = MUTATIONS[int(rng.integers(len(MUTATIONS)))](node[key[-1]], rng)
         target.write_text(json.dumps(meta))
         before = snapshot(path)
-        for args in (["info", str(path)], ["preview", str(path), "--out", str(tmp_path / "p.png")]):
+        for args in (["info", str(path)], ["preview", str(path), "--output", str(tmp_path / "p.png")]):
             code, err = cli(capsys, monkeypatch, *args)
             assert code in (0, 2), (key, args, err)
             if code == 2:
@@ -479,22 +486,22 @@ def test_model_cards_with_impossible_numbers_are_refused(tmp_path, change, words
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--size", "0"], "size"),
-        (["--size", "-5"], "size"),
-        (["--size", "100000"], "size"),
+        (["--frame", "0"], "size"),
+        (["--frame", "-5"], "size"),
+        (["--frame", "100000"], "size"),
         (["--z-step", "0"], "z_step_um"),
         (["--z-step", "-1"], "z_step_um"),
         (["--z-step", "nan"], "z_step_um"),
-        (["--z-range", "1e9"], "z_range_um"),
-        (["--z-range", "nan"], "z_range_um"),
+        (["--z-half-range", "1e9"], "z_range_um"),
+        (["--z-half-range", "nan"], "z_range_um"),
         (["--widefield-exposure", "-1"], "widefield_exposure_ms"),
         (["--phantom", "cat"], "phantom"),
         (["--n", "-1"], "n:"),
-        (["--z-range", "10", "--z-step", "0.001"], "20,001 planes"),
+        (["--z-half-range", "10", "--z-step", "0.001"], "20,001 planes"),
     ],
 )
 def test_simulate_pairs_refuses_bad_values_before_simulating(tmp_path, capsys, monkeypatch, args, words):
-    code, err = cli(capsys, monkeypatch, "simulate", "pairs", str(tmp_path / "out"), *args)
+    code, err = cli(capsys, monkeypatch, "simulate", "pairs", "-o", str(tmp_path / "out"), *args)
     assert code == 2
     one_line_error(err, "Invalid simulation settings", words)
     assert not (tmp_path / "out").exists()
@@ -502,7 +509,7 @@ def test_simulate_pairs_refuses_bad_values_before_simulating(tmp_path, capsys, m
 
 def test_simulate_pairs_refuses_a_file_as_its_folder(tmp_path, capsys, monkeypatch):
     (tmp_path / "notes.txt").write_text("mine")
-    code, err = cli(capsys, monkeypatch, "simulate", "pairs", str(tmp_path / "notes.txt"), "--n", "1")
+    code, err = cli(capsys, monkeypatch, "simulate", "pairs", "-o", str(tmp_path / "notes.txt"), "--n", "1")
     assert code == 2
     one_line_error(err, "is a file")
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -531,6 +538,7 @@ def test_nan_pixels_in_a_training_stack_are_refused_by_name(tmp_path):
         ),
     ],
 )
+@pytest.mark.slow
 def test_environment_and_path_problems_are_named_in_one_line(tmp_path, output, env, words):
     (tmp_path / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)

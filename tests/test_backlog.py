@@ -31,6 +31,7 @@ from mm_deepz.shipped import shipped_model_path
 Z = (-10.0, 10.0, 1.0)
 
 
+@pytest.mark.slow
 def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path):
     model = load_model(shipped_model_path(1))
     run = DeepZAcquisition(
@@ -83,6 +84,7 @@ def _measured(out) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_after_kill_9_infer_completes_the_container(tmp_path):
     out = tmp_path / "killed.ome.zarr"
     proc = start_acquire(

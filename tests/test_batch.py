@@ -78,6 +78,7 @@ def _chunk_times(run: Path, time_points: list[int]) -> dict[str, int]:
     }
 
 
+@pytest.mark.slow
 def test_a_batch_on_two_workers_makes_each_missing_stack_once_and_survives_a_killed_worker(made, backlog):
     from distributed import Client, LocalCluster
 
@@ -159,6 +160,7 @@ def test_an_interrupted_batch_goes_on_where_it_stopped(made, backlog):
         np.testing.assert_allclose(_virtual(run), original[run.name], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_is_reported_by_name_and_the_others_are_made(backlog, capsys, monkeypatch):
     lab, runs = backlog
     monkeypatch.setattr(batch, "LOCK_WAIT_S", 0.5)
@@ -199,6 +201,7 @@ def test_runs_are_found_in_folders_once_and_nothing_else_is_taken(backlog, tmp_p
         run_batch(plan_batch(runs), workers=0)
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_a_folder_on_its_own_local_cluster(made, backlog, capsys, monkeypatch):
     from mm_deepz.cli import main
 

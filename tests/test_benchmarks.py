@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from benchmarks.__main__ import main
 
 
+@pytest.mark.slow
 def test_quick_benchmark_suite_writes_figures_that_make_sense(tmp_path):
     main(["--quick", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "benchmarks.json").read_text())
@@ -27,6 +30,7 @@ def test_quick_benchmark_suite_writes_figures_that_make_sense(tmp_path):
     assert "### Inference" in md and "### Acquisition overhead" in md and "Quick mode" in md
 
 
+@pytest.mark.slow
 def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path, monkeypatch):
     # the script a lent GPU session runs at once: its steps sized from a probe, its model files and
     # summary written where the device tool brings them back

@@ -40,8 +40,11 @@ def _invoke(*args):
     return res, (str(res.exception) if res.exception else "")
 
 
+@pytest.mark.slow
 def test_split_holds_out_whole_specimens_train_leaves_them_out_and_refuses_copies(data, tmp_path):
-    res, _ = _invoke("pairs", "split", data, "--out", tmp_path / "blind.json", "--specimen-pattern", PATTERN)
+    res, _ = _invoke(
+        "pairs", "split", data, "--output", tmp_path / "blind.json", "--specimen-pattern", PATTERN
+    )
     assert res.exit_code == 0, res.output
     manifest = read_manifest(tmp_path / "blind.json")
     (held,) = manifest["specimens"]  # 0.2 of three specimens: one, with both its time points
@@ -64,7 +67,7 @@ def test_split_holds_out_whole_specimens_train_leaves_them_out_and_refuses_copie
         tmp_path / "blind.json",
     )
     # the folder the split was made from: its blind pairs are left out, the other specimens train
-    res, err = _invoke(*train_args, data, "--out", tmp_path / "m.pt")
+    res, err = _invoke(*train_args, data, "--output", tmp_path / "m.pt")
     assert res.exit_code == 0, res.output
     trained_on = json.dumps(load_model(tmp_path / "m.pt").card.provenance["data"])
     assert held not in trained_on and all(s in trained_on for s in {"spec0", "spec1", "spec2"} - {held})
@@ -76,7 +79,7 @@ def test_split_holds_out_whole_specimens_train_leaves_them_out_and_refuses_copie
             shutil.copy(f, rest / f.name)
     for modality in ("widefield", "confocal"):
         shutil.copy(data / f"{held}_t0_{modality}.ome.tif", rest / f"renamed_{modality}.ome.tif")
-    res, err = _invoke(*train_args, rest, "--out", tmp_path / "m2.pt")
+    res, err = _invoke(*train_args, rest, "--output", tmp_path / "m2.pt")
     assert isinstance(res.exception, BlindManifestError) and "has the same pixels as the blind pair" in err
     # a blind pair's name on other pixels: the data changed since the split
     changed = tmp_path / "changed"
@@ -85,7 +88,7 @@ def test_split_holds_out_whole_specimens_train_leaves_them_out_and_refuses_copie
     for modality in ("widefield", "confocal"):
         shutil.copy(data / f"{other}_t0_{modality}.ome.tif", changed / f"{held}_t0_{modality}.ome.tif")
         shutil.copy(data / f"{other}_t1_{modality}.ome.tif", changed / f"{other}_t1_{modality}.ome.tif")
-    res, err = _invoke(*train_args, changed, "--out", tmp_path / "m3.pt")
+    res, err = _invoke(*train_args, changed, "--output", tmp_path / "m3.pt")
     assert isinstance(res.exception, BlindManifestError) and "its pixels changed since the split" in err
     assert not (tmp_path / "m2.pt").exists() and not (tmp_path / "m3.pt").exists()
     # evaluate --blind scores exactly the manifest's pairs
@@ -95,7 +98,7 @@ def test_split_holds_out_whole_specimens_train_leaves_them_out_and_refuses_copie
         data,
         "--blind",
         tmp_path / "blind.json",
-        "--report",
+        "--output",
         tmp_path / "report",
         "--device",
         "cpu",
@@ -125,7 +128,7 @@ def test_validation_never_splits_one_specimens_time_points(data):
     ],
 )
 def test_split_refuses_what_cannot_make_a_blind_set(data, tmp_path, args, words):
-    res, err = _invoke("pairs", "split", data, "--out", tmp_path / "b.json", *args)
+    res, err = _invoke("pairs", "split", data, "--output", tmp_path / "b.json", *args)
     assert isinstance(res.exception, DeepZError) and words in err
     assert not (tmp_path / "b.json").exists()
 

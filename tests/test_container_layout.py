@@ -91,6 +91,7 @@ RUNS = {
 
 
 @pytest.mark.parametrize("kind", list(RUNS))
+@pytest.mark.slow
 def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, tmp_path, kind):
     out = tmp_path / "run.ome.zarr"
     _run(session, out, **RUNS[kind])
@@ -174,6 +175,7 @@ def _panels(png, n, filled=False):
     return [float(panel.max()) for panel in panels]
 
 
+@pytest.mark.slow
 def test_napari_draws_a_run_side_by_side_off_screen(session, tmp_path):
     """``mm-deepz napari RUN --screenshot``: napari's own layer visuals, drawn without a display. At a
     measured plane (where it opens by default) all three images show the worm; 6 µm from it the measured
@@ -188,7 +190,7 @@ def test_napari_draws_a_run_side_by_side_off_screen(session, tmp_path):
 
     def shot(z, filled=False):
         png = tmp_path / f"z{z}.png"
-        args = ["napari", str(out), "--screenshot", str(png), "--size", "900x360"]
+        args = ["napari", str(out), "--screenshot", str(png), "--window-size", "900x360"]
         args += [] if z is None else ["--z", str(z)]
         # its own process: napari's GL must be set up for EGL before anything loads PyOpenGL
         done = subprocess.run(
@@ -233,6 +235,7 @@ def _as_layout_1(out):
     (out / "zarr.json").write_text(json.dumps(meta))
 
 
+@pytest.mark.slow
 def test_containers_of_the_previous_layout_are_still_read(session, tmp_path):
     out = tmp_path / "old.ome.zarr"
     _run(session, out, time_points=2)

@@ -124,6 +124,7 @@ def test_next_free_output_counts_up_past_what_exists(tmp_path):
 _holder = start_holder
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_one_leaves_no_stale_lock(tmp_path):
     path = tmp_path / "run.ome.zarr"
     a = _holder(path)
@@ -227,6 +228,7 @@ def test_every_numeric_setting_refuses_non_finite_huge_negative_and_zero(tmp_pat
         (["--planes", "1", "--model", str(shipped_model_path(2))], "takes 2"),
     ],
 )
+@pytest.mark.slow
 def test_cli_refuses_in_one_line_with_exit_2(tmp_path, args, words):
     res = _mm_deepz("acquire", "-o", str(tmp_path / "r.ome.zarr"), *args)
     assert res.returncode == 2, (res.stdout, res.stderr)
@@ -275,6 +277,7 @@ def test_renamed_presets_run(session, tmp_path):
 
 # -- 5. the summary of a run that completed nothing -------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.slow
 def test_summary_prints_when_no_time_point_completed(tmp_path, sig):
     # SIGTERM (kill) or SIGHUP (a closed terminal) in the first time point: handled like Ctrl-C, the
     # table and the reason print, exit 1
@@ -314,6 +317,7 @@ def test_summary_prints_when_no_time_point_completed(tmp_path, sig):
 
 
 # -- 7. misuse of info / preview / evaluate gets one line ------------------------------------------
+@pytest.mark.slow
 def test_info_and_preview_refuse_what_is_not_a_run(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "file.txt").write_text("x")
@@ -327,7 +331,7 @@ def test_info_and_preview_refuse_what_is_not_a_run(tmp_path):
     ):
         for cmd in ("info", "preview"):
             res = _mm_deepz(
-                cmd, str(target), *(["--out", str(tmp_path / "p.png")] if cmd == "preview" else [])
+                cmd, str(target), *(["--output", str(tmp_path / "p.png")] if cmd == "preview" else [])
             )
             assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, (
                 cmd,
@@ -337,18 +341,19 @@ def test_info_and_preview_refuse_what_is_not_a_run(tmp_path):
         read_progress(tmp_path / "other.zarr")
 
 
+@pytest.mark.slow
 def test_preview_names_missing_time_points_and_virtual_stacks(tmp_path):
     path = _finished_container(tmp_path / "run.ome.zarr")  # measured t=0 only, no virtual stack
     for t, words in (("99", "was not measured"), ("-1", "was not measured"), ("0", "has no virtual stack")):
-        res = _mm_deepz("preview", str(path), "--t", t, "--out", str(tmp_path / "p.png"))
+        res = _mm_deepz("preview", str(path), "--time-index", t, "--output", str(tmp_path / "p.png"))
         assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, res.stderr
-    assert "complete time points are 0" in _mm_deepz("preview", str(path), "--t", "3").stderr
+    assert "complete time points are 0" in _mm_deepz("preview", str(path), "--time-index", "3").stderr
 
 
 def test_evaluate_refuses_a_report_file_and_swapped_modalities_before_working(tmp_path):
     (tmp_path / "report").write_text("not a folder")
     model = str(shipped_model_path(1))
-    res = CliRunner().invoke(app, ["evaluate", model, str(tmp_path), "--report", str(tmp_path / "report")])
+    res = CliRunner().invoke(app, ["evaluate", model, str(tmp_path), "--output", str(tmp_path / "report")])
     assert "is a file" in str(res.exception)
     res = CliRunner().invoke(
         app,

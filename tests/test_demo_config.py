@@ -390,6 +390,7 @@ def test_a_script_exits_with_its_own_status_after_unloading_the_core():
     assert codes == [3, 3, 3, 3]
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_missing_configuration_and_one_with_connect(tmp_path):
     out = tmp_path / "run.ome.zarr"
     for args, reason in (

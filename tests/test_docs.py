@@ -3,11 +3,14 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from mm_deepz.io import read_progress
 
 USAGE = Path(__file__).parents[1] / "docs" / "usage.md"
 
 
+@pytest.mark.slow
 def test_the_acquisition_examples_of_the_usage_page_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", USAGE.read_text(), flags=re.DOTALL)
     assert len(blocks) == 3  # pycromanager, the checked request, pymmcore-plus's MDA runner

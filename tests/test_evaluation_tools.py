@@ -78,6 +78,7 @@ def test_the_training_correlation_loss_agrees_with_the_evaluation_metric():
     assert float(pcc_torch(torch.from_numpy(a), torch.from_numpy(-a))) == pytest.approx(-1.0, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_microscopes_own_stacks_are_scored_as_the_specimen_they_are_said_to_be(tmp_path):
     """Real stacks carry no simulator record: `--specimen` says what they hold (beads: FWHM against the
     scanned bead stack; none: no specimen scores), and without it nothing specimen-specific is scored."""

@@ -348,6 +348,7 @@ def test_an_interrupted_container_reads_and_reports_its_complete_time_points(ses
 
 
 # -- 6. load ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_long_run_keeps_memory_flat_and_loses_no_frame(session, tmp_path):
     run = _acquisition(session, tmp_path, time_points=150)
     rss = {}

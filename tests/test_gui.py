@@ -125,6 +125,7 @@ def test_panel_writes_the_same_container_as_the_cli(qtbot, tmp_path):
     np.testing.assert_array_equal(panel_data, cli_data)
 
 
+@pytest.mark.slow
 def test_pause_toggle_and_blind_check_now_apply_from_the_time_point_the_panel_names(qtbot, tmp_path):
     # #34 items 6-7: a click during the interval sometimes missed its time point on a loaded machine
     # (the test waited on timing), and the panel never said from which time point a toggle applies; no
@@ -307,6 +308,7 @@ def test_the_neuron_overlay_is_the_one_of_the_stack_on_show(qtbot, panel):
     assert panel.neuron_count.text() == "1 neurons at t=1"
 
 
+@pytest.mark.slow
 def test_a_run_stopped_with_stacks_to_make_offers_to_finish_them(qtbot, tmp_path, monkeypatch):
     from mm_deepz.engine import predictor as predictor_module
 
@@ -433,6 +435,7 @@ def test_stop_ends_the_run_and_lists_the_queued_stacks_to_make(qtbot, tmp_path, 
     assert _accounted(tmp_path / "panel.ome.zarr")
 
 
+@pytest.mark.slow
 def test_a_new_run_starts_with_empty_views_and_the_finished_one_opens_in_napari(qtbot, tmp_path, monkeypatch):
     panel = DeepZPanel(_request(tmp_path, time_points=1, blind_check_every=1))
     qtbot.addWidget(panel)

@@ -1,7 +1,7 @@
 """A microscopist's journey, as the commands of docs/your_microscope.md, on the simulator under
 Micro-Manager's demo-configuration names (`--config mmdemo`: group Channel, presets Widefield and
 Confocal) at CI size:
-pairs acquire -> pairs check -> pairs split -> train --init -> evaluate --blind -> export --bmz ->
+pairs acquire -> pairs check -> pairs split -> train --init -> evaluate --blind -> export ->
 acquire with the exported package. No Python written by hand between the commands, as a user has none."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import zarr
 from helpers import run_cli
 
@@ -41,6 +42,7 @@ def _ok(result, code: int = 0):
     return result
 
 
+@pytest.mark.slow
 def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp_path):
     data = tmp_path / "pairs.ome.zarr"
     # 1. six fields, interleaved: five on the worm, the last far from it (empty)
@@ -48,7 +50,7 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
     positions = [a for x, y in fields for a in ("--position", f"{x:.1f},{y:.1f}")]
     _ok(
         run_cli(
-            "pairs", "acquire", str(data), *positions, "--config", "mmdemo", "--frame", "128",
+            "pairs", "acquire", "-o", str(data), *positions, "--config", "mmdemo", "--frame", "128",
             "--seed", str(SEED), "--z-start", "-12", "--z-end", "12", "--z-step", "2", "--dark", "2",
         )
     )  # fmt: skip
@@ -59,7 +61,7 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
     target[0, 0] = np.roll(np.asarray(target[0, 0]), 32, axis=2)
 
     # 2. the check quarantines the empty and the shifted field, with their reasons
-    check = _ok(run_cli("pairs", "check", str(data), "--report", str(tmp_path / "check"), env=WIDE), 1)
+    check = _ok(run_cli("pairs", "check", str(data), "--output", str(tmp_path / "check"), env=WIDE), 1)
     assert "4 of 6 pairs pass" in check.stdout
     report = json.loads((tmp_path / "check" / "checks.json").read_text())
     assert report["passed"] == [f"pairs/field_{i:03d}" for i in range(4)]
@@ -69,7 +71,7 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
 
     # 3. one specimen held out blind
     blind = tmp_path / "blind.json"
-    _ok(run_cli("pairs", "split", str(data), "--blind-fraction", "0.25", "--out", str(blind)))
+    _ok(run_cli("pairs", "split", str(data), "--blind-fraction", "0.25", "--output", str(blind)))
     held_out = [p["name"] for p in json.loads(blind.read_text())["pairs"]]
     assert len(held_out) == 1 and held_out[0] in report["passed"]
 
@@ -81,7 +83,7 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
         run_cli(
             "train", str(data), "--init", str(parent), *two_planes, "--blind", str(blind),
             "--steps", "6", "--batch-size", "2", "--patch", "64", "--val-every", "3", "--lr", "5e-4",
-            "--device", "cpu", "--out", str(model), env=WIDE,
+            "--device", "cpu", "--output", str(model), env=WIDE,
         )
     )  # fmt: skip
     said = train.stdout + train.stderr
@@ -96,7 +98,7 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
     evaluate = _ok(
         run_cli(
             "evaluate", str(model), str(data), "--blind", str(blind), "--specimen", "neurons",
-            "--parent", str(parent), "--report", str(scores), "--device", "cpu", env=WIDE,
+            "--parent", str(parent), "--output", str(scores), "--device", "cpu", env=WIDE,
         )
     )  # fmt: skip
     summary = json.loads((scores / "metrics.json").read_text())["summary"]
@@ -116,7 +118,7 @@ def test_from_the_first_pairs_to_a_live_run_with_a_fine_tuned_exported_model(tmp
 
     # 6. exported to the model zoo's format, tested by bioimage.io's own test on the way
     package = tmp_path / "mine.zip"
-    _ok(run_cli("export", str(model), "--bmz", str(package), "--author", "A. Microscopist"))
+    _ok(run_cli("export", str(model), "--output", str(package), "--author", "A. Microscopist"))
     assert load_model(package).card == card
 
     # 7. a live Deep-Z acquisition with the package

@@ -41,10 +41,11 @@ def _two_position_run(session, out):
     run.run()
 
 
+@pytest.mark.slow
 def test_a_run_opens_as_named_layers_in_place_with_contrast_and_tracks(session, tmp_path, viewer_model):
     out = tmp_path / "run.ome.zarr"
     _two_position_run(session, out)
-    res = CliRunner().invoke(app, ["track", str(out), "--image", "virtual", "--position", "1"])
+    res = CliRunner().invoke(app, ["track", str(out), "--image", "virtual", "--position-index", "1"])
     assert res.exit_code == 0, res.output
     viewer = viewer_model()
     viewer.open(str(out), plugin="mm-deepz")

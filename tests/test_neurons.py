@@ -138,6 +138,7 @@ def test_evaluate_scores_neurons_against_the_truth_or_the_scanned_reference(tmp_
     assert scan["0-3 um"]["f1"] > 0.5 and scan["all"]["n_reference"] == alone["scores"]["all"]["n_reference"]
 
 
+@pytest.mark.slow
 def test_the_neuron_experiment_runs_at_a_chosen_light_dose_and_density(tmp_path):
     # `mm-deepz simulate neuron-experiment`, the yardstick of every model (#18's goal rows for dimmer
     # and denser worms): the same blind worm imaged at the nominal and at a tenth of the widefield
@@ -150,7 +151,14 @@ def test_the_neuron_experiment_runs_at_a_chosen_light_dose_and_density(tmp_path)
     from mm_deepz.shipped import shipped_model_path
 
     def run(out: str, *extra: str) -> dict:
-        args = ["simulate", "neuron-experiment", str(tmp_path / out), "--model", str(shipped_model_path(2))]
+        args = [
+            "simulate",
+            "neuron-experiment",
+            "-o",
+            str(tmp_path / out),
+            "--model",
+            str(shipped_model_path(2)),
+        ]
         args += ["--seeds", "160", "--time-points", "2", "--frame", "160", "--speed", "0", "--device", "cpu"]
         res = CliRunner().invoke(app, [*args, *extra])
         assert res.exit_code == 0, res.output
@@ -197,6 +205,6 @@ def test_the_neuron_experiment_refuses_impossible_settings(tmp_path, option, val
     from mm_deepz.cli import app
     from mm_deepz.errors import SettingsError
 
-    res = CliRunner().invoke(app, ["simulate", "neuron-experiment", str(tmp_path / "x"), option, value])
+    res = CliRunner().invoke(app, ["simulate", "neuron-experiment", "-o", str(tmp_path / "x"), option, value])
     assert isinstance(res.exception, SettingsError) and option in str(res.exception)
     assert not (tmp_path / "x").exists()  # refused before imaging anything

@@ -33,6 +33,7 @@ def _record(path):
     return json.loads((path / "zarr.json").read_text())["attributes"][PAIRS_KEY]
 
 
+@pytest.mark.slow
 def test_six_fields_interleaved_with_dark_frames_are_one_dataset_train_reads(scope, tmp_path):
     plan = PairsPlan(
         positions_xy_um=tuple(grid_positions((0.0, 0.0), (2, 3), 15.0)),
@@ -164,6 +165,7 @@ def test_micro_managers_position_lists_are_read(tmp_path):
             read_position_list(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_a_run_is_not_training_pairs_and_the_cli_refuses_in_one_line(tmp_path):
     run = Recorder(tmp_path / "run.ome.zarr", Geometry((-1.0, 0.0, 1.0), 0.5, 1.0, (8, 8)))
     run.finish()

@@ -29,7 +29,17 @@ def data(tmp_path_factory):
     return root
 
 
-def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path):
+@pytest.fixture
+def two_threads():
+    """Training pinned to 2 threads: the same sums in the same order on any machine, so the same model."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path, two_threads):
     # Deep-Z's core task, refocusing (widefield -> widefield at another depth): a tiny model learns
     # it in seconds. The cross-modality quality of the shipped models is measured in docs/models.md.
     runner = CliRunner()
@@ -39,7 +49,7 @@ def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path):
         [
             "train",
             str(data / "train"),
-            "--out",
+            "--output",
             str(model_path),
             "--z-range",
             "4",
@@ -73,7 +83,7 @@ def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path):
             "evaluate",
             str(model_path),
             str(data / "blind"),
-            "--report",
+            "--output",
             str(report),
             "--target-modality",
             "widefield",
@@ -95,7 +105,7 @@ def test_train_then_blind_evaluation_beats_repeated_input(data, tmp_path):
 
 def test_train_rejects_inconsistent_settings(data, tmp_path):
     res = CliRunner().invoke(
-        app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--planes", "3"]
+        app, ["train", str(data / "train"), "--output", str(tmp_path / "m.pt"), "--planes", "3"]
     )
     assert res.exit_code != 0 and "n_planes must be 1 or 2" in str(res.exception)
     res = CliRunner().invoke(
@@ -103,7 +113,7 @@ def test_train_rejects_inconsistent_settings(data, tmp_path):
         [
             "train",
             str(data / "train"),
-            "--out",
+            "--output",
             str(tmp_path / "m.pt"),
             "--planes",
             "2",
@@ -127,27 +137,27 @@ def test_train_rejects_inconsistent_settings(data, tmp_path):
 )
 def test_train_refuses_what_the_data_or_numbers_cannot_back(data, tmp_path, args, words):
     # a card never claims a range its stacks did not cover (±4 µm stacks reach 8 µm at most)
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), *args])
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--output", str(tmp_path / "m.pt"), *args])
     assert res.exit_code != 0 and words in str(res.exception)
     assert not (tmp_path / "m.pt").exists()
 
 
 def test_train_never_replaces_a_model_unasked(data, tmp_path):
     (tmp_path / "m.pt").write_bytes(b"someone's model")
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt")])
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--output", str(tmp_path / "m.pt")])
     assert "already exist" in str(res.exception) and "--overwrite" in str(res.exception)
     assert (tmp_path / "m.pt").read_bytes() == b"someone's model"
-    res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path)])
+    res = CliRunner().invoke(app, ["train", str(data / "train"), "--output", str(tmp_path)])
     assert "is a folder" in str(res.exception)
     res = CliRunner().invoke(
-        app, ["train", str(data / "train"), "--out", str(tmp_path / "new.pt"), "--resume"]
+        app, ["train", str(data / "train"), "--output", str(tmp_path / "new.pt"), "--resume"]
     )
     assert "Nothing to resume" in str(res.exception)
     for modality in ("widefield", "confocal"):  # a copy cut short, as an interrupted transfer leaves it
         whole = (data / "train" / f"sheet_150_{modality}.ome.tif").read_bytes()
         (data / "train" / f"broken_{modality}.ome.tif").write_bytes(whole[: len(whole) // 2])
     try:
-        res = CliRunner().invoke(app, ["train", str(data / "train"), "--out", str(tmp_path / "new.pt")])
+        res = CliRunner().invoke(app, ["train", str(data / "train"), "--output", str(tmp_path / "new.pt")])
         assert "broken_" in str(res.exception) and "truncated" in str(res.exception)
     finally:
         for f in (data / "train").glob("broken_*"):
@@ -205,7 +215,7 @@ def test_training_resumes_from_its_checkpoint(data, tmp_path, monkeypatch):
     assert min(h["val_loss"] for h in history) == pytest.approx(
         resumed.model.card.metrics["validation_loss"], abs=1e-4
     )
-    out = CliRunner().invoke(app, ["curves", f"run={tmp_path / 'm.pt'}", "--out", str(tmp_path / "c.png")])
+    out = CliRunner().invoke(app, ["curves", f"run={tmp_path / 'm.pt'}", "--output", str(tmp_path / "c.png")])
     assert out.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 10_000, out.output
     del resumed.model.card.provenance["history"]  # a model trained before models kept their curve
     resumed.model.save(tmp_path / "old.pt")
@@ -244,7 +254,7 @@ def test_fine_tuning_starts_from_a_model_and_records_it_as_the_parent(data, tmp_
                 str(data / "train"),
                 "--init",
                 str(parent.path),
-                "--out",
+                "--output",
                 str(tmp_path / "x.pt"),
                 *args,
             ],
@@ -302,7 +312,7 @@ def test_fixed_validation_set_and_capped_deeper_network(data, tmp_path):
             str(data / "train"),
             "--val",
             str(data / "blind"),
-            "--out",
+            "--output",
             str(model_path),
             "--z-range",
             "4",
@@ -333,7 +343,8 @@ def test_fixed_validation_set_and_capped_deeper_network(data, tmp_path):
     assert model.card.provenance["train_config"]["balance_defocus"] is True
     assert model.network.head.in_channels == 8
     res = CliRunner().invoke(
-        app, ["train", str(data / "train"), "--out", str(tmp_path / "x.pt"), "--patch", "32", "--depth", "5"]
+        app,
+        ["train", str(data / "train"), "--output", str(tmp_path / "x.pt"), "--patch", "32", "--depth", "5"],
     )
     assert res.exit_code != 0 and "must be a multiple of 32 and at least 64 px" in str(res.exception)
 
@@ -428,7 +439,7 @@ def test_training_settings_from_a_config_file_with_command_line_overrides(data, 
         [
             "train",
             str(data / "train"),
-            "--out",
+            "--output",
             str(tmp_path / "m.pt"),
             "--config",
             str(tmp_path / "settings.json"),
@@ -453,7 +464,7 @@ def test_training_settings_from_a_config_file_with_command_line_overrides(data, 
         [
             "train",
             str(data / "train"),
-            "--out",
+            "--output",
             str(tmp_path / "again.pt"),
             "--config",
             str(tmp_path / "again.json"),
@@ -479,7 +490,7 @@ def test_a_config_file_that_cannot_be_used_is_refused_by_name(data, tmp_path, co
     if content is not None:
         path.write_text(content)
     res = CliRunner().invoke(
-        app, ["train", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--config", str(path)]
+        app, ["train", str(data / "train"), "--output", str(tmp_path / "m.pt"), "--config", str(path)]
     )
     assert res.exit_code != 0 and words in str(res.exception)
     assert not (tmp_path / "m.pt").exists()
@@ -497,6 +508,7 @@ def test_the_schema_of_the_training_settings_is_printed_and_documented():
     )  # `mm-deepz train --schema > docs/train_config.schema.json`
 
 
+@pytest.mark.slow
 def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path):
     # `mm-deepz compare`: the table a user reads to pick a model, one row per evaluation report, and
     # a refusal when the reports scored different specimens (the comparison would mean nothing)
@@ -504,7 +516,7 @@ def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path)
 
     def trained_and_scored(name: str, steps: int, stacks: str) -> Path:
         model = tmp_path / f"{name}.pt"
-        args = ["train", str(data / "train"), "--out", str(model), "--z-range", "4", "--steps", str(steps)]
+        args = ["train", str(data / "train"), "--output", str(model), "--z-range", "4", "--steps", str(steps)]
         args += [
             "--batch-size",
             "2",
@@ -520,14 +532,14 @@ def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path)
         assert runner.invoke(app, args).exit_code == 0
         report = tmp_path / f"report_{name}_{Path(stacks).name}"
         res = runner.invoke(
-            app, ["evaluate", str(model), str(data / stacks), "--report", str(report), "--device", "cpu"]
+            app, ["evaluate", str(model), str(data / stacks), "--output", str(report), "--device", "cpu"]
         )
         assert res.exit_code == 0, res.output
         return report
 
     a, b = trained_and_scored("a", 1, "blind"), trained_and_scored("b", 30, "blind")
     res = runner.invoke(
-        app, ["compare", f"zeta={a}", str(b / "metrics.json"), "--out", str(tmp_path / "c.png")]
+        app, ["compare", f"zeta={a}", str(b / "metrics.json"), "--output", str(tmp_path / "c.png")]
     )
     assert res.exit_code == 0, res.output
     rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
@@ -537,7 +549,7 @@ def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path)
         cells = row.strip("| ").split(" | ")
         assert cells[1:3] == [f"{s['mean_ssim']['virtual']:.3f}", f"{s['mean_pcc']['virtual']:.3f}"]
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
-    res = runner.invoke(app, ["compare", f"{b}/metrics.json", str(b), "--out", str(tmp_path / "d.png")])
+    res = runner.invoke(app, ["compare", f"{b}/metrics.json", str(b), "--output", str(tmp_path / "d.png")])
     assert res.exit_code != 0 and "label them NAME=PATH" in res.output  # not one row silently dropped
 
     other = trained_and_scored("c", 1, "train")  # three other specimens
@@ -549,7 +561,7 @@ def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path)
         ([str(a), str(zattrs.parent)], "is not an mm-deepz evaluation report"),
         ([str(a), str(tmp_path / "nowhere")], "no metrics.json"),
     ):
-        res = runner.invoke(app, ["compare", *args, "--out", str(tmp_path / "x.png")])
+        res = runner.invoke(app, ["compare", *args, "--output", str(tmp_path / "x.png")])
         assert isinstance(res.exception, ReportError) and words in str(res.exception), res.output
     assert not (tmp_path / "x.png").exists()
 
@@ -592,6 +604,7 @@ def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_pat
         TrainConfig(architecture="vit")
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_with_the_whole_batch_and_resume_on_one(data, tmp_path):
     # torchrun's 2 CPU processes (gloo) each train on half of the same global batch: DDP's averaged
     # gradients take the steps one process takes with the whole batch; the checkpoint goes on in 1 process
@@ -615,7 +628,7 @@ def test_two_processes_train_as_one_with_the_whole_batch_and_resume_on_one(data,
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
         + ["-m", "mm_deepz", "train", str(data / "train"), "--steps=20", "--val-every=5", *options]
-        + ["--out", str(tmp_path / "two.pt")],
+        + ["--output", str(tmp_path / "two.pt")],
         capture_output=True,
         text=True,
         env={**env_with_root(), "OMP_NUM_THREADS": "1"},

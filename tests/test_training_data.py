@@ -57,14 +57,15 @@ def test_cli_writes_pairs_and_focus_sweep(tmp_path):
         [
             "simulate",
             "pairs",
+            "--output",
             str(tmp_path / "pairs"),
             "--phantom",
             "sheet",
             "--n",
             "1",
-            "--size",
+            "--frame",
             "32",
-            "--z-range",
+            "--z-half-range",
             "2",
             "--z-step",
             "2",
@@ -75,6 +76,6 @@ def test_cli_writes_pairs_and_focus_sweep(tmp_path):
         "sheet_0000_confocal.ome.tif",
         "sheet_0000_widefield.ome.tif",
     ]
-    res = runner.invoke(app, ["simulate", "focus-sweep", "--out", str(tmp_path / "sweep.png")])
+    res = runner.invoke(app, ["simulate", "focus-sweep", "--output", str(tmp_path / "sweep.png")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"

@@ -31,6 +31,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_bioimageios_test_passes_in_both_weight_formats_and_the_package_loads_back_unchanged(package):
     from bioimageio.core import test_model
 
@@ -108,6 +109,7 @@ def _foreign(name: str, data: bytes) -> bytes:
     ],
     ids=["damaged", "another-tools-package", "truncated"],
 )
+@pytest.mark.slow
 def test_a_damaged_or_foreign_package_is_refused_in_one_line(package, tmp_path, make, words):
     bad = make(package, tmp_path / "bad.zip")
     r = run_cli("evaluate", str(bad), str(tmp_path))
@@ -116,22 +118,23 @@ def test_a_damaged_or_foreign_package_is_refused_in_one_line(package, tmp_path, 
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.slow
 def test_export_refuses_bad_input_and_never_replaces_what_it_did_not_write(package, tmp_path):
     model = str(shipped_model_path(1))
     theirs = tmp_path / "theirs.zip"
     theirs.write_bytes(b"another tool's archive")
     cases = [
-        (["--bmz", str(theirs), "--overwrite"], "not a package exported by mm-deepz"),
-        (["--bmz", str(tmp_path / "m.pt")], "is a .zip file"),
-        (["--bmz", str(tmp_path / "n.zip"), "--name", "Deep-Z, mine!"], "--name"),
-        (["--bmz", str(tmp_path / "n.zip"), "--author", " "], "--author"),
+        (["--output", str(theirs), "--overwrite"], "not a package exported by mm-deepz"),
+        (["--output", str(tmp_path / "m.pt")], "is a .zip file"),
+        (["--output", str(tmp_path / "n.zip"), "--name", "Deep-Z, mine!"], "--name"),
+        (["--output", str(tmp_path / "n.zip"), "--author", " "], "--author"),
     ]
     nan = tmp_path / "nan.npy"
     np.save(nan, np.full((1, 64, 64), np.nan, np.float32))
-    cases.append((["--bmz", str(tmp_path / "n.zip"), "--sample", str(nan)], "NaN"))
+    cases.append((["--output", str(tmp_path / "n.zip"), "--sample", str(nan)], "NaN"))
     two = tmp_path / "two.npy"
     np.save(two, np.ones((2, 64, 64), np.float32))
-    cases.append((["--bmz", str(tmp_path / "n.zip"), "--sample", str(two)], "1 measured plane"))
+    cases.append((["--output", str(tmp_path / "n.zip"), "--sample", str(two)], "1 measured plane"))
     for args, words in cases:
         r = run_cli("export", model, "--author", "me", *args)
         assert r.returncode == 2 and words in r.stderr, (args, r.stderr)
@@ -141,10 +144,11 @@ def test_export_refuses_bad_input_and_never_replaces_what_it_did_not_write(packa
     # a package mm-deepz exported is replaced on request, and only then
     mine = tmp_path / "mine.zip"
     shutil.copyfile(package, mine)
-    assert run_cli("export", model, "--author", "me", "--bmz", str(mine)).returncode == 2
+    assert run_cli("export", model, "--author", "me", "--output", str(mine)).returncode == 2
     assert _sha(mine) == _sha(package)
 
 
+@pytest.mark.slow
 def test_an_encode_once_model_is_packaged_and_loads_back_as_one(tmp_path):
     # the package's architecture source holds both generators; bioimage.io's test (run by the export)
     # passes with the encode-once one too

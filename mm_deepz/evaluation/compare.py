@@ -34,7 +34,7 @@ def read_summary(path: Path) -> dict[str, Any]:
         summary = json.loads(file.read_text()).get("summary")
     except FileNotFoundError:
         raise ReportError(
-            f"{path}: no metrics.json; run `mm-deepz evaluate MODEL STACKS --report {path}`."
+            f"{path}: no metrics.json; run `mm-deepz evaluate MODEL STACKS --output {path}`."
         ) from None
     except (ValueError, AttributeError, UnicodeDecodeError) as e:
         raise ReportError(f"{file} is not an mm-deepz evaluation report ({e}).") from None
@@ -47,7 +47,9 @@ def read_summary(path: Path) -> dict[str, Any]:
 def compare_reports(reports: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Read every report; refuse a set that did not score the same stacks."""
     if not reports:
-        raise ReportError("No reports to compare: give the --report folders of `mm-deepz evaluate`.")
+        raise ReportError(
+            "No reports to compare: give the report folders of `mm-deepz evaluate` (its --output)."
+        )
     summaries = {name: read_summary(path) for name, path in reports.items()}
     first_name, first = next(iter(summaries.items()))
     for name, s in summaries.items():

@@ -25,7 +25,9 @@ def preview_png(container: str | Path, out: str | Path, t: int = 0, p: int = 0) 
     root = open_container(container)
     n_pos = n_positions(root)
     if not 0 <= p < n_pos:
-        raise DeepZError(f"{container} has {n_pos} position(s): --p must be 0 to {n_pos - 1} (got {p}).")
+        raise DeepZError(
+            f"{container} has {n_pos} position(s): --position-index must be 0 to {n_pos - 1} (got {p})."
+        )
 
     def path(image: str) -> str:
         return image_group_path(root, image, p)

@@ -314,7 +314,7 @@ def check_output_model(out: Path, resume: bool, overwrite: bool) -> None:
     ckpt = out.with_suffix(".ckpt")
     if out.is_dir():
         raise DeepZError(
-            f"--out {out} is a folder: give the model file's name (e.g. {out / 'deepz_model.pt'})."
+            f"--output {out} is a folder: give the model file's name (e.g. {out / 'deepz_model.pt'})."
         )
     if resume:
         if not ckpt.exists():
@@ -324,7 +324,7 @@ def check_output_model(out: Path, resume: bool, overwrite: bool) -> None:
     if existing and not overwrite:
         raise DeepZError(
             f"{' and '.join(map(str, existing))} already exist: continue that run with --resume, "
-            "replace it with --overwrite, or choose another --out."
+            "replace it with --overwrite, or choose another --output."
         )
 
 

@@ -33,7 +33,7 @@ def readme(model: DeepZModel) -> str:
             f"{card.input_modality} plane(s) and a digital propagation matrix (DPM), the "
             f"{card.target_modality} image on the DPM's surface. A uniform DPM gives a plane at another "
             "depth, many DPMs a virtual z-stack; a tilted or curved DPM refocuses onto that surface. Made "
-            "and exported by mm-deepz (`mm-deepz export MODEL --bmz`)."
+            "and exported by mm-deepz (`mm-deepz export MODEL -o NAME.zip`)."
         ),
         "",
         "## Inputs and output",

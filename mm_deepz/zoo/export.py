@@ -1,4 +1,4 @@
-"""``mm-deepz export MODEL --bmz OUT.zip``: a model as a bioimage.io package, tested before it is written.
+"""``mm-deepz export MODEL --author NAME -o OUT.zip``: a model as a bioimage.io package, tested before it is written.
 
 The package follows the bioimage.io model spec 0.5: two inputs (``planes``: the measured plane(s),
 normalized in the package by their 1st / 99.99th percentiles as mm-deepz does; ``dpm``: each plane's
@@ -125,9 +125,9 @@ def _check_output(out: Path, overwrite: bool) -> None:
     from .load import is_package, package_config
 
     if out.suffix != ".zip":
-        raise SettingsError(f"--bmz {out}: a bioimage.io package is a .zip file; name it {out.stem}.zip.")
+        raise SettingsError(f"--output {out}: a bioimage.io package is a .zip file; name it {out.stem}.zip.")
     if out.is_dir():
-        raise SettingsError(f"--bmz {out} is a folder: give a file name ending in .zip.")
+        raise SettingsError(f"--output {out} is a folder: give a file name ending in .zip.")
     if not out.exists():
         return
     if not overwrite:

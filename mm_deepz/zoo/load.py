@@ -71,7 +71,7 @@ def load_package(path: Path) -> DeepZModel:
     if section is None:
         raise ModelFileError(
             f"{path} is a bioimage.io package, but not a Deep-Z model exported by mm-deepz (its rdf has no "
-            f"config.{layout.CONFIG_KEY}): mm-deepz runs the Deep-Z packages of `mm-deepz export --bmz`."
+            f"config.{layout.CONFIG_KEY}): mm-deepz runs the Deep-Z packages of `mm-deepz export`."
         )
     version = section.get("package_version")
     if not isinstance(version, int) or version > layout.PACKAGE_VERSION:
