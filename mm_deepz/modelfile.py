@@ -260,3 +260,18 @@ def load_model(path: str | Path) -> DeepZModel:
     model = DeepZModel(card, network, path, file_sha256(path))
     logger.debug("Loaded model %s (sha256 %s)", path, model.sha256)
     return model
+
+
+def __getattr__(name: str) -> Any:
+    """``shipped_model_path`` and ``SHIPPED_MODELS_DIR``, moved to :mod:`mm_deepz.shipped` (found without
+    loading torch): still found here for one release, with a warning."""
+    from . import shipped
+
+    if name in ("shipped_model_path", "SHIPPED_MODELS_DIR"):
+        import warnings
+
+        warnings.warn(
+            f"mm_deepz.modelfile.{name} moved to mm_deepz.shipped.{name}", DeprecationWarning, stacklevel=2
+        )
+        return getattr(shipped, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

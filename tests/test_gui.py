@@ -690,7 +690,7 @@ def test_start_runs_the_model_the_panel_already_loaded(qtbot, panel, monkeypatch
     monkeypatch.setattr(
         mm_deepz.modelfile, "load_model", lambda *a, **k: loads.append(a) or original(*a, **k)
     )
-    monkeypatch.setattr("acquisition_hooks.request.load_model", mm_deepz.modelfile.load_model)
+    monkeypatch.setattr("acquisition_hooks.start.load_model", mm_deepz.modelfile.load_model)
     summary = _start_and_wait(qtbot, panel)
     assert loads == [] and summary.planes_synthesized > 0
 
@@ -795,7 +795,7 @@ def test_a_value_beyond_a_limit_is_refused_by_name_not_clamped(qtbot, panel):
     assert "time points must be 1 to 1,000,000 (got 5000000)" in panel.message.text()
     assert not panel.start_button.isEnabled()
     _type(qtbot, panel.z_end, "20000")
-    assert "z must stay within ±10000 µm" in panel.message.text()
+    assert "z end must be -10,000 to 10,000 µm (got 20000 µm)" in panel.message.text()
 
 
 def test_acquisition_settings_are_saved_to_a_file_and_loaded_back(qtbot, tmp_path, monkeypatch):

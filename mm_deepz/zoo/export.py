@@ -1,4 +1,5 @@
-"""``mm-deepz export MODEL --author NAME -o OUT.zip``: a model as a bioimage.io package, tested before it is written.
+"""``mm-deepz export MODEL --author NAME -o OUT.zip``: a model as a bioimage.io package, tested before it
+is written.
 
 The package follows the bioimage.io model spec 0.5: two inputs (``planes``: the measured plane(s),
 normalized in the package by their 1st / 99.99th percentiles as mm-deepz does; ``dpm``: each plane's
