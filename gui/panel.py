@@ -18,10 +18,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PyQt5.QtCore import QSettings, Qt, QTimer
+from PyQt5.QtGui import QCloseEvent
 from PyQt5.QtWidgets import (
     QAction,
     QCheckBox,
@@ -76,7 +77,7 @@ SETTINGS_VERSION = 2
 SETTINGS_VERSIONS_READ = (1, 2)
 
 
-def _read_settings_file(path: Path) -> dict:
+def _read_settings_file(path: Path) -> dict[str, Any]:
     """The acquisition settings in a file the panel wrote (its mark left out); :class:`InputError` for
     an unreadable file or another tool's."""
     try:
@@ -142,7 +143,7 @@ def card_text(model: DeepZModel) -> str:
     return "\n".join(lines)
 
 
-def _metric_lines(metrics: dict) -> list[str]:
+def _metric_lines(metrics: dict[str, Any]) -> list[str]:
     """The card's figures, rounded and explained (the blind test against its two baselines)."""
     lines = []
     blind = metrics.get("blind") or {}
@@ -216,7 +217,7 @@ class DeepZPanel(QWidget):
         self._speed: dict[tuple[str, str], float] = {}
         self._pixel_um = 1.0
         self._finished_output: Path | None = None  # the last run, while it has stacks to make
-        self._model_key: tuple | None = None
+        self._model_key: tuple[object, ...] | None = None
         self._reference: dict[int, np.ndarray] = {}
         self._queued = 0  # virtual stacks waiting for the model, as last reported
         self._closing = False  # the user closed the window during a run: it closes when the run ends
@@ -766,13 +767,14 @@ class DeepZPanel(QWidget):
 
     def _next_output(self) -> None:
         """After a run, propose a fresh container name; replacing stays an explicit choice per run."""
-        for widget, change in (
+        changes: tuple[tuple[QWidget, Callable[[], None]], ...] = (
             (self.overwrite, lambda: self.overwrite.setChecked(False)),
             (
                 self.output,
                 lambda: self.output.setText(str(next_free_output(Path(self.output.text().strip())))),
             ),
-        ):
+        )
+        for widget, change in changes:
             widget.blockSignals(True)  # the run's closing message stays on screen; _problem() follows
             change()
             widget.blockSignals(False)
@@ -859,7 +861,7 @@ class DeepZPanel(QWidget):
     def _confirm(self, title: str, question: str) -> bool:
         """Ask the user (Yes / No, No the default)."""
         answer = QMessageBox.question(self, title, question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
-        return answer == QMessageBox.Yes
+        return bool(answer == QMessageBox.Yes)
 
     def stop(self) -> None:
         """Stop the running acquisition after the event in progress; the virtual stack the model is
@@ -1008,7 +1010,7 @@ class DeepZPanel(QWidget):
         count = f", plane {i + 1} of {len(order)}" if len(order) > 1 else ""
         self.measured_title.setText(f"t={self._measured_t}, z = {self._z[zi]:+.1f} µm ({what}{count})")
 
-    def _on_blind_check(self, t: int, metrics: dict) -> None:
+    def _on_blind_check(self, t: int, metrics: dict[str, Any]) -> None:
         """A blind check's scores, on the reference view (the virtual stack against the scanned one)."""
         worst = min(metrics.get("ssim_per_plane") or [metrics["ssim_mean"]])
         self._blind_scores[t] = (
@@ -1165,7 +1167,7 @@ class DeepZPanel(QWidget):
             button.setEnabled(True)
         self._problem()  # Start as the settings allow
 
-    def closeEvent(self, event) -> None:
+    def closeEvent(self, event: QCloseEvent | None) -> None:
         """Ask before a running acquisition is stopped. Yes stops it as Stop does and the window closes
         once its container is finished (the window stays responsive meanwhile); virtual stacks not made
         by then are recorded as still to make."""
@@ -1180,7 +1182,8 @@ class DeepZPanel(QWidget):
                 self.show_message(
                     "Stopping the acquisition; the window closes once its container is finished…"
                 )
-            event.ignore()
+            if event is not None:
+                event.ignore()
             return
         super().closeEvent(event)
 
@@ -1301,10 +1304,11 @@ class DeepZWindow(QMainWindow):
             return
         self.panel.show_message(f"Acquisition settings {done} {path}.")
 
-    def closeEvent(self, event) -> None:
+    def closeEvent(self, event: QCloseEvent | None) -> None:
         """Close the panel (which asks before it stops a running acquisition); remember its fields."""
         if not self.panel.close():
-            event.ignore()
+            if event is not None:
+                event.ignore()
             return
         self.panel.save_settings(self.settings)
         super().closeEvent(event)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt5.QtCore import QEvent, QObject, QPointF, QSize, Qt, pyqtSignal
-from PyQt5.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap, QWheelEvent
+from PyQt5.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap, QResizeEvent, QWheelEvent
 from PyQt5.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -54,7 +54,7 @@ def _lut(colormap: str) -> np.ndarray:
     """256 RGB colours of a matplotlib colour map (uint8)."""
     from matplotlib import colormaps
 
-    return (colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    return np.asarray((colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).round(), dtype=np.uint8)
 
 
 class PlaneView(QWidget):
@@ -136,7 +136,7 @@ class PlaneView(QWidget):
         self._render()
 
     @override
-    def resizeEvent(self, event) -> None:
+    def resizeEvent(self, event: QResizeEvent | None) -> None:
         super().resizeEvent(event)
         self._render()
 

@@ -245,6 +245,7 @@ def _release_live_cores() -> None:
 def world_of(core: UniMMCore) -> SimWorld:
     """The :class:`SimWorld` behind a core made by :func:`load_demo_core`."""
     try:
-        return core.sim_world  # type: ignore[attr-defined]
+        world: SimWorld = core.sim_world  # type: ignore[attr-defined]
+        return world
     except AttributeError:
         raise TypeError("This core was not created by simulators.load_demo_core().") from None

@@ -211,7 +211,7 @@ class SimCamera(_WorldBound, SimpleCameraDevice):
         self._real_time = bool(int(value))
 
     @override
-    def snap(self, buffer: np.ndarray) -> Mapping:
+    def snap(self, buffer: np.ndarray) -> Mapping[str, Any]:
         w = self.world
         start = time.perf_counter()
         with w.lock:

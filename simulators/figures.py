@@ -23,11 +23,11 @@ class FocusSweep:
 
     def peak(self, modality: str) -> np.ndarray:
         """Brightest pixel per plane."""
-        return getattr(self, modality).max(axis=(1, 2))
+        return np.asarray(getattr(self, modality).max(axis=(1, 2)))
 
     def total(self, modality: str) -> np.ndarray:
         """Integrated light per plane."""
-        return getattr(self, modality).sum(axis=(1, 2))
+        return np.asarray(getattr(self, modality).sum(axis=(1, 2)))
 
 
 def single_bead(bead_z_um: float = 0.0, brightness: float = 1000.0) -> Phantom:

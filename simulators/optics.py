@@ -127,7 +127,7 @@ class RadialOTF:
             psf = psf * np.abs(kernel_ex @ np.exp(2j * np.pi * defocus_um * kz_ex)) ** 2
         elif modality != "widefield":
             raise ValueError(f"Unknown modality {modality!r}; use one of {MODALITIES}.")
-        return psf
+        return np.asarray(psf)
 
     def otf(self, defocus_um: float, modality: Modality) -> np.ndarray:
         """Real radial OTF sampled at :attr:`k` (cycles/µm)."""

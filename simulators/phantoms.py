@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Emitters:
         """Brightness of every emitter at time ``t_s``."""
         if self.activity is None:
             return self.brightness
-        return self.brightness * self.activity(t_s)
+        return np.asarray(self.brightness * self.activity(t_s))
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Phantom:
     tube: Tube | None = None
     sheet: Sheet | None = None
     extent_z_um: tuple[float, float] = (-25.0, 25.0)
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dynamic(self) -> bool:
@@ -199,7 +200,7 @@ def sheet(
     """
 
     def height(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return z0_um + tilt_x * x + tilt_y * y + 0.5 * curvature_per_um * (x * x + y * y)
+        return np.asarray(z0_um + tilt_x * x + tilt_y * y + 0.5 * curvature_per_um * (x * x + y * y))
 
     reach = 80.0 * (abs(tilt_x) + abs(tilt_y)) + 0.5 * abs(curvature_per_um) * 2 * 80.0**2
     return Phantom(

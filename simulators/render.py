@@ -78,7 +78,7 @@ class _FieldCache:
     def spectra(self, em: Emitters, t_s: float) -> np.ndarray:
         """Slice spectra (occupied slices only) at time ``t_s``."""
         if self._dyn is None:
-            return self.static_spectra
+            return np.asarray(self.static_spectra)
         bucket = round(t_s / TIME_BUCKET_S) * TIME_BUCKET_S
         if bucket != self._bucket:
             rows, cols, vals = self._dyn
@@ -87,7 +87,7 @@ class _FieldCache:
             np.add.at(flat, rows, vals * em.brightness_at(bucket)[cols].astype(np.float32))
             self._spectra = self.static_spectra + sfft.rfft2(self._buffer, workers=_WORKERS)
             self._bucket = bucket
-        return self._spectra
+        return np.asarray(self._spectra)
 
 
 class Renderer:
@@ -125,7 +125,7 @@ class Renderer:
         for spec, zi in zip(spectra, field.occupied, strict=True):
             acc += spec * grid.otf2d(float(self.z[zi]) - z_focus_um, modality)
         img = sfft.irfft2(acc, s=fov.shape, workers=_WORKERS)
-        return np.maximum(img, 0, out=img).astype(np.float32, copy=False)
+        return np.asarray(np.maximum(img, 0, out=img), dtype=np.float32)
 
 
 def _axial_weights(z: np.ndarray, z0: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +222,7 @@ def _sheet_texture(sheet: Sheet, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
     phase = rng.uniform(0, 2 * np.pi, 24)
     field = sum(np.cos(kx * xx + ky * yy + ph) for (kx, ky), ph in zip(k, phase, strict=True))
     field = np.maximum(field / np.sqrt(12), 0)
-    return (field**2).astype(np.float32)
+    return np.asarray(field**2, dtype=np.float32)
 
 
 def _add_sheet(out: np.ndarray, sheet: Sheet, fov: FieldOfView, z: np.ndarray) -> None:

@@ -33,7 +33,7 @@ class StackPair:
     confocal: np.ndarray
     z_um: np.ndarray
     pixel_size_um: float
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.widefield.shape != self.confocal.shape:

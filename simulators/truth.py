@@ -7,6 +7,8 @@ first pixel, z in µm of stage focus. That makes detections and truth directly c
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .phantoms import worm
@@ -39,7 +41,7 @@ def neuron_truth(world: SimWorld, t_s: float, margin_um: float = 0.0) -> dict[st
 
 
 def stack_neurons(
-    spec: dict, shape: tuple[int, int], z_span_um: tuple[float, float], margin_um: float = 0.0
+    spec: dict[str, Any], shape: tuple[int, int], z_span_um: tuple[float, float], margin_um: float = 0.0
 ) -> dict[str, np.ndarray]:
     """The true neurons of a simulated worm stack pair (its ``PairSpec`` as a dict: seed, xy_um,
     time_s) inside the field and the stack's z span, as :func:`neuron_truth` gives them."""

@@ -229,7 +229,7 @@ class SimWorld:
                 * self.channel_efficiency
                 * self.collection
             )
-            return rate * np.float32(scale)
+            return np.asarray(rate * np.float32(scale))
 
     def scan(self, z_um: np.ndarray, exposure_ms: float, modality: Modality, t_s: float = 0.0) -> np.ndarray:
         """A mechanically scanned (z, y, x) uint16 stack as the camera records it (noise included), all
