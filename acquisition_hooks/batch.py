@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import read_progress
 from mm_deepz.io.claim import ZARR_MARKERS, is_run, real_path
-from mm_deepz.io.recorder import measured_not_recorded
+from mm_deepz.io.record import measured_not_recorded
 
 from .infer import InferSummary, image_for_model, infer_missing, run_model, stacks_to_make
 

@@ -579,7 +579,7 @@ def info_cmd(
     from rich.table import Table
 
     from mm_deepz.io import read_progress, record_key_parts
-    from mm_deepz.io.recorder import measured_not_recorded
+    from mm_deepz.io.record import measured_not_recorded
 
     from .infer import stacks_to_make
 

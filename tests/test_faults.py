@@ -25,7 +25,7 @@ from mm_deepz.cli import app
 from mm_deepz.engine import InferenceWorker, Predictor
 from mm_deepz.errors import InferenceError
 from mm_deepz.io import Geometry, Recorder, image_group_path, open_container, read_progress
-from mm_deepz.io.recorder import measured_not_recorded
+from mm_deepz.io.record import measured_not_recorded
 from mm_deepz.modelfile import load_model
 from mm_deepz.shipped import shipped_model_path
 

@@ -77,7 +77,7 @@ def test_the_time_scale_is_the_cadence_the_run_kept(tmp_path, asked, kept, scale
         rec.mark_complete("measured", t, planes=[0])
     # when the time points were complete: one 0.3 s late, the next on time after it, so the mean interval
     # is kept + 0.1 (the median would be kept)
-    rec._times = {0: 100.0, 1: 100.0 + kept, 2: 100.0 + 2 * kept + 0.3, 3: 100.0 + 3 * kept + 0.3}
+    rec._record.times = {0: 100.0, 1: 100.0 + kept, 2: 100.0 + 2 * kept + 0.3, 3: 100.0 + 3 * kept + 0.3}
     rec.finish()
     root = open_container(tmp_path / "run.ome.zarr")
     t_scale = transforms(group_at(root, image_group_path(root, "measured", 0)))[0][0]

@@ -14,15 +14,9 @@ from .layout import (
     n_positions,
     recorded,
 )
-from .recorder import (
-    STACK_IMAGE,
-    Geometry,
-    NotAContainerError,
-    Recorder,
-    open_container,
-    read_progress,
-    record_key_parts,
-)
+from .record import record_key_parts
+from .recorder import NotAContainerError, Recorder, open_container, read_progress
+from .schema import STACK_IMAGE, Geometry
 from .validate import DamagedContainerError
 
 __all__ = [

@@ -32,7 +32,8 @@ import zarr
 from ..errors import DeepZError
 from .claim import PAIRS_KEY, Claim
 from .layout import ImageInfo, write_collection
-from .recorder import COMPRESSOR, Geometry, json_safe, ngff_attrs
+from .record import json_safe
+from .schema import COMPRESSOR, Geometry, ngff_attrs
 
 logger = logging.getLogger(__name__)
 

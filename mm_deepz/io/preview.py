@@ -11,7 +11,8 @@ import zarr
 from ..errors import DeepZError
 from ..metrics import normalize_stack
 from .layout import group_at, image_array, image_group_path, image_names, n_positions, recorded, transforms
-from .recorder import open_container, per_position
+from .record import per_position
+from .recorder import open_container
 from .validate import DamagedContainerError
 
 

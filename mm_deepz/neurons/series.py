@@ -84,7 +84,9 @@ def _from_ngff(group: zarr.Group, name: str, time_points: list[int] | None = Non
 def container_series(path: Path, image: str, position: int = 0) -> StackSeries:
     """An image of an mm-deepz container; only its complete time points (full stacks)."""
     from ..io.layout import image_group_path, n_positions, recorded
-    from ..io.recorder import STACK_IMAGE, open_container, per_position
+    from ..io.record import per_position
+    from ..io.recorder import open_container
+    from ..io.schema import STACK_IMAGE
 
     root = open_container(path)
     record = recorded(root)
