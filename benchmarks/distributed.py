@@ -119,7 +119,7 @@ def train_rows(max_processes: int, steps: int, batch: int) -> list[dict]:
                 launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
                 launch += [f"--nproc-per-node={n}", "-m", "mm_deepz"]
             env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // n))}
-            subprocess.run([*launch, *args, "--out", str(out)], check=True, env=env, capture_output=True)
+            subprocess.run([*launch, *args, "--output", str(out)], check=True, env=env, capture_output=True)
             prov = load_model(out).card.provenance
             curve = np.array([(h["train_loss"], h["val_loss"]) for h in prov["history"]])
             base = curve if base is None else base

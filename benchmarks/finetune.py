@@ -115,7 +115,7 @@ def evaluate(name: str, model: Path, data: Path, out: Path) -> dict[str, Any]:
     """``mm-deepz evaluate`` on the blind specimens; its summary."""
     report = out / "eval" / name
     _mz(
-        ["evaluate", str(model), str(data / "blind"), "--report", str(report), "--device", "cpu"],
+        ["evaluate", str(model), str(data / "blind"), "--output", str(report), "--device", "cpu"],
         out / "evaluate.log",
     )
     summary: dict[str, Any] = json.loads((report / "metrics.json").read_text())["summary"]

@@ -187,7 +187,7 @@ def train_command(
         str(val_every),
         "--device",
         device,
-        "--out",
+        "--output",
         str(model),
     ]
 

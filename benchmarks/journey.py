@@ -37,6 +37,7 @@ def commands(out: Path, steps: int) -> list[list[str]]:
         [
             "pairs",
             "acquire",
+            "--output",
             str(data),
             *positions,
             "--config",
@@ -48,8 +49,8 @@ def commands(out: Path, steps: int) -> list[list[str]]:
             "--z-step",
             "1",
         ],
-        ["pairs", "check", str(data), "--report", str(out / "check")],
-        ["pairs", "split", str(data), "--blind-fraction", "0.4", "--out", str(out / "blind.json")],
+        ["pairs", "check", str(data), "--output", str(out / "check")],
+        ["pairs", "split", str(data), "--blind-fraction", "0.4", "--output", str(out / "blind.json")],
         [
             "train",
             str(data),
@@ -64,7 +65,7 @@ def commands(out: Path, steps: int) -> list[list[str]]:
             str(steps),
             "--val-every",
             "50",
-            "--out",
+            "--output",
             str(model),
         ],
         [
@@ -77,10 +78,10 @@ def commands(out: Path, steps: int) -> list[list[str]]:
             "neurons",
             "--parent",
             parent,
-            "--report",
+            "--output",
             str(out / "eval"),
         ],
-        ["export", str(model), "--bmz", str(package), "--author", "A. Microscopist"],
+        ["export", str(model), "--output", str(package), "--author", "A. Microscopist"],
         [
             "acquire",
             "-o",
