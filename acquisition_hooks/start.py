@@ -26,6 +26,10 @@ from .plan import DeepZPlan
 from .request import AcquisitionRequest, MicroManagerSpec, MicroscopeSpec, SimulatorSpec
 from .run import DeepZAcquisition, RunSettings
 
+#: the request's fields that the run settings and the plan take as they are
+_RUN_FIELDS = {"output", "time_points", "interval_s", "device", "overwrite", "deepz", "positions_xy_um"}
+_PLAN_FIELDS = {"blind_check_every", "channel_group", "input_preset", "reference_preset"}
+
 
 @dataclass(frozen=True)
 class PreparedRun:
@@ -40,13 +44,7 @@ class PreparedRun:
         """The run's time-lapse, output and device settings."""
         r = self.request
         return RunSettings(
-            output=r.output,
-            time_points=r.time_points,
-            interval_s=r.interval_s,
-            device=r.device,
-            overwrite=r.overwrite,
-            deepz=r.deepz,
-            positions_xy_um=r.positions_xy_um,
+            **r.model_dump(include=_RUN_FIELDS),
             specimen=r.microscope.record() if isinstance(r.microscope, SimulatorSpec) else None,
         )
 
@@ -106,10 +104,7 @@ def prepare(request: AcquisitionRequest, model: DeepZModel | None = None) -> Pre
         anchor_exposure_ms=request.exposure_ms,
         light_power_mW=request.power_mW,
         light_power_property=request.power_property,
-        blind_check_every=request.blind_check_every,
-        channel_group=request.channel_group,
-        input_preset=request.input_preset,
-        reference_preset=request.reference_preset,
+        **request.model_dump(include=_PLAN_FIELDS),
     )
     return PreparedRun(request, model, plan)
 
