@@ -50,3 +50,13 @@ def stack_neurons(
     truth = neuron_truth(world, float(spec.get("time_s", 0.0)), margin_um)
     keep = (truth["z_um"] >= z_span_um[0]) & (truth["z_um"] <= z_span_um[1])
     return {k: v[keep] for k, v in truth.items()}
+
+
+def worm_truth(
+    spec: dict[str, Any], shape: tuple[int, int], z_span_um: tuple[float, float], margin_um: float = 0.0
+) -> dict[str, np.ndarray] | None:
+    """The simulator's truth provider (entry-point group ``mm_deepz.truth``): :func:`stack_neurons` for
+    a stack pair of a simulated worm, None for any other specimen."""
+    if spec.get("phantom") != "worm" or "seed" not in spec:
+        return None
+    return stack_neurons(spec, shape, z_span_um, margin_um)

@@ -1,5 +1,7 @@
 """Measurement tools of the evaluation: FWHM, surface sampling, metrics."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,37 @@ def test_a_microscopes_own_stacks_are_scored_as_the_specimen_they_are_said_to_be
     unsaid = evaluate_pair(model, pair, predictor)
     assert unsaid.beads is None and unsaid.neurons is None
     assert evaluate_pair(model, pair, predictor, "none").beads is None
+
+
+def test_the_true_neurons_come_from_the_provider_that_made_the_specimen(monkeypatch):
+    # #36 item 5: evaluation asks the registered truth providers (the simulator registers its worms'),
+    # it imports no simulator itself
+    import ast
+
+    from mm_deepz.evaluation import truth
+
+    assert [name for name, _ in truth.providers()] == ["simulator"]
+    worm = {"phantom": "worm", "seed": 160, "xy_um": [0.0, 0.0], "time_s": 0.0}
+    found, name = truth.true_neurons(worm, (128, 128), (-10.0, 10.0), margin_um=1.0)
+    assert name == "simulator" and len(found["z_um"]) > 10
+    assert np.all((found["z_um"] >= -10) & (found["z_um"] <= 10))
+    assert truth.true_neurons({"phantom": "beads", "seed": 1}, (64, 64), (-5.0, 5.0)) is None
+    assert truth.true_neurons({}, (64, 64), (-5.0, 5.0)) is None  # a microscope's own stacks
+    # another package's provider is asked the same way
+    mine = {
+        "z_um": np.array([1.0]),
+        "y_um": np.array([2.0]),
+        "x_um": np.array([3.0]),
+        "brightness": np.ones(1),
+    }
+    monkeypatch.setattr(
+        truth, "providers", lambda: (("lab", lambda spec, *a: mine if spec.get("lab") else None),)
+    )
+    assert truth.true_neurons({"lab": 1}, (64, 64), (-5.0, 5.0)) == (mine, "lab")
+    source = Path(truth.__file__).with_name("evaluate.py").read_text()
+    imported = {
+        n.module
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.ImportFrom) and n.module is not None
+    }
+    assert not {m for m in imported if m.startswith("simulators")}

@@ -122,11 +122,14 @@ def evaluate_neurons(
     neurons' mass with their true brightness), against the simulator's truth when the pair carries its
     specimen, else against the neurons found in the scanned reference stack."""
     from ..neurons import detect_neurons, detection_scores, match
+    from .truth import true_neurons
 
     voxel = (float(np.median(np.diff(z_um))), pair.pixel_size_um, pair.pixel_size_um)
     found = detect_neurons(virtual, voxel, z0_um=float(z_um[0]))
-    truth = _simulated_neurons(pair, (float(z_um[0]), float(z_um[-1])))
-    source = "simulator truth"
+    known = true_neurons(
+        pair.meta.get("spec") or {}, pair.inputs.data.shape[1:], (float(z_um[0]), float(z_um[-1])), 1.0
+    )
+    truth, source = (known[0], f"{known[1]} truth") if known is not None else (None, "")
     if truth is None:
         truth = detect_neurons(reference, voxel, z0_um=float(z_um[0]))
         truth = {k: truth[k].to_numpy() for k in ("z_um", "y_um", "x_um")} | {
@@ -145,16 +148,6 @@ def evaluate_neurons(
             )[0, 1]
         )
     return {"reference": source, "scores": scores, "widefield_scores": scan, "brightness_r": r}
-
-
-def _simulated_neurons(pair: PairedStack, z_span: tuple[float, float]) -> dict[str, Any] | None:
-    """The true neurons of a simulated worm pair (its spec is in the stack metadata), or None."""
-    spec = pair.meta.get("spec") or {}
-    if spec.get("phantom") != "worm" or "seed" not in spec:
-        return None
-    from simulators.truth import stack_neurons
-
-    return stack_neurons(spec, pair.inputs.data.shape[1:], z_span, margin_um=1.0)
 
 
 def _pooled_neurons(worms: list[dict[str, Any]]) -> dict[str, Any]:
