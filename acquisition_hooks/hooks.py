@@ -29,7 +29,7 @@ them in its hardware step. Deep-Z events carry an extra axis ``deepz`` (``anchor
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,11 +41,12 @@ from mm_deepz.metrics import blind_check_scores
 from .events import DEEPZ_AXIS, Capture, EventRewriter
 from .frames import SATURATION_WARN_FRACTION, FrameRouter, WholeStack, saturated_fraction
 from .plan import DeepZPlan
+from .signals import RunSignals
 from .state import HookStats, RunState
 from .virtual import VirtualResults
 
 if TYPE_CHECKING:
-    from mm_deepz.engine import InferenceWorker, VirtualStack
+    from mm_deepz.engine import InferenceWorker
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,7 @@ class DeepZHooks:
         *,
         enabled: bool = True,
         anchor_properties: Sequence[Sequence[str]] = (),
-        on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
-        on_virtual: Callable[[int, VirtualStack], None] | None = None,
-        on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
+        signals: RunSignals | None = None,
     ) -> None:
         self.plan = plan
         #: decides what each requested plane becomes; anchor planes set ``anchor_properties`` first
@@ -71,8 +70,8 @@ class DeepZHooks:
         self.rewriter = EventRewriter(plan, anchor_properties=anchor_properties)
         self.recorder = recorder
         self.worker = worker
-        #: told each measured plane: (kind, t, z index, image)
-        self.on_image = on_image
+        #: what the run tells its watchers (each measured plane, virtual stack, blind check)
+        self.signals = signals or RunSignals()
         #: the counters and why the run must stop, shared by the pieces below
         self.state = RunState()
         self.frames = FrameRouter(
@@ -85,8 +84,7 @@ class DeepZHooks:
             worker=worker,
             state=self.state,
             score=blind_check_scores,
-            on_virtual=on_virtual,
-            on_blind_check=on_blind_check,
+            signals=self.signals,
             is_blind_check=self.rewriter.is_blind_check,
         )
         self.rewriter.set_deepz(enabled)
@@ -195,7 +193,7 @@ class DeepZHooks:
         except StorageError as e:
             self.state.fail_storage(e)
             return None
-        self.state.notify(self.on_image, kind, t, zi, image)
+        self.state.notify(self.signals.image.emit, kind, t, zi, image)
         return None
 
     def _record(self, kind: str, t: int, zi: int, p: int, image: np.ndarray) -> None:

@@ -35,6 +35,7 @@ from .fields import Device, IntervalS, Positions, TimePoints, unit
 from .hooks import DeepZHooks
 from .microscope import Microscope
 from .plan import DeepZPlan
+from .signals import RunSignals
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +181,17 @@ class DeepZAcquisition:
         self.model = model
         self.plan = plan
         self.settings = settings
-        #: told each measured plane (kind, t, z index, image), each virtual stack (t, stack) and each
-        #: blind check's scores (t, position, metrics); set them before :meth:`open`
-        self.on_image = on_image
-        self.on_virtual = on_virtual
-        self.on_blind_check = on_blind_check
+        #: what the run tells its watchers: each measured plane (kind, t, z index, image), virtual stack
+        #: (t, stack) and blind check's scores (t, position, metrics); connect before :meth:`open`.
+        #: ``on_image``, ``on_virtual`` and ``on_blind_check`` are connected to them.
+        self.events = RunSignals()
+        for signal, slot in (
+            (self.events.image, on_image),
+            (self.events.virtual, on_virtual),
+            (self.events.blind_check, on_blind_check),
+        ):
+            if slot is not None:
+                signal.connect(slot)
         #: the requested acquisition, for either runner
         self.sequence = sequence_for(
             plan, settings.time_points, settings.interval_s, settings.positions_xy_um
@@ -242,9 +249,7 @@ class DeepZAcquisition:
             worker,
             enabled=self._deepz,
             anchor_properties=self.anchor_properties,
-            on_image=self.on_image,
-            on_virtual=self.on_virtual,
-            on_blind_check=self.on_blind_check,
+            signals=self.events,
         )
         hooks.state.on_stop(self._on_stop)
         self._opened = _Opened(recorder, worker, hooks)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from psygnal import EmitLoopError
+
 from mm_deepz.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,9 @@ class RunState:
             return
         try:
             callback(*args)
-        except Exception as e:
+        except Exception as error:
+            # a signal's slot that failed: psygnal wraps its error
+            e = error.__cause__ if isinstance(error, EmitLoopError) and error.__cause__ is not None else error
             if not any(err.startswith("display callback") for err in self.stats.errors):
                 self.stats.note("errors", f"display callback failed: {type(e).__name__}: {e}")
             logger.exception("A display callback failed; the acquisition goes on")

@@ -21,6 +21,7 @@ from mm_deepz.engine.bundle import PlaneBundle, VirtualStack
 from mm_deepz.errors import InputError, StorageError, WorkerBusy, WorkerClosed
 
 from .plan import DeepZPlan
+from .signals import RunSignals
 from .state import RunState
 
 if TYPE_CHECKING:
@@ -44,8 +45,7 @@ class VirtualResults:
         worker: InferenceWorker | None,
         state: RunState,
         score: Scorer,
-        on_virtual: Callable[[int, VirtualStack], None] | None = None,
-        on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
+        signals: RunSignals | None = None,
         is_blind_check: Callable[[int], bool] | None = None,
     ) -> None:
         self.plan = plan
@@ -55,10 +55,8 @@ class VirtualResults:
         self.worker = worker
         self.state = state
         self.score = score
-        #: told each virtual stack written: (t, stack)
-        self.on_virtual = on_virtual
-        #: told the scores of each blind check: (t, position, metrics as recorded)
-        self.on_blind_check = on_blind_check
+        #: told each virtual stack written (t, stack) and each blind check's scores (t, position, metrics)
+        self.signals = signals or RunSignals()
         self._z = plan.requested_z()
         self._anchors = plan.anchor_indices()
         self._lock = threading.Lock()
@@ -185,7 +183,7 @@ class VirtualResults:
             self.state.stats.count("virtual_missing")
             self.state.fail_storage(e)
             return
-        self.state.notify(self.on_virtual, t, stack)
+        self.state.notify(self.signals.virtual.emit, t, stack)
         self._feed_backlog()
 
     def _on_error(self, bundle: PlaneBundle, error: BaseException) -> None:
@@ -224,4 +222,4 @@ class VirtualResults:
         logger.info(
             "Blind check at t=%d: SSIM %.3f, PSNR %.1f dB", t, metrics["ssim_mean"], metrics["psnr_mean"]
         )
-        self.state.notify(self.on_blind_check, t, p, metrics)
+        self.state.notify(self.signals.blind_check.emit, t, p, metrics)

@@ -48,7 +48,7 @@ def test_a_model_slower_than_the_camera_loses_no_virtual_stack(session, tmp_path
 
     run.predictor.predict_stack = slow
     frames, drained = [], []
-    run.on_image = lambda kind, t, zi, plane: frames.append(time.monotonic())
+    run.events.image.connect(lambda kind, t, zi, plane: frames.append(time.monotonic()))
     t0 = time.monotonic()
     summary = run.run(backlog_progress=lambda done, total: drained.append((done, total)))
     total = time.monotonic() - t0

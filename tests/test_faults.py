@@ -165,7 +165,7 @@ def test_ctrl_c_ends_threads_and_leaves_a_consistent_container(session, tmp_path
             _thread.interrupt_main()  # what Ctrl-C does to the main thread
 
     run = _acquisition(session, tmp_path, time_points=8, interval_s=0.2)
-    run.on_image = interrupt
+    run.events.image.connect(interrupt)
     summary = run.run()
     assert summary.aborted, summary
     assert summary.stop_reason == "aborted by the user", summary.stop_reason
@@ -210,7 +210,8 @@ def test_a_failing_display_callback_does_not_stop_the_acquisition(session, tmp_p
         tmp_path,
         time_points=3,
     )
-    run.on_image = run.on_virtual = broken
+    run.events.image.connect(broken)
+    run.events.virtual.connect(broken)
     summary = run.run()
     assert summary.time_points == 3 and summary.planes_synthesized == 63
     assert summary.errors == ["display callback failed: ValueError: the viewer crashed"]
@@ -335,7 +336,7 @@ def test_a_config_file_with_unknown_devices_is_a_clear_error(tmp_path):
 # -- 5. reading what an interrupted run left -----------------------------------------------
 def test_an_interrupted_container_reads_and_reports_its_complete_time_points(session, tmp_path):
     run = _acquisition(session, tmp_path, time_points=6)
-    run.on_image = lambda kind, t, zi, image: run.abort() if t == 2 else None
+    run.events.image.connect(lambda kind, t, zi, image: run.abort() if t == 2 else None)
     run.run()
     done = read_progress(tmp_path / "run.ome.zarr")["completed"]["measured"]
     # the abort takes effect within a time point: an event already sent to the camera still arrives
@@ -352,7 +353,9 @@ def test_an_interrupted_container_reads_and_reports_its_complete_time_points(ses
 def test_a_long_run_keeps_memory_flat_and_loses_no_frame(session, tmp_path):
     run = _acquisition(session, tmp_path, time_points=150)
     rss = {}
-    run.on_image = lambda kind, t, zi, image: rss.setdefault(t, rss_mb()) if t in (30, 149) else None
+    run.events.image.connect(
+        lambda kind, t, zi, image: rss.setdefault(t, rss_mb()) if t in (30, 149) else None
+    )
     summary = run.run()
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert summary.planes_measured == 150 and prog["completed"]["measured"] == list(range(150))

@@ -205,9 +205,9 @@ def _virtual(store, predictor, max_pending=4, score=None):
         worker=worker,
         state=state,
         score=score or (lambda v, r: {"ssim_mean": 1.0, "psnr_mean": float(np.abs(v - r).max())}),
-        on_virtual=lambda t, stack: made.append(t),
-        on_blind_check=lambda t, p, m: scored.append((t, m)),
     )
+    results.signals.virtual.connect(lambda t, stack: made.append(t))
+    results.signals.blind_check.connect(lambda t, p, m: scored.append((t, m)))
     return results, worker, state, made, scored
 
 
