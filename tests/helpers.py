@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -110,3 +111,55 @@ def heavy_modules_after(code: str, modules: set[str]) -> list[str]:
     script = f"import json, sys; {code}; print(json.dumps(sorted(set({names!r}) & set(sys.modules))))"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def encode_once_model(n_planes: int = 1, seed: int = 0) -> DeepZModel:
+    """A small encode-once model whose DPM conditioning is switched on (its FiLM layers start at zero,
+    which makes every untrained decoder ignore the DPM)."""
+    import torch
+
+    from mm_deepz.model import EncodeOnceConfig
+
+    offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
+    card = ModelCard(
+        architecture=EncodeOnceConfig(n_planes, 8, 3, 16, 4, 16, (2,)),
+        input_offsets_um=offsets,
+        z_range_um=10.0,
+        optics=OPTICS,
+    )
+    model = DeepZModel.new(card, seed=seed)
+    with torch.no_grad():
+        for film in model.network.film:
+            for p in film.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def deepz_run(session: Any, path: Path, time_points: int) -> Path:
+    """A finished Deep-Z run on the simulator (measured and virtual stacks)."""
+    from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
+
+    model = load_model(shipped_model_path(1))
+    DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, -10, 10, 1),
+        RunSettings(output=path, time_points=time_points, device="cpu"),
+    ).run()
+    return path
+
+
+def cli(capsys: Any, monkeypatch: Any, *args: str) -> tuple[int, str]:
+    """``mm-deepz ARGS`` in this process, as the console script runs it: (exit code, stderr)."""
+    from mm_deepz.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mm-deepz", *args])
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    return code, capsys.readouterr().err

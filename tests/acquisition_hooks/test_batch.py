@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import env_with_root
-from test_attacks import cli, deepz_run
+from helpers import cli, deepz_run, env_with_root
 
 from acquisition_hooks import batch
 from acquisition_hooks.batch import find_runs, plan_batch, run_batch

@@ -23,7 +23,8 @@ def tilted_sheet(tmp_path_factory):
 def test_a_matching_dpm_refocuses_a_tilted_sheet_better_than_a_uniform_one(tilted_sheet, planes):
     """With the DPM that follows the sheet, the virtual image on the sheet is closer to the scanned
     confocal reference there than with a uniform DPM at the sheet's mean height (the seed paper's
-    tilted-sample result). It prints the scores: `python -m pytest tests/test_shipped_models.py -s`."""
+    tilted-sample result). It prints the scores:
+    `python -m pytest tests/mm_deepz/test_shipped_models.py -s`."""
     model = load_model(shipped_model_path(planes))
     surface = evaluate_pair(model, tilted_sheet, Predictor(model, "cpu")).surface
     matching, uniform = surface["matching_dpm"], surface["uniform_dpm"]

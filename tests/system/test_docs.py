@@ -7,7 +7,7 @@ import pytest
 
 from mm_deepz.io import read_progress
 
-USAGE = Path(__file__).parents[1] / "docs" / "usage.md"
+USAGE = Path(__file__).parents[2] / "docs" / "usage.md"
 
 
 @pytest.mark.slow

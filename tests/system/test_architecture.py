@@ -7,7 +7,7 @@ import pytest
 from helpers import heavy_modules_after
 from typer.testing import CliRunner
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 #: bottom to top
 LAYERS = ["simulators", "mm_deepz", "acquisition_hooks", "gui"]
 

@@ -502,7 +502,7 @@ def test_the_schema_of_the_training_settings_is_printed_and_documented():
     schema = json.loads(res.output)
     assert {"n_planes", "lr", "steps", "precision", "val_every"} <= set(schema["properties"])
     assert schema["additionalProperties"] is False  # a misspelt setting is an error, not ignored
-    documented = Path(__file__).parents[1] / "docs" / "train_config.schema.json"
+    documented = Path(__file__).parents[2] / "docs" / "train_config.schema.json"
     assert (
         json.loads(documented.read_text()) == schema
     )  # `mm-deepz train --schema > docs/train_config.schema.json`

@@ -152,7 +152,7 @@ def test_export_refuses_bad_input_and_never_replaces_what_it_did_not_write(packa
 def test_an_encode_once_model_is_packaged_and_loads_back_as_one(tmp_path):
     # the package's architecture source holds both generators; bioimage.io's test (run by the export)
     # passes with the encode-once one too
-    from test_generators import encode_once_model
+    from helpers import encode_once_model
 
     from mm_deepz.model import DeepZEncodeOnce
 

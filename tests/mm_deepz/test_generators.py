@@ -7,30 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import OPTICS, blobs, tiny_model
+from helpers import blobs, encode_once_model, tiny_model
 
 from mm_deepz.engine import InferenceWorker, PlaneBundle, Predictor
 from mm_deepz.errors import ModelFileError
-from mm_deepz.model import DeepZEncodeOnce, EncodeOnceConfig, UNetConfig, interleave
+from mm_deepz.model import DeepZEncodeOnce, UNetConfig, interleave
 from mm_deepz.modelfile import FORMAT, DeepZModel, ModelCard, load_model
-
-
-def encode_once_model(n_planes: int = 1, seed: int = 0) -> DeepZModel:
-    """A small encode-once model whose DPM conditioning is switched on (its FiLM layers start at zero,
-    which makes every untrained decoder ignore the DPM)."""
-    offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
-    card = ModelCard(
-        architecture=EncodeOnceConfig(n_planes, 8, 3, 16, 4, 16, (2,)),
-        input_offsets_um=offsets,
-        z_range_um=10.0,
-        optics=OPTICS,
-    )
-    model = DeepZModel.new(card, seed=seed)
-    with torch.no_grad():
-        for film in model.network.film:
-            for p in film.parameters():
-                p.add_(0.3 * torch.randn_like(p))
-    return model
 
 
 def _model(kind: str) -> DeepZModel:

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,12 +17,11 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from helpers import run_cli, start_acquire, start_holder
+from helpers import cli, deepz_run, run_cli, start_acquire, start_holder
 
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from acquisition_hooks.infer import infer_missing
-from mm_deepz.cli import main
 from mm_deepz.errors import ModelFileError
 from mm_deepz.io import (
     ContainerLockedError,
@@ -60,30 +58,6 @@ def run_container(path: Path, time_points: int = 3, value: int = 7) -> Path:
         rec.mark_complete("virtual", t)
     rec.finish()
     return path
-
-
-def deepz_run(session, path: Path, time_points: int) -> Path:
-    """A finished Deep-Z run on the simulator (measured and virtual stacks)."""
-    model = load_model(shipped_model_path(1))
-    DeepZAcquisition(
-        session.core,
-        model,
-        DeepZPlan.for_model(model, -10, 10, 1),
-        RunSettings(output=path, time_points=time_points, device="cpu"),
-    ).run()
-    return path
-
-
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    """``mm-deepz ARGS`` in this process, as the console script runs it: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["mm-deepz", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    return code, capsys.readouterr().err
 
 
 mm_deepz = run_cli
