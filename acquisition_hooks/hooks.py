@@ -29,7 +29,7 @@ them in its hardware step. Deep-Z events carry an extra axis ``deepz`` (``anchor
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -140,27 +140,33 @@ class DeepZHooks:
         capture = self.rewrite(int(axes["time"]), int(axes["z"]))
         return None if capture is None else capture.pycromanager_event(event)
 
+    def reference_captures(
+        self, t: int, positions_xy_um: tuple[tuple[float, float], ...] | None = None
+    ) -> Iterator[tuple[int, int, tuple[float, float] | None, Capture]]:
+        """The planes of a blind check at ``t``, for either runner: (position, z index, stage XY or None
+        where the stage is, capture) of a real target-modality stack over the requested grid, at every XY
+        position of a multi-position acquisition."""
+        wheres = list(enumerate(positions_xy_um)) if positions_xy_um else [(0, None)]
+        for p, xy in wheres:
+            for zi, capture in enumerate(self.rewriter.reference()):
+                yield p, zi, xy, capture
+
     def reference_events(
         self,
         t: int,
         min_start_time: float | None = None,
         positions_xy_um: tuple[tuple[float, float], ...] | None = None,
     ) -> list[dict[str, Any]]:
-        """pycromanager's events of a blind check: a real target-modality stack over the requested
-        grid, at every XY position of a multi-position acquisition (``None``: where the stage is)."""
-        wheres: list[tuple[int, tuple[float, float]] | None] = (
-            list(enumerate(positions_xy_um)) if positions_xy_um else [None]
-        )
+        """pycromanager's events of a blind check (:meth:`reference_captures`)."""
         events = []
-        for where in wheres:
-            for zi, capture in enumerate(self.rewriter.reference()):
-                ev: dict[str, Any] = {"axes": {"time": t, "z": zi}}
-                if where is not None:
-                    p, (ev["x"], ev["y"]) = where
-                    ev["axes"]["position"] = p
-                if min_start_time is not None:
-                    ev["min_start_time"] = min_start_time
-                events.append(capture.pycromanager_event(ev))
+        for p, zi, xy, capture in self.reference_captures(t, positions_xy_um):
+            ev: dict[str, Any] = {"axes": {"time": t, "z": zi}}
+            if xy is not None:
+                ev["x"], ev["y"] = xy
+                ev["axes"]["position"] = p
+            if min_start_time is not None:
+                ev["min_start_time"] = min_start_time
+            events.append(capture.pycromanager_event(ev))
         return events
 
     def wait_acquired(self, t: int, timeout: float) -> bool:
@@ -170,16 +176,23 @@ class DeepZHooks:
 
     # -- images -------------------------------------------------------------------------
     def image_process_fn(self, image: np.ndarray, metadata: dict[str, Any]) -> Any:
-        """Record a plane; anchors of a complete time point go to the worker. Returns None (stored).
-
-        Nothing here raises into the acquisition engine: a frame that does not fit the container
-        is kept aside (``rejected/``), and a storage failure stops the acquisition cleanly.
-        """
+        """pycromanager's image hook: a Deep-Z frame to :meth:`frame` (returns None: stored), any other
+        left to pycromanager's storage."""
         axes = metadata.get("Axes", {})
         kind = axes.get(DEEPZ_AXIS)
-        if kind is None:  # not ours: leave it to pycromanager's storage
+        if kind is None:
             return image, metadata
-        t, zi, p = int(axes["time"]), int(axes["z"]), int(axes.get("position", 0))
+        self.frame(kind, int(axes["time"]), int(axes["z"]), int(axes.get("position", 0)), image)
+        return None
+
+    def frame(self, kind: str, t: int, zi: int, p: int, image: np.ndarray) -> None:
+        """A camera frame of either runner: plane ``zi`` of the requested grid at time point ``t`` and
+        position ``p``, captured as ``kind`` (``anchor``, ``full``, ``reference``). It is recorded; the
+        input planes of a whole time point go to the model.
+
+        Nothing here raises into the runner: a frame that does not fit the container is kept aside
+        (``rejected/``), and a storage failure stops the acquisition cleanly.
+        """
         image = np.asarray(image)
         if kind != "reference":  # the next time point may be submitted while this plane is written
             self.frames.arrived(kind, t, p)
@@ -192,9 +205,8 @@ class DeepZHooks:
                 self._completed(whole)
         except StorageError as e:
             self.state.fail_storage(e)
-            return None
+            return
         self.state.notify(self.signals.image.emit, kind, t, zi, image)
-        return None
 
     def _record(self, kind: str, t: int, zi: int, p: int, image: np.ndarray) -> None:
         """Write a plane where it belongs; one that does not fit is kept under ``rejected/``."""

@@ -25,11 +25,6 @@ from .hooks import DeepZHooks
 FRAME_QUEUE_BYTES = 512 * 2**20
 
 
-def _axes(event: useq.MDAEvent) -> dict[str, Any]:
-    idx = event.index
-    return {"time": idx.get("t", 0), "z": idx.get("z", 0), "position": idx.get("p", 0)}
-
-
 class DeepZMDAEngine(MDAEngine):
     """pymmcore-plus MDA engine that captures z-stacks the Deep-Z way."""
 
@@ -39,8 +34,9 @@ class DeepZMDAEngine(MDAEngine):
         super().__init__(mmc, use_hardware_sequencing=False)
         self.hooks = hooks
         self.positions = positions_xy_um
-        #: frames waiting for the writer thread (made at the first frame, sized by its bytes)
-        self._frames: queue.Queue[tuple[np.ndarray, dict[str, Any]] | None] | None = None
+        #: frames waiting for the writer thread (made at the first frame, sized by its bytes), as
+        #: :meth:`DeepZHooks.frame`'s arguments: kind, t, z index, position, image
+        self._frames: queue.Queue[tuple[str, int, int, int, np.ndarray] | None] | None = None
         self._writer: threading.Thread | None = None
 
     def event_iterator(self, events: Iterable[useq.MDAEvent]) -> Iterator[useq.MDAEvent]:
@@ -67,10 +63,9 @@ class DeepZMDAEngine(MDAEngine):
     def _references(self, t: int) -> Iterator[useq.MDAEvent]:
         if not self.hooks.rewriter.is_blind_check(t):
             return
-        wheres = list(enumerate(self.positions)) if self.positions else [(0, (None, None))]
-        for p, (x, y) in wheres:
-            for zi, capture in enumerate(self.hooks.rewriter.reference()):
-                yield capture.useq_event(useq.MDAEvent(index={"t": t, "z": zi, "p": p}, x_pos=x, y_pos=y))
+        for p, zi, xy, capture in self.hooks.reference_captures(t, self.positions):
+            x, y = xy if xy is not None else (None, None)
+            yield capture.useq_event(useq.MDAEvent(index={"t": t, "z": zi, "p": p}, x_pos=x, y_pos=y))
 
     def on_frame(self, image: Any, event: useq.MDAEvent, meta: Any = None) -> None:
         """Connect to ``core.mda.events.frameReady``: hands Deep-Z frames to the hooks, on the frame
@@ -83,13 +78,14 @@ class DeepZMDAEngine(MDAEngine):
             self._frames = queue.Queue(maxsize=max(2, FRAME_QUEUE_BYTES // max(image.nbytes, 1)))
             self._writer = threading.Thread(target=self._write_frames, name="mm-deepz-frames", daemon=True)
             self._writer.start()
-        self._frames.put((image, {"Axes": {**_axes(event), DEEPZ_AXIS: event.metadata[DEEPZ_AXIS]}}))
+        t, zi, p = (event.index.get(axis, 0) for axis in "tzp")
+        self._frames.put((event.metadata[DEEPZ_AXIS], t, zi, p, np.asarray(image)))
 
     def _write_frames(self) -> None:
         """The frame writer: every frame to the hooks, in the camera's order (they never raise)."""
         assert self._frames is not None
         while (item := self._frames.get()) is not None:
-            self.hooks.image_process_fn(*item)
+            self.hooks.frame(*item)
 
     def finish_frames(self) -> None:
         """Wait until every frame handed over is written (the run's end)."""

@@ -91,3 +91,35 @@ def test_a_plan_is_sized_in_planes_bytes_time_and_light_before_it_runs():
     assert deepz.virtual_planes_per_s == pytest.approx(42 / 5.0)  # both positions' stacks each interval
     full = PlanEstimate.of(plan, 10, 5.0, 2, (100, 100), deepz=False)
     assert (full.measured_planes, full.virtual_planes) == (420, 0) and full.light_saving == pytest.approx(1)
+
+
+def test_both_runners_build_a_blind_check_from_the_same_captures(hooks, core):
+    # #36 item 1: the reference stack of a blind check is planned once (reference_captures); the
+    # pycromanager events and the pymmcore-plus MDA events are two spellings of it
+    from acquisition_hooks.mda import DeepZMDAEngine
+
+    xy = ((0.0, 0.0), (50.0, -20.0))
+    t = hooks.rewriter.ask_blind_check()  # the plan has none: one asked for, as the panel's button does
+    planned = [(p, zi, where) for p, zi, where, _ in hooks.reference_captures(t, xy)]
+    assert planned == [(p, zi, xy[p]) for p in (0, 1) for zi in range(5)]
+    pyc = [
+        (e["axes"]["position"], e["axes"]["z"], (e["x"], e["y"]), e["config_group"])
+        for e in hooks.reference_events(t, None, xy)
+    ]
+    mda = [
+        (e.index["p"], e.index["z"], (e.x_pos, e.y_pos), (e.channel.group, e.channel.config))
+        for e in DeepZMDAEngine(core, hooks, xy)._references(t)
+    ]
+    assert pyc == [(p, zi, where, ["Channel", "Confocal"]) for p, zi, where in planned]
+    assert mda == [(p, zi, where, ("Channel", "Confocal")) for p, zi, where in planned]
+
+
+def test_a_frame_reaches_the_recorder_the_same_way_from_either_runner(hooks):
+    # one typed entry for frames: pycromanager's image hook only reads its metadata into it
+    plane = np.full((32, 32), 7, np.uint16)
+    hooks.frame("reference", 0, 2, 0, plane)
+    assert hooks.image_process_fn(plane, {"Axes": {"time": 0, "z": 3, DEEPZ_AXIS: "reference"}}) is None
+    other = (plane, {"Axes": {"time": 0}})
+    assert hooks.image_process_fn(*other) == other  # not Deep-Z's: left to pycromanager's storage
+    stored = hooks.recorder.read_planes("reference", 0, (2, 3))
+    assert stored.shape == (2, 32, 32) and (stored == 7).all() and hooks.stats.reference_planes == 2
