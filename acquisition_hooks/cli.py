@@ -24,8 +24,12 @@ from mm_deepz.options import (
 )
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from .infer import InferSummary
+    from .plan import DeepZPlan
     from .request import MicroscopeSpec
+    from .run import RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +295,6 @@ def acquire_cmd(
     """Run a low-light Deep-Z acquisition to OME-Zarr (simulator by default)."""
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
 
     from .request import AcquisitionRequest
     from .start import prepare
@@ -342,6 +345,21 @@ def acquire_cmd(
         summary = run.run(
             progress=lambda t, total: bar.update(task, completed=t + 1), backlog_progress=on_backlog
         )
+    console.print(summary_table(summary, plan, deepz=deepz, blind_checks=blind_check > 0))
+    for err in summary.errors[:5] + summary.warnings[:5]:
+        console.print(f"[yellow]warning:[/] {err}")
+    if summary.stop_reason:
+        console.print(
+            f"[red]stopped early:[/] {summary.stop_reason} — completed time points are readable in "
+            f"{summary.output} (`mm-deepz info` lists them)"
+        )
+        raise typer.Exit(1)
+
+
+def summary_table(summary: RunSummary, plan: DeepZPlan, *, deepz: bool, blind_checks: bool) -> Table:
+    """The closing table of ``acquire``: what was measured and made, the light used and saved, the time."""
+    from rich.table import Table
+
     table = Table(title="Deep-Z acquisition", show_header=False)
     table.add_row("output", summary.output)
     table.add_row(
@@ -368,7 +386,7 @@ def acquire_cmd(
             f"{len(plan.requested_z())} requested ({plan.dose_ratio:.0f}x less light per stack)",
         )
     saving = (
-        f" ({summary.light_saving:.1f}x less light{', blind checks included' if blind_check else ''})"
+        f" ({summary.light_saving:.1f}x less light{', blind checks included' if blind_checks else ''})"
         if summary.exposure_s and deepz
         else ""
     )
@@ -382,15 +400,7 @@ def acquire_cmd(
             f"{summary.dose_mJ:.2f} mJ vs {summary.dose_full_stack_mJ:.2f} mJ as full stacks",
         )
     table.add_row("time", f"{summary.seconds:.1f} s")
-    console.print(table)
-    for err in summary.errors[:5] + summary.warnings[:5]:
-        console.print(f"[yellow]warning:[/] {err}")
-    if summary.stop_reason:
-        console.print(
-            f"[red]stopped early:[/] {summary.stop_reason} — completed time points are readable in "
-            f"{summary.output} (`mm-deepz info` lists them)"
-        )
-        raise typer.Exit(1)
+    return table
 
 
 def microscope_spec(
