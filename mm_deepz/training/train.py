@@ -430,33 +430,9 @@ def _train(
     else:
         train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed, cfg.specimen_pattern)
     _check_z_range(train_pairs, cfg)
-    # card percentiles = defaults
-    sampling = SamplingConfig(
-        cfg.plane_offsets_um, cfg.z_range_um, cfg.patch, balance_defocus=cfg.balance_defocus
-    )
-    sampler = PatchSampler(train_pairs, sampling, seed=cfg.seed)
-    # validation on whole frames (what inference sees), not on training-sized patches
-    val_source = val_pairs or train_pairs
-    frame = min(min(p.inputs.data.shape[1:]) for p in val_source)
-    val_sampling = replace(sampling, patch=frame, foreground_fraction=0.0)
-    val_x, val_y = PatchSampler(val_source, val_sampling).fixed_batch(12, seed=cfg.seed + 1)
-    px = pairs[0].pixel_size_um
-    known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
-    optics = OpticsSpec(
-        pixel_size_um=px, **{k: known.get(k) for k in ("na", "wavelength_em_um", "immersion_index")}
-    )
+    sampler, (val_x, val_y) = _samplers(train_pairs, val_pairs, cfg)
     parent = load_parent(init, cfg) if init is not None and not resume else None
-    card = ModelCard(
-        architecture=parent.card.architecture if parent is not None else cfg.generator(),
-        input_offsets_um=cfg.plane_offsets_um,
-        z_range_um=cfg.z_range_um,
-        optics=optics,
-        input_modality=cfg.input_modality,
-        target_modality=cfg.target_modality,
-    )
-    model = DeepZModel.new(card, seed=cfg.seed)
-    if parent is not None:
-        model.network.load_state_dict(parent.network.state_dict())
+    model = _new_model(pairs, cfg, parent)
     net = model.network.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     disc: PatchDiscriminator | None = None
@@ -479,18 +455,12 @@ def _train(
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         parent_record = ck.get("parent")
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["opt"])
+        _load_checkpoint(ck, net, opt, disc, d_opt, cfg)
         step, best, history = ck["step"], ck["best"], ck["history"]
         earlier_seconds = float(ck.get("seconds", 0.0))
         earlier_cpu = float(ck.get("cpu_seconds", 0.0))
         earlier_legs = list(ck.get("legs", []))
         best_state = ck["best_state"]
-        if disc is not None and d_opt is not None and "disc" in ck:  # the critic goes on where it stopped
-            disc.load_state_dict(ck["disc"])
-            d_opt.load_state_dict(ck["d_opt"])
-            for group in d_opt.param_groups:  # the saved state carries the last leg's rate
-                group["lr"] = cfg.lr / 2
         sampler.rng = np.random.default_rng(cfg.seed + step)
         logger.info("Resumed from %s at step %d", ckpt_path, step)
     # this leg's length and peak (a resumed leg's may differ from the last one's), from where training stands
@@ -533,14 +503,7 @@ def _train(
             opt.step()
             sched.step()
             if critic is not None and d_opt is not None:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    x = interleave(planes, dpm)
-                    # real and fake in one pass: one forward per backward, as DDP wants
-                    real, fake = critic(torch.cat([x, x]), torch.cat([y, pred.detach()])).chunk(2)
-                d_loss = ((real.float() - 1) ** 2).mean() + (fake.float() ** 2).mean()
-                d_opt.zero_grad(set_to_none=True)
-                d_loss.backward()
-                d_opt.step()
+                _critic_step(critic, d_opt, interleave(planes, dpm), y, pred, amp)
             step += 1
             if step % cfg.val_every == 0 or step == cfg.steps:
                 # the main process validates; every process follows its figures
@@ -628,6 +591,79 @@ def _train(
         model.save(out)
         logger.info("Saved %s (best validation loss %.4f, %d steps, %.0f s)", out, best, step, seconds)
     return TrainResult(model, history, best, step, seconds)
+
+
+def _samplers(
+    train_pairs: list[PairedStack], val_pairs: list[PairedStack], cfg: TrainConfig
+) -> tuple[PatchSampler, tuple[torch.Tensor, torch.Tensor]]:
+    """The training crops' sampler, and the fixed validation batch: whole frames (what inference sees),
+    not training-sized patches."""
+    sampling = SamplingConfig(
+        cfg.plane_offsets_um, cfg.z_range_um, cfg.patch, balance_defocus=cfg.balance_defocus
+    )
+    sampler = PatchSampler(train_pairs, sampling, seed=cfg.seed)
+    val_source = val_pairs or train_pairs
+    frame = min(min(p.inputs.data.shape[1:]) for p in val_source)
+    val_sampling = replace(sampling, patch=frame, foreground_fraction=0.0)
+    return sampler, PatchSampler(val_source, val_sampling).fixed_batch(12, seed=cfg.seed + 1)
+
+
+def _new_model(pairs: list[PairedStack], cfg: TrainConfig, parent: DeepZModel | None) -> DeepZModel:
+    """The model to train: its card from the settings and the stacks' optics (card percentiles: the
+    defaults), its weights the parent's where it is fine-tuned."""
+    known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
+    optics = OpticsSpec(
+        pixel_size_um=pairs[0].pixel_size_um,
+        **{k: known.get(k) for k in ("na", "wavelength_em_um", "immersion_index")},
+    )
+    card = ModelCard(
+        architecture=parent.card.architecture if parent is not None else cfg.generator(),
+        input_offsets_um=cfg.plane_offsets_um,
+        z_range_um=cfg.z_range_um,
+        optics=optics,
+        input_modality=cfg.input_modality,
+        target_modality=cfg.target_modality,
+    )
+    model = DeepZModel.new(card, seed=cfg.seed)
+    if parent is not None:
+        model.network.load_state_dict(parent.network.state_dict())
+    return model
+
+
+def _load_checkpoint(
+    ck: dict[str, Any],
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    disc: PatchDiscriminator | None,
+    d_opt: torch.optim.Optimizer | None,
+    cfg: TrainConfig,
+) -> None:
+    """The generator, the critic and their optimizers as a checkpoint left them."""
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    if disc is not None and d_opt is not None and "disc" in ck:  # the critic goes on where it stopped
+        disc.load_state_dict(ck["disc"])
+        d_opt.load_state_dict(ck["d_opt"])
+        for group in d_opt.param_groups:  # the saved state carries the last leg's rate
+            group["lr"] = cfg.lr / 2
+
+
+def _critic_step(
+    critic: torch.nn.Module,
+    d_opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pred: torch.Tensor,
+    amp: bool,
+) -> None:
+    """One step of the patch-GAN critic (least squares): real pairs toward 1, generated toward 0."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        # real and fake in one pass: one forward per backward, as DDP wants
+        real, fake = critic(torch.cat([x, x]), torch.cat([y, pred.detach()])).chunk(2)
+    d_loss = ((real.float() - 1) ** 2).mean() + (fake.float() ** 2).mean()
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_opt.step()
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
