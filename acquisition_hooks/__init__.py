@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from .hooks import DeepZHooks
     from .plan import DeepZPlan, PlanError
     from .request import AcquisitionRequest, MicroManagerSpec, SimulatorSpec
-    from .run import DeepZAcquisition, RunSettings, RunSummary
+    from .run import DeepZAcquisition, RunSettings
     from .start import PreparedRun, open_microscope, prepare
     from .state import HookStats
+    from .summary import RunSummary
 
 #: public name -> the module that defines it
 _WHERE = {
@@ -40,7 +41,7 @@ _WHERE = {
     "prepare": ".start",
     "DeepZAcquisition": ".run",
     "RunSettings": ".run",
-    "RunSummary": ".run",
+    "RunSummary": ".summary",
 }
 
 __getattr__ = lazy_exports(__name__, _WHERE)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .infer import InferSummary
     from .plan import DeepZPlan
     from .request import MicroscopeSpec
-    from .run import RunSummary
+    from .summary import RunSummary
 
 logger = logging.getLogger(__name__)
 

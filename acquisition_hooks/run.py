@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +36,7 @@ from .hooks import DeepZHooks
 from .microscope import Microscope
 from .plan import DeepZPlan
 from .signals import RunSignals
+from .summary import RunSummary, exposure_used, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -66,36 +67,6 @@ class RunSettings(Settings):
     #: the simulated specimen (phantom, seed, sensor shape), recorded so its truth can be rebuilt
     #: (`simulators.truth`); None on a real microscope
     specimen: dict[str, Any] | None = None
-
-
-@dataclass(kw_only=True)
-class RunSummary:
-    """What a run did, for the CLI's closing table and the panel."""
-
-    output: str
-    time_points: int
-    planes_measured: int
-    planes_requested: int
-    planes_synthesized: int
-    virtual_missing: int
-    reference_planes: int
-    dose_mJ: float | None
-    dose_full_stack_mJ: float | None
-    exposure_s: float
-    exposure_full_stack_s: float
-    seconds: float
-    aborted: bool = False
-    #: why the run ended early (user abort, storage failure); None when it ran to the end
-    stop_reason: str | None = None
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    #: virtual stacks still to be made from their measured planes (`mm-deepz infer` makes them)
-    virtual_pending: int = 0
-
-    @property
-    def light_saving(self) -> float:
-        """Full-stack exposure time / exposure time actually used."""
-        return self.exposure_full_stack_s / self.exposure_s if self.exposure_s else float("nan")
 
 
 def image_infos(model: DeepZModel, plan: DeepZPlan) -> dict[str, ImageInfo]:
@@ -520,48 +491,24 @@ class DeepZAcquisition:
     def light(self) -> tuple[float, float]:
         """Exposure time (s) used so far, and what the same completed time points would have
         used as full z-stacks (blind checks count in both)."""
-        st, plan = self.hooks.stats, self.plan
-        n_pos, n_req = self.recorder.n_positions, len(plan.requested_z())
         done_t = len(self.recorder.completed["measured"])
-        reference_s = st.reference_planes * plan.reference_exposure_ms
-        used = (
-            n_pos * st.time_points_deepz * len(plan.plane_offsets_um) * plan.anchor_exposure_ms
-            + n_pos * st.time_points_full * n_req * plan.stack_exposure_ms
-            + reference_s
-        )
-        return used / 1000, (n_pos * done_t * n_req * plan.stack_exposure_ms + reference_s) / 1000
+        return exposure_used(self.plan, self.hooks.stats, self.recorder.n_positions, done_t)
 
     def _finish(self) -> RunSummary:
         """Record the run's summary and finish the container (after a run, or on closing one that
         raised or never ran)."""
         dose0, t0 = self._started if self._started is not None else (None, time.perf_counter())
-        seconds = time.perf_counter() - t0
-        aborted = self._abort.is_set()
-        st = self.hooks.stats
-        n_z = len(self.plan.requested_z())
-        done_t = len(self.recorder.completed["measured"])
         dose1 = self.microscope.dose_mJ()
-        dose = dose1 - dose0 if dose0 is not None and dose1 is not None else None
-        exposure_s, full_s = self.light()
-        full_dose = dose * full_s / exposure_s if dose is not None and exposure_s else None
-        summary = RunSummary(
+        aborted = self._abort.is_set()
+        summary = summarize(
+            self.plan,
+            self.hooks,
             output=str(self.settings.output),
-            time_points=done_t,
-            planes_measured=st.planes_measured,
-            planes_requested=st.planes_requested,
-            planes_synthesized=st.virtual_done * n_z,
-            virtual_missing=st.virtual_missing,
-            reference_planes=st.reference_planes,
-            dose_mJ=dose,
-            dose_full_stack_mJ=full_dose,
-            exposure_s=exposure_s,
-            exposure_full_stack_s=full_s,
-            seconds=seconds,
+            time_points=len(self.recorder.completed["measured"]),
+            n_positions=self.recorder.n_positions,
+            dose_mJ=dose1 - dose0 if dose0 is not None and dose1 is not None else None,
+            seconds=time.perf_counter() - t0,
             aborted=aborted,
-            stop_reason=self.hooks.state.stop_reason,
-            errors=list(st.errors),
-            warnings=list(st.warnings),
-            virtual_pending=self.hooks.virtual.backlog,
         )
         try:
             self.recorder.finish(
