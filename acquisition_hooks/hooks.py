@@ -1,25 +1,26 @@
-"""pycromanager hooks that turn z-stack requests into Deep-Z captures.
+"""The runner-neutral core of a Deep-Z run: what each requested plane becomes, and what happens to each
+frame, for pycromanager and pymmcore-plus alike.
 
-:class:`DeepZHooks` hands pycromanager two callables:
-
-- ``event_generation_hook``: each requested z-stack event (axes ``time`` and ``z``) becomes
-  what :class:`~acquisition_hooks.events.EventRewriter` decides: with virtual z-stacking on, one
-  of the 1-2 anchor planes (at the plan's exposure, light power and input light path) or
-  nothing; with it off, a plane of a full stack. Reference (blind-check) events and events
-  without a z axis pass through untouched. pymmcore-plus's runner gets the same decisions
-  (:meth:`DeepZHooks.rewrite`, :mod:`acquisition_hooks.mda`).
-- ``image_process_fn``: writes each measured plane to the recorder, groups the anchor planes
-  of a time point into a :class:`PlaneBundle` and hands it to the inference worker without
-  blocking; reference planes go to ``reference/``, and a completed blind check is scored.
-  It never raises into pycromanager: a frame that does not fit is kept under ``rejected/``,
-  saturated input planes are flagged, and a storage failure stops the acquisition
-  (:meth:`DeepZHooks.stop`: every further event is skipped, waiting threads wake up).
+- What to capture: each requested z-stack plane becomes what
+  :class:`~acquisition_hooks.events.EventRewriter` decides (:meth:`DeepZHooks.rewrite`): with virtual
+  z-stacking on, one of the 1-2 measured planes (at the plan's exposure, light power and input light
+  path) or nothing; with it off, a plane of a full stack. A blind check's reference stack is planned
+  once (:meth:`DeepZHooks.reference_captures`). pycromanager's runner rewrites its events before it
+  submits them (:meth:`DeepZHooks.rewrite_event`, :mod:`acquisition_hooks.run`); the MDA engine its
+  useq events (:mod:`acquisition_hooks.mda`).
+- Each frame, from either runner, enters through :meth:`DeepZHooks.frame` (pycromanager's image hook,
+  :meth:`DeepZHooks.image_process_fn`, only reads its metadata into it): it is written to the recorder,
+  the measured planes of a time point go to the inference worker as a :class:`PlaneBundle` without
+  blocking, reference planes to ``reference/``, and a completed blind check is scored. It never raises
+  into the runner: a frame that does not fit is kept under ``rejected/``, saturated input planes are
+  flagged, and a storage failure stops the acquisition (:meth:`DeepZHooks.stop`: every further event
+  is skipped, waiting threads wake up).
 
 The jobs are split: :class:`~acquisition_hooks.events.EventRewriter` decides what each plane
 becomes, :class:`~acquisition_hooks.frames.FrameRouter` tracks arrival and whole stacks,
 :class:`~acquisition_hooks.virtual.VirtualResults` makes, defers, writes and scores the virtual
 stacks, and :class:`~acquisition_hooks.state.RunState` holds the counters and the stop reason;
-this class joins them to the recorder and to pycromanager.
+this class joins them to the recorder and to the runners.
 
 Exposure, light path and light power are set declaratively in the events, so the runner applies
 them in its hardware step. Deep-Z events carry an extra axis ``deepz`` (``anchor``, ``full`` or
@@ -115,11 +116,10 @@ class DeepZHooks:
         self.state.stop(reason)
 
     def acquisition_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``pycromanager.Acquisition``."""
-        return {
-            "event_generation_hook_fn": self.event_generation_hook,
-            "image_process_fn": self.image_process_fn,
-        }
+        """Keyword arguments for ``pycromanager.Acquisition``: its image hook. (Its event hook is not
+        needed: the run rewrites each time point's events before it submits them, :meth:`rewrite_event`,
+        so that a toggle applies from the next time point not yet submitted.)"""
+        return {"image_process_fn": self.image_process_fn}
 
     # -- event generation ---------------------------------------------------------------
     def rewrite(self, t: int, zi: int) -> Capture | None:
@@ -130,12 +130,13 @@ class DeepZHooks:
             self.stats.count("planes_skipped")
         return capture
 
-    def event_generation_hook(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """pycromanager's hook: a requested event rewritten into a Deep-Z event, or skipped (``None``)."""
+    def rewrite_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """A requested pycromanager event rewritten into a Deep-Z event, or skipped (``None``); an event
+        that is not a plane of a z-stack passes as it is."""
         if self.state.stopped:
             return None
         axes = event.get("axes", {})
-        if DEEPZ_AXIS in axes or "z" not in axes or "time" not in axes:
+        if "z" not in axes or "time" not in axes:
             return event
         capture = self.rewrite(int(axes["time"]), int(axes["z"]))
         return None if capture is None else capture.pycromanager_event(event)

@@ -444,10 +444,10 @@ class DeepZAcquisition:
             # the event hook at submission), so a toggle during the wait applies to t
             if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
                 return
-            # the hook rewrites the events here, so only the planes to measure travel through
-            # pycromanager (the rewritten events carry the deepz axis and pass its hook untouched)
+            # the events are rewritten here, at submission, so only the planes to measure travel through
+            # pycromanager
             events = pycromanager_events(self.sequence, t)
-            rewritten = [out for ev in events if (out := self.hooks.event_generation_hook(ev)) is not None]
+            rewritten = [out for ev in events if (out := self.hooks.rewrite_event(ev)) is not None]
             if not rewritten:  # the run stopped (storage failure) while this time point was being submitted
                 return
             acq.acquire(rewritten)

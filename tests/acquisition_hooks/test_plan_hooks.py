@@ -48,7 +48,7 @@ def _event(t, zi, z):
 
 
 def test_hook_keeps_only_the_anchor_plane_at_low_light(hooks):
-    out = [hooks.event_generation_hook(_event(0, i, z)) for i, z in enumerate(hooks.plan.requested_z())]
+    out = [hooks.rewrite_event(_event(0, i, z)) for i, z in enumerate(hooks.plan.requested_z())]
     kept = [e for e in out if e is not None]
     assert len(kept) == 1
     e = kept[0]
@@ -59,18 +59,19 @@ def test_hook_keeps_only_the_anchor_plane_at_low_light(hooks):
 
 
 def test_toggle_takes_effect_at_the_next_time_point(hooks):
-    assert hooks.event_generation_hook(_event(0, 0, -2.0)) is None  # t=0 is a Deep-Z time point
+    assert hooks.rewrite_event(_event(0, 0, -2.0)) is None  # t=0 is a Deep-Z time point
     hooks.enabled = False
-    assert hooks.event_generation_hook(_event(0, 1, -1.0)) is None  # still t=0: stays Deep-Z
-    full = [hooks.event_generation_hook(_event(1, i, z)) for i, z in enumerate(hooks.plan.requested_z())]
+    assert hooks.rewrite_event(_event(0, 1, -1.0)) is None  # still t=0: stays Deep-Z
+    full = [hooks.rewrite_event(_event(1, i, z)) for i, z in enumerate(hooks.plan.requested_z())]
     assert all(e is not None and e["axes"][DEEPZ_AXIS] == "full" and e["exposure"] == 20 for e in full)
 
 
 def test_other_events_pass_untouched(hooks):
     no_z = {"axes": {"time": 0}, "exposure": 7}
-    assert hooks.event_generation_hook(no_z) is no_z
+    assert hooks.rewrite_event(no_z) is no_z
     ref = hooks.reference_events(3)
-    assert len(ref) == 5 and all(hooks.event_generation_hook(e) is e for e in ref)
+    assert len(ref) == 5 and all(e["axes"][DEEPZ_AXIS] == "reference" for e in ref)
+    assert set(hooks.acquisition_kwargs()) == {"image_process_fn"}  # events are rewritten before submission
     assert ref[0]["config_group"] == ["Channel", "Confocal"]
     np.testing.assert_allclose([e["z"] for e in ref], hooks.plan.requested_z())
 

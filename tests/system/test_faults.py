@@ -280,7 +280,7 @@ def hooks(tmp_path):
 
 
 def _anchor(hooks, t, frame):
-    hooks.event_generation_hook({"axes": {"time": t, "z": 4}})  # fixes the time point's mode
+    hooks.rewrite_event({"axes": {"time": t, "z": 4}})  # fixes the time point's mode
     return hooks.image_process_fn(frame, {"Axes": {"time": t, "z": 4, "deepz": "anchor"}})
 
 
