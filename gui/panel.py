@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
-import json
 import logging
 import subprocess
 import sys
@@ -56,12 +55,14 @@ from acquisition_hooks.infer import InferSummary
 from acquisition_hooks.request import PHANTOMS, MicroManagerSpec, MicroscopeSpec, SimulatorSpec
 from acquisition_hooks.start import prepare
 from mm_deepz.bridge import DEFAULT_PORT
-from mm_deepz.errors import DeepZError, InputError
+from mm_deepz.errors import DeepZError
 from mm_deepz.io import is_container, next_free_output
 from mm_deepz.io.claim import free_space
 from mm_deepz.modelfile import DeepZModel
 
 from .runner import AcquisitionRunner, LiveStats
+from .settings_file import read_settings_file, write_settings_file
+from .texts import card_text, in_panel_words, timing_text
 from .views import COLORMAPS, PlaneView, StackView
 
 if TYPE_CHECKING:
@@ -70,32 +71,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODEL_CHOICES = ("1 plane (shipped)", "2 planes (shipped)", "model file")
-#: the key that marks an acquisition settings file as the panel's, and its format's version
-SETTINGS_MARK = "mm_deepz_acquisition_settings"
-SETTINGS_VERSION = 2
-#: the versions read: 1 held the microscope flat (connect, port, phantom ...), as the request reads it still
-SETTINGS_VERSIONS_READ = (1, 2)
-
-
-def _read_settings_file(path: Path) -> dict[str, Any]:
-    """The acquisition settings in a file the panel wrote (its mark left out); :class:`InputError` for
-    an unreadable file or another tool's."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path} cannot be read as a settings file: {e}") from e
-    if not isinstance(data, dict) or data.pop(SETTINGS_MARK, None) not in SETTINGS_VERSIONS_READ:
-        raise InputError(f"{path} is not an mm-deepz acquisition settings file (saved by the panel).")
-    return data
-
-
-def _is_settings_file(path: Path) -> bool:
-    """Whether ``path`` is an acquisition settings file the panel wrote."""
-    try:
-        _read_settings_file(path)
-    except InputError:
-        return False
-    return True
 
 
 def _spin(
@@ -117,83 +92,6 @@ def _int_spin(lo: int, hi: int, value: int, special: str | None = None) -> QSpin
     if special:
         spin.setSpecialValueText(special)
     return spin
-
-
-def card_text(model: DeepZModel) -> str:
-    """A model card in a few lines: inputs, trained range, optics, modalities, metrics."""
-    c = model.card
-    o = c.optics
-    optics = ", ".join(
-        f"{k} {v:g}"
-        for k, v in (("NA", o.na), ("λem µm", o.wavelength_em_um), ("n", o.immersion_index))
-        if v is not None
-    )
-    lines = [
-        f"{Path(model.path or 'unsaved model').name}  (sha256 {str(model.sha256)[:12]})",
-        f"inputs: {c.n_planes} plane(s) at {', '.join(f'{z:+g}' for z in c.input_offsets_um)} µm",
-        f"generator: {c.architecture.describe()}",
-        f"trained range: ±{c.z_range_um:g} µm from an input plane",
-        f"optics: pixel {o.pixel_size_um:g} µm" + (f", {optics}" if optics else ""),
-        f"{c.input_modality} → {c.target_modality}",
-    ]
-    lines += _metric_lines(c.metrics)
-    trained = c.provenance.get("steps_done"), c.provenance.get("hardware")
-    if trained[0]:
-        lines.append(f"trained {trained[0]} steps on {trained[1]}")
-    return "\n".join(lines)
-
-
-def _metric_lines(metrics: dict[str, Any]) -> list[str]:
-    """The card's figures, rounded and explained (the blind test against its two baselines)."""
-    lines = []
-    blind = metrics.get("blind") or {}
-    if blind:
-        lines.append(
-            f"blind test ({len(blind.get('pairs', []))} specimens never trained on), virtual "
-            "(repeated input plane, scanned widefield stack):"
-        )
-        for key, name, unit, digits in (
-            ("ssim", "SSIM", "", 3),
-            ("pcc", "PCC", "", 3),
-            ("psnr", "PSNR", " dB", 1),
-        ):
-            m = blind.get(f"mean_{key}") or {}
-            if m:
-                lines.append(
-                    f"  {name} {m['virtual']:.{digits}f}{unit} ({m['repeated']:.{digits}f}, "
-                    f"{m['widefield']:.{digits}f})"
-                )
-        if margin := blind.get("margin_over_baselines"):
-            leads = ", ".join(
-                f"{name} {margin[key]:+.{digits}f}"
-                for key, name, digits in (("ssim", "SSIM", 3), ("pcc", "PCC", 3), ("psnr", "PSNR", 2))
-                if key in margin
-            )
-            lines.append(
-                f"  smallest lead over the better baseline at any defocus: {leads} "
-                "(negative: a baseline is better at some defocus)"
-            )
-    lines += [f"{k.replace('_', ' ')}: {v:.4g}" for k, v in metrics.items() if isinstance(v, float)]
-    return lines
-
-
-#: what the core's messages call a command-line option, in the panel's own words
-PANEL_WORDS = {
-    "(--overwrite; the panel asks)": "(tick \u201creplace an existing container\u201d; the panel asks "
-    "before replacing)",
-    "or pass --model": "or choose a model file",
-    "with --model": "in the model field",
-    "(--channel-group)": "(start the panel with `mm-deepz gui --channel-group NAME`)",
-    "with --input-preset": "with `mm-deepz gui --input-preset NAME`",
-    "with --reference-preset": "with `mm-deepz gui --reference-preset NAME`",
-}
-
-
-def in_panel_words(message: str) -> str:
-    """A message with command-line options replaced by what to do in the panel."""
-    for cli, panel in PANEL_WORDS.items():
-        message = message.replace(cli, panel)
-    return message
 
 
 class DeepZPanel(QWidget):
@@ -600,18 +498,12 @@ class DeepZPanel(QWidget):
     def save_acquisition(self, path: Path) -> None:
         """Write the fields' acquisition to a JSON file (refused, with the reason, when the fields are not
         valid or ``path`` is another tool's file)."""
-        request = self.request()  # SettingsError names what is wrong
-        if path.exists() and not _is_settings_file(path):
-            raise InputError(
-                f"{path} is not an mm-deepz settings file: it is never replaced. Choose another name."
-            )
-        data = {SETTINGS_MARK: SETTINGS_VERSION, **request.model_dump(mode="json")}
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        write_settings_file(path, self.request())  # SettingsError names what is wrong
 
     def load_acquisition(self, path: Path) -> None:
         """Set the fields from a settings file written by :meth:`save_acquisition` (validated: a value out
         of range or another tool's file is refused by name, and nothing changes)."""
-        self._apply(AcquisitionRequest(**_read_settings_file(path)))  # SettingsError names each bad value
+        self._apply(read_settings_file(path))  # SettingsError names each bad value
 
     def _apply(self, r: AcquisitionRequest) -> None:
         """The fields as ``r`` describes them (the output moved on to a free name, replace unticked)."""
@@ -1198,30 +1090,6 @@ class DeepZPanel(QWidget):
                 top.close()
 
             QTimer.singleShot(0, close)
-
-
-def timing_text(done: int, total: int, elapsed_s: float, interval_s: float) -> str:
-    """``next time point in 3 s · ETA 14:05 today (12 min)`` from the run's progress so far; a time point
-    that is late says so (the interval is not kept)."""
-    if total <= 0 or done >= total:
-        return ""
-    parts = []
-    if interval_s > 0:
-        due = done * interval_s - elapsed_s
-        if due >= -1.0:
-            parts.append(f"next time point in {max(0.0, due):.0f} s")
-        else:
-            parts.append(f"t={done} is {-due:.0f} s late: the {interval_s:g} s interval is not kept")
-        left = max(0.0, (total - 1) * interval_s - elapsed_s) + (elapsed_s / done if done else interval_s)
-        left = max(left, elapsed_s / done * (total - done) if done else 0.0)
-    elif done:
-        left = elapsed_s / done * (total - done)  # as fast as possible: at the pace so far
-    else:
-        return "first time point…"
-    now = datetime.datetime.now()
-    eta = now + datetime.timedelta(seconds=left)
-    parts.append(f"ETA {when_text(eta, now)} ({duration_text(left)})")
-    return " · ".join(parts)
 
 
 def _value(widget: QWidget) -> object:

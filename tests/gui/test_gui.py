@@ -547,7 +547,7 @@ def test_both_measured_planes_of_the_two_plane_model_can_be_browsed(qtbot, tmp_p
 
 
 def test_countdown_and_eta_follow_the_plan_and_the_pace():
-    from gui.panel import timing_text
+    from gui.texts import timing_text
 
     # 10 time points every 5 s, 3 done after 14 s: t=3 is due at 15 s; t=9 starts at 45 s and takes ~4.7 s
     text = timing_text(3, 10, 14.0, 5.0)
@@ -784,7 +784,7 @@ def test_the_output_and_its_folder_button_are_locked_during_a_run(qtbot, tmp_pat
 
 def test_a_late_time_point_says_the_interval_is_not_kept():
     # #34 item 5: with the run behind its 2 s interval the countdown read "next time point in 0 s"
-    from gui.panel import timing_text
+    from gui.texts import timing_text
 
     assert timing_text(1, 6, 26.0, 2.0).startswith("t=1 is 24 s late: the 2 s interval is not kept")
 

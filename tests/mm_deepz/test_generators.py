@@ -107,7 +107,7 @@ def test_the_worker_makes_stacks_with_an_encode_once_model():
 
 
 def test_the_panel_card_says_which_generator_a_model_is():
-    from gui.panel import card_text
+    from gui.texts import card_text
 
     assert "generator: encode-once (encoder depth 3" in card_text(encode_once_model())
     assert "generator: U-Net (depth 2" in card_text(tiny_model())
