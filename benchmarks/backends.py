@@ -184,7 +184,7 @@ def run(size: int, n: int, shard: int) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "writer": name,
-                    "mb_s": round(mb / seconds, 1),
+                    "mb_s": float(f"{mb / seconds:.3g}"),  # 3 figures: a 64² frame, <0.1 MB/s
                     "vs_raw": round(mb / seconds / raw, 2),
                     "cpu_ms_per_frame": round(cpu / n * 1000, 3),  # µs: a small frame takes well under 0.1 ms
                     "files_per_frame": round(len(files) / n, 3),
