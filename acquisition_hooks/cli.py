@@ -177,7 +177,7 @@ def pairs_acquire_cmd(
         order=order,
         dark_frames=dark,
     )
-    microscope = microscope_spec(connect, port, phantom, seed, frame, config)
+    microscope = microscope_spec(connect, port, config, phantom=phantom, seed=seed, frame=frame)
     preflight_output(output, overwrite)
     with (
         StopOnSignals(),
@@ -317,7 +317,7 @@ def acquire_cmd(
         device=device,
         deepz=deepz,
         overwrite=overwrite,
-        microscope=microscope_spec(connect, port, phantom, seed, frame, config),
+        microscope=microscope_spec(connect, port, config, phantom=phantom, seed=seed, frame=frame),
         channel_group=channel_group,
         input_preset=input_preset,
         reference_preset=reference_preset,
@@ -403,10 +403,9 @@ def summary_table(summary: RunSummary, plan: DeepZPlan, *, deepz: bool, blind_ch
     return table
 
 
-def microscope_spec(
-    connect: bool, port: int, phantom: str, seed: int, frame: int, config: str | None
-) -> MicroscopeSpec:
-    """The microscope the options name: a running Micro-Manager with ``--connect``, else the simulator."""
+def microscope_spec(connect: bool, port: int, config: str | None, **simulator: Any) -> MicroscopeSpec:
+    """The microscope the options name: a running Micro-Manager with ``--connect``, else the simulator
+    (``simulator``: its specimen, seed and camera size where given)."""
     from .request import MicroManagerSpec, SimulatorSpec
 
     if connect:
@@ -416,7 +415,7 @@ def microscope_spec(
                 "Micro-Manager (Devices > Load Hardware Configuration)."
             )
         return MicroManagerSpec(port=port)
-    return SimulatorSpec(phantom=phantom, seed=seed, frame=frame, config=simulator_config(config))
+    return SimulatorSpec(config=simulator_config(config), **simulator)
 
 
 def simulator_config(value: str | None) -> Path | None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
-
-from mm_deepz.devices import device_problem
+from pydantic import Field
 
 #: sizes beyond which a request is a typo, not an experiment (each refused with its limit)
 LIMITS = {
@@ -27,18 +25,10 @@ def unit(name: str, **extra: str) -> dict[str, Any]:
     return {"unit": name, **extra}
 
 
-def _known_device(name: str) -> str:
-    if (problem := device_problem(name)) is not None:
-        raise ValueError(problem)
-    return name
-
-
 TimePoints = Annotated[int, Field(ge=1, le=LIMITS["time_points"], title="time points")]
 IntervalS = Annotated[
     float, Field(ge=0, le=LIMITS["interval_s"], title="the interval", json_schema_extra=unit("s"))
 ]
-#: where the model runs: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
-Device = Annotated[str, AfterValidator(_known_device)]
 #: a stage coordinate (µm)
 _StageUm = Annotated[float, Field(ge=-LIMITS["xy_abs_um"], le=LIMITS["xy_abs_um"])]
 #: stage XY positions (µm); None: wherever the stage is

@@ -73,13 +73,13 @@ class DeepZMDAEngine(MDAEngine):
         :data:`FRAME_QUEUE_BYTES` of frames are waiting, and no frame is ever dropped)."""
         if DEEPZ_AXIS not in event.metadata:
             return
+        image = np.asarray(image)
         if self._frames is None:
-            image = np.asarray(image)
             self._frames = queue.Queue(maxsize=max(2, FRAME_QUEUE_BYTES // max(image.nbytes, 1)))
             self._writer = threading.Thread(target=self._write_frames, name="mm-deepz-frames", daemon=True)
             self._writer.start()
         t, zi, p = (event.index.get(axis, 0) for axis in "tzp")
-        self._frames.put((event.metadata[DEEPZ_AXIS], t, zi, p, np.asarray(image)))
+        self._frames.put((event.metadata[DEEPZ_AXIS], t, zi, p, image))
 
     def _write_frames(self) -> None:
         """The frame writer: every frame to the hooks, in the camera's order (they never raise)."""

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from mm_deepz.bridge import DEFAULT_PORT
+from mm_deepz.devices import Device
 from mm_deepz.errors import DeepZError, SettingsError
 from mm_deepz.settings import Settings
 from mm_deepz.shipped import shipped_model_path
 
-from .fields import LIMITS, BlindCheckEvery, Device, Exposure, IntervalS, Positions, TimePoints, unit
+from .fields import LIMITS, BlindCheckEvery, Exposure, IntervalS, Positions, TimePoints, unit
 from .microscope import PropertyRef
 from .plan import grid_planes
 
-PHANTOMS = ("worm", "beads", "sheet")
+#: the simulator's specimens
+Phantom = Literal["worm", "beads", "sheet"]
+PHANTOMS: tuple[str, ...] = get_args(Phantom)
 #: the microscope's settings as earlier versions named them, flat in the request (one release more)
 _FLAT_MICROSCOPE = ("connect", "port", "phantom", "seed", "frame", "config")
 
@@ -38,7 +41,7 @@ class SimulatorSpec(Settings):
     model_config = ConfigDict(allow_inf_nan=False)
 
     kind: Literal["simulator"] = "simulator"
-    phantom: Literal["worm", "beads", "sheet"] = Field("worm", title="the simulator's specimen")
+    phantom: Phantom = Field("worm", title="the simulator's specimen")
     seed: int = Field(100, ge=0, title="the specimen seed")
     frame: int = Field(
         256, ge=32, le=LIMITS["frame"], title="the simulated camera", json_schema_extra=unit("pixels square")
@@ -183,11 +186,6 @@ class AcquisitionRequest(Settings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-    @property
-    def simulated(self) -> bool:
-        """Whether the microscope is the simulator."""
-        return isinstance(self.microscope, SimulatorSpec)
 
     @property
     def model_path(self) -> Path:

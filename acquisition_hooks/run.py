@@ -24,6 +24,7 @@ from typing_extensions import Self
 
 from mm_deepz import __version__
 from mm_deepz.bridge import acquisition_error
+from mm_deepz.devices import Device
 from mm_deepz.engine import InferenceWorker, Predictor, VirtualStack
 from mm_deepz.errors import DeepZError, SettingsError, StorageError
 from mm_deepz.io import Geometry, ImageInfo, Recorder
@@ -31,7 +32,7 @@ from mm_deepz.modelfile import DeepZModel
 from mm_deepz.settings import Settings
 
 from .events import pycromanager_events, sequence_for
-from .fields import Device, IntervalS, Positions, TimePoints, unit
+from .fields import IntervalS, Positions, TimePoints, unit
 from .hooks import DeepZHooks
 from .microscope import Microscope
 from .plan import DeepZPlan

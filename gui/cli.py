@@ -60,11 +60,9 @@ def gui_cmd(
 ) -> None:
     """The Deep-Z panel: settings, the virtual z-stacking toggle, live measured and virtual views."""
     from acquisition_hooks import AcquisitionRequest
-    from acquisition_hooks.request import SimulatorSpec
 
-    default = SimulatorSpec()
     microscope = {
-        "microscope": microscope_spec(connect, port, default.phantom, default.seed, default.frame, config),
+        "microscope": microscope_spec(connect, port, config),
         "channel_group": channel_group,
         "input_preset": input_preset,
         "reference_preset": reference_preset,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 #: the device names besides ``cuda:N``
 DEVICES = ("auto", "cpu", "cuda")
@@ -13,3 +16,13 @@ def device_problem(requested: str) -> str | None:
     if requested in DEVICES or re.fullmatch(r"cuda:\d+", requested):
         return None
     return f"Unknown device {requested!r}: use auto, cpu, cuda or cuda:N (the N-th GPU, from 0)"
+
+
+def _known(name: str) -> str:
+    if (problem := device_problem(name)) is not None:
+        raise ValueError(problem)
+    return name
+
+
+#: a device name in a validated configuration (training, acquisition), refused by :func:`device_problem`
+Device = Annotated[str, AfterValidator(_known)]

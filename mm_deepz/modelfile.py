@@ -265,10 +265,10 @@ def load_model(path: str | Path) -> DeepZModel:
 def __getattr__(name: str) -> Any:
     """``shipped_model_path`` and ``SHIPPED_MODELS_DIR``, moved to :mod:`mm_deepz.shipped` (found without
     loading torch): still found here for one release, with a warning."""
-    from . import shipped
-
     if name in ("shipped_model_path", "SHIPPED_MODELS_DIR"):
         import warnings
+
+        from . import shipped
 
         warnings.warn(
             f"mm_deepz.modelfile.{name} moved to mm_deepz.shipped.{name}", DeprecationWarning, stacklevel=2

@@ -16,6 +16,7 @@ import zarr
 from ..errors import InputError
 from .guard import WriteGuard
 from .layout import (
+    IMAGES,
     LAYOUT_VERSION,
     ImageInfo,
     array_at,
@@ -75,8 +76,6 @@ class ImageStore:
         """The measured image of a new run and the collection (the other images are made at their first
         frame: an image nothing is written to is not made; an empty one read as a zero-length layer, and
         its OME-XML could only lie about SizeT). Unguarded: the recorder rolls a failed start back."""
-        from .layout import IMAGES
-
         all_infos = {**{name: info_for(name, infos) for name in IMAGES}, **(infos or {})}
         paths = number_images(["measured"], len(geometry.positions_xy_um))
         store = cls(root, guard, geometry, paths, all_infos, compression, LAYOUT_VERSION)

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from typing_extensions import override
 
 from .. import __version__
-from ..devices import device_problem
+from ..devices import Device
 from ..engine.predictor import resolve_device
 from ..errors import DeepZError
 from ..metrics import pcc_torch, ssim_torch
@@ -90,7 +90,7 @@ class TrainConfig(Settings):
     #: pass through noisy high-learning-rate stretches that are not the end of learning)
     patience: int = 5
     seed: int = 0
-    device: str = "auto"
+    device: Device = "auto"
     #: "auto": bfloat16 autocast on CUDA, float32 on the CPU; "bf16" also on a CPU with AMX (2.4-3.5x
     #: faster steps here, `python -m benchmarks.training_step`; a 2-plane run that went NaN with the loss
     #: under autocast trains since the loss is float32, docs/models.md); or "fp32"
@@ -113,8 +113,6 @@ class TrainConfig(Settings):
             )
         if not 1 <= self.targets_per_sample <= 64:
             raise ValueError(f"targets_per_sample must be 1 to 64, got {self.targets_per_sample}.")
-        if (problem := device_problem(self.device)) is not None:
-            raise ValueError(problem)
         try:
             self.generator()
         except ValueError as e:
