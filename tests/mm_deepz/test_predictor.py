@@ -75,7 +75,7 @@ def test_cuda_request_falls_back_to_cpu_with_a_warning():
         resolve_device("tpu")
 
 
-def test_a_gpu_is_chosen_by_number_and_one_that_is_not_there_is_refused_by_name():
+def test_a_gpu_is_chosen_by_number_and_one_that_is_not_there_is_refused_by_name(tmp_path):
     # #35: `--device cuda:1` was refused as an unknown device; it names the second GPU
     import torch
 
@@ -90,7 +90,8 @@ def test_a_gpu_is_chosen_by_number_and_one_that_is_not_there_is_refused_by_name(
         resolve_device(f"cuda:{gpus}")
     assert AcquisitionRequest(device="cuda:1").device == "cuda:1"  # a valid name, checked on use ...
     with pytest.raises(DeviceError, match=f"cuda:{gpus} is not on this computer"):
-        prepare(AcquisitionRequest(device=f"cuda:{gpus}"))  # ... before the microscope opens
+        # ... before the microscope opens (an output in tmp_path: the current folder may hold a run)
+        prepare(AcquisitionRequest(output=tmp_path / "r.ome.zarr", device=f"cuda:{gpus}"))
     for bad in ("cuda:-1", "cuda:x", "gpu"):
         with pytest.raises(SettingsError, match="use auto, cpu, cuda or cuda:N"):
             AcquisitionRequest(device=bad)
