@@ -278,7 +278,15 @@ def acquire_cmd(
     power_property: Annotated[
         str | None,
         typer.Option(
-            help="DEVICE.PROPERTY that sets the light power in mW (default: the shutter device's Power_mW).",
+            help="DEVICE.PROPERTY that sets the light power in mW (the simulator's: Shutter.Power_mW).",
+            rich_help_panel=LIGHT,
+        ),
+    ] = None,
+    dose_property: Annotated[
+        str | None,
+        typer.Option(
+            help="DEVICE.PROPERTY that reports the light dose delivered in mJ, where the light source counts "
+            "it (the simulator's: Shutter.Dose_mJ; none named: the dose is reported unknown).",
             rich_help_panel=LIGHT,
         ),
     ] = None,
@@ -311,13 +319,20 @@ def acquire_cmd(
         model=model,
         exposure_ms=exposure,
         power_mW=power,
-        power_property=power_property,
         blind_check_every=blind_check,
         positions_xy_um=positions,
         device=device,
         deepz=deepz,
         overwrite=overwrite,
-        microscope=microscope_spec(connect, port, config, phantom=phantom, seed=seed, frame=frame),
+        microscope=microscope_spec(
+            connect,
+            port,
+            config,
+            light={"power_property": power_property, "dose_property": dose_property},
+            phantom=phantom,
+            seed=seed,
+            frame=frame,
+        ),
         channel_group=channel_group,
         input_preset=input_preset,
         reference_preset=reference_preset,
@@ -403,10 +418,15 @@ def summary_table(summary: RunSummary, plan: DeepZPlan, *, deepz: bool, blind_ch
     return table
 
 
-def microscope_spec(connect: bool, port: int, config: str | None, **simulator: Any) -> MicroscopeSpec:
+def microscope_spec(
+    connect: bool, port: int, config: str | None, light: dict[str, str | None] | None = None, **simulator: Any
+) -> MicroscopeSpec:
     """The microscope the options name: a running Micro-Manager with ``--connect``, else the simulator
-    (``simulator``: its specimen, seed and camera size where given)."""
+    (``simulator``: its specimen, seed and camera size where given); ``light``: its light source's
+    power and dose properties where named."""
     from .request import MicroManagerSpec, SimulatorSpec
+
+    named = {k: v for k, v in (light or {}).items() if v is not None}
 
     if connect:
         if config is not None:
@@ -414,8 +434,8 @@ def microscope_spec(connect: bool, port: int, config: str | None, **simulator: A
                 "--config is the simulator's configuration file; with --connect, load yours in "
                 "Micro-Manager (Devices > Load Hardware Configuration)."
             )
-        return MicroManagerSpec(port=port)
-    return SimulatorSpec(config=simulator_config(config), **simulator)
+        return MicroManagerSpec(port=port, **named)
+    return SimulatorSpec(config=simulator_config(config), **named, **simulator)
 
 
 def simulator_config(value: str | None) -> Path | None:

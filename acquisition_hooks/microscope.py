@@ -2,15 +2,14 @@
 
 A run switches the light path through a config group, sets the exposure, and where asked the
 light power; it reads the delivered light dose where the hardware reports one. :class:`Microscope`
-finds where each of these lives on the core in hand, the simulator's (pymmcore-plus, camelCase)
-or a running Micro-Manager's (pycromanager's Java backend, snake_case), and refuses what this
-microscope cannot honour before anything moves (:class:`~mm_deepz.errors.HardwareError`).
+drives any core that answers CMMCore's calls (:class:`MMCore`): pymmcore-plus's as it is, a running
+Micro-Manager's through pycromanager's Java backend (snake_case) through :func:`as_mm_core`; it refuses
+what this microscope cannot honour before anything moves (:class:`~mm_deepz.errors.HardwareError`).
 
-The light power is a device property in mW: by default the current shutter device's
-``Power_mW`` (the simulator's light source, and controllers that follow its convention), or the
-one named with ``--power-property DEVICE.PROPERTY``. The dose is the shutter device's read-only
-``Dose_mJ`` where it has one (the simulator counts the light it delivers); elsewhere it is
-unknown and reported as such, never estimated.
+Nothing here assumes a light source: the light power is set on the ``DEVICE.PROPERTY`` the
+microscope's settings name (in mW; ``--power-property``), and the dose is read from the one they name
+(in mJ; ``--dose-property``), elsewhere unknown and reported as such, never estimated. The simulator's
+settings name its light source's (``Shutter.Power_mW``, ``Shutter.Dose_mJ``).
 """
 
 from __future__ import annotations
@@ -20,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from mm_deepz.bridge import ENGINE_TRIES, snake_case
+from mm_deepz.bridge import ENGINE_TRIES
 from mm_deepz.errors import HardwareError, SettingsError
 
+from .core import as_mm_core
 from .plan import DeepZPlan
 
-#: the light source property that sets its power in mW, where nothing else is named
-POWER_PROPERTY = "Power_mW"
 #: the device commands of pycromanager's engine, as its errors name them ("Changing exposure unsuccessful")
 _ENGINE_COMMANDS = (
     "Changing exposure",
@@ -39,8 +37,6 @@ _ENGINE_COMMANDS = (
 PRESET_USES = {"input": "widefield input", "reference": "blind-check reference", "target": "target stacks"}
 #: Micro-Manager's camera exposure property (ms)
 EXPOSURE_PROPERTY = "Exposure"
-#: the read-only light source property counting the light dose it delivered, in mJ
-DOSE_PROPERTY = "Dose_mJ"
 #: what to do when the light power cannot be set
 _POWER_ADVICE = (
     "leave the light power unset and set it in Micro-Manager, or name the property that sets it in mW "
@@ -80,92 +76,88 @@ def strings(values: Any) -> list[str]:
 class Microscope:
     """The run's view of one core: config groups, camera, light power and dose."""
 
-    def __init__(self, core: Any, *, power_property: str | None = None) -> None:
-        self.core = core
+    def __init__(
+        self, core: object, *, power_property: str | None = None, dose_property: str | None = None
+    ) -> None:
+        """``power_property`` / ``dose_property``: the ``DEVICE.PROPERTY`` that sets the light power (mW) /
+        reports the light dose delivered (mJ); None where the microscope has none or it is not known."""
+        self.core = as_mm_core(core)
         self._power_property = PropertyRef.parse(power_property) if power_property else None
-
-    def call(self, camel: str, *args: Any) -> Any:
-        """A CMMCore method by its C++ name, on pymmcore-plus (camelCase) or pycromanager (snake_case)
-        cores."""
-        if (method := getattr(self.core, camel, None)) is None:
-            method = getattr(self.core, snake_case(camel))
-        return method(*args)
+        self._dose_property = PropertyRef.parse(dose_property) if dose_property else None
 
     # -- what the run reads ------------------------------------------------------------
     @property
     def pixel_size_um(self) -> float:
         """The current objective's pixel size at the sample."""
-        return float(self.call("getPixelSizeUm"))
+        return float(self.core.getPixelSizeUm())
 
     @property
     def image_shape(self) -> tuple[int, int]:
         """The camera's image (height, width) in pixels."""
-        return int(self.call("getImageHeight")), int(self.call("getImageWidth"))
+        return int(self.core.getImageHeight()), int(self.core.getImageWidth())
 
     def dose_mJ(self) -> float | None:
-        """The light dose the light source reports having delivered; None where it reports none."""
-        shutter = str(self.call("getShutterDevice"))
-        if not shutter or not self.call("hasProperty", shutter, DOSE_PROPERTY):
+        """The light dose the light source reports having delivered; None where none is named or the
+        named property is not there."""
+        ref = self._dose_property
+        if ref is None or not self.core.hasProperty(ref.device, ref.name):
             return None
-        return float(self.call("getProperty", shutter, DOSE_PROPERTY))
+        return float(self.core.getProperty(ref.device, ref.name))
 
     def snap(self, channel_group: str, preset: str, exposure_ms: float) -> np.ndarray:
         """One camera image at ``preset`` and ``exposure_ms``, where the stage is."""
         self._require_preset(channel_group, preset, "image")
-        self.call("setConfig", channel_group, preset)
-        self.call("setExposure", float(exposure_ms))
-        self.call("snapImage")
+        self.core.setConfig(channel_group, preset)
+        self.core.setExposure(float(exposure_ms))
+        self.core.snapImage()
         h, w = self.image_shape
-        return np.asarray(self.call("getImage")).reshape(h, w)  # the Java backend returns it flat
+        return np.asarray(self.core.getImage()).reshape(h, w)  # the Java backend returns it flat
 
     def xy_position(self) -> tuple[float, float]:
         """Where the XY stage is (µm); (0, 0) on a microscope without one."""
-        if not str(self.call("getXYStageDevice")):
+        if not str(self.core.getXYStageDevice()):
             return (0.0, 0.0)
-        return float(self.call("getXPosition")), float(self.call("getYPosition"))
+        return float(self.core.getXPosition()), float(self.core.getYPosition())
 
     def focus(self) -> float:
         """Where the focus (Z) stage is (µm)."""
-        return float(self.call("getPosition"))
+        return float(self.core.getPosition())
 
     def move_xy(self, x_um: float, y_um: float) -> None:
         """Move the XY stage and wait for it (nothing on a microscope without one)."""
-        stage = str(self.call("getXYStageDevice"))
+        stage = str(self.core.getXYStageDevice())
         if stage:
-            self.call("setXYPosition", float(x_um), float(y_um))
-            self.call("waitForDevice", stage)
+            self.core.setXYPosition(float(x_um), float(y_um))
+            self.core.waitForDevice(stage)
 
     def move_z(self, z_um: float) -> None:
         """Move the focus stage and wait for it."""
-        self.call("setPosition", float(z_um))
-        self.call("waitForDevice", str(self.call("getFocusDevice")))
+        self.core.setPosition(float(z_um))
+        self.core.waitForDevice(str(self.core.getFocusDevice()))
 
     def dark_frames(self, n: int, exposure_ms: float) -> list[np.ndarray]:
         """``n`` camera frames with the shutter closed (the camera's offset and dark signal); the
         shutter settings are put back."""
         if n <= 0:
             return []
-        auto = bool(self.call("getAutoShutter"))
-        self.call("setAutoShutter", False)
-        self.call("setShutterOpen", False)
-        self.call("setExposure", float(exposure_ms))
+        auto = bool(self.core.getAutoShutter())
+        self.core.setAutoShutter(False)
+        self.core.setShutterOpen(False)
+        self.core.setExposure(float(exposure_ms))
         h, w = self.image_shape
         frames = []
         try:
             for _ in range(n):
-                self.call("snapImage")
-                frames.append(np.asarray(self.call("getImage")).reshape(h, w))
+                self.core.snapImage()
+                frames.append(np.asarray(self.core.getImage()).reshape(h, w))
         finally:
-            self.call("setAutoShutter", auto)
+            self.core.setAutoShutter(auto)
         return frames
 
     # -- what the run sets --------------------------------------------------------------
     def power_property(self) -> PropertyRef | None:
-        """The property that sets the light power: the one named, else the shutter's ``Power_mW``."""
-        if self._power_property is not None:
-            return self._power_property
-        shutter = str(self.call("getShutterDevice"))
-        return PropertyRef(shutter, POWER_PROPERTY) if shutter else None
+        """The property that sets the light power (None: none named)."""
+        return self._power_property
 
     def power_settings(self, plan: DeepZPlan) -> list[list[str]]:
         """The ``properties`` of an event that measures at the plan's light power (none if unset)."""
@@ -204,13 +196,13 @@ class Microscope:
     def _device_of(self, command: str, plan: DeepZPlan) -> str:
         """The device one of pycromanager's engine commands works on."""
         if command == "Changing exposure":
-            return f"camera {self.call('getCameraDevice')!r}"
+            return f"camera {self.core.getCameraDevice()!r}"
         if command == "Changing channels":
             return f"config group {plan.channel_group!r}"
         if command == "Moving Z device":
-            return f"focus stage {self.call('getFocusDevice')!r}"
+            return f"focus stage {self.core.getFocusDevice()!r}"
         if command == "Moving XY stage":
-            return f"XY stage {self.call('getXYStageDevice')!r}"
+            return f"XY stage {self.core.getXYStageDevice()!r}"
         return f"light power {self.power_property()}"
 
     # -- refusals ------------------------------------------------------------------------
@@ -231,7 +223,7 @@ class Microscope:
     def check_presets(self, group: str, presets: dict[str, str]) -> None:
         """Refuse a config group, or any of its ``presets`` (what each is for -> preset), the microscope
         lacks."""
-        groups = strings(self.call("getAvailableConfigGroups"))
+        groups = strings(self.core.getAvailableConfigGroups())
         if group not in groups:
             raise HardwareError(
                 f"The microscope has no config group {group!r} (it has: {', '.join(groups) or 'none'}): name "
@@ -243,26 +235,26 @@ class Microscope:
     def check_exposures(self, exposures: dict[str, float]) -> None:
         """Refuse exposures the camera does not take: outside its ``Exposure`` limits, refused when set,
         or set to something else (more than 10 % off). The camera's exposure is put back afterwards."""
-        camera = str(self.call("getCameraDevice"))
+        camera = str(self.core.getCameraDevice())
         if not camera:
             raise HardwareError(
                 "The microscope has no camera (Core-Camera is empty): choose one in Micro-Manager."
             )
-        if self.call("hasPropertyLimits", camera, EXPOSURE_PROPERTY):
-            low = float(self.call("getPropertyLowerLimit", camera, EXPOSURE_PROPERTY))
-            high = float(self.call("getPropertyUpperLimit", camera, EXPOSURE_PROPERTY))
+        if self.core.hasPropertyLimits(camera, EXPOSURE_PROPERTY):
+            low = float(self.core.getPropertyLowerLimit(camera, EXPOSURE_PROPERTY))
+            high = float(self.core.getPropertyUpperLimit(camera, EXPOSURE_PROPERTY))
             for what, ms in exposures.items():
                 if not low <= ms <= high:
                     raise HardwareError(
                         f"An exposure of {ms:g} ms for the {what} is outside what camera {camera!r} takes "
                         f"({low:g} to {high:g} ms): choose one in that range."
                     )
-        before = float(self.call("getExposure"))
+        before = float(self.core.getExposure())
         try:
             for what, ms in exposures.items():
                 try:
-                    self.call("setExposure", float(ms))
-                    got = float(self.call("getExposure"))
+                    self.core.setExposure(float(ms))
+                    got = float(self.core.getExposure())
                 except Exception as e:  # noqa: BLE001 - the device's refusal, whatever its type
                     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                     raise HardwareError(
@@ -275,10 +267,10 @@ class Microscope:
                         "an exposure it takes."
                     )
         finally:
-            self.call("setExposure", before)
+            self.core.setExposure(before)
 
     def _require_preset(self, group: str, preset: str, what: str, option: str | None = None) -> None:
-        presets = strings(self.call("getAvailableConfigs", group))
+        presets = strings(self.core.getAvailableConfigs(group))
         if preset not in presets:
             how = f": name it with {option}" if option else ""
             raise HardwareError(
@@ -289,26 +281,21 @@ class Microscope:
     def _check_power(self, mW: float) -> PropertyRef:
         """The property that sets the light power to ``mW``, or :class:`HardwareError` saying why none can."""
         ref = self.power_property()
-        loaded = strings(self.call("getLoadedDevices"))
-        if ref is not None and self._power_property and ref.device not in loaded:
+        if ref is None:
+            raise HardwareError("Nothing says where this microscope sets the light power: " + _POWER_ADVICE)
+        loaded = strings(self.core.getLoadedDevices())
+        if ref.device not in loaded:
             raise HardwareError(
-                f"The microscope has no device {ref.device!r} (the light power's --power-property; it has: "
+                f"The microscope has no device {ref.device!r} (the light power's property {ref}; it has: "
                 f"{', '.join(loaded) or 'none'}): " + _POWER_ADVICE
             )
-        if ref is None or ref.device not in loaded:
-            raise HardwareError(
-                "This microscope has no shutter device to set the light power on: " + _POWER_ADVICE
-            )
-        if not self.call("hasProperty", ref.device, ref.name):
-            named = "The named" if self._power_property else "This microscope's"
-            raise HardwareError(
-                f"{named} light source {ref.device!r} has no property {ref.name!r}: " + _POWER_ADVICE
-            )
-        if self.call("isPropertyReadOnly", ref.device, ref.name):
+        if not self.core.hasProperty(ref.device, ref.name):
+            raise HardwareError(f"Light source {ref.device!r} has no property {ref.name!r}: " + _POWER_ADVICE)
+        if self.core.isPropertyReadOnly(ref.device, ref.name):
             raise HardwareError(f"{ref} is read-only: name a property that sets the light power.")
-        if self.call("hasPropertyLimits", ref.device, ref.name):
-            low = float(self.call("getPropertyLowerLimit", ref.device, ref.name))
-            high = float(self.call("getPropertyUpperLimit", ref.device, ref.name))
+        if self.core.hasPropertyLimits(ref.device, ref.name):
+            low = float(self.core.getPropertyLowerLimit(ref.device, ref.name))
+            high = float(self.core.getPropertyUpperLimit(ref.device, ref.name))
             if not low <= mW <= high:
                 raise HardwareError(
                     f"A light power of {mW:g} mW is outside what {ref} accepts ({low:g} to {high:g})."

@@ -27,6 +27,7 @@ from mm_deepz.io.pairs import DARK, PairsWriter
 from mm_deepz.io.pairs import Field as StageField
 from mm_deepz.settings import Settings
 
+from .core import MMCore
 from .microscope import Microscope
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def read_position_list(path: Path, xy_stage: str | None = None) -> list[tuple[st
 
 
 def acquire_pairs(
-    core: Any,
+    core: MMCore,
     plan: PairsPlan,
     output: Path,
     *,

@@ -49,8 +49,10 @@ class DeepZPlan(Settings):
     anchor_exposure_ms: Exposure = 10.0
     stack_exposure_ms: Exposure = 10.0
     light_power_mW: float | None = None
-    #: the ``DEVICE.PROPERTY`` that sets the light power in mW (None: the shutter device's ``Power_mW``)
+    #: the ``DEVICE.PROPERTY`` that sets the light power in mW (None: none; a power cannot be set)
     light_power_property: str | None = None
+    #: the ``DEVICE.PROPERTY`` that reports the light dose delivered in mJ (None: the dose is unknown)
+    dose_property: str | None = None
     channel_group: str = "Channel"
     input_preset: str = "Widefield"
     reference_preset: str = "Confocal"

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from mm_deepz.bridge import DEFAULT_PORT
 from mm_deepz.devices import Device
@@ -33,7 +33,26 @@ PHANTOMS: tuple[str, ...] = get_args(Phantom)
 _FLAT_MICROSCOPE = ("connect", "port", "phantom", "seed", "frame", "config")
 
 
-class SimulatorSpec(Settings):
+class _LightSource(Settings):
+    """Where a microscope sets its light power and reports the dose it delivered (``DEVICE.PROPERTY``)."""
+
+    #: the property that sets the light power in mW (None: the run does not set it)
+    power_property: str | None = None
+    #: the read-only property counting the light dose delivered, in mJ (None: the dose is unknown)
+    dose_property: str | None = None
+
+    @field_validator("power_property", "dose_property")
+    @classmethod
+    def _property(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                PropertyRef.parse(value)
+            except SettingsError as e:
+                raise ValueError(str(e).rstrip(".")) from None
+        return value
+
+
+class SimulatorSpec(_LightSource):
     """The simulated microscope: a specimen (seeded), the camera's size, the configuration file."""
 
     error: ClassVar[type[DeepZError]] = SettingsError
@@ -49,6 +68,9 @@ class SimulatorSpec(Settings):
     #: the Micro-Manager configuration file (None: the simulator's own, ``simulators/demo.cfg``;
     #: ``simulators.MM_DEMO_CONFIG`` gives Micro-Manager's demo-configuration names)
     config: Path | None = None
+    #: the simulated light source (device ``Shutter`` in both of the simulator's configurations)
+    power_property: str | None = "Shutter.Power_mW"
+    dose_property: str | None = "Shutter.Dose_mJ"
 
     def record(self) -> dict[str, Any]:
         """What the run's record says of the specimen."""
@@ -60,8 +82,9 @@ class SimulatorSpec(Settings):
         }
 
 
-class MicroManagerSpec(Settings):
-    """A running Micro-Manager (its GUI with pycromanager's Java backend) on ``port``."""
+class MicroManagerSpec(_LightSource):
+    """A running Micro-Manager (its GUI with pycromanager's Java backend) on ``port``; where its light
+    source sets the power and reports the dose, if it does (no property is assumed)."""
 
     error: ClassVar[type[DeepZError]] = SettingsError
     what: ClassVar[str] = "Micro-Manager settings"
@@ -109,8 +132,6 @@ class AcquisitionRequest(Settings):
     power_mW: float | None = Field(
         None, gt=0, le=LIMITS["power_mW"], title="light power", json_schema_extra=unit("mW")
     )
-    #: where the light power is set, ``DEVICE.PROPERTY`` in mW (None: the shutter device's ``Power_mW``)
-    power_property: str | None = None
     blind_check_every: BlindCheckEvery = 0
     positions_xy_um: Positions = None
     device: Device = "auto"
@@ -125,52 +146,39 @@ class AcquisitionRequest(Settings):
 
     @model_validator(mode="before")
     @classmethod
-    def _flat_microscope(cls, data: Any) -> Any:
-        """The microscope's settings flat in the request, as earlier versions had them (``connect``,
-        ``port``, ``phantom``, ``seed``, ``frame``, ``config``; deprecated): gathered into ``microscope``."""
-        if not isinstance(data, dict) or not set(_FLAT_MICROSCOPE) & data.keys():
+    def _earlier_versions(cls, data: Any) -> Any:
+        """The request as earlier versions wrote it (deprecated): the microscope's settings flat in it
+        (``connect``, ``port``, ``phantom``, ``seed``, ``frame``, ``config``, ``power_property``) are
+        gathered into ``microscope``."""
+        if not isinstance(data, dict):
             return data
-        if "microscope" in data:
-            raise ValueError(
-                f"give the microscope once: in microscope, or (deprecated) as {', '.join(_FLAT_MICROSCOPE)}"
+        power_property = data.get("power_property")
+        if "power_property" in data:
+            warnings.warn(
+                "AcquisitionRequest's power_property is deprecated: it belongs to the microscope, "
+                "SimulatorSpec(power_property=...) or MicroManagerSpec(power_property=...)",
+                DeprecationWarning,
+                stacklevel=4,
             )
-        warnings.warn(
-            "AcquisitionRequest's connect, port, phantom, seed, frame and config are deprecated: give "
-            "microscope=SimulatorSpec(...) or MicroManagerSpec(port=...)",
-            DeprecationWarning,
-            stacklevel=4,
-        )
-        data = dict(data)
-        flat = {name: data.pop(name) for name in _FLAT_MICROSCOPE if name in data}
-        if flat.pop("connect", False):
-            if flat.get("config") is not None:
-                raise ValueError(
-                    "a configuration file is the simulator's; with a running Micro-Manager, load it "
-                    "there (Devices > Load Hardware Configuration)"
-                )
-            data["microscope"] = {
-                "kind": "micro-manager",
-                **({"port": flat["port"]} if "port" in flat else {}),
-            }
-        else:
-            flat.pop("port", None)
-            data["microscope"] = {"kind": "simulator", **flat}
+            data = {k: v for k, v in data.items() if k != "power_property"}
+        data = _flat_microscope(data)
+        if power_property is not None:
+            microscope = data.get("microscope", {})
+            microscope = microscope.model_dump() if isinstance(microscope, Settings) else dict(microscope)
+            data = {**data, "microscope": {**microscope, "power_property": power_property}}
         return data
 
     @model_validator(mode="after")
     def _check_values(self) -> AcquisitionRequest:
-        """Refuse settings that contradict each other, a malformed power property."""
+        """Refuse settings that contradict each other: a power for a microscope that cannot set it, a
+        stack of one plane or of too many."""
         problems = []
-        if self.power_property is not None:
-            if self.power_mW is None:
-                problems.append(
-                    f"a power property ({self.power_property}) says where the light power is set: give "
-                    "the power too (--power), or leave both unset"
-                )
-            try:
-                PropertyRef.parse(self.power_property)
-            except SettingsError as e:
-                problems.append(str(e).rstrip("."))
+        if self.power_mW is not None and self.microscope.power_property is None:
+            problems.append(
+                f"a light power of {self.power_mW:g} mW was asked for, but nothing says where this "
+                "microscope sets it: name the property (--power-property DEVICE.PROPERTY, in mW), or "
+                "leave the power unset and set it in Micro-Manager"
+            )
         if self.z_end_um > self.z_start_um:
             n = grid_planes(self.z_start_um, self.z_end_um, self.z_step_um)
             if n > LIMITS["planes"]:
@@ -191,3 +199,32 @@ class AcquisitionRequest(Settings):
     def model_path(self) -> Path:
         """The model file to use (the shipped one for ``planes`` unless one was given)."""
         return self.model if self.model is not None else shipped_model_path(self.planes or 1)
+
+
+def _flat_microscope(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the microscope's flat settings of earlier versions gathered into ``microscope``."""
+    if not set(_FLAT_MICROSCOPE) & data.keys():
+        return data
+    if "microscope" in data:
+        raise ValueError(
+            f"give the microscope once: in microscope, or (deprecated) as {', '.join(_FLAT_MICROSCOPE)}"
+        )
+    warnings.warn(
+        "AcquisitionRequest's connect, port, phantom, seed, frame and config are deprecated: give "
+        "microscope=SimulatorSpec(...) or MicroManagerSpec(port=...)",
+        DeprecationWarning,
+        stacklevel=5,
+    )
+    data = dict(data)
+    flat = {name: data.pop(name) for name in _FLAT_MICROSCOPE if name in data}
+    if flat.pop("connect", False):
+        if flat.get("config") is not None:
+            raise ValueError(
+                "a configuration file is the simulator's; with a running Micro-Manager, load it "
+                "there (Devices > Load Hardware Configuration)"
+            )
+        data["microscope"] = {"kind": "micro-manager", **({"port": flat["port"]} if "port" in flat else {})}
+    else:
+        flat.pop("port", None)
+        data["microscope"] = {"kind": "simulator", **flat}
+    return data

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from mm_deepz.io import Geometry, ImageInfo, Recorder
 from mm_deepz.modelfile import DeepZModel
 from mm_deepz.settings import Settings
 
+from .core import MMCore
 from .events import pycromanager_events, sequence_for
 from .fields import IntervalS, Positions, TimePoints, unit
 from .hooks import DeepZHooks
@@ -38,6 +39,9 @@ from .microscope import Microscope
 from .plan import DeepZPlan
 from .signals import RunSignals
 from .summary import RunSummary, exposure_used, summarize
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +143,7 @@ class DeepZAcquisition:
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         model: DeepZModel,
         plan: DeepZPlan,
         settings: RunSettings,
@@ -149,7 +153,9 @@ class DeepZAcquisition:
         on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
     ) -> None:
         self.core = core
-        self.microscope = Microscope(core, power_property=plan.light_power_property)
+        self.microscope = Microscope(
+            core, power_property=plan.light_power_property, dose_property=plan.dose_property
+        )
         self.model = model
         self.plan = plan
         self.settings = settings
@@ -188,7 +194,8 @@ class DeepZAcquisition:
         self._deepz = settings.deepz
         self._opened: _Opened | None = None
         self._finished = False
-        self._mda: Any = None
+        #: the core whose MDA runner is running (run_mda)
+        self._mda: CMMCorePlus | None = None
         self._abort = threading.Event()
         self._go = threading.Event()  # cleared by pause(): the run waits before its next time point
         self._go.set()
@@ -346,25 +353,35 @@ class DeepZAcquisition:
         """The hooks stopped the acquisition (abort, storage failure): end the run loop / MDA."""
         self._abort.set()
         if self._mda is not None:
-            self.core.mda.cancel()
+            self._mda.mda.cancel()
 
     def run_mda(self) -> RunSummary:
         """The same acquisition through pymmcore-plus's MDA runner (``core`` is a CMMCorePlus)."""
+        from pymmcore_plus import CMMCorePlus
+
         from .mda import DeepZMDAEngine
 
+        if not isinstance(self.core, CMMCorePlus):
+            raise SettingsError(
+                f"pymmcore-plus's MDA runner drives a pymmcore-plus core, not a {type(self.core).__name__}: "
+                "run this acquisition with run() (pycromanager)."
+            )
+        core = self.core
         s = self.settings
         self._ensure_open()
         self._started = (self.microscope.dose_mJ(), time.perf_counter())
-        self._mda = engine = DeepZMDAEngine(self.core, self.hooks, s.positions_xy_um)
-        previous = self.core.mda.set_engine(engine)
-        self.core.mda.events.frameReady.connect(engine.on_frame)
+        engine = DeepZMDAEngine(core, self.hooks, s.positions_xy_um)
+        self._mda = core
+        previous = core.mda.set_engine(engine)
+        core.mda.events.frameReady.connect(engine.on_frame)
         try:
-            self.core.mda.run(self.sequence)
+            core.mda.run(self.sequence)
         except KeyboardInterrupt:
             self._interrupted()
         finally:
-            self.core.mda.events.frameReady.disconnect(engine.on_frame)
-            self.core.mda.set_engine(previous)
+            core.mda.events.frameReady.disconnect(engine.on_frame)
+            if previous is not None:
+                core.mda.set_engine(previous)
             engine.finish_frames()  # every frame the camera took is written before the run ends
             self._drain()
         return self._finish()

@@ -22,6 +22,7 @@ from mm_deepz.errors import SettingsError
 from mm_deepz.io.claim import preflight_output
 from mm_deepz.modelfile import DeepZModel, load_model
 
+from .core import MMCore
 from .plan import DeepZPlan
 from .request import AcquisitionRequest, MicroManagerSpec, MicroscopeSpec, SimulatorSpec
 from .run import DeepZAcquisition, RunSettings
@@ -48,13 +49,13 @@ class PreparedRun:
             specimen=r.microscope.record() if isinstance(r.microscope, SimulatorSpec) else None,
         )
 
-    def microscope(self) -> contextlib.AbstractContextManager[Any]:
+    def microscope(self) -> contextlib.AbstractContextManager[MMCore]:
         """The request's microscope, open (closed on exit)."""
         return open_microscope(self.request.microscope)
 
     def acquisition(
         self,
-        core: Any,
+        core: MMCore,
         on_image: Callable[[str, int, int, np.ndarray], None] | None = None,
         on_virtual: Callable[[int, VirtualStack], None] | None = None,
         on_blind_check: Callable[[int, int, dict[str, Any]], None] | None = None,
@@ -103,14 +104,15 @@ def prepare(request: AcquisitionRequest, model: DeepZModel | None = None) -> Pre
         request.z_step_um,
         anchor_exposure_ms=request.exposure_ms,
         light_power_mW=request.power_mW,
-        light_power_property=request.power_property,
+        light_power_property=request.microscope.power_property,
+        dose_property=request.microscope.dose_property,
         **request.model_dump(include=_PLAN_FIELDS),
     )
     return PreparedRun(request, model, plan)
 
 
 @contextlib.contextmanager
-def open_microscope(spec: MicroscopeSpec) -> Iterator[Any]:
+def open_microscope(spec: MicroscopeSpec) -> Iterator[MMCore]:
     """A running Micro-Manager's core (:class:`MicroManagerSpec`), or the simulator imaging its seeded
     specimen (:class:`SimulatorSpec`), closed on exit."""
     from mm_deepz.bridge import connect_micromanager, start_simulator

@@ -1,11 +1,13 @@
 """The run's view of the microscope: the same answers from a pymmcore-plus core and from a core that
-speaks pycromanager's snake_case (as the Java backend's does), and refusals before anything moves."""
+speaks pycromanager's snake_case (as the Java backend's does), light set and read only where named, and
+refusals before anything moves."""
 
 import numpy as np
 import pytest
 
 from acquisition_hooks import AcquisitionRequest, DeepZPlan
 from acquisition_hooks.microscope import Microscope, PropertyRef
+from acquisition_hooks.request import MicroManagerSpec, SimulatorSpec
 from mm_deepz.errors import HardwareError, SettingsError
 
 
@@ -24,9 +26,13 @@ class SnakeCaseOnly:
         return getattr(self._core, camel)
 
 
+#: where the simulator's light source sets its power and counts its dose (as its settings name them)
+LIGHT = {"power_property": SimulatorSpec().power_property, "dose_property": SimulatorSpec().dose_property}
+
+
 @pytest.fixture(params=["camelCase", "snake_case"])
 def scope(core, request):
-    return Microscope(core if request.param == "camelCase" else SnakeCaseOnly(core))
+    return Microscope(core if request.param == "camelCase" else SnakeCaseOnly(core), **LIGHT)
 
 
 def _plan(**kw):
@@ -51,7 +57,16 @@ def test_a_light_source_without_a_dose_counter_reports_none(core):
                 return lambda device, prop: prop != "Dose_mJ" and core.hasProperty(device, prop)
             return super().__getattr__(name)
 
-    assert Microscope(NoDose(core)).dose_mJ() is None  # unknown, not estimated
+    assert Microscope(NoDose(core), **LIGHT).dose_mJ() is None  # unknown, not estimated
+    # a microscope whose settings name no dose counter: unknown, though this light source has one
+    assert Microscope(core).dose_mJ() is None and Microscope(core, **LIGHT).dose_mJ() is not None
+
+
+def test_only_the_simulator_names_its_light_source():
+    # a Micro-Manager microscope's light source is not assumed to be the simulator's: nothing is named
+    assert MicroManagerSpec().power_property is None and MicroManagerSpec().dose_property is None
+    named = MicroManagerSpec(power_property="LED.Power", dose_property="LED.Energy_mJ")
+    assert (named.power_property, named.dose_property) == ("LED.Power", "LED.Energy_mJ")
 
 
 def test_the_light_power_goes_where_the_microscope_sets_it(scope, core):
@@ -61,13 +76,15 @@ def test_the_light_power_goes_where_the_microscope_sets_it(scope, core):
     assert scope.power_settings(_plan()) == []  # no power asked for: none is set
     named = Microscope(core, power_property="Shutter.Power_mW")
     assert named.power_settings(_plan(light_power_mW=5.0)) == [["Shutter", "Power_mW", "5.0"]]
+    with pytest.raises(HardwareError, match="Nothing says where this microscope sets the light power"):
+        Microscope(core).power_settings(_plan(light_power_mW=5.0))  # none named: none assumed
 
 
 @pytest.mark.parametrize(
     ("power_property", "power", "words"),
     [
-        ("LED.Power_mW", 3.0, "no device 'LED' (the light power's --power-property; it has: "),
-        ("Shutter.Intensity", 3.0, "named light source 'Shutter' has no property 'Intensity'"),
+        ("LED.Power_mW", 3.0, "no device 'LED' (the light power's property LED.Power_mW; it has: "),
+        ("Shutter.Intensity", 3.0, "Light source 'Shutter' has no property 'Intensity'"),
         ("Shutter.Dose_mJ", 3.0, "Shutter.Dose_mJ is read-only"),
         ("Shutter.Power_mW", 500.0, "500 mW is outside what Shutter.Power_mW accepts (0 to 100)"),
     ],
@@ -78,11 +95,13 @@ def test_a_light_power_the_hardware_cannot_take_is_refused(core, power_property,
     assert core.getProperty("Shutter", "Power_mW") == "10.0"  # nothing moved
 
 
-def test_a_microscope_without_power_control_refuses_a_power(core):
-    core.setShutterDevice("")  # no shutter device: nothing to set the power on
+def test_a_microscope_without_power_control_refuses_a_power(core, tmp_path):
     with pytest.raises(HardwareError, match="--power-property DEVICE.PROPERTY"):
         Microscope(core).check(_plan(light_power_mW=3.0), blind_checks=False)
     Microscope(core).check(_plan(), blind_checks=False)  # without a power it runs
+    # refused in the request already, before anything opens
+    with pytest.raises(SettingsError, match="nothing says where this microscope sets it"):
+        AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_mW=3.0, microscope=MicroManagerSpec())
 
 
 @pytest.mark.parametrize(
@@ -103,9 +122,22 @@ def test_a_property_name_without_its_device_is_refused(text, tmp_path):
     with pytest.raises(SettingsError, match="DEVICE.PROPERTY"):
         PropertyRef.parse(text)
     with pytest.raises(SettingsError, match="DEVICE.PROPERTY"):
-        AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_mW=3.0, power_property=text)
-    with pytest.raises(SettingsError, match="give the power too"):
-        AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_property="Shutter.Power_mW")
+        AcquisitionRequest(output=tmp_path / "r.ome.zarr", microscope=MicroManagerSpec(dose_property=text))
+
+
+def test_the_power_property_of_earlier_versions_moves_into_the_microscope(tmp_path):
+    with pytest.warns(DeprecationWarning, match="power_property is deprecated"):
+        request = AcquisitionRequest(output=tmp_path / "r.ome.zarr", power_mW=3.0, power_property="LED.P")
+    assert request.microscope.power_property == "LED.P" and request.microscope.kind == "simulator"
+    with pytest.warns(DeprecationWarning):
+        request = AcquisitionRequest(
+            output=tmp_path / "r.ome.zarr", power_property="LED.P", microscope=MicroManagerSpec(port=4900)
+        )
+    assert (request.microscope.kind, request.microscope.port, request.microscope.power_property) == (
+        "micro-manager",
+        4900,
+        "LED.P",
+    )
 
 
 def test_an_acquisition_measures_at_the_light_power_it_was_asked_for(session, tmp_path):
@@ -114,7 +146,16 @@ def test_an_acquisition_measures_at_the_light_power_it_was_asked_for(session, tm
     from mm_deepz.shipped import shipped_model_path
 
     model = load_model(shipped_model_path(1))
-    plan = DeepZPlan.for_model(model, -4, 4, 1, anchor_exposure_ms=8.0, light_power_mW=2.5)
+    plan = DeepZPlan.for_model(
+        model,
+        -4,
+        4,
+        1,
+        anchor_exposure_ms=8.0,
+        light_power_mW=2.5,
+        light_power_property=LIGHT["power_property"],
+        dose_property=LIGHT["dose_property"],
+    )
     run = DeepZAcquisition(
         session.core, model, plan, RunSettings(output=tmp_path / "run.ome.zarr", time_points=2, device="cpu")
     )

@@ -34,13 +34,24 @@ def test_plan_refuses_what_cannot_work():
 @pytest.fixture
 def hooks(tmp_path, core):
     plan = DeepZPlan(
-        z_start_um=-2, z_end_um=2, z_step_um=1, anchor_exposure_ms=5, stack_exposure_ms=20, light_power_mW=3.0
+        z_start_um=-2,
+        z_end_um=2,
+        z_step_um=1,
+        anchor_exposure_ms=5,
+        stack_exposure_ms=20,
+        light_power_mW=3.0,
+        light_power_property="Shutter.Power_mW",
     )
     rec = Recorder(tmp_path / "r.ome.zarr", Geometry(tuple(plan.requested_z()), 0.325, 1.0, (32, 32)))
     with InferenceWorker(
         Predictor(tiny_model(), "cpu")
     ) as worker:  # the light power where the simulator sets it
-        yield DeepZHooks(plan, rec, worker, anchor_properties=Microscope(core).power_settings(plan))
+        yield DeepZHooks(
+            plan,
+            rec,
+            worker,
+            anchor_properties=Microscope(core, power_property=plan.light_power_property).power_settings(plan),
+        )
 
 
 def _event(t, zi, z):
