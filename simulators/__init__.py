@@ -2,16 +2,14 @@
 
 The physics (optics, phantoms, rendering, training data) needs only numpy and scipy; the
 Micro-Manager layer (:mod:`simulators.core`, pymmcore-plus) is imported on first use, so
-training data can be simulated where no Micro-Manager core is installed (a GPU machine).
+training data can be simulated where no Micro-Manager core is installed (a GPU machine). Every
+public name is imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from .optics import Modality, Optics
-from .phantoms import Phantom, beads, make_phantom, sheet, worm
-from .world import CameraModel, SimWorld, active_world, use_world
 
 if TYPE_CHECKING:
     from .core import (
@@ -23,23 +21,34 @@ if TYPE_CHECKING:
         release_core,
         world_of,
     )
+    from .optics import Modality, Optics
+    from .phantoms import Phantom, beads, make_phantom, sheet, worm
+    from .world import CameraModel, SimWorld, active_world, use_world
 
-_CORE_NAMES = (
-    "DEMO_CONFIG",
-    "MM_DEMO_CONFIG",
-    "ConfigError",
-    "SimCore",
-    "load_demo_core",
-    "release_core",
-    "world_of",
-)
+#: each public name -> its module, imported on first use (the simulator's commands, registered with
+#: ``mm-deepz``, load this package whenever the command line starts: it stays free of scipy there)
+_MODULES = {
+    **dict.fromkeys(
+        (
+            "DEMO_CONFIG",
+            "MM_DEMO_CONFIG",
+            "ConfigError",
+            "SimCore",
+            "load_demo_core",
+            "release_core",
+            "world_of",
+        ),
+        "core",
+    ),
+    **dict.fromkeys(("Modality", "Optics"), "optics"),
+    **dict.fromkeys(("Phantom", "beads", "make_phantom", "sheet", "worm"), "phantoms"),
+    **dict.fromkeys(("CameraModel", "SimWorld", "active_world", "use_world"), "world"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CORE_NAMES:
-        from . import core
-
-        return getattr(core, name)
+    if (module := _MODULES.get(name)) is not None:
+        return getattr(importlib.import_module(f".{module}", __name__), name)
     raise AttributeError(f"module 'simulators' has no attribute {name!r}")
 
 
