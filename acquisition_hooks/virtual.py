@@ -67,8 +67,9 @@ class VirtualResults:
         #: blind checks' virtual stacks, kept only until their reference is scored
         self._virtual: dict[tuple[int, int], np.ndarray] = {}
         if worker is not None:
-            worker.on_result = self._on_result
-            worker.on_error = self._on_error
+            # first: a display listening to the same worker that raises must not keep a stack unwritten
+            worker.made.connect(self._on_result, priority=1)
+            worker.failed.connect(self._on_error, priority=1)
 
     def submit(self, t: int, p: int, planes: np.ndarray) -> None:
         """Hand the input planes of ``(t, p)`` to the model, or to the backlog if it is busy."""

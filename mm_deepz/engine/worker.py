@@ -4,8 +4,10 @@ The acquisition thread hands plane bundles to :meth:`InferenceWorker.submit`, wh
 blocks longer than the caller allows: when the queue is full it raises
 :class:`~mm_deepz.errors.WorkerBusy` (back-pressure the caller can see and act on, e.g. by
 recording the time point as measured-only). Bundles are processed strictly in submission
-order; each returns a :class:`concurrent.futures.Future`, and optional callbacks receive
-results and errors. A failing bundle fails only its own future.
+order; each returns a :class:`concurrent.futures.Future`, and the worker's signals ``made`` and
+``failed`` tell every listener of each result and error, on the model's thread. A failing bundle
+fails only its own future; a failing listener is logged and inference goes on (the listeners after
+it in psygnal's order, highest ``priority`` first, are not told of that bundle).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from psygnal import EmitLoopError, Signal
 from typing_extensions import Self
 
 from ..errors import WorkerBusy, WorkerClosed
@@ -55,7 +58,15 @@ ErrorCallback = Callable[[PlaneBundle, BaseException], None]
 
 class InferenceWorker:
     """Runs a :class:`Predictor` on submitted :class:`PlaneBundle` objects in a background thread
-    (started by the first bundle, like a thread pool's workers; :meth:`close` ends it)."""
+    (started by the first bundle, like a thread pool's workers; :meth:`close` ends it).
+
+    ``on_result`` / ``on_error`` are connected to :attr:`made` / :attr:`failed`.
+    """
+
+    #: each virtual stack made: (bundle, stack), on the model's thread
+    made = Signal(PlaneBundle, VirtualStack)
+    #: each bundle the model failed on: (bundle, error), on the model's thread
+    failed = Signal(PlaneBundle, BaseException)
 
     def __init__(
         self,
@@ -67,8 +78,10 @@ class InferenceWorker:
     ):
         self.predictor = predictor
         self.out_dtype = out_dtype
-        self.on_result = on_result
-        self.on_error = on_error
+        if on_result is not None:
+            self.made.connect(on_result)
+        if on_error is not None:
+            self.failed.connect(on_error)
         self.stats = WorkerStats()
         self._queue: queue.Queue[tuple[PlaneBundle, Future[VirtualStack], float] | None] = queue.Queue(
             max_pending
@@ -159,7 +172,7 @@ class InferenceWorker:
                 self.stats.failed += 1
                 logger.error("Deep-Z failed on bundle %s: %s", bundle.key, e)
                 fut.set_exception(e)
-                self._callback(self.on_error, bundle, e)
+                self._tell(self.failed, bundle, e)
                 continue
             finally:
                 self.stats.busy_s += time.perf_counter() - t0
@@ -167,13 +180,11 @@ class InferenceWorker:
             self.stats.planes_out += len(stack.z_um)
             self.stats.last_latency_s = time.perf_counter() - t_submit
             fut.set_result(stack)
-            self._callback(self.on_result, bundle, stack)
+            self._tell(self.made, bundle, stack)
 
     @staticmethod
-    def _callback(cb: Callable[[PlaneBundle, Any], None] | None, bundle: PlaneBundle, arg: Any) -> None:
-        if cb is None:
-            return
+    def _tell(signal: Any, bundle: PlaneBundle, arg: Any) -> None:
         try:
-            cb(bundle, arg)
-        except Exception:  # a broken consumer must not stop inference
-            logger.exception("Inference callback failed for bundle %s", bundle.key)
+            signal.emit(bundle, arg)
+        except EmitLoopError:  # a broken listener must not stop inference
+            logger.exception("A listener of the inference worker failed on bundle %s", bundle.key)

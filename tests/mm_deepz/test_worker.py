@@ -110,3 +110,17 @@ def test_stopping_takes_back_the_queued_bundles_and_finishes_the_one_in_progress
     assert [b.key[0] for b in taken] == [1, 2, 3] and all(f.cancelled() for f in futures[1:])
     predictor.gate.set()
     assert worker.close(timeout=30) and made == [0] and futures[0].result().data.shape[0] == 2
+
+
+def test_a_failing_listener_stops_neither_inference_nor_the_runs_own_listener():
+    # the run's virtual results listen first (a higher priority); a display that raises is logged
+    heard = []
+
+    def broken(b, s):
+        raise RuntimeError("a display that broke")
+
+    with InferenceWorker(Predictor(tiny_model(), "cpu"), on_result=broken) as worker:
+        worker.made.connect(lambda b, s: heard.append((b.key[0], s.data.shape[0])), priority=1)
+        futures = [worker.submit(bundle(i), timeout=None) for i in range(3)]
+    assert [f.result().data.shape[0] for f in futures] == [2, 2, 2] and worker.stats.done == 3
+    assert heard == [(0, 2), (1, 2), (2, 2)]
