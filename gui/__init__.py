@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 from mm_deepz.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .panel import DeepZPanel, DeepZWindow
+    from .panel import DeepZPanel
     from .runner import AcquisitionRunner, LiveStats
+    from .window import DeepZWindow
 
 #: public name -> the module that defines it
 _WHERE = {
     "DeepZPanel": ".panel",
-    "DeepZWindow": ".panel",
+    "DeepZWindow": ".window",
     "AcquisitionRunner": ".runner",
     "LiveStats": ".runner",
 }

@@ -29,7 +29,7 @@ def application() -> QApplication:
 
 def run_window(request: AcquisitionRequest | None = None) -> int:
     """Show the standalone Deep-Z window until it is closed; the exit code."""
-    from .panel import DeepZWindow
+    from .window import DeepZWindow
 
     app = application()
     window = DeepZWindow(request)

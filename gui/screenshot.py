@@ -12,7 +12,7 @@ from PyQt5.QtCore import QEventLoop, QSettings, QTimer
 from acquisition_hooks import AcquisitionRequest
 
 from .app import application
-from .panel import DeepZWindow
+from .window import DeepZWindow
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ def _render(
         window.resize(*size)
     window.show()
     if not run_and_wait(window, timeout_s):
-        logger.warning("The acquisition did not finish: %s", window.panel.message.text())
+        logger.warning("The acquisition did not finish: %s", window.panel.controls.message.text())
     if virtual_plane is not None:
-        window.panel.virtual_view.slider.setValue(virtual_plane)
+        window.panel.views.virtual_view.slider.setValue(virtual_plane)
     app.processEvents()  # the views render at the size the window gives them
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

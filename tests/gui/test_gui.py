@@ -56,19 +56,19 @@ def panel(qtbot, tmp_path):
 def _remembered_fields(panel):
     """The panel fields a session remembers: model choice, z range, exposure, time points, toggle."""
     return (
-        panel.model_choice.currentIndex(),
-        panel.z_start.value(),
-        panel.z_end.value(),
-        panel.exposure.value(),
-        panel.time_points.value(),
-        panel.toggle.isChecked(),
+        panel.form.model_choice.currentIndex(),
+        panel.form.z_start.value(),
+        panel.form.z_end.value(),
+        panel.form.exposure.value(),
+        panel.form.time_points.value(),
+        panel.controls.toggle.isChecked(),
     )
 
 
 def _start_and_wait(qtbot, panel):
-    assert panel.start_button.isEnabled(), panel.message.text()
+    assert panel.controls.start_button.isEnabled(), panel.controls.message.text()
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
-        qtbot.mouseClick(panel.start_button, 1)  # Qt.LeftButton
+        qtbot.mouseClick(panel.controls.start_button, 1)  # Qt.LeftButton
     return panel.summary
 
 
@@ -133,28 +133,30 @@ def test_pause_toggle_and_blind_check_now_apply_from_the_time_point_the_panel_na
     # the moment the next time point is decided
     panel = DeepZPanel(_request(tmp_path, time_points=8, interval_s=0.5))
     qtbot.addWidget(panel)
-    qtbot.mouseClick(panel.start_button, 1)
+    qtbot.mouseClick(panel.controls.start_button, 1)
     acq = None
 
     def pause_after(done):
         nonlocal acq
-        qtbot.waitUntil(lambda: panel.progress.value() >= done, timeout=RUN_TIMEOUT_MS)
-        qtbot.mouseClick(panel.pause_button, 1)
+        qtbot.waitUntil(lambda: panel.controls.progress.value() >= done, timeout=RUN_TIMEOUT_MS)
+        qtbot.mouseClick(panel.controls.pause_button, 1)
         acq = panel.runner.acquisition
         qtbot.waitUntil(lambda: acq.paused_before is not None, timeout=RUN_TIMEOUT_MS)
         t = acq.paused_before
-        qtbot.waitUntil(lambda: panel.timing.text() == f"paused before t={t}", timeout=5000)
+        qtbot.waitUntil(lambda: panel.controls.timing.text() == f"paused before t={t}", timeout=5000)
         return t
 
     checked = pause_after(1)
-    qtbot.mouseClick(panel.blind_now_button, 1)
-    assert panel.toggle_note.text() == f"Blind check asked for: at t={checked}"
-    qtbot.mouseClick(panel.pause_button, 1)  # Resume
+    qtbot.mouseClick(panel.controls.blind_now_button, 1)
+    assert panel.controls.toggle_note.text() == f"Blind check asked for: at t={checked}"
+    qtbot.mouseClick(panel.controls.pause_button, 1)  # Resume
     off = pause_after(checked + 1)
-    qtbot.mouseClick(panel.toggle, 1, pos=QPoint(8, panel.toggle.height() // 2))  # on its box: off
-    assert panel.toggle_note.text() == f"Virtual z-stacking off from t={off}"
+    qtbot.mouseClick(
+        panel.controls.toggle, 1, pos=QPoint(8, panel.controls.toggle.height() // 2)
+    )  # on its box: off
+    assert panel.controls.toggle_note.text() == f"Virtual z-stacking off from t={off}"
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
-        qtbot.mouseClick(panel.pause_button, 1)  # Resume
+        qtbot.mouseClick(panel.controls.pause_button, 1)  # Resume
     record = read_progress(tmp_path / "panel.ome.zarr")
     planes = record["planes_measured"]
     assert all(planes[str(t)] == [10] for t in range(off))  # Deep-Z: the centre plane only
@@ -165,9 +167,9 @@ def test_pause_toggle_and_blind_check_now_apply_from_the_time_point_the_panel_na
 
 def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
     _start_and_wait(qtbot, panel)
-    view = panel.virtual_view
-    assert panel.measured_view.image is not None and panel.measured_view.image.shape == (128, 128)
-    assert panel.measured_title.text() == "t=1, z = +0.0 µm (Deep-Z input plane)"  # where it is, in µm
+    view = panel.views.virtual_view
+    assert panel.views.measured_view.image is not None and panel.views.measured_view.image.shape == (128, 128)
+    assert panel.views.measured_title.text() == "t=1, z = +0.0 µm (Deep-Z input plane)"  # where it is, in µm
     assert view.stack is not None and view.stack.shape == (21, 128, 128)
     view.slider.setValue(0)
     top, top_window = view.plane.image.copy(), view.plane.limits()
@@ -178,27 +180,35 @@ def test_views_update_and_the_slider_shows_other_planes(qtbot, panel):
     assert view.z_label.text() == "z: +10.0 µm"
     assert sorted(row for row, _ in view.xz.rows) == [10.0, 20.0]  # the measured plane and the slider's z
     assert view.xz.image.shape == (21, 128)
-    assert panel.progress.value() == 2
-    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()  # ready for the next run
+    assert panel.controls.progress.value() == 2
+    assert (
+        panel.controls.start_button.isEnabled() and not panel.controls.stop_button.isEnabled()
+    )  # ready for the next run
     # ... into a new container: the finished one is never replaced by pressing Start again
-    assert panel.output.text().endswith("panel_2.ome.zarr") and not panel.overwrite.isChecked()
-    assert panel.message.text().startswith("Done: 2 time points")  # the run's summary stays on screen
-    assert "less" in panel.dose.format()  # the gauge shows the light saved
-    assert panel.virtual_progress.format() == "virtual stacks: 2 / 2"  # the model's own progress
+    assert panel.form.output.text().endswith("panel_2.ome.zarr") and not panel.form.overwrite.isChecked()
+    assert panel.controls.message.text().startswith(
+        "Done: 2 time points"
+    )  # the run's summary stays on screen
+    assert "less" in panel.controls.dose.format()  # the gauge shows the light saved
+    assert panel.controls.virtual_progress.format() == "virtual stacks: 2 / 2"  # the model's own progress
 
 
 def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_path):
     panel = DeepZPanel(_request(tmp_path, time_points=1, blind_check_every=1))
     qtbot.addWidget(panel)
     _start_and_wait(qtbot, panel)
-    assert panel.reference_view.stack is not None and panel.reference_view.stack.shape == (21, 128, 128)
+    assert panel.views.reference_view.stack is not None and panel.views.reference_view.stack.shape == (
+        21,
+        128,
+        128,
+    )
     scores = read_progress(tmp_path / "panel.ome.zarr")["blind_checks"][
         "0"
     ]  # the check's scores, in the panel
-    assert f"SSIM {scores['ssim_mean']:.3f}" in panel.reference_view.note.text()
-    assert f"PSNR {scores['psnr_mean']:.1f} dB" in panel.reference_view.note.text()
-    panel.virtual_view.slider.setValue(3)
-    assert panel.reference_view.slider.value() == 3  # the reference follows the virtual z
+    assert f"SSIM {scores['ssim_mean']:.3f}" in panel.views.reference_view.note.text()
+    assert f"PSNR {scores['psnr_mean']:.1f} dB" in panel.views.reference_view.note.text()
+    panel.views.virtual_view.slider.setValue(3)
+    assert panel.views.reference_view.slider.value() == 3  # the reference follows the virtual z
 
 
 @pytest.mark.parametrize(
@@ -211,22 +221,22 @@ def test_blind_check_shows_the_reference_beside_the_virtual_stack(qtbot, tmp_pat
     ],
 )
 def test_invalid_plan_settings_are_refused_with_a_message(panel, field, value, words):
-    assert panel.start_button.isEnabled()
-    getattr(panel, field).setValue(value)
-    assert words in panel.message.text()
-    assert not panel.start_button.isEnabled()
+    assert panel.controls.start_button.isEnabled()
+    getattr(panel.form, field).setValue(value)
+    assert words in panel.controls.message.text()
+    assert not panel.controls.start_button.isEnabled()
     panel.start()  # even when called directly, nothing starts
     assert not panel.runner.running
 
 
 def test_missing_model_file_is_refused_with_a_message(panel, tmp_path):
-    panel.model_choice.setCurrentIndex(2)
-    panel.model_path.setText(str(tmp_path / "nowhere.pt"))
-    assert "Model file not found" in panel.message.text()
-    assert not panel.start_button.isEnabled()
-    panel.model_choice.setCurrentIndex(1)  # back to the shipped 2-plane model: fine again
-    assert panel.start_button.isEnabled() and "2 plane(s)" in panel.card.toPlainText()
-    card = panel.card.toPlainText()  # readable: rounded figures with their baselines, no raw dicts
+    panel.form.model_choice.setCurrentIndex(2)
+    panel.form.model_path.setText(str(tmp_path / "nowhere.pt"))
+    assert "Model file not found" in panel.controls.message.text()
+    assert not panel.controls.start_button.isEnabled()
+    panel.form.model_choice.setCurrentIndex(1)  # back to the shipped 2-plane model: fine again
+    assert panel.controls.start_button.isEnabled() and "2 plane(s)" in panel.form.card.toPlainText()
+    card = panel.form.card.toPlainText()  # readable: rounded figures with their baselines, no raw dicts
     assert "blind test" in card and "scanned widefield" in card and "{" not in card
     assert not re.search(r"\d\.\d{5,}", card)
 
@@ -234,11 +244,12 @@ def test_missing_model_file_is_refused_with_a_message(panel, tmp_path):
 def test_existing_output_is_refused_before_the_microscope_opens(qtbot, panel, tmp_path):
     (tmp_path / "panel.ome.zarr").mkdir()
     (tmp_path / "panel.ome.zarr" / "data").write_text("precious")
-    panel.overwrite.setChecked(True)  # not even a replace: the folder is not an mm-deepz container
+    panel.form.overwrite.setChecked(True)  # not even a replace: the folder is not an mm-deepz container
     panel.start()
     assert not panel.runner.running
     assert (
-        "did not write" in panel.message.text() and str(tmp_path / "panel.ome.zarr") in panel.message.text()
+        "did not write" in panel.controls.message.text()
+        and str(tmp_path / "panel.ome.zarr") in panel.controls.message.text()
     )
     assert (tmp_path / "panel.ome.zarr" / "data").read_text() == "precious"
 
@@ -264,27 +275,27 @@ def test_screenshot_renders_the_panel_with_data(qtbot, tmp_path):
 
 
 def test_find_neurons_circles_them_on_the_virtual_view(qtbot, panel):
-    panel.show_neurons.click()  # as a user's click: toggles and emits
-    assert panel.show_neurons.isChecked() and panel.runner.find_neurons
+    panel.views.show_neurons.click()  # as a user's click: toggles and emits
+    assert panel.views.show_neurons.isChecked() and panel.runner.find_neurons
     found = []
     panel.runner.neurons.connect(lambda t, neurons: found.append((t, len(neurons))))
     _start_and_wait(qtbot, panel)
     qtbot.waitUntil(lambda: bool(found), timeout=RUN_TIMEOUT_MS)
     t, n = found[-1]  # the label shows the newest detection
-    assert n > 3 and panel.neuron_count.text() == f"{n} neurons at t={t}"
-    view = panel.virtual_view
+    assert n > 3 and panel.views.neuron_count.text() == f"{n} neurons at t={t}"
+    view = panel.views.virtual_view
     for zi in range(len(view.z_um)):  # some plane shows circled neurons, inside the frame
         view.slider.setValue(zi)
         if len(view.plane.points):
             break
     assert len(view.plane.points) and (view.plane.points >= 0).all() and (view.plane.points < 128).all()
-    panel.show_neurons.setChecked(False)
-    assert not len(view.plane.points) and panel.neuron_count.text() == ""
+    panel.views.show_neurons.setChecked(False)
+    assert not len(view.plane.points) and panel.views.neuron_count.text() == ""
     # #34 item 7: ticked after a run it did nothing and said nothing; now it analyses the stack on show
     shown = int(re.search(r"t=(\d+)", view.title()).group(1))
     found.clear()
-    panel.show_neurons.click()
-    label = panel.neuron_count
+    panel.views.show_neurons.click()
+    label = panel.views.neuron_count
     # the label and `found` are two queued deliveries of one signal: wait for both
     qtbot.waitUntil(
         lambda: bool(found) and label.text().endswith(f"neurons at t={shown}"), timeout=RUN_TIMEOUT_MS
@@ -297,15 +308,17 @@ def test_the_neuron_overlay_is_the_one_of_the_stack_on_show(qtbot, panel):
     # order a slow detection delivers them: t=1's stack is on show when t=0's neurons arrive
     import pandas as pd
 
-    panel.show_neurons.click()
+    panel.views.show_neurons.click()
     stack = np.random.default_rng(0).poisson(100, (3, 32, 32)).astype(np.float32)
     panel.runner.virtual.emit(1, stack, np.array([-1.0, 0.0, 1.0]))
-    assert panel.neuron_count.text() == "finding neurons at t=1…"
+    assert panel.views.neuron_count.text() == "finding neurons at t=1…"
     neuron = pd.DataFrame({"z_um": [0.0], "y_um": [2.0], "x_um": [2.0]})
     panel.runner.neurons.emit(0, neuron)  # t=0's, late
-    assert panel.neuron_count.text() == "finding neurons at t=1…" and not len(panel.virtual_view.plane.points)
+    assert panel.views.neuron_count.text() == "finding neurons at t=1…" and not len(
+        panel.views.virtual_view.plane.points
+    )
     panel.runner.neurons.emit(1, neuron)
-    assert panel.neuron_count.text() == "1 neurons at t=1"
+    assert panel.views.neuron_count.text() == "1 neurons at t=1"
 
 
 @pytest.mark.slow
@@ -324,14 +337,18 @@ def test_a_run_stopped_with_stacks_to_make_offers_to_finish_them(qtbot, tmp_path
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
         panel.start()
-        qtbot.waitUntil(lambda: panel.progress.value() == 10, timeout=RUN_TIMEOUT_MS)  # the camera is done
-        qtbot.mouseClick(panel.stop_button, 1)  # while the backlog is being made
-    assert panel.summary.virtual_pending > 0 and panel.finish_button.isVisibleTo(panel)
-    assert "still to make" in panel.message.text()
+        qtbot.waitUntil(
+            lambda: panel.controls.progress.value() == 10, timeout=RUN_TIMEOUT_MS
+        )  # the camera is done
+        qtbot.mouseClick(panel.controls.stop_button, 1)  # while the backlog is being made
+    assert panel.summary.virtual_pending > 0 and panel.controls.finish_button.isVisibleTo(panel)
+    assert "still to make" in panel.controls.message.text()
     monkeypatch.setattr(predictor_module.Predictor, "predict_stack", fast)
     with qtbot.waitSignal(panel.runner.inferred, timeout=RUN_TIMEOUT_MS):
-        qtbot.mouseClick(panel.finish_button, 1)
-    assert "is complete" in panel.message.text() and not panel.finish_button.isVisibleTo(panel)
+        qtbot.mouseClick(panel.controls.finish_button, 1)
+    assert "is complete" in panel.controls.message.text() and not panel.controls.finish_button.isVisibleTo(
+        panel
+    )
     assert read_progress(tmp_path / "panel.ome.zarr")["completed"]["virtual"] == list(range(10))
 
 
@@ -355,17 +372,17 @@ def test_replacing_a_run_asks_first_and_no_keeps_it(qtbot, panel, tmp_path, monk
     _start_and_wait(qtbot, panel)
     first = tmp_path / "panel.ome.zarr"
     before = read_progress(first)
-    panel.output.setText(str(first))  # back to the finished run ...
-    panel.overwrite.click()  # ... and ticked "replace", as a user would
+    panel.form.output.setText(str(first))  # back to the finished run ...
+    panel.form.overwrite.click()  # ... and ticked "replace", as a user would
     answers = _Answers(monkeypatch, answer=False)
-    qtbot.mouseClick(panel.start_button, 1)
+    qtbot.mouseClick(panel.controls.start_button, 1)
     assert len(answers.asked) == 1 and str(first) in answers.asked[0][1]
     assert (
         not panel.runner.running and read_progress(first) == before
     )  # "No": nothing started, nothing replaced
     answers.answer = True
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
-        qtbot.mouseClick(panel.start_button, 1)
+        qtbot.mouseClick(panel.controls.start_button, 1)
     assert len(answers.asked) == 2 and read_progress(first)["finished"]
 
 
@@ -399,10 +416,13 @@ def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monk
     panel = DeepZPanel(_request(tmp_path, time_points=100, interval_s=0.5))
     qtbot.addWidget(panel)
     panel.show()
-    qtbot.mouseClick(panel.start_button, 1)
-    qtbot.waitUntil(lambda: panel.progress.value() >= 3, timeout=RUN_TIMEOUT_MS)  # stacks queue up
+    qtbot.mouseClick(panel.controls.start_button, 1)
+    qtbot.waitUntil(lambda: panel.controls.progress.value() >= 3, timeout=RUN_TIMEOUT_MS)  # stacks queue up
     qtbot.waitUntil(
-        lambda: "ETA" in panel.timing.text() and "next time point in" in panel.timing.text(), timeout=5000
+        lambda: (
+            "ETA" in panel.controls.timing.text() and "next time point in" in panel.controls.timing.text()
+        ),
+        timeout=5000,
     )  # the countdown and the expected end, while it runs
     answers = _Answers(monkeypatch, answer=False)
     assert not panel.close() and panel.runner.running  # "No": the run goes on
@@ -410,7 +430,7 @@ def test_closing_during_a_run_asks_and_no_keeps_it_running(qtbot, tmp_path, monk
     answers.answer = True
     assert not panel.close()  # "Yes": it stops, and the window stays until the container is finished ...
     assert panel.runner.running  # ... without waiting here for the run to end (nothing froze)
-    assert panel.isVisible() and "closes once" in panel.message.text()
+    assert panel.isVisible() and "closes once" in panel.controls.message.text()
     qtbot.waitUntil(lambda: not panel.isVisible(), timeout=RUN_TIMEOUT_MS)  # ... then closes by itself
     assert not panel.runner.running
     assert _accounted(tmp_path / "panel.ome.zarr")
@@ -423,15 +443,19 @@ def test_stop_ends_the_run_and_lists_the_queued_stacks_to_make(qtbot, tmp_path, 
     _slow_model(monkeypatch, 3.0)
     panel = DeepZPanel(_request(tmp_path, time_points=20, interval_s=0.2))
     qtbot.addWidget(panel)
-    qtbot.mouseClick(panel.start_button, 1)
-    qtbot.waitUntil(lambda: panel.progress.value() >= 4, timeout=RUN_TIMEOUT_MS)  # the model far behind
+    qtbot.mouseClick(panel.controls.start_button, 1)
+    qtbot.waitUntil(
+        lambda: panel.controls.progress.value() >= 4, timeout=RUN_TIMEOUT_MS
+    )  # the model far behind
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
-        qtbot.mouseClick(panel.stop_button, 1)
+        qtbot.mouseClick(panel.controls.stop_button, 1)
     summary = panel.summary
     assert summary.aborted and summary.virtual_pending >= 2  # listed, not waited for
     recorded = read_progress(tmp_path / "panel.ome.zarr")["completed"]["measured"]
-    assert panel.progress.value() == summary.time_points == len(recorded)
-    assert panel.finish_button.isVisibleTo(panel) and "still to make" in panel.message.text()
+    assert panel.controls.progress.value() == summary.time_points == len(recorded)
+    assert (
+        panel.controls.finish_button.isVisibleTo(panel) and "still to make" in panel.controls.message.text()
+    )
     assert _accounted(tmp_path / "panel.ome.zarr")
 
 
@@ -440,9 +464,9 @@ def test_a_new_run_starts_with_empty_views_and_the_finished_one_opens_in_napari(
     panel = DeepZPanel(_request(tmp_path, time_points=1, blind_check_every=1))
     qtbot.addWidget(panel)
     _start_and_wait(qtbot, panel)
-    assert panel.reference_view.stack is not None and "less" in panel.dose.format()
+    assert panel.views.reference_view.stack is not None and "less" in panel.controls.dose.format()
     finished = (tmp_path / "panel.ome.zarr").resolve()
-    assert str(finished) in panel.message.text()  # where the data is, as a full path
+    assert str(finished) in panel.controls.message.text()  # where the data is, as a full path
     launched = []
 
     class Napari:  # napari's process, as the panel starts it: here one that fails at once
@@ -455,58 +479,61 @@ def test_a_new_run_starts_with_empty_views_and_the_finished_one_opens_in_napari(
             return 1
 
     monkeypatch.setattr("gui.panel.subprocess.Popen", Napari)
-    summary = panel.message.text()
-    assert not panel.open_button.isHidden()  # offered once a run has finished (napari is installed)
-    qtbot.mouseClick(panel.open_button, 1)
+    summary = panel.controls.message.text()
+    assert not panel.controls.open_button.isHidden()  # offered once a run has finished (napari is installed)
+    qtbot.mouseClick(panel.controls.open_button, 1)
     assert launched == [[sys.executable, "-m", "napari", "--plugin", "mm-deepz", str(finished)]]
     # #34 item 7: napari exiting with an error was not reported and replaced the run's summary
     qtbot.waitUntil(
-        lambda: "napari could not open the run (exit status 1)" in panel.message.text(), timeout=5000
+        lambda: "napari could not open the run (exit status 1)" in panel.controls.message.text(), timeout=5000
     )
-    assert "no display to open a window on" in panel.message.text() and summary in panel.message.text()
+    assert (
+        "no display to open a window on" in panel.controls.message.text()
+        and summary in panel.controls.message.text()
+    )
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
-        qtbot.mouseClick(panel.start_button, 1)
+        qtbot.mouseClick(panel.controls.start_button, 1)
         # at once: nothing of the last run on screen
-        assert panel.reference_view.stack is None and panel.virtual_view.stack is None
-        assert panel.measured_view.image is None and panel.dose.format() == "light: -"
-        assert panel.open_button.isHidden()
+        assert panel.views.reference_view.stack is None and panel.views.virtual_view.stack is None
+        assert panel.views.measured_view.image is None and panel.controls.dose.format() == "light: -"
+        assert panel.controls.open_button.isHidden()
 
 
 def test_messages_speak_of_the_panel_not_of_command_line_options(qtbot, panel, tmp_path):
     import torch
 
     _start_and_wait(qtbot, panel)
-    panel.output.setText(str(tmp_path / "panel.ome.zarr"))  # an existing run, "replace" not ticked
-    text = panel.message.text()
+    panel.form.output.setText(str(tmp_path / "panel.ome.zarr"))  # an existing run, "replace" not ticked
+    text = panel.controls.message.text()
     assert "replace an existing container" in text and "--overwrite" not in text
-    panel.output.setText(str(tmp_path / "new.ome.zarr"))
-    panel.device.setCurrentText("cuda")
-    assert ("No GPU on this computer" in panel.message.text()) == (not torch.cuda.is_available())
-    assert panel.start_button.isEnabled()  # a note, not a refusal: Deep-Z runs on the CPU
+    panel.form.output.setText(str(tmp_path / "new.ome.zarr"))
+    panel.form.device.setCurrentText("cuda")
+    assert ("No GPU on this computer" in panel.controls.message.text()) == (not torch.cuda.is_available())
+    assert panel.controls.start_button.isEnabled()  # a note, not a refusal: Deep-Z runs on the CPU
 
 
 def test_settings_are_remembered_between_sessions_and_can_be_reset(qtbot, tmp_path):
     from PyQt5.QtCore import QSettings
 
-    from gui.panel import DeepZWindow
+    from gui.window import DeepZWindow
 
     ini = str(tmp_path / "panel.ini")
     window = DeepZWindow(_request(tmp_path), QSettings(ini, QSettings.IniFormat))
     qtbot.addWidget(window)
     p = window.panel
-    p.model_choice.setCurrentIndex(1)  # the 2-plane model
-    p.z_start.setValue(-8.0)
-    p.z_end.setValue(8.0)
-    p.exposure.setValue(25.0)
-    p.time_points.setValue(7)
-    p.toggle.setChecked(False)
+    p.form.model_choice.setCurrentIndex(1)  # the 2-plane model
+    p.form.z_start.setValue(-8.0)
+    p.form.z_end.setValue(8.0)
+    p.form.exposure.setValue(25.0)
+    p.form.time_points.setValue(7)
+    p.controls.toggle.setChecked(False)
     assert window.close()  # remembers the fields
     again = DeepZWindow(_request(tmp_path), QSettings(ini, QSettings.IniFormat))  # the next session
     qtbot.addWidget(again)
     q = again.panel
     assert _remembered_fields(q) == (1, -8.0, 8.0, 25.0, 7, False)
     # the remembered plan is valid for the remembered model
-    assert q.start_button.isEnabled(), q.message.text()
+    assert q.controls.start_button.isEnabled(), q.controls.message.text()
     again.reset_action.trigger()
     assert _remembered_fields(q) == (0, -10.0, 10.0, 10.0, 2, True)
     assert QSettings(ini, QSettings.IniFormat).allKeys() == []
@@ -516,34 +543,37 @@ def test_images_grow_with_the_window(qtbot, tmp_path):
     from PyQt5.QtCore import QSettings
     from PyQt5.QtWidgets import QApplication
 
-    from gui.panel import DeepZWindow
+    from gui.window import DeepZWindow
 
     window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(window)
     window.resize(1280, 800)
     window.show()
     stack = np.random.default_rng(0).random((21, 128, 128)).astype(np.float32)
-    window.panel.virtual_view.set_stack(stack, np.arange(-10.0, 11.0), 0.325)
+    window.panel.views.virtual_view.set_stack(stack, np.arange(-10.0, 11.0), 0.325)
     QApplication.processEvents()
-    small = window.panel.virtual_view.plane._label.pixmap().width()
+    small = window.panel.views.virtual_view.plane._label.pixmap().width()
     window.resize(1920, 1080)
     QApplication.processEvents()
-    large = window.panel.virtual_view.plane._label.pixmap().width()
+    large = window.panel.views.virtual_view.plane._label.pixmap().width()
     assert large > 1.3 * small  # the plane is drawn at the size the window gives it
 
 
 def test_both_measured_planes_of_the_two_plane_model_can_be_browsed(qtbot, tmp_path):
     panel = DeepZPanel(_request(tmp_path, time_points=1))
     qtbot.addWidget(panel)
-    panel.model_choice.setCurrentIndex(1)  # the shipped 2-plane model: planes at -2 and +2 µm
+    panel.form.model_choice.setCurrentIndex(1)  # the shipped 2-plane model: planes at -2 and +2 µm
     _start_and_wait(qtbot, panel)
-    assert not panel.measured_slider.isHidden() and panel.measured_slider.maximum() == 1
-    panel.measured_slider.setValue(0)
-    low, low_title = panel.measured_view.image.copy(), panel.measured_title.text()
-    panel.measured_slider.setValue(1)
+    assert not panel.views.measured_slider.isHidden() and panel.views.measured_slider.maximum() == 1
+    panel.views.measured_slider.setValue(0)
+    low, low_title = panel.views.measured_view.image.copy(), panel.views.measured_title.text()
+    panel.views.measured_slider.setValue(1)
     assert "z = -2.0 µm" in low_title and "plane 1 of 2" in low_title
-    assert "z = +2.0 µm" in panel.measured_title.text() and "plane 2 of 2" in panel.measured_title.text()
-    assert not np.array_equal(low, panel.measured_view.image)  # two different planes of the specimen
+    assert (
+        "z = +2.0 µm" in panel.views.measured_title.text()
+        and "plane 2 of 2" in panel.views.measured_title.text()
+    )
+    assert not np.array_equal(low, panel.views.measured_view.image)  # two different planes of the specimen
 
 
 def test_countdown_and_eta_follow_the_plan_and_the_pace():
@@ -562,19 +592,21 @@ def test_snap_and_live_show_the_camera_before_a_run(qtbot, tmp_path):
     panel = DeepZPanel(_request(tmp_path, phantom="beads"))
     qtbot.addWidget(panel)
     with qtbot.waitSignal(panel.runner.live_ended, timeout=RUN_TIMEOUT_MS):
-        qtbot.mouseClick(panel.snap_button, 1)
-    assert panel.measured_view.image is not None and panel.measured_view.image.shape == (128, 128)
-    assert panel.measured_title.text().startswith("snap: Widefield, 10 ms")
-    assert panel.start_button.isEnabled() and not (tmp_path / "panel.ome.zarr").exists()  # nothing recorded
+        qtbot.mouseClick(panel.controls.snap_button, 1)
+    assert panel.views.measured_view.image is not None and panel.views.measured_view.image.shape == (128, 128)
+    assert panel.views.measured_title.text().startswith("snap: Widefield, 10 ms")
+    assert (
+        panel.controls.start_button.isEnabled() and not (tmp_path / "panel.ome.zarr").exists()
+    )  # nothing recorded
     seen = []
     panel.runner.image.connect(lambda kind, t, zi, plane: seen.append(kind))
-    panel.live_button.click()
-    assert not panel.start_button.isEnabled()  # the microscope is busy while live
+    panel.controls.live_button.click()
+    assert not panel.controls.start_button.isEnabled()  # the microscope is busy while live
     qtbot.waitUntil(lambda: len(seen) >= 3, timeout=RUN_TIMEOUT_MS)
-    assert panel.measured_title.text().startswith("live: Widefield")
+    assert panel.views.measured_title.text().startswith("live: Widefield")
     with qtbot.waitSignal(panel.runner.live_ended, timeout=30_000):
-        panel.live_button.click()  # off again
-    assert not panel.live_button.isChecked() and panel.start_button.isEnabled()
+        panel.controls.live_button.click()  # off again
+    assert not panel.controls.live_button.isChecked() and panel.controls.start_button.isEnabled()
     assert set(seen) == {"live"}
 
 
@@ -582,7 +614,7 @@ def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
     from PyQt5.QtCore import QPoint, QSettings
     from PyQt5.QtWidgets import QApplication
 
-    from gui.panel import DeepZWindow
+    from gui.window import DeepZWindow
 
     window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(window)
@@ -590,7 +622,7 @@ def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
     window.show()
     # value = 64 * row + column; twice as wide as high, so the view has a black margin above and below
     plane = np.arange(32 * 64, dtype=np.float32).reshape(32, 64)
-    view = window.panel.measured_view
+    view = window.panel.views.measured_view
     view.set_image(plane)
     QApplication.processEvents()
     label = view._label
@@ -600,7 +632,7 @@ def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
     point = QPoint(int(left + 10.5 * pixmap.width() / 64), int(top + 20.5 * pixmap.height() / 32))
     qtbot.mouseMove(label, point)
     QApplication.processEvents()
-    assert window.panel.readout.text() == f"measured: x 10, y 20: {64 * 20 + 10:.1f}"
+    assert window.panel.views.readout.text() == f"measured: x 10, y 20: {64 * 20 + 10:.1f}"
     assert max(left, top) > 2  # the label is not the image's shape: it has a black margin ...
     margin = (left - 2, top + 5) if left > 2 else (left + 5, top - 2)
     assert view.pixel_at(*margin) is None  # ... where no pixel is read out
@@ -608,12 +640,12 @@ def test_pointing_at_an_image_reads_out_its_pixel(qtbot, tmp_path):
 
 def test_colour_maps_apply_to_every_view(qtbot, panel):
     plane = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
-    panel.measured_view.set_image(plane)
-    grey = panel.measured_view._label.pixmap().toImage()
+    panel.views.measured_view.set_image(plane)
+    grey = panel.views.measured_view._label.pixmap().toImage()
     assert grey.isGrayscale()
-    panel.colors.setCurrentText("magma")
-    assert panel.virtual_view.plane.colormap == panel.reference_view.xz.colormap == "magma"
-    coloured = panel.measured_view._label.pixmap().toImage()
+    panel.views.colors.setCurrentText("magma")
+    assert panel.views.virtual_view.plane.colormap == panel.views.reference_view.xz.colormap == "magma"
+    coloured = panel.views.measured_view._label.pixmap().toImage()
     assert not coloured.isGrayscale()  # magma: black through purple and orange to pale yellow
 
 
@@ -621,12 +653,15 @@ def test_before_start_the_panel_says_when_the_model_will_not_keep_up(qtbot, pane
     _start_and_wait(qtbot, panel)  # measures what the model makes here (virtual planes/s)
     speed = next(iter(panel._speed.values()))
     assert speed > 0
-    panel.interval.setValue(3600.0)  # one stack an hour: any model keeps up
-    assert "queue" not in panel.message.text()
-    panel.interval.setValue(0.0)
-    panel.exposure.setValue(0.01)  # as fast as the camera goes: 21 planes every 10 µs
-    assert "will queue" in panel.message.text() and f"{speed:.1f} virtual planes/s" in panel.message.text()
-    assert panel.start_button.isEnabled()  # a note: nothing measured is lost, the stacks come later
+    panel.form.interval.setValue(3600.0)  # one stack an hour: any model keeps up
+    assert "queue" not in panel.controls.message.text()
+    panel.form.interval.setValue(0.0)
+    panel.form.exposure.setValue(0.01)  # as fast as the camera goes: 21 planes every 10 µs
+    assert (
+        "will queue" in panel.controls.message.text()
+        and f"{speed:.1f} virtual planes/s" in panel.controls.message.text()
+    )
+    assert panel.controls.start_button.isEnabled()  # a note: nothing measured is lost, the stacks come later
 
 
 def test_the_wheel_zooms_where_the_mouse_is_and_the_histogram_shows_the_window(qtbot, tmp_path):
@@ -634,13 +669,13 @@ def test_the_wheel_zooms_where_the_mouse_is_and_the_histogram_shows_the_window(q
     from PyQt5.QtGui import QWheelEvent
     from PyQt5.QtWidgets import QApplication
 
-    from gui.panel import DeepZWindow
+    from gui.window import DeepZWindow
 
     window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(window)
     window.resize(1280, 800)
     window.show()
-    view = window.panel.measured_view
+    view = window.panel.views.measured_view
     plane = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
     view.set_image(plane)
     QApplication.processEvents()
@@ -730,12 +765,12 @@ def test_a_refusal_is_in_sight_and_start_says_why_it_is_greyed(qtbot, tmp_path):
         ("/proc/run.ome.zarr", "/proc does not take new files"),
         (str(tmp_path / "notes.txt" / "run.ome.zarr"), "is a file"),
     ):
-        _type(qtbot, panel.output, output)
-        assert words in panel.message.text() and _in_sight(panel.message)
-        assert not panel.start_button.isEnabled() and words in panel.start_button.toolTip()
-        assert "Error" not in panel.message.text()  # the panel's words, not an exception's name
-    _type(qtbot, panel.output, str(tmp_path / "fine.ome.zarr"))
-    assert panel.start_button.isEnabled() and _in_sight(panel.plan_summary)
+        _type(qtbot, panel.form.output, output)
+        assert words in panel.controls.message.text() and _in_sight(panel.controls.message)
+        assert not panel.controls.start_button.isEnabled() and words in panel.controls.start_button.toolTip()
+        assert "Error" not in panel.controls.message.text()  # the panel's words, not an exception's name
+    _type(qtbot, panel.form.output, str(tmp_path / "fine.ome.zarr"))
+    assert panel.controls.start_button.isEnabled() and _in_sight(panel.controls.plan_summary)
 
 
 def test_the_plan_is_sized_before_start_and_refused_when_the_disk_is_too_small(qtbot, tmp_path, monkeypatch):
@@ -743,19 +778,21 @@ def test_the_plan_is_sized_before_start_and_refused_when_the_disk_is_too_small(q
     # the ETA was a time of day without a date
     panel = DeepZPanel(_request(tmp_path, time_points=3, blind_check_every=2))
     qtbot.addWidget(panel)
-    text = panel.plan_summary.text()
+    text = panel.controls.plan_summary.text()
     # 3 x 1 measured, 3 x 21 virtual, 2 blind checks x 21 reference; 128² frames
     assert "3 measured · 63 virtual · 42 reference planes" in text and "today" in text
     assert "up to 5.6 MB on disk" in text  # 128² x (45 x 2 + 63 x 4) bytes
     monkeypatch.setattr("gui.panel.free_space", lambda path: 10**9)  # 1 GB free
-    _type(qtbot, panel.time_points, "100000")
-    _type(qtbot, panel.interval, "86400")
-    assert "and 1.0 GB is free" in panel.message.text() and not panel.start_button.isEnabled()
+    _type(qtbot, panel.form.time_points, "100000")
+    _type(qtbot, panel.form.interval, "86400")
+    assert (
+        "and 1.0 GB is free" in panel.controls.message.text() and not panel.controls.start_button.isEnabled()
+    )
     monkeypatch.setattr("gui.panel.free_space", lambda path: 10**15)
-    _type(qtbot, panel.time_points, "10")
-    text = panel.plan_summary.text()
+    _type(qtbot, panel.form.time_points, "10")
+    text = panel.controls.plan_summary.text()
     assert re.search(r"until \w{3} \d\d \w{3} \d{4} \d\d:\d\d", text), text  # another day: its date
-    assert "about 9.0 days" in text and panel.start_button.isEnabled()
+    assert "about 9.0 days" in text and panel.controls.start_button.isEnabled()
 
 
 def test_the_output_and_its_folder_button_are_locked_during_a_run(qtbot, tmp_path, monkeypatch):
@@ -763,23 +800,24 @@ def test_the_output_and_its_folder_button_are_locked_during_a_run(qtbot, tmp_pat
     # while data kept going to the first path
     chosen = []
     monkeypatch.setattr(
-        "gui.panel.QFileDialog.getExistingDirectory",
+        "gui.form.QFileDialog.getExistingDirectory",
         lambda *a: chosen.append(a) or str(tmp_path / "elsewhere"),
     )
     panel = DeepZPanel(_request(tmp_path, time_points=3, interval_s=1.0))
     qtbot.addWidget(panel)
-    qtbot.mouseClick(panel.start_button, 1)
-    qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=RUN_TIMEOUT_MS)
-    before = panel.output.text()
-    qtbot.mouseClick(panel.browse_output, 1)
-    assert not chosen and panel.output.text() == before and not panel.output.isEnabled()
+    qtbot.mouseClick(panel.controls.start_button, 1)
+    qtbot.waitUntil(lambda: panel.controls.progress.value() >= 1, timeout=RUN_TIMEOUT_MS)
+    before = panel.form.output.text()
+    qtbot.mouseClick(panel.form.browse_output, 1)
+    assert not chosen and panel.form.output.text() == before and not panel.form.output.isEnabled()
     panel.validate()  # what any change of a field does: nothing that defines the run is unlocked by it
     assert not any(
-        w.isEnabled() for w in (panel.phantom, panel.model_choice, panel.browse_output, panel.overwrite)
+        w.isEnabled()
+        for w in (panel.form.phantom, panel.form.model_choice, panel.form.browse_output, panel.form.overwrite)
     )
     with qtbot.waitSignal(panel.runner.finished, timeout=RUN_TIMEOUT_MS):
         pass
-    assert panel.browse_output.isEnabled()
+    assert panel.form.browse_output.isEnabled()
 
 
 def test_a_late_time_point_says_the_interval_is_not_kept():
@@ -791,36 +829,40 @@ def test_a_late_time_point_says_the_interval_is_not_kept():
 
 def test_a_value_beyond_a_limit_is_refused_by_name_not_clamped(qtbot, panel):
     # #34 item 7: the spin boxes clamped huge values to their maximum without a word
-    _type(qtbot, panel.time_points, "5000000")
-    assert "time points must be 1 to 1,000,000 (got 5000000)" in panel.message.text()
-    assert not panel.start_button.isEnabled()
-    _type(qtbot, panel.z_end, "20000")
-    assert "z end must be -10,000 to 10,000 µm (got 20000 µm)" in panel.message.text()
+    _type(qtbot, panel.form.time_points, "5000000")
+    assert "time points must be 1 to 1,000,000 (got 5000000)" in panel.controls.message.text()
+    assert not panel.controls.start_button.isEnabled()
+    _type(qtbot, panel.form.z_end, "20000")
+    assert "z end must be -10,000 to 10,000 µm (got 20000 µm)" in panel.controls.message.text()
 
 
 def test_acquisition_settings_are_saved_to_a_file_and_loaded_back(qtbot, tmp_path, monkeypatch):
     # #34: saving and loading acquisition settings (JSON), as Micro-Manager's MDA window does
     from PyQt5.QtCore import QSettings
 
-    from gui.panel import DeepZWindow
+    from gui.window import DeepZWindow
 
     window = DeepZWindow(_request(tmp_path), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(window)
     panel = window.panel
-    _type(qtbot, panel.time_points, "7")
-    _type(qtbot, panel.interval, "3")
-    _type(qtbot, panel.blind, "2")
+    _type(qtbot, panel.form.time_points, "7")
+    _type(qtbot, panel.form.interval, "3")
+    _type(qtbot, panel.form.blind, "2")
     saved = tmp_path / "plan.json"
-    monkeypatch.setattr("gui.panel.QFileDialog.getSaveFileName", lambda *a: (str(saved), ""))
+    monkeypatch.setattr("gui.window.QFileDialog.getSaveFileName", lambda *a: (str(saved), ""))
     window.save_action.trigger()
-    assert f"saved to {saved}" in panel.message.text()
+    assert f"saved to {saved}" in panel.controls.message.text()
     assert json.loads(saved.read_text())["time_points"] == 7
-    _type(qtbot, panel.time_points, "2")
-    _type(qtbot, panel.blind, "0")
-    monkeypatch.setattr("gui.panel.QFileDialog.getOpenFileName", lambda *a: (str(saved), ""))
+    _type(qtbot, panel.form.time_points, "2")
+    _type(qtbot, panel.form.blind, "0")
+    monkeypatch.setattr("gui.window.QFileDialog.getOpenFileName", lambda *a: (str(saved), ""))
     window.load_action.trigger()
-    assert (panel.time_points.value(), panel.interval.value(), panel.blind.value()) == (7, 3.0, 2)
-    assert panel.output.text() == str(tmp_path / "panel.ome.zarr")  # its output (free: nothing there)
+    assert (panel.form.time_points.value(), panel.form.interval.value(), panel.form.blind.value()) == (
+        7,
+        3.0,
+        2,
+    )
+    assert panel.form.output.text() == str(tmp_path / "panel.ome.zarr")  # its output (free: nothing there)
     # another tool's JSON, a value out of range, garbage: refused by name, nothing changes
     other = tmp_path / "other.json"
     other.write_text('{"time_points": 3}')
@@ -833,12 +875,12 @@ def test_acquisition_settings_are_saved_to_a_file_and_loaded_back(qtbot, tmp_pat
         (bad, "time points must be"),
         (junk, "cannot be read as a settings file"),
     ):
-        monkeypatch.setattr("gui.panel.QFileDialog.getOpenFileName", lambda *a, p=path: (str(p), ""))
+        monkeypatch.setattr("gui.window.QFileDialog.getOpenFileName", lambda *a, p=path: (str(p), ""))
         window.load_action.trigger()
-        assert words in panel.message.text() and panel.time_points.value() == 7
-    monkeypatch.setattr("gui.panel.QFileDialog.getSaveFileName", lambda *a: (str(other), ""))
+        assert words in panel.controls.message.text() and panel.form.time_points.value() == 7
+    monkeypatch.setattr("gui.window.QFileDialog.getSaveFileName", lambda *a: (str(other), ""))
     window.save_action.trigger()  # never over another tool's file
-    assert "is never replaced" in panel.message.text() and other.read_text() == '{"time_points": 3}'
+    assert "is never replaced" in panel.controls.message.text() and other.read_text() == '{"time_points": 3}'
     # a file saved by the previous version (format 1: the microscope's settings flat) still loads
     v1 = json.loads(saved.read_text())
     simulator = v1.pop("microscope")
@@ -846,10 +888,10 @@ def test_acquisition_settings_are_saved_to_a_file_and_loaded_back(qtbot, tmp_pat
     v1.update(seed=simulator["seed"], frame=simulator["frame"], config=None)
     old = tmp_path / "v1.json"
     old.write_text(json.dumps(v1))
-    monkeypatch.setattr("gui.panel.QFileDialog.getOpenFileName", lambda *a: (str(old), ""))
+    monkeypatch.setattr("gui.window.QFileDialog.getOpenFileName", lambda *a: (str(old), ""))
     with pytest.warns(DeprecationWarning, match="microscope=SimulatorSpec"):
         window.load_action.trigger()
-    assert panel.phantom.currentText() == "beads" and panel.backend.currentIndex() == 0
+    assert panel.form.phantom.currentText() == "beads" and panel.form.backend.currentIndex() == 0
     assert panel.request().microscope == SimulatorSpec(phantom="beads", seed=102, frame=128)
 
 
@@ -859,23 +901,23 @@ def test_light_saving_counts_blind_checks_and_virtual_views_are_full_size(qtbot,
     from PyQt5.QtCore import QSettings
     from PyQt5.QtWidgets import QApplication
 
-    from gui.panel import DeepZWindow
+    from gui.window import DeepZWindow
 
     window = DeepZWindow(
         _request(tmp_path, blind_check_every=1), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
     )
     qtbot.addWidget(window)
     panel = window.panel
-    assert "less light" not in panel.inputs.text()  # the input planes line counts planes, not light
-    light = re.search(r"light: [\d.]+ s exposure, ([\d.]+)x less", panel.plan_summary.text())
+    assert "less light" not in panel.form.inputs.text()  # the input planes line counts planes, not light
+    light = re.search(r"light: [\d.]+ s exposure, ([\d.]+)x less", panel.controls.plan_summary.text())
     assert light and 1.0 < float(light.group(1)) < 2.0  # a 100 ms reference stack every time point
     window.resize(1280, 800)
     window.show()
     qtbot.waitExposed(window)
     plane = np.ones((64, 64), np.float32)
-    panel.measured_view.set_image(plane)
+    panel.views.measured_view.set_image(plane)
     panel.runner.virtual.emit(0, np.ones((3, 64, 64), np.float32), np.array([-1.0, 0.0, 1.0]))
     QApplication.processEvents()
-    measured = panel.measured_view._label.pixmap().width()
-    virtual = panel.virtual_view.plane._label.pixmap().width()
+    measured = panel.views.measured_view._label.pixmap().width()
+    virtual = panel.views.virtual_view.plane._label.pixmap().width()
     assert virtual >= 0.8 * measured, (virtual, measured)

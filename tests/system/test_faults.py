@@ -195,7 +195,7 @@ def test_panel_stop_ends_the_run_promptly(qtbot, tmp_path):
     with qtbot.waitSignal(panel.runner.image, timeout=60_000):
         panel.start()
     with qtbot.waitSignal(panel.runner.finished, timeout=30_000):
-        qtbot.mouseClick(panel.stop_button, 1)
+        qtbot.mouseClick(panel.controls.stop_button, 1)
     assert panel.summary.aborted and panel.summary.time_points < 50
     assert panel.runner.wait(5) and _no_worker_threads()
     assert read_progress(tmp_path / "run.ome.zarr")["finished"]
