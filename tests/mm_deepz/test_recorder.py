@@ -1,12 +1,20 @@
-"""The OME-Zarr recorder: valid NGFF, overlaying geometry, progress record, refusals."""
+"""The OME-Zarr recorder: valid NGFF, overlaying geometry, progress record, refusals, and what it
+owns: a replaced run kept until the new one exists, a writer that stops when its container is taken."""
+
+import errno
+import json
+import threading
 
 import numpy as np
 import pytest
 import yaozarrs
+import zarr
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 
 from mm_deepz.io import (
+    ContainerChangedError,
+    ContainerLockedError,
     Geometry,
     OutputExistsError,
     Recorder,
@@ -163,3 +171,92 @@ def test_a_stack_written_plane_by_plane_opens_in_the_window_of_the_whole_stack(t
     assert window["end"] == np.percentile(sampled, 99.9, method="inverted_cdf")
     assert max(np.percentile(p, 99.9, method="inverted_cdf") for p in sampled) == 4000  # the focus plane's
     assert window["end"] < 0.7 * 4000  # the stack's: the focus plane is 1 of 5
+
+
+#: a small container's geometry, and a finished run in it marked ``value``
+SMALL = Geometry(z_um=(-1.0, 0.0, 1.0), pixel_size_um=0.5, interval_s=1.0, shape_yx=(8, 8))
+
+
+def _finished_container(path, value: int = 7):
+    rec = Recorder(path, SMALL, {"plan": {"marker": value}})
+    rec.write_plane("measured", 0, 1, np.full((8, 8), value, np.uint16))
+    rec.mark_complete("measured", 0, planes=[1])
+    rec.finish()
+    return path
+
+
+# -- who owns a container: a replaced run survives until the new one exists, one writer, no NaN ----
+
+
+def test_a_replaced_container_survives_until_the_new_one_exists(tmp_path, monkeypatch):
+    path = _finished_container(tmp_path / "run.ome.zarr", value=7)
+
+    def disk_full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zarr, "create_group", disk_full)  # the new container cannot be created
+    with pytest.raises(Exception, match="disk is full"):
+        Recorder(path, SMALL, overwrite=True)
+    monkeypatch.undo()
+    assert read_progress(path)["plan"] == {"marker": 7}  # the old run is back where it was
+    # nothing left aside (the container's lock file, .run.ome.zarr.lock, lives beside it)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.ome.zarr.lock", "run.ome.zarr"]
+    with pytest.raises(OutputExistsError, match="already holds an mm-deepz run"):
+        _finished_container(path, value=8)  # without overwrite: refused
+    assert read_progress(path)["plan"] == {"marker": 7}
+    # with overwrite, a new run that writes no frame leaves the old one in place (moved back) ...
+    rec = Recorder(path, SMALL, {"plan": {"marker": 8}}, overwrite=True)
+    assert read_progress(path)["plan"] == {"marker": 8}  # the new container is there while it runs
+    rec.finish()
+    assert read_progress(path)["plan"] == {"marker": 7} and rec.restored is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.ome.zarr.lock", "run.ome.zarr"]
+    # ... and one that writes a frame replaces it, leaving nothing else behind
+    rec = Recorder(path, SMALL, {"plan": {"marker": 9}}, overwrite=True)
+    rec.write_plane("measured", 0, 1, np.full((8, 8), 9, np.uint16))
+    rec.finish()
+    for thread in threading.enumerate():  # the replaced run is deleted in the background
+        if thread.name == "mm-deepz-remove-replaced":
+            thread.join()
+    assert read_progress(path)["plan"] == {"marker": 9}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.ome.zarr.lock", "run.ome.zarr"]
+
+
+def test_next_free_output_counts_up_past_what_exists(tmp_path):
+    from mm_deepz.io import next_free_output
+
+    assert next_free_output(tmp_path / "run.ome.zarr") == tmp_path / "run.ome.zarr"
+    _finished_container(tmp_path / "run.ome.zarr")
+    (tmp_path / "run_2.ome.zarr").mkdir()
+    assert next_free_output(tmp_path / "run.ome.zarr") == tmp_path / "run_3.ome.zarr"
+    assert next_free_output(tmp_path / "run_2.ome.zarr") == tmp_path / "run_3.ome.zarr"
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_writer_stops_when_its_container_vanishes_or_is_replaced(tmp_path, how):
+    import shutil
+
+    path = tmp_path / "run.ome.zarr"
+    rec = Recorder(path, SMALL)
+    rec.write_plane("measured", 0, 1, np.ones((8, 8), np.uint16))
+    shutil.rmtree(path)
+    if how == "replaced":  # another tool writes there now (mm-deepz itself is refused: the path is locked)
+        with pytest.raises(ContainerLockedError):
+            Recorder(path, SMALL)
+        other = zarr.create_group(str(path))
+        other.attrs["owner"] = "another tool"
+    with pytest.raises(ContainerChangedError, match="deleted, moved or replaced"):
+        rec.write_plane("measured", 1, 1, np.ones((8, 8), np.uint16))
+    with pytest.raises(ContainerChangedError):
+        rec.mark_complete("measured", 1)
+    if how == "replaced":
+        assert dict(zarr.open_group(str(path), mode="r").attrs) == {"owner": "another tool"}
+        assert sorted(p.name for p in path.iterdir()) == ["zarr.json"]
+
+
+def test_non_finite_values_never_reach_the_container_json(tmp_path):
+    rec = Recorder(
+        tmp_path / "r.ome.zarr", SMALL, {"summary": {"dose_mJ": float("nan"), "ratio": float("inf")}}
+    )
+    rec.finish()
+    meta = json.loads((tmp_path / "r.ome.zarr" / "zarr.json").read_text())  # strict JSON: no bare NaN
+    assert meta["attributes"]["mm_deepz"]["summary"] == {"dose_mJ": None, "ratio": None}
