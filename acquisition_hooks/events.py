@@ -1,13 +1,17 @@
 """What to capture, decided once, and written for either runner at the edge.
 
 A Deep-Z run's requested acquisition is one ``useq.MDASequence`` (:func:`sequence_for`): the plan's
-z grid, the time-lapse and the stage positions. pymmcore-plus's MDA runner runs it natively;
+z grid, the time-lapse, the stage positions and two light paths: the requested stack's and a blind
+check's reference stack (``channels[REFERENCE]``, at every time point and position, since a blind
+check can be asked for at any time point during a run). pymmcore-plus's MDA runner runs it natively;
 pycromanager gets the same events, one time point at a time, as its event dicts
 (:func:`pycromanager_events`).
 
 Each requested plane then goes through :class:`EventRewriter`, which decides, without touching
 hardware, storage or the model, what is captured instead: a :class:`Capture` (an input plane at
-low light, a plane of a full stack, or a blind-check reference plane) or nothing. A capture is
+low light, a plane of a full stack, or a blind-check reference plane) or nothing: a requested stack
+keeps only the model's input planes while virtual z-stacking is on, and a reference stack is taken
+only at a blind check's time points (the plan's, and those asked for). A capture is
 written into the runner's own event type by :meth:`Capture.pycromanager_event` and
 :meth:`Capture.useq_event`, so neither runner's events are converted into the other's.
 """
@@ -27,6 +31,8 @@ from .plan import DeepZPlan
 #: the axis that tells Deep-Z's frames apart (pycromanager's Python backend carries no event tags)
 DEEPZ_AXIS = "deepz"
 Kind = Literal["anchor", "full", "reference"]
+#: the sequence's light paths (channel indices): the requested stack's, and a blind check's reference
+INPUT, REFERENCE = 0, 1
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Capture:
     def pycromanager_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """``event`` (a pycromanager event dict) rewritten to take this frame; ``event`` is not changed."""
         out = copy.deepcopy(event)
+        out["axes"].pop("channel", None)  # the light path is the config group's, and the kind says which
         out["axes"][DEEPZ_AXIS] = self.kind
         out["z"] = self.z_um
         out["exposure"] = self.exposure_ms
@@ -71,7 +78,8 @@ class EventRewriter:
     With virtual z-stacking on, only the plan's 1-2 input planes are captured (at their exposure,
     light power and light path) and the other planes are skipped; with it off, every plane is
     captured as a full stack. The mode is fixed per time point on its first plane, so a toggle
-    mid-stack applies from the next time point.
+    mid-stack applies from the next time point. The reference light path's planes are captured at a
+    blind check's time points and skipped at the others.
     """
 
     def __init__(self, plan: DeepZPlan, *, anchor_properties: Sequence[Sequence[str]] = ()) -> None:
@@ -119,27 +127,23 @@ class EventRewriter:
                 self._mode.pop(t - 2, None)  # decided long ago (MDA runners may ask again for t - 1)
             return self._mode[t]
 
-    def capture(self, t: int, zi: int, allowed: bool = True) -> Capture | None:
-        """What requested plane ``zi`` of time point ``t`` becomes; None: it is skipped."""
+    def capture(self, t: int, zi: int, allowed: bool = True, channel: int = INPUT) -> Capture | None:
+        """What requested plane ``zi`` of light path ``channel`` at time point ``t`` becomes; None: it is
+        skipped."""
         plan = self.plan
+        z = float(self.z_um[zi])
+        if channel == REFERENCE:
+            if not self.is_blind_check(t):
+                return None
+            return Capture(
+                "reference", z, plan.reference_exposure_ms, (plan.channel_group, plan.reference_preset)
+            )
         config = (plan.channel_group, plan.input_preset)
         if self.mode_of(t, allowed) == "full":
-            return Capture("full", float(self.z_um[zi]), plan.stack_exposure_ms, config)
+            return Capture("full", z, plan.stack_exposure_ms, config)
         if zi not in self.anchors:
             return None
-        return Capture(
-            "anchor", float(self.z_um[zi]), plan.anchor_exposure_ms, config, self._anchor_properties
-        )
-
-    def reference(self) -> list[Capture]:
-        """A blind check's reference stack: the requested grid in the target modality."""
-        plan = self.plan
-        return [
-            Capture(
-                "reference", float(z), plan.reference_exposure_ms, (plan.channel_group, plan.reference_preset)
-            )
-            for z in self.z_um
-        ]
+        return Capture("anchor", z, plan.anchor_exposure_ms, config, self._anchor_properties)
 
 
 def sequence_for(
@@ -148,11 +152,17 @@ def sequence_for(
     interval_s: float,
     positions_xy_um: Sequence[tuple[float, float]] | None = None,
 ) -> useq.MDASequence:
-    """The requested acquisition: the plan's absolute z grid at every position and time point."""
+    """The requested acquisition: the plan's absolute z grid at every position and time point, in the
+    requested light path and in the reference one (``channels[INPUT]``, ``channels[REFERENCE]``)."""
     z = plan.requested_z()
+    group = plan.channel_group
     kwargs: dict[str, Any] = {
         "time_plan": {"interval": interval_s, "loops": time_points},
         "z_plan": {"bottom": float(z[0]), "top": float(z[-1]), "step": plan.z_step_um},
+        "channels": [
+            useq.Channel(config=plan.input_preset, group=group, exposure=plan.anchor_exposure_ms),
+            useq.Channel(config=plan.reference_preset, group=group, exposure=plan.reference_exposure_ms),
+        ],
         "axis_order": "tpcz",
     }
     if positions_xy_um:
@@ -168,7 +178,7 @@ def pycromanager_events(sequence: useq.MDASequence, t: int) -> list[dict[str, An
     one = sequence.replace(time_plan=None)
     events = []
     for ev in one.iter_events():
-        axes: dict[str, Any] = {"time": t, "z": ev.index["z"]}
+        axes: dict[str, Any] = {"time": t, "channel": ev.index["c"], "z": ev.index["z"]}
         out: dict[str, Any] = {"axes": axes, "z": ev.z_pos, "min_start_time": t * interval}
         if "p" in ev.index:
             axes["position"] = ev.index["p"]

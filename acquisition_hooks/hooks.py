@@ -4,10 +4,10 @@ frame, for pycromanager and pymmcore-plus alike.
 - What to capture: each requested z-stack plane becomes what
   :class:`~acquisition_hooks.events.EventRewriter` decides (:meth:`DeepZHooks.rewrite`): with virtual
   z-stacking on, one of the 1-2 measured planes (at the plan's exposure, light power and input light
-  path) or nothing; with it off, a plane of a full stack. A blind check's reference stack is planned
-  once (:meth:`DeepZHooks.reference_captures`). pycromanager's runner rewrites its events before it
-  submits them (:meth:`DeepZHooks.rewrite_event`, :mod:`acquisition_hooks.run`); the MDA engine its
-  useq events (:mod:`acquisition_hooks.mda`).
+  path) or nothing; with it off, a plane of a full stack. A blind check's reference stack is the
+  sequence's reference light path, kept at a blind check's time points. pycromanager's runner
+  rewrites its events before it submits them (:meth:`DeepZHooks.rewrite_event`,
+  :mod:`acquisition_hooks.run`); the MDA engine its useq events (:mod:`acquisition_hooks.mda`).
 - Each frame, from either runner, enters through :meth:`DeepZHooks.frame` (pycromanager's image hook,
   :meth:`DeepZHooks.image_process_fn`, only reads its metadata into it): it is written to the recorder,
   the measured planes of a time point go to the inference worker as a :class:`PlaneBundle` without
@@ -30,7 +30,7 @@ them in its hardware step. Deep-Z events carry an extra axis ``deepz`` (``anchor
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +39,7 @@ from mm_deepz.errors import InputError, StorageError
 from mm_deepz.io import STACK_IMAGE, Recorder
 from mm_deepz.metrics import blind_check_scores
 
-from .events import DEEPZ_AXIS, Capture, EventRewriter
+from .events import DEEPZ_AXIS, INPUT, Capture, EventRewriter
 from .frames import SATURATION_WARN_FRACTION, FrameRouter, WholeStack, saturated_fraction
 from .plan import DeepZPlan
 from .signals import RunSignals
@@ -122,12 +122,14 @@ class DeepZHooks:
         return {"image_process_fn": self.image_process_fn}
 
     # -- event generation ---------------------------------------------------------------
-    def rewrite(self, t: int, zi: int) -> Capture | None:
-        """What requested plane ``zi`` of time point ``t`` becomes (counted); None: skipped."""
-        self.stats.count("planes_requested")
-        capture = self.rewriter.capture(t, zi, allowed=self.worker is not None)
-        if capture is None:
-            self.stats.count("planes_skipped")
+    def rewrite(self, t: int, zi: int, channel: int = INPUT) -> Capture | None:
+        """What requested plane ``zi`` of light path ``channel`` at time point ``t`` becomes (the requested
+        stack's planes counted); None: skipped."""
+        capture = self.rewriter.capture(t, zi, allowed=self.worker is not None, channel=channel)
+        if channel == INPUT:
+            self.stats.count("planes_requested")
+            if capture is None:
+                self.stats.count("planes_skipped")
         return capture
 
     def rewrite_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -138,37 +140,8 @@ class DeepZHooks:
         axes = event.get("axes", {})
         if "z" not in axes or "time" not in axes:
             return event
-        capture = self.rewrite(int(axes["time"]), int(axes["z"]))
+        capture = self.rewrite(int(axes["time"]), int(axes["z"]), int(axes.get("channel", INPUT)))
         return None if capture is None else capture.pycromanager_event(event)
-
-    def reference_captures(
-        self, t: int, positions_xy_um: tuple[tuple[float, float], ...] | None = None
-    ) -> Iterator[tuple[int, int, tuple[float, float] | None, Capture]]:
-        """The planes of a blind check at ``t``, for either runner: (position, z index, stage XY or None
-        where the stage is, capture) of a real target-modality stack over the requested grid, at every XY
-        position of a multi-position acquisition."""
-        wheres = list(enumerate(positions_xy_um)) if positions_xy_um else [(0, None)]
-        for p, xy in wheres:
-            for zi, capture in enumerate(self.rewriter.reference()):
-                yield p, zi, xy, capture
-
-    def reference_events(
-        self,
-        t: int,
-        min_start_time: float | None = None,
-        positions_xy_um: tuple[tuple[float, float], ...] | None = None,
-    ) -> list[dict[str, Any]]:
-        """pycromanager's events of a blind check (:meth:`reference_captures`)."""
-        events = []
-        for p, zi, xy, capture in self.reference_captures(t, positions_xy_um):
-            ev: dict[str, Any] = {"axes": {"time": t, "z": zi}}
-            if xy is not None:
-                ev["x"], ev["y"] = xy
-                ev["axes"]["position"] = p
-            if min_start_time is not None:
-                ev["min_start_time"] = min_start_time
-            events.append(capture.pycromanager_event(ev))
-        return events
 
     def wait_acquired(self, t: int, timeout: float) -> bool:
         """Block until every camera frame of time point ``t`` (all positions) has arrived, or the

@@ -18,7 +18,7 @@ import numpy as np
 import useq
 from pymmcore_plus.mda import MDAEngine
 
-from .events import DEEPZ_AXIS
+from .events import DEEPZ_AXIS, INPUT
 from .hooks import DeepZHooks
 
 #: the most bytes of frames waiting to be written before the camera waits for the writer
@@ -28,44 +28,30 @@ FRAME_QUEUE_BYTES = 512 * 2**20
 class DeepZMDAEngine(MDAEngine):
     """pymmcore-plus MDA engine that captures z-stacks the Deep-Z way."""
 
-    def __init__(self, mmc: Any, hooks: DeepZHooks, positions_xy_um: tuple[Any, ...] | None = None):
+    def __init__(self, mmc: Any, hooks: DeepZHooks):
         # no hardware sequencing: it reads events ahead, so a time point's capture mode would be
         # decided before the previous one was imaged (and anchor events are not sequenceable anyway)
         super().__init__(mmc, use_hardware_sequencing=False)
         self.hooks = hooks
-        self.positions = positions_xy_um
         #: frames waiting for the writer thread (made at the first frame, sized by its bytes), as
         #: :meth:`DeepZHooks.frame`'s arguments: kind, t, z index, position, image
         self._frames: queue.Queue[tuple[str, int, int, int, np.ndarray] | None] | None = None
         self._writer: threading.Thread | None = None
 
     def event_iterator(self, events: Iterable[useq.MDAEvent]) -> Iterator[useq.MDAEvent]:
-        """The requested events, rewritten by the hooks, plus blind-check reference stacks."""
+        """The requested events, rewritten by the hooks (blind-check reference stacks included)."""
         yield from super().event_iterator(self._deepz_events(events))
 
     def _deepz_events(self, events: Iterable[useq.MDAEvent]) -> Iterator[useq.MDAEvent]:
-        last_t = None
         for event in events:
-            t = event.index.get("t", 0)
-            if last_t is not None and t != last_t:
-                yield from self._references(last_t)
-            last_t = t
             if "z" not in event.index:
                 yield event
                 continue
             if self.hooks.state.stopped:
                 continue
-            if (capture := self.hooks.rewrite(t, event.index["z"])) is not None:
+            t, zi, channel = event.index.get("t", 0), event.index["z"], event.index.get("c", INPUT)
+            if (capture := self.hooks.rewrite(t, zi, channel)) is not None:
                 yield capture.useq_event(event)
-        if last_t is not None:
-            yield from self._references(last_t)
-
-    def _references(self, t: int) -> Iterator[useq.MDAEvent]:
-        if not self.hooks.rewriter.is_blind_check(t):
-            return
-        for p, zi, xy, capture in self.hooks.reference_captures(t, self.positions):
-            x, y = xy if xy is not None else (None, None)
-            yield capture.useq_event(useq.MDAEvent(index={"t": t, "z": zi, "p": p}, x_pos=x, y_pos=y))
 
     def on_frame(self, image: Any, event: useq.MDAEvent, meta: Any = None) -> None:
         """Connect to ``core.mda.events.frameReady``: hands Deep-Z frames to the hooks, on the frame

@@ -367,10 +367,9 @@ class DeepZAcquisition:
                 "run this acquisition with run() (pycromanager)."
             )
         core = self.core
-        s = self.settings
         self._ensure_open()
         self._started = (self.microscope.dose_mJ(), time.perf_counter())
-        engine = DeepZMDAEngine(core, self.hooks, s.positions_xy_um)
+        engine = DeepZMDAEngine(core, self.hooks)
         self._mda = core
         previous = core.mda.set_engine(engine)
         core.mda.events.frameReady.connect(engine.on_frame)
@@ -469,10 +468,6 @@ class DeepZAcquisition:
             if not rewritten:  # the run stopped (storage failure) while this time point was being submitted
                 return
             acq.acquire(rewritten)
-            if self.hooks.rewriter.is_blind_check(t):
-                acq.acquire(
-                    self.hooks.reference_events(t, events[0].get("min_start_time"), s.positions_xy_um)
-                )
             # the next time point is submitted once this one's frames are taken, so a toggle or
             # an abort during time point t applies from t + 1
             acquired = self._wait_acquired(acq, t)

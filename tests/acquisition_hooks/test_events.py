@@ -6,7 +6,7 @@ import useq
 from helpers import heavy_modules_after
 
 from acquisition_hooks import DEEPZ_AXIS, DeepZPlan, EventRewriter
-from acquisition_hooks.events import pycromanager_events, sequence_for
+from acquisition_hooks.events import INPUT, REFERENCE, pycromanager_events, sequence_for
 
 
 @pytest.fixture
@@ -50,8 +50,15 @@ def test_the_mode_is_fixed_per_time_point(rewriter):
     full = [rewriter.capture(1, zi) for zi in range(5)]
     assert all(c.kind == "full" and c.exposure_ms == 20 and not c.properties for c in full)
     np.testing.assert_allclose([c.z_um for c in full], [-2, -1, 0, 1, 2])
-    ref = rewriter.reference()
+    assert [rewriter.capture(1, zi, channel=REFERENCE) for zi in range(5)] == [None] * 5  # no blind check
+
+
+def test_the_reference_light_path_is_taken_at_blind_checks_only(rewriter):
+    assert rewriter.capture(0, 0, channel=REFERENCE) is None
+    t = rewriter.ask_blind_check()
+    ref = [rewriter.capture(t, zi, channel=REFERENCE) for zi in range(5)]
     assert [c.config for c in ref] == [("Channel", "Confocal")] * 5 and {c.exposure_ms for c in ref} == {80}
+    assert [c.kind for c in ref] == ["reference"] * 5 and [c.z_um for c in ref] == [-2.0, -1.0, 0.0, 1.0, 2.0]
 
 
 def test_one_decision_reads_the_same_in_both_runners(rewriter):
@@ -80,9 +87,9 @@ def test_one_sequence_for_both_runners_on_the_plans_grid(start, end, step):
     seq = sequence_for(plan, time_points=4, interval_s=2.5, positions_xy_um=[(10.0, 20.0), (30.0, 40.0)])
     z = plan.requested_z()
     events = pycromanager_events(seq, t=3)
-    assert len(events) == 2 * len(z)
+    assert len(events) == 2 * 2 * len(z)  # two positions, two light paths (requested and reference)
     for p, (x, y) in enumerate([(10.0, 20.0), (30.0, 40.0)]):
-        here = [e for e in events if e["axes"]["position"] == p]
+        here = [e for e in events if e["axes"]["position"] == p and e["axes"]["channel"] == INPUT]
         np.testing.assert_allclose(
             [e["z"] for e in here], z, atol=1e-9
         )  # the rewritten events use the plan's z
@@ -92,7 +99,7 @@ def test_one_sequence_for_both_runners_on_the_plans_grid(start, end, step):
             for e in here
         )
     native = list(seq.iter_events())  # what pymmcore-plus runs: the same grid at every time point
-    assert len(native) == 4 * 2 * len(z)
+    assert len(native) == 4 * 2 * 2 * len(z)
     np.testing.assert_allclose([e.z_pos for e in native[: len(z)]], z, atol=1e-9)
     assert (
         "position" not in pycromanager_events(sequence_for(plan, 1, 0.0), 0)[0]["axes"]

@@ -80,11 +80,7 @@ def test_toggle_takes_effect_at_the_next_time_point(hooks):
 def test_other_events_pass_untouched(hooks):
     no_z = {"axes": {"time": 0}, "exposure": 7}
     assert hooks.rewrite_event(no_z) is no_z
-    ref = hooks.reference_events(3)
-    assert len(ref) == 5 and all(e["axes"][DEEPZ_AXIS] == "reference" for e in ref)
     assert set(hooks.acquisition_kwargs()) == {"image_process_fn"}  # events are rewritten before submission
-    assert ref[0]["config_group"] == ["Channel", "Confocal"]
-    np.testing.assert_allclose([e["z"] for e in ref], hooks.plan.requested_z())
 
 
 def test_a_plan_is_sized_in_planes_bytes_time_and_light_before_it_runs():
@@ -105,25 +101,34 @@ def test_a_plan_is_sized_in_planes_bytes_time_and_light_before_it_runs():
     assert (full.measured_planes, full.virtual_planes) == (420, 0) and full.light_saving == pytest.approx(1)
 
 
-def test_both_runners_build_a_blind_check_from_the_same_captures(hooks, core):
-    # #36 item 1: the reference stack of a blind check is planned once (reference_captures); the
-    # pycromanager events and the pymmcore-plus MDA events are two spellings of it
+def test_both_runners_take_a_blind_check_from_the_one_sequence(hooks, core):
+    # #36 item 1: a blind check's reference stack is the sequence's reference light path at every position,
+    # kept only at a blind check's time points; pycromanager's events and the MDA engine's are two spellings
+    from acquisition_hooks.events import pycromanager_events, sequence_for
     from acquisition_hooks.mda import DeepZMDAEngine
 
-    xy = ((0.0, 0.0), (50.0, -20.0))
+    xy = [(0.0, 0.0), (50.0, -20.0)]
+    sequence = sequence_for(hooks.plan, time_points=3, interval_s=0.0, positions_xy_um=xy)
     t = hooks.rewriter.ask_blind_check()  # the plan has none: one asked for, as the panel's button does
-    planned = [(p, zi, where) for p, zi, where, _ in hooks.reference_captures(t, xy)]
-    assert planned == [(p, zi, xy[p]) for p in (0, 1) for zi in range(5)]
-    pyc = [
-        (e["axes"]["position"], e["axes"]["z"], (e["x"], e["y"]), e["config_group"])
-        for e in hooks.reference_events(t, None, xy)
-    ]
-    mda = [
+    assert t == 0
+
+    def taken(e):
+        return (e["axes"]["position"], e["axes"]["z"], (e["x"], e["y"]), tuple(e["config_group"]))
+
+    pyc = {t: [hooks.rewrite_event(e) for e in pycromanager_events(sequence, t)] for t in (0, 1)}
+    mda = [e for e in DeepZMDAEngine(core, hooks)._deepz_events(sequence.iter_events()) if e.index["t"] < 2]
+    reference = [(p, zi, xy[p], ("Channel", "Confocal")) for p in (0, 1) for zi in range(5)]
+    assert [taken(e) for e in pyc[0] if e and e["axes"][DEEPZ_AXIS] == "reference"] == reference
+    assert not [e for e in pyc[1] if e and e["axes"][DEEPZ_AXIS] == "reference"]  # t=1: no blind check
+    assert [
         (e.index["p"], e.index["z"], (e.x_pos, e.y_pos), (e.channel.group, e.channel.config))
-        for e in DeepZMDAEngine(core, hooks, xy)._references(t)
+        for e in mda
+        if e.metadata[DEEPZ_AXIS] == "reference"
+    ] == reference
+    # the input planes of both runners: the anchor at each position, at both time points
+    assert [(e.index["t"], e.index["p"], e.metadata[DEEPZ_AXIS]) for e in mda if e.index["c"] == 0] == [
+        (t, p, "anchor") for t in (0, 1) for p in (0, 1)
     ]
-    assert pyc == [(p, zi, where, ["Channel", "Confocal"]) for p, zi, where in planned]
-    assert mda == [(p, zi, where, ("Channel", "Confocal")) for p, zi, where in planned]
 
 
 def test_a_frame_reaches_the_recorder_the_same_way_from_either_runner(hooks):
