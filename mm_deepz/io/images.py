@@ -2,7 +2,12 @@
 the numbered groups of an OME-Zarr collection, each with its NGFF attributes and display window.
 
 This is the recorder's writer backend: it makes, writes, reads and describes the arrays; what the run
-record says of them, the claim and the lock are the recorder's.
+record says of them, the claim and the locks are the recorder's.
+
+The time axis grows :data:`TIME_BLOCK` time points at a time (each growth rewrites the array's
+metadata, which cost as much as writing a 256² frame) and is trimmed to the time points written when
+the run finishes (:meth:`ImageStore.trim`); a run that never finishes (killed) ends in up to
+``TIME_BLOCK - 1`` blank time points, which its record does not list as complete.
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ from .layout import (
     z_grid,
 )
 from .layout import n_positions as layout_n_positions
+from .planes import PlaneWriter
 from .record import record_key_parts
 from .schema import ARRAY_CONFIG, COMPRESSOR, DTYPES, STACK_IMAGE, Geometry, ngff_attrs, z_chunk
 from .window import DisplayWindows
+
+#: time points the time axis grows by at once
+TIME_BLOCK = 16
 
 
 class ImageStore:
@@ -63,6 +72,10 @@ class ImageStore:
         self._slots = None if anchors is None else {geometry.grid_index(z): i for i, z in enumerate(anchors)}
         self._windows = DisplayWindows()
         self._written_windows: dict[tuple[str, int], tuple[float, float]] = {}
+        #: time points written so far in each array (its time axis may hold more, blank, until trimmed)
+        self._extent: dict[tuple[str, int], int] = {}
+        #: the arrays whose planes are written as chunk files directly (None: through zarr-python)
+        self._plane_writers: dict[tuple[str, int], PlaneWriter | None] = {}
 
     @classmethod
     def create(
@@ -115,6 +128,9 @@ class ImageStore:
         store.arrays = {
             (name, pos): array_at(root, f"{paths[name][pos]}/0") for name in paths for pos in range(n_pos)
         }
+        # never trimmed below what they held when opened: a killed run's chunks beyond its record are
+        # measured data (recover_measured), and cutting the axis would delete them
+        store._extent = {key: arr.shape[0] for key, arr in store.arrays.items()}
         return store
 
     def described(self) -> dict[str, Any]:
@@ -214,13 +230,33 @@ class ImageStore:
             )
 
     def write(self, image: str, p: int, t: int, index: tuple[int | slice, ...], data: np.ndarray) -> None:
-        """Write ``data`` at ``(t, *index)`` (the time axis grows as needed)."""
+        """Write ``data`` at ``(t, *index)`` (the time axis grows as needed). One image and position is
+        written by one thread at a time (the recorder's lock of that image)."""
         arr = self.arrays[image, p]
         with self.guard.guarded():
             if arr.shape[0] <= t:
-                arr.resize((t + 1, *arr.shape[1:]))
-            key = (t, *index)
-            arr[key] = np.asarray(data, arr.dtype)
+                arr.resize(((t // TIME_BLOCK + 1) * TIME_BLOCK, *arr.shape[1:]))
+            c, z = index
+            if isinstance(c, int) and isinstance(z, int) and (writer := self._plane_writer(image, p)):
+                writer.write(t, c, z, data)  # a camera plane, its own chunk: off zarr-python's async path
+            else:
+                arr[(t, c, z)] = np.asarray(data, arr.dtype)
+        self._extent[image, p] = max(self._extent.get((image, p), 0), t + 1)
+
+    def _plane_writer(self, image: str, p: int) -> PlaneWriter | None:
+        """The direct plane writer of an array whose chunks are single planes (made once)."""
+        key = (image, p)
+        if key not in self._plane_writers:
+            self._plane_writers[key] = PlaneWriter.for_array(self.arrays[key])
+        return self._plane_writers[key]
+
+    def trim(self) -> None:
+        """Each array's time axis cut to the time points written (the blank ones its growth added)."""
+        with self.guard.guarded():
+            for key, arr in self.arrays.items():
+                extent = self._extent.get(key)
+                if extent is not None and arr.shape[0] > extent:
+                    arr.resize((extent, *arr.shape[1:]))
 
     def note_window(self, image: str, p: int, data: np.ndarray) -> None:
         """Let the display window of ``image`` follow ``data``."""

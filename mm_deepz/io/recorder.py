@@ -116,7 +116,10 @@ class Recorder:
         self.path = guard.path
         self.root = images.root
         self.geometry = images.geometry
+        #: the record, the images' structure and the claim; held briefly, never across an image's write
         self._lock = threading.RLock()
+        #: one writer at a time per image and position (the camera's planes never wait for a virtual stack)
+        self._image_locks: dict[tuple[str, int], threading.Lock] = {}
         #: an earlier run this one replaces: kept aside until the first frame is written, put back if none is
         self.restored: Path | None = None
         #: files found among the chunks that no run writes (another tool's, or beyond the arrays)
@@ -167,16 +170,21 @@ class Recorder:
                     self.add_image(image, like=image if image in DTYPES else "virtual")
         data = np.asarray(data)
         self._images.check_frame(image, p, index, data)
-        with self._lock:
+        with self._image_lock(image, p):
             self._images.write(image, p, t, index, data)
+        with self._lock:
             self._guard.claim.commit()  # the new run has data: the run it replaces goes (once)
             if isinstance(index[1], int) and image in ("measured", "reference"):
                 self._record.frame_time(image, t, p, index[1])
         self._images.note_window(image, p, data)  # outside the writer's lock: nothing waits on it
 
+    def _image_lock(self, image: str, p: int) -> threading.Lock:
+        """The lock of one image and position (made at its first use; ``setdefault`` is atomic)."""
+        return self._image_locks.setdefault((image, p), threading.Lock())
+
     def read_planes(self, image: str, t: int, z_indices: tuple[int, ...], p: int = 0) -> np.ndarray:
         """Planes of time point ``t`` read back from the container ((n, y, x))."""
-        with self._lock:
+        with self._image_lock(image, p):
             return self._images.read(image, t, z_indices, p)
 
     def keep_rejected(
@@ -230,7 +238,9 @@ class Recorder:
         with self._lock:
             if self._record.complete(image, t, p, info.get("planes")):
                 self._images.update_windows(image)
-            self._record.write(soon=image == "measured")
+            # at most every second: what a crash loses of it is a virtual stack to make again (`mm-deepz
+            # infer`) or measured planes found on disk (recover_measured), never data
+            self._record.write(soon=True)
 
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
         """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""
@@ -312,6 +322,7 @@ class Recorder:
                 # the one asked for (as fast as possible, or slower than asked)
                 if cadence > 0 and (asked <= 0 or abs(cadence - asked) > CADENCE_RTOL * asked):
                     self._images.set_time_scale(cadence)
+            self._images.trim()  # the run's writes are over: the time axes hold what was written
             self._images.forget_windows()  # the final windows, however little they moved
             for image in self._images.paths:
                 self._images.update_windows(image)

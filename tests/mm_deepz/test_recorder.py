@@ -260,3 +260,60 @@ def test_non_finite_values_never_reach_the_container_json(tmp_path):
     rec.finish()
     meta = json.loads((tmp_path / "r.ome.zarr" / "zarr.json").read_text())  # strict JSON: no bare NaN
     assert meta["attributes"]["mm_deepz"]["summary"] == {"dose_mJ": None, "ratio": None}
+
+
+# -- how planes are written: each camera plane its own chunk file, the time axis grown in blocks ---------
+@pytest.mark.parametrize("compression", [True, False])
+def test_a_camera_plane_is_the_chunk_zarr_python_would_write(tmp_path, compression):
+    # #33: camera planes skip zarr-python's asynchronous write path (8-13 ms a plane on two loaded cores)
+    # and are encoded with the array's own codecs: the file must be the one zarr-python writes
+    from mm_deepz.io.planes import PlaneWriter
+
+    plane = np.random.default_rng(3).poisson(300, (16, 20)).astype(np.uint16)
+    rec = Recorder(tmp_path / "r.ome.zarr", GEOM, compression=compression)
+    rec.write_plane("measured", 0, 2, plane)
+    array = rec.array("measured")
+    assert PlaneWriter.for_array(array) is not None  # the camera's planes take the direct path
+    reference = zarr.create_array(
+        str(tmp_path / "zarr_python.zarr"),
+        shape=array.shape,
+        chunks=array.chunks,
+        dtype=array.dtype,
+        compressors=array.compressors,
+        fill_value=0,
+    )
+    reference[0, 0, 2] = plane  # zarr-python's own write of the same plane
+    chunk = array.metadata.encode_chunk_key((0, 0, 2, 0, 0))
+    ours = (tmp_path / "r.ome.zarr" / rec.group_path("measured") / "0" / chunk).read_bytes()
+    assert ours == (tmp_path / "zarr_python.zarr" / chunk).read_bytes()
+    rec.finish()
+    again = open_container(tmp_path / "r.ome.zarr")
+    np.testing.assert_array_equal(image_array(again, "measured")[0, 0, 2], plane)
+    assert not list((tmp_path / "r.ome.zarr").rglob("*.partial"))  # no temporary file left
+
+
+def test_the_time_axis_grows_in_blocks_and_ends_at_the_last_time_point(tmp_path):
+    # growing the axis rewrites the array's metadata: once per block of time points, not per frame
+    from mm_deepz.io.images import TIME_BLOCK
+
+    rec = Recorder(tmp_path / "r.ome.zarr", GEOM)
+    plane = np.ones((16, 20), np.uint16)
+    for t in range(TIME_BLOCK + 3):
+        rec.write_plane("measured", t, 2, plane * (t + 1))
+        rec.mark_complete("measured", t, planes=[2])
+    assert rec.array("measured").shape[0] == 2 * TIME_BLOCK  # grown twice, blank beyond what is written
+    rec.write_stack("virtual", 4, np.zeros((5, 16, 20), np.float32))
+    rec.finish()
+    root = open_container(tmp_path / "r.ome.zarr")
+    assert image_array(root, "measured").shape[0] == TIME_BLOCK + 3  # trimmed to the time points written
+    assert image_array(root, "virtual").shape[0] == 5
+    assert image_array(root, "measured")[TIME_BLOCK + 2, 0, 2, 0, 0] == TIME_BLOCK + 3
+    # a run reopened to add its virtual stacks keeps every time point it held, whatever is written now
+    again = Recorder.reopen(tmp_path / "r.ome.zarr")
+    again.write_stack("virtual", 1, np.ones((5, 16, 20), np.float32))
+    again.finish()
+    root = open_container(tmp_path / "r.ome.zarr")
+    assert (
+        image_array(root, "measured").shape[0] == TIME_BLOCK + 3
+        and image_array(root, "virtual").shape[0] == 5
+    )
