@@ -7,7 +7,11 @@ Each writer streams the same simulated 2048² uint16 widefield frames (realistic
 noise, so compression is honest), one frame per time point, as a (t, y, x) Zarr v3 array with
 Blosc-LZ4 and bit shuffle, to the same disk:
 
-- **zarr-python, one chunk per frame**: what the recorder does now (one file per frame);
+- **zarr-python, one chunk per frame**: what the recorder did until 2026-12-03 (one file per frame,
+  the time axis grown per frame);
+- **direct chunk files**: what the recorder does now (:class:`mm_deepz.io.planes.PlaneWriter`): the
+  same files, each frame encoded with the array's codecs and written as its chunk file, the time axis
+  grown 16 frames at a time;
 - **zarr-python, sharded**: ``--shard`` frames per shard file, one chunk per frame inside;
 - **tensorstore, sharded**: the same layout through tensorstore's zarr3 driver, one write per frame;
 - **acquire-zarr, sharded**: the same layout through acquire-zarr's streaming writer (a C++ library
@@ -58,6 +62,26 @@ def zarr_chunked(path: Path, frames: list[np.ndarray], n: int, shard: int) -> No
         if arr.shape[0] <= t:
             arr.resize((t + 1, h, w))
         arr[t] = frames[t % len(frames)]
+
+
+def direct_chunks(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
+    """The recorder's writer: zarr-python makes and grows the array, each frame is written as its chunk
+    file by :class:`~mm_deepz.io.planes.PlaneWriter`."""
+    from mm_deepz.io.images import TIME_BLOCK
+    from mm_deepz.io.planes import PlaneWriter
+
+    h, w = frames[0].shape
+    arr = zarr.create_array(
+        str(path), shape=(TIME_BLOCK, 1, 1, h, w), chunks=(1, 1, 1, h, w), dtype="uint16",
+        serializer=_codecs()[0], compressors=_codecs()[1:], config={"write_empty_chunks": True},
+    )  # fmt: skip
+    writer = PlaneWriter.for_array(arr)
+    assert writer is not None
+    for t in range(n):
+        if arr.shape[0] <= t:
+            arr.resize(((t // TIME_BLOCK + 1) * TIME_BLOCK, 1, 1, h, w))
+        writer.write(t, 0, 0, frames[t % len(frames)])
+    arr.resize((n, 1, 1, h, w))
 
 
 def zarr_sharded(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
@@ -146,7 +170,8 @@ def acquire_sharded(path: Path, frames: list[np.ndarray], n: int, shard: int) ->
 
 
 WRITERS: dict[str, Writer] = {
-    "zarr-python, one chunk per frame (the recorder now)": zarr_chunked,
+    "zarr-python, one chunk per frame (the recorder until 2026-12-03)": zarr_chunked,
+    "direct chunk files (the recorder now)": direct_chunks,
     "zarr-python, sharded": zarr_sharded,
     "tensorstore, sharded": tensorstore_sharded,
     "acquire-zarr, sharded": acquire_sharded,
@@ -158,7 +183,7 @@ def _read_back(path: Path, frames: list[np.ndarray], n: int) -> bool:
     arr = zarr.open_array(str(path), mode="r")
     if arr.shape[0] != n:
         return False
-    return all(np.array_equal(arr[t], frames[t % len(frames)]) for t in range(n))
+    return all(np.array_equal(arr[t].squeeze(), frames[t % len(frames)]) for t in range(n))
 
 
 def run(size: int, n: int, shard: int) -> list[dict[str, Any]]:
