@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -43,6 +44,33 @@ def measured_chunks_prefix() -> str:
     from mm_deepz.io.layout import IMAGES, number_images
 
     return f"{number_images(IMAGES, 1)['measured'][0]}/0/c/"
+
+
+def disk_fails_after_measured_planes(monkeypatch, planes: int, code: int = errno.ENOSPC) -> None:
+    """From the measured plane after the first ``planes`` on, every write fails with ``OSError(code)`` (a
+    full or unwritable disk): zarr-python's writes and the recorder's direct plane writes alike."""
+    import zarr
+
+    from mm_deepz.io.planes import PlaneWriter
+
+    measured = {"n": 0}
+    words = "No space left on device" if code == errno.ENOSPC else "Permission denied"
+    store_set, plane_write = zarr.storage.LocalStore.set, PlaneWriter.write
+
+    async def failing_set(self, key, value):
+        if measured["n"] >= planes:
+            raise OSError(code, words)
+        return await store_set(self, key, value)
+
+    def failing_write(self, t, c, z, plane):
+        if measured["n"] >= planes:
+            raise OSError(code, words)
+        plane_write(self, t, c, z, plane)
+        if measured_chunks_prefix() in f"{self._dir.as_posix()}/c/":
+            measured["n"] += 1
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
+    monkeypatch.setattr(PlaneWriter, "write", failing_write)
 
 
 ROOT = Path(__file__).resolve().parents[1]

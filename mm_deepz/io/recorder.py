@@ -203,6 +203,7 @@ class Recorder:
         """Rewrite the collection metadata (the OME-XML's sizes and frame times) for what the arrays hold
         now: after a recovery or `mm-deepz infer` on a run that never finished."""
         with self._lock:
+            self._images.trim()
             self._images.write_collection(self._record.state["frame_times_s"])
 
     def recover_measured(self) -> list[tuple[int, int]]:
@@ -334,8 +335,10 @@ class Recorder:
         an earlier one and wrote no frame removes itself and puts the earlier one back."""
         claim = self._guard.claim
         if claim.replacing is None and not self._record.state.get("finished"):
-            try:  # a run that ends without finish: its record says what the last second measured
-                self.flush()
+            try:  # a run that ends without finish: its record says what the last second measured, its
+                self.flush()  # time axes hold the time points written
+                with self._lock:
+                    self._images.trim()
             except DeepZError as e:
                 logger.warning("The run record could not be written at closing: %s", e)
         if (aside := claim.replacing) is not None:

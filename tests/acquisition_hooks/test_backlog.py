@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaozarrs
 import zarr
-from helpers import measured_chunks_prefix, start_acquire
+from helpers import disk_fails_after_measured_planes, measured_chunks_prefix, start_acquire
 from ome_types import from_xml
 from ome_zarr.utils import find_multiscales
 from typer.testing import CliRunner
@@ -246,7 +246,7 @@ def test_after_a_real_disk_full_infer_recovers_planes_the_record_missed(session,
         DeepZPlan.for_model(model, *Z),
         RunSettings(output=tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
     )
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", full_after_third_plane)
+    disk_fails_after_measured_planes(monkeypatch, 3)
     summary = run.run()
     monkeypatch.undo()  # the disk was freed
     assert summary.stop_reason and "disk is full" in summary.stop_reason

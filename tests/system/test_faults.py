@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from helpers import measured_chunks_prefix, tiny_model
+from helpers import disk_fails_after_measured_planes, tiny_model
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from typer.testing import CliRunner
@@ -118,17 +118,7 @@ def test_out_of_memory_retries_with_smaller_batches_and_gives_the_same_planes():
 def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(
     session, tmp_path, monkeypatch, code, words
 ):
-    store_set = zarr.storage.LocalStore.set
-    writes = {"measured": 0}
-
-    async def failing_set(self, key, value):
-        if key.startswith(measured_chunks_prefix()):
-            writes["measured"] += 1
-        if writes["measured"] > 2:  # from the third measured plane on, nothing can be written
-            raise OSError(code, "No space left on device" if code == errno.ENOSPC else "Permission denied")
-        return await store_set(self, key, value)
-
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
+    disk_fails_after_measured_planes(monkeypatch, 2, code)  # from the third measured plane on
     run = _acquisition(session, tmp_path, time_points=6)
     t0 = time.monotonic()
     summary = run.run()
