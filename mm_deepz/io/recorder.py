@@ -23,16 +23,19 @@ second), translated to its stage position so the fields tile in a viewer.
 
 All three images share scales and translations (µm, s), so they overlay exactly. Each says what
 it is (channel label and colour, emission, exposure) and carries a display window taken from
-its data as the run grows. The time axis grows as data arrives; planes never written read as
-0, and the root attributes list which time points are complete in each image, which virtual
-stacks are missing and why, and when each frame was written (also in the OME-XML, per plane).
+its data as the run grows. The time axis grows as data arrives (in blocks, trimmed to the time
+points written when the writer ends); planes never written read as 0, and the root attributes
+list which time points are complete in each image, which virtual stacks are missing and why,
+and when each frame was written (also in the OME-XML, per plane).
 Measured planes are written (each chunk is a file, written when the plane arrives) before
 their virtual stack is requested, so a model, GPU or disk failure later never loses them.
 
 The recorder joins four pieces, each with one job: the claim and its guard (:mod:`.claim`,
 :mod:`.guard`: the container is this run's, a failed write is named), the images (:mod:`.images`,
-the writer backend, by the schema of :mod:`.schema`), and the run record (:mod:`.record`); it holds
-the lock that makes them thread-safe together.
+the writer backend, by the schema of :mod:`.schema`; camera planes through :mod:`.planes`), and the
+run record (:mod:`.record`). It makes them thread-safe together: one lock for the record and the
+images' structure, held briefly, and one per image and position for its writes, so the camera's
+planes never wait while the model's thread writes a virtual stack.
 """
 
 from __future__ import annotations
