@@ -9,6 +9,7 @@ recorder holds its lock around every call.
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,8 @@ class RunRecord:
         self.times: dict[int, float] = {}
         self._t0 = time.time()
         self._written_at = 0.0  # time.monotonic() of the last write
+        #: frames written and when, not yet in ``state`` (appended by the camera's thread without a lock)
+        self._arrived: deque[tuple[str, str, int, float]] = deque()
 
     @classmethod
     def new(cls, root: zarr.Group, guard: WriteGuard, attrs: dict[str, Any], n_positions: int) -> RunRecord:
@@ -163,9 +166,18 @@ class RunRecord:
         self.state.setdefault("virtual_pending", {})[self.key(t, p)] = "waiting for the model"
 
     def frame_time(self, image: str, t: int, p: int, plane: int) -> None:
-        """A frame of ``image`` (its ``plane``) was written now."""
-        times = self.state["frame_times_s"].setdefault(image, {}).setdefault(self.key(t, p), {})
-        times[str(plane)] = round(time.time() - self._t0, 4)
+        """A frame of ``image`` (its ``plane``) was written now. Safe from any thread without the
+        recorder's lock: it joins the record at its next write or read (:meth:`frame_times`)."""
+        self._arrived.append((image, self.key(t, p), plane, round(time.time() - self._t0, 4)))
+
+    def frame_times(self) -> dict[str, dict[str, dict[str, float]]]:
+        """When each frame was written (s from the start), by image, time point and plane (with the
+        recorder's lock held)."""
+        times = self.state["frame_times_s"]
+        while self._arrived:
+            image, key, plane, when = self._arrived.popleft()
+            times.setdefault(image, {}).setdefault(key, {})[str(plane)] = when
+        return times  # type: ignore[no-any-return]
 
     def cadence(self) -> float | None:
         """The mean interval between complete measured time points (None: fewer than two)."""
@@ -177,6 +189,7 @@ class RunRecord:
     # -- writing -------------------------------------------------------------------
     def store(self) -> None:
         """Write the record as it is, unguarded (a new container's first write)."""
+        self.frame_times()
         self.root.attrs["mm_deepz"] = json_safe({**self.attrs, **self.state})
 
     def write(self, soon: bool = False) -> None:

@@ -123,6 +123,7 @@ class Recorder:
         self._lock = threading.RLock()
         #: one writer at a time per image and position (the camera's planes never wait for a virtual stack)
         self._image_locks: dict[tuple[str, int], threading.Lock] = {}
+        self._committed = False  # a frame is written: an earlier run this one replaces is gone
         #: an earlier run this one replaces: kept aside until the first frame is written, put back if none is
         self.restored: Path | None = None
         #: files found among the chunks that no run writes (another tool's, or beyond the arrays)
@@ -152,7 +153,7 @@ class Recorder:
             self._record.attrs["images"] = described["images"]
             self._record.attrs.setdefault("image_info", {})[name] = described["image_info"][name]
             self._record.write()
-            self._images.write_collection(self._record.state["frame_times_s"])
+            self._images.write_collection(self._record.frame_times())
 
     def write_plane(
         self, image: str, t: int, z_index: int, plane: np.ndarray, c: int = 0, p: int = 0
@@ -175,11 +176,13 @@ class Recorder:
         self._images.check_frame(image, p, index, data)
         with self._image_lock(image, p):
             self._images.write(image, p, t, index, data)
-        with self._lock:
-            self._guard.claim.commit()  # the new run has data: the run it replaces goes (once)
-            if isinstance(index[1], int) and image in ("measured", "reference"):
-                self._record.frame_time(image, t, p, index[1])
-        self._images.note_window(image, p, data)  # outside the writer's lock: nothing waits on it
+        if not self._committed:
+            with self._lock:
+                self._guard.claim.commit()  # the new run has data: the run it replaces goes (once)
+                self._committed = True
+        if isinstance(index[1], int) and image in ("measured", "reference"):
+            self._record.frame_time(image, t, p, index[1])  # no lock: it joins the record at its next write
+        self._images.note_window(image, p, data)  # outside the writers' locks: nothing waits on it
 
     def _image_lock(self, image: str, p: int) -> threading.Lock:
         """The lock of one image and position (made at its first use; ``setdefault`` is atomic)."""
@@ -207,7 +210,7 @@ class Recorder:
         now: after a recovery or `mm-deepz infer` on a run that never finished."""
         with self._lock:
             self._images.trim()
-            self._images.write_collection(self._record.state["frame_times_s"])
+            self._images.write_collection(self._record.frame_times())
 
     def recover_measured(self) -> list[tuple[int, int]]:
         """Time points (t, position) whose measured planes are on disk but not in the record (a write
@@ -242,9 +245,9 @@ class Recorder:
         with self._lock:
             if self._record.complete(image, t, p, info.get("planes")):
                 self._images.update_windows(image)
-            # at most every second: what a crash loses of it is a virtual stack to make again (`mm-deepz
-            # infer`) or measured planes found on disk (recover_measured), never data
-            self._record.write(soon=True)
+            # measured planes at most every second (the next write takes them along; after a crash
+            # recover_measured finds them on disk); other images at once: infer's workers share the record
+            self._record.write(soon=image == "measured")
 
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
         """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""
@@ -292,6 +295,7 @@ class Recorder:
     def state(self) -> dict[str, Any]:
         """The progress record (completed time points, planes measured, missing ...), a copy."""
         with self._lock:
+            self._record.frame_times()
             return dict(json_safe(self._record.state))
 
     @property
@@ -331,7 +335,7 @@ class Recorder:
             for image in self._images.paths:
                 self._images.update_windows(image)
             self._record.write()
-            self._images.write_collection(self._record.state["frame_times_s"])
+            self._images.write_collection(self._record.frame_times())
 
     def close(self) -> None:
         """Release the container to other writers (after :meth:`finish`; idempotent). A run that replaced
