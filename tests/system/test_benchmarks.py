@@ -147,3 +147,15 @@ def test_the_writers_comparison_streams_the_same_frames_through_each_writer(tmp_
     sharded = [r["files_per_frame"] for r in rows[1:] if "sharded" in r["writer"]]
     assert sharded == [0.25] * 3  # a shard file per 4 frames
     assert rows[1]["files_per_frame"] == rows[2]["files_per_frame"] == 1.0  # zarr-python and the recorder
+
+
+def test_the_hook_path_times_each_frame_on_both_runners(tmp_path):
+    from benchmarks.hook_path import main as hook_path
+
+    rows = hook_path(["--size", "64", "--time-points", "12", "--out", str(tmp_path / "h.json")])
+    assert [r["runner"] for r in rows] == ["pycromanager", "mda"]
+    for row in rows:
+        assert row["time_points"] == 12 and row["fps"] > 0 and row["virtual_made"] == 12
+        # the measured plane's write is a part of the hook's time for that frame
+        assert 0 < row["measured_write_ms"]["median"] <= row["hook_ms"]["median"]
+    assert json.loads((tmp_path / "h.json").read_text())["rows"] == rows
