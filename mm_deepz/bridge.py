@@ -28,10 +28,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from typing_extensions import Self
+
+if TYPE_CHECKING:
+    from pymmcore_plus.experimental.unicore import UniMMCore
+
+    from simulators import SimWorld
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +132,15 @@ def _pycromanager_core_class(base: type) -> type:
 class SimulatorSession:
     """A simulator core registered with pycromanager's Python backend."""
 
-    core: Any
+    #: the simulator's pymmcore-plus core, with pycromanager's snake_case names besides
+    core: UniMMCore
 
     @property
-    def world(self) -> Any:
-        """The simulated microscope's physical state (:class:`simulators.SimWorld`)."""
-        return self.core.sim_world
+    def world(self) -> SimWorld:
+        """The simulated microscope's physical state."""
+        from simulators import world_of
+
+        return world_of(self.core)
 
     def close(self) -> None:
         """Stop the Python acquisition engine and unregister the core."""
@@ -171,7 +179,7 @@ def start_simulator(world: Any = None, config: str | Path | None = None) -> Simu
 
 
 @contextlib.contextmanager
-def simulated_core(world: Any = None, runner: str = "pycromanager") -> Iterator[Any]:
+def simulated_core(world: Any = None, runner: str = "pycromanager") -> Iterator[UniMMCore]:
     """The simulated microscope as the core ``runner`` drives, closed on exit: pycromanager's
     (:func:`start_simulator`), or for ``"mda"`` a pymmcore-plus ``UniMMCore`` of its own."""
     if runner != "mda":
