@@ -148,9 +148,14 @@ def test_aborted_run_leaves_completed_time_points_readable(session, static_world
     assert summary.aborted and summary.time_points < 6
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert 0 in prog["completed"]["measured"] and prog["aborted"]
-    virtual, _ = _image(tmp_path / "run.ome.zarr", "virtual")
-    for t in prog["completed"]["virtual"]:
-        assert virtual[t].max() > 0
+    # every measured time point's stack is made (and readable) or recorded as still to make: the abort
+    # can come before the model took t=0's planes (the camera's next frame arrives in milliseconds)
+    made = prog["completed"]["virtual"]
+    pending = {int(t) for t in prog.get("virtual_pending", {})}
+    assert set(prog["completed"]["measured"]) <= set(made) | pending
+    if made:
+        virtual, _ = _image(tmp_path / "run.ome.zarr", "virtual")
+        assert all(virtual[t].max() > 0 for t in made)
 
 
 @pytest.mark.parametrize("config", [[], ["--config", "mmdemo"]], ids=["native-config", "mm-demo-config"])
