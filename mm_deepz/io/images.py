@@ -46,7 +46,8 @@ TIME_BLOCK = 16
 
 
 class ImageStore:
-    """The arrays of one run's images (not thread-safe: the recorder holds its lock)."""
+    """The arrays of one run's images. The recorder's locks make it thread-safe: one writer at a time per
+    image and position, the images' structure (new images, windows, the collection) under one lock."""
 
     def __init__(
         self,
