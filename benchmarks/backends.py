@@ -67,7 +67,7 @@ def zarr_chunked(path: Path, frames: list[np.ndarray], n: int, shard: int) -> No
 def direct_chunks(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
     """The recorder's writer: zarr-python makes and grows the array, each frame is written as its chunk
     file by :class:`~mm_deepz.io.planes.PlaneWriter`."""
-    from mm_deepz.io.images import TIME_BLOCK
+    from mm_deepz.io.images import TIME_BLOCK, grown_length
     from mm_deepz.io.planes import PlaneWriter
 
     h, w = frames[0].shape
@@ -79,7 +79,7 @@ def direct_chunks(path: Path, frames: list[np.ndarray], n: int, shard: int) -> N
     assert writer is not None
     for t in range(n):
         if arr.shape[0] <= t:
-            arr.resize(((t // TIME_BLOCK + 1) * TIME_BLOCK, 1, 1, h, w))
+            arr.resize((grown_length(t), 1, 1, h, w))
         writer.write(t, 0, 0, frames[t % len(frames)])
     arr.resize((n, 1, 1, h, w))
 

@@ -45,6 +45,11 @@ from .window import DisplayWindows
 TIME_BLOCK = 16
 
 
+def grown_length(t: int) -> int:
+    """The time axis's length once it holds time point ``t``: whole blocks of :data:`TIME_BLOCK`."""
+    return (t // TIME_BLOCK + 1) * TIME_BLOCK
+
+
 class ImageStore:
     """The arrays of one run's images. The recorder's locks make it thread-safe: one writer at a time per
     image and position, the images' structure (new images, windows, the collection) under one lock."""
@@ -236,7 +241,7 @@ class ImageStore:
         arr = self.arrays[image, p]
         with self.guard.guarded():
             if arr.shape[0] <= t:
-                arr.resize(((t // TIME_BLOCK + 1) * TIME_BLOCK, *arr.shape[1:]))
+                arr.resize((grown_length(t), *arr.shape[1:]))
             c, z = index
             if isinstance(c, int) and isinstance(z, int) and (writer := self._plane_writer(image, p)):
                 writer.write(t, c, z, data)  # a camera plane, its own chunk: off zarr-python's async path
