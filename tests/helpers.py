@@ -40,7 +40,7 @@ def blobs(shape=(1, 96, 96), seed: int = 0) -> np.ndarray:
 
 
 def measured_chunks_prefix() -> str:
-    """Store keys of the measured image's chunks (position 0) in a run's container."""
+    """Store keys of the measured image's shards (position 0) in a run's container."""
     from mm_deepz.io.layout import IMAGES, number_images
 
     return f"{number_images(IMAGES, 1)['measured'][0]}/0/c/"
@@ -48,14 +48,14 @@ def measured_chunks_prefix() -> str:
 
 def disk_fails_after_measured_planes(monkeypatch, planes: int, code: int = errno.ENOSPC) -> None:
     """From the measured plane after the first ``planes`` on, every write fails with ``OSError(code)`` (a
-    full or unwritable disk): zarr-python's writes and the recorder's direct plane writes alike."""
+    full or unwritable disk): zarr-python's writes and the recorder's writes into shards alike."""
     import zarr
 
-    from mm_deepz.io.planes import PlaneWriter
+    from mm_deepz.io.shards import ShardWriter
 
     measured = {"n": 0}
     words = "No space left on device" if code == errno.ENOSPC else "Permission denied"
-    store_set, plane_write = zarr.storage.LocalStore.set, PlaneWriter.write
+    store_set, plane_write = zarr.storage.LocalStore.set, ShardWriter.write
 
     async def failing_set(self, key, value):
         if measured["n"] >= planes:
@@ -70,7 +70,7 @@ def disk_fails_after_measured_planes(monkeypatch, planes: int, code: int = errno
             measured["n"] += 1
 
     monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
-    monkeypatch.setattr(PlaneWriter, "write", failing_write)
+    monkeypatch.setattr(ShardWriter, "write", failing_write)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
-"""The images of a run as zarr-python writes them: one (t, c, z, y, x) array per image and position, in
-the numbered groups of an OME-Zarr collection, each with its NGFF attributes and display window.
+"""The images of a run: one sharded (t, c, z, y, x) array per image and position, in the numbered groups
+of an OME-Zarr collection, each with its NGFF attributes and display window.
 
 This is the recorder's writer backend: it makes, writes, reads and describes the arrays; what the run
 record says of them, the claim and the locks are the recorder's.
@@ -36,9 +36,18 @@ from .layout import (
     z_grid,
 )
 from .layout import n_positions as layout_n_positions
-from .planes import PlaneWriter
 from .record import record_key_parts
-from .schema import ARRAY_CONFIG, COMPRESSOR, DTYPES, STACK_IMAGE, Geometry, ngff_attrs, z_chunk
+from .schema import (
+    ARRAY_CONFIG,
+    COMPRESSOR,
+    DTYPES,
+    STACK_IMAGE,
+    Geometry,
+    ngff_attrs,
+    shard_time_points,
+    z_chunk,
+)
+from .shards import ShardWriter, sharding, stored_chunks
 from .window import DisplayWindows
 
 #: time points the time axis grows by at once
@@ -80,8 +89,8 @@ class ImageStore:
         self._written_windows: dict[tuple[str, int], tuple[float, float]] = {}
         #: time points written so far in each array (its time axis may hold more, blank, until trimmed)
         self._extent: dict[tuple[str, int], int] = {}
-        #: the arrays whose planes are written as chunk files directly (None: through zarr-python)
-        self._plane_writers: dict[tuple[str, int], PlaneWriter | None] = {}
+        #: the arrays whose planes are written into their shards directly (None: through zarr-python)
+        self._shard_writers: dict[tuple[str, int], ShardWriter | None] = {}
 
     @classmethod
     def create(
@@ -179,12 +188,17 @@ class ImageStore:
 
     def _create(self, name: str, like: str | None = None) -> None:
         """The group (with its NGFF attributes, in one write) and the empty (t, c, z, y, x) array of image
-        ``name`` at every position; planes, type and chunks those of image kind ``like`` (default: its
-        own)."""
+        ``name`` at every position; planes, type, chunks and shards those of image kind ``like`` (default:
+        its own)."""
         kind = like or name
         z = self.geometry.image_z(kind)
         h, w = self.geometry.shape_yx
         dtype = DTYPES[kind]
+        n_c = len(self.geometry.channels)
+        zc = z_chunk(kind, len(z), h * w * np.dtype(dtype).itemsize)
+        shard_z = -(-len(z) // zc) * zc  # whole inner chunks
+        shard_t = shard_time_points(kind, n_c * len(z) * h * w * np.dtype(dtype).itemsize)
+        serializer = sharding((1, 1, zc, h, w), COMPRESSOR if self.compression else None)
         for pos in range(self.n_positions):
             title = name if self.n_positions == 1 else f"{name} p{pos}"
             grp = self.root.create_group(
@@ -192,12 +206,13 @@ class ImageStore:
             )
             self.arrays[name, pos] = grp.create_array(
                 "0",
-                shape=(0, len(self.geometry.channels), len(z), h, w),
-                chunks=(1, 1, z_chunk(kind, len(z), h * w * np.dtype(dtype).itemsize), h, w),
+                shape=(0, n_c, len(z), h, w),
+                chunks=(shard_t, n_c, shard_z, h, w),
+                serializer=serializer,
+                compressors=None,
                 dtype=dtype,
                 fill_value=0,
                 dimension_names=("t", "c", "z", "y", "x"),
-                compressors=COMPRESSOR if self.compression else None,
                 config=ARRAY_CONFIG,
             )
 
@@ -243,18 +258,18 @@ class ImageStore:
             if arr.shape[0] <= t:
                 arr.resize((grown_length(t), *arr.shape[1:]))
             c, z = index
-            if isinstance(c, int) and isinstance(z, int) and (writer := self._plane_writer(image, p)):
-                writer.write(t, c, z, data)  # a camera plane, its own chunk: off zarr-python's async path
+            if isinstance(c, int) and (writer := self._shard_writer(image, p)):
+                writer.write(t, c, z if isinstance(z, int) else 0, data)  # into its shard, as it arrives
             else:
                 arr[(t, c, z)] = np.asarray(data, arr.dtype)
         self._extent[image, p] = max(self._extent.get((image, p), 0), t + 1)
 
-    def _plane_writer(self, image: str, p: int) -> PlaneWriter | None:
-        """The direct plane writer of an array whose chunks are single planes (made once)."""
+    def _shard_writer(self, image: str, p: int) -> ShardWriter | None:
+        """The direct writer of an array sharded as the recorder makes them (made once)."""
         key = (image, p)
-        if key not in self._plane_writers:
-            self._plane_writers[key] = PlaneWriter.for_array(self.arrays[key])
-        return self._plane_writers[key]
+        if key not in self._shard_writers:
+            self._shard_writers[key] = ShardWriter.for_array(self.arrays[key])
+        return self._shard_writers[key]
 
     def trim(self) -> None:
         """Each array's time axis cut to the time points written (the blank ones its growth added)."""
@@ -275,28 +290,14 @@ class ImageStore:
             return stack[[self.plane_of(image, z) for z in z_indices]]
 
     def stored_measured(self, p: int) -> tuple[dict[int, list[int]], list[str]]:
-        """The grid planes of each time point whose measured chunks are on disk at position ``p`` (each
-        measured plane is one chunk, written when it arrives), and the files there no run writes."""
-        chunks = self.guard.path / self.paths["measured"][p] / "0" / "c"
-        found: dict[int, list[int]] = {}
-        ignored: list[str] = []
-        if not chunks.is_dir():
-            return found, ignored
-        n_t, n_z = self.arrays["measured", p].shape[0], self.arrays["measured", p].shape[2]
-        for t_dir in chunks.iterdir():
-            if not t_dir.name.isdigit() or int(t_dir.name) >= n_t:
-                ignored.append(str(t_dir.relative_to(self.guard.path)))
-                continue  # another tool's file (.DS_Store), or a chunk beyond the array
-            planes = (
-                sorted(int(z.name) for z in (t_dir / "0").iterdir() if z.name.isdigit() and int(z.name) < n_z)
-                if (t_dir / "0").is_dir()
-                else []
-            )
-            if self._slots is not None:  # planes of the measured image -> planes of the z grid
-                grid = {slot: zi for zi, slot in self._slots.items()}
-                planes = sorted(grid[s] for s in planes if s in grid)
-            found[int(t_dir.name)] = planes
-        return found, ignored
+        """The grid planes of each time point whose measured planes are on disk at position ``p`` (each
+        written into its shard when it arrives), and the files in its chunk folder no run writes."""
+        found, ignored = stored_chunks(self.arrays["measured", p])
+        grid = {slot: zi for zi, slot in self._slots.items()} if self._slots is not None else None
+        planes: dict[int, list[int]] = {}
+        for t, _, z, _, _ in sorted(found):
+            planes.setdefault(t, []).append(z if grid is None else grid[z])
+        return planes, [str(path.relative_to(self.guard.path)) for path in ignored]
 
     # -- metadata ------------------------------------------------------------------------
     def update_windows(self, image: str) -> None:

@@ -18,6 +18,7 @@ import zarr
 
 from .guard import WriteGuard
 from .layout import IMAGES, recorded
+from .shards import stored_chunks
 
 #: root attributes that record progress (the rest describe the run)
 STATE_KEYS = (
@@ -63,15 +64,15 @@ def record_key_parts(key: str) -> tuple[int, int]:
 
 
 def measured_not_recorded(path: str | Path, record: dict[str, Any]) -> list[int]:
-    """Time points whose measured planes are on disk (chunk folders of the measured image) but not in
+    """Time points whose measured planes are on disk (in the measured image's shards) but not in
     ``record`` (the run's, as read): what a kill between a plane's write and the record's left, or a
     record write that failed (a full disk). Read-only; ``mm-deepz infer`` records them."""
     recorded_t = {record_key_parts(key)[0] for key in record.get("planes_measured") or {}}
     found: set[int] = set()
     for folder in (record.get("images") or {}).get("measured", []):
-        chunks = Path(path) / folder / "0" / "c"
-        if chunks.is_dir():
-            found |= {int(d.name) for d in chunks.iterdir() if d.name.isdigit() and any(d.iterdir())}
+        array = Path(path) / folder / "0"
+        if (array / "zarr.json").is_file():
+            found |= {chunk[0] for chunk in stored_chunks(zarr.open_array(array, mode="r"))[0]}
     return sorted(found - recorded_t)
 
 

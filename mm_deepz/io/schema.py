@@ -29,6 +29,12 @@ COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 ARRAY_CONFIG: ArrayConfigParams = {"order": "C", "write_empty_chunks": True}
 
 
+#: a camera image's shard holds the planes of this many time points of one position at most (one file
+#: per shard: a day-long time-lapse of a minute per time point is 23 files per image, not 2880)
+SHARD_TIME_POINTS = 64
+#: and at most this many bytes, uncompressed (a 2048² two-plane time point is 16 MB: 16 per shard)
+SHARD_BYTES = 256 * 2**20
+
 #: virtual stacks arrive whole, so their planes share chunks of up to this size (fewer, larger
 #: writes: 21 planes of 256x256 float32 in 9 instead of 17 ms); camera planes arrive one by one
 VIRTUAL_CHUNK_BYTES = 16 * 2**20
@@ -37,6 +43,15 @@ VIRTUAL_CHUNK_BYTES = 16 * 2**20
 def z_chunk(image: str, n_z: int, plane_bytes: int) -> int:
     """Planes per chunk along z (virtual stacks arrive whole; camera planes one by one)."""
     return max(1, min(n_z, VIRTUAL_CHUNK_BYTES // plane_bytes)) if image == "virtual" else 1
+
+
+def shard_time_points(image: str, time_point_bytes: int) -> int:
+    """Time points per shard: one for virtual stacks (made time point by time point, by several processes
+    at once in a batch); for camera images as many as :data:`SHARD_BYTES` holds, at most
+    :data:`SHARD_TIME_POINTS`."""
+    if image == "virtual":
+        return 1
+    return max(1, min(SHARD_TIME_POINTS, SHARD_BYTES // max(time_point_bytes, 1)))
 
 
 @dataclass(frozen=True)

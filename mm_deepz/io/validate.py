@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from ..errors import DeepZError
 from .layout import IMAGES, LAYOUT_VERSION
+from .schema import SHARD_TIME_POINTS
 
 #: the largest metadata file read (bytes): a run's record grows by ~100 bytes per time point
 MAX_JSON_BYTES = 256 * 1024 * 1024
@@ -177,7 +178,10 @@ def check_image(root: Path, folder: str) -> None:
         chunks = array["chunk_grid"]["configuration"]["chunk_shape"]
     except (KeyError, TypeError):
         chunks = None
-    if not _ints(chunks, 5) or any(not 1 <= c <= max(n, 1) for c, n in zip(chunks, shape, strict=True)):
+    # a shard may reach past the array (its last time points still to come, whole inner chunks along z)
+    if not _ints(chunks, 5) or any(
+        not 1 <= c <= max(2 * n, SHARD_TIME_POINTS) for c, n in zip(chunks, shape, strict=True)
+    ):
         raise DamagedContainerError(f"{where}: chunk shape {chunks} does not fit shape {shape}")
     if array.get("data_type") not in DTYPES:
         raise DamagedContainerError(f"{where}: pixel type {array.get('data_type')!r} is not one a run writes")

@@ -1,16 +1,19 @@
 """Display windows: the contrast a viewer opens each image in (NGFF ``omero.channels[].window``).
 
-A window spans the 0.1 / 99.9th percentiles of everything an image holds so far (every 4th pixel),
-and at least :data:`WINDOW_NOISE_SPAN` noise sigmas, so a blank field's noise is not stretched to
-full brightness. Camera counts (unsigned integers) are pooled in a histogram per image and
-position, so a stack that arrives plane by plane (measured planes, blind-check reference stacks)
-gets the window of the whole stack, as one written at once does: the union of per-plane windows
-would fit the brightest in-focus plane (1.4x the stack's 99.9th percentile on a reference stack).
-Float images (virtual stacks, written a whole stack at a time) widen a running window instead.
+A window spans the 0.1 / 99.9th percentiles of everything an image holds so far (a grid of pixels:
+every 4th along y and x, sparser on planes larger than 1024², so that a 2048² camera frame costs the
+camera's thread 0.4 ms, not 3), and at least :data:`WINDOW_NOISE_SPAN` noise sigmas, so a blank
+field's noise is not stretched to full brightness. Camera counts (unsigned integers) are pooled in a
+histogram per image and position, so a stack that arrives plane by plane (measured planes, blind-check
+reference stacks) gets the window of the whole stack, as one written at once does: the union of
+per-plane windows would fit the brightest in-focus plane (1.4x the stack's 99.9th percentile on a
+reference stack). Float images (virtual stacks, written a whole stack at a time) widen a running
+window instead.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -19,8 +22,9 @@ import numpy as np
 WINDOW_PERCENTILES = (0.1, 99.9)
 #: and span at least this many noise sigmas (a blank field's 0.1-99.9 % span is ~6.6: shown at a third)
 WINDOW_NOISE_SPAN = 20.0
-#: pixels sampled: every STRIDE-th along y and x
+#: pixels sampled: every STRIDE-th along y and x, or sparser so that a plane gives at most SAMPLE_PIXELS
 STRIDE = 4
+SAMPLE_PIXELS = 256 * 256
 
 Key = tuple[str, int]
 
@@ -38,10 +42,11 @@ class DisplayWindows:
 
     def note(self, key: Key, data: np.ndarray) -> None:
         """Take a frame or stack (..., y, x) into ``key``'s window; non-finite data is left out."""
-        sample = np.asarray(data[..., ::STRIDE, ::STRIDE])
+        step = stride(data.shape[-2:])
+        sample = np.asarray(data[..., ::step, ::step])
         if not sample.size:
             return
-        sigma = _noise_sigma(data)
+        sigma = _noise_sigma(data, step)
         if sample.dtype.kind == "u" and sample.dtype.itemsize <= 2:
             counts = np.bincount(sample.ravel(), minlength=1 << (8 * sample.dtype.itemsize))
             with self._lock:
@@ -72,15 +77,20 @@ class DisplayWindows:
         return lo, max(hi, lo + WINDOW_NOISE_SPAN * sigma)
 
 
-def _noise_sigma(data: np.ndarray) -> float:
+def stride(shape_yx: tuple[int, ...]) -> int:
+    """The sampling step along y and x for planes of ``shape_yx``."""
+    return max(STRIDE, math.ceil(math.sqrt(math.prod(shape_yx) / SAMPLE_PIXELS)))
+
+
+def _noise_sigma(data: np.ndarray, step: int) -> float:
     """Noise sigma from the differences of each sampled pixel and its right neighbour (blind to
     structure; only the sampled pairs: this runs for every frame the camera sends). Camera counts take
     the median from a histogram of the differences (linear time: a 2048² frame in ~1 ms, not 4)."""
     data = np.asarray(data)
     integer = data.dtype.kind in "ui" and data.dtype.itemsize <= 2
     kind = np.int32 if integer else np.float32
-    left = np.asarray(data[..., ::STRIDE, ::STRIDE], kind)
-    right = np.asarray(data[..., ::STRIDE, 1::STRIDE], kind)
+    left = np.asarray(data[..., ::step, ::step], kind)
+    right = np.asarray(data[..., ::step, 1::step], kind)
     if not right.size:
         return 0.0
     diff = np.abs(right - left[..., : right.shape[-1]])

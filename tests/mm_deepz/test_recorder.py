@@ -262,34 +262,110 @@ def test_non_finite_values_never_reach_the_container_json(tmp_path):
     assert meta["attributes"]["mm_deepz"]["summary"] == {"dose_mJ": None, "ratio": None}
 
 
-# -- how planes are written: each camera plane its own chunk file, the time axis grown in blocks ---------
-@pytest.mark.parametrize("compression", [True, False])
-def test_a_camera_plane_is_the_chunk_zarr_python_would_write(tmp_path, compression):
-    # #33: camera planes skip zarr-python's asynchronous write path (8-13 ms a plane on two loaded cores)
-    # and are encoded with the array's own codecs: the file must be the one zarr-python writes
-    from mm_deepz.io.planes import PlaneWriter
+# -- how planes are written: into their shards as they arrive, the time axis grown in blocks ---------------
+def _shard_files(path):
+    return sorted(f for f in path.rglob("*") if f.is_file() and "/c/" in f.as_posix())
 
-    plane = np.random.default_rng(3).poisson(300, (16, 20)).astype(np.uint16)
+
+def _chunk_bytes(shard_file, entry):
+    """The bytes of inner chunk ``entry`` of a shard whose index is at its start."""
+    data = shard_file.read_bytes()
+    offset, length = np.frombuffer(data[16 * entry : 16 * entry + 16], "<u8")
+    return data[int(offset) : int(offset) + int(length)]
+
+
+@pytest.mark.parametrize("compression", [True, False])
+def test_planes_join_their_shard_as_they_arrive_and_read_as_zarr_python_writes_them(tmp_path, compression):
+    # #33: a long time-lapse is one file per shard, not one per plane; each plane reaches the disk when it
+    # arrives, encoded with the array's own codecs: the bytes zarr-python writes for the same plane
+    rng = np.random.default_rng(3)
+    planes = rng.poisson(300, (3, 16, 20)).astype(np.uint16)
     rec = Recorder(tmp_path / "r.ome.zarr", GEOM, compression=compression)
-    rec.write_plane("measured", 0, 2, plane)
+    for t in range(3):
+        rec.write_plane("measured", t, 2, planes[t])
+        rec.write_plane("measured", t, 4, planes[t] // 2)
+    stacks = rng.random((2, 5, 16, 20)).astype(np.float32)
+    for t in range(2):
+        rec.write_stack("virtual", t, stacks[t])
     array = rec.array("measured")
-    assert PlaneWriter.for_array(array) is not None  # the camera's planes take the direct path
+    measured_files = _shard_files(tmp_path / "r.ome.zarr" / rec.group_path("measured"))
+    assert len(measured_files) == 1  # six planes of three time points: one file
+    assert len(_shard_files(tmp_path / "r.ome.zarr" / rec.group_path("virtual"))) == 2  # a stack: a file
     reference = zarr.create_array(
         str(tmp_path / "zarr_python.zarr"),
         shape=array.shape,
-        chunks=array.chunks,
+        chunks=array.shards,
+        serializer=array.metadata.codecs[0],  # the same sharding: index at the start, no checksum
+        compressors=None,
         dtype=array.dtype,
-        compressors=array.compressors,
         fill_value=0,
     )
-    reference[0, 0, 2] = plane  # zarr-python's own write of the same plane
-    chunk = array.metadata.encode_chunk_key((0, 0, 2, 0, 0))
-    ours = (tmp_path / "r.ome.zarr" / rec.group_path("measured") / "0" / chunk).read_bytes()
-    assert ours == (tmp_path / "zarr_python.zarr" / chunk).read_bytes()
+    reference[0, 0, 2] = planes[0]  # zarr-python's own write of the same plane
+    per_shard = array.shards[0] * array.shards[2]
+    assert per_shard > 6
+    ours = _chunk_bytes(measured_files[0], 2)  # t=0, z=2: entry 2 in C order over (t, c, z)
+    theirs = _chunk_bytes(_shard_files(tmp_path / "zarr_python.zarr")[0], 2)
+    assert ours == theirs
     rec.finish()
     again = open_container(tmp_path / "r.ome.zarr")
-    np.testing.assert_array_equal(image_array(again, "measured")[0, 0, 2], plane)
+    np.testing.assert_array_equal(image_array(again, "measured")[:, 0, 2], planes)
+    np.testing.assert_array_equal(image_array(again, "measured")[:, 0, 4], planes // 2)
+    assert image_array(again, "measured")[:, 0, [0, 1, 3]].max() == 0  # never written: the fill value
+    np.testing.assert_array_equal(image_array(again, "virtual")[:, 0], stacks)
     assert not list((tmp_path / "r.ome.zarr").rglob("*.partial"))  # no temporary file left
+
+
+def test_a_plane_written_again_replaces_the_old_one_in_its_shard(tmp_path):
+    rec = Recorder(tmp_path / "r.ome.zarr", GEOM, compression=False)
+    rec.write_plane("measured", 0, 1, np.full((16, 20), 5, np.uint16))
+    rec.write_plane("measured", 1, 1, np.full((16, 20), 6, np.uint16))
+    rec.write_plane("measured", 0, 1, np.full((16, 20), 7, np.uint16))
+    (shard,) = _shard_files(tmp_path / "r.ome.zarr" / rec.group_path("measured"))
+    index_bytes = 16 * rec.array("measured").shards[0] * 5
+    assert shard.stat().st_size == index_bytes + 2 * 16 * 20 * 2  # made anew: the old plane's bytes gone
+    assert rec.array("measured")[0, 0, 1, 0, 0] == 7 and rec.array("measured")[1, 0, 1, 0, 0] == 6
+
+
+KILLED_WRITER = """
+import sys
+import numpy as np
+from mm_deepz.io import Geometry, Recorder
+rec = Recorder(sys.argv[1], Geometry((0.0,), 0.5, 1.0, (256, 256)), compression=sys.argv[2] == "lz4")
+for t in range(100000):
+    rec.write_plane("measured", t, 0, np.full((256, 256), t % 60000 + 1, np.uint16))
+    if t == 20:
+        print("writing", flush=True)
+"""
+
+
+@pytest.mark.parametrize("compression", ["lz4", "raw"])
+def test_a_kill_9_while_planes_join_their_shard_keeps_every_plane_before_it(tmp_path, compression):
+    # the reason shards were once refused: a writer that holds a shard in memory until it is whole loses
+    # it to a kill -9. Planes appended, then indexed, lose at most the one being written.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mm_deepz.io.shards import stored_chunks
+
+    for delay in (0.05, 0.3, 0.9):
+        out = tmp_path / f"k{delay}.ome.zarr"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, str(out), compression], stdout=subprocess.PIPE
+        )
+        assert proc.stdout.readline().strip() == b"writing"
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        root = zarr.open_group(out, mode="r")
+        measured = image_array(root, "measured")
+        found, ignored = stored_chunks(measured)
+        written = sorted(t for t, *_ in found)
+        assert not ignored and written == list(range(len(written))) and len(written) > 20
+        data = np.asarray(measured[: len(written), 0, 0])  # zarr-python reads every plane the index lists
+        assert (data == (np.arange(len(written)) + 1)[:, None, None]).all()
 
 
 def test_the_time_axis_grows_in_blocks_and_ends_at_the_last_time_point(tmp_path):

@@ -338,20 +338,40 @@ def test_a_damaged_container_is_one_line_for_every_reader(tmp_path, capsys, monk
     assert snapshot(tmp_path) == before
 
 
+def _corrupt_time_point(array: Path, t: int) -> None:
+    """Overwrite the start of each plane of time point ``t`` in the array's shard (index at its start)."""
+    meta = json.loads((array / "zarr.json").read_text())
+    shard_t, n_c, n_z = meta["chunk_grid"]["configuration"]["chunk_shape"][:3]
+    inner_z = meta["codecs"][0]["configuration"]["chunk_shape"][2]
+    shard = array / "c" / str(t // shard_t) / "0" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    per_t = n_c * n_z // inner_z
+    for k in range((t % shard_t) * per_t, (t % shard_t + 1) * per_t):
+        offset, length = np.frombuffer(bytes(data[16 * k : 16 * k + 16]), "<u8")
+        assert offset != 2**64 - 1 and length > 17  # the plane is there
+        data[int(offset) : int(offset) + 17] = b"not a blosc chunk"
+    shard.write_bytes(bytes(data))
+
+
 def test_foreign_files_stray_and_corrupt_chunks_are_reported_and_skipped(
     session, tmp_path, capsys, monkeypatch
 ):
     path = deepz_run(session, tmp_path / "run.ome.zarr", time_points=4)
-    # its virtual stacks struck from the record: infer makes them again from the measured planes
-    _edit_record(path, lambda a: a["mm_deepz"]["completed"].update(virtual=[]))
+
+    # its virtual stacks struck from the record, and its last measured time point (as a failed record
+    # write leaves it): infer recovers t=3 from the shards, reports what else it found there, and makes
+    # the stacks again from the measured planes
+    def strike(attrs):
+        run = attrs["mm_deepz"]
+        run["completed"].update(virtual=[], measured=[0, 1, 2])
+        run["planes_measured"].pop("3")
+
+    _edit_record(path, strike)
     chunks = path / "0" / "0" / "c"
     (chunks / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # Finder's
     (chunks / "._0").write_bytes(b"AppleDouble")
-    shutil.copytree(chunks / "3", chunks / "999999")  # a stray chunk far beyond the array
-    corrupt = next((chunks / "1").rglob("*"))
-    while corrupt.is_dir():
-        corrupt = next(corrupt.iterdir())
-    corrupt.write_bytes(b"not a blosc chunk")
+    shutil.copytree(chunks / "0", chunks / "999999")  # a stray shard far beyond the array
+    _corrupt_time_point(path / "0" / "0", 1)
     code, err = cli(capsys, monkeypatch, "infer", str(path), "--device", "cpu")
     assert code == 1 and "Traceback" not in err, err
     assert "skipped t=1, p=0: its measured planes cannot be read" in err

@@ -1,0 +1,236 @@
+"""Planes written into their shard files in place, as they arrive, and what a shard holds read back.
+
+Every image array of a run is sharded (Zarr v3 ``sharding_indexed``, :func:`sharding`): one file holds
+the planes of several time points of one position (camera images) or a whole virtual stack, so a long
+time-lapse is one file per shard and image, not one per plane. A shard's index sits at the start of the
+file and carries no checksum, which lets a plane join its shard the moment it arrives and safely:
+
+1. the plane, encoded with the array's codecs, is appended to the end of the shard file;
+2. then its 16-byte index entry (offset, length) is written in place.
+
+A process killed at any moment leaves the shard as it was or with the plane whole: until step 2 the
+index does not point at the new bytes, and an entry is one write that no page boundary splits (entries
+are 16-byte aligned from the file's start). A shard's first plane makes the file, written to a
+temporary name and renamed into place. A plane written a second time (rare: a chunk rewritten) rewrites
+the whole shard the same way. So nothing waits in memory for its shard to fill, and a kill -9 loses at
+most the plane being written, as with one file per plane.
+
+zarr-python, ome-zarr-py, napari and the validators read these shards as any others (the index says
+where each plane is; unreferenced bytes between planes are allowed by the sharding spec). zarr-python
+still makes, grows and reads the arrays; only arrays whose codecs this writes exactly are taken
+(:meth:`ShardWriter.for_array`), others are written by zarr-python.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from itertools import product
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numcodecs
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
+from zarr.codecs.sharding import ShardingCodecIndexLocation
+from zarr.storage import LocalStore
+
+#: an index entry of a chunk the shard does not hold (offset and length), as the spec says
+EMPTY = 2**64 - 1
+#: zarr's Blosc shuffle names -> numcodecs' constants
+_SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE}
+_SHUFFLE["bitshuffle"] = numcodecs.Blosc.BITSHUFFLE
+
+Coords = tuple[int, ...]
+
+
+def sharding(inner: Coords, compressor: BloscCodec | None) -> ShardingCodec:
+    """The serializer of a run's arrays: inner chunks ``inner`` (Blosc-compressed or raw), the index at
+    the start of each shard and without checksum, so that :class:`ShardWriter` can add planes in place."""
+    codecs: list[Any] = [BytesCodec(endian="little")] + ([compressor] if compressor is not None else [])
+    return ShardingCodec(
+        chunk_shape=inner, codecs=codecs, index_codecs=[BytesCodec(endian="little")], index_location="start"
+    )
+
+
+class ShardWriter:
+    """Writes planes of one (t, c, z, y, x) array into its shards in place. One thread at a time per
+    array (the recorder's lock of its image and position)."""
+
+    def __init__(self, array: zarr.Array[Any], root: Path, codec: numcodecs.Blosc | None) -> None:
+        self._metadata = array.metadata
+        self._dir = root / array.store_path.path if array.store_path.path else root
+        self._codec = codec
+        self._dtype = np.dtype(array.dtype).newbyteorder("<")
+        self._inner = tuple(array.chunks)
+        self._shard = tuple(array.shards or array.chunks)
+        self._per_shard = tuple(s // c for s, c in zip(self._shard, self._inner, strict=True))
+        self._index_bytes = 16 * math.prod(self._per_shard)
+
+    @classmethod
+    def for_array(cls, array: zarr.Array[Any]) -> ShardWriter | None:
+        """A writer for ``array``, or None where it is not sharded as :func:`sharding` makes arrays."""
+        metadata = array.metadata
+        if not isinstance(array.store, LocalStore) or getattr(metadata, "zarr_format", None) != 3:
+            return None
+        codecs = list(metadata.codecs)  # type: ignore[union-attr]
+        if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec) or array.shards is None:
+            return None
+        shard = codecs[0]
+        inner = tuple(shard.chunk_shape)
+        if (
+            len(inner) != 5
+            or inner[:2] != (1, 1)
+            or inner[3:] != tuple(array.shape[3:])
+            or shard.index_location != ShardingCodecIndexLocation.start
+            or len(shard.index_codecs) != 1
+            or not isinstance(shard.index_codecs[0], BytesCodec)
+            or not _little_endian(shard.index_codecs[0])
+        ):
+            return None
+        inner_codecs = list(shard.codecs)
+        if (
+            not inner_codecs
+            or not isinstance(inner_codecs[0], BytesCodec)
+            or not _little_endian(inner_codecs[0])
+        ):
+            return None
+        codec = None
+        if len(inner_codecs) == 2 and isinstance(inner_codecs[1], BloscCodec):
+            blosc = inner_codecs[1]
+            codec = numcodecs.Blosc(
+                cname=str(blosc.cname.value),
+                clevel=int(blosc.clevel),
+                shuffle=_SHUFFLE[str(blosc.shuffle.value)],
+                blocksize=int(blosc.blocksize),
+            )
+        elif len(inner_codecs) != 1:
+            return None
+        return cls(array, Path(array.store.root), codec)
+
+    def write(self, t: int, c: int, z: int, planes: np.ndarray) -> None:
+        """Planes ``z, z+1, ...`` of channel ``c`` at time point ``t`` ((n, y, x), or one (y, x) plane),
+        inside the array's shape (the caller grows it): whole inner chunks, or a stack's last one."""
+        data = np.ascontiguousarray(planes, self._dtype)
+        if data.ndim == 2:
+            data = data[None]
+        zc = self._inner[2]
+        if data.shape[1:] != self._inner[3:] or z % zc:
+            raise ValueError(f"planes {data.shape} at z={z} do not fit chunks of {self._inner}")
+        by_shard: dict[Coords, list[tuple[int, bytes | memoryview]]] = {}
+        for start in range(0, len(data), zc):
+            chunk = (t, c, (z + start) // zc, 0, 0)
+            block = data[start : start + zc]
+            if len(block) < zc:  # the stack's last, partial chunk: the array's fill value beyond it
+                block = np.concatenate([block, np.zeros((zc - len(block), *block.shape[1:]), block.dtype)])
+            encoded = self._codec.encode(block) if self._codec is not None else block.data.cast("B")
+            shard = tuple(i // n for i, n in zip(chunk, self._per_shard, strict=True))
+            by_shard.setdefault(shard, []).append((self._entry(chunk), encoded))
+        for shard, chunks in by_shard.items():
+            self._add(self._dir / self._metadata.encode_chunk_key(shard), chunks)
+
+    def _entry(self, chunk: Coords) -> int:
+        """The index entry (C order over the shard's chunks) of inner chunk ``chunk``."""
+        local = tuple(i % n for i, n in zip(chunk, self._per_shard, strict=True))
+        return int(np.ravel_multi_index(local, self._per_shard))
+
+    def _add(self, path: Path, chunks: list[tuple[int, bytes | memoryview]]) -> None:
+        """Add encoded chunks (index entry, bytes) to the shard at ``path``: appended, then indexed."""
+        if not path.exists():
+            self._rewrite(path, chunks)
+            return
+        with open(path, "r+b", buffering=0) as f:
+            index = read_index(f, self._index_bytes)
+            if (index[[k for k, _ in chunks], 0] != EMPTY).any():  # written before: the shard made anew
+                f.seek(0)
+                old = f.read()
+                replaced = {k for k, _ in chunks}
+                kept = [(k, old[o : o + n]) for k, (o, n) in enumerate(index.tolist()) if o != EMPTY]
+                self._rewrite(path, [(k, b) for k, b in kept if k not in replaced] + chunks)
+                return
+            offset = f.seek(0, os.SEEK_END)
+            for _, encoded in chunks:  # 1. the bytes, at the end
+                _write_all(f, encoded)
+            for k, encoded in chunks:  # 2. then each entry, in place
+                f.seek(16 * k)
+                _write_all(f, np.array([offset, len(encoded)], "<u8").tobytes())
+                offset += len(encoded)
+
+    def _rewrite(self, path: Path, chunks: list[tuple[int, bytes | memoryview]]) -> None:
+        """Write a whole shard holding ``chunks`` to a temporary file and rename it to ``path``."""
+        index = np.full((self._index_bytes // 16, 2), EMPTY, "<u8")
+        offset = self._index_bytes
+        for k, encoded in chunks:
+            index[k] = (offset, len(encoded))
+            offset += len(encoded)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        with open(temporary, "wb", buffering=0) as f:
+            _write_all(f, index.tobytes())
+            for _, encoded in chunks:
+                _write_all(f, encoded)
+        os.replace(temporary, path)
+
+
+def read_index(f: BinaryIO, size: int) -> np.ndarray:
+    """The (n, 2) index (offset, length) at the start of an open shard file of ``size`` index bytes;
+    ValueError where the file is shorter than its index (not a shard this writes)."""
+    f.seek(0)
+    raw = f.read(size)
+    if len(raw) != size:
+        raise ValueError(f"a shard of {len(raw)} bytes is shorter than its {size}-byte index")
+    index: np.ndarray = np.frombuffer(raw, "<u8").reshape(-1, 2).copy()
+    return index
+
+
+def stored_chunks(array: zarr.Array[Any]) -> tuple[set[Coords], list[Path]]:
+    """The inner chunks of an array on a local store whose bytes are on disk (sharded or not), by chunk
+    coordinates, and what else its chunk folder ``c/`` holds at its top (another tool's files, chunks
+    beyond the array, shards too short for their index). Read-only; keys as zarr's default encoding."""
+    root = Path(array.store.root) / array.store_path.path  # type: ignore[attr-defined]
+    inner = tuple(array.chunks)
+    shard = tuple(array.shards or inner)
+    per = tuple(s // n for s, n in zip(shard, inner, strict=True))
+    grid = [math.ceil(s / n) for s, n in zip(array.shape, shard, strict=True)]
+    extent = [math.ceil(s / n) for s, n in zip(array.shape, inner, strict=True)]
+    found: set[Coords] = set()
+    ignored: list[Path] = []
+    folder = root / "c"
+    if not folder.is_dir():
+        return found, ignored
+    for entry in sorted(folder.iterdir()):
+        if not entry.name.isdigit() or int(entry.name) >= grid[0]:
+            ignored.append(entry)
+            continue
+        for coords in product([int(entry.name)], *(range(g) for g in grid[1:])):
+            path = root / array.metadata.encode_chunk_key(coords)
+            if not path.is_file():
+                continue
+            if array.shards is None:
+                found.add(coords)
+                continue
+            try:
+                with open(path, "rb") as f:
+                    index = read_index(f, 16 * math.prod(per))
+            except ValueError:
+                ignored.append(path)
+                continue
+            for k in np.flatnonzero(index[:, 0] != EMPTY):
+                local = np.unravel_index(int(k), per)
+                chunk = tuple(int(s * n + i) for s, n, i in zip(coords, per, local, strict=True))
+                if all(i < e for i, e in zip(chunk, extent, strict=True)):
+                    found.add(chunk)
+    return found, ignored
+
+
+def _write_all(f: BinaryIO, data: bytes | memoryview) -> None:
+    """Write all of ``data`` (an unbuffered file may take part of it per call)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = f.write(view)
+        view = view[written:]
+
+
+def _little_endian(codec: BytesCodec) -> bool:
+    return codec.endian is not None and str(codec.endian.value) == "little"
