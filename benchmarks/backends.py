@@ -9,10 +9,11 @@ Blosc-LZ4 and bit shuffle, to the same disk:
 
 - **zarr-python, one chunk per frame**: what the recorder did until 2026-12-03 (one file per frame,
   the time axis grown per frame);
-- **direct chunk files**: what the recorder does now (:class:`mm_deepz.io.planes.PlaneWriter`): the
-  same files, each frame encoded with the array's codecs and written as its chunk file, the time axis
-  grown 16 frames at a time;
-- **zarr-python, sharded**: ``--shard`` frames per shard file, one chunk per frame inside;
+- **the recorder's shard writer** (:class:`mm_deepz.io.shards.ShardWriter`, what the recorder does
+  since 2026-12-03): ``--shard`` frames per shard file, each frame encoded with the array's codecs,
+  appended to its shard and indexed in place as it arrives, the time axis grown 16 frames at a time;
+  also uncompressed (against raw writes of the same bytes);
+- **zarr-python, sharded**: the same shards, each frame written by zarr-python on its own;
 - **tensorstore, sharded**: the same layout through tensorstore's zarr3 driver, one write per frame;
 - **acquire-zarr, sharded**: the same layout through acquire-zarr's streaming writer (a C++ library
   that buffers a shard and writes it whole), ``append`` per frame.
@@ -64,24 +65,30 @@ def zarr_chunked(path: Path, frames: list[np.ndarray], n: int, shard: int) -> No
         arr[t] = frames[t % len(frames)]
 
 
-def direct_chunks(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
-    """The recorder's writer: zarr-python makes and grows the array, each frame is written as its chunk
-    file by :class:`~mm_deepz.io.planes.PlaneWriter`."""
+def shard_writer(path: Path, frames: list[np.ndarray], n: int, shard: int, compressed: bool = True) -> None:
+    """The recorder's writer: zarr-python makes and grows the sharded array, each frame joins its shard
+    through :class:`~mm_deepz.io.shards.ShardWriter`."""
     from mm_deepz.io.images import TIME_BLOCK, grown_length
-    from mm_deepz.io.planes import PlaneWriter
+    from mm_deepz.io.shards import ShardWriter, sharding
 
     h, w = frames[0].shape
     arr = zarr.create_array(
-        str(path), shape=(TIME_BLOCK, 1, 1, h, w), chunks=(1, 1, 1, h, w), dtype="uint16",
-        serializer=_codecs()[0], compressors=_codecs()[1:], config={"write_empty_chunks": True},
+        str(path), shape=(TIME_BLOCK, 1, 1, h, w), chunks=(shard, 1, 1, h, w), dtype="uint16",
+        serializer=sharding((1, 1, 1, h, w), _codecs()[1] if compressed else None), compressors=None,
+        config={"write_empty_chunks": True},
     )  # fmt: skip
-    writer = PlaneWriter.for_array(arr)
+    writer = ShardWriter.for_array(arr)
     assert writer is not None
     for t in range(n):
         if arr.shape[0] <= t:
             arr.resize((grown_length(t), 1, 1, h, w))
         writer.write(t, 0, 0, frames[t % len(frames)])
     arr.resize((n, 1, 1, h, w))
+
+
+def shard_writer_uncompressed(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
+    """The recorder's writer with compression off (``Recorder(compression=False)``)."""
+    shard_writer(path, frames, n, shard, compressed=False)
 
 
 def zarr_sharded(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
@@ -171,7 +178,8 @@ def acquire_sharded(path: Path, frames: list[np.ndarray], n: int, shard: int) ->
 
 WRITERS: dict[str, Writer] = {
     "zarr-python, one chunk per frame (the recorder until 2026-12-03)": zarr_chunked,
-    "direct chunk files (the recorder now)": direct_chunks,
+    "the recorder's shard writer (the recorder now)": shard_writer,
+    "the recorder's shard writer, uncompressed": shard_writer_uncompressed,
     "zarr-python, sharded": zarr_sharded,
     "tensorstore, sharded": tensorstore_sharded,
     "acquire-zarr, sharded": acquire_sharded,

@@ -21,6 +21,10 @@ def _goal(value: float, goal: float) -> str:
     return f"{value} ({'meets' if value >= goal else 'below'} {goal})"
 
 
+def _span(low_high: list[float]) -> str:
+    return f"{low_high[0]}-{low_high[1]}"
+
+
 def inference_table(rows: list[dict]) -> list[str]:
     """The inference section's table (also written alone by ``python -m benchmarks.inference``)."""
     return _table(
@@ -115,8 +119,9 @@ def results_markdown(r: dict) -> list[str]:
             "recorder (lz4)",
             "recorder (uncompressed)",
             "ome-zarr write_image",
-            "recorder / raw (goal)",
+            "recorder / raw, lz4 · uncompressed (goal; range of rounds)",
             "lz4 size ratio",
+            "files per time point",
             "camera fps sustained (lz4 / raw)",
         ],
         [
@@ -127,8 +132,15 @@ def results_markdown(r: dict) -> list[str]:
                 f"{w['recorder_lz4_mb_s']} MB/s",
                 f"{w['recorder_raw_mb_s']} MB/s",
                 f"{w['ome_zarr_mb_s']} MB/s",
-                f"{_goal(w['lz4_vs_raw'], 0.8)} / {w['uncompressed_vs_raw']}",
+                f"{_goal(w['lz4_vs_raw'], 0.8)} · {_goal(w['uncompressed_vs_raw'], 0.8)}"
+                + (
+                    f" ({_span(w['lz4_vs_raw_range'])} · {_span(w['uncompressed_vs_raw_range'])}, "
+                    f"{w['rounds']} rounds)"
+                    if "rounds" in w
+                    else ""
+                ),
                 w["lz4_size_ratio"],
+                w.get("files_per_time_point", "1"),
                 f"{w['camera_fps_sustained_lz4']} / {w['camera_fps_sustained_raw']}",
             ]
         ],

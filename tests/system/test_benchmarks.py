@@ -19,6 +19,8 @@ def test_quick_benchmark_suite_writes_figures_that_make_sense(tmp_path):
         assert row["virtual_missing"] == 0  # ... and no virtual stack lost (the backlog makes them)
     writing = results["writing"]
     assert writing["raw_mb_s"] > 0 and 0 < writing["lz4_vs_raw"] < 2 and writing["lz4_size_ratio"] > 1
+    assert 0 < writing["uncompressed_vs_raw"] < 2 and writing["rounds"] == 3
+    assert writing["files_per_time_point"] < 1  # 20 time points in one shard
     light = results["light"]  # the light saved is the planes not measured, exactly
     assert light["dose_ratio"] == light["planes_requested_per_time_point"] == 21
     assert light["deepz_brightness_left"] > light["full_brightness_left"]
@@ -144,9 +146,9 @@ def test_the_writers_comparison_streams_the_same_frames_through_each_writer(tmp_
     assert [r["writer"] for r in rows[1:]] == list(WRITERS) and rows[0]["mb_s"] > 0
     for row in rows[1:]:
         assert "error" not in row and row["reads_back"] and row["mb_s"] > 0 and row["cpu_ms_per_frame"] > 0
-    sharded = [r["files_per_frame"] for r in rows[1:] if "sharded" in r["writer"]]
-    assert sharded == [0.25] * 3  # a shard file per 4 frames
-    assert rows[1]["files_per_frame"] == rows[2]["files_per_frame"] == 1.0  # zarr-python and the recorder
+    sharded = [r["files_per_frame"] for r in rows[1:] if "shard" in r["writer"]]
+    assert sharded == [0.25] * 5  # a shard file per 4 frames: the recorder's writer (twice) and the others
+    assert rows[1]["files_per_frame"] == 1.0  # zarr-python's one chunk per frame, as the recorder was
 
 
 def test_the_hook_path_times_each_frame_on_both_runners(tmp_path):
