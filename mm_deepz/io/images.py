@@ -258,8 +258,9 @@ class ImageStore:
             if arr.shape[0] <= t:
                 arr.resize((grown_length(t), *arr.shape[1:]))
             c, z = index
-            if isinstance(c, int) and (writer := self._shard_writer(image, p)):
-                writer.write(t, c, z if isinstance(z, int) else 0, data)  # into its shard, as it arrives
+            z0 = z if isinstance(z, int) else 0 if z == slice(None) else None  # a plane, or a whole stack
+            if isinstance(c, int) and z0 is not None and (writer := self._shard_writer(image, p)):
+                writer.write(t, c, z0, data)  # into its shard, as it arrives
             else:
                 arr[(t, c, z)] = np.asarray(data, arr.dtype)
         self._extent[image, p] = max(self._extent.get((image, p), 0), t + 1)

@@ -393,3 +393,28 @@ def test_the_time_axis_grows_in_blocks_and_ends_at_the_last_time_point(tmp_path)
         image_array(root, "measured").shape[0] == TIME_BLOCK + 3
         and image_array(root, "virtual").shape[0] == 5
     )
+
+
+@pytest.mark.parametrize("sharded", [True, False])
+def test_the_planes_on_disk_are_found_in_shards_and_in_runs_written_before_shards(tmp_path, sharded):
+    # recovery (`infer` after a failed record write) reads which planes are on disk: from the shards'
+    # indexes, or from the chunk files of a run written before 2026-12-03 (one file per plane)
+    from mm_deepz.io.shards import ShardWriter, sharding, stored_chunks
+
+    layout = {"chunks": (4, 1, 3, 8, 8), "serializer": sharding((1, 1, 1, 8, 8), None), "compressors": None}
+    array = zarr.create_array(
+        tmp_path / "a.zarr", shape=(6, 1, 3, 8, 8), dtype="uint16", fill_value=0,
+        **(layout if sharded else {"chunks": (1, 1, 1, 8, 8)}),
+    )  # fmt: skip
+    writer = ShardWriter.for_array(array)
+    assert (writer is not None) == sharded
+    written = {(0, 0, 1), (1, 0, 0), (4, 0, 2), (5, 0, 1)}  # (t, c, z): across two shards
+    for t, c, z in written:
+        if writer is not None:
+            writer.write(t, c, z, np.full((8, 8), t + 1, np.uint16))
+        else:
+            array[t, c, z] = t + 1
+    (tmp_path / "a.zarr" / "c" / "notes.txt").write_text("another tool's")
+    found, ignored = stored_chunks(zarr.open_array(tmp_path / "a.zarr", mode="r"))
+    assert {(t, c, z) for t, c, z, _, _ in found} == written
+    assert [p.name for p in ignored] == ["notes.txt"]
