@@ -1,8 +1,10 @@
-"""The benchmark suite: ``python -m benchmarks [--quick] [--out DIR]``.
+"""The benchmark suite: ``python -m benchmarks [--quick] [--out DIR] [--section NAME ...]``.
 
 Runs every section side by side in one process (so machine noise hits all alike), on the CPU
 and, where one is present, on the GPU; writes ``benchmarks.json`` and the results section of
 ``benchmarks.md`` into DIR (default ``docs/``). ``--quick`` uses small sizes (CI smoke run).
+``--section`` runs only the sections named and replaces them in DIR's ``benchmarks.json``, keeping
+the others; the results say which sections were run again, and when.
 """
 
 from __future__ import annotations
@@ -23,6 +25,18 @@ from .report import write_markdown
 
 logger = logging.getLogger("benchmarks")
 
+#: the suite's sections, in the order they run
+SECTIONS = (
+    "simulator",
+    "inference",
+    "acquisition",
+    "writing",
+    "light",
+    "scaling",
+    "neurons",
+    "training_step",
+)
+
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the suite; returns the results written to ``benchmarks.json``."""
@@ -32,6 +46,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="small sizes (CI smoke run, figures not meaningful)")
     ap.add_argument(
         "--out", type=Path, default=Path("docs"), help="folder for benchmarks.json / benchmarks.md"
+    )
+    ap.add_argument(
+        "--section",
+        action="append",
+        choices=SECTIONS,
+        help="run only this section (repeatable) and replace it in DIR's benchmarks.json",
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(show_path=False)])
@@ -49,7 +69,18 @@ def main(argv: list[str] | None = None) -> dict:
         ("neurons", lambda: neurons.run(args.quick)),
         ("training_step", lambda: training_step.run(args.quick)),
     ]
-    results: dict = {"machine": machine(), "quick": args.quick, "seconds": {}}
+    if args.section:
+        previous = args.out / "benchmarks.json"
+        if not previous.is_file():
+            ap.error(
+                f"--section replaces sections of {previous}, which is not there: run the whole suite first"
+            )
+        results: dict = json.loads(previous.read_text())
+        sections = [(name, fn) for name, fn in sections if name in args.section]
+        when = time.strftime("%Y-%m-%d %H:%M")
+        results.setdefault("rerun", {}).update({name: when for name in args.section})
+    else:
+        results = {"machine": machine(), "quick": args.quick, "seconds": {}}
     with Progress() as bar:
         task = bar.add_task("benchmarks", total=len(sections))
         for name, fn in sections:

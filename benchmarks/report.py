@@ -69,9 +69,13 @@ def measured_on(m: dict) -> str:
 
 def results_markdown(r: dict) -> list[str]:
     """The tables of one run."""
+    rerun = "".join(
+        f" Section {name} run again {when} (`--section {name}`)." for name, when in r.get("rerun", {}).items()
+    )
     out = [
         measured_on(r["machine"])
-        + (" **Quick mode: sizes too small to mean anything.**" if r["quick"] else ""),
+        + (" **Quick mode: sizes too small to mean anything.**" if r["quick"] else "")
+        + rerun,
         "",
     ]
     out += ["### Inference", "", *inference_table(r["inference"])]
@@ -145,6 +149,15 @@ def results_markdown(r: dict) -> list[str]:
             ]
         ],
     )
+    if "recorder_ms_per_frame" in w:
+        parts = w["recorder_ms_per_frame"]
+        line = (
+            f"Where an uncompressed {w['frame']}² frame's time goes in the recorder (medians): `write_plane` "
+            f"{parts['write_plane']} ms, of which its display window {parts['of_which_window']} ms; "
+            f"`mark_complete` (the run record) {parts['mark_complete']} ms; a raw write of the same bytes "
+            f"{w['raw_ms_per_frame']} ms."
+        )
+        out += [line, ""]
     if "record_ms_late" in w:
         line = (
             f"A long run ({w['long_run_time_points']} time points of 64² planes): the recorder takes "

@@ -65,6 +65,30 @@ def fresh(measure: Callable[[Path], T]) -> T:
     return result
 
 
+def recorder_parts_ms(frames: list[np.ndarray], n: int, out: Path) -> dict[str, float]:
+    """Where an uncompressed frame's time goes in the recorder (ms per frame, medians): the whole
+    ``write_plane`` and, inside it, the display window's update; then ``mark_complete`` (the record)."""
+    from mm_deepz.io.window import DisplayWindows
+
+    rec = Recorder(out, Geometry((0.0,), 0.325, 0.0, frames[0].shape), overwrite=True, compression=False)
+    write, mark, window = [], [], []
+    windows = DisplayWindows()
+    for t in range(n):
+        frame = frames[t % len(frames)]
+        t0 = time.perf_counter()
+        rec.write_plane("measured", t, 0, frame)
+        t1 = time.perf_counter()
+        rec.mark_complete("measured", t, planes=[0])
+        t2 = time.perf_counter()
+        windows.note(("measured", 0), frame)
+        window.append(time.perf_counter() - t2)
+        write.append(t1 - t0)
+        mark.append(t2 - t1)
+    rec.finish()
+    return {name: round(float(np.median(v)) * 1000, 2) for name, v in (("write_plane", write),
+            ("of_which_window", window), ("mark_complete", mark))}  # fmt: skip
+
+
 def raw_mb_s(frames: list[np.ndarray], n: int, out: Path) -> float:
     """MB/s of writing the same bytes, one file per frame, with plain Python file writes of each frame's
     own buffer (no copy: the ceiling, not a writer)."""
@@ -111,6 +135,7 @@ def run(quick: bool, rounds: int = 3) -> dict:
         lz4, ratio, files = fresh(lambda d: recorder_mb_s(frames, n, d / "lz4.ome.zarr", True))
         lz4s.append(lz4)
         plains.append(fresh(lambda d: recorder_mb_s(frames, n, d / "plain.ome.zarr", False))[0])
+    parts = fresh(lambda d: recorder_parts_ms(frames, n, d / "parts.ome.zarr"))
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         d = Path(tmp)
         reference = ome_zarr_mb_s(frames, n, d / "omezarr.ome.zarr")
@@ -138,6 +163,8 @@ def run(quick: bool, rounds: int = 3) -> dict:
         "files_per_time_point": round(files, 3),
         "camera_fps_sustained_lz4": round(lz4 / frame_mb),
         "camera_fps_sustained_raw": round(plain / frame_mb),
+        "recorder_ms_per_frame": parts,
+        "raw_ms_per_frame": round(frame_mb / raw * 1000, 2),
         "long_run_time_points": long_n,
         "record_ms_early": round(record_early, 2),
         "record_ms_late": round(record_late, 2),

@@ -30,6 +30,13 @@ def test_quick_benchmark_suite_writes_figures_that_make_sense(tmp_path):
     assert all(row["step_s"] > 0 and row["patches_per_s"] > 0 for row in results["training_step"])
     md = (tmp_path / "benchmarks.md").read_text()
     assert "### Inference" in md and "### Acquisition overhead" in md and "Quick mode" in md
+    # one section run again replaces that section only, and the tables say so
+    main(["--quick", "--out", str(tmp_path), "--section", "writing"])
+    again = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert again["inference"] == results["inference"] and again["light"] == results["light"]
+    assert again["writing"]["recorder_ms_per_frame"]["write_plane"] > 0
+    assert list(again["rerun"]) == ["writing"]
+    assert "Section writing run again" in (tmp_path / "benchmarks.md").read_text()
 
 
 @pytest.mark.slow
