@@ -1,14 +1,14 @@
 """Display windows: the contrast a viewer opens each image in (NGFF ``omero.channels[].window``).
 
 A window spans the 0.1 / 99.9th percentiles of everything an image holds so far (a grid of pixels:
-every 4th along y and x, sparser on planes larger than 1024², so that a 2048² camera frame costs the
-camera's thread 0.4 ms, not 3), and at least :data:`WINDOW_NOISE_SPAN` noise sigmas, so a blank
-field's noise is not stretched to full brightness. Camera counts (unsigned integers) are pooled in a
-histogram per image and position, so a stack that arrives plane by plane (measured planes, blind-check
-reference stacks) gets the window of the whole stack, as one written at once does: the union of
-per-plane windows would fit the brightest in-focus plane (1.4x the stack's 99.9th percentile on a
-reference stack). Float images (virtual stacks, written a whole stack at a time) widen a running
-window instead.
+every 4th along y and x, sparser on planes larger than 512², at most 128² pixels a plane, pooled over
+the run, so that a 2048² camera frame costs the camera's thread 0.2 ms, not 3), and at least
+:data:`WINDOW_NOISE_SPAN` noise sigmas, so a blank field's noise is not stretched to full brightness.
+Camera counts (unsigned integers) are pooled in a histogram per image and position, so a stack that
+arrives plane by plane (measured planes, blind-check reference stacks) gets the window of the whole
+stack, as one written at once does: the union of per-plane windows would fit the brightest in-focus
+plane (1.4x the stack's 99.9th percentile on a reference stack). Float images (virtual stacks, written
+a whole stack at a time) widen a running window instead.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ WINDOW_PERCENTILES = (0.1, 99.9)
 WINDOW_NOISE_SPAN = 20.0
 #: pixels sampled: every STRIDE-th along y and x, or sparser so that a plane gives at most SAMPLE_PIXELS
 STRIDE = 4
-SAMPLE_PIXELS = 256 * 256
+SAMPLE_PIXELS = 128 * 128
 
 Key = tuple[str, int]
 
