@@ -137,6 +137,8 @@ class AcquisitionRequest(Settings):
     device: Device = "auto"
     deepz: bool = True
     overwrite: bool = False
+    #: planes stored losslessly compressed (Blosc-LZ4), or as raw bytes (written at about raw disk speed)
+    compression: bool = True
     microscope: MicroscopeSpec = Field(default_factory=SimulatorSpec)
     #: the config group that switches the light path, and its presets for Deep-Z's input
     #: planes and for blind-check reference stacks (microscopes name them their own way)

@@ -62,6 +62,8 @@ class RunSettings(Settings):
     device: Device = "auto"
     overwrite: bool = False
     deepz: bool = True
+    #: planes stored losslessly compressed (Blosc-LZ4), or as raw bytes
+    compression: bool = True
     #: virtual stacks waiting for the model before the camera waits for it
     max_pending: int = Field(4, ge=1, title="the stacks waiting for the model")
     drain_timeout_s: float = Field(600.0, gt=0, title="the wait for the backlog", json_schema_extra=unit("s"))
@@ -220,6 +222,7 @@ class DeepZAcquisition:
             self._attrs(),
             overwrite=s.overwrite,
             infos=image_infos(self.model, self.plan),
+            compression=s.compression,
         )
         worker = InferenceWorker(self.predictor, max_pending=s.max_pending)
         hooks = DeepZHooks(

@@ -28,7 +28,16 @@ from .request import AcquisitionRequest, MicroManagerSpec, MicroscopeSpec, Simul
 from .run import DeepZAcquisition, RunSettings
 
 #: the request's fields that the run settings and the plan take as they are
-_RUN_FIELDS = {"output", "time_points", "interval_s", "device", "overwrite", "deepz", "positions_xy_um"}
+_RUN_FIELDS = {
+    "output",
+    "time_points",
+    "interval_s",
+    "device",
+    "overwrite",
+    "deepz",
+    "positions_xy_um",
+    "compression",
+}
 _PLAN_FIELDS = {"blind_check_every", "channel_group", "input_preset", "reference_preset"}
 
 

@@ -188,6 +188,23 @@ def test_cli_main_job_runs_on_the_simulator(tmp_path, config):
     assert res.exit_code != 0 and "--overwrite" in str(res.exception)
 
 
+def test_the_cli_stores_planes_raw_when_asked_and_compressed_by_default(tmp_path):
+    # raw planes: the recorder at about raw disk speed, for a fast camera on few cores (#33)
+    sizes = {}
+    for flag in ("--compression", "--no-compression"):
+        out = tmp_path / f"{flag}.ome.zarr"
+        res = CliRunner().invoke(
+            app, ["acquire", "-o", str(out), "-t", "2", "--frame", "64", "--device", "cpu", flag]
+        )
+        assert res.exit_code == 0, res.output
+        measured, _ = _image(out, "measured")
+        assert measured.shape[0] == 2 and all(measured[t].min() > 0 for t in range(2))  # camera counts
+        group = image_group_path(open_container(out), "measured")
+        sizes[flag] = sum(f.stat().st_size for f in (out / group / "0" / "c").rglob("*") if f.is_file())
+    raw_bytes = 2 * 64 * 64 * 2  # two 64² uint16 planes, and the shard's index
+    assert sizes["--no-compression"] > raw_bytes > sizes["--compression"]
+
+
 @pytest.mark.slow
 def test_positions_get_their_own_images_at_their_stage_place(session, static_world, tmp_path):
     model = load_model(shipped_model_path(1))
