@@ -29,6 +29,7 @@ writes filled run at half the speed, so the order would decide the ranking.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -87,11 +88,6 @@ def shard_writer(path: Path, frames: list[np.ndarray], n: int, shard: int, compr
             arr.resize((grown_length(t), 1, 1, h, w))
         writer.write(t, 0, 0, frames[t % len(frames)])
     arr.resize((n, 1, 1, h, w))
-
-
-def shard_writer_uncompressed(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
-    """The recorder's writer with compression off (``Recorder(compression=False)``)."""
-    shard_writer(path, frames, n, shard, compressed=False)
 
 
 def zarr_sharded(path: Path, frames: list[np.ndarray], n: int, shard: int) -> None:
@@ -182,7 +178,7 @@ def acquire_sharded(path: Path, frames: list[np.ndarray], n: int, shard: int) ->
 WRITERS: dict[str, Writer] = {
     "zarr-python, one chunk per frame (the recorder until 2026-12-03)": zarr_chunked,
     "the recorder's shard writer (the recorder now)": shard_writer,
-    "the recorder's shard writer, uncompressed": shard_writer_uncompressed,
+    "the recorder's shard writer, uncompressed": functools.partial(shard_writer, compressed=False),
     "zarr-python, sharded": zarr_sharded,
     "tensorstore, sharded": tensorstore_sharded,
     "acquire-zarr, sharded": acquire_sharded,

@@ -195,9 +195,10 @@ class ImageStore:
         h, w = self.geometry.shape_yx
         dtype = DTYPES[kind]
         n_c = len(self.geometry.channels)
-        zc = z_chunk(kind, len(z), h * w * np.dtype(dtype).itemsize)
+        plane_bytes = h * w * np.dtype(dtype).itemsize
+        zc = z_chunk(kind, len(z), plane_bytes)
         shard_z = -(-len(z) // zc) * zc  # whole inner chunks
-        shard_t = shard_time_points(kind, n_c * len(z) * h * w * np.dtype(dtype).itemsize)
+        shard_t = shard_time_points(kind, n_c * len(z) * plane_bytes)
         serializer = sharding((1, 1, zc, h, w), COMPRESSOR if self.compression else None)
         for pos in range(self.n_positions):
             title = name if self.n_positions == 1 else f"{name} p{pos}"

@@ -193,15 +193,12 @@ class RunRecord:
         self.frame_times()
         self.root.attrs["mm_deepz"] = json_safe({**self.attrs, **self.state})
 
-    def due(self) -> bool:
-        """Whether a write asked for ``soon`` would be written now."""
-        return time.monotonic() - self._written_at >= RECORD_EVERY_S
-
-    def write(self, soon: bool = False) -> None:
+    def write(self, soon: bool = False) -> bool:
         """Write the record; ``soon``: within :data:`RECORD_EVERY_S` (a measured time point: the next
-        write of the record, a flush or the finish takes it along)."""
-        if soon and not self.due():
-            return
+        write of the record, a flush or the finish takes it along). Whether it was written now."""
+        if soon and time.monotonic() - self._written_at < RECORD_EVERY_S:
+            return False
         with self.guard.guarded():
             self.store()
         self._written_at = time.monotonic()
+        return True

@@ -246,10 +246,9 @@ class Recorder:
             # measured planes at most every second (the next write takes them along; after a crash
             # recover_measured finds them on disk); other images at once: infer's workers share the record.
             # Display windows go with the record's writes (a measured one's at most every second too).
-            soon = image == "measured"
-            if self._record.complete(image, t, p, info.get("planes")) and (not soon or self._record.due()):
+            complete = self._record.complete(image, t, p, info.get("planes"))
+            if self._record.write(soon=image == "measured") and complete:
                 self._images.update_windows(image)
-            self._record.write(soon=soon)
 
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
         """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""

@@ -64,8 +64,7 @@ class ShardWriter:
         self._codec = codec
         self._dtype = np.dtype(array.dtype).newbyteorder("<")
         self._inner = tuple(array.chunks)
-        self._shard = tuple(array.shards or array.chunks)
-        self._per_shard = tuple(s // c for s, c in zip(self._shard, self._inner, strict=True))
+        self._per_shard = chunks_per_shard(array)
         self._index_bytes = 16 * math.prod(self._per_shard)
 
     @classmethod
@@ -173,6 +172,12 @@ class ShardWriter:
         os.replace(temporary, path)
 
 
+def chunks_per_shard(array: zarr.Array[Any]) -> Coords:
+    """Inner chunks per shard along each axis (all 1 for an array that is not sharded)."""
+    inner = tuple(array.chunks)
+    return tuple(s // n for s, n in zip(array.shards or inner, inner, strict=True))
+
+
 def read_index(f: BinaryIO, size: int) -> np.ndarray:
     """The (n, 2) index (offset, length) at the start of an open shard file of ``size`` index bytes;
     ValueError where the file is shorter than its index (not a shard this writes)."""
@@ -190,9 +195,8 @@ def stored_chunks(array: zarr.Array[Any]) -> tuple[set[Coords], list[Path]]:
     beyond the array, shards too short for their index). Read-only; keys as zarr's default encoding."""
     root = Path(array.store.root) / array.store_path.path  # type: ignore[attr-defined]
     inner = tuple(array.chunks)
-    shard = tuple(array.shards or inner)
-    per = tuple(s // n for s, n in zip(shard, inner, strict=True))
-    grid = [math.ceil(s / n) for s, n in zip(array.shape, shard, strict=True)]
+    per = chunks_per_shard(array)
+    grid = [math.ceil(s / n) for s, n in zip(array.shape, array.shards or inner, strict=True)]
     extent = [math.ceil(s / n) for s, n in zip(array.shape, inner, strict=True)]
     found: set[Coords] = set()
     ignored: list[Path] = []

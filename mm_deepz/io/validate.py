@@ -178,9 +178,9 @@ def check_image(root: Path, folder: str) -> None:
         chunks = array["chunk_grid"]["configuration"]["chunk_shape"]
     except (KeyError, TypeError):
         chunks = None
-    # a shard may reach past the array (its last time points still to come, whole inner chunks along z)
+    # a shard may reach past the array: its time points still to come, whole inner chunks along z
     if not _ints(chunks, 5) or any(
-        not 1 <= c <= max(2 * n, SHARD_TIME_POINTS) for c, n in zip(chunks, shape, strict=True)
+        not 1 <= c <= top for c, top in zip(chunks, _chunk_limits(shape), strict=True)
     ):
         raise DamagedContainerError(f"{where}: chunk shape {chunks} does not fit shape {shape}")
     if array.get("data_type") not in DTYPES:
@@ -204,6 +204,12 @@ def _zarr_reads(root: Path, node: str, kind: type) -> None:
         raise DamagedContainerError(
             f"{where}: zarr reads it as a {type(found).__name__}, not a {kind.__name__}"
         )
+
+
+def _chunk_limits(shape: list[int]) -> tuple[int, ...]:
+    """The largest (t, c, z, y, x) chunk (shard) a run makes for an array of ``shape``."""
+    t, c, z, y, x = (max(n, 1) for n in shape)
+    return max(t, SHARD_TIME_POINTS), c, 2 * z - 1, y, x
 
 
 def _ints(values: Any, n: int) -> TypeGuard[list[int]]:
