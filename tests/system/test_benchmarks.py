@@ -134,7 +134,7 @@ def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
 def test_a_learning_arm_resumes_from_its_committed_checkpoint_on_a_new_machine(tmp_path, monkeypatch):
     # runs/ does not outlive a machine: a long arm's checkpoint is committed, and a run whose output
     # folder lacks it continues from that copy (--resume), never starting over with --overwrite
-    import benchmarks.learning as learning
+    from benchmarks import learning
 
     commands: list[list[str]] = []
     monkeypatch.setattr(learning, "_mz", lambda args, log=None, threads=None: commands.append(args))
