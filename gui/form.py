@@ -115,6 +115,8 @@ class SettingsForm(QGroupBox):
         self.browse_output = QPushButton("…")
         self.overwrite = QCheckBox("replace an existing container")
         self.overwrite.setChecked(r.overwrite)
+        self.compression = QCheckBox("compress planes (lossless, ~5x smaller; untick for a fast camera)")
+        self.compression.setChecked(r.compression)
 
         form = QFormLayout()  # one or two fields a row: the panel fits a 1280-pixel-wide screen
         form.addRow("microscope", _row(self.backend, QLabel("port"), self.port))
@@ -131,6 +133,7 @@ class SettingsForm(QGroupBox):
         form.addRow("device", self.device)
         form.addRow("output", _row(self.output, self.browse_output))
         form.addRow("", self.overwrite)
+        form.addRow("", self.compression)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addStretch(1)
@@ -144,7 +147,8 @@ class SettingsForm(QGroupBox):
             number.valueChanged.connect(self.changed)
         for whole in (self.port, self.time_points, self.blind):
             whole.valueChanged.connect(self.changed)
-        self.overwrite.toggled.connect(self.changed)
+        for tick in (self.overwrite, self.compression):
+            tick.toggled.connect(self.changed)
         self.browse_model.clicked.connect(self._browse_model)
         self.browse_output.clicked.connect(self._browse_output)
 
@@ -167,6 +171,7 @@ class SettingsForm(QGroupBox):
             device=self.device.currentText(),
             deepz=deepz,
             overwrite=self.overwrite.isChecked(),
+            compression=self.compression.isChecked(),
             microscope=self._microscope(),
         )
 
@@ -187,6 +192,7 @@ class SettingsForm(QGroupBox):
         self.time_points.setValue(r.time_points)
         self.blind.setValue(r.blind_check_every)
         self.device.setCurrentText(r.device)
+        self.compression.setChecked(r.compression)
         self.overwrite.setChecked(False)
         self.output.setText(str(next_free_output(r.output)))
 
@@ -255,6 +261,7 @@ class SettingsForm(QGroupBox):
             self.output,
             self.browse_output,
             self.overwrite,
+            self.compression,
         ):
             field.setEnabled(editable)
         if editable:
@@ -309,6 +316,7 @@ class SettingsForm(QGroupBox):
             "blind_check": self.blind,
             "device": self.device,
             "output": self.output,
+            "compression": self.compression,
         }
 
 

@@ -54,13 +54,15 @@ def panel(qtbot, tmp_path):
 
 
 def _remembered_fields(panel):
-    """The panel fields a session remembers: model choice, z range, exposure, time points, toggle."""
+    """The panel fields a session remembers: model choice, z range, exposure, time points, compression,
+    toggle."""
     return (
         panel.form.model_choice.currentIndex(),
         panel.form.z_start.value(),
         panel.form.z_end.value(),
         panel.form.exposure.value(),
         panel.form.time_points.value(),
+        panel.form.compression.isChecked(),
         panel.controls.toggle.isChecked(),
     )
 
@@ -512,6 +514,17 @@ def test_messages_speak_of_the_panel_not_of_command_line_options(qtbot, panel, t
     assert panel.controls.start_button.isEnabled()  # a note, not a refusal: Deep-Z runs on the CPU
 
 
+def test_unticking_compression_stores_the_measured_planes_raw(qtbot, panel):
+    # a fast camera on few cores: the panel's tick is the CLI's --no-compression
+    assert panel.form.compression.isChecked()  # lossless LZ4 unless the user says otherwise
+    panel.form.compression.setChecked(False)
+    summary = _start_and_wait(qtbot, panel)
+    assert summary is not None and summary.time_points == 2 and not summary.errors
+    measured = image_array(open_container(panel.form.base.output), "measured")
+    assert measured.compressors == ()  # the planes' bytes as the camera sent them
+    assert all(measured[t].max() > 0 for t in range(2))
+
+
 def test_settings_are_remembered_between_sessions_and_can_be_reset(qtbot, tmp_path):
     from PyQt5.QtCore import QSettings
 
@@ -526,16 +539,17 @@ def test_settings_are_remembered_between_sessions_and_can_be_reset(qtbot, tmp_pa
     p.form.z_end.setValue(8.0)
     p.form.exposure.setValue(25.0)
     p.form.time_points.setValue(7)
+    p.form.compression.setChecked(False)
     p.controls.toggle.setChecked(False)
     assert window.close()  # remembers the fields
     again = DeepZWindow(_request(tmp_path), QSettings(ini, QSettings.IniFormat))  # the next session
     qtbot.addWidget(again)
     q = again.panel
-    assert _remembered_fields(q) == (1, -8.0, 8.0, 25.0, 7, False)
+    assert _remembered_fields(q) == (1, -8.0, 8.0, 25.0, 7, False, False)
     # the remembered plan is valid for the remembered model
     assert q.controls.start_button.isEnabled(), q.controls.message.text()
     again.reset_action.trigger()
-    assert _remembered_fields(q) == (0, -10.0, 10.0, 10.0, 2, True)
+    assert _remembered_fields(q) == (0, -10.0, 10.0, 10.0, 2, True, True)
     assert QSettings(ini, QSettings.IniFormat).allKeys() == []
 
 
