@@ -115,7 +115,11 @@ class SettingsForm(QGroupBox):
         self.browse_output = QPushButton("…")
         self.overwrite = QCheckBox("replace an existing container")
         self.overwrite.setChecked(r.overwrite)
-        self.compression = QCheckBox("compress planes (lossless, ~5x smaller; untick for a fast camera)")
+        self.compression = QCheckBox("compress planes (lossless)")
+        self.compression.setToolTip(
+            "Blosc-LZ4, about 5x smaller on disk; untick for a fast camera on few cores: raw planes are "
+            "written about twice as fast"
+        )
         self.compression.setChecked(r.compression)
 
         form = QFormLayout()  # one or two fields a row: the panel fits a 1280-pixel-wide screen
