@@ -79,7 +79,7 @@ class FrameRouter:
             self._arrived.pop((t, p), None)
             self._acquired_t.setdefault(t, set()).add(p)
             # a runner that does not wait (pymmcore-plus's MDA) leaves its time points here: only the
-            # last two may still be waited for (pycromanager submits t + 1 once t arrived or timed out)
+            # last two may still be waited for (pycromanager's runner waits for t - 1 once t is submitted)
             for old in [k for k in self._acquired_t if k < t - 1]:
                 del self._acquired_t[old]
             self._arrival.notify_all()

@@ -121,6 +121,35 @@ def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_p
     assert prog["completed"]["virtual"] == [0] and prog["planes_measured"]["1"] == list(range(21))
 
 
+def test_a_time_point_due_already_is_queued_while_the_one_before_is_exposed(session, static_world, tmp_path):
+    # as fast as possible, the camera never waits for the software: time point 1 is with pycromanager
+    # (rewritten into its Deep-Z event) while time point 0 is still being exposed, so its exposure starts
+    # the moment t=0's ends (submitting it only once t=0's frame had arrived cost 2.2 ms a frame)
+    model = load_model(shipped_model_path(1))
+    run = DeepZAcquisition(
+        session.core,
+        model,
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=3, device="cpu"),
+    ).open()
+    expose = static_world.expose
+    requested_during_first_exposure = []
+
+    def first_exposure_waits(*args, **kwargs):
+        if not requested_during_first_exposure:  # t=0 on the camera: has t=1 been submitted meanwhile?
+            deadline = time.monotonic() + 5
+            while run.hooks.stats.planes_requested < 2 * 21 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            requested_during_first_exposure.append(run.hooks.stats.planes_requested)
+        return expose(*args, **kwargs)
+
+    static_world.expose = first_exposure_waits
+    summary = run.run()
+    assert requested_during_first_exposure == [2 * 21]  # t=0's and t=1's requested planes
+    assert summary.time_points == 3 and static_world.dose.exposures == 3  # nothing more exposed
+    assert read_progress(tmp_path / "run.ome.zarr")["completed"]["measured"] == [0, 1, 2]
+
+
 def test_two_plane_model_exposes_two_planes(session, static_world, tmp_path):
     run, summary = _run(session, tmp_path, planes=2, time_points=2)
     assert static_world.dose.exposures == 4
