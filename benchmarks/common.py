@@ -19,6 +19,9 @@ from mm_deepz.model import EncodeOnceConfig, UNetConfig
 from mm_deepz.modelfile import DeepZModel, ModelCard, OpticsSpec
 
 OPTICS = OpticsSpec(pixel_size_um=0.325, na=0.75, wavelength_em_um=0.525, immersion_index=1.0)
+#: a camera whose frames cost no CPU, as a real camera's (computed in its hardware): it renders this many
+#: frames per microscope state, then hands them out in turn (``SimWorld.replay_frames``)
+REPLAY_FRAMES = 4
 
 
 def demo_model(n_planes: int = 1, base: int = 16, depth: int = 3, architecture: str = "unet") -> DeepZModel:

@@ -40,12 +40,9 @@ from mm_deepz.bridge import simulated_core
 from mm_deepz.modelfile import load_model
 from mm_deepz.shipped import shipped_model_path
 
-from .common import machine, rss_mb
+from .common import REPLAY_FRAMES, machine, rss_mb
 
 logger = logging.getLogger(__name__)
-
-#: rendered frames per microscope state that the camera hands out in turn
-REPLAY = 4
 
 
 def _open_files() -> int:
@@ -106,7 +103,7 @@ def sustained(
 ) -> dict[str, Any]:
     """One sustained run; its summary and time series."""
     world = sim.SimWorld(sim.worm(seed=100, activity=False), sensor_shape=(size, size), seed=100)
-    world.replay_frames = REPLAY
+    world.replay_frames = REPLAY_FRAMES
     exposure_ms = 1000.0 / fps
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, -10, 10, 1, anchor_exposure_ms=exposure_ms)
