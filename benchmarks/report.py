@@ -83,6 +83,7 @@ def results_markdown(r: dict) -> list[str]:
     out += _table(
         [
             "model",
+            "camera",
             "frame",
             "frames × runs",
             "exposure",
@@ -98,6 +99,7 @@ def results_markdown(r: dict) -> list[str]:
         [
             [
                 a["model"],
+                a.get("camera", "rendered on the CPU"),  # runs before the replayed rows: all rendered
                 f"{a['frame']}²",
                 f"{a['frames']} × {a['runs']}",
                 f"{a['exposure_ms']} ms",
