@@ -15,11 +15,16 @@ which a real camera (computing its frames in hardware) does not feel. The rows w
 turn (``SimWorld.replay_frames``, as the sustained benchmark does), so both runs' rates are set by the
 exposure and the software alone.
 
+pymmcore-plus's MDA runner is measured the same way, with the camera replayed: plain, the same one
+plane per time point as an MDA sequence (which pymmcore-plus runs hardware-sequenced, one camera
+sequence for every time point), against Deep-Z's MDA engine (each time point an event of its own: its
+capture is decided when it comes).
+
 Runs alternate (plain, Deep-Z with the model, Deep-Z with the model's work left out, and both with the
-camera replayed), many short ones, so a slow spell of the machine hits all alike; each Deep-Z run's
-ratio is taken against the plain run just before it, and the median and spread of those ratios are
-reported, with the number of repeats that would make two runs of the benchmark agree within 0.05
-(estimated from that spread).
+camera replayed, and the MDA pair), many short ones, so a slow spell of the machine hits all alike;
+each Deep-Z run's ratio is taken against the plain run just before it, and the median and spread of
+those ratios are reported, with the number of repeats that would make two runs of the benchmark agree
+within 0.05 (estimated from that spread).
 With the model on the CPU it is slower than the camera: the table says how many virtual stacks
 were made while the camera ran, and how long the rest (the backlog) took after it stopped.
 """
@@ -29,16 +34,18 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import useq
 from pycromanager import Acquisition
 
 import simulators as sim
 from acquisition_hooks import AcquisitionRequest
 from acquisition_hooks.request import SimulatorSpec
 from acquisition_hooks.start import prepare
-from mm_deepz.bridge import start_simulator
+from mm_deepz.bridge import simulated_core, start_simulator
 from mm_deepz.engine import Predictor, VirtualStack
 from mm_deepz.normalization import IntensityScale
 from simulators import world_of
@@ -86,6 +93,21 @@ def plain_fps(size: int, frames: int, directory: Path, replay: bool = False) -> 
     return _fps(stamps)
 
 
+def plain_mda_fps(size: int, frames: int, replay: bool = False) -> float:
+    """Frames per second of pymmcore-plus's MDA runner alone (no writer): the same plane per time
+    point, which it runs as one hardware-sequenced camera sequence."""
+    stamps: list[float] = []
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": frames},
+        channels=[{"group": "Channel", "config": "Widefield", "exposure": EXPOSURE_MS}],
+        stage_positions=[{"z": 0.0}],
+    )
+    with simulated_core(_world(size, replay), runner="mda") as core:
+        core.mda.events.frameReady.connect(lambda *_: stamps.append(time.perf_counter()))
+        core.mda.run(sequence)
+    return _fps(stamps)
+
+
 def _instant(predictor: Predictor) -> None:
     """Make ``predictor`` return empty stacks at once: the run then shows what the hooks and the
     recorder cost the CPU when the model runs elsewhere (a GPU)."""
@@ -104,11 +126,17 @@ def _instant(predictor: Predictor) -> None:
 
 
 def deepz_run(
-    size: int, frames: int, output: Path, device: str, model_on_cpu: bool = True, replay: bool = False
+    size: int,
+    frames: int,
+    output: Path,
+    device: str,
+    model_on_cpu: bool = True,
+    replay: bool = False,
+    runner: str = "pycromanager",
 ) -> dict:
     """Frames per second, virtual stacks made and their latency, with the Deep-Z hooks and recorder
     (``model_on_cpu=False``: the model's work left out, as when it runs on a GPU; ``replay``: the
-    camera's frames cost no CPU)."""
+    camera's frames cost no CPU; ``runner``: ``pycromanager`` or ``mda``)."""
     request = AcquisitionRequest(
         output=output,
         time_points=frames,
@@ -133,7 +161,7 @@ def deepz_run(
         acq = prepared.acquisition(core, on_image=on_image, on_virtual=on_virtual)
         if not model_on_cpu:
             _instant(acq.predictor)
-        summary = acq.run()
+        summary = acq.run_mda() if runner == "mda" else acq.run()
         end = time.perf_counter()
     camera_done = max(stamps.values())
     return {
@@ -155,37 +183,55 @@ def repeats_for(ratios: list[float], within: float = 0.05) -> int:
     return max(1, int(np.ceil((1.96 * np.sqrt(2) * 1.25 * sd / within) ** 2)))
 
 
-#: the arms: (the model on the CPU, the camera's frames replayed); each against its own plain runs
-ARMS = ((True, False), (False, False), (False, True))
+@dataclass(frozen=True)
+class Arm:
+    """One kind of run, each against its own plain runs."""
+
+    runner: str = "pycromanager"
+    with_model: bool = False
+    replay: bool = False
+
+
+ARMS = (Arm(with_model=True), Arm(), Arm(replay=True), Arm(runner="mda", replay=True))
 
 
 def run(quick: bool, device: str) -> list[dict]:
     """Overhead rows (alternating runs, per-pair ratios): the model on ``device``, and the model's
     work left out (what the hooks and the recorder cost by themselves), with the simulated camera
-    rendering each frame and with its frames replayed (costing no CPU, as a real camera's)."""
+    rendering each frame and with its frames replayed (costing no CPU, as a real camera's), on
+    pycromanager's runner and on pymmcore-plus's MDA runner."""
     size, frames, repeats = (128, 12, 1) if quick else (256, 30, 7)
-    plain: dict[tuple[bool, bool], list[float]] = {arm: [] for arm in ARMS}
-    deepz: dict[tuple[bool, bool], list[dict]] = {arm: [] for arm in ARMS}
+    plain: dict[Arm, list[float]] = {arm: [] for arm in ARMS}
+    deepz: dict[Arm, list[dict]] = {arm: [] for arm in ARMS}
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         for i in range(repeats):  # alternate, so a slow spell of the machine hits all alike
-            for arm in ARMS:
-                with_model, replay = arm
-                name = f"{i}{with_model}{replay}"
-                plain[arm].append(plain_fps(size, frames, Path(tmp) / f"plain{name}", replay))
+            for n, arm in enumerate(ARMS):
+                plain[arm].append(
+                    plain_mda_fps(size, frames, arm.replay)
+                    if arm.runner == "mda"
+                    else plain_fps(size, frames, Path(tmp) / f"plain{i}_{n}", arm.replay)
+                )
                 run_ = deepz_run(
-                    size, frames, Path(tmp) / f"deepz{name}.ome.zarr", device, with_model, replay
+                    size,
+                    frames,
+                    Path(tmp) / f"deepz{i}_{n}.ome.zarr",
+                    device,
+                    arm.with_model,
+                    arm.replay,
+                    arm.runner,
                 )
                 run_["ratio"] = run_["fps"] / plain[arm][-1]
                 deepz[arm].append(run_)
     rows = []
-    for (with_model, replay), runs in deepz.items():
+    for arm, runs in deepz.items():
         fps = [d["fps"] for d in runs]
         ratios = [d["ratio"] for d in runs]
-        plains = plain[with_model, replay]
+        plains = plain[arm]
         rows.append(
             {
-                "model": f"on {device}" if with_model else "left out (as on a GPU)",
-                "camera": "replayed (no CPU)" if replay else "rendered on the CPU",
+                "runner": arm.runner,
+                "model": f"on {device}" if arm.with_model else "left out (as on a GPU)",
+                "camera": "replayed (no CPU)" if arm.replay else "rendered on the CPU",
                 "frame": size,
                 "frames": frames,
                 "runs": repeats,

@@ -82,6 +82,7 @@ def results_markdown(r: dict) -> list[str]:
     out += ["### Acquisition overhead", ""]
     out += _table(
         [
+            "runner",
             "model",
             "camera",
             "frame",
@@ -98,6 +99,7 @@ def results_markdown(r: dict) -> list[str]:
         ],
         [
             [
+                a.get("runner", "pycromanager"),  # runs before the MDA rows: pycromanager's only
                 a["model"],
                 a.get("camera", "rendered on the CPU"),  # runs before the replayed rows: all rendered
                 f"{a['frame']}²",

@@ -152,6 +152,13 @@ class SimCore(UniMMCore):
         binning = float(self.getProperty(camera, "Binning")) if camera else 1.0
         return self.getPixelSizeUmByID(res) * binning / self.getMagnificationFactor()
 
+    def waitForDeviceType(self, devType: int) -> None:
+        """Wait until no device of ``devType`` is busy, one device after the other, as MMCore does.
+        UniMMCore waits for Python devices on a thread pool made for each call, a thread per device:
+        4 ms a call here, paid at every event of an MDA run that is not hardware-sequenced."""
+        for label in self.getLoadedDevicesOfType(devType):
+            self.waitForDevice(label)
+
     def _auto_shutter(self, open_: bool) -> None:
         shutter = self.getShutterDevice()
         if shutter and self.getAutoShutter() and self.isPyDevice(shutter):

@@ -43,6 +43,23 @@ def test_channel_preset_switches_modality_and_images_depend_on_focus(core, world
     assert world.dose.exposures == 2  # auto-shutter opened the light for each snap
 
 
+def test_waiting_for_the_system_waits_for_a_busy_device(core, monkeypatch):
+    # MDA waits for the system after setting up every event: a busy stage is waited for, each device
+    # in turn (no thread pool per call, which cost an unsequenced MDA run 4 ms an event)
+    import time
+
+    from simulators.devices import SimZStage
+
+    until = time.monotonic() + 0.2
+    monkeypatch.setattr(SimZStage, "busy", lambda self: time.monotonic() < until)
+    assert core.deviceBusy("Z") and core.systemBusy()
+    core.waitForSystem()
+    assert time.monotonic() >= until and not core.systemBusy()
+    until = time.monotonic() + 0.2
+    core.waitForDeviceType(core.getDeviceType("Z"))
+    assert time.monotonic() >= until
+
+
 def test_pymmcore_plus_mda_runs_on_the_simulator(core, world):
     frames = []
     core.mda.events.frameReady.connect(lambda img, event, meta: frames.append((event, img)))
