@@ -88,7 +88,7 @@ def results_markdown(r: dict) -> list[str]:
             "frame",
             "frames × runs",
             "exposure",
-            "plain pycromanager fps (range)",
+            "plain fps, same runner (range)",
             "with Deep-Z fps (range)",
             "ratio, median of pairs (goal)",
             "ratio range",
