@@ -48,10 +48,11 @@ class DisplayWindows:
             return
         sigma = _noise_sigma(data, step)
         if sample.dtype.kind == "u" and sample.dtype.itemsize <= 2:
-            counts = np.bincount(sample.ravel(), minlength=1 << (8 * sample.dtype.itemsize))
+            counts = np.bincount(sample.ravel())  # up to the brightest pixel: a few bins, not 65536
             with self._lock:
-                pooled = self._counts.get(key)
-                self._counts[key] = counts if pooled is None else pooled + counts
+                if (pooled := self._counts.get(key)) is None:
+                    pooled = self._counts[key] = np.zeros(1 << (8 * sample.dtype.itemsize), np.int64)
+                pooled[: len(counts)] += counts
                 self._sigma[key] = max(self._sigma.get(key, 0.0), sigma)
             return
         sample = sample.astype(np.float32, copy=False)

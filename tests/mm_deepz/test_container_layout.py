@@ -86,7 +86,8 @@ RUNS = {
     "single position, blind checks": {},
     "two positions": {"positions_xy_um": ((0.0, 0.0), (20.0, 0.0))},
     "two planes": {"planes": 2},
-    "toggled to full stacks": {"toggle_at": 0},
+    # as fast as possible t=1 is already queued when t=0 reports: the toggle applies from t=2
+    "toggled to full stacks": {"toggle_at": 0, "time_points": 3},
 }
 
 
@@ -155,7 +156,8 @@ def test_run_root_is_an_ome_zarr_collection_for_validators_and_viewers(session, 
     for plane in measured_planes:
         by_t.setdefault(plane.the_t, []).append(plane.delta_t)
         assert plane.exposure_time == pytest.approx(10.0)
-    assert sorted(by_t) == [0, 1] and max(by_t[0]) < min(by_t[1])  # each frame's own time, in order
+    n_t = RUNS[kind].get("time_points", 2)
+    assert sorted(by_t) == list(range(n_t)) and max(by_t[0]) < min(by_t[1])  # each frame's own time, in order
     times = read_progress(out)["frame_times_s"]["measured"]
     assert sum(len(v) for k, v in times.items() if record_key_parts(k)[1] == 0) == len(measured_planes)
 
