@@ -36,16 +36,22 @@ def session(static_world, request):
         yield s
 
 
-def _run(session, tmp_path, planes=1, time_points=3, **kw):
+def _acquisition(session, tmp_path, planes=1, time_points=3, settings=None, **kw):
+    """A Deep-Z acquisition of the shipped model's plan into ``run.ome.zarr`` (not yet run)."""
     model = load_model(shipped_model_path(planes))
-    plan = DeepZPlan.for_model(model, *Z)
-    run = DeepZAcquisition(
+    return DeepZAcquisition(
         session.core,
         model,
-        plan,
-        RunSettings(output=tmp_path / "run.ome.zarr", time_points=time_points, device="cpu"),
+        DeepZPlan.for_model(model, *Z),
+        RunSettings(
+            output=tmp_path / "run.ome.zarr", time_points=time_points, device="cpu", **(settings or {})
+        ),
         **kw,
     )
+
+
+def _run(session, tmp_path, planes=1, time_points=3, **kw):
+    run = _acquisition(session, tmp_path, planes, time_points, **kw)
     return run, run.run()
 
 
@@ -97,13 +103,7 @@ def test_virtual_stack_is_closer_to_the_confocal_truth_than_the_repeated_input(
 
 
 def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_path):
-    model = load_model(shipped_model_path(1))
-    run = DeepZAcquisition(
-        session.core,
-        model,
-        DeepZPlan.for_model(model, *Z),
-        RunSettings(output=tmp_path / "run.ome.zarr", time_points=3, interval_s=0.5, device="cpu"),
-    )
+    run = _acquisition(session, tmp_path, settings={"interval_s": 0.5})
 
     def flip(t, total):  # called once t's frames are taken, during the interval before t + 1: a user's click
         if t == 0:
@@ -125,13 +125,7 @@ def test_a_time_point_due_already_is_queued_while_the_one_before_is_exposed(sess
     # as fast as possible, the camera never waits for the software: time point 1 is with pycromanager
     # (rewritten into its Deep-Z event) while time point 0 is still being exposed, so its exposure starts
     # the moment t=0's ends (submitting it only once t=0's frame had arrived cost 2.2 ms a frame)
-    model = load_model(shipped_model_path(1))
-    run = DeepZAcquisition(
-        session.core,
-        model,
-        DeepZPlan.for_model(model, *Z),
-        RunSettings(output=tmp_path / "run.ome.zarr", time_points=3, device="cpu"),
-    ).open()
+    run = _acquisition(session, tmp_path).open()
     expose = static_world.expose
     requested_during_first_exposure = []
 
