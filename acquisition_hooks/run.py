@@ -454,12 +454,17 @@ class DeepZAcquisition:
         after the one before it was taken (a toggle in the interval applies to it)."""
         s = self.settings
         start = time.monotonic()
-        under_way: int | None = (
-            None  # the time point submitted before this one, its frames not yet waited for
-        )
+        # the time point submitted before this one, its frames not yet waited for
+        under_way: int | None = None
         for t in range(s.time_points):
-            # a pause holds the run here: the time point under way is finished, the next not submitted;
-            # the schedule moves on by the pause
+            # paused, or time to spare before t is due: the one before is taken first
+            if under_way is not None and (
+                not self._go.is_set() or start + t * s.interval_s > time.monotonic()
+            ):
+                if not self._settle(acq, under_way, progress):
+                    return
+                under_way = None
+            # a pause holds the run here, between time points; the schedule moves on by the pause
             if not self._go.is_set():
                 paused_at, self.paused_before = time.monotonic(), t
                 logger.info("Paused before time point %d", t)
@@ -469,14 +474,9 @@ class DeepZAcquisition:
                         return
                 start += time.monotonic() - paused_at
                 self.paused_before = None
-            due = start + t * s.interval_s
-            if under_way is not None and due > time.monotonic():  # time to spare: the one before first
-                if not self._settle(acq, under_way, progress):
-                    return
-                under_way = None
             # wait out the interval here, before time point t is submitted (pycromanager runs
             # the event hook at submission), so a toggle during the wait applies to t
-            if self._abort.wait(max(0.0, due - time.monotonic())):
+            if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
                 return
             # the events are rewritten here, at submission, so only the planes to measure travel through
             # pycromanager, and a toggle or an abort applies from the first time point not yet submitted
