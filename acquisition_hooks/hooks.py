@@ -116,10 +116,17 @@ class DeepZHooks:
         self.state.stop(reason)
 
     def acquisition_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``pycromanager.Acquisition``: its image hook. (Its event hook is not
-        needed: the run rewrites each time point's events before it submits them, :meth:`rewrite_event`,
-        so that a toggle applies from the next time point not yet submitted.)"""
-        return {"image_process_fn": self.image_process_fn}
+        """Keyword arguments for ``pycromanager.Acquisition``: its image hook, and the hook before the
+        hardware that drops what was queued when the run stopped. (Its event hook is not needed: the run
+        rewrites each time point's events before it submits them, :meth:`rewrite_event`, so that a toggle
+        applies from the first time point not yet submitted.)"""
+        return {"image_process_fn": self.image_process_fn, "pre_hardware_hook_fn": self.pre_hardware_hook_fn}
+
+    def pre_hardware_hook_fn(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """pycromanager's hook before an event moves the hardware: once the run has stopped, an event
+        still queued (the time point submitted while the one before was exposed) is dropped, so a stop
+        exposes nothing after the time point under way."""
+        return None if self.state.stopped else event
 
     # -- event generation ---------------------------------------------------------------
     def rewrite(self, t: int, zi: int, channel: int = INPUT) -> Capture | None:

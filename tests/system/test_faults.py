@@ -223,7 +223,8 @@ def test_a_camera_error_does_not_hang_the_run(session, tmp_path, monkeypatch):
     # does not wait out the time-point timeout (120 s here) nor go on as if nothing happened
     assert prog["completed"]["measured"] == [0] and prog["finished"] and prog["aborted"]
     assert summary.stop_reason is not None and "camera: lost connection" in summary.stop_reason
-    assert summary.planes_requested <= 2 * 21
+    assert summary.planes_requested <= 3 * 21  # t=0, t=1 and the time point queued behind it
+    assert session.world.dose.exposures == 1  # t=0; the queued t=2 dropped: nothing exposed after the error
 
 
 def test_an_error_escaping_the_run_still_finishes_the_container_with_what_was_measured(
