@@ -80,7 +80,14 @@ def test_toggle_takes_effect_at_the_next_time_point(hooks):
 def test_other_events_pass_untouched(hooks):
     no_z = {"axes": {"time": 0}, "exposure": 7}
     assert hooks.rewrite_event(no_z) is no_z
-    assert set(hooks.acquisition_kwargs()) == {"image_process_fn"}  # events are rewritten before submission
+    # events are rewritten before submission: pycromanager gets the image hook, and the hook before the
+    # hardware, which passes every event until the run stops and then drops what is still queued
+    kwargs = hooks.acquisition_kwargs()
+    assert set(kwargs) == {"image_process_fn", "pre_hardware_hook_fn"}
+    event = {"axes": {"time": 1, "z": 10}, "z": 0.0}
+    assert kwargs["pre_hardware_hook_fn"](event) is event
+    hooks.stop("stopped by the user")
+    assert kwargs["pre_hardware_hook_fn"](event) is None
 
 
 def test_a_plan_is_sized_in_planes_bytes_time_and_light_before_it_runs():
