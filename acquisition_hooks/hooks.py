@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: a pycromanager event as its hooks get it, or a hardware sequence of them (Java backend)
+_Event = dict[str, Any] | list[dict[str, Any]]
+
 
 class DeepZHooks:
     """The hooks of one acquisition (one plan, one recorder, one worker)."""
@@ -122,10 +125,11 @@ class DeepZHooks:
         applies from the first time point not yet submitted.)"""
         return {"image_process_fn": self.image_process_fn, "pre_hardware_hook_fn": self.pre_hardware_hook_fn}
 
-    def pre_hardware_hook_fn(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """pycromanager's hook before an event moves the hardware: once the run has stopped, an event
-        still queued (the time point submitted while the one before was exposed) is dropped, so a stop
-        exposes nothing after the time point under way."""
+    def pre_hardware_hook_fn(self, event: _Event) -> _Event | None:
+        """pycromanager's hook before an event (or, on its Java backend, a hardware sequence of events)
+        moves the hardware: once the run has stopped, what is still queued (the time point submitted
+        while the one before was exposed) is dropped, so a stop exposes nothing after the time point
+        under way."""
         return None if self.state.stopped else event
 
     # -- event generation ---------------------------------------------------------------
