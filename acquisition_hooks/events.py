@@ -171,23 +171,48 @@ def sequence_for(
     return useq.MDASequence(**kwargs)
 
 
+def start_s(sequence: useq.MDASequence, t: int) -> float:
+    """When time point ``t`` of ``sequence`` is due, in seconds from the run's start."""
+    plan = sequence.time_plan
+    return t * plan.interval.total_seconds() if isinstance(plan, useq.TIntervalLoops) else 0.0
+
+
 def pycromanager_events(sequence: useq.MDASequence, t: int) -> list[dict[str, Any]]:
     """Time point ``t`` of ``sequence`` as pycromanager event dicts (a long time-lapse never holds
     all its events at once)."""
-    plan = sequence.time_plan
-    interval = plan.interval.total_seconds() if isinstance(plan, useq.TIntervalLoops) else 0.0
-    start = t * interval
+    start = start_s(sequence, t)
     return [
         {**ev, "axes": {**ev["axes"], "time": t}, "min_start_time": start} for ev in _one_time_point(sequence)
     ]
 
 
+def useq_time_point(sequence: useq.MDASequence) -> tuple[useq.MDAEvent, ...]:
+    """The useq events of one time point of ``sequence``, made once: :func:`useq_event_at` stamps
+    those a runner takes with their time point (useq makes every requested plane's event, taken or
+    skipped: 0.7 ms per 21 planes, a tenth of a fast camera's frame)."""
+    return _useq_time_point(sequence)
+
+
+def useq_event_at(event: useq.MDAEvent, sequence: useq.MDASequence, t: int) -> useq.MDAEvent:
+    """``event`` of :func:`useq_time_point` at time point ``t``: the event useq makes there."""
+    return event.replace(
+        index={"t": t, **event.index},
+        min_start_time=start_s(sequence, t),
+        sequence=sequence,
+        reset_event_timer=t == 0 and event is useq_time_point(sequence)[0],
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _useq_time_point(sequence: useq.MDASequence) -> tuple[useq.MDAEvent, ...]:
+    return tuple(sequence.replace(time_plan=None).iter_events())
+
+
 @functools.lru_cache(maxsize=4)
 def _one_time_point(sequence: useq.MDASequence) -> list[dict[str, Any]]:
-    """The events of one time point of ``sequence`` (made once: useq makes 42 events of a 21-plane
-    sequence in 4 ms, as long as a camera frame)."""
+    """The events of one time point of ``sequence`` as pycromanager's dicts (made once)."""
     events = []
-    for ev in sequence.replace(time_plan=None).iter_events():
+    for ev in _useq_time_point(sequence):
         axes: dict[str, Any] = {"time": 0, "channel": ev.index["c"], "z": ev.index["z"]}
         out: dict[str, Any] = {"axes": axes, "z": ev.z_pos, "min_start_time": 0.0}
         if "p" in ev.index:

@@ -274,19 +274,49 @@ def test_pymmcore_plus_mda_runs_the_same_capture(static_world, tmp_path):
         core,
         model,
         DeepZPlan.for_model(model, *Z, blind_check_every=2),
-        RunSettings(output=tmp_path / "mda.ome.zarr", time_points=3, device="cpu"),
+        RunSettings(output=tmp_path / "mda.ome.zarr", time_points=4, device="cpu"),
     )
     summary = run.run_mda()
-    # t0: 1 anchor + 21 confocal reference planes (blind check); t1: 1 anchor, then toggled off;
-    # t2: a full 21-plane stack + 21 reference planes
-    assert flips == [2]
-    assert static_world.dose.exposures == 1 + 21 + 1 + 21 + 21
-    assert summary.planes_synthesized == 2 * 21
+    # t0: 1 anchor + 21 confocal reference planes (blind check); t1 and t2 (as fast as possible: decided
+    # together, the block that pymmcore-plus may sequence, under a quarter second of exposure before t2's
+    # reference stack): 1 anchor each, + 21 reference planes at t2; the toggle flipped during t1 applies
+    # after that block: t3 is a full 21-plane stack
+    assert flips == [3]
+    assert static_world.dose.exposures == 1 + 21 + 1 + 1 + 21 + 21
+    assert summary.planes_synthesized == 3 * 21
     prog = read_progress(tmp_path / "mda.ome.zarr")
-    assert prog["completed"]["measured"] == [0, 1, 2] and prog["completed"]["virtual"] == [0, 1]
+    assert prog["completed"]["measured"] == [0, 1, 2, 3] and prog["completed"]["virtual"] == [0, 1, 2]
     assert prog["completed"]["reference"] == [0, 2] and "0" in prog["blind_checks"]
-    assert prog["completed"]["measured_stack"] == [2]  # the full stack, in its own image
+    assert prog["completed"]["measured_stack"] == [3]  # the full stack, in its own image
     core.unloadAllDevices()
+
+
+def test_mda_time_points_due_at_once_are_one_camera_sequence(static_world, tmp_path, monkeypatch):
+    # #33: pymmcore-plus set up, logged and tore down every Deep-Z event on its own (about 4 ms a frame:
+    # 0.71 of a plain MDA time-lapse's frame rate, which it runs as one camera sequence)
+    from acquisition_hooks import mda
+
+    core = sim.load_demo_core(static_world)
+    model = load_model(shipped_model_path(1))
+    plan = DeepZPlan.for_model(model, *Z)
+    sequences: list[int] = []
+    start = core.startSequenceAcquisition
+
+    def start_sequence(*args):
+        sequences.append(args[0] if isinstance(args[0], int) else args[1])
+        return start(*args)
+
+    monkeypatch.setattr(core, "startSequenceAcquisition", start_sequence)
+    run = DeepZAcquisition(
+        core, model, plan, RunSettings(output=tmp_path / "mda.ome.zarr", time_points=30, device="cpu")
+    )
+    run.run_mda()
+    core.unloadAllDevices()
+    # blocks of at most a quarter second of exposure, each one camera sequence of its time points' anchors
+    per_block = int(np.ceil(mda.SEQUENCE_S * 1000 / plan.anchor_exposure_ms))
+    assert sequences == [per_block] * (30 // per_block) + ([30 % per_block] if 30 % per_block else [])
+    prog = read_progress(tmp_path / "mda.ome.zarr")
+    assert prog["completed"]["measured"] == list(range(30)) and len(prog["planes_measured"]) == 30
 
 
 def test_an_acquisition_writes_nothing_until_opened_and_runs_once(session, static_world, tmp_path):

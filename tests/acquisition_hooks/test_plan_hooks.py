@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import useq
 from helpers import tiny_model
 
 from acquisition_hooks import DEEPZ_AXIS, DeepZHooks, DeepZPlan, PlanError
@@ -108,6 +109,22 @@ def test_a_plan_is_sized_in_planes_bytes_time_and_light_before_it_runs():
     assert (full.measured_planes, full.virtual_planes) == (420, 0) and full.light_saving == pytest.approx(1)
 
 
+def test_a_time_point_s_useq_events_are_made_once_and_stamped_as_useq_makes_them():
+    # the MDA engine builds only the events it takes (useq made all 42 of a time point, 1.4 ms a frame)
+    from acquisition_hooks.events import useq_event_at, useq_time_point
+
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0.5, "loops": 3},
+        z_plan={"range": 2, "step": 1},
+        channels=["Widefield", "Confocal"],
+        stage_positions=[(0, 0), (5, 5)],
+        axis_order="tpcz",
+    )
+    stamped = [useq_event_at(e, sequence, t) for t in range(3) for e in useq_time_point(sequence)]
+    assert stamped == list(sequence)  # index, start time, the first event's timer reset, its sequence
+    assert stamped[-1].min_start_time == 1.0 and useq_time_point(sequence) is useq_time_point(sequence)
+
+
 def test_both_runners_take_a_blind_check_from_the_one_sequence(hooks, core):
     # #36 item 1: a blind check's reference stack is the sequence's reference light path at every position,
     # kept only at a blind check's time points; pycromanager's events and the MDA engine's are two spellings
@@ -123,7 +140,8 @@ def test_both_runners_take_a_blind_check_from_the_one_sequence(hooks, core):
         return (e["axes"]["position"], e["axes"]["z"], (e["x"], e["y"]), tuple(e["config_group"]))
 
     pyc = {t: [hooks.rewrite_event(e) for e in pycromanager_events(sequence, t)] for t in (0, 1)}
-    mda = [e for e in DeepZMDAEngine(core, hooks)._deepz_events(sequence.iter_events()) if e.index["t"] < 2]
+    engine = DeepZMDAEngine(core, hooks)
+    mda = [e for t in (0, 1) for e in engine.time_point(sequence, t)]
     reference = [(p, zi, xy[p], ("Channel", "Confocal")) for p in (0, 1) for zi in range(5)]
     assert [taken(e) for e in pyc[0] if e and e["axes"][DEEPZ_AXIS] == "reference"] == reference
     assert not [e for e in pyc[1] if e and e["axes"][DEEPZ_AXIS] == "reference"]  # t=1: no blind check
