@@ -90,6 +90,15 @@ def test_a_stack_is_whole_at_its_last_plane_with_its_input_planes_in_order(route
     assert last.completes_time_point
 
 
+def test_a_single_input_plane_goes_to_the_model_without_a_copy():
+    # #33: the frame writer copied every 1-plane model's 2048² input frame (np.stack), ~1 ms a frame
+    router = FrameRouter(n_z=5, anchors=(2,), n_positions=1)
+    frame = np.arange(16, dtype=np.uint16).reshape(4, 4)
+    planes = router.input_planes(router.collect("anchor", 0, 0, 2, frame))
+    assert planes.shape == (1, 4, 4) and np.shares_memory(planes, frame)
+    np.testing.assert_array_equal(planes[0], frame)
+
+
 def test_a_rejected_plane_leaves_its_stack_not_intact(router):
     router.reject("full", 1, 0, 2)
     wholes = [router.collect("full", 1, 0, zi, None) for zi in range(5)]
