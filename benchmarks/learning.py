@@ -15,6 +15,9 @@ A run resumes from its checkpoint when run again; ``--jobs 2`` trains the arms s
 each: the CPU time each used is what the curves plot); ``--arm NAME`` (repeatable) trains and scores only
 those arms. Run it beside other work with ``nice``.
 
+An arm of :data:`LEGS` is trained leg by leg on the way to its ``--steps`` (``--steps
+encode-once-d16-k4=11700`` runs the legs its checkpoint has not reached, in turn).
+
 A long arm outlives a session only through git (a new machine starts with no ``runs/``): its checkpoint
 is committed to :data:`CHECKPOINTS` at a session's end, and a run whose ``--out`` lacks it starts from
 that copy.
@@ -29,6 +32,8 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from benchmarks.finetune import evaluate, table
 from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, simulate, train_command
@@ -66,6 +71,9 @@ STEPS = {
     "encode-once-d16-k2": 2400,
     "encode-once-d16-k4-bf16": 15600,
 }
+#: the legs an arm is trained in on the way to its steps, each re-entering a one-cycle schedule over its
+#: own budget: how the float32 encode-once arm's curve was made (sessions 17-20), trained so again
+LEGS = {"encode-once-d16-k4": (1250, 2600, 3900, 7800, 11700)}
 
 
 #: committed checkpoints of the arms carried from session to session
@@ -84,23 +92,35 @@ def simulate_blind(folder: Path) -> None:
 
 
 def train(arm: str, data: Path, out: Path, steps: int) -> Path:
-    """Train (or continue) one arm to ``steps`` steps; its model file."""
+    """Train (or continue) one arm to ``steps`` steps, through its :data:`LEGS` below them; its model file."""
     model = out / f"{arm.replace('-', '_')}.pt"
-    if model.exists() and load_model(model).card.provenance.get("steps_done", 0) >= steps:
-        return model
-    committed = CHECKPOINTS / model.with_suffix(".ckpt").name
-    if not model.with_suffix(".ckpt").exists() and committed.exists():
+    checkpoint = model.with_suffix(".ckpt")
+    committed = CHECKPOINTS / checkpoint.name
+    if not checkpoint.exists() and committed.exists():
         logger.info("%s: resuming from the committed checkpoint %s", arm, committed)
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(committed, model.with_suffix(".ckpt"))
+        shutil.copy2(committed, checkpoint)
     precision = [] if "--precision" in ARMS[arm] else ["--precision", "auto"]
     options = [*TWO_PLANES, *ARMS[arm], "--batch-size", "6", "--lr", "2e-3", *precision]
-    if model.with_suffix(".ckpt").exists():
-        options.append("--resume")
-    else:
-        options.append("--overwrite")
-    _mz(train_command(data, model, steps, 128, 200, "cpu", options), model.with_suffix(".log"), threads=1)
+    for leg in [n for n in LEGS.get(arm, ()) if n < steps] + [steps]:
+        if steps_done(model) >= leg:
+            continue
+        start = ["--resume"] if checkpoint.exists() else ["--overwrite"]
+        _mz(
+            train_command(data, model, leg, 128, 200, "cpu", [*options, *start]),
+            model.with_suffix(".log"),
+            threads=1,
+        )
     return model
+
+
+def steps_done(model: Path) -> int:
+    """Steps an arm has trained: its model file's, or its checkpoint's where that went further."""
+    done = load_model(model).card.provenance.get("steps_done", 0) if model.exists() else 0
+    checkpoint = model.with_suffix(".ckpt")
+    if checkpoint.exists():
+        done = max(done, int(torch.load(checkpoint, map_location="cpu", weights_only=False)["step"]))
+    return int(done)
 
 
 def curves(models: dict[str, Path], png: Path) -> None:
