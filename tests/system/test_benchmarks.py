@@ -137,17 +137,27 @@ def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
     assert (tmp_path / "learning.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_learning_arm_resumes_from_its_committed_checkpoint_on_a_new_machine(tmp_path, monkeypatch):
-    # runs/ does not outlive a machine: a long arm's checkpoint is committed, and a run whose output
-    # folder lacks it continues from that copy (--resume), never starting over with --overwrite
-    import torch
-
+@pytest.fixture
+def training_commands(tmp_path, monkeypatch) -> list[list[str]]:
+    """benchmarks.learning's training commands, recorded instead of run; committed checkpoints in
+    ``tmp_path / "committed"``."""
     from benchmarks import learning
 
     commands: list[list[str]] = []
     monkeypatch.setattr(learning, "_mz", lambda args, log=None, threads=None: commands.append(args))
     monkeypatch.setattr(learning, "CHECKPOINTS", tmp_path / "committed")
     (tmp_path / "committed").mkdir()
+    return commands
+
+
+def test_a_learning_arm_resumes_from_its_committed_checkpoint_on_a_new_machine(tmp_path, training_commands):
+    # runs/ does not outlive a machine: a long arm's checkpoint is committed, and a run whose output
+    # folder lacks it continues from that copy (--resume), never starting over with --overwrite
+    import torch
+
+    from benchmarks import learning
+
+    commands = training_commands
     torch.save({"step": 4200}, tmp_path / "committed" / "encode_once_d16_k4_bf16.ckpt")
     learning.train("encode-once-d16-k4-bf16", tmp_path / "data", tmp_path / "out", 15600)
     assert torch.load(tmp_path / "out" / "encode_once_d16_k4_bf16.ckpt")["step"] == 4200
@@ -159,21 +169,19 @@ def test_a_learning_arm_resumes_from_its_committed_checkpoint_on_a_new_machine(t
     assert "--overwrite" in commands[1] and commands[1][commands[1].index("--precision") + 1] == "auto"
 
 
-def test_a_learning_arm_trained_in_legs_goes_on_from_the_leg_its_checkpoint_reached(tmp_path, monkeypatch):
+def test_a_learning_arm_in_legs_goes_on_from_the_leg_its_checkpoint_reached(
+    tmp_path, training_commands
+):
     # the float32 encode-once arm's curve was made in legs, each rebuilding its one-cycle schedule over
     # its own budget; a resumed run trains only the legs its checkpoint has not reached, each in turn
     import torch
 
     from benchmarks import learning
 
-    commands: list[list[str]] = []
-    monkeypatch.setattr(learning, "_mz", lambda args, log=None, threads=None: commands.append(args))
-    monkeypatch.setattr(learning, "CHECKPOINTS", tmp_path / "committed")
-    (tmp_path / "committed").mkdir()
     torch.save({"step": 3000}, tmp_path / "committed" / "encode_once_d16_k4.ckpt")
     learning.train("encode-once-d16-k4", tmp_path / "data", tmp_path / "out", 11700)
-    legs = [int(c[c.index("--steps") + 1]) for c in commands]
-    assert legs == [3900, 7800, 11700] and all("--resume" in c for c in commands)
+    legs = [int(c[c.index("--steps") + 1]) for c in training_commands]
+    assert legs == [3900, 7800, 11700] and all("--resume" in c for c in training_commands)
 
 
 def test_the_sustained_rate_benchmark_loses_no_frame_and_samples_the_process(tmp_path):
