@@ -169,9 +169,7 @@ def test_a_learning_arm_resumes_from_its_committed_checkpoint_on_a_new_machine(t
     assert "--overwrite" in commands[1] and commands[1][commands[1].index("--precision") + 1] == "auto"
 
 
-def test_a_learning_arm_in_legs_goes_on_from_the_leg_its_checkpoint_reached(
-    tmp_path, training_commands
-):
+def test_a_learning_arm_in_legs_goes_on_from_the_leg_its_checkpoint_reached(tmp_path, training_commands):
     # the float32 encode-once arm's curve was made in legs, each rebuilding its one-cycle schedule over
     # its own budget; a resumed run trains only the legs its checkpoint has not reached, each in turn
     import torch
