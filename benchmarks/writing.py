@@ -51,8 +51,7 @@ def side_by_side(frames: list[np.ndarray], n: int, folder: Path) -> dict[str, fl
     (folder / "raw").mkdir()
 
     def raw(t: int, frame: np.ndarray) -> None:
-        with open(folder / "raw" / f"{t}.raw", "wb", buffering=0) as f:
-            f.write(np.ascontiguousarray(frame).data)
+        write_raw(folder / "raw" / f"{t}.raw", frame)
 
     def recorder(rec: Recorder) -> Callable[[int, np.ndarray], None]:
         def write(t: int, frame: np.ndarray) -> None:
@@ -119,9 +118,14 @@ def raw_mb_s(frames: list[np.ndarray], n: int, out: Path) -> float:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for t in range(n):
-        with open(out / f"{t}.raw", "wb", buffering=0) as f:
-            f.write(np.ascontiguousarray(frames[t % len(frames)]).data)
+        write_raw(out / f"{t}.raw", frames[t % len(frames)])
     return _mb_s(n * frames[0].nbytes, time.perf_counter() - t0)
+
+
+def write_raw(path: Path, frame: np.ndarray) -> None:
+    """One frame's own buffer written to a new file with a plain unbuffered write (no copy)."""
+    with open(path, "wb", buffering=0) as f:
+        f.write(np.ascontiguousarray(frame).data)
 
 
 def ome_zarr_mb_s(frames: list[np.ndarray], n: int, out: Path) -> float:
