@@ -10,10 +10,13 @@ file and carries no checksum, which lets a plane join its shard the moment it ar
 
 A process killed at any moment leaves the shard as it was or with the plane whole: until step 2 the
 index does not point at the new bytes, and an entry is one write that no page boundary splits (entries
-are 16-byte aligned from the file's start). A shard's first plane makes the file, written to a
-temporary name and renamed into place. A plane written a second time (rare: a chunk rewritten) rewrites
-the whole shard the same way. So nothing waits in memory for its shard to fill, and a kill -9 loses at
-most the plane being written, as with one file per plane.
+are 16-byte aligned from the file's start). A large plane is cut into 2 or 4 bands of rows
+(:func:`~.schema.row_bands`), each an inner chunk, encoded side by side on the encoding threads; its
+bands' entries are consecutive, start at a multiple of their 32 or 64 bytes and are written at once, so
+no page boundary splits them either, and a plane counts as stored only with all its bands. A shard's
+first plane makes the file, written to a temporary name and renamed into place. A plane written a
+second time (rare: a chunk rewritten) rewrites the whole shard the same way. So nothing waits in
+memory for its shard to fill, and a kill -9 loses at most the plane being written, as with one file per plane.
 
 zarr-python, ome-zarr-py, napari and the validators read these shards as any others (the index says
 where each plane is; unreferenced bytes between planes are allowed by the sharding spec). zarr-python
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +40,8 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.storage import LocalStore
+
+from .schema import MAX_BANDS
 
 #: an index entry of a chunk the shard does not hold (offset and length), as the spec says
 EMPTY = 2**64 - 1
@@ -81,7 +88,8 @@ class ShardWriter:
         if (
             len(inner) != 5
             or inner[:2] != (1, 1)
-            or inner[3:] != tuple(array.shape[3:])
+            or array.shape[3] % inner[3]
+            or inner[4] != array.shape[4]
             or shard.index_location != ShardingCodecIndexLocation.start
             or len(shard.index_codecs) != 1
             or not isinstance(shard.index_codecs[0], BytesCodec)
@@ -110,24 +118,29 @@ class ShardWriter:
 
     def write(self, t: int, c: int, z: int, planes: np.ndarray) -> None:
         """Planes ``z, z+1, ...`` of channel ``c`` at time point ``t`` ((n, y, x), or one (y, x) plane),
-        inside the array's shape (the caller grows it): whole inner chunks, or a stack's last one."""
+        inside the array's shape (the caller grows it): whole inner chunks, or a stack's last one. The
+        bands of rows of a chunk are encoded side by side (:func:`encode_all`)."""
         data = np.ascontiguousarray(planes, self._dtype)
         if data.ndim == 2:
             data = data[None]
-        zc = self._inner[2]
-        if data.shape[1:] != self._inner[3:] or z % zc:
+        zc, band = self._inner[2:4]
+        if data.shape[2] != self._inner[4] or data.shape[1] % band or z % zc:
             raise ValueError(f"planes {data.shape} at z={z} do not fit chunks of {self._inner}")
-        by_shard: dict[Coords, list[tuple[int, bytes | memoryview]]] = {}
+        chunks: list[Coords] = []
+        blocks: list[np.ndarray] = []
         for start in range(0, len(data), zc):
-            chunk = (t, c, (z + start) // zc, 0, 0)
             block = data[start : start + zc]
             if len(block) < zc:  # the stack's last, partial chunk: the array's fill value beyond it
                 block = np.concatenate([block, np.zeros((zc - len(block), *block.shape[1:]), block.dtype)])
-            encoded = self._codec.encode(block) if self._codec is not None else block.data.cast("B")
+            for y in range(0, data.shape[1], band):
+                chunks.append((t, c, (z + start) // zc, y // band, 0))
+                blocks.append(np.ascontiguousarray(block[:, y : y + band]))
+        by_shard: dict[Coords, list[tuple[int, bytes | memoryview]]] = {}
+        for chunk, encoded in zip(chunks, encode_all(self._codec, blocks), strict=True):
             shard = tuple(i // n for i, n in zip(chunk, self._per_shard, strict=True))
             by_shard.setdefault(shard, []).append((self._entry(chunk), encoded))
-        for shard, chunks in by_shard.items():
-            self._add(self._dir / self._metadata.encode_chunk_key(shard), chunks)
+        for shard, entries in by_shard.items():
+            self._add(self._dir / self._metadata.encode_chunk_key(shard), entries)
 
     def _entry(self, chunk: Coords) -> int:
         """The index entry (C order over the shard's chunks) of inner chunk ``chunk``."""
@@ -151,10 +164,13 @@ class ShardWriter:
             offset = f.seek(0, os.SEEK_END)
             for _, encoded in chunks:  # 1. the bytes, at the end
                 _write_all(f, encoded)
-            for k, encoded in chunks:  # 2. then each entry, in place
-                f.seek(16 * k)
-                _write_all(f, np.array([offset, len(encoded)], "<u8").tobytes())
+            entries = []
+            for k, encoded in chunks:
+                entries.append((k, offset, len(encoded)))
                 offset += len(encoded)
+            for k, run in _runs(entries):  # 2. then the entries, in place: a plane's bands in one write
+                f.seek(16 * k)
+                _write_all(f, np.array(run, "<u8").tobytes())
 
     def _rewrite(self, path: Path, chunks: list[tuple[int, bytes | memoryview]]) -> None:
         """Write a whole shard holding ``chunks`` to a temporary file and rename it to ``path``."""
@@ -191,8 +207,9 @@ def read_index(f: BinaryIO, size: int) -> np.ndarray:
 
 def stored_chunks(array: zarr.Array[Any]) -> tuple[set[Coords], list[Path]]:
     """The inner chunks of an array on a local store whose bytes are on disk (sharded or not), by chunk
-    coordinates, and what else its chunk folder ``c/`` holds at its top (another tool's files, chunks
-    beyond the array, shards too short for their index). Read-only; keys as zarr's default encoding."""
+    coordinates (a chunk cut into bands of rows counts, as (t, c, z, 0, 0), once all its bands are),
+    and what else its chunk folder ``c/`` holds at its top (another tool's files, chunks beyond the
+    array, shards too short for their index). Read-only; keys as zarr's default encoding."""
     root = Path(array.store.root) / array.store_path.path  # type: ignore[attr-defined]
     inner = tuple(array.chunks)
     per = chunks_per_shard(array)
@@ -225,7 +242,50 @@ def stored_chunks(array: zarr.Array[Any]) -> tuple[set[Coords], list[Path]]:
                 chunk = tuple(int(s * n + i) for s, n, i in zip(coords, per, local, strict=True))
                 if all(i < e for i, e in zip(chunk, extent, strict=True)):
                     found.add(chunk)
-    return found, ignored
+    return _whole(found, extent[3] * extent[4]), ignored
+
+
+def _whole(chunks: set[Coords], bands: int) -> set[Coords]:
+    """The (t, c, z, 0, 0) chunks of planes all of whose ``bands`` bands of rows are in ``chunks``."""
+    count = Counter(chunk[:3] for chunk in chunks)
+    return {(*key, 0, 0) for key, n in count.items() if n == bands}
+
+
+def encode_all(codec: numcodecs.Blosc | None, blocks: list[np.ndarray]) -> list[bytes | memoryview]:
+    """Each block encoded with ``codec`` (raw bytes without one); several blocks on the encoding threads
+    side by side (Blosc releases the GIL as it encodes)."""
+    if codec is None:
+        return [block.data.cast("B") for block in blocks]
+    if len(blocks) == 1:
+        return [codec.encode(blocks[0])]
+    return list(_encoders().map(codec.encode, blocks))
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _encoders() -> ThreadPoolExecutor:
+    """The process's encoding threads (one per core, at most :data:`~.schema.MAX_BANDS`), made anew in
+    a forked process, which inherits no threads."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        workers = max(1, min(MAX_BANDS, os.cpu_count() or 1))
+        _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="mm-deepz-encode"))
+    return _POOL[1]
+
+
+def _runs(entries: list[tuple[int, int, int]]) -> list[tuple[int, list[tuple[int, int]]]]:
+    """Index entries (k, offset, length) gathered into runs of consecutive k: (first k, [(offset,
+    length), ...]), each written at once. A plane's bands are consecutive entries whose run starts at a
+    multiple of its size (16, 32 or 64 bytes), so no page boundary splits it: a kill indexes all of a
+    plane or none of it."""
+    runs: list[tuple[int, list[tuple[int, int]]]] = []
+    for k, offset, length in sorted(entries):
+        if runs and runs[-1][0] + len(runs[-1][1]) == k:
+            runs[-1][1].append((offset, length))
+        else:
+            runs.append((k, [(offset, length)]))
+    return runs
 
 
 def _write_all(f: BinaryIO, data: bytes | memoryview) -> None:

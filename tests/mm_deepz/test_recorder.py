@@ -326,22 +326,65 @@ def test_a_plane_written_again_replaces_the_old_one_in_its_shard(tmp_path):
     assert rec.array("measured")[0, 0, 1, 0, 0] == 7 and rec.array("measured")[1, 0, 1, 0, 0] == 6
 
 
+@pytest.mark.parametrize("compression", [True, False])
+def test_a_large_plane_is_written_in_bands_that_zarr_python_reads_and_recovery_counts_whole(
+    tmp_path, compression
+):
+    # #33: a 2048² frame's one Blosc encode took longer than writing it raw; cut into 4 bands of rows, each
+    # an inner chunk, its encodes run side by side. Each band's bytes are zarr-python's own for it, and a
+    # plane counts as on disk only with all its bands (a shard whose index lost one band's entry)
+    from mm_deepz.io.shards import stored_chunks
+
+    geometry = Geometry(z_um=(0.0,), pixel_size_um=0.5, interval_s=1.0, shape_yx=(1024, 1024))
+    rng = np.random.default_rng(4)
+    planes = rng.poisson(200, (3, 1024, 1024)).astype(np.uint16)
+    rec = Recorder(tmp_path / "r.ome.zarr", geometry, compression=compression)
+    for t in range(3):
+        rec.write_plane("measured", t, 0, planes[t])
+    rec.write_stack("virtual", 0, planes[0][None].astype(np.float32))  # 4 MB float32: 4 bands
+    array = rec.array("measured")
+    assert array.chunks == (1, 1, 1, 512, 1024) and rec.array("virtual").chunks == (1, 1, 1, 256, 1024)
+    reference = zarr.create_array(
+        str(tmp_path / "zarr_python.zarr"), shape=array.shape, chunks=array.shards,
+        serializer=array.metadata.codecs[0], compressors=None, dtype=array.dtype, fill_value=0,
+    )  # fmt: skip
+    reference[1, 0, 0] = planes[1]
+    (shard,) = _shard_files(tmp_path / "r.ome.zarr" / rec.group_path("measured"))
+    (theirs,) = _shard_files(tmp_path / "zarr_python.zarr")
+    for band in (2, 3):  # t=1: entries 2 and 3 in C order over (t, c, z, band)
+        assert _chunk_bytes(shard, band) == _chunk_bytes(theirs, band)
+    rec.finish()
+    root = open_container(tmp_path / "r.ome.zarr")
+    np.testing.assert_array_equal(image_array(root, "measured")[:, 0, 0], planes)
+    np.testing.assert_array_equal(image_array(root, "virtual")[0, 0, 0], planes[0])
+    found, _ = stored_chunks(image_array(root, "measured"))
+    assert found == {(0, 0, 0, 0, 0), (1, 0, 0, 0, 0), (2, 0, 0, 0, 0)}
+    with open(shard, "r+b") as f:  # t=2's second band never indexed
+        f.seek(16 * 5)
+        f.write(np.array([2**64 - 1, 2**64 - 1], "<u8").tobytes())
+    found, _ = stored_chunks(image_array(root, "measured"))
+    assert found == {(0, 0, 0, 0, 0), (1, 0, 0, 0, 0)}
+
+
 KILLED_WRITER = """
 import sys
 import numpy as np
 from mm_deepz.io import Geometry, Recorder
-rec = Recorder(sys.argv[1], Geometry((0.0,), 0.5, 1.0, (256, 256)), compression=sys.argv[2] == "lz4")
+size = int(sys.argv[3])
+rec = Recorder(sys.argv[1], Geometry((0.0,), 0.5, 1.0, (size, size)), compression=sys.argv[2] == "lz4")
 for t in range(100000):
-    rec.write_plane("measured", t, 0, np.full((256, 256), t % 60000 + 1, np.uint16))
+    rec.write_plane("measured", t, 0, np.full((size, size), t % 60000 + 1, np.uint16))
     if t == 20:
         print("writing", flush=True)
 """
 
 
 @pytest.mark.parametrize("compression", ["lz4", "raw"])
-def test_a_kill_9_while_planes_join_their_shard_keeps_every_plane_before_it(tmp_path, compression):
+@pytest.mark.parametrize("size", [256, 1024])
+def test_a_kill_9_while_planes_join_their_shard_keeps_every_plane_before_it(tmp_path, compression, size):
     # the reason shards were once refused: a writer that holds a shard in memory until it is whole loses
-    # it to a kill -9. Planes appended, then indexed, lose at most the one being written.
+    # it to a kill -9. Planes appended, then indexed, lose at most the one being written; a plane written
+    # in bands (1024²: two) is on disk whole or not at all.
     import os
     import signal
     import subprocess
@@ -353,7 +396,7 @@ def test_a_kill_9_while_planes_join_their_shard_keeps_every_plane_before_it(tmp_
     for delay in (0.05, 0.3, 0.9):
         out = tmp_path / f"k{delay}.ome.zarr"
         proc = subprocess.Popen(
-            [sys.executable, "-c", KILLED_WRITER, str(out), compression], stdout=subprocess.PIPE
+            [sys.executable, "-c", KILLED_WRITER, str(out), compression, str(size)], stdout=subprocess.PIPE
         )
         assert proc.stdout.readline().strip() == b"writing"
         time.sleep(delay)
