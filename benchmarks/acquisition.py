@@ -69,7 +69,9 @@ def _world(size: int, replay: bool) -> sim.SimWorld:
     return world
 
 
-def plain_fps(size: int, frames: int, directory: Path, replay: bool = False) -> float:
+def plain_fps(
+    size: int, frames: int, directory: Path, replay: bool = False, exposure_ms: float = EXPOSURE_MS
+) -> float:
     """Frames per second of pycromanager alone (NDTiff storage); ``replay``: the camera's frames
     rendered once and handed out again (they cost no CPU)."""
     stamps: list[float] = []
@@ -79,7 +81,7 @@ def plain_fps(size: int, frames: int, directory: Path, replay: bool = False) -> 
         return image, metadata
 
     events = [
-        {"axes": {"time": t}, "z": 0.0, "exposure": EXPOSURE_MS, "config_group": ["Channel", "Widefield"]}
+        {"axes": {"time": t}, "z": 0.0, "exposure": exposure_ms, "config_group": ["Channel", "Widefield"]}
         for t in range(frames)
     ]
     with (
@@ -93,13 +95,13 @@ def plain_fps(size: int, frames: int, directory: Path, replay: bool = False) -> 
     return _fps(stamps)
 
 
-def plain_mda_fps(size: int, frames: int, replay: bool = False) -> float:
+def plain_mda_fps(size: int, frames: int, replay: bool = False, exposure_ms: float = EXPOSURE_MS) -> float:
     """Frames per second of pymmcore-plus's MDA runner alone (no writer): the same plane per time
     point, which it runs as one hardware-sequenced camera sequence."""
     stamps: list[float] = []
     sequence = useq.MDASequence(
         time_plan={"interval": 0, "loops": frames},
-        channels=[{"group": "Channel", "config": "Widefield", "exposure": EXPOSURE_MS}],
+        channels=[{"group": "Channel", "config": "Widefield", "exposure": exposure_ms}],
         stage_positions=[{"z": 0.0}],
     )
     with simulated_core(_world(size, replay), runner="mda") as core:

@@ -14,6 +14,10 @@ Recorded every second: the camera's frames, the frames on disk, resident memory,
 backlog; and for every frame its latency to disk (from the end of its exposure to the end of its
 write). Frames lost: exposed but never written. The time series go to the JSON file, the plots to
 ``docs/img/sustained.png``.
+
+Before each runner's runs, the same camera's rate without Deep-Z for ``--plain-seconds``: plain
+pycromanager (its NDTiff storage) and pymmcore-plus's MDA runner with no writer at all, the ceiling
+the camera and the core reach on this machine; each run's ``of_plain`` is its rate over that one.
 """
 
 from __future__ import annotations
@@ -161,6 +165,18 @@ def sustained(
     }
 
 
+def plain_rate(runner: str, size: int, fps: float, seconds: float) -> float:
+    """Frames per second of the same replayed camera at the same exposure without Deep-Z: plain
+    pycromanager (NDTiff) or pymmcore-plus's MDA runner (no writer), for ``seconds`` of frames."""
+    from .acquisition import plain_fps, plain_mda_fps
+
+    frames, exposure_ms = max(int(fps * seconds), 20), 1000.0 / fps
+    if runner == "mda":
+        return round(plain_mda_fps(size, frames, replay=True, exposure_ms=exposure_ms), 1)
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        return round(plain_fps(size, frames, Path(tmp), replay=True, exposure_ms=exposure_ms), 1)
+
+
 def plot(rows: list[dict[str, Any]], png: Path) -> None:
     """Frames per second, memory and open files over time, one line per run."""
     import matplotlib
@@ -174,7 +190,9 @@ def plot(rows: list[dict[str, Any]], png: Path) -> None:
         t = [x["s"] for x in s]
         rate = [0.0] + [b["exposed"] - a["exposed"] for a, b in itertools.pairwise(s)]
         label = f"{row['runner']}, model {row['model']}"
-        axes[0].plot(t, rate, label=label)
+        line = axes[0].plot(t, rate, label=label)[0]
+        if row.get("plain_fps"):
+            axes[0].axhline(row["plain_fps"], color=line.get_color(), ls=":", label=f"{row['runner']}, plain")
         axes[1].plot(t, [x["rss_mb"] for x in s], label=label)
         axes[2].plot(t, [x["open_files"] for x in s], label=label)
     axes[0].axhline(rows[0]["camera_fps"], color="grey", ls="--", label="camera rate")
@@ -199,6 +217,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--model", action="append", choices=("left-out", "cpu"))
     ap.add_argument("--out", type=Path, default=Path("docs/sustained.json"))
     ap.add_argument("--png", default="docs/img/sustained.png", help="the plots ('': none)")
+    ap.add_argument("--plain-seconds", type=float, default=20.0, help="plain reference per runner (0: none)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger().setLevel(logging.WARNING)  # (an import may have lowered it)
@@ -206,17 +225,22 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     runners, models = args.runner or ["pycromanager", "mda"], args.model or ["left-out", "cpu"]
     rows = []
     with tempfile.TemporaryDirectory(dir=".") as tmp:
-        if len(runners) == len(models) == 1:
-            rows = [sustained(runners[0], models[0], args.size, args.fps, args.minutes * 60, Path(tmp))]
-        else:
-            for runner in runners:
-                for model_mode in models:
+        for runner in runners:
+            plain = args.plain_seconds and plain_rate(runner, args.size, args.fps, args.plain_seconds)
+            for model_mode in models:
+                if len(runners) == len(models) == 1:
+                    row = sustained(runner, model_mode, args.size, args.fps, args.minutes * 60, Path(tmp))
+                else:  # each run in a fresh process: memory figures of its own
                     part = Path(tmp) / f"{runner}-{model_mode}.json"
                     one = ["--runner", runner, "--model", model_mode, "--out", str(part), "--png", ""]
                     sizes = ["--minutes", str(args.minutes), "--size", str(args.size), "--fps", str(args.fps)]
-                    subprocess.run([sys.executable, "-m", "benchmarks.sustained", *one, *sizes], check=True)
-                    rows += json.loads(part.read_text())["runs"]
-                    logger.warning("%s", {k: v for k, v in rows[-1].items() if k != "series"})
+                    cmd = [sys.executable, "-m", "benchmarks.sustained", *one, *sizes, "--plain-seconds", "0"]
+                    subprocess.run(cmd, check=True)
+                    row = json.loads(part.read_text())["runs"][0]
+                if plain and row["fps"]:
+                    row |= {"plain_fps": plain, "of_plain": round(row["fps"] / plain, 3)}
+                rows.append(row)
+                logger.warning("%s", {k: v for k, v in row.items() if k != "series"})
     command = "python -m benchmarks.sustained " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.write_text(json.dumps({"machine": machine(), "command": command, "runs": rows}, indent=1))
     if args.png:

@@ -187,9 +187,11 @@ def test_the_sustained_rate_benchmark_loses_no_frame_and_samples_the_process(tmp
 
     out = tmp_path / "sustained.json"
     args = ["--minutes", "0.05", "--size", "128", "--runner", "mda", "--model", "left-out"]
-    (row,) = sustained([*args, "--out", str(out), "--png", str(tmp_path / "s.png")])
+    (row,) = sustained([*args, "--out", str(out), "--png", str(tmp_path / "s.png"), "--plain-seconds", "0.5"])
     assert row["frames_exposed"] > 20 and row["frames_lost"] == 0  # every exposed frame on disk
     assert 0 < row["fps"] <= row["camera_fps"] * 1.05  # no faster than the camera
+    assert 0 < row["plain_fps"] <= row["camera_fps"] * 1.05  # the same camera without Deep-Z
+    assert row["of_plain"] == round(row["fps"] / row["plain_fps"], 3)
     assert 0 < row["latency_ms"]["median"] <= row["latency_ms"]["max"]
     assert len(row["series"]) >= 2 and all(s["open_files"] > 0 and s["rss_mb"] > 0 for s in row["series"])
     assert json.loads(out.read_text())["runs"][0]["frames_written"] == row["frames_written"]
