@@ -33,11 +33,14 @@ STATE_KEYS = (
     "frame_times_s",
 )
 
-#: while measured time points stream in, the run record is rewritten at most this often, s. It holds
-#: every frame's time, so it grows with the run: rewritten at each time point it took 4.6 ms at 200 time
+#: while time points stream in, the run record is rewritten at most this often, s. It holds every
+#: frame's time, so it grows with the run: rewritten at each time point it took 4.6 ms at 200 time
 #: points and 66 ms at 3000 (a third of the camera path's time at 512² already at 150). What a kill
 #: loses of it, the measured chunks on disk still say (`mm-deepz info` names them, `infer` records them)
 RECORD_EVERY_S = 1.0
+#: and its writes take at most this share of the time: as the record grows they space out (43 ms a
+#: write at 3000 time points, most of it zarr copying and indenting the attributes, which hold the GIL)
+RECORD_SHARE = 0.05
 
 
 def json_safe(value: Any) -> Any:
@@ -100,6 +103,9 @@ class RunRecord:
         self.times: dict[int, float] = {}
         self._t0 = time.time()
         self._written_at = 0.0  # time.monotonic() of the last write
+        self._every_s = RECORD_EVERY_S  # the least time between writes that can wait
+        #: changes not written yet (writes that could wait, and waited)
+        self.unwritten = False
         #: frames written and when, not yet in ``state`` (appended by the camera's thread without a lock)
         self._arrived: deque[tuple[str, str, int, float]] = deque()
 
@@ -194,11 +200,17 @@ class RunRecord:
         self.root.attrs["mm_deepz"] = json_safe({**self.attrs, **self.state})
 
     def write(self, soon: bool = False) -> bool:
-        """Write the record; ``soon``: within :data:`RECORD_EVERY_S` (a measured time point: the next
-        write of the record, a flush or the finish takes it along). Whether it was written now."""
-        if soon and time.monotonic() - self._written_at < RECORD_EVERY_S:
+        """Write the record; ``soon``: within :data:`RECORD_EVERY_S`, or later as the record grows, so
+        that its writes take at most :data:`RECORD_SHARE` of the time (a time point complete: the next
+        write of the record, a flush, the finish or the close takes it along). Whether it was written
+        now."""
+        start = time.monotonic()
+        if soon and start - self._written_at < self._every_s:
+            self.unwritten = True
             return False
         with self.guard.guarded():
             self.store()
         self._written_at = time.monotonic()
+        self._every_s = max(RECORD_EVERY_S, (self._written_at - start) / RECORD_SHARE)
+        self.unwritten = False
         return True

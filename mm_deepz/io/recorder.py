@@ -243,25 +243,25 @@ class Recorder:
         """Record that position ``p`` of time point ``t`` of ``image`` is fully written (``planes``: the
         grid planes measured). ``completed`` lists a time point once every position of it is written."""
         with self._lock:
-            # measured planes at most every second (the next write takes them along; after a crash
-            # recover_measured finds them on disk); other images at once: infer's workers share the record.
-            # Display windows go with the record's writes (a measured one's at most every second too).
+            # at most every second, or less often as the record grows (the next write, the finish or
+            # the close takes it along; after a crash recover_measured finds measured planes on disk,
+            # and `infer` makes a virtual stack again). Display windows go with the record's writes.
             complete = self._record.complete(image, t, p, info.get("planes"))
-            if self._record.write(soon=image == "measured") and complete:
+            if self._record.write(soon=True) and complete:
                 self._images.update_windows(image)
 
     def mark_virtual_missing(self, t: int, reason: str, p: int = 0) -> None:
         """Record that the virtual stack of ``t`` (position ``p``) will not exist, and why."""
         with self._lock:
             self._record.virtual_missing(t, p, reason)
-            self._record.write()
+            self._record.write(soon=True)
 
     def mark_virtual_pending(self, t: int, p: int = 0) -> None:
         """Record that the virtual stack of ``t`` (position ``p``) is still to be made from its planes
         on disk (the model was busy); cleared when it is written."""
         with self._lock:
             self._record.virtual_pending(t, p)
-            self._record.write()
+            self._record.write(soon=True)
 
     def record_blind_check(self, t: int, metrics: dict[str, Any], p: int = 0) -> None:
         """Store the metrics of a blind check (virtual vs reference) at ``t``."""
@@ -342,11 +342,13 @@ class Recorder:
         """Release the container to other writers (after :meth:`finish`; idempotent). A run that replaced
         an earlier one and wrote no frame removes itself and puts the earlier one back."""
         claim = self._guard.claim
-        if claim.replacing is None and not self._record.state.get("finished"):
+        unfinished = not self._record.state.get("finished")
+        if claim.replacing is None and (unfinished or self._record.unwritten):
             try:  # a run that ends without finish: its record says what the last second measured, its
-                self.flush()  # time axes hold the time points written
-                with self._lock:
-                    self._images.trim()
+                self.flush()  # time axes hold the time points written; a reopened run (infer): what it made
+                if unfinished:
+                    with self._lock:
+                        self._images.trim()
             except DeepZError as e:
                 logger.warning("The run record could not be written at closing: %s", e)
         if (aside := claim.replacing) is not None:

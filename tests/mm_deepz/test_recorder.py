@@ -262,6 +262,46 @@ def test_non_finite_values_never_reach_the_container_json(tmp_path):
     assert meta["attributes"]["mm_deepz"]["summary"] == {"dose_mJ": None, "ratio": None}
 
 
+def test_a_growing_record_is_written_less_often_and_the_close_writes_what_waited(tmp_path, monkeypatch):
+    # #33: the record holds every frame's time; zarr rewrote it in 43 ms at 3000 time points, holding
+    # the GIL, and a virtual stack made (a GPU keeping up) rewrote it at every time point. Completions now
+    # wait for the next write (at most every second, and spaced so that writes take <= 5 % of the time)
+    from mm_deepz.io import record
+
+    clock = [100.0]
+    monkeypatch.setattr(record.time, "monotonic", lambda: clock[0])
+    rec = Recorder(tmp_path / "r.ome.zarr", GEOM)
+    store = record.RunRecord.store
+    writes = []
+
+    def slow_store(self):  # a write of a long run's record: 0.2 s
+        writes.append(clock[0])
+        clock[0] += 0.2
+        store(self)
+
+    monkeypatch.setattr(record.RunRecord, "store", slow_store)
+    for t in range(40):  # a stack a time point, 0.1 s apart
+        if t == 1:
+            del writes[:]  # the first time point made the images (written at once)
+        rec.write_plane("measured", t, 2, np.full((16, 20), t + 1, np.uint16))
+        rec.mark_complete("measured", t, planes=[2])
+        rec.write_stack("virtual", t, np.zeros((5, 16, 20), np.float32))
+        rec.mark_complete("virtual", t)
+        clock[0] += 0.1
+    assert len(writes) <= 1  # 4 s of time points: every 0.1 s before, every 1 s if writes were not spaced
+    rec.finish()
+    assert read_progress(tmp_path / "r.ome.zarr")["completed"]["virtual"] == list(range(40))
+    # a finished run reopened to add stacks (`infer`): what waited is written when it closes
+    again = Recorder.reopen(tmp_path / "r.ome.zarr")
+    again.add_image("virtual_b")
+    for t in range(3):
+        again.write_stack("virtual_b", t, np.ones((5, 16, 20), np.float32))
+        again.mark_complete("virtual_b", t)
+    assert again._record.unwritten
+    again.close()
+    assert read_progress(tmp_path / "r.ome.zarr")["completed"]["virtual_b"] == [0, 1, 2]
+
+
 # -- how planes are written: into their shards as they arrive, the time axis grown in blocks ---------------
 def _shard_files(path):
     return sorted(f for f in path.rglob("*") if f.is_file() and "/c/" in f.as_posix())
