@@ -192,9 +192,20 @@ class Arm:
     runner: str = "pycromanager"
     with_model: bool = False
     replay: bool = False
+    #: a long run (:data:`LONG_FRAMES` time points, :data:`LONG_RUNS` pairs): what grows with the run
+    #: (the run record) shows, which 30 frames hide
+    long: bool = False
 
 
-ARMS = (Arm(with_model=True), Arm(), Arm(replay=True), Arm(runner="mda", replay=True))
+ARMS = (
+    Arm(with_model=True),
+    Arm(),
+    Arm(replay=True),
+    Arm(runner="mda", replay=True),
+    Arm(replay=True, long=True),
+    Arm(runner="mda", replay=True, long=True),
+)
+LONG_FRAMES, LONG_RUNS = 1500, 3
 
 
 def run(quick: bool, device: str) -> list[dict]:
@@ -202,12 +213,16 @@ def run(quick: bool, device: str) -> list[dict]:
     work left out (what the hooks and the recorder cost by themselves), with the simulated camera
     rendering each frame and with its frames replayed (costing no CPU, as a real camera's), on
     pycromanager's runner and on pymmcore-plus's MDA runner."""
-    size, frames, repeats = (128, 12, 1) if quick else (256, 30, 7)
+    size, short, repeats = (128, 12, 1) if quick else (256, 30, 7)
+    long_frames = 2 * short if quick else LONG_FRAMES
     plain: dict[Arm, list[float]] = {arm: [] for arm in ARMS}
     deepz: dict[Arm, list[dict]] = {arm: [] for arm in ARMS}
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         for i in range(repeats):  # alternate, so a slow spell of the machine hits all alike
             for n, arm in enumerate(ARMS):
+                if arm.long and i >= LONG_RUNS:
+                    continue
+                frames = long_frames if arm.long else short
                 plain[arm].append(
                     plain_mda_fps(size, frames, arm.replay)
                     if arm.runner == "mda"
@@ -235,8 +250,8 @@ def run(quick: bool, device: str) -> list[dict]:
                 "model": f"on {device}" if arm.with_model else "left out (as on a GPU)",
                 "camera": "replayed (no CPU)" if arm.replay else "rendered on the CPU",
                 "frame": size,
-                "frames": frames,
-                "runs": repeats,
+                "frames": long_frames if arm.long else short,
+                "runs": len(runs),
                 "exposure_ms": EXPOSURE_MS,
                 "plain_fps": round(float(np.median(plains)), 1),
                 "plain_fps_range": [round(min(plains), 1), round(max(plains), 1)],

@@ -21,6 +21,7 @@ def test_quick_benchmark_suite_writes_figures_that_make_sense(tmp_path):
     # simulated camera rendering every frame on the same cores
     assert {row["camera"] for row in results["acquisition"]} == {"rendered on the CPU", "replayed (no CPU)"}
     assert {row["runner"] for row in results["acquisition"]} == {"pycromanager", "mda"}  # both runners
+    assert len({row["frames"] for row in results["acquisition"]}) == 2  # short runs, and long ones
     writing = results["writing"]
     assert writing["raw_mb_s"] > 0 and 0 < writing["lz4_vs_raw"] < 2 and writing["lz4_size_ratio"] > 1
     assert 0 < writing["uncompressed_vs_raw"] < 2 and writing["rounds"] == 3
