@@ -144,8 +144,10 @@ class ShardWriter:
 
     def _entry(self, chunk: Coords) -> int:
         """The index entry (C order over the shard's chunks) of inner chunk ``chunk``."""
-        local = tuple(i % n for i, n in zip(chunk, self._per_shard, strict=True))
-        return int(np.ravel_multi_index(local, self._per_shard))
+        entry = 0
+        for i, n in zip(chunk, self._per_shard, strict=True):  # numpy's ravel_multi_index: 37 us a call
+            entry = entry * n + i % n
+        return entry
 
     def _add(self, path: Path, chunks: list[tuple[int, bytes | memoryview]]) -> None:
         """Add encoded chunks (index entry, bytes) to the shard at ``path``: appended, then indexed."""
