@@ -32,6 +32,9 @@ STATE_KEYS = (
     "warnings",
     "frame_times_s",
 )
+#: the parts of the record that grow with the run, which hold only what the record makes itself
+#: (time points, plane indices, rounded clock readings: always finite), so :func:`json_safe` skips them
+GROWING_KEYS = ("completed", "planes_measured", "frame_times_s")
 
 #: while time points stream in, the run record is rewritten at most this often, s. It holds every
 #: frame's time, so it grows with the run: rewritten at each time point it took 4.6 ms at 200 time
@@ -197,7 +200,8 @@ class RunRecord:
     def store(self) -> None:
         """Write the record as it is, unguarded (a new container's first write)."""
         self.frame_times()
-        self.root.attrs["mm_deepz"] = json_safe({**self.attrs, **self.state})
+        record = json_safe({k: v for k, v in {**self.attrs, **self.state}.items() if k not in GROWING_KEYS})
+        self.root.attrs["mm_deepz"] = record | {k: self.state[k] for k in GROWING_KEYS if k in self.state}
 
     def write(self, soon: bool = False) -> bool:
         """Write the record; ``soon``: within :data:`RECORD_EVERY_S`, or later as the record grows, so
