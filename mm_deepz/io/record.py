@@ -44,6 +44,8 @@ RECORD_EVERY_S = 1.0
 #: and its writes take at most this share of the time: as the record grows they space out (43 ms a
 #: write at 3000 time points, most of it zarr copying and indenting the attributes, which hold the GIL)
 RECORD_SHARE = 0.05
+#: but never less often than this, s (one write slowed by the disk does not silence the record)
+RECORD_AT_LEAST_EVERY_S = 10.0
 
 
 def json_safe(value: Any) -> Any:
@@ -205,9 +207,9 @@ class RunRecord:
 
     def write(self, soon: bool = False) -> bool:
         """Write the record; ``soon``: within :data:`RECORD_EVERY_S`, or later as the record grows, so
-        that its writes take at most :data:`RECORD_SHARE` of the time (a time point complete: the next
-        write of the record, a flush, the finish or the close takes it along). Whether it was written
-        now."""
+        that its writes take at most :data:`RECORD_SHARE` of the time, up to
+        :data:`RECORD_AT_LEAST_EVERY_S` (a time point complete: the next write of the record, a flush,
+        the finish or the close takes it along). Whether it was written now."""
         start = time.monotonic()
         if soon and start - self._written_at < self._every_s:
             self.unwritten = True
@@ -215,6 +217,7 @@ class RunRecord:
         with self.guard.guarded():
             self.store()
         self._written_at = time.monotonic()
-        self._every_s = max(RECORD_EVERY_S, (self._written_at - start) / RECORD_SHARE)
+        took = self._written_at - start
+        self._every_s = min(RECORD_AT_LEAST_EVERY_S, max(RECORD_EVERY_S, took / RECORD_SHARE))
         self.unwritten = False
         return True

@@ -274,9 +274,11 @@ def test_a_growing_record_is_written_less_often_and_the_close_writes_what_waited
     store = record.RunRecord.store
     writes = []
 
-    def slow_store(self):  # a write of a long run's record: 0.2 s
+    took = [0.2]  # a write of a long run's record
+
+    def slow_store(self):
         writes.append(clock[0])
-        clock[0] += 0.2
+        clock[0] += took[0]
         store(self)
 
     monkeypatch.setattr(record.RunRecord, "store", slow_store)
@@ -289,6 +291,12 @@ def test_a_growing_record_is_written_less_often_and_the_close_writes_what_waited
         rec.mark_complete("virtual", t)
         clock[0] += 0.1
     assert len(writes) <= 1  # 4 s of time points: every 0.1 s before, every 1 s if writes were not spaced
+    took[0] = 3.0  # one write slowed by the disk does not silence the record for a minute
+    rec.flush()
+    clock[0] += 10.1
+    now = clock[0]
+    rec.mark_complete("virtual", 39)
+    assert writes[-1] == now  # written 10 s after, not 60
     rec.finish()
     assert read_progress(tmp_path / "r.ome.zarr")["completed"]["virtual"] == list(range(40))
     # a finished run reopened to add stacks (`infer`): what waited is written when it closes
