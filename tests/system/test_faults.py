@@ -289,6 +289,7 @@ def test_frames_that_do_not_fit_are_kept_aside_not_dropped(hooks, frame, tmp_pat
     _anchor(hooks, 0, _worm_frame())
     assert _anchor(hooks, 1, frame) is None  # nothing raised into the acquisition engine
     hooks.worker.close()
+    hooks.recorder.close()  # the run's end writes the record (during the run: at most every second)
     root = zarr.open_group(str(tmp_path / "h.ome.zarr"), mode="r")
     kept = root["rejected/measured_t1_z4_p0"]
     np.testing.assert_array_equal(kept[...], frame)
@@ -303,6 +304,7 @@ def test_saturated_input_is_flagged_and_still_synthesized(hooks, tmp_path):
     frame[:8, :] = 4095  # a 12-bit camera at full scale over 12 % of the frame
     _anchor(hooks, 0, frame)
     hooks.worker.close()
+    hooks.recorder.close()  # the run's end writes the record (during the run: at most every second)
     prog = read_progress(tmp_path / "h.ome.zarr")
     assert prog["completed"]["virtual"] == [0]
     assert "saturated" in prog["warnings"][0] and "12.5 %" in prog["warnings"][0]
@@ -311,6 +313,7 @@ def test_saturated_input_is_flagged_and_still_synthesized(hooks, tmp_path):
 def test_empty_frames_give_a_missing_virtual_stack_with_the_reason(hooks, tmp_path):
     _anchor(hooks, 0, np.zeros((64, 64), np.uint16))
     hooks.worker.close()
+    hooks.recorder.close()  # the run's end writes the record (during the run: at most every second)
     prog = read_progress(tmp_path / "h.ome.zarr")
     assert prog["completed"]["measured"] == [0] and prog["completed"]["virtual"] == []
     assert "flat" in prog["virtual_missing"]["0"] and "shutter" in prog["virtual_missing"]["0"]
