@@ -215,6 +215,10 @@ def run(quick: bool, device: str) -> list[dict]:
     pycromanager's runner and on pymmcore-plus's MDA runner."""
     size, short, repeats = (128, 12, 1) if quick else (256, 30, 7)
     long_frames = 2 * short if quick else LONG_FRAMES
+
+    def frames_of(arm: Arm) -> int:
+        return long_frames if arm.long else short
+
     plain: dict[Arm, list[float]] = {arm: [] for arm in ARMS}
     deepz: dict[Arm, list[dict]] = {arm: [] for arm in ARMS}
     with tempfile.TemporaryDirectory(dir=".") as tmp:
@@ -222,7 +226,7 @@ def run(quick: bool, device: str) -> list[dict]:
             for n, arm in enumerate(ARMS):
                 if arm.long and i >= LONG_RUNS:
                     continue
-                frames = long_frames if arm.long else short
+                frames = frames_of(arm)
                 plain[arm].append(
                     plain_mda_fps(size, frames, arm.replay)
                     if arm.runner == "mda"
@@ -250,7 +254,7 @@ def run(quick: bool, device: str) -> list[dict]:
                 "model": f"on {device}" if arm.with_model else "left out (as on a GPU)",
                 "camera": "replayed (no CPU)" if arm.replay else "rendered on the CPU",
                 "frame": size,
-                "frames": long_frames if arm.long else short,
+                "frames": frames_of(arm),
                 "runs": len(runs),
                 "exposure_ms": EXPOSURE_MS,
                 "plain_fps": round(float(np.median(plains)), 1),

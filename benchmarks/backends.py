@@ -73,11 +73,11 @@ def shard_writer(path: Path, frames: list[np.ndarray], n: int, shard: int, compr
     """The recorder's writer: zarr-python makes and grows the sharded array, each frame joins its shard
     through :class:`~mm_deepz.io.shards.ShardWriter`."""
     from mm_deepz.io.images import TIME_BLOCK, grown_length
-    from mm_deepz.io.schema import row_bands
+    from mm_deepz.io.schema import band_rows
     from mm_deepz.io.shards import ShardWriter, sharding
 
     h, w = frames[0].shape
-    band = h // row_bands(h, frames[0].nbytes)  # the recorder's bands of rows
+    band = band_rows(h, frames[0].nbytes)  # the recorder's bands of rows
     arr = zarr.create_array(
         str(path), shape=(TIME_BLOCK, 1, 1, h, w), chunks=(shard, 1, 1, h, w), dtype="uint16",
         serializer=sharding((1, 1, 1, band, w), _codecs()[1] if compressed else None), compressors=None,

@@ -43,8 +43,8 @@ from .schema import (
     DTYPES,
     STACK_IMAGE,
     Geometry,
+    band_rows,
     ngff_attrs,
-    row_bands,
     shard_time_points,
     z_chunk,
 )
@@ -200,7 +200,7 @@ class ImageStore:
         zc = z_chunk(kind, len(z), plane_bytes)
         shard_z = -(-len(z) // zc) * zc  # whole inner chunks
         shard_t = shard_time_points(kind, n_c * len(z) * plane_bytes)
-        inner = (1, 1, zc, h // row_bands(h, zc * plane_bytes), w)
+        inner = (1, 1, zc, band_rows(h, zc * plane_bytes), w)
         serializer = sharding(inner, COMPRESSOR if self.compression else None)
         for pos in range(self.n_positions):
             title = name if self.n_positions == 1 else f"{name} p{pos}"

@@ -38,7 +38,7 @@ SHARD_BYTES = 256 * 2**20
 #: virtual stacks arrive whole, so their planes share chunks of up to this size (fewer, larger
 #: writes: 21 planes of 256x256 float32 in 9 instead of 17 ms); camera planes arrive one by one
 VIRTUAL_CHUNK_BYTES = 16 * 2**20
-#: a chunk of at least twice this size is cut into bands of rows (:func:`row_bands`): a 2048² camera
+#: a chunk of at least twice this size is cut into bands of rows (:func:`band_rows`): a 2048² camera
 #: frame into 4, whose encodes on two cores take 1.8 ms where one encode of the whole frame takes 2.9
 BAND_BYTES = 2**20
 #: a power of two
@@ -50,15 +50,15 @@ def z_chunk(image: str, n_z: int, plane_bytes: int) -> int:
     return max(1, min(n_z, VIRTUAL_CHUNK_BYTES // plane_bytes)) if image == "virtual" else 1
 
 
-def row_bands(height: int, chunk_bytes: int) -> int:
-    """Bands of rows a chunk of planes is cut into, each an inner chunk of its own, so that a large
-    chunk's Blosc encodes run on several cores at once: as many as keep a band at least
+def band_rows(height: int, chunk_bytes: int) -> int:
+    """Rows of a band of a chunk of planes (each band an inner chunk of its own, so that a large chunk's
+    Blosc encodes run on several cores at once): as many bands as keep one at least
     :data:`BAND_BYTES`, at most :data:`MAX_BANDS`, a power of two (a chunk's index entries then never
     straddle a page: :mod:`~.shards`), and dividing the height."""
     n = MAX_BANDS
     while n > 1 and (height % n or chunk_bytes // n < BAND_BYTES):
         n //= 2
-    return n
+    return height // n
 
 
 def shard_time_points(image: str, time_point_bytes: int) -> int:

@@ -11,7 +11,7 @@ file and carries no checksum, which lets a plane join its shard the moment it ar
 A process killed at any moment leaves the shard as it was or with the plane whole: until step 2 the
 index does not point at the new bytes, and an entry is one write that no page boundary splits (entries
 are 16-byte aligned from the file's start). A large plane is cut into 2 or 4 bands of rows
-(:func:`~.schema.row_bands`), each an inner chunk, encoded side by side on the encoding threads; its
+(:func:`~.schema.band_rows`), each an inner chunk, encoded side by side on the encoding threads; its
 bands' entries are consecutive, start at a multiple of their 32 or 64 bytes and are written at once, so
 no page boundary splits them either, and a plane counts as stored only with all its bands. A shard's
 first plane makes the file, written to a temporary name and renamed into place. A plane written a
