@@ -222,3 +222,22 @@ def test_the_hook_path_times_each_frame_on_both_runners(tmp_path):
         # the measured plane's write is a part of the hook's time for that frame
         assert 0 < row["measured_write_ms"]["median"] <= row["hook_ms"]["median"]
     assert json.loads((tmp_path / "h.json").read_text())["rows"] == rows
+
+
+def test_the_hook_path_parts_take_out_what_they_say_and_put_it_back(tmp_path):
+    from acquisition_hooks.virtual import VirtualResults
+    from benchmarks.hook_path import PARTS, PLAIN
+    from benchmarks.hook_path import main as hook_path
+    from mm_deepz.io import Recorder
+
+    submit, write_plane = VirtualResults.submit, Recorder.write_plane
+    out = tmp_path / "p.json"
+    rows = hook_path(["--parts", "--size", "64", "--time-points", "12", "--repeats", "1", "--out", str(out)])
+    assert [r["run"] for r in rows] == [PLAIN, *PARTS]
+    made = {r["run"]: r["virtual_made"] for r in rows}
+    assert made["deepz"] == 12  # the whole run makes every stack; the runs without them make none
+    assert made["without the virtual stacks"] == made[list(PARTS)[-1]] == 0
+    assert all(r["fps_median"] > 0 and r["cpu_ms_per_frame"] > 0 for r in rows)
+    assert rows[0]["of_plain"] == 1.0
+    assert (VirtualResults.submit, Recorder.write_plane) == (submit, write_plane)  # put back
+    assert json.loads(out.read_text())["rows"] == rows
