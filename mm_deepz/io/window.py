@@ -1,8 +1,9 @@
 """Display windows: the contrast a viewer opens each image in (NGFF ``omero.channels[].window``).
 
 A window spans the 0.1 / 99.9th percentiles of everything an image holds so far (a grid of pixels:
-every 4th along y and x, sparser on planes larger than 512², at most 128² pixels a plane, pooled over
-the run, so that a 2048² camera frame costs the camera's thread 0.2 ms, not 3), and at least
+every 4th along y and x, sparser on planes larger than 512², at most 128² pixels a plane, and every
+third plane of a stack written at once, pooled over the run, so that a 2048² camera frame costs the
+camera's thread 0.2 ms, not 3, and a 21-plane 256² virtual stack its writer 0.8 ms, not 2.3), and at least
 :data:`WINDOW_NOISE_SPAN` noise sigmas, so a blank field's noise is not stretched to full brightness.
 Camera counts (unsigned integers) are pooled in a histogram per image and position, so a stack that
 arrives plane by plane (measured planes, blind-check reference stacks) gets the window of the whole
@@ -25,6 +26,9 @@ WINDOW_NOISE_SPAN = 20.0
 #: pixels sampled: every STRIDE-th along y and x, or sparser so that a plane gives at most SAMPLE_PIXELS
 STRIDE = 4
 SAMPLE_PIXELS = 128 * 128
+#: and every Z_STRIDE-th plane of a (z, y, x) stack written at once: neighbouring planes look alike (on
+#: five virtual stacks the 99.9th percentile of every third plane was within 1.3 % of all planes')
+Z_STRIDE = 3
 
 Key = tuple[str, int]
 
@@ -42,6 +46,8 @@ class DisplayWindows:
 
     def note(self, key: Key, data: np.ndarray) -> None:
         """Take a frame or stack (..., y, x) into ``key``'s window; non-finite data is left out."""
+        if data.ndim == 3:
+            data = data[::Z_STRIDE]
         step = stride(data.shape[-2:])
         sample = np.asarray(data[..., ::step, ::step])
         if not sample.size:

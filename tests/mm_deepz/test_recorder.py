@@ -509,3 +509,33 @@ def test_the_planes_on_disk_are_found_in_shards_and_in_runs_written_before_shard
     found, ignored = stored_chunks(zarr.open_array(tmp_path / "a.zarr", mode="r"))
     assert {(t, c, z) for t, c, z, _, _ in found} == written
     assert [p.name for p in ignored] == ["notes.txt"]
+
+
+def test_a_virtual_stack_opens_in_its_own_window_from_every_third_plane(tmp_path):
+    # a 21-plane stack written at once is sampled on every third plane (2.3 -> 0.8 ms a 256² stack for
+    # its writer): planes next to each other in z look alike, so the window is the whole stack's within
+    # a few percent, not the sampled planes' alone (a neuron in focus between them still shows)
+    import json
+
+    from mm_deepz.io.window import Z_STRIDE
+
+    z_um = tuple(float(z) for z in np.linspace(-10, 10, 21))
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:128, :128]
+    stack = np.empty((21, 128, 128), np.float32)
+    for i, dz in enumerate(np.asarray(z_um) - 1.0):  # a neuron in focus at 1 µm: plane 11, not sampled
+        width = 2.0 + 0.6 * abs(dz)  # blurred, and dimmer, away from its focus
+        neuron = 900 * (2.0 / width) ** 2 * np.exp(-((yy - 64) ** 2 + (xx - 60) ** 2) / (2 * width**2))
+        stack[i] = 100 + neuron + rng.normal(0, 2, (128, 128))
+    assert 11 % Z_STRIDE  # the focus plane is one the window does not sample
+    geometry = Geometry(z_um=z_um, pixel_size_um=0.325, interval_s=1.0, shape_yx=(128, 128))
+    rec = Recorder(tmp_path / "v.ome.zarr", geometry)
+    rec.write_stack("virtual", 0, stack)
+    rec.mark_complete("virtual", 0)
+    rec.finish()
+    root = open_container(tmp_path / "v.ome.zarr")
+    path = tmp_path / "v.ome.zarr" / image_group_path(root, "virtual") / "zarr.json"
+    window = json.loads(path.read_text())["attributes"]["ome"]["omero"]["channels"][0]["window"]
+    lo, hi = np.percentile(stack[:, ::4, ::4], (0.1, 99.9))
+    assert abs(window["start"] - lo) < 0.01 * lo
+    assert abs(window["end"] - hi) < 0.05 * (hi - lo)
