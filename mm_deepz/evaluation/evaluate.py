@@ -55,7 +55,7 @@ class PairEvaluation:
     extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
-def _anchor(pair: PairedStack, model: DeepZModel) -> tuple[np.ndarray, int]:
+def anchor_planes(pair: PairedStack, model: DeepZModel) -> tuple[np.ndarray, int]:
     """Indices of the measured planes (around the stack centre) and the centre index."""
     step = pair.inputs.z_step_um
     c = len(pair.z_um) // 2
@@ -75,7 +75,7 @@ def evaluate_pair(
     carries it, else against the neurons found in its scanned reference; beads against the beads of
     the reference."""
     model.check_compatible(pixel_size_um=pair.pixel_size_um)
-    idx, c = _anchor(pair, model)
+    idx, c = anchor_planes(pair, model)
     z = pair.z_um
     plane_z = tuple(float(v) for v in z[idx])
     dist = np.abs(z[:, None] - z[idx][None, :]).max(axis=1)

@@ -241,3 +241,29 @@ def test_the_hook_path_parts_take_out_what_they_say_and_put_it_back(tmp_path):
     assert rows[0]["of_plain"] == 1.0
     assert (VirtualResults.submit, Recorder.write_plane) == (submit, write_plane)  # put back
     assert json.loads(out.read_text())["rows"] == rows
+
+
+def test_the_depth_probe_tells_a_network_that_places_light_in_depth_from_a_depth_blind_stack(tmp_path):
+    # #32: the restarted encode-once arm scored neuron F1 0.09 with sharp spots at every depth; the probe
+    # finds each virtual plane's best-matching confocal plane. The shipped model's planes match their own
+    # depth out to 10 µm; the nearest measured plane repeated (depth-blind by construction) does not
+    from benchmarks.depth_probe import REPEATED
+    from benchmarks.depth_probe import main as depth_probe
+    from benchmarks.gpu_train import pair_specs
+    from mm_deepz.shipped import shipped_model_path
+    from simulators.training_data import make_stack_pair, write_stack_pair
+
+    blind = tmp_path / "blind"
+    for _, spec in pair_specs("blind", "worm", (100, 101), 192):
+        write_stack_pair(make_stack_pair(spec), blind, f"{spec.phantom}_{spec.seed:04d}")
+    model = shipped_model_path(2)
+    out, png = tmp_path / "probe.json", tmp_path / "probe.png"
+    args = ["--model", str(model), "--specimens", str(blind), "--out", str(out), "--png", str(png)]
+    results = depth_probe(args)
+    far = "6-10 um"
+    shipped, blind_stack = results[str(model)]["bands"], results[REPEATED]["bands"]
+    assert shipped["0-3 um"]["median_error_um"] <= 1.0 and shipped[far]["median_error_um"] <= 2.0
+    assert shipped[far]["within_one_step"] >= 0.5
+    assert blind_stack[far]["within_one_step"] == 0.0 and blind_stack[far]["median_error_um"] >= 4.0
+    assert png.stat().st_size > 10_000
+    assert json.loads(out.read_text())["models"][str(model)]["bands"] == shipped

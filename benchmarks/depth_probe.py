@@ -1,0 +1,173 @@
+"""Does each virtual plane show its own depth? The apparent depth of a model's virtual planes (#32).
+
+``python -m benchmarks.depth_probe --model mm_deepz/models/deepz_2plane.pt --model
+runs/le/encode_once_d16_k4.pt [--specimens runs/le/blind] [--out docs/depth_probe.json]
+[--png docs/img/depth_probe.png]``
+
+On each blind worm (simulated, never trained on: ``benchmarks.learning``'s) a model's planes are taken
+around the stack centre as ``mm-deepz evaluate`` takes them, and a virtual plane is made at every depth
+of the scanned confocal stack within the model's range. Each virtual plane is compared (Pearson) with
+every confocal plane: its *apparent depth* is the depth of the confocal plane it matches best. A
+network that places light in depth has the apparent depth of the requested one; one that only sharpens
+the nearest measured plane shows a staircase, every depth looking like one of the measured planes, as
+the nearest measured plane repeated at every depth does (the reference row, with the first model's
+planes). Reported by distance from
+the stack centre (the neuron experiment's bands): the median error of the apparent depth and the share
+of virtual planes within one z step of their depth; the picture is each model's mean PCC between
+requested and confocal depths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mm_deepz.engine import Predictor
+from mm_deepz.evaluation.evaluate import anchor_planes
+from mm_deepz.modelfile import DeepZModel, load_model
+from mm_deepz.training.stacks import PairedStack, load_pair
+
+from .common import machine
+
+logger = logging.getLogger(__name__)
+
+#: distance from the stack centre (µm), as the neuron experiment bands it
+BANDS = ((0.0, 3.0), (3.0, 6.0), (6.0, 10.0))
+#: the reference row: the nearest measured plane repeated at every depth (depth-blind by construction)
+REPEATED = "nearest measured plane, repeated"
+
+
+def _pcc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every plane of ``a`` (n, y, x) with every plane of ``b`` (m, y, x): (n, m)."""
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(len(x), -1).astype(np.float64)
+        x = x - x.mean(axis=1, keepdims=True)
+        return np.asarray(x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12))
+
+    return unit(a) @ unit(b).T
+
+
+def probe_pair(pair: PairedStack, model: DeepZModel, predictor: Predictor | None) -> dict[str, Any]:
+    """One worm: requested depths (from the stack centre, µm), the PCC of each virtual plane with every
+    confocal plane, and the confocal depths. ``predictor`` None: the nearest of ``model``'s measured
+    planes repeated at each depth."""
+    z = pair.z_um
+    idx, c = anchor_planes(pair, model)
+    dist = np.abs(z[:, None] - z[idx][None, :]).max(axis=1)
+    targets = np.flatnonzero(dist <= model.card.z_range_um + 1e-6)
+    planes = pair.inputs.data[idx]
+    if predictor is None:
+        virtual = np.stack([planes[int(np.argmin(np.abs(z[idx] - z[t])))] for t in targets])
+    else:
+        plane_z = tuple(float(v) for v in z[idx])
+        virtual = predictor.predict_stack(planes, plane_z, z[targets], out_dtype=np.float32).data
+    return {
+        "requested_um": (z[targets] - z[c]).tolist(),
+        "confocal_um": (z - z[c]).tolist(),
+        "pcc": _pcc(virtual, pair.target.data),
+    }
+
+
+def summarize(pairs: list[dict[str, Any]], step_um: float) -> dict[str, Any]:
+    """Bands of apparent-depth error over worms, and the mean PCC matrix on the shared grid."""
+    errors: list[tuple[float, float]] = []  # (requested, |apparent - requested|)
+    for p in pairs:
+        confocal = np.asarray(p["confocal_um"])
+        for requested, row in zip(p["requested_um"], p["pcc"], strict=True):
+            errors.append((requested, abs(float(confocal[int(np.argmax(row))]) - requested)))
+    bands = {}
+    for lo, hi in BANDS:
+        e = np.array([err for r, err in errors if (lo == 0 or abs(r) > lo + 1e-6) and abs(r) <= hi + 1e-6])
+        bands[f"{lo:g}-{hi:g} um"] = {
+            "planes": len(e),
+            "median_error_um": round(float(np.median(e)), 2) if len(e) else None,
+            "within_one_step": round(float(np.mean(e <= step_um + 1e-6)), 3) if len(e) else None,
+        }
+    requested = np.round(np.asarray(pairs[0]["requested_um"]), 3)
+    confocal = np.round(np.asarray(pairs[0]["confocal_um"]), 3)
+    same_grid = all(
+        np.allclose(p["requested_um"], requested, atol=1e-3)
+        and np.allclose(p["confocal_um"], confocal, atol=1e-3)
+        for p in pairs
+    )
+    matrix = np.mean([p["pcc"] for p in pairs], axis=0) if same_grid else pairs[0]["pcc"]
+    return {
+        "bands": bands,
+        "requested_um": requested.tolist(),
+        "confocal_um": confocal.tolist(),
+        "mean_pcc": np.round(matrix, 4).tolist(),
+    }
+
+
+def probe(models: list[Path], specimens: Path, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Every model (and the depth-blind reference) on every blind worm in ``specimens``."""
+    worms = sorted(specimens.glob("worm_*_widefield.ome.tif"))
+    if not worms:
+        raise FileNotFoundError(f"no blind worms (worm_*_widefield.ome.tif) in {specimens}")
+    pairs = [
+        load_pair(
+            w.name.removesuffix("_widefield.ome.tif"), w, w.with_name(w.name.replace("widefield", "confocal"))
+        )
+        for w in worms
+    ]
+    step = float(pairs[0].inputs.z_step_um)
+    loaded = {str(path): load_model(path) for path in models}
+    results: dict[str, dict[str, Any]] = {}
+    for name, model in [(REPEATED, next(iter(loaded.values()))), *loaded.items()]:
+        predictor = None if name == REPEATED else Predictor(model, device=device)
+        results[name] = summarize([probe_pair(pair, model, predictor) for pair in pairs], step)
+        logger.info("%s: %s", name, results[name]["bands"])
+    return results
+
+
+def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
+    """Each model's mean PCC between requested (rows) and confocal (columns) depths, identity dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items(), strict=True):
+        req, conf = np.asarray(r["requested_um"]), np.asarray(r["confocal_um"])
+        m = np.asarray(r["mean_pcc"])
+        ax.imshow(m, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=max(0.5, float(m.max())),
+                  extent=(conf[0], conf[-1], req[0], req[-1]))  # fmt: skip
+        ax.plot(req, req, "--", color="cyan", lw=1)
+        ax.plot(conf[np.argmax(m, axis=1)], req, ".", color="white", ms=4)
+        ax.set_title(Path(name).stem if name != REPEATED else name, fontsize=8)
+        ax.set_xlabel("confocal depth (µm from centre)")
+        ax.set_ylabel("requested depth (µm)")
+    fig.suptitle("apparent depth: the confocal plane each virtual plane matches best (dots)", fontsize=9)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Probe the models; write the JSON (without the matrices' noise digits) and the picture."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.depth_probe", description=__doc__)
+    ap.add_argument("--model", type=Path, action="append", required=True, help="a model file (repeatable)")
+    ap.add_argument("--specimens", type=Path, default=Path("runs/le/blind"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path("docs/depth_probe.json"))
+    ap.add_argument("--png", type=Path, default=Path("docs/img/depth_probe.png"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = probe(args.model, args.specimens, args.device)
+    plot(results, args.png)
+    command = "python -m benchmarks.depth_probe " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.out.write_text(json.dumps({"machine": machine(), "command": command, "models": results}))
+    return results
+
+
+if __name__ == "__main__":
+    main()
