@@ -152,6 +152,24 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
     plt.close(fig)
 
 
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """Markdown: each model's share of virtual planes within one z step of their depth, and the median
+    error of their apparent depth, by band."""
+    names = [f"{lo:g}-{hi:g} um" for lo, hi in BANDS]
+    bands = " / ".join(n.replace(" um", "") for n in names)
+    within, error = (
+        f"planes at their depth (within one z step), {bands} µm",
+        f"median depth error µm, {bands} µm",
+    )
+    lines = [f"| model | {within} | {error} |", "| --- | --- | --- |"]
+    for name, r in results.items():
+        b = r["bands"]
+        shares = " / ".join(f"{b[n]['within_one_step']:.2f}" for n in names)
+        errors = " / ".join(f"{b[n]['median_error_um']:g}" for n in names)
+        lines.append(f"| {Path(name).stem if name != REPEATED else name} | {shares} | {errors} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Probe the models; write the JSON (without the matrices' noise digits) and the picture."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.depth_probe", description=__doc__)
@@ -166,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     plot(results, args.png)
     command = "python -m benchmarks.depth_probe " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.write_text(json.dumps({"machine": machine(), "command": command, "models": results}))
+    logger.info("\n%s", table(results))
     return results
 
 

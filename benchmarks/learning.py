@@ -7,9 +7,10 @@
 2. trains each arm of :data:`ARMS` with the shipped recipe (2 planes 4 µm apart, ±12 µm, batch 6, peak
    rate 2e-3, float32 on the CPU), each for its ``--steps`` (chosen so that the arms cost about the same
    CPU time; the cards record what each cost: ``train_cpu_seconds``);
-3. scores both blind with ``mm-deepz evaluate`` (SSIM, PCC, neuron F1 per band) and writes
-   ``learning.json``, ``learning.md`` and ``learning.png``: validation PCC against CPU hours and
-   against supervised target planes, from the cards' learning curves.
+3. scores both blind with ``mm-deepz evaluate`` (SSIM, PCC, neuron F1 per band) and the apparent depth
+   of their virtual planes (``benchmarks.depth_probe``), and writes ``learning.json``, ``learning.md``,
+   ``depth.png`` and ``learning.png``: validation PCC against CPU hours and against supervised target
+   planes, from the cards' learning curves.
 
 A run resumes from its checkpoint when run again; ``--jobs 2`` trains the arms side by side (one thread
 each: the CPU time each used is what the curves plot); ``--arm NAME`` (repeatable) trains and scores only
@@ -35,6 +36,8 @@ from typing import Any
 
 import torch
 
+from benchmarks.depth_probe import plot, probe
+from benchmarks.depth_probe import table as depth_table
 from benchmarks.finetune import evaluate, table
 from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, simulate, train_command
 from mm_deepz.modelfile import load_model
@@ -205,9 +208,15 @@ def main(argv: list[str] | None = None) -> None:
         "steps": shipped.card.provenance["steps_done"],
         "summary": evaluate("shipped", shipped_model_path(2), args.out, args.out),
     }
+    # whether each arm's virtual planes show their own depth (the blind worms, beside the shipped model)
+    depth = probe([*models.values(), shipped_model_path(2)], args.out / "blind")
+    plot(depth, args.out / "depth.png")
     curves(models, args.out / "learning.png")
-    (args.out / "learning.json").write_text(json.dumps({"compute": rows, "blind": scores}, indent=2))
-    text = compute_table(rows) + "\n" + table(scores)
+    bands = {name: r["bands"] for name, r in depth.items()}
+    (args.out / "learning.json").write_text(
+        json.dumps({"compute": rows, "blind": scores, "depth": bands}, indent=2)
+    )
+    text = compute_table(rows) + "\n" + table(scores) + "\n" + depth_table(depth)
     (args.out / "learning.md").write_text(text)
     logger.info("wrote %s\n%s", args.out / "learning.md", text)
 
