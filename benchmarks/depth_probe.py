@@ -11,10 +11,9 @@ every confocal plane: its *apparent depth* is the depth of the confocal plane it
 network that places light in depth has the apparent depth of the requested one; one that only sharpens
 the nearest measured plane shows a staircase, every depth looking like one of the measured planes, as
 the nearest measured plane repeated at every depth does (the reference row, with the first model's
-planes). Reported by distance from
-the stack centre (the neuron experiment's bands): the median error of the apparent depth and the share
-of virtual planes within one z step of their depth; the picture is each model's mean PCC between
-requested and confocal depths.
+planes). Reported by distance from the stack centre (the neuron experiment's bands): the median error
+of the apparent depth and the share of virtual planes within one z step of their depth; the picture is
+each model's mean PCC between requested and confocal depths.
 """
 
 from __future__ import annotations
@@ -157,10 +156,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     error of their apparent depth, by band."""
     names = [f"{lo:g}-{hi:g} um" for lo, hi in BANDS]
     bands = " / ".join(n.replace(" um", "") for n in names)
-    within, error = (
-        f"planes at their depth (within one z step), {bands} µm",
-        f"median depth error µm, {bands} µm",
-    )
+    within = f"planes at their depth (within one z step), {bands} µm"
+    error = f"median depth error µm, {bands} µm"
     lines = [f"| model | {within} | {error} |", "| --- | --- | --- |"]
     for name, r in results.items():
         b = r["bands"]

@@ -107,6 +107,8 @@ def _without(*methods: tuple[type, str]) -> Iterator[None]:
             setattr(cls, name, method)
 
 
+#: the reference of ``--parts``
+PLAIN = "plain pycromanager (NDTiff)"
 #: Deep-Z runs with parts of mm-deepz taken out (the model's work is left out in all): what each does
 #: without, cumulatively
 PARTS: dict[str, tuple[tuple[type, str], ...]] = {
@@ -117,9 +119,6 @@ PARTS: dict[str, tuple[tuple[type, str], ...]] = {
         (Recorder, "write_plane"),
     ),
 }
-
-
-PLAIN = "plain pycromanager (NDTiff)"
 
 
 def _deepz_without(
@@ -181,13 +180,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("acquisition_hooks").setLevel(logging.ERROR)
     out = args.out or Path("docs/hook_parts.json" if args.parts else "docs/hook_path.json")
-    rows = []
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         if args.parts:
             rows = parts(args.size, args.time_points or 600, args.repeats, Path(tmp))
-        for runner in () if args.parts else ("pycromanager", "mda"):
-            rows.append(run_one(runner, args.size, args.time_points or 80, Path(tmp) / f"{runner}.ome.zarr"))
-            logger.warning("%s", rows[-1])
+        else:
+            rows = []
+            for runner in ("pycromanager", "mda"):
+                output = Path(tmp) / f"{runner}.ome.zarr"
+                rows.append(run_one(runner, args.size, args.time_points or 80, output))
+                logger.warning("%s", rows[-1])
     command = "python -m benchmarks.hook_path " + " ".join(argv if argv is not None else sys.argv[1:])
     out.write_text(json.dumps({"machine": machine(), "command": command, "rows": rows}, indent=2))
     return rows
