@@ -122,8 +122,17 @@ def probe(models: list[Path], specimens: Path, device: str = "cpu") -> dict[str,
     for name, model in [(REPEATED, next(iter(loaded.values()))), *loaded.items()]:
         predictor = None if name == REPEATED else Predictor(model, device=device)
         results[name] = summarize([probe_pair(pair, model, predictor) for pair in pairs], step)
+        results[name]["steps"] = None if predictor is None else model.card.provenance.get("steps_done")
         logger.info("%s: %s", name, results[name]["bands"])
     return results
+
+
+def _label(name: str, result: dict[str, Any]) -> str:
+    """A model's file name and its training steps (the reference row's own name)."""
+    if name == REPEATED:
+        return name
+    steps = result.get("steps")
+    return Path(name).stem + (f" ({steps} steps)" if steps else "")
 
 
 def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
@@ -141,7 +150,7 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
                   extent=(conf[0], conf[-1], req[0], req[-1]))  # fmt: skip
         ax.plot(req, req, "--", color="cyan", lw=1)
         ax.plot(conf[np.argmax(m, axis=1)], req, ".", color="white", ms=4)
-        ax.set_title(Path(name).stem if name != REPEATED else name, fontsize=8)
+        ax.set_title(_label(name, r), fontsize=8)
         ax.set_xlabel("confocal depth (µm from centre)")
         ax.set_ylabel("requested depth (µm)")
     fig.suptitle("apparent depth: the confocal plane each virtual plane matches best (dots)", fontsize=9)
@@ -163,7 +172,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         b = r["bands"]
         shares = " / ".join(f"{b[n]['within_one_step']:.2f}" for n in names)
         errors = " / ".join(f"{b[n]['median_error_um']:g}" for n in names)
-        lines.append(f"| {Path(name).stem if name != REPEATED else name} | {shares} | {errors} |")
+        lines.append(f"| {_label(name, r)} | {shares} | {errors} |")
     return "\n".join(lines) + "\n"
 
 
