@@ -54,7 +54,8 @@ ARMS: dict[str, list[str]] = {
     "encode-once-d16-k4": [*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4"],
     "encode-once-d16-k2": [*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "2"],
     # the leading arm again, its networks in bfloat16 on the CPU (the loss stays float32): 1.36x faster
-    # steps at one thread (1.28 against 1.75 s, side by side, session 21), in one schedule from scratch
+    # steps at one thread (1.28 against 1.75 s, side by side, session 21), one schedule from scratch to
+    # 8000 steps, then legs given by --steps (9000, 12000, 15600: docs/models.md); the arm carried on
     "encode-once-d16-k4-bf16": [
         *_ENCODE_ONCE,
         "--decoder-channels",
