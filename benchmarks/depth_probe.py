@@ -11,7 +11,8 @@ every confocal plane: its *apparent depth* is the depth of the confocal plane it
 network that places light in depth has the apparent depth of the requested one; one that only sharpens
 the nearest measured plane shows a staircase, every depth looking like one of the measured planes, as
 the nearest measured plane repeated at every depth does (the reference row, with the first model's
-planes). Reported by distance from the stack centre (the neuron experiment's bands): the median error
+planes). Reported by distance from the stack centre (the neuron experiment's bands, a plane on a
+band's edge counted in the lower one, the last band up to 10 µm included): the median error
 of the apparent depth and the share of virtual planes within one z step of their depth; the picture is
 each model's mean PCC between requested and confocal depths.
 """
@@ -36,7 +37,8 @@ from .common import machine
 
 logger = logging.getLogger(__name__)
 
-#: distance from the stack centre (µm), as the neuron experiment bands it
+#: distance from the stack centre (µm), as the neuron experiment bands it (here each band includes its
+#: upper edge: the planes at 3, 6 and 10 µm)
 BANDS = ((0.0, 3.0), (3.0, 6.0), (6.0, 10.0))
 #: the reference row: the nearest measured plane repeated at every depth (depth-blind by construction)
 REPEATED = "nearest measured plane, repeated"
