@@ -11,8 +11,8 @@ every confocal plane: its *apparent depth* is the depth of the confocal plane it
 network that places light in depth has the apparent depth of the requested one; one that only sharpens
 the nearest measured plane shows a staircase, every depth looking like one of the measured planes, as
 the nearest measured plane repeated at every depth does (the reference row, with the first model's
-planes). Reported by distance from the stack centre (the neuron experiment's bands, a plane on a
-band's edge counted in the lower one, the last band up to 10 µm included): the median error
+planes). Reported by distance from the stack centre, as ``mm-deepz evaluate`` reports it for one model
+(the neuron experiment's bands, ``[lo, hi)``): the median error
 of the apparent depth and the share of virtual planes within one z step of their depth; the picture is
 each model's mean PCC between requested and confocal depths.
 """
@@ -29,30 +29,18 @@ from typing import Any
 import numpy as np
 
 from mm_deepz.engine import Predictor
-from mm_deepz.evaluation.evaluate import anchor_planes
+from mm_deepz.evaluation.evaluate import anchor_planes, depth_placement
+from mm_deepz.metrics import plane_correlations
 from mm_deepz.modelfile import DeepZModel, load_model
+from mm_deepz.neurons import BANDS, band_name
 from mm_deepz.training.stacks import PairedStack, load_pair
 
 from .common import machine
 
 logger = logging.getLogger(__name__)
 
-#: distance from the stack centre (µm), as the neuron experiment bands it (here each band includes its
-#: upper edge: the planes at 3, 6 and 10 µm)
-BANDS = ((0.0, 3.0), (3.0, 6.0), (6.0, 10.0))
 #: the reference row: the nearest measured plane repeated at every depth (depth-blind by construction)
 REPEATED = "nearest measured plane, repeated"
-
-
-def _pcc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every plane of ``a`` (n, y, x) with every plane of ``b`` (m, y, x): (n, m)."""
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = x.reshape(len(x), -1).astype(np.float64)
-        x = x - x.mean(axis=1, keepdims=True)
-        return np.asarray(x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12))
-
-    return unit(a) @ unit(b).T
 
 
 def probe_pair(pair: PairedStack, model: DeepZModel, predictor: Predictor | None) -> dict[str, Any]:
@@ -72,25 +60,17 @@ def probe_pair(pair: PairedStack, model: DeepZModel, predictor: Predictor | None
     return {
         "requested_um": (z[targets] - z[c]).tolist(),
         "confocal_um": (z - z[c]).tolist(),
-        "pcc": _pcc(virtual, pair.target.data),
+        "pcc": plane_correlations(virtual, pair.target.data),
     }
 
 
 def summarize(pairs: list[dict[str, Any]], step_um: float) -> dict[str, Any]:
-    """Bands of apparent-depth error over worms, and the mean PCC matrix on the shared grid."""
-    errors: list[tuple[float, float]] = []  # (requested, |apparent - requested|)
-    for p in pairs:
-        confocal = np.asarray(p["confocal_um"])
-        for requested, row in zip(p["requested_um"], p["pcc"], strict=True):
-            errors.append((requested, abs(float(confocal[int(np.argmax(row))]) - requested)))
-    bands = {}
-    for lo, hi in BANDS:
-        e = np.array([err for r, err in errors if (lo == 0 or abs(r) > lo + 1e-6) and abs(r) <= hi + 1e-6])
-        bands[f"{lo:g}-{hi:g} um"] = {
-            "planes": len(e),
-            "median_error_um": round(float(np.median(e)), 2) if len(e) else None,
-            "within_one_step": round(float(np.mean(e <= step_um + 1e-6)), 3) if len(e) else None,
-        }
+    """Bands of apparent-depth error over worms (:func:`~mm_deepz.evaluation.evaluate.depth_placement`),
+    and the mean PCC matrix on the shared grid."""
+    apparent = [np.asarray(p["confocal_um"])[np.argmax(p["pcc"], axis=1)] for p in pairs]
+    bands = depth_placement(
+        np.concatenate([p["requested_um"] for p in pairs]), np.concatenate(apparent), step_um
+    )
     requested = np.round(np.asarray(pairs[0]["requested_um"]), 3)
     confocal = np.round(np.asarray(pairs[0]["confocal_um"]), 3)
     same_grid = all(
@@ -165,7 +145,7 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
 def table(results: dict[str, dict[str, Any]]) -> str:
     """Markdown: each model's share of virtual planes within one z step of their depth, and the median
     error of their apparent depth, by band."""
-    names = [f"{lo:g}-{hi:g} um" for lo, hi in BANDS]
+    names = [band_name(lo, hi) for lo, hi in BANDS]
     bands = " / ".join(n.replace(" um", "") for n in names)
     within = f"planes at their depth (within one z step), {bands} µm"
     error = f"median depth error µm, {bands} µm"

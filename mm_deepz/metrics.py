@@ -57,6 +57,24 @@ def pcc(pred: np.ndarray, ref: np.ndarray) -> float:
     return float((a @ b) / max(np.sqrt((a @ a) * (b @ b)), 1e-12))
 
 
+def plane_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every plane of ``a`` (n, y, x) with every plane of ``b`` (m, y, x): (n, m)."""
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(len(x), -1).astype(np.float64)
+        x = x - x.mean(axis=1, keepdims=True)
+        return np.asarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+
+    return np.asarray(unit(a) @ unit(b).T)
+
+
+def apparent_depth(virtual: np.ndarray, reference: np.ndarray, reference_z_um: np.ndarray) -> np.ndarray:
+    """The depth of the reference plane each virtual plane matches best (Pearson): where its light
+    comes from. A network that only sharpens the nearest measured plane shows a staircase."""
+    best = np.argmax(plane_correlations(virtual, reference), axis=1)
+    return np.asarray(np.asarray(reference_z_um, np.float64)[best])
+
+
 def ssim(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> float:
     """Structural similarity (scikit-image, Gaussian window as in Wang et al. 2004)."""
     return float(

@@ -12,7 +12,9 @@ Scoring follows CARE (:func:`mm_deepz.metrics.stack_scores`,
 :func:`~mm_deepz.metrics.matched_scores`): the reference normalized by its percentiles, each
 method's stack matched to it by one least-squares scale and offset, so metrics are insensitive
 to exposure, offset and modality brightness, not to structure. Beads give lateral and axial
-FWHM; sheets with known geometry compare a matching non-uniform DPM with a uniform one.
+FWHM; sheets with known geometry compare a matching non-uniform DPM with a uniform one. Every pair
+also gives each virtual plane's apparent depth (the reference plane it matches best): a network that
+only sharpens the nearest measured plane scores well near it and shows a staircase in depth.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from scipy import ndimage
 
 from .. import dpm as dpm_mod
 from ..engine import Predictor
-from ..metrics import fwhm_1d, matched_scores, normalize_stack
+from ..metrics import apparent_depth, fwhm_1d, matched_scores, normalize_stack
 from ..modelfile import DeepZModel
 from ..training.stacks import PairedStack
 
@@ -52,6 +54,8 @@ class PairEvaluation:
     beads: dict[str, Any] | None = None
     surface: dict[str, Any] | None = None
     neurons: dict[str, Any] | None = None
+    #: the depth (from the centre, µm) of the reference plane each virtual plane matches best
+    apparent_um: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
@@ -95,6 +99,7 @@ def evaluate_pair(
     ev = PairEvaluation(
         pair.name, z[targets] - z[c], arrays, planes, stacks["virtual"], ref, stacks["widefield"]
     )
+    ev.apparent_um = apparent_depth(virtual, pair.target.data, z - z[c])
     kind = {"neurons": "worm", "beads": "beads", "none": None}.get(
         specimen, pair.meta.get("spec", {}).get("phantom")
     )
@@ -270,6 +275,24 @@ def evaluate_surface(
     return res
 
 
+def depth_placement(requested_um: np.ndarray, apparent_um: np.ndarray, step_um: float) -> dict[str, Any]:
+    """By band of distance from the stack centre (the neuron bands, ``[lo, hi)``): how many virtual
+    planes, the share whose apparent depth is within one z step of the requested one, and the median
+    error of the apparent depth (µm)."""
+    from ..neurons import BANDS, band_name
+
+    requested, error = np.abs(requested_um), np.abs(np.asarray(apparent_um) - requested_um)
+    out: dict[str, Any] = {}
+    for lo, hi in BANDS:
+        e = error[(requested >= lo - 1e-6) & (requested < hi - 1e-6)]
+        out[band_name(lo, hi)] = {
+            "planes": len(e),
+            "within_one_step": round(float(np.mean(e <= step_um + 1e-6)), 3) if len(e) else None,
+            "median_error_um": round(float(np.median(e)), 2) if len(e) else None,
+        }
+    return out
+
+
 def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict[str, Any]:
     """Mean metrics per defocus over pairs (pairs share the z grid relative to their centre)."""
     all_d = np.unique(np.round(np.concatenate([e.defocus_um for e in evals]), 3))
@@ -297,6 +320,14 @@ def summarize(evals: list[PairEvaluation], model: DeepZModel) -> dict[str, Any]:
     worms = [e.neurons for e in evals if e.neurons]
     if worms:
         summary["neurons"] = _pooled_neurons(worms)
+    placed = [e for e in evals if e.apparent_um is not None]
+    if placed:
+        step = float(np.min(np.diff(all_d))) if len(all_d) > 1 else 1.0
+        summary["depth_placement"] = depth_placement(
+            np.concatenate([e.defocus_um for e in placed]),
+            np.concatenate([e.apparent_um for e in placed if e.apparent_um is not None]),
+            step,
+        )
     surfaces = {e.name: {k: v for k, v in e.surface.items() if k != "images"} for e in evals if e.surface}
     if surfaces:
         summary["surfaces"] = surfaces

@@ -54,6 +54,7 @@ def write_report(summary: dict[str, Any], evals: list[PairEvaluation], directory
             **{m: {k: v.tolist() for k, v in e.metrics[m].items()} for m in METHODS},
             "beads": e.beads,
             "neurons": e.neurons,
+            "apparent_um": e.apparent_um.tolist() if e.apparent_um is not None else None,
             "surface": ({k: v for k, v in e.surface.items() if k != "images"} if e.surface else None),
         }
         for e in evals
@@ -172,7 +173,7 @@ def _surface(e: PairEvaluation, s: dict[str, Any], path: Path) -> Path:
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    """Markdown tables of the summary (per-defocus SSIM/PSNR, beads, surfaces)."""
+    """Markdown tables of the summary (per-defocus SSIM/PSNR, depth placement, beads, surfaces)."""
     ms = summary["methods"]
     cols = [("ssim", "SSIM", ".3f"), ("pcc", "PCC", ".3f"), ("psnr", "PSNR (dB)", ".1f")]
     head = " | ".join(
@@ -200,6 +201,26 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         + ", ".join(f"{label} {summary['margin_over_baselines'][k]:+{fmt}}" for k, label, fmt in cols)
         + ".",
     ]
+    if placed := summary.get("depth_placement"):
+        lines += [
+            "",
+            (
+                "| distance from the stack centre | virtual planes | at their depth (within one z step) "
+                "| median depth error (µm) |"
+            ),
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {band.replace(' um', ' µm')} | {p['planes']} | {p['within_one_step']:.2f} "
+                f"| {p['median_error_um']:g} |"
+                for band, p in placed.items()
+                if p["planes"]
+            ),
+            "",
+            (
+                "A virtual plane's apparent depth is that of the reference plane it matches best (Pearson); "
+                "a network that only sharpens the nearest measured plane is at its depth only next to it."
+            ),
+        ]
     if b := summary.get("beads"):
         lines += [
             "",

@@ -137,3 +137,52 @@ def test_the_true_neurons_come_from_the_provider_that_made_the_specimen(monkeypa
         if isinstance(n, ast.ImportFrom) and n.module is not None
     }
     assert not {m for m in imported if m.startswith("simulators")}
+
+
+def test_a_virtual_stack_shifted_in_depth_is_found_out_by_its_apparent_depth():
+    # a stack that looks right plane by plane but two planes deeper than asked (or a staircase of the
+    # nearest measured plane) must not pass as placed in depth
+    from mm_deepz.evaluation.evaluate import depth_placement
+    from mm_deepz.metrics import apparent_depth
+
+    rng = np.random.default_rng(3)
+    z = np.arange(-10.0, 11.0)  # 1 µm steps, centred
+    reference = rng.normal(size=(len(z), 32, 32))
+    shifted = reference[2:] + 0.3 * rng.normal(size=(len(z) - 2, 32, 32))  # each plane 2 µm deeper
+    requested = z[:-2]
+    apparent = apparent_depth(shifted, reference, z)
+    np.testing.assert_array_equal(apparent, requested + 2)
+    placed = depth_placement(requested, apparent, step_um=1.0)
+    assert all(b["within_one_step"] == 0.0 and b["median_error_um"] == 2.0 for b in placed.values())
+    exact = depth_placement(z, apparent_depth(reference, reference, z), step_um=1.0)
+    assert exact["0-3 um"] == {"planes": 5, "within_one_step": 1.0, "median_error_um": 0.0}
+    assert exact["6-10 um"]["planes"] == 8  # |z| in [6, 10): the planes at ±10 µm are in no band
+
+
+@pytest.mark.slow
+def test_every_evaluation_scores_where_each_virtual_plane_s_light_comes_from(tmp_path):
+    # a microscope's own worm stacks, no specimen named: each virtual plane's apparent depth (the scanned
+    # plane it matches best) is in the report; the shipped model's planes within 6 µm of the centre show
+    # their own depth to one z step, and the summary bands them
+    from benchmarks.gpu_train import pair_specs
+    from mm_deepz.engine import Predictor
+    from mm_deepz.evaluation import evaluate_pair
+    from mm_deepz.evaluation.evaluate import summarize
+    from mm_deepz.evaluation.report import summary_markdown
+    from mm_deepz.modelfile import load_model
+    from mm_deepz.shipped import shipped_model_path
+    from mm_deepz.training.stacks import load_pairs
+    from simulators.training_data import make_stack_pair, write_stack_pair
+
+    for _, spec in pair_specs("blind", "worm", (100,), 192):
+        write_stack_pair(make_stack_pair(spec), tmp_path, "worm")
+    [pair] = load_pairs([tmp_path])
+    pair.meta = {}  # as from a real microscope
+    model = load_model(shipped_model_path(2))
+    ev = evaluate_pair(model, pair, Predictor(model, "cpu"), "none")
+    assert ev.apparent_um is not None and len(ev.apparent_um) == len(ev.defocus_um)
+    near = np.abs(ev.defocus_um) < 6
+    assert np.all(np.abs(ev.apparent_um - ev.defocus_um)[near] <= 1.0 + 1e-6)
+    placed = summarize([ev], model)["depth_placement"]
+    assert placed["0-3 um"]["within_one_step"] == 1.0 and placed["3-6 um"]["planes"] == 6
+    assert "at their depth (within one z step)" in summary_markdown(summarize([ev], model))
