@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mm_deepz.engine import Predictor
-from mm_deepz.evaluation.evaluate import anchor_planes, depth_placement
+from mm_deepz.evaluation.evaluate import anchor_planes, depth_placement, repeated_planes
 from mm_deepz.metrics import plane_correlations
 from mm_deepz.modelfile import DeepZModel, load_model
 from mm_deepz.neurons import BANDS, band_name
@@ -48,12 +48,10 @@ def probe_pair(pair: PairedStack, model: DeepZModel, predictor: Predictor | None
     confocal plane, and the confocal depths. ``predictor`` None: the nearest of ``model``'s measured
     planes repeated at each depth."""
     z = pair.z_um
-    idx, c = anchor_planes(pair, model)
-    dist = np.abs(z[:, None] - z[idx][None, :]).max(axis=1)
-    targets = np.flatnonzero(dist <= model.card.z_range_um + 1e-6)
+    idx, c, targets = anchor_planes(pair, model)
     planes = pair.inputs.data[idx]
     if predictor is None:
-        virtual = np.stack([planes[int(np.argmin(np.abs(z[idx] - z[t])))] for t in targets])
+        virtual = repeated_planes(planes, z[idx], z[targets])
     else:
         plane_z = tuple(float(v) for v in z[idx])
         virtual = predictor.predict_stack(planes, plane_z, z[targets], out_dtype=np.float32).data

@@ -59,15 +59,22 @@ class PairEvaluation:
     extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
 
-def anchor_planes(pair: PairedStack, model: DeepZModel) -> tuple[np.ndarray, int]:
-    """Indices of the measured planes (around the stack centre) and the centre index."""
-    step = pair.inputs.z_step_um
-    c = len(pair.z_um) // 2
+def anchor_planes(pair: PairedStack, model: DeepZModel) -> tuple[np.ndarray, int, np.ndarray]:
+    """Indices of the measured planes (around the stack centre), the centre index, and the indices of
+    the planes the virtual stack is made at (within the model's range of every measured plane)."""
+    z = pair.z_um
+    c = len(z) // 2
     offs = np.asarray(model.card.input_offsets_um)
-    idx = c + np.round((offs - offs.mean()) / step).astype(int)
-    if idx.min() < 0 or idx.max() >= len(pair.z_um):
+    idx = c + np.round((offs - offs.mean()) / pair.inputs.z_step_um).astype(int)
+    if idx.min() < 0 or idx.max() >= len(z):
         raise ValueError(f"{pair.name}: stack too short for the model's input planes.")
-    return idx, c
+    dist = np.abs(z[:, None] - z[idx][None, :]).max(axis=1)
+    return idx, c, np.flatnonzero(dist <= model.card.z_range_um + 1e-6)
+
+
+def repeated_planes(planes: np.ndarray, plane_z_um: np.ndarray, target_z_um: np.ndarray) -> np.ndarray:
+    """The nearest measured plane at each target depth: what one has without Deep-Z."""
+    return np.stack([planes[int(np.argmin(np.abs(plane_z_um - t)))] for t in target_z_um])
 
 
 def evaluate_pair(
@@ -79,17 +86,14 @@ def evaluate_pair(
     carries it, else against the neurons found in its scanned reference; beads against the beads of
     the reference."""
     model.check_compatible(pixel_size_um=pair.pixel_size_um)
-    idx, c = anchor_planes(pair, model)
+    idx, c, targets = anchor_planes(pair, model)
     z = pair.z_um
     plane_z = tuple(float(v) for v in z[idx])
-    dist = np.abs(z[:, None] - z[idx][None, :]).max(axis=1)
-    targets = np.flatnonzero(dist <= model.card.z_range_um + 1e-6)
     planes = pair.inputs.data[idx]
     virtual = predictor.predict_stack(planes, plane_z, z[targets], out_dtype=np.float32).data
     raw = {
         "virtual": virtual,
-        # the nearest measured plane, repeated at every depth
-        "repeated": np.stack([planes[int(np.argmin(np.abs(z[idx] - z[t])))] for t in targets]),
+        "repeated": repeated_planes(planes, z[idx], z[targets]),
         "widefield": pair.inputs.data[targets],
     }
     ref = normalize_stack(pair.target.data[targets])
