@@ -227,8 +227,8 @@ def acquire_cmd(
         bool,
         typer.Option(
             "--compression/--no-compression",
-            help="Store planes losslessly compressed (Blosc-LZ4: 5x smaller on simulated frames) or as raw "
-            "bytes (written at about raw disk speed: for a fast camera on few cores).",
+            help="Store planes losslessly compressed (Blosc-LZ4: 5x smaller on simulated frames) as far as "
+            "the camera leaves time for it (faster planes are stored uncompressed), or all as raw bytes.",
         ),
     ] = True,
     time_points: Annotated[

@@ -41,6 +41,7 @@ import numpy as np
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
 from mm_deepz.bridge import simulated_core
+from mm_deepz.io import read_progress
 from mm_deepz.modelfile import load_model
 from mm_deepz.shipped import shipped_model_path
 
@@ -137,6 +138,9 @@ def sustained(
     with simulated_core(world, runner) as core:
         made = run(core)
     on_disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    # planes that came faster than the codec are stored uncompressed (the camera never waits for it)
+    stored = read_progress(out).get("stored_uncompressed", {}).get("measured", {})
+    uncompressed = stored.get("uncompressed", 0)
     shutil.rmtree(out)
     n = len(watch.written)
     latency = np.array(watch.written) - np.array(watch.exposed[:n])
@@ -160,6 +164,7 @@ def sustained(
         "rss_mb": {"first": s[1]["rss_mb"], "last": s[-1]["rss_mb"], "max": max(x["rss_mb"] for x in s)},
         "open_files": {"first": s[1]["open_files"], "max": max(x["open_files"] for x in s)},
         "mb_on_disk": round(on_disk / 2**20),
+        "stored_uncompressed": round(uncompressed / max(n, 1), 3),
         **made,
         "series": s,
     }

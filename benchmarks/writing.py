@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,9 @@ from mm_deepz.io import Geometry, Recorder
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: the camera of the paced measurement (frames/s): the sustained test's
+CAMERA_FPS = 100.0
 
 
 def camera_frames(size: int, n_distinct: int = 4) -> list[np.ndarray]:
@@ -41,8 +46,9 @@ def side_by_side(frames: list[np.ndarray], n: int, folder: Path) -> dict[str, fl
     """MB/s of raw file writes and of the recorder with LZ4 and uncompressed, streaming ``n`` frames (one
     per time point) frame by frame in turn, the writer that goes first rotating, so all three meet the
     same page cache (whole streams written one after another met it up to 1.4x apart within one run:
-    raw writes 2875-3563 MB/s in three rounds, session 22); with the LZ4 container's size ratio and its
-    files per time point (shards)."""
+    raw writes 2875-3563 MB/s in three rounds, session 22); with the LZ4 container's size ratio, its
+    files per time point (shards) and its share of frames stored uncompressed. One thread writes them
+    all with no wait between frames: a camera faster than every writer, whose frames queue."""
     size = frames[0].shape
     recorders = {
         name: Recorder(folder / f"{name}.ome.zarr", Geometry((0.0,), 0.325, 0.0, size), compression=lz4)
@@ -69,12 +75,47 @@ def side_by_side(frames: list[np.ndarray], n: int, folder: Path) -> dict[str, fl
             t0 = time.perf_counter()
             writers[name](t, frames[t % len(frames)])
             seconds[name] += time.perf_counter() - t0
-    lz4 = recorders["lz4"]
-    files = [f for f in (lz4.path / lz4.group_path("measured") / "0" / "c").rglob("*") if f.is_file()]
-    out = {name: _mb_s(n * frames[0].nbytes, s) for name, s in seconds.items()}
-    out["lz4_size_ratio"] = n * frames[0].nbytes / max(sum(f.stat().st_size for f in files), 1)
-    out["files_per_time_point"] = len(files) / n
+    out: dict[str, float] = {name: _mb_s(n * frames[0].nbytes, s) for name, s in seconds.items()}
+    out.update(_stored(recorders["lz4"], n, frames[0].nbytes))
     return out
+
+
+def _stored(rec: Recorder, n: int, frame_bytes: int) -> dict[str, float]:
+    """What a finished LZ4 recorder of ``n`` frames stored: its size ratio, files per time point and the
+    share of frames stored uncompressed (they came faster than the codec)."""
+    rec.finish()
+    files = [f for f in (rec.path / rec.group_path("measured") / "0" / "c").rglob("*") if f.is_file()]
+    uncompressed = rec.attrs.get("stored_uncompressed", {}).get("measured", {}).get("uncompressed", 0)
+    return {
+        "lz4_size_ratio": n * frame_bytes / max(sum(f.stat().st_size for f in files), 1),
+        "files_per_time_point": len(files) / n,
+        "lz4_uncompressed_share": uncompressed / n,
+    }
+
+
+def paced(frames: list[np.ndarray], n: int, fps: float, folder: Path) -> dict[str, float]:
+    """The LZ4 recorder fed by a camera at ``fps`` (a thread that puts a frame on a queue every
+    1/fps s; the writer takes them off as a runner's writer does): what it stored (:func:`_stored`) and
+    the frames' latency from the queue to disk (median and most, s)."""
+    rec = Recorder(folder / "paced.ome.zarr", Geometry((0.0,), 0.325, 1 / fps, frames[0].shape))
+    arrived: queue.Queue[tuple[int, float] | None] = queue.Queue()
+
+    def camera() -> None:
+        start = time.perf_counter()
+        for t in range(n):
+            time.sleep(max(0.0, start + t / fps - time.perf_counter()))
+            arrived.put((t, time.perf_counter()))
+        arrived.put(None)
+
+    threading.Thread(target=camera, daemon=True).start()
+    latency = []
+    while (item := arrived.get()) is not None:
+        t, at = item
+        rec.write_plane("measured", t, 0, frames[t % len(frames)])
+        rec.mark_complete("measured", t, planes=[0])
+        latency.append(time.perf_counter() - at)
+    return {**_stored(rec, n, frames[0].nbytes), "latency_median_s": float(np.median(latency)),
+            "latency_max_s": float(np.max(latency))}  # fmt: skip
 
 
 def fresh(measure: Callable[[Path], T]) -> T:
@@ -160,6 +201,7 @@ def run(quick: bool, rounds: int = 3) -> dict:
     rounds_ = [fresh(lambda d: side_by_side(frames, n, d)) for _ in range(rounds)]
     raws, lz4s, plains = ([r[name] for r in rounds_] for name in ("raw", "lz4", "uncompressed"))
     parts = fresh(lambda d: recorder_parts_ms(frames, n, d / "parts.ome.zarr"))
+    at_camera = fresh(lambda d: paced(frames, 5 * n, CAMERA_FPS, d))
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         d = Path(tmp)
         reference = ome_zarr_mb_s(frames, n, d / "omezarr.ome.zarr")
@@ -184,7 +226,14 @@ def run(quick: bool, rounds: int = 3) -> dict:
         "uncompressed_vs_raw": round(float(np.median(plain_ratios)), 2),
         "uncompressed_vs_raw_range": [round(min(plain_ratios), 2), round(max(plain_ratios), 2)],
         "lz4_size_ratio": round(rounds_[-1]["lz4_size_ratio"], 2),
+        "lz4_uncompressed_share": round(float(np.median([r["lz4_uncompressed_share"] for r in rounds_])), 2),
         "files_per_time_point": round(rounds_[-1]["files_per_time_point"], 3),
+        "camera_fps": CAMERA_FPS,
+        "camera_frames": 5 * n,
+        "camera_lz4_size_ratio": round(at_camera["lz4_size_ratio"], 2),
+        "camera_lz4_uncompressed_share": round(at_camera["lz4_uncompressed_share"], 3),
+        "camera_latency_median_ms": round(at_camera["latency_median_s"] * 1000, 1),
+        "camera_latency_max_ms": round(at_camera["latency_max_s"] * 1000, 1),
         "camera_fps_sustained_lz4": round(lz4 / frame_mb),
         "camera_fps_sustained_raw": round(plain / frame_mb),
         "recorder_ms_per_frame": parts,

@@ -117,8 +117,8 @@ class SettingsForm(QGroupBox):
         self.overwrite.setChecked(r.overwrite)
         self.compression = QCheckBox("compress planes (lossless)")
         self.compression.setToolTip(
-            "Blosc-LZ4, about 5x smaller on disk; untick for a fast camera on few cores: raw planes are "
-            "written about twice as fast"
+            "Blosc-LZ4, about 5x smaller on disk, whenever the writer has time for it (planes that come "
+            "faster than the codec are stored uncompressed, so the camera never waits); untick: all raw"
         )
         self.compression.setChecked(r.compression)
 

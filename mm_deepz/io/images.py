@@ -275,6 +275,17 @@ class ImageStore:
             self._shard_writers[key] = ShardWriter.for_array(self.arrays[key])
         return self._shard_writers[key]
 
+    def stored_uncompressed(self) -> dict[str, dict[str, int]]:
+        """Of each image's planes written so far, how many, and how many stored uncompressed because they
+        arrived faster than the codec (:class:`~.shards.CodecBudget`); images with any, when compressing."""
+        out: dict[str, dict[str, int]] = {}
+        for (image, _), writer in self._shard_writers.items():
+            if self.compression and writer is not None and writer.budget.uncompressed:
+                counts = out.setdefault(image, {"planes": 0, "uncompressed": 0})
+                counts["planes"] += writer.budget.planes
+                counts["uncompressed"] += writer.budget.uncompressed
+        return out
+
     def trim(self) -> None:
         """Each array's time axis cut to the time points written (the blank ones its growth added)."""
         with self.guard.guarded():

@@ -76,7 +76,9 @@ class Recorder:
         compression: bool = True,
         infos: dict[str, ImageInfo] | None = None,
     ):
-        """A new container. ``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, or raw chunks.
+        """A new container. ``compression``: lossless Blosc-LZ4 (bit-shuffled) chunks, each plane compressed
+        when the writer has time for it (stored uncompressed in the same codec otherwise, so the camera
+        never waits for the codec: :mod:`.shards`), or raw chunks.
         ``infos``: what each image is (label, colour, emission, exposure; defaults by image name).
 
         ``overwrite`` replaces an earlier mm-deepz container only (see :class:`Claim`); the
@@ -331,6 +333,14 @@ class Recorder:
                 # the one asked for (as fast as possible, or slower than asked)
                 if cadence > 0 and (asked <= 0 or abs(cadence - asked) > CADENCE_RTOL * asked):
                     self._images.set_time_scale(cadence)
+            if uncompressed := self._images.stored_uncompressed():
+                self._record.attrs["stored_uncompressed"] = uncompressed
+                for image, counts in uncompressed.items():
+                    logger.info(
+                        "%d of %d %s planes are stored uncompressed: they arrived faster than the codec "
+                        "compresses on this computer (the camera never waits for it).",
+                        counts["uncompressed"], counts["planes"], image,
+                    )  # fmt: skip
             self._images.trim()  # the run's writes are over: the time axes hold what was written
             self._images.forget_windows()  # the final windows, however little they moved
             for image in self._images.paths:

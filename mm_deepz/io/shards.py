@@ -18,6 +18,13 @@ first plane makes the file, written to a temporary name and renamed into place. 
 second time (rare: a chunk rewritten) rewrites the whole shard the same way. So nothing waits in
 memory for its shard to fill, and a kill -9 loses at most the plane being written, as with one file per plane.
 
+**The camera never waits for the codec.** A Blosc-compressed array's planes are encoded only while the
+writer has time for it (:class:`CodecBudget`): the encode spends time the writer would otherwise spend
+waiting for the next plane. Planes that arrive faster than the encoder (a burst, a camera near the disk's
+own rate, cores taken by the model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same
+codec, a 16-byte Blosc header before the plane's bytes, read by every Blosc decoder as any other chunk,
+written without a copy. So the writer keeps up at the disk's rate and compresses what it has time for.
+
 zarr-python, ome-zarr-py, napari and the validators read these shards as any others (the index says
 where each plane is; unreferenced bytes between planes are allowed by the sharding spec). zarr-python
 still makes, grows and reads the arrays; only arrays whose codecs this writes exactly are taken
@@ -26,8 +33,11 @@ still makes, grows and reads the arrays; only arrays whose codecs this writes ex
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from itertools import product
@@ -49,7 +59,55 @@ EMPTY = 2**64 - 1
 _SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE}
 _SHUFFLE["bitshuffle"] = numcodecs.Blosc.BITSHUFFLE
 
+#: the most the codec may delay a burst of planes that arrive faster than it encodes them, in seconds
+#: (what a writer that waited this long for its planes may spend encoding at the burst's start)
+CODEC_SLACK_S = 0.02
+#: a Blosc header's flag for a chunk stored uncompressed
+_MEMCPYED = 0x02
+
 Coords = tuple[int, ...]
+#: an encoded chunk: the pieces of its bytes, written one after another
+Encoded = tuple[bytes | memoryview, ...]
+
+
+class CodecBudget:
+    """Whether to compress the next plane: the encode may spend only the time the writing thread waited
+    since its last write (for the next plane: its wall time less its own CPU time), saved up to
+    :data:`CODEC_SLACK_S`. A writer whose planes queue for it never waits, and stores them uncompressed
+    until it has caught up."""
+
+    def __init__(self, slack_s: float = CODEC_SLACK_S) -> None:
+        self._slack = slack_s
+        self._credit = slack_s
+        #: at the last write's end: the thread, its wall clock and its CPU clock
+        self._since: tuple[int, float, float] | None = None
+        #: what the last compressed plane's encode took (s): the next one is expected to take as long
+        self._cost = 0.0
+        #: planes written, and of those stored uncompressed
+        self.planes = 0
+        self.uncompressed = 0
+
+    def allows(self) -> bool:
+        """At a write's start: whether the waits saved pay for an encode."""
+        if self._since is not None:
+            thread, wall, cpu = self._since
+            waited = time.perf_counter() - wall
+            if thread == threading.get_ident():  # another thread's wait is not seen: its whole interval
+                waited -= time.thread_time() - cpu
+            self._credit = min(self._slack, self._credit + max(waited, 0.0))
+            self._since = None
+        return self._credit >= self._cost
+
+    def spent(self, compressed: bool, seconds: float, planes: int = 1) -> None:
+        """At a write's end: what its encode of ``planes`` planes took (``seconds``), when it was
+        ``compressed``."""
+        self.planes += planes
+        if compressed:
+            self._credit -= seconds
+            self._cost = seconds
+        else:
+            self.uncompressed += planes
+        self._since = (threading.get_ident(), time.perf_counter(), time.thread_time())
 
 
 def sharding(inner: Coords, compressor: BloscCodec | None) -> ShardingCodec:
@@ -73,6 +131,8 @@ class ShardWriter:
         self._inner = tuple(array.chunks)
         self._per_shard = chunks_per_shard(array)
         self._index_bytes = 16 * math.prod(self._per_shard)
+        #: when this array's planes are compressed (Blosc arrays only)
+        self.budget = CodecBudget()
 
     @classmethod
     def for_array(cls, array: zarr.Array[Any]) -> ShardWriter | None:
@@ -135,8 +195,12 @@ class ShardWriter:
             for y in range(0, data.shape[1], band):
                 chunks.append((t, c, (z + start) // zc, y // band, 0))
                 blocks.append(np.ascontiguousarray(block[:, y : y + band]))
-        by_shard: dict[Coords, list[tuple[int, bytes | memoryview]]] = {}
-        for chunk, encoded in zip(chunks, encode_all(self._codec, blocks), strict=True):
+        compress = self._codec is not None and self.budget.allows()
+        began = time.perf_counter()
+        encoded_blocks = encode_all(self._codec, blocks) if compress else stored_all(self._codec, blocks)
+        self.budget.spent(compress, time.perf_counter() - began, len(data))
+        by_shard: dict[Coords, list[tuple[int, Encoded]]] = {}
+        for chunk, encoded in zip(chunks, encoded_blocks, strict=True):
             shard = tuple(i // n for i, n in zip(chunk, self._per_shard, strict=True))
             by_shard.setdefault(shard, []).append((self._entry(chunk), encoded))
         for shard, entries in by_shard.items():
@@ -149,7 +213,7 @@ class ShardWriter:
             entry = entry * n + i % n
         return entry
 
-    def _add(self, path: Path, chunks: list[tuple[int, bytes | memoryview]]) -> None:
+    def _add(self, path: Path, chunks: list[tuple[int, Encoded]]) -> None:
         """Add encoded chunks (index entry, bytes) to the shard at ``path``: appended, then indexed."""
         if not path.exists():
             self._rewrite(path, chunks)
@@ -160,7 +224,7 @@ class ShardWriter:
                 f.seek(0)
                 old = f.read()
                 replaced = {k for k, _ in chunks}
-                kept = [(k, old[o : o + n]) for k, (o, n) in enumerate(index.tolist()) if o != EMPTY]
+                kept = [(k, (old[o : o + n],)) for k, (o, n) in enumerate(index.tolist()) if o != EMPTY]
                 self._rewrite(path, [(k, b) for k, b in kept if k not in replaced] + chunks)
                 return
             offset = f.seek(0, os.SEEK_END)
@@ -168,23 +232,23 @@ class ShardWriter:
                 _write_all(f, encoded)
             entries = []
             for k, encoded in chunks:
-                entries.append((k, offset, len(encoded)))
-                offset += len(encoded)
+                entries.append((k, offset, _length(encoded)))
+                offset += _length(encoded)
             for k, run in _runs(entries):  # 2. then the entries, in place: a plane's bands in one write
                 f.seek(16 * k)
-                _write_all(f, np.array(run, "<u8").tobytes())
+                _write_all(f, (np.array(run, "<u8").tobytes(),))
 
-    def _rewrite(self, path: Path, chunks: list[tuple[int, bytes | memoryview]]) -> None:
+    def _rewrite(self, path: Path, chunks: list[tuple[int, Encoded]]) -> None:
         """Write a whole shard holding ``chunks`` to a temporary file and rename it to ``path``."""
         index = np.full((self._index_bytes // 16, 2), EMPTY, "<u8")
         offset = self._index_bytes
         for k, encoded in chunks:
-            index[k] = (offset, len(encoded))
-            offset += len(encoded)
+            index[k] = (offset, _length(encoded))
+            offset += _length(encoded)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
         with open(temporary, "wb", buffering=0) as f:
-            _write_all(f, index.tobytes())
+            _write_all(f, (index.tobytes(),))
             for _, encoded in chunks:
                 _write_all(f, encoded)
         os.replace(temporary, path)
@@ -253,14 +317,40 @@ def _whole(chunks: set[Coords], bands: int) -> set[Coords]:
     return {(*key, 0, 0) for key, n in count.items() if n == bands}
 
 
-def encode_all(codec: numcodecs.Blosc | None, blocks: list[np.ndarray]) -> list[bytes | memoryview]:
+def encode_all(codec: numcodecs.Blosc | None, blocks: list[np.ndarray]) -> list[Encoded]:
     """Each block encoded with ``codec`` (raw bytes without one); several blocks on the encoding threads
     side by side (Blosc releases the GIL as it encodes)."""
     if codec is None:
-        return [block.data.cast("B") for block in blocks]
+        return stored_all(None, blocks)
     if len(blocks) == 1:
-        return [codec.encode(blocks[0])]
-    return list(_encoders().map(codec.encode, blocks))
+        return [(codec.encode(blocks[0]),)]
+    return [(encoded,) for encoded in _encoders().map(codec.encode, blocks)]
+
+
+def stored_all(codec: numcodecs.Blosc | None, blocks: list[np.ndarray]) -> list[Encoded]:
+    """Each block's own bytes, uncompressed, without a copy: behind the header of a Blosc chunk stored
+    uncompressed where the array's codec is ``codec``, so that Blosc decodes it as any other chunk."""
+    if codec is None:
+        return [(block.data.cast("B"),) for block in blocks]
+    return [(_memcpyed_header(codec, block.nbytes, block.itemsize), block.data.cast("B")) for block in blocks]
+
+
+def _memcpyed_header(codec: numcodecs.Blosc, nbytes: int, itemsize: int) -> bytes:
+    """The 16-byte header Blosc writes before ``nbytes`` bytes of items of ``itemsize`` stored uncompressed
+    with ``codec``'s settings (the same for any bytes of that size: taken from Blosc's own encode of zeros
+    at level 0, once)."""
+    settings = {k: v for k, v in codec.get_config().items() if k not in ("id", "clevel")}
+    return _header(tuple(sorted(settings.items())), nbytes, itemsize)
+
+
+@functools.cache
+def _header(settings: tuple[tuple[str, Any], ...], nbytes: int, itemsize: int) -> bytes:
+    encoded = numcodecs.Blosc(**dict(settings), clevel=0).encode(np.zeros(nbytes // itemsize, f"u{itemsize}"))
+    header = bytes(encoded[:16])
+    length = int.from_bytes(header[12:16], "little")
+    if not header[2] & _MEMCPYED or length != nbytes + 16 or len(encoded) != length:
+        raise RuntimeError(f"Blosc {numcodecs.__version__} did not store {nbytes} bytes uncompressed")
+    return header
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
@@ -290,12 +380,18 @@ def _runs(entries: list[tuple[int, int, int]]) -> list[tuple[int, list[tuple[int
     return runs
 
 
-def _write_all(f: BinaryIO, data: bytes | memoryview) -> None:
-    """Write all of ``data`` (an unbuffered file may take part of it per call)."""
-    view = memoryview(data).cast("B")
-    while view:
-        written = f.write(view)
-        view = view[written:]
+def _write_all(f: BinaryIO, pieces: Encoded) -> None:
+    """Write all of each piece in turn (an unbuffered file may take part of one per call)."""
+    for piece in pieces:
+        view = memoryview(piece).cast("B")
+        while view:
+            written = f.write(view)
+            view = view[written:]
+
+
+def _length(pieces: Encoded) -> int:
+    """Bytes of an encoded chunk."""
+    return sum(memoryview(piece).nbytes for piece in pieces)
 
 
 def _little_endian(codec: BytesCodec) -> bool:

@@ -4,6 +4,7 @@ owns: a replaced run kept until the new one exists, a writer that stops when its
 import errno
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -539,3 +540,46 @@ def test_a_virtual_stack_opens_in_its_own_window_from_every_third_plane(tmp_path
     lo, hi = np.percentile(stack[:, ::4, ::4], (0.1, 99.9))
     assert abs(window["start"] - lo) < 0.01 * lo
     assert abs(window["end"] - hi) < 0.05 * (hi - lo)
+
+
+def test_planes_that_come_faster_than_the_codec_are_stored_uncompressed_and_read_back_exactly(tmp_path):
+    # the camera never waits for LZ4: planes written back to back (as when frames queue for the writer)
+    # are stored as Blosc's uncompressed chunks of the same codec; planes that the writer waits for (a
+    # camera at 50 frames/s) are compressed. Every plane reads back exactly in zarr-python and
+    # ome-zarr-py, and the record says how many are stored uncompressed
+    import queue
+
+    rng = np.random.default_rng(3)
+    frames = [(100 + rng.poisson(20, (1024, 1024))).astype(np.uint16) for _ in range(4)]  # 2 bands each
+    geometry = Geometry(z_um=(0.0,), pixel_size_um=0.325, interval_s=0.0, shape_yx=(1024, 1024))
+    rec = Recorder(tmp_path / "c.ome.zarr", geometry)
+    for t in range(64):  # back to back: the first shard (64 time points)
+        rec.write_plane("measured", t, 0, frames[t % 4])
+        rec.mark_complete("measured", t, planes=[0])
+    arrived: queue.Queue[int | None] = queue.Queue()
+
+    def camera() -> None:
+        for t in range(64, 80):  # the second shard, at 50 frames/s
+            time.sleep(0.02)
+            arrived.put(t)
+        arrived.put(None)
+
+    threading.Thread(target=camera).start()
+    while (t := arrived.get()) is not None:
+        rec.write_plane("measured", t, 0, frames[t % 4])
+        rec.mark_complete("measured", t, planes=[0])
+    rec.finish()
+
+    root = tmp_path / "c.ome.zarr"
+    shards = sorted((root / image_group_path(open_container(root), "measured") / "0" / "c").rglob("*"))
+    sizes = [f.stat().st_size for f in shards if f.is_file()]
+    frame_bytes = frames[0].nbytes
+    assert len(sizes) == 2
+    assert sizes[0] > 0.75 * 64 * frame_bytes  # back to back: (nearly) all stored as they came
+    assert sizes[1] < 0.6 * 16 * frame_bytes  # waited for: compressed
+    stored = read_progress(root)["stored_uncompressed"]["measured"]
+    assert stored["planes"] == 80 and 40 <= stored["uncompressed"] <= 64  # none of the last 16
+    data = np.asarray(image_array(open_container(root), "measured"))
+    assert all(np.array_equal(data[t, 0, 0], frames[t % 4]) for t in range(80))
+    read = Reader(parse_url(str(root / "0")))()
+    assert np.array_equal(np.asarray(next(iter(read)).data[0][72, 0, 0]), frames[0])
