@@ -42,13 +42,15 @@ def _mb_s(nbytes: int, seconds: float) -> float:
     return nbytes / 2**20 / seconds
 
 
-def side_by_side(frames: list[np.ndarray], n: int, folder: Path) -> dict[str, float]:
+def side_by_side(frames: list[np.ndarray], n: int, folder: Path, burst: int = 10) -> dict[str, float]:
     """MB/s of raw file writes and of the recorder with LZ4 and uncompressed, streaming ``n`` frames (one
-    per time point) frame by frame in turn, the writer that goes first rotating, so all three meet the
+    per time point) ``burst`` frames in turn, the writer that goes first rotating, so all three meet the
     same page cache (whole streams written one after another met it up to 1.4x apart within one run:
     raw writes 2875-3563 MB/s in three rounds, session 22); with the LZ4 container's size ratio, its
-    files per time point (shards) and its share of frames stored uncompressed. One thread writes them
-    all with no wait between frames: a camera faster than every writer, whose frames queue."""
+    files per time point (shards) and its share of frames stored uncompressed. Each writer takes its
+    burst's frames back to back: a camera faster than every writer, whose frames queue (the LZ4
+    recorder compresses the first frame of a burst, after the others' turns, and then what it has time
+    for)."""
     size = frames[0].shape
     recorders = {
         name: Recorder(folder / f"{name}.ome.zarr", Geometry((0.0,), 0.325, 0.0, size), compression=lz4)
@@ -69,11 +71,12 @@ def side_by_side(frames: list[np.ndarray], n: int, folder: Path) -> dict[str, fl
     writers = {"raw": raw, **{name: recorder(rec) for name, rec in recorders.items()}}
     names = list(writers)
     seconds = dict.fromkeys(names, 0.0)
-    for t in range(n):
+    for b, start in enumerate(range(0, n, burst)):
         for k in range(len(names)):
-            name = names[(t + k) % len(names)]
+            name = names[(b + k) % len(names)]
             t0 = time.perf_counter()
-            writers[name](t, frames[t % len(frames)])
+            for t in range(start, min(n, start + burst)):
+                writers[name](t, frames[t % len(frames)])
             seconds[name] += time.perf_counter() - t0
     out: dict[str, float] = {name: _mb_s(n * frames[0].nbytes, s) for name, s in seconds.items()}
     out.update(_stored(recorders["lz4"], n, frames[0].nbytes))

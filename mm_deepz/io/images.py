@@ -39,6 +39,7 @@ from .layout import n_positions as layout_n_positions
 from .record import record_key_parts
 from .schema import (
     ARRAY_CONFIG,
+    CAMERA_IMAGES,
     COMPRESSOR,
     DTYPES,
     STACK_IMAGE,
@@ -272,7 +273,7 @@ class ImageStore:
         """The direct writer of an array sharded as the recorder makes them (made once)."""
         key = (image, p)
         if key not in self._shard_writers:
-            self._shard_writers[key] = ShardWriter.for_array(self.arrays[key])
+            self._shard_writers[key] = ShardWriter.for_array(self.arrays[key], camera=image in CAMERA_IMAGES)
         return self._shard_writers[key]
 
     def stored_uncompressed(self) -> dict[str, dict[str, int]]:
@@ -280,7 +281,7 @@ class ImageStore:
         arrived faster than the codec (:class:`~.shards.CodecBudget`); images with any, when compressing."""
         out: dict[str, dict[str, int]] = {}
         for (image, _), writer in self._shard_writers.items():
-            if self.compression and writer is not None and writer.budget.uncompressed:
+            if self.compression and writer is not None and writer.budget and writer.budget.uncompressed:
                 counts = out.setdefault(image, {"planes": 0, "uncompressed": 0})
                 counts["planes"] += writer.budget.planes
                 counts["uncompressed"] += writer.budget.uncompressed

@@ -17,6 +17,8 @@ from .layout import ImageInfo, omero
 #: camera images are uint16; virtual images float32 in the input camera's units, because a dim
 #: input spans few ADU and rounding would reduce faint synthesized structure to a few levels
 DTYPES = {"measured": "uint16", "virtual": "float32", "reference": "uint16", "measured_stack": "uint16"}
+#: the images a camera's frames go to (written as they come: their compression never holds the camera up)
+CAMERA_IMAGES = frozenset({"measured", "reference", "measured_stack"})
 #: full z-stacks the camera measured (virtual z-stacking off): made at the first one
 STACK_IMAGE = "measured_stack"
 

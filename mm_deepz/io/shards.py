@@ -18,12 +18,13 @@ first plane makes the file, written to a temporary name and renamed into place. 
 second time (rare: a chunk rewritten) rewrites the whole shard the same way. So nothing waits in
 memory for its shard to fill, and a kill -9 loses at most the plane being written, as with one file per plane.
 
-**The camera never waits for the codec.** A Blosc-compressed array's planes are encoded only while the
-writer has time for it (:class:`CodecBudget`): the encode spends time the writer would otherwise spend
-waiting for the next plane. Planes that arrive faster than the encoder (a burst, a camera near the disk's
-own rate, cores taken by the model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same
-codec, a 16-byte Blosc header before the plane's bytes, read by every Blosc decoder as any other chunk,
-written without a copy. So the writer keeps up at the disk's rate and compresses what it has time for.
+**The camera never waits for the codec.** A camera image's planes (Blosc-compressed) are encoded only
+when the writer has time for it (:class:`CodecBudget`): when it waited for the plane at least as long as
+the last encode took. Planes that come faster than the encoder (a burst, a camera near the disk's own
+rate, cores taken by the model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a
+16-byte Blosc header before the plane's bytes, read by every Blosc decoder as any other chunk, written
+without a copy. So the writer keeps up at the disk's rate and compresses what it has time for. A
+virtual stack is always compressed: the model's thread writes it, and the camera does not wait for that.
 
 zarr-python, ome-zarr-py, napari and the validators read these shards as any others (the index says
 where each plane is; unreferenced bytes between planes are allowed by the sharding spec). zarr-python
@@ -59,9 +60,6 @@ EMPTY = 2**64 - 1
 _SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE}
 _SHUFFLE["bitshuffle"] = numcodecs.Blosc.BITSHUFFLE
 
-#: the most the codec may delay a burst of planes that arrive faster than it encodes them, in seconds
-#: (what a writer that waited this long for its planes may spend encoding at the burst's start)
-CODEC_SLACK_S = 0.02
 #: a Blosc header's flag for a chunk stored uncompressed
 _MEMCPYED = 0x02
 
@@ -71,14 +69,12 @@ Encoded = tuple[bytes | memoryview, ...]
 
 
 class CodecBudget:
-    """Whether to compress the next plane: the encode may spend only the time the writing thread waited
-    since its last write (for the next plane: its wall time less its own CPU time), saved up to
-    :data:`CODEC_SLACK_S`. A writer whose planes queue for it never waits, and stores them uncompressed
+    """Whether to compress the next plane of a camera image: only when the writing thread waited for it
+    (its wall time since its last write, less its own CPU time) at least as long as the last
+    compression took. A writer whose planes queue for it does not wait, and stores them uncompressed
     until it has caught up."""
 
-    def __init__(self, slack_s: float = CODEC_SLACK_S) -> None:
-        self._slack = slack_s
-        self._credit = slack_s
+    def __init__(self) -> None:
         #: at the last write's end: the thread, its wall clock and its CPU clock
         self._since: tuple[int, float, float] | None = None
         #: what the last compressed plane's encode took (s): the next one is expected to take as long
@@ -88,22 +84,20 @@ class CodecBudget:
         self.uncompressed = 0
 
     def allows(self) -> bool:
-        """At a write's start: whether the waits saved pay for an encode."""
-        if self._since is not None:
-            thread, wall, cpu = self._since
-            waited = time.perf_counter() - wall
-            if thread == threading.get_ident():  # another thread's wait is not seen: its whole interval
-                waited -= time.thread_time() - cpu
-            self._credit = min(self._slack, self._credit + max(waited, 0.0))
-            self._since = None
-        return self._credit >= self._cost
+        """At a write's start: whether the writer waited long enough for an encode."""
+        if self._since is None:
+            return True
+        thread, wall, cpu = self._since
+        waited = time.perf_counter() - wall
+        if thread == threading.get_ident():  # another thread's wait is not seen: its whole interval
+            waited -= time.thread_time() - cpu
+        return waited >= self._cost
 
     def spent(self, compressed: bool, seconds: float, planes: int = 1) -> None:
-        """At a write's end: what its encode of ``planes`` planes took (``seconds``), when it was
-        ``compressed``."""
+        """At a write's end, once its bytes are in their files: what its encode of ``planes`` planes took
+        (``seconds``), when it was ``compressed``."""
         self.planes += planes
         if compressed:
-            self._credit -= seconds
             self._cost = seconds
         else:
             self.uncompressed += planes
@@ -123,7 +117,9 @@ class ShardWriter:
     """Writes planes of one (t, c, z, y, x) array into its shards in place. One thread at a time per
     array (the recorder's lock of its image and position)."""
 
-    def __init__(self, array: zarr.Array[Any], root: Path, codec: numcodecs.Blosc | None) -> None:
+    def __init__(
+        self, array: zarr.Array[Any], root: Path, codec: numcodecs.Blosc | None, camera: bool = True
+    ) -> None:
         self._metadata = array.metadata
         self._dir = root / array.store_path.path if array.store_path.path else root
         self._codec = codec
@@ -131,12 +127,14 @@ class ShardWriter:
         self._inner = tuple(array.chunks)
         self._per_shard = chunks_per_shard(array)
         self._index_bytes = 16 * math.prod(self._per_shard)
-        #: when this array's planes are compressed (Blosc arrays only)
-        self.budget = CodecBudget()
+        #: when this array's planes are compressed (a camera image's; every plane of any other)
+        self.budget = CodecBudget() if camera else None
 
     @classmethod
-    def for_array(cls, array: zarr.Array[Any]) -> ShardWriter | None:
-        """A writer for ``array``, or None where it is not sharded as :func:`sharding` makes arrays."""
+    def for_array(cls, array: zarr.Array[Any], camera: bool = True) -> ShardWriter | None:
+        """A writer for ``array``, or None where it is not sharded as :func:`sharding` makes arrays;
+        ``camera``: its planes are a camera's, compressed when the writer has time for it
+        (:class:`CodecBudget`)."""
         metadata = array.metadata
         if not isinstance(array.store, LocalStore) or getattr(metadata, "zarr_format", None) != 3:
             return None
@@ -174,7 +172,7 @@ class ShardWriter:
             )
         elif len(inner_codecs) != 1:
             return None
-        return cls(array, Path(array.store.root), codec)
+        return cls(array, Path(array.store.root), codec, camera)
 
     def write(self, t: int, c: int, z: int, planes: np.ndarray) -> None:
         """Planes ``z, z+1, ...`` of channel ``c`` at time point ``t`` ((n, y, x), or one (y, x) plane),
@@ -195,16 +193,18 @@ class ShardWriter:
             for y in range(0, data.shape[1], band):
                 chunks.append((t, c, (z + start) // zc, y // band, 0))
                 blocks.append(np.ascontiguousarray(block[:, y : y + band]))
-        compress = self._codec is not None and self.budget.allows()
+        compress = self._codec is not None and (self.budget is None or self.budget.allows())
         began = time.perf_counter()
         encoded_blocks = encode_all(self._codec, blocks) if compress else stored_all(self._codec, blocks)
-        self.budget.spent(compress, time.perf_counter() - began, len(data))
+        encoding = time.perf_counter() - began
         by_shard: dict[Coords, list[tuple[int, Encoded]]] = {}
         for chunk, encoded in zip(chunks, encoded_blocks, strict=True):
             shard = tuple(i // n for i, n in zip(chunk, self._per_shard, strict=True))
             by_shard.setdefault(shard, []).append((self._entry(chunk), encoded))
         for shard, entries in by_shard.items():
             self._add(self._dir / self._metadata.encode_chunk_key(shard), entries)
+        if self.budget is not None:
+            self.budget.spent(compress, encoding, len(data))
 
     def _entry(self, chunk: Coords) -> int:
         """The index entry (C order over the shard's chunks) of inner chunk ``chunk``."""
