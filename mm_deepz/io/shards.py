@@ -19,9 +19,10 @@ second time (rare: a chunk rewritten) rewrites the whole shard the same way. So 
 memory for its shard to fill, and a kill -9 loses at most the plane being written, as with one file per plane.
 
 **The camera never waits for the codec.** A camera image's planes (Blosc-compressed) are encoded only
-when the writer has time for it (:class:`CodecBudget`): when it waited for the plane at least as long as
-the last encode took. Planes that come faster than the encoder (a burst, a camera near the disk's own
-rate, cores taken by the model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a
+when the writer has time for it or the encode makes the write faster (:class:`CodecBudget`): when it
+waited for the plane at least as long as the last encode took, or the disk is slower than the encoder.
+Planes that come faster than the encoder on a faster disk (a burst, the page cache, cores taken by the
+model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a
 16-byte Blosc header before the plane's bytes, read by every Blosc decoder as any other chunk, written
 without a copy. So the writer keeps up at the disk's rate and compresses what it has time for. A
 virtual stack is always compressed: the model's thread writes it, and the camera does not wait for that.
@@ -60,6 +61,8 @@ EMPTY = 2**64 - 1
 _SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE}
 _SHUFFLE["bitshuffle"] = numcodecs.Blosc.BITSHUFFLE
 
+#: the weight of each plane's file writes in the running mean of the write time per byte
+WRITE_SMOOTHING = 0.2
 #: a Blosc header's flag for a chunk stored uncompressed
 _MEMCPYED = 0x02
 
@@ -69,38 +72,50 @@ Encoded = tuple[bytes | memoryview, ...]
 
 
 class CodecBudget:
-    """Whether to compress the next plane of a camera image: only when the writing thread waited for it
-    (its wall time since its last write, less its own CPU time) at least as long as the last
-    compression took. A writer whose planes queue for it does not wait, and stores them uncompressed
-    until it has caught up."""
+    """Whether to compress the next plane of a camera image: when the writing thread waited for it (its
+    wall time since its last write, less its own CPU time) at least as long as the last compression
+    took, or when compressing makes the write faster (a disk slower than the encoder: the bytes it saves
+    take longer to write than the encode). A writer whose planes queue for it, on a disk faster than
+    its encoder, stores them uncompressed until it has caught up."""
 
     def __init__(self) -> None:
         #: at the last write's end: the thread, its wall clock and its CPU clock
         self._since: tuple[int, float, float] | None = None
-        #: what the last compressed plane's encode took (s): the next one is expected to take as long
-        self._cost = 0.0
+        #: the last compressed plane's encode time (s) and size ratio: the next one is expected alike
+        self._encode_s = 0.0
+        self._ratio = 1.0
+        #: the file writes' time per byte (s), a running mean over the last planes
+        self._write_s_per_byte: float | None = None
         #: planes written, and of those stored uncompressed
         self.planes = 0
         self.uncompressed = 0
 
-    def allows(self) -> bool:
-        """At a write's start: whether the writer waited long enough for an encode."""
-        if self._since is None:
+    def allows(self, nbytes: int) -> bool:
+        """At a write's start, for ``nbytes`` of planes: whether the writer waited long enough for an
+        encode, or the encode costs less than writing the bytes it saves."""
+        if self._since is None or self._write_s_per_byte is None:
             return True
         thread, wall, cpu = self._since
         waited = time.perf_counter() - wall
         if thread == threading.get_ident():  # another thread's wait is not seen: its whole interval
             waited -= time.thread_time() - cpu
-        return waited >= self._cost
+        saved_s = nbytes * (1 - 1 / self._ratio) * self._write_s_per_byte
+        return waited >= self._encode_s or saved_s > self._encode_s
 
-    def spent(self, compressed: bool, seconds: float, planes: int = 1) -> None:
-        """At a write's end, once its bytes are in their files: what its encode of ``planes`` planes took
-        (``seconds``), when it was ``compressed``."""
+    def spent(
+        self, compressed: bool, encode_s: float, write_s: float, nbytes: int, stored: int, planes: int
+    ) -> None:
+        """At a write's end, once its bytes are in their files: ``planes`` planes of ``nbytes``, stored in
+        ``stored`` bytes, ``compressed`` or not; what its encode (``encode_s``) and file writes
+        (``write_s``) took."""
         self.planes += planes
         if compressed:
-            self._cost = seconds
+            self._encode_s, self._ratio = encode_s, nbytes / max(stored, 1)
         else:
             self.uncompressed += planes
+        rate = write_s / max(stored, 1)
+        last = self._write_s_per_byte
+        self._write_s_per_byte = rate if last is None else last + WRITE_SMOOTHING * (rate - last)
         self._since = (threading.get_ident(), time.perf_counter(), time.thread_time())
 
 
@@ -193,10 +208,10 @@ class ShardWriter:
             for y in range(0, data.shape[1], band):
                 chunks.append((t, c, (z + start) // zc, y // band, 0))
                 blocks.append(np.ascontiguousarray(block[:, y : y + band]))
-        compress = self._codec is not None and (self.budget is None or self.budget.allows())
+        compress = self._codec is not None and (self.budget is None or self.budget.allows(data.nbytes))
         began = time.perf_counter()
         encoded_blocks = encode_all(self._codec, blocks) if compress else stored_all(self._codec, blocks)
-        encoding = time.perf_counter() - began
+        encode_end = time.perf_counter()
         by_shard: dict[Coords, list[tuple[int, Encoded]]] = {}
         for chunk, encoded in zip(chunks, encoded_blocks, strict=True):
             shard = tuple(i // n for i, n in zip(chunk, self._per_shard, strict=True))
@@ -204,7 +219,9 @@ class ShardWriter:
         for shard, entries in by_shard.items():
             self._add(self._dir / self._metadata.encode_chunk_key(shard), entries)
         if self.budget is not None:
-            self.budget.spent(compress, encoding, len(data))
+            stored = sum(_length(e) for e in encoded_blocks)
+            written = time.perf_counter() - encode_end
+            self.budget.spent(compress, encode_end - began, written, data.nbytes, stored, len(data))
 
     def _entry(self, chunk: Coords) -> int:
         """The index entry (C order over the shard's chunks) of inner chunk ``chunk``."""

@@ -591,3 +591,19 @@ def test_planes_that_come_faster_than_the_codec_are_stored_uncompressed_and_read
     assert all(np.array_equal(data[t, 0, 0], frames[t % 4]) for t in range(80))
     read = Reader(parse_url(str(root / "0")))()
     assert np.array_equal(np.asarray(next(iter(read)).data[0][72, 0, 0]), frames[0])
+
+
+def test_a_camera_plane_is_compressed_when_the_disk_is_slower_than_the_encoder_even_when_frames_queue():
+    # frames that queue for the writer are stored uncompressed while the page cache takes bytes faster
+    # than LZ4 encodes them; once the disk's writes slow (five times the bytes meet its writeback), the
+    # encode costs less than writing the bytes it saves, and the writer compresses again
+    from mm_deepz.io.shards import CodecBudget
+
+    frame = 2048 * 2048 * 2
+    budget = CodecBudget()
+    assert budget.allows(frame)  # the first plane: nothing known, compressed
+    budget.spent(True, encode_s=0.002, write_s=0.0004, nbytes=frame, stored=frame // 5, planes=1)
+    assert not budget.allows(frame)  # no wait, and 8 MB into the page cache take 1.6 ms < 2 ms
+    budget.spent(False, encode_s=0.0, write_s=0.05, nbytes=frame, stored=frame, planes=1)  # a stall
+    assert budget.allows(frame)  # saving 6.4 MB of a slow disk's writes is worth a 2 ms encode
+    assert (budget.planes, budget.uncompressed) == (2, 1)
