@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from mm_deepz.engine import Predictor
+from mm_deepz.modelfile import load_model
 
 from .common import best_time, demo_model, peak_memory
 
@@ -40,10 +43,13 @@ def case(
     measure_planes: int | None = None,
     eager: bool = False,
     architecture: str = "unet",
+    model_file: Path | None = None,
 ) -> dict:
     """One row: planes/s of the engine (over ``measure_planes`` of the ``n_out`` when given; an encode-once
-    generator is always timed over the whole stack, which its one encoding serves)."""
-    model = demo_model(n_in, architecture=architecture)
+    generator is always timed over the whole stack, which its one encoding serves), for a random-weight
+    generator of ``architecture`` or a trained ``model_file`` (its own widths)."""
+    model = demo_model(n_in, architecture=architecture) if model_file is None else load_model(model_file)
+    architecture = model.card.architecture.kind
     predictor = Predictor(model, device)
     cuda = predictor.device.type == "cuda"
     planes = _planes(n_in, size)
@@ -57,7 +63,7 @@ def case(
             lambda: predictor.predict_stack(planes, plane_z, targets), repeats, warmup=False, cuda=cuda
         )
     row = {
-        "architecture": architecture,
+        "architecture": architecture if model_file is None else f"{architecture} ({model_file.name})",
         "device": predictor.device.type,
         "frame": size,
         "planes_in": n_in,
@@ -80,10 +86,17 @@ def case(
     return row
 
 
-def run(quick: bool, devices: list[str], side_by_side: bool = False) -> list[dict]:
+def run(
+    quick: bool, devices: list[str], side_by_side: bool = False, models: Sequence[Path] = ()
+) -> list[dict]:
     """All inference rows for the given devices (``side_by_side``: only the two generators on the same
-    2-plane stacks of 21 planes, each timed whole)."""
+    2-plane stacks of 21 planes, each timed whole; ``models``: these trained 2-plane files instead)."""
     eo = "encode-once"
+    if models:
+        sizes = (128,) if quick else (512, 2048)
+        return [
+            case(dev, size, 21, 2, model_file=path) for dev in devices for size in sizes for path in models
+        ]
     if side_by_side:
         cases = [(size, 21, 2, None, False, arch) for size in (512, 2048) for arch in ("unet", eo)]
     elif quick:
@@ -120,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import json
-    from pathlib import Path
 
     from .common import machine
     from .report import inference_table, measured_on
@@ -134,10 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the U-Net and the encode-once generator, same stacks",
     )
+    ap.add_argument(
+        "--model",
+        action="append",
+        type=Path,
+        default=[],
+        help="side by side, these trained 2-plane model files (at their own widths), not random weights",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     devices = args.device or ((["cuda"] if torch.cuda.is_available() else []) + ["cpu"])
-    rows = run(args.quick, devices, args.side_by_side)
+    rows = run(args.quick, devices, args.side_by_side, args.model)
     measured = machine()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "inference.json").write_text(json.dumps({"machine": measured, "rows": rows}, indent=2))

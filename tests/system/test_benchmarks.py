@@ -107,6 +107,15 @@ def test_the_inference_rows_run_alone_for_a_bare_gpu_machine(tmp_path):
     assert all(r["planes_per_s"] > 0 for r in rows)
     table = (tmp_path / "inference.md").read_text()
     assert "| unet | cpu | 128² | 1 | 5 |" in table and "| encode-once | cpu | 128² | 1 | 5 |" in table
+    # trained model files side by side, each at its own widths (the candidate against the shipped model)
+    from mm_deepz.shipped import shipped_model_path
+
+    shipped = shipped_model_path(2)
+    assert inference(["--quick", "--device", "cpu", "--out", str(tmp_path), "--model", str(shipped)]) == 0
+    (row,) = json.loads((tmp_path / "inference.json").read_text())["rows"]
+    assert (
+        row["architecture"] == f"unet ({shipped.name})" and row["planes_in"] == 2 and row["planes_per_s"] > 0
+    )
 
 
 def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
