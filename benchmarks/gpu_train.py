@@ -66,6 +66,13 @@ RUNS: dict[str, list[str]] = {
         *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
         *("--decoder-channels", "16", "--targets-per-sample", "4"),
     ],
+    # the arm carried on in legs on the CPU (benchmarks.learning's encode-once-d16-k4-bf16), continued from
+    # its committed checkpoint (``--resume 2plane_eo_b6_bf16=CKPT``, benchmarks/checkpoints/)
+    "2plane_eo_b6_bf16": [
+        *CPU_RECIPE,
+        *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
+        *("--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16"),
+    ],
 }
 #: seconds a main phase spends outside its steps (loading the stacks, CUDA set-up, the last saves), kept
 #: free under ``--total``
