@@ -145,7 +145,10 @@ def sustained(
     n = len(watch.written)
     latency = np.array(watch.written) - np.array(watch.exposed[:n])
     s = watch.samples
-    span = s[-1]["s"] - s[1]["s"] if len(s) > 2 else 1.0
+    # the camera's rate while it ran: up to the last sample it exposed a frame in (a run that ends waits
+    # for the model's stack in progress, tens of seconds on the CPU at 2048², with the camera stopped)
+    last = max((i for i in range(1, len(s)) if s[i]["exposed"] > s[i - 1]["exposed"]), default=len(s) - 1)
+    span = s[last]["s"] - s[1]["s"] if last > 1 else 1.0
     return {
         "runner": runner,
         "model": model_mode,
@@ -155,7 +158,7 @@ def sustained(
         "frames_exposed": len(watch.exposed),
         "frames_written": n,
         "frames_lost": len(watch.exposed) - n,
-        "fps": round((s[-1]["exposed"] - s[1]["exposed"]) / span, 1) if len(s) > 2 else None,
+        "fps": round((s[last]["exposed"] - s[1]["exposed"]) / span, 1) if last > 1 else None,
         "latency_ms": {
             "median": round(float(np.median(latency)) * 1000, 1),
             "p99": round(float(np.percentile(latency, 99)) * 1000, 1),
