@@ -145,10 +145,6 @@ def sustained(
     n = len(watch.written)
     latency = np.array(watch.written) - np.array(watch.exposed[:n])
     s = watch.samples
-    # the camera's rate while it ran: up to the last sample it exposed a frame in (a run that ends waits
-    # for the model's stack in progress, tens of seconds on the CPU at 2048², with the camera stopped)
-    last = max((i for i in range(1, len(s)) if s[i]["exposed"] > s[i - 1]["exposed"]), default=len(s) - 1)
-    span = s[last]["s"] - s[1]["s"] if last > 1 else 1.0
     return {
         "runner": runner,
         "model": model_mode,
@@ -158,7 +154,7 @@ def sustained(
         "frames_exposed": len(watch.exposed),
         "frames_written": n,
         "frames_lost": len(watch.exposed) - n,
-        "fps": round((s[last]["exposed"] - s[1]["exposed"]) / span, 1) if last > 1 else None,
+        "fps": camera_rate(s),
         "latency_ms": {
             "median": round(float(np.median(latency)) * 1000, 1),
             "p99": round(float(np.percentile(latency, 99)) * 1000, 1),
@@ -171,6 +167,17 @@ def sustained(
         **made,
         "series": s,
     }
+
+
+def camera_rate(samples: list[dict[str, Any]]) -> float | None:
+    """Frames per second the camera exposed while it ran: from the second sample (the first second
+    holds the start) to the last one it exposed a frame in (a run that ends waits for the model's stack
+    in progress, tens of seconds on the CPU at 2048², with the camera stopped)."""
+    s = samples
+    last = max((i for i in range(1, len(s)) if s[i]["exposed"] > s[i - 1]["exposed"]), default=0)
+    if last <= 1:
+        return None
+    return round((s[last]["exposed"] - s[1]["exposed"]) / (s[last]["s"] - s[1]["s"]), 1)
 
 
 def plain_rate(runner: str, size: int, fps: float, seconds: float) -> float:

@@ -210,6 +210,15 @@ def test_the_sustained_rate_benchmark_loses_no_frame_and_samples_the_process(tmp
     assert (tmp_path / "s.png").stat().st_size > 10_000
 
 
+def test_the_sustained_rate_is_the_camera_s_while_it_ran_not_the_wait_for_the_model_s_last_stack():
+    from benchmarks.sustained import camera_rate
+
+    running = [{"s": float(t), "exposed": 80 * t} for t in range(121)]  # 80 frames/s for 2 minutes
+    waiting = [{"s": 120.0 + t, "exposed": 9600} for t in range(1, 76)]  # then 75 s for the model's stack
+    assert camera_rate(running + waiting) == 80.0
+    assert camera_rate(running[:2]) is None  # too short to say
+
+
 def test_the_writers_comparison_streams_the_same_frames_through_each_writer(tmp_path):
     from benchmarks.backends import WRITERS
     from benchmarks.backends import main as backends
