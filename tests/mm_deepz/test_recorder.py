@@ -578,12 +578,13 @@ def test_planes_that_come_faster_than_the_codec_are_stored_uncompressed_and_read
     sizes = [f.stat().st_size for f in shards if f.is_file()]
     frame_bytes = frames[0].nbytes
     assert len(sizes) == 2
-    assert sizes[0] > 0.75 * 64 * frame_bytes  # back to back: (nearly) all stored as they came
+    # back to back: mostly stored as they came (a page-cache stall, read as a slow disk, compresses some)
+    assert sizes[0] > 0.6 * 64 * frame_bytes
     assert sizes[1] < 0.6 * 16 * frame_bytes  # waited for: compressed
     stored = read_progress(root)["stored_uncompressed"]
     assert list(stored) == ["measured"]  # the virtual stacks are all compressed
     assert (
-        stored["measured"]["planes"] == 80 and 48 <= stored["measured"]["uncompressed"] <= 64
+        stored["measured"]["planes"] == 80 and 32 <= stored["measured"]["uncompressed"] <= 64
     )  # not the last 16
     virtual = root / image_group_path(open_container(root), "virtual") / "0" / "c"
     assert sum(f.stat().st_size for f in virtual.rglob("*") if f.is_file()) < 0.6 * 3 * 2 * frame_bytes
@@ -602,8 +603,9 @@ def test_a_camera_plane_is_compressed_when_the_disk_is_slower_than_the_encoder_e
     frame = 2048 * 2048 * 2
     budget = CodecBudget()
     assert budget.allows(frame)  # the first plane: nothing known, compressed
-    budget.spent(True, encode_s=0.002, write_s=0.0004, nbytes=frame, stored=frame // 5, planes=1)
-    assert not budget.allows(frame)  # no wait, and 8 MB into the page cache take 1.6 ms < 2 ms
-    budget.spent(False, encode_s=0.0, write_s=0.05, nbytes=frame, stored=frame, planes=1)  # a stall
-    assert budget.allows(frame)  # saving 6.4 MB of a slow disk's writes is worth a 2 ms encode
+    # times of a slow encoder (50 ms), so that a thread preempted between the calls does not read as waiting
+    budget.spent(True, encode_s=0.05, write_s=0.01, nbytes=frame, stored=frame // 5, planes=1)
+    assert not budget.allows(frame)  # no wait, and 6.4 MB more into the page cache take 40 ms < 50
+    budget.spent(False, encode_s=0.0, write_s=1.0, nbytes=frame, stored=frame, planes=1)  # a stall
+    assert budget.allows(frame)  # saving 6.4 MB of a slow disk's writes is worth the encode
     assert (budget.planes, budget.uncompressed) == (2, 1)
