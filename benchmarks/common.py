@@ -41,6 +41,12 @@ def demo_model(n_planes: int = 1, base: int = 16, depth: int = 3, architecture: 
     )
 
 
+def measured_uncompressed(attrs: dict[str, Any]) -> int:
+    """Measured planes a run stored uncompressed, as its record counts them (``stored_uncompressed``:
+    they came faster than the codec)."""
+    return int(attrs.get("stored_uncompressed", {}).get("measured", {}).get("uncompressed", 0))
+
+
 def rss_mb() -> float:
     """Resident memory of this process (MB)."""
     with open("/proc/self/statm") as f:

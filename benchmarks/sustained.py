@@ -45,7 +45,7 @@ from mm_deepz.io import read_progress
 from mm_deepz.modelfile import load_model
 from mm_deepz.shipped import shipped_model_path
 
-from .common import REPLAY_FRAMES, machine, rss_mb
+from .common import REPLAY_FRAMES, machine, measured_uncompressed, rss_mb
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,7 @@ def sustained(
         made = run(core)
     on_disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     # planes that came faster than the codec are stored uncompressed (the camera never waits for it)
-    stored = read_progress(out).get("stored_uncompressed", {}).get("measured", {})
-    uncompressed = stored.get("uncompressed", 0)
+    uncompressed = measured_uncompressed(read_progress(out))
     shutil.rmtree(out)
     n = len(watch.written)
     latency = np.array(watch.written) - np.array(watch.exposed[:n])

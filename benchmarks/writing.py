@@ -19,6 +19,8 @@ from ome_zarr.writer import write_image
 import simulators as sim
 from mm_deepz.io import Geometry, Recorder
 
+from .common import measured_uncompressed
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -88,7 +90,7 @@ def _stored(rec: Recorder, n: int, frame_bytes: int) -> dict[str, float]:
     share of frames stored uncompressed (they came faster than the codec)."""
     rec.finish()
     files = [f for f in (rec.path / rec.group_path("measured") / "0" / "c").rglob("*") if f.is_file()]
-    uncompressed = rec.attrs.get("stored_uncompressed", {}).get("measured", {}).get("uncompressed", 0)
+    uncompressed = measured_uncompressed(rec.attrs)
     return {
         "lz4_size_ratio": n * frame_bytes / max(sum(f.stat().st_size for f in files), 1),
         "files_per_time_point": len(files) / n,

@@ -278,10 +278,10 @@ class ImageStore:
 
     def stored_uncompressed(self) -> dict[str, dict[str, int]]:
         """Of each image's planes written so far, how many, and how many stored uncompressed because they
-        arrived faster than the codec (:class:`~.shards.CodecBudget`); images with any, when compressing."""
+        arrived faster than the codec (:class:`~.shards.CodecBudget`); images with any."""
         out: dict[str, dict[str, int]] = {}
         for (image, _), writer in self._shard_writers.items():
-            if self.compression and writer is not None and writer.budget and writer.budget.uncompressed:
+            if writer is not None and writer.budget is not None and writer.budget.uncompressed:
                 counts = out.setdefault(image, {"planes": 0, "uncompressed": 0})
                 counts["planes"] += writer.budget.planes
                 counts["uncompressed"] += writer.budget.uncompressed

@@ -142,8 +142,8 @@ class ShardWriter:
         self._inner = tuple(array.chunks)
         self._per_shard = chunks_per_shard(array)
         self._index_bytes = 16 * math.prod(self._per_shard)
-        #: when this array's planes are compressed (a camera image's; every plane of any other)
-        self.budget = CodecBudget() if camera else None
+        #: when a camera image's planes are compressed (none without a codec; every plane of any other image)
+        self.budget = CodecBudget() if camera and codec is not None else None
 
     @classmethod
     def for_array(cls, array: zarr.Array[Any], camera: bool = True) -> ShardWriter | None:
@@ -249,8 +249,8 @@ class ShardWriter:
                 _write_all(f, encoded)
             entries = []
             for k, encoded in chunks:
-                entries.append((k, offset, _length(encoded)))
-                offset += _length(encoded)
+                entries.append((k, offset, n := _length(encoded)))
+                offset += n
             for k, run in _runs(entries):  # 2. then the entries, in place: a plane's bands in one write
                 f.seek(16 * k)
                 _write_all(f, (np.array(run, "<u8").tobytes(),))
@@ -260,8 +260,8 @@ class ShardWriter:
         index = np.full((self._index_bytes // 16, 2), EMPTY, "<u8")
         offset = self._index_bytes
         for k, encoded in chunks:
-            index[k] = (offset, _length(encoded))
-            offset += _length(encoded)
+            index[k] = (offset, n := _length(encoded))
+            offset += n
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
         with open(temporary, "wb", buffering=0) as f:
