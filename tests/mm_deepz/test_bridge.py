@@ -102,3 +102,28 @@ def test_moved_python_backend_internals_do_not_stand_in_the_way_of_micro_manager
     port = _free_port()
     with pytest.raises(BridgeError, match=f"No Micro-Manager answered on port {port}"):
         connect_micromanager(port=port, timeout_ms=300)
+
+
+def test_the_next_frame_of_a_running_sequence_is_waited_for_not_spun_for(world):
+    # pycromanager's Python engine asks for a sequence's next frame in a loop that does not pause: when
+    # the buffer is empty, the adapter sleeps (letting a camera whose frames are made in Python make
+    # them) before it says so, and a frame that is there comes at once
+    import time
+
+    from mm_deepz.bridge import POP_WAIT_S
+
+    with start_simulator(world) as session:
+        core = session.core
+        core.setExposure(500.0)  # the simulated camera takes its exposure's time, as a real one does
+        core.startSequenceAcquisition(2, 0.0, True)
+        try:
+            started = time.monotonic()
+            with pytest.raises(IndexError, match="empty"):  # still MMCore's answer for an empty buffer
+                core.pop_next_tagged_image()
+            assert time.monotonic() - started >= POP_WAIT_S
+            while not core.getRemainingImageCount():
+                time.sleep(0.01)
+            frame = core.pop_next_tagged_image()
+            assert frame.pix.shape == (core.getImageHeight(), core.getImageWidth()) and frame.pix.any()
+        finally:
+            core.stopSequenceAcquisition()
