@@ -171,6 +171,11 @@ def sequence_for(
     return useq.MDASequence(**kwargs)
 
 
+#: the most exposure time of time points due at once that is decided ahead and run as one camera
+#: sequence, on both runners (a toggle or a blind check asked for applies after it)
+SEQUENCE_S = 0.25
+
+
 def start_s(sequence: useq.MDASequence, t: int) -> float:
     """When time point ``t`` of ``sequence`` is due, in seconds from the run's start."""
     plan = sequence.time_plan

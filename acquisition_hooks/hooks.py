@@ -30,7 +30,7 @@ them in its hardware step. Deep-Z events carry an extra axis ``deepz`` (``anchor
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,6 +67,7 @@ class DeepZHooks:
         enabled: bool = True,
         anchor_properties: Sequence[Sequence[str]] = (),
         signals: RunSignals | None = None,
+        set_property: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.plan = plan
         #: decides what each requested plane becomes; anchor planes set ``anchor_properties`` first
@@ -74,6 +75,8 @@ class DeepZHooks:
         self.rewriter = EventRewriter(plan, anchor_properties=anchor_properties)
         self.recorder = recorder
         self.worker = worker
+        #: sets a device property on the microscope (pycromanager's camera sequences need it)
+        self._set_property = set_property
         #: what the run tells its watchers (each measured plane, virtual stack, blind check)
         self.signals = signals or RunSignals()
         #: the counters and why the run must stop, shared by the pieces below
@@ -126,11 +129,17 @@ class DeepZHooks:
         return {"image_process_fn": self.image_process_fn, "pre_hardware_hook_fn": self.pre_hardware_hook_fn}
 
     def pre_hardware_hook_fn(self, event: _Event) -> _Event | None:
-        """pycromanager's hook before an event (or, on its Java backend, a hardware sequence of events)
-        moves the hardware: once the run has stopped, what is still queued (the time point submitted
-        while the one before was exposed) is dropped, so a stop exposes nothing after the time point
-        under way."""
-        return None if self.state.stopped else event
+        """pycromanager's hook before an event or a camera sequence of events moves the hardware: once
+        the run has stopped, what is still queued (the block submitted while the one before was exposed)
+        is dropped, so a stop exposes nothing after the block under way. A sequence's own properties
+        (the anchors' light power) are set here: pycromanager's engine runs a sequence without them."""
+        if self.state.stopped:
+            return None
+        if isinstance(event, list) and self._set_property is not None:
+            properties = dict.fromkeys(tuple(p) for ev in event for p in ev.get("properties", ()))
+            for device, name, value in properties:
+                self._set_property(device, name, value)
+        return event
 
     # -- event generation ---------------------------------------------------------------
     def rewrite(self, t: int, zi: int, channel: int = INPUT) -> Capture | None:

@@ -19,14 +19,11 @@ import useq
 from pymmcore_plus.core import SequencedEvent, iter_sequenced_events
 from pymmcore_plus.mda import MDAEngine
 
-from .events import DEEPZ_AXIS, INPUT, start_s, useq_event_at, useq_time_point
+from .events import DEEPZ_AXIS, INPUT, SEQUENCE_S, start_s, useq_event_at, useq_time_point
 from .hooks import DeepZHooks
 
 #: the most bytes of frames waiting to be written before the camera waits for the writer
 FRAME_QUEUE_BYTES = 512 * 2**20
-#: the most exposure time of time points due at once that is decided ahead and run as one camera
-#: sequence (a toggle or a blind check asked for applies after it)
-SEQUENCE_S = 0.25
 #: what an engine's sequence hands pymmcore-plus's runner: frames (image, event, metadata), and
 #: the runner's word back (``cancel``, ``pause`` or nothing)
 Frames = Generator[tuple[np.ndarray, useq.MDAEvent, Any] | None, Literal["cancel", "pause"] | None, None]

@@ -33,6 +33,8 @@ _ENGINE_COMMANDS = (
     "Moving XY stage",
     "Changing additional properties",
 )
+#: pycromanager's words when a camera's sequence ends before all its frames arrived
+_SEQUENCE_ENDED = "Expected images did not arrive in circular buffer"
 #: what each light path's preset is for, in refusals
 PRESET_USES = {"input": "widefield input", "reference": "blind-check reference", "target": "target stacks"}
 #: Micro-Manager's camera exposure property (ms)
@@ -159,6 +161,10 @@ class Microscope:
         """The property that sets the light power (None: none named)."""
         return self._power_property
 
+    def set_property(self, device: str, name: str, value: str) -> None:
+        """Set a device property (as an event's ``properties`` do)."""
+        self.core.setProperty(device, name, value)
+
     def power_settings(self, plan: DeepZPlan) -> list[list[str]]:
         """The ``properties`` of an event that measures at the plan's light power (none if unset)."""
         if plan.light_power_mW is None:
@@ -188,6 +194,11 @@ class Microscope:
         tries = (
             f" after {ENGINE_TRIES} tries" if where else ""
         )  # the engine retries device commands, not snaps
+        if _SEQUENCE_ENDED in text:  # a camera sequence (time points due at once) that ended early
+            where = (
+                f" (camera {self.core.getCameraDevice()!r}: its sequence of frames ended before all of them "
+                "arrived; the camera's own error is in Micro-Manager's log)"
+            )
         return (
             f"The microscope failed a device command{where}{tries}: {text}. The run stops; what was measured "
             "is kept. Check that device in Micro-Manager (Device Property Browser)."

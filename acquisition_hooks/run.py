@@ -32,7 +32,7 @@ from mm_deepz.modelfile import DeepZModel
 from mm_deepz.settings import Settings
 
 from .core import MMCore
-from .events import pycromanager_events, sequence_for
+from .events import SEQUENCE_S, pycromanager_events, sequence_for, start_s
 from .fields import IntervalS, Positions, TimePoints, unit
 from .hooks import DeepZHooks
 from .microscope import Microscope
@@ -232,6 +232,7 @@ class DeepZAcquisition:
             enabled=self._deepz,
             anchor_properties=self.anchor_properties,
             signals=self.events,
+            set_property=self.microscope.set_property,
         )
         hooks.state.on_stop(self._on_stop)
         self._opened = _Opened(recorder, worker, hooks)
@@ -446,25 +447,27 @@ class DeepZAcquisition:
         return self._finish()
 
     def _submit(self, acq: Acquisition, progress: Callable[[int, int], None] | None) -> None:
-        """Submit the time points one after the other and wait for each one's frames. A time point due
-        already (as fast as possible, or late) is submitted while the one before it is with the camera:
-        queued behind it, it starts the moment that one is exposed; submitted only once those frames had
-        reached this thread, it waited 2.2 ms a frame (256², 10 ms exposures: 0.85 of plain pycromanager's
-        rate, 0.94-0.98 queued; docs/benchmarks.md). One due later is submitted at its time, as before,
-        after the one before it was taken (a toggle in the interval applies to it)."""
+        """Submit the time points in blocks and wait for each one's frames. Time points due at the same
+        moment (as fast as possible) go in blocks of up to :data:`SEQUENCE_S` of exposure, one
+        ``acquire`` each, which pycromanager's engine runs as one camera sequence where the hardware
+        allows (Micro-Manager's burst mode, and what the MDA runner does): one time point a call, its
+        engine's hand-overs between threads for every frame held a fast camera to 0.94 of plain
+        pycromanager's rate (docs/benchmarks.md). A block due already is submitted while the one before
+        it is with the camera, so the camera never waits for the software; a time point due later is
+        submitted at its time, after the one before it was taken (a toggle in the interval applies to
+        it)."""
         s = self.settings
         start = time.monotonic()
-        # the time point submitted before this one, its frames not yet waited for
-        under_way: int | None = None
-        for t in range(s.time_points):
-            # paused, or time to spare before t is due: the one before is taken first
-            if under_way is not None and (
-                not self._go.is_set() or start + t * s.interval_s > time.monotonic()
-            ):
+        # the block submitted before this one, its frames not yet waited for
+        under_way: list[int] = []
+        t = 0
+        while t < s.time_points:
+            # paused, or time to spare before t is due: the block before is taken first
+            if under_way and (not self._go.is_set() or start + t * s.interval_s > time.monotonic()):
                 if not self._settle(acq, under_way, progress):
                     return
-                under_way = None
-            # a pause holds the run here, between time points; the schedule moves on by the pause
+                under_way = []
+            # a pause holds the run here, between blocks; the schedule moves on by the pause
             if not self._go.is_set():
                 paused_at, self.paused_before = time.monotonic(), t
                 logger.info("Paused before time point %d", t)
@@ -478,34 +481,57 @@ class DeepZAcquisition:
             # the event hook at submission), so a toggle during the wait applies to t
             if self._abort.wait(max(0.0, start + t * s.interval_s - time.monotonic())):
                 return
-            # the events are rewritten here, at submission, so only the planes to measure travel through
-            # pycromanager, and a toggle or an abort applies from the first time point not yet submitted
-            events = pycromanager_events(self.sequence, t)
-            rewritten = [out for ev in events if (out := self.hooks.rewrite_event(ev)) is not None]
-            if not rewritten:  # the run stopped (storage failure) while this time point was being submitted
+            if (block := self._block(t)) is None:  # the run stopped (storage failure) meanwhile
                 return
-            acq.acquire(rewritten)
-            if under_way is not None and not self._settle(acq, under_way, progress):
+            times, events = block
+            acq.acquire(events)
+            if under_way and not self._settle(acq, under_way, progress):
                 return
-            under_way = t
-        if under_way is not None:
+            under_way, t = times, times[-1] + 1
+        if under_way:
             self._settle(acq, under_way, progress)
 
-    def _settle(self, acq: Acquisition, t: int, progress: Callable[[int, int], None] | None) -> bool:
-        """Wait for time point ``t``'s frames and report it; False if the run was stopped meanwhile (``t``
-        is then not counted as done)."""
-        acquired = self._wait_acquired(acq, t)
-        if not acquired and self._abort.is_set():
-            return False
-        if not acquired:
-            msg = (
-                f"Time point {t} was not measured within {self.settings.time_point_timeout_s:.0f} s (a "
-                "microscope error? see the log); going on with the next one"
-            )
-            self.hooks.stats.note("errors", msg)
-            logger.error(msg)
-        if progress is not None:
-            progress(t, self.settings.time_points)
+    def _block(self, t: int) -> tuple[list[int], list[dict[str, Any]]] | None:
+        """Time point ``t`` and the ones after it due at the same moment, up to :data:`SEQUENCE_S` of
+        exposure: their time points and their events, rewritten now (so only the planes to measure
+        travel through pycromanager, and a toggle or an abort applies from the first time point not
+        yet submitted); None if the run stopped while they were rewritten."""
+        times: list[int] = []
+        events: list[dict[str, Any]] = []
+        exposure_ms = 0.0
+        due = start_s(self.sequence, t)
+        while t < self.settings.time_points and (
+            not times
+            or (start_s(self.sequence, t) == due and exposure_ms < SEQUENCE_S * 1000 and self._go.is_set())
+        ):
+            events_t = pycromanager_events(self.sequence, t)
+            rewritten = [out for ev in events_t if (out := self.hooks.rewrite_event(ev)) is not None]
+            if not rewritten:
+                return None
+            times.append(t)
+            events += rewritten
+            exposure_ms += sum(float(ev.get("exposure") or 0.0) for ev in rewritten)
+            t += 1
+        return times, events
+
+    def _settle(
+        self, acq: Acquisition, times: list[int], progress: Callable[[int, int], None] | None
+    ) -> bool:
+        """Wait for the frames of ``times`` in turn and report each; False if the run was stopped
+        meanwhile (the time point then waited for is not counted as done)."""
+        for t in times:
+            acquired = self._wait_acquired(acq, t)
+            if not acquired and self._abort.is_set():
+                return False
+            if not acquired:
+                msg = (
+                    f"Time point {t} was not measured within {self.settings.time_point_timeout_s:.0f} s (a "
+                    "microscope error? see the log); going on with the next one"
+                )
+                self.hooks.stats.note("errors", msg)
+                logger.error(msg)
+            if progress is not None:
+                progress(t, self.settings.time_points)
         return True
 
     def _wait_acquired(self, acq: Acquisition, t: int) -> bool:

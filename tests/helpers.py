@@ -163,6 +163,14 @@ def encode_once_model(n_planes: int = 1, seed: int = 0) -> DeepZModel:
     return model
 
 
+def per_block(exposure_ms: float) -> int:
+    """Time points due at once that a run hands the camera as one sequence, at ``exposure_ms`` a time
+    point (a quarter second of exposures, ``acquisition_hooks.events.SEQUENCE_S``)."""
+    from acquisition_hooks.events import SEQUENCE_S
+
+    return int(np.ceil(SEQUENCE_S * 1000 / exposure_ms))
+
+
 def deepz_run(session: Any, path: Path, time_points: int) -> Path:
     """A finished Deep-Z run on the simulator (measured and virtual stacks)."""
     from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings

@@ -4,13 +4,14 @@ import time
 
 import numpy as np
 import pytest
+from helpers import per_block
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from typer.testing import CliRunner
 
 import simulators as sim
 from acquisition_hooks import DeepZAcquisition, DeepZPlan, RunSettings
-from mm_deepz.bridge import start_simulator
+from mm_deepz.bridge import simulated_core, start_simulator
 from mm_deepz.cli import app
 from mm_deepz.errors import DeepZError
 from mm_deepz.io import image_group_path, open_container, read_progress
@@ -121,27 +122,44 @@ def test_toggle_off_mid_run_switches_to_full_stacks(session, static_world, tmp_p
     assert prog["completed"]["virtual"] == [0] and prog["planes_measured"]["1"] == list(range(21))
 
 
-def test_a_time_point_due_already_is_queued_while_the_one_before_is_exposed(session, static_world, tmp_path):
-    # as fast as possible, the camera never waits for the software: time point 1 is with pycromanager
-    # (rewritten into its Deep-Z event) while time point 0 is still being exposed, so its exposure starts
-    # the moment t=0's ends (submitting it only once t=0's frame had arrived cost 2.2 ms a frame)
-    run = _acquisition(session, tmp_path).open()
+def _counted(sequences: list[int], start):
+    """``start`` (a core's start of a camera sequence) that first notes the sequence's length."""
+
+    def start_sequence(*args):  # (n, interval, stop) or (camera, n, interval, stop)
+        sequences.append(args[0] if isinstance(args[0], int) else args[1])
+        return start(*args)
+
+    return start_sequence
+
+
+def _per_block(plan: DeepZPlan) -> int:
+    """Time points due at once that go to the camera together (a quarter second of anchor exposures)."""
+    return per_block(plan.anchor_exposure_ms)
+
+
+def test_a_block_due_already_is_queued_while_the_one_before_is_exposed(session, static_world, tmp_path):
+    # as fast as possible, the camera never waits for the software: the second block of time points is
+    # with pycromanager (rewritten into its Deep-Z events) while the first is still being exposed, so
+    # its exposures start the moment the first block's end (submitting one only once the frames before
+    # it had arrived cost 2.2 ms a frame)
+    n = _per_block(DeepZPlan.for_model(load_model(shipped_model_path(1)), *Z)) + 1  # a block, and one more
+    run = _acquisition(session, tmp_path, time_points=n).open()
     expose = static_world.expose
     requested_during_first_exposure = []
 
     def first_exposure_waits(*args, **kwargs):
-        if not requested_during_first_exposure:  # t=0 on the camera: has t=1 been submitted meanwhile?
+        if not requested_during_first_exposure:  # t=0 on the camera: has the second block been submitted?
             deadline = time.monotonic() + 5
-            while run.hooks.stats.planes_requested < 2 * 21 and time.monotonic() < deadline:
+            while run.hooks.stats.planes_requested < n * 21 and time.monotonic() < deadline:
                 time.sleep(0.005)
             requested_during_first_exposure.append(run.hooks.stats.planes_requested)
         return expose(*args, **kwargs)
 
     static_world.expose = first_exposure_waits
     summary = run.run()
-    assert requested_during_first_exposure == [2 * 21]  # t=0's and t=1's requested planes
-    assert summary.time_points == 3 and static_world.dose.exposures == 3  # nothing more exposed
-    assert read_progress(tmp_path / "run.ome.zarr")["completed"]["measured"] == [0, 1, 2]
+    assert requested_during_first_exposure == [n * 21]  # both blocks' requested planes
+    assert summary.time_points == n and static_world.dose.exposures == n  # nothing more exposed
+    assert read_progress(tmp_path / "run.ome.zarr")["completed"]["measured"] == list(range(n))
 
 
 def test_two_plane_model_exposes_two_planes(session, static_world, tmp_path):
@@ -159,16 +177,18 @@ def test_aborted_run_leaves_completed_time_points_readable(session, static_world
             holder["run"].abort()
 
     model = load_model(shipped_model_path(1))
+    plan = DeepZPlan.for_model(model, *Z)
+    n = _per_block(plan) + 2  # the abort comes in the first block, which the camera finishes (0.25 s)
     run = DeepZAcquisition(
         session.core,
         model,
-        DeepZPlan.for_model(model, *Z),
-        RunSettings(output=tmp_path / "run.ome.zarr", time_points=6, device="cpu"),
+        plan,
+        RunSettings(output=tmp_path / "run.ome.zarr", time_points=n, device="cpu"),
         on_image=stop,
     )
     holder["run"] = run
     summary = run.run()
-    assert summary.aborted and summary.time_points < 6
+    assert summary.aborted and summary.time_points < n
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert 0 in prog["completed"]["measured"] and prog["aborted"]
     # every measured time point's stack is made (and readable) or recorded as still to make: the abort
@@ -291,32 +311,29 @@ def test_pymmcore_plus_mda_runs_the_same_capture(static_world, tmp_path):
     core.unloadAllDevices()
 
 
-def test_mda_time_points_due_at_once_are_one_camera_sequence(static_world, tmp_path, monkeypatch):
-    # #33: pymmcore-plus set up, logged and tore down every Deep-Z event on its own (about 4 ms a frame:
-    # 0.71 of a plain MDA time-lapse's frame rate, which it runs as one camera sequence)
-    from acquisition_hooks import mda
-
-    core = sim.load_demo_core(static_world)
+@pytest.mark.parametrize("runner", ["pycromanager", "mda"])
+def test_time_points_due_at_once_are_one_camera_sequence(static_world, tmp_path, monkeypatch, runner):
+    # #33: one event at a time, pymmcore-plus set up, logged and tore down every Deep-Z event (about 4 ms
+    # a frame: 0.71 of a plain MDA time-lapse's frame rate, which it runs as one camera sequence), and
+    # pycromanager's engine handed every frame between its threads (0.94 of plain pycromanager's rate)
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, *Z)
     sequences: list[int] = []
-    start = core.startSequenceAcquisition
-
-    def start_sequence(*args):
-        sequences.append(args[0] if isinstance(args[0], int) else args[1])
-        return start(*args)
-
-    monkeypatch.setattr(core, "startSequenceAcquisition", start_sequence)
-    run = DeepZAcquisition(
-        core, model, plan, RunSettings(output=tmp_path / "mda.ome.zarr", time_points=30, device="cpu")
-    )
-    run.run_mda()
-    core.unloadAllDevices()
+    settings = RunSettings(output=tmp_path / "run.ome.zarr", time_points=30, device="cpu")
+    with simulated_core(static_world, runner) as core:
+        for name in ("startSequenceAcquisition", "start_sequence_acquisition"):  # MDA's name, pycromanager's
+            if hasattr(core, name):
+                start = getattr(core, name)
+                monkeypatch.setattr(core, name, _counted(sequences, start))
+        run = DeepZAcquisition(core, model, plan, settings)
+        run.run_mda() if runner == "mda" else run.run()
     # blocks of at most a quarter second of exposure, each one camera sequence of its time points' anchors
-    per_block = int(np.ceil(mda.SEQUENCE_S * 1000 / plan.anchor_exposure_ms))
+    per_block = _per_block(plan)
     assert sequences == [per_block] * (30 // per_block) + ([30 % per_block] if 30 % per_block else [])
-    prog = read_progress(tmp_path / "mda.ome.zarr")
+    prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["measured"] == list(range(30)) and len(prog["planes_measured"]) == 30
+    measured, _ = _image(tmp_path / "run.ome.zarr", "measured")
+    assert (measured.reshape(30, -1).max(axis=1) > 0).all()  # every frame of every sequence written
 
 
 def test_an_acquisition_writes_nothing_until_opened_and_runs_once(session, static_world, tmp_path):

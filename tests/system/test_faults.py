@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from helpers import disk_fails_after_measured_planes, tiny_model
+from helpers import disk_fails_after_measured_planes, per_block, tiny_model
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from typer.testing import CliRunner
@@ -40,6 +40,11 @@ def _acquisition(session, tmp_path, time_points=4, **settings):
         DeepZPlan.for_model(model, *Z),
         RunSettings(output=tmp_path / "run.ome.zarr", time_points=time_points, device="cpu", **settings),
     )
+
+
+def _per_block() -> int:
+    """Time points due at once that go to the camera as one sequence, at the shipped 1-plane plan's."""
+    return per_block(DeepZPlan.for_model(load_model(shipped_model_path(1)), *Z).anchor_exposure_ms)
 
 
 def _measured(path):
@@ -119,7 +124,8 @@ def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(
     session, tmp_path, monkeypatch, code, words
 ):
     disk_fails_after_measured_planes(monkeypatch, 2, code)  # from the third measured plane on
-    run = _acquisition(session, tmp_path, time_points=6)
+    block = _per_block()
+    run = _acquisition(session, tmp_path, time_points=block + 6)  # a block due at once, and more
     t0 = time.monotonic()
     summary = run.run()
     assert time.monotonic() - t0 < 60 and _no_worker_threads()
@@ -128,8 +134,9 @@ def test_disk_full_or_unwritable_stops_cleanly_and_keeps_what_was_written(
     assert words in summary.stop_reason and re.search(
         r"\(\d+(\.\d)? (bytes|KB|MB|GB|TB) free\)", summary.stop_reason
     )
-    # the third plane's write failed; at most the time point already under way was exposed after it
-    assert session.world.dose.exposures <= 4
+    # the third plane's write failed; at most the block already under way (one camera sequence, a
+    # quarter second) was exposed after it, the block queued behind it was dropped
+    assert session.world.dose.exposures <= block
     prog = read_progress(tmp_path / "run.ome.zarr")
     # both written time points are accounted for: in the record, or (the record trails the frames by up
     # to a second, and the full disk took its last write) on disk where `info` names them
@@ -222,9 +229,12 @@ def test_a_camera_error_does_not_hang_the_run(session, tmp_path, monkeypatch):
     # a microscope error is an error (issue #38): the run stops at once, naming it, and keeps t=0; it
     # does not wait out the time-point timeout (120 s here) nor go on as if nothing happened
     assert prog["completed"]["measured"] == [0] and prog["finished"] and prog["aborted"]
-    assert summary.stop_reason is not None and "camera: lost connection" in summary.stop_reason
-    assert summary.planes_requested <= 3 * 21  # t=0, t=1 and the time point queued behind it
-    assert session.world.dose.exposures == 1  # t=0; the queued t=2 dropped: nothing exposed after the error
+    # the three time points are one camera sequence, which the camera ended: its own error is in the
+    # log (the core's sequence thread), the stop reason names the camera
+    assert summary.stop_reason is not None and "camera 'Camera'" in summary.stop_reason
+    assert "sequence of frames ended" in summary.stop_reason
+    assert summary.planes_requested <= 3 * 21
+    assert session.world.dose.exposures == 1  # t=0: nothing exposed after the error
 
 
 def test_an_error_escaping_the_run_still_finishes_the_container_with_what_was_measured(
@@ -237,20 +247,23 @@ def test_an_error_escaping_the_run_still_finishes_the_container_with_what_was_me
 
     events = run_module.pycromanager_events
 
+    block = _per_block()  # the first block of time points due at once is with the camera meanwhile
+
     def failing(sequence, t):
-        if t == 1:
+        if t == block:
             raise RuntimeError("pycromanager: the acquisition engine stopped")
         return events(sequence, t)
 
     monkeypatch.setattr(run_module, "pycromanager_events", failing)
     with (
         pytest.raises(RuntimeError, match="engine stopped"),
-        _acquisition(session, tmp_path, time_points=3) as run,
+        _acquisition(session, tmp_path, time_points=block + 1) as run,
     ):
         run.run()
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["finished"] and prog["aborted"]
-    assert prog["completed"]["measured"] == [0] and prog["completed"]["virtual"] == [0]
+    first = list(range(block))
+    assert prog["completed"]["measured"] == first and prog["completed"]["virtual"] == first
     assert prog["summary"]["stop_reason"] == "RuntimeError: pycromanager: the acquisition engine stopped"
     assert prog["summary"]["seconds"] > 0 and _no_worker_threads()
     Recorder(
@@ -329,12 +342,14 @@ def test_a_config_file_with_unknown_devices_is_a_clear_error(tmp_path):
 
 # -- 5. reading what an interrupted run left -----------------------------------------------
 def test_an_interrupted_container_reads_and_reports_its_complete_time_points(session, tmp_path):
-    run = _acquisition(session, tmp_path, time_points=6)
+    block = _per_block()
+    run = _acquisition(session, tmp_path, time_points=block + 6)
     run.events.image.connect(lambda kind, t, zi, image: run.abort() if t == 2 else None)
     run.run()
     done = read_progress(tmp_path / "run.ome.zarr")["completed"]["measured"]
-    # the abort takes effect within a time point: an event already sent to the camera still arrives
-    assert done[:3] == [0, 1, 2] and len(done) <= 4
+    # the abort takes effect after the block under way (time points due at once, one camera sequence of
+    # a quarter second): its frames still arrive, the block queued behind it is dropped
+    assert done == list(range(len(done))) and 3 <= len(done) <= block
     measured = _measured(tmp_path / "run.ome.zarr")  # ome_zarr's reader (what napari's plugin uses)
     n = len(done)
     assert measured.shape[0] == n and (measured[:, 0, 0].reshape(n, -1).max(axis=1) > 0).all()
