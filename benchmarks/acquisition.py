@@ -70,10 +70,16 @@ def _world(size: int, replay: bool) -> sim.SimWorld:
 
 
 def plain_fps(
-    size: int, frames: int, directory: Path, replay: bool = False, exposure_ms: float = EXPOSURE_MS
+    size: int,
+    frames: int,
+    directory: Path,
+    replay: bool = False,
+    exposure_ms: float = EXPOSURE_MS,
+    per_call: bool = False,
 ) -> float:
     """Frames per second of pycromanager alone (NDTiff storage); ``replay``: the camera's frames
-    rendered once and handed out again (they cost no CPU)."""
+    rendered once and handed out again (they cost no CPU); ``per_call``: one event an ``acquire``
+    call, not the whole list as one camera sequence."""
     stamps: list[float] = []
 
     def stamp(image: np.ndarray, metadata: dict) -> tuple:
@@ -90,8 +96,10 @@ def plain_fps(
             directory=str(directory), name="plain", show_display=False, image_process_fn=stamp
         ) as acq,
     ):
-        for event in events:  # one per call: a whole list at once slows pycromanager's Python engine
-            acq.acquire(event)  # down ~10x after a few frames (measured), which would flatter Deep-Z
+        # the whole list in one call, as users give it: pycromanager's engine runs it as one camera
+        # sequence (one event a call: 0.92 of this rate, 256² replayed; docs/benchmarks.md)
+        for batch in ([e] for e in events) if per_call else [events]:
+            acq.acquire(batch)
     return _fps(stamps)
 
 

@@ -187,8 +187,9 @@ def plain_rate(runner: str, size: int, fps: float, seconds: float) -> float:
     frames, exposure_ms = max(int(fps * seconds), 20), 1000.0 / fps
     if runner == "mda":
         return round(plain_mda_fps(size, frames, replay=True, exposure_ms=exposure_ms), 1)
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
-        return round(plain_fps(size, frames, Path(tmp), replay=True, exposure_ms=exposure_ms), 1)
+    with tempfile.TemporaryDirectory(dir=".") as tmp:  # one event a call: as one camera sequence, 2048²
+        # frames into NDTiff overflow the core's buffer and pycromanager stops ("Sequence buffer overflow")
+        return round(plain_fps(size, frames, Path(tmp), True, exposure_ms, per_call=True), 1)
 
 
 def plot(rows: list[dict[str, Any]], png: Path) -> None:
