@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for runner in runners:
             plain = args.plain_seconds and plain_rate(runner, args.size, args.fps, args.plain_seconds)
             for model_mode in models:
-                if len(runners) == len(models) == 1:
+                if len(runners) == len(models) == 1 and not plain:
                     row = sustained(runner, model_mode, args.size, args.fps, args.minutes * 60, Path(tmp))
-                else:  # each run in a fresh process: memory figures of its own
+                else:  # each run in a fresh process: memory figures of its own (not the plain run's)
                     part = Path(tmp) / f"{runner}-{model_mode}.json"
                     one = ["--runner", runner, "--model", model_mode, "--out", str(part), "--png", ""]
                     sizes = ["--minutes", str(args.minutes), "--size", str(args.size), "--fps", str(args.fps)]
