@@ -24,7 +24,7 @@ waited for the plane at least as long as the last encode took, or the disk is sl
 Planes that come faster than the encoder on a faster disk (a burst, the page cache, cores taken by the
 model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a
 16-byte Blosc header before the plane's bytes, read by every Blosc decoder as any other chunk, written
-without a copy. So the writer keeps up at the disk's rate and compresses what it has time for. A
+without a copy, after a few bytes of padding that put the plane's bytes on page boundaries. So the writer keeps up at the disk's rate and compresses what it has time for. A
 virtual stack is always compressed: the model's thread writes it, and the camera does not wait for that.
 
 zarr-python, ome-zarr-py, napari and the validators read these shards as any others (the index says
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import math
+import mmap
 import os
 import threading
 import time
@@ -245,12 +246,12 @@ class ShardWriter:
                 self._rewrite(path, [(k, b) for k, b in kept if k not in replaced] + chunks)
                 return
             offset = f.seek(0, os.SEEK_END)
-            for _, encoded in chunks:  # 1. the bytes, at the end
-                _write_all(f, encoded)
             entries = []
-            for k, encoded in chunks:
-                entries.append((k, offset, n := _length(encoded)))
-                offset += n
+            for k, encoded in chunks:  # 1. the bytes, at the end
+                gap = _gap(offset, encoded)
+                _write_all(f, (_ZEROS[:gap], *encoded))
+                entries.append((k, offset + gap, n := _length(encoded)))
+                offset += gap + n
             for k, run in _runs(entries):  # 2. then the entries, in place: a plane's bands in one write
                 f.seek(16 * k)
                 _write_all(f, (np.array(run, "<u8").tobytes(),))
@@ -259,15 +260,17 @@ class ShardWriter:
         """Write a whole shard holding ``chunks`` to a temporary file and rename it to ``path``."""
         index = np.full((self._index_bytes // 16, 2), EMPTY, "<u8")
         offset = self._index_bytes
+        gaps = []
         for k, encoded in chunks:
-            index[k] = (offset, n := _length(encoded))
-            offset += n
+            gaps.append(gap := _gap(offset, encoded))
+            index[k] = (offset + gap, n := _length(encoded))
+            offset += gap + n
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
         with open(temporary, "wb", buffering=0) as f:
             _write_all(f, (index.tobytes(),))
-            for _, encoded in chunks:
-                _write_all(f, encoded)
+            for gap, (_, encoded) in zip(gaps, chunks, strict=True):
+                _write_all(f, (_ZEROS[:gap], *encoded))
         os.replace(temporary, path)
 
 
@@ -395,6 +398,21 @@ def _runs(entries: list[tuple[int, int, int]]) -> list[tuple[int, list[tuple[int
         else:
             runs.append((k, [(offset, length)]))
     return runs
+
+
+#: the page size of the page cache, and a page of zeros to pad with
+_PAGE = mmap.PAGESIZE
+_ZEROS = memoryview(bytes(_PAGE))
+
+
+def _gap(offset: int, encoded: Encoded) -> int:
+    """Bytes of padding before a chunk written at ``offset`` so that a plane stored uncompressed (a
+    16-byte Blosc header, then its own bytes) has its bytes on page boundaries: copied into the page
+    cache unaligned, four 2048² bands took 1.53 ms against 1.48 (the sharding spec allows bytes no
+    chunk refers to)."""
+    if len(encoded) != 2 or memoryview(encoded[1]).nbytes < _PAGE:
+        return 0
+    return -(offset + memoryview(encoded[0]).nbytes) % _PAGE
 
 
 def _write_all(f: BinaryIO, pieces: Encoded) -> None:
