@@ -22,10 +22,11 @@ memory for its shard to fill, and a kill -9 loses at most the plane being writte
 when the writer has time for it or the encode makes the write faster (:class:`CodecBudget`): when it
 waited for the plane at least as long as the last encode took, or the disk is slower than the encoder.
 Planes that come faster than the encoder on a faster disk (a burst, the page cache, cores taken by the
-model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a
-16-byte Blosc header before the plane's bytes, read by every Blosc decoder as any other chunk, written
-without a copy, after a few bytes of padding that put the plane's bytes on page boundaries. So the writer keeps up at the disk's rate and compresses what it has time for. A
-virtual stack is always compressed: the model's thread writes it, and the camera does not wait for that.
+model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a 16-byte Blosc header
+before the plane's bytes, read by every Blosc decoder as any other chunk, written without a copy,
+after a few bytes of padding that put the plane's bytes on page boundaries. So the writer keeps up at
+the disk's rate and compresses what it has time for. A virtual stack is always compressed: the
+model's thread writes it, and the camera does not wait for that.
 
 zarr-python, ome-zarr-py, napari and the validators read these shards as any others (the index says
 where each plane is; unreferenced bytes between planes are allowed by the sharding spec). zarr-python
