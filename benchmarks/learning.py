@@ -55,7 +55,7 @@ ARMS: dict[str, list[str]] = {
     "encode-once-d16-k2": [*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "2"],
     # the leading arm again, its networks in bfloat16 on the CPU (the loss stays float32): 1.36x faster
     # steps at one thread (1.28 against 1.75 s, side by side, session 21), one schedule from scratch to
-    # 8000 steps, then legs given by --steps (9000, 12000, 15600, 20000, 24000, 28000: docs/models.md);
+    # 8000 steps, then legs given by --steps (9000, 12000, 15600, 20000, 24000, 28000, 32000: docs/models.md);
     # the arm carried on
     "encode-once-d16-k4-bf16": [
         *_ENCODE_ONCE,
@@ -74,7 +74,7 @@ STEPS = {
     "encode-once": 1700,
     "encode-once-d16-k4": 1250,
     "encode-once-d16-k2": 2400,
-    "encode-once-d16-k4-bf16": 28000,
+    "encode-once-d16-k4-bf16": 32000,
 }
 #: the legs an arm is trained in on the way to its steps, each re-entering a one-cycle schedule over its
 #: own budget: how the float32 encode-once arm's curve was made (sessions 17-20), trained so again
