@@ -128,6 +128,19 @@ def steps_done(model: Path) -> int:
     return int(done)
 
 
+def last_weights(model: Path) -> Path:
+    """``model`` with its checkpoint's last weights instead of its best validation loss's, written beside
+    it (``<arm>.last.pt``): where the validation loss is flat, the best loss's weights fall behind the
+    rise of the later steps (the bfloat16 arm's leg to 28000 kept step 22400's; docs/models.md)."""
+    checkpoint = torch.load(model.with_suffix(".ckpt"), map_location="cpu", weights_only=False)
+    last = load_model(model)
+    last.network.load_state_dict(checkpoint["net"])
+    last.card.metrics = {"validation_loss": round(float(checkpoint["history"][-1]["val_loss"]), 5)}
+    path = model.with_suffix(".last.pt")
+    last.save(path)
+    return path
+
+
 def curves(models: dict[str, Path], png: Path) -> None:
     """Validation PCC against CPU hours and against supervised target planes, one line per arm."""
     import matplotlib
@@ -200,9 +213,13 @@ def main(argv: list[str] | None = None) -> None:
             zip(arms, pool.map(lambda a: train(a, args.data, args.out, steps[a]), arms), strict=True)
         )
     rows = {arm: compute_row(path) for arm, path in models.items()}
+    # each arm twice: the weights of its best validation loss, and its last
+    lasts = {arm: last_weights(path) for arm, path in models.items()}
+    scored = [(arm, arm, path) for arm, path in models.items()]
+    scored += [(f"{arm} (last weights)", f"{arm}-last", path) for arm, path in lasts.items()]
     scores = {
-        arm: {"steps": rows[arm]["steps"], "summary": evaluate(arm, path, args.out, args.out)}
-        for arm, path in models.items()
+        name: {"steps": rows[arm]["steps"], "summary": evaluate(report, path, args.out, args.out)}
+        for (name, report, path), arm in zip(scored, [*models, *lasts], strict=True)
     }
     # where the U-Net gets with ~15x the compute: the shipped 2-plane model on the same blind specimens
     shipped = load_model(shipped_model_path(2))
@@ -211,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         "summary": evaluate("shipped", shipped_model_path(2), args.out, args.out),
     }
     # whether each arm's virtual planes show their own depth (the blind worms, beside the shipped model)
-    depth = probe([*models.values(), shipped_model_path(2)], args.out / "blind")
+    depth = probe([*models.values(), *lasts.values(), shipped_model_path(2)], args.out / "blind")
     plot(depth, args.out / "depth.png")
     curves(models, args.out / "learning.png")
     bands = {name: r["bands"] for name, r in depth.items()}

@@ -147,6 +147,23 @@ def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
     assert "| unet | 4 |" in table and "| encode-once | 4 |" in table
     curves(models, tmp_path / "learning.png")
     assert (tmp_path / "learning.png").read_bytes()[:4] == b"\x89PNG"
+    # an arm is scored with its last weights too (a flat validation loss hides a rise): its checkpoint's
+    import torch
+
+    from benchmarks.learning import last_weights
+    from mm_deepz.modelfile import load_model
+
+    checkpoint = models["encode-once"].with_suffix(".ckpt")
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    # the last weights made unlike the best (in 4 steps they were the same)
+    trained["net"] = {k: v + 1 if v.is_floating_point() else v for k, v in trained["net"].items()}
+    torch.save(trained, checkpoint)
+    last = last_weights(models["encode-once"])
+    weights = load_model(last).network.state_dict()
+    best = load_model(models["encode-once"]).network.state_dict()
+    assert last.name == "encode-once.last.pt"
+    assert all(torch.equal(weights[k], v) for k, v in trained["net"].items())
+    assert not all(torch.equal(best[k], v) for k, v in trained["net"].items())  # the best file is kept
 
 
 @pytest.fixture
