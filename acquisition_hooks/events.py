@@ -182,6 +182,13 @@ def start_s(sequence: useq.MDASequence, t: int) -> float:
     return t * plan.interval.total_seconds() if isinstance(plan, useq.TIntervalLoops) else 0.0
 
 
+def joins_block(sequence: useq.MDASequence, first: int, t: int, exposure_ms: float) -> bool:
+    """Whether time point ``t`` joins the block of time points that began at ``first`` and whose events
+    so far take ``exposure_ms``: due at the same moment, and the block under :data:`SEQUENCE_S` of
+    exposure (the one rule of both runners' camera sequences)."""
+    return start_s(sequence, t) == start_s(sequence, first) and exposure_ms < SEQUENCE_S * 1000
+
+
 def pycromanager_events(sequence: useq.MDASequence, t: int) -> list[dict[str, Any]]:
     """Time point ``t`` of ``sequence`` as pycromanager event dicts (a long time-lapse never holds
     all its events at once)."""

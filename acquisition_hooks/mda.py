@@ -19,7 +19,7 @@ import useq
 from pymmcore_plus.core import SequencedEvent, iter_sequenced_events
 from pymmcore_plus.mda import MDAEngine
 
-from .events import DEEPZ_AXIS, INPUT, SEQUENCE_S, start_s, useq_event_at, useq_time_point
+from .events import DEEPZ_AXIS, INPUT, joins_block, useq_event_at, useq_time_point
 from .hooks import DeepZHooks
 
 #: the most bytes of frames waiting to be written before the camera waits for the writer
@@ -33,7 +33,7 @@ class DeepZMDAEngine(MDAEngine):
     """pymmcore-plus MDA engine that captures z-stacks the Deep-Z way.
 
     Time points due at the same moment (as fast as possible) are handed to pymmcore-plus in blocks of
-    up to :data:`SEQUENCE_S` of exposure, which it runs as one camera sequence where the hardware
+    up to :data:`~.events.SEQUENCE_S` of exposure, which it runs as one camera sequence where the hardware
     allows (a real camera's, or the simulator's), as it does a plain time-lapse: its per-event work
     (setting up, logging and tearing down each event, about 4 ms) would otherwise take a fast camera's
     frame rate down to 0.7 of a plain run's. A time point's capture is decided when its block is
@@ -54,14 +54,15 @@ class DeepZMDAEngine(MDAEngine):
         included), in blocks pymmcore-plus may sequence."""
         if not isinstance(events, useq.MDASequence) or not isinstance(events.time_plan, useq.TIntervalLoops):
             raise TypeError("The Deep-Z MDA engine runs the time-lapse of sequence_for(), not other events.")
-        sequence, block, block_ms = events, list[useq.MDAEvent](), 0.0
+        sequence, block, block_ms, first = events, list[useq.MDAEvent](), 0.0, 0
         for t in range(events.time_plan.loops):
-            if block and (start_s(sequence, t) != block[0].min_start_time or block_ms >= SEQUENCE_S * 1000):
+            if block and not joins_block(sequence, first, t, block_ms):
                 yield from iter_sequenced_events(self.mmcore, block)
                 block, block_ms = [], 0.0
             if self.hooks.state.stopped:
                 return
             taken = self.time_point(sequence, t)
+            first = first if block else t
             block += taken
             block_ms += sum(e.exposure or 0.0 for e in taken)
         yield from iter_sequenced_events(self.mmcore, block)

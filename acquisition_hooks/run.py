@@ -32,7 +32,7 @@ from mm_deepz.modelfile import DeepZModel
 from mm_deepz.settings import Settings
 
 from .core import MMCore
-from .events import SEQUENCE_S, pycromanager_events, sequence_for, start_s
+from .events import joins_block, pycromanager_events, sequence_for
 from .fields import IntervalS, Positions, TimePoints, unit
 from .hooks import DeepZHooks
 from .microscope import Microscope
@@ -448,7 +448,7 @@ class DeepZAcquisition:
 
     def _submit(self, acq: Acquisition, progress: Callable[[int, int], None] | None) -> None:
         """Submit the time points in blocks and wait for each one's frames. Time points due at the same
-        moment (as fast as possible) go in blocks of up to :data:`SEQUENCE_S` of exposure, one
+        moment (as fast as possible) go in blocks of up to :data:`~.events.SEQUENCE_S` of exposure, one
         ``acquire`` each, which pycromanager's engine runs as one camera sequence where the hardware
         allows (Micro-Manager's burst mode, and what the MDA runner does): one time point a call, its
         engine's hand-overs between threads for every frame held a fast camera to 0.94 of plain
@@ -492,17 +492,15 @@ class DeepZAcquisition:
             self._settle(acq, under_way, progress)
 
     def _block(self, t: int) -> tuple[list[int], list[dict[str, Any]]] | None:
-        """Time point ``t`` and the ones after it due at the same moment, up to :data:`SEQUENCE_S` of
+        """Time point ``t`` and the ones after it due at the same moment, up to :data:`~.events.SEQUENCE_S` of
         exposure: their time points and their events, rewritten now (so only the planes to measure
         travel through pycromanager, and a toggle or an abort applies from the first time point not
         yet submitted); None if the run stopped while they were rewritten."""
         times: list[int] = []
         events: list[dict[str, Any]] = []
         exposure_ms = 0.0
-        due = start_s(self.sequence, t)
         while t < self.settings.time_points and (
-            not times
-            or (start_s(self.sequence, t) == due and exposure_ms < SEQUENCE_S * 1000 and self._go.is_set())
+            not times or (joins_block(self.sequence, times[0], t, exposure_ms) and self._go.is_set())
         ):
             events_t = pycromanager_events(self.sequence, t)
             rewritten = [out for ev in events_t if (out := self.hooks.rewrite_event(ev)) is not None]

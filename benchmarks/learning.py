@@ -215,12 +215,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = {arm: compute_row(path) for arm, path in models.items()}
     # each arm twice: the weights of its best validation loss, and its last
     lasts = {arm: last_weights(path) for arm, path in models.items()}
-    scored = [(arm, arm, path) for arm, path in models.items()]
-    scored += [(f"{arm} (last weights)", f"{arm}-last", path) for arm, path in lasts.items()]
-    scores = {
-        name: {"steps": rows[arm]["steps"], "summary": evaluate(report, path, args.out, args.out)}
-        for (name, report, path), arm in zip(scored, [*models, *lasts], strict=True)
-    }
+    scores = {}
+    for arm, path in models.items():
+        trained = rows[arm]["steps"]
+        scores[arm] = {"steps": trained, "summary": evaluate(arm, path, args.out, args.out)}
+        last = evaluate(f"{arm}-last", lasts[arm], args.out, args.out)
+        scores[f"{arm} (last weights)"] = {"steps": trained, "summary": last}
     # where the U-Net gets with ~15x the compute: the shipped 2-plane model on the same blind specimens
     shipped = load_model(shipped_model_path(2))
     scores["shipped U-Net (reference, not trained here)"] = {

@@ -132,17 +132,13 @@ def _counted(sequences: list[int], start):
     return start_sequence
 
 
-def _per_block(plan: DeepZPlan) -> int:
-    """Time points due at once that go to the camera together (a quarter second of anchor exposures)."""
-    return per_block(plan.anchor_exposure_ms)
-
-
 def test_a_block_due_already_is_queued_while_the_one_before_is_exposed(session, static_world, tmp_path):
     # as fast as possible, the camera never waits for the software: the second block of time points is
     # with pycromanager (rewritten into its Deep-Z events) while the first is still being exposed, so
     # its exposures start the moment the first block's end (submitting one only once the frames before
     # it had arrived cost 2.2 ms a frame)
-    n = _per_block(DeepZPlan.for_model(load_model(shipped_model_path(1)), *Z)) + 1  # a block, and one more
+    plan = DeepZPlan.for_model(load_model(shipped_model_path(1)), *Z)
+    n = per_block(plan.anchor_exposure_ms) + 1  # a block, and one time point in a second
     run = _acquisition(session, tmp_path, time_points=n).open()
     expose = static_world.expose
     requested_during_first_exposure = []
@@ -178,7 +174,8 @@ def test_aborted_run_leaves_completed_time_points_readable(session, static_world
 
     model = load_model(shipped_model_path(1))
     plan = DeepZPlan.for_model(model, *Z)
-    n = _per_block(plan) + 2  # the abort comes in the first block, which the camera finishes (0.25 s)
+    # the abort comes in the first block, which the camera finishes (0.25 s)
+    n = per_block(plan.anchor_exposure_ms) + 2
     run = DeepZAcquisition(
         session.core,
         model,
@@ -328,8 +325,8 @@ def test_time_points_due_at_once_are_one_camera_sequence(static_world, tmp_path,
         run = DeepZAcquisition(core, model, plan, settings)
         run.run_mda() if runner == "mda" else run.run()
     # blocks of at most a quarter second of exposure, each one camera sequence of its time points' anchors
-    per_block = _per_block(plan)
-    assert sequences == [per_block] * (30 // per_block) + ([30 % per_block] if 30 % per_block else [])
+    block = per_block(plan.anchor_exposure_ms)
+    assert sequences == [block] * (30 // block) + ([30 % block] if 30 % block else [])
     prog = read_progress(tmp_path / "run.ome.zarr")
     assert prog["completed"]["measured"] == list(range(30)) and len(prog["planes_measured"]) == 30
     measured, _ = _image(tmp_path / "run.ome.zarr", "measured")
