@@ -198,6 +198,25 @@ def test_a_learning_arm_resumes_from_its_committed_checkpoint_on_a_new_machine(t
     assert "--overwrite" in commands[1] and commands[1][commands[1].index("--precision") + 1] == "auto"
 
 
+def test_an_arm_that_changes_the_recipe_carries_on_its_parents_training(tmp_path, training_commands):
+    # the balanced arm is the bfloat16 arm's training carried on with targets drawn at every distance
+    # equally often: on a new machine it starts from the parent's committed checkpoint, not from scratch
+    import torch
+
+    from benchmarks import learning
+
+    torch.save({"step": 32000}, tmp_path / "committed" / "encode_once_d16_k4_bf16.ckpt")
+    learning.train("encode-once-d16-k4-bf16-balanced", tmp_path / "data", tmp_path / "out", 36000)
+    assert torch.load(tmp_path / "out" / "encode_once_d16_k4_bf16_balanced.ckpt")["step"] == 32000
+    (command,) = training_commands
+    assert "--resume" in command and "--balance-defocus" in command
+    assert command[command.index("--steps") + 1] == "36000"
+    # once it has a committed checkpoint of its own, that is where it goes on
+    torch.save({"step": 34000}, tmp_path / "committed" / "encode_once_d16_k4_bf16_balanced.ckpt")
+    learning.train("encode-once-d16-k4-bf16-balanced", tmp_path / "data", tmp_path / "again", 36000)
+    assert torch.load(tmp_path / "again" / "encode_once_d16_k4_bf16_balanced.ckpt")["step"] == 34000
+
+
 def test_a_learning_arm_in_legs_goes_on_from_the_leg_its_checkpoint_reached(tmp_path, training_commands):
     # the float32 encode-once arm's curve was made in legs, each rebuilding its one-cycle schedule over
     # its own budget; a resumed run trains only the legs its checkpoint has not reached, each in turn
