@@ -72,7 +72,7 @@ def zarr_chunked(path: Path, frames: list[np.ndarray], n: int, shard: int) -> No
 def shard_writer(path: Path, frames: list[np.ndarray], n: int, shard: int, compressed: bool = True) -> None:
     """The recorder's writer: zarr-python makes and grows the sharded array, each frame joins its shard
     through :class:`~mm_deepz.io.shards.ShardWriter`."""
-    from mm_deepz.io.images import TIME_BLOCK, grown_length
+    from mm_deepz.io.images import TIME_BLOCK, TimeAxis
     from mm_deepz.io.schema import band_rows
     from mm_deepz.io.shards import ShardWriter, sharding
 
@@ -85,9 +85,10 @@ def shard_writer(path: Path, frames: list[np.ndarray], n: int, shard: int, compr
     )  # fmt: skip
     writer = ShardWriter.for_array(arr)
     assert writer is not None
+    axis = TimeAxis()
     for t in range(n):
         if arr.shape[0] <= t:
-            arr.resize((grown_length(t), 1, 1, h, w))
+            arr.resize((axis.grown(arr.shape[0], t), 1, 1, h, w))
         writer.write(t, 0, 0, frames[t % len(frames)])
     arr.resize((n, 1, 1, h, w))
 

@@ -461,16 +461,31 @@ def test_a_kill_9_while_planes_join_their_shard_keeps_every_plane_before_it(tmp_
         assert (data == (np.arange(len(written)) + 1)[:, None, None]).all()
 
 
-def test_the_time_axis_grows_in_blocks_and_ends_at_the_last_time_point(tmp_path):
-    # growing the axis rewrites the array's metadata: once per block of time points, not per frame
+def test_the_time_axis_grows_in_blocks_and_ends_at_the_last_time_point(tmp_path, monkeypatch):
+    # growing the axis rewrites the array's metadata: once per block of time points, not per frame; a
+    # block twice the last when the axis grew again within FAST_GROWTH_S (a fast camera), half otherwise
+    from mm_deepz.io import images
     from mm_deepz.io.images import TIME_BLOCK
 
-    rec = Recorder(tmp_path / "r.ome.zarr", GEOM)
+    monkeypatch.setattr(images, "FAST_GROWTH_S", 0.0)  # every growth comes late: a slow time-lapse
+    slow = Recorder(tmp_path / "slow.ome.zarr", GEOM)
     plane = np.ones((16, 20), np.uint16)
+    for t in range(2 * TIME_BLOCK + 1):
+        slow.write_plane("measured", t, 2, plane)
+    assert slow.array("measured").shape[0] == 3 * TIME_BLOCK  # grown three times by one block
+    slow.finish()
+    monkeypatch.setattr(images, "FAST_GROWTH_S", 1e9)  # every growth comes soon after the last: a fast camera
+    rec = Recorder(tmp_path / "r.ome.zarr", GEOM)
+    lengths = []
     for t in range(TIME_BLOCK + 3):
         rec.write_plane("measured", t, 2, plane * (t + 1))
         rec.mark_complete("measured", t, planes=[2])
-    assert rec.array("measured").shape[0] == 2 * TIME_BLOCK  # grown twice, blank beyond what is written
+        lengths.append(rec.array("measured").shape[0])
+    assert sorted(set(lengths)) == [TIME_BLOCK, 3 * TIME_BLOCK]  # 16, then 32 more; blank beyond the data
+    axis = images.TimeAxis()
+    assert [axis.grown(n, n) for n in (0, 16, 48, 112)] == [16, 48, 112, 240]  # 16, 32, 64, 128 more
+    monkeypatch.setattr(images, "FAST_GROWTH_S", 0.0)
+    assert axis.grown(240, 240) == 240 + 64  # the camera slowed down: half the last block
     rec.write_stack("virtual", 4, np.zeros((5, 16, 20), np.float32))
     rec.finish()
     root = open_container(tmp_path / "r.ome.zarr")
