@@ -337,8 +337,9 @@ class Recorder:
                 self._record.attrs["stored_uncompressed"] = uncompressed
                 for image, counts in uncompressed.items():
                     logger.info(
-                        "%d of %d %s planes are stored uncompressed: they arrived faster than the codec "
-                        "compresses on this computer (the camera never waits for it).",
+                        "%d of %d %s planes are stored uncompressed: a camera's first while the codec was "
+                        "measured, any others because they arrived faster than the codec compresses on this "
+                        "computer (the camera never waits for it).",
                         counts["uncompressed"], counts["planes"], image,
                     )  # fmt: skip
             self._images.trim()  # the run's writes are over: the time axes hold what was written

@@ -20,7 +20,9 @@ memory for its shard to fill, and a kill -9 loses at most the plane being writte
 
 **The camera never waits for the codec.** A camera image's planes (Blosc-compressed) are encoded only
 when the writer has time for it or the encode makes the write faster (:class:`CodecBudget`): when it
-waited for the plane at least as long as the last encode took, or the disk is slower than the encoder.
+waited for the plane at least as long as the last encode took, or the disk is slower than the encoder;
+the codec's encode time and size ratio are first measured on the camera's first plane by a thread of
+their own, while that plane is stored as it came.
 Planes that come faster than the encoder on a faster disk (a burst, the page cache, cores taken by the
 model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a 16-byte Blosc header
 before the plane's bytes, read by every Blosc decoder as any other chunk, written without a copy,
@@ -37,6 +39,7 @@ still makes, grows and reads the arrays; only arrays whose codecs this writes ex
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import mmap
 import os
@@ -56,6 +59,8 @@ from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.storage import LocalStore
 
 from .schema import MAX_BANDS
+
+logger = logging.getLogger(__name__)
 
 #: an index entry of a chunk the shard does not hold (offset and length), as the spec says
 EMPTY = 2**64 - 1
@@ -78,31 +83,48 @@ class CodecBudget:
     wall time since its last write, less its own CPU time) at least as long as the last compression
     took, or when compressing makes the write faster (a disk slower than the encoder: the bytes it saves
     take longer to write than the encode). A writer whose planes queue for it, on a disk faster than
-    its encoder, stores them uncompressed until it has caught up."""
+    its encoder, stores them uncompressed until it has caught up. Until the codec is measured (its
+    encode time and size ratio, by a probe of the first plane off the writer's thread: :meth:`probe_due`,
+    :meth:`learned`), planes are stored uncompressed."""
 
     def __init__(self) -> None:
         #: at the last write's end: the thread, its wall clock and its CPU clock
         self._since: tuple[int, float, float] | None = None
         #: the last compressed plane's encode time (s) and size ratio: the next one is expected alike
-        self._encode_s = 0.0
+        #: (None: not measured yet)
+        self._encode_s: float | None = None
         self._ratio = 1.0
+        self._probing = False
         #: the file writes' time per byte (s), a running mean over the last planes
         self._write_s_per_byte: float | None = None
         #: planes written, and of those stored uncompressed
         self.planes = 0
         self.uncompressed = 0
 
+    def probe_due(self) -> bool:
+        """Whether the codec is still to be measured and no probe is under way (then one is)."""
+        if self._encode_s is not None or self._probing:
+            return False
+        self._probing = True
+        return True
+
+    def learned(self, encode_s: float, ratio: float) -> None:
+        """The probe's measure of the codec: a plane's encode time (s) and size ratio."""
+        if self._encode_s is None:
+            self._encode_s, self._ratio = encode_s, ratio
+
     def allows(self, nbytes: int) -> bool:
         """At a write's start, for ``nbytes`` of planes: whether the writer waited long enough for an
         encode, or the encode costs less than writing the bytes it saves."""
-        if self._since is None or self._write_s_per_byte is None:
-            return True
+        encode_s = self._encode_s
+        if encode_s is None or self._since is None or self._write_s_per_byte is None:
+            return False
         thread, wall, cpu = self._since
         waited = time.perf_counter() - wall
         if thread == threading.get_ident():  # another thread's wait is not seen: its whole interval
             waited -= time.thread_time() - cpu
         saved_s = nbytes * (1 - 1 / self._ratio) * self._write_s_per_byte
-        return waited >= self._encode_s or saved_s > self._encode_s
+        return waited >= encode_s or saved_s > encode_s
 
     def spent(
         self, compressed: bool, encode_s: float, write_s: float, nbytes: int, stored: int, planes: int
@@ -210,6 +232,9 @@ class ShardWriter:
             for y in range(0, data.shape[1], band):
                 chunks.append((t, c, (z + start) // zc, y // band, 0))
                 blocks.append(np.ascontiguousarray(block[:, y : y + band]))
+        if self.budget is not None and self._codec is not None and self.budget.probe_due():
+            probe = (self.budget, self._codec, blocks)
+            threading.Thread(target=_probe, args=probe, name="mm-deepz-codec-probe", daemon=True).start()
         compress = self._codec is not None and (self.budget is None or self.budget.allows(data.nbytes))
         began = time.perf_counter()
         encoded_blocks = encode_all(self._codec, blocks) if compress else stored_all(self._codec, blocks)
@@ -250,7 +275,7 @@ class ShardWriter:
             entries = []
             for k, encoded in chunks:  # 1. the bytes, at the end
                 gap = _gap(offset, encoded)
-                _write_all(f, (_ZEROS[:gap], *encoded))
+                _write_all(f, _padded(gap, encoded))
                 entries.append((k, offset + gap, n := _length(encoded)))
                 offset += gap + n
             for k, run in _runs(entries):  # 2. then the entries, in place: a plane's bands in one write
@@ -271,8 +296,21 @@ class ShardWriter:
         with open(temporary, "wb", buffering=0) as f:
             _write_all(f, (index.tobytes(),))
             for gap, (_, encoded) in zip(gaps, chunks, strict=True):
-                _write_all(f, (_ZEROS[:gap], *encoded))
+                _write_all(f, _padded(gap, encoded))
         os.replace(temporary, path)
+
+
+def _probe(budget: CodecBudget, codec: numcodecs.Blosc, blocks: list[np.ndarray]) -> None:
+    """Measure ``codec`` on a camera's first plane (its bands, on the encoding threads, as a compressed
+    write encodes them) for ``budget``, off the writer's thread: the camera does not wait for it."""
+    began = time.perf_counter()
+    try:
+        encoded = encode_all(codec, blocks)
+    except Exception:  # the planes are stored uncompressed, readable as any: nothing is lost
+        logger.warning("Measuring the codec failed: camera planes are stored uncompressed.", exc_info=True)
+        return
+    stored = sum(_length(e) for e in encoded)
+    budget.learned(time.perf_counter() - began, sum(b.nbytes for b in blocks) / max(stored, 1))
 
 
 def chunks_per_shard(array: zarr.Array[Any]) -> Coords:
@@ -414,6 +452,15 @@ def _gap(offset: int, encoded: Encoded) -> int:
     if len(encoded) != 2 or memoryview(encoded[1]).nbytes < _PAGE:
         return 0
     return -(offset + memoryview(encoded[0]).nbytes) % _PAGE
+
+
+def _padded(gap: int, encoded: Encoded) -> Encoded:
+    """The pieces to write for a chunk after ``gap`` bytes of padding: the padding joined to a stored
+    plane's 16-byte header, so that each band is two writes, not three (13 writes a 2048² frame took
+    0.05-0.08 ms longer than 5)."""
+    if not gap:
+        return encoded
+    return (bytes(_ZEROS[:gap]) + bytes(encoded[0]), *encoded[1:])
 
 
 def _write_all(f: BinaryIO, pieces: Encoded) -> None:
