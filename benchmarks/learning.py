@@ -47,6 +47,7 @@ from simulators.training_data import make_stack_pair, write_stack_pair
 logger = logging.getLogger("benchmarks.learning")
 
 _ENCODE_ONCE = ("--architecture", "encode-once", "--depth", "4", "--max-channels", "64")
+_D16_K4_BF16 = (*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16")
 #: each arm's generator options (the U-Net is the shipped one's)
 ARMS: dict[str, list[str]] = {
     "unet": ["--architecture", "unet"],
@@ -57,28 +58,11 @@ ARMS: dict[str, list[str]] = {
     # steps at one thread (1.28 against 1.75 s, side by side, session 21), one schedule from scratch to
     # 8000 steps, then legs given by --steps (9000, 12000, 15600, 20000, 24000, 28000, 32000: docs/models.md);
     # the arm carried on
-    "encode-once-d16-k4-bf16": [
-        *_ENCODE_ONCE,
-        "--decoder-channels",
-        "16",
-        "--targets-per-sample",
-        "4",
-        "--precision",
-        "bf16",
-    ],
+    "encode-once-d16-k4-bf16": list(_D16_K4_BF16),
     # the recipe changed where the bfloat16 arm flattened (32000 steps, session 27): its step-32000
     # checkpoint carried on with every distance from the nearest measured plane drawn equally often, so
     # that a third of the targets are 6-10 µm away (24 % before), the band it still lags in
-    "encode-once-d16-k4-bf16-balanced": [
-        *_ENCODE_ONCE,
-        "--decoder-channels",
-        "16",
-        "--targets-per-sample",
-        "4",
-        "--precision",
-        "bf16",
-        "--balance-defocus",
-    ],
+    "encode-once-d16-k4-bf16-balanced": [*_D16_K4_BF16, "--balance-defocus"],
 }
 #: arms that carry on another arm's training with a changed recipe: they start from its committed checkpoint
 CARRIED_FROM = {"encode-once-d16-k4-bf16-balanced": "encode-once-d16-k4-bf16"}
