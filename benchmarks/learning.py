@@ -98,12 +98,12 @@ def simulate_blind(folder: Path) -> None:
 
 def train(arm: str, data: Path, out: Path, steps: int) -> Path:
     """Train (or continue) one arm to ``steps`` steps, through its :data:`LEGS` below them; its model file."""
-    model = out / f"{arm.replace('-', '_')}.pt"
+    model = out / f"{_stem(arm)}.pt"
     checkpoint = model.with_suffix(".ckpt")
     if not checkpoint.exists():
         committed = CHECKPOINTS / checkpoint.name
         if not committed.exists() and arm in CARRIED_FROM:  # a changed recipe: its parent's last weights
-            committed = CHECKPOINTS / f"{CARRIED_FROM[arm].replace('-', '_')}.ckpt"
+            committed = CHECKPOINTS / f"{_stem(CARRIED_FROM[arm])}.ckpt"
         if committed.exists():
             logger.info("%s: resuming from the committed checkpoint %s", arm, committed)
             out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +120,11 @@ def train(arm: str, data: Path, out: Path, steps: int) -> Path:
             threads=1,
         )
     return model
+
+
+def _stem(arm: str) -> str:
+    """The name an arm's files (model, checkpoint, log) share, here and in :data:`CHECKPOINTS`."""
+    return arm.replace("-", "_")
 
 
 def steps_done(model: Path) -> int:
