@@ -614,8 +614,8 @@ def test_planes_that_come_faster_than_the_codec_are_stored_uncompressed_and_read
     stored = read_progress(root)["stored_uncompressed"]
     assert list(stored) == ["measured"]  # the virtual stacks are all compressed
     # the first plane is stored as it came while a probe measures the codec; of the 16 waited for, at most
-    # a few are not compressed (on a loaded machine an encode can outlast the 20 ms wait)
-    assert stored["measured"]["planes"] == 80 and 32 <= stored["measured"]["uncompressed"] < 64 + 4
+    # one is not compressed (on a loaded machine an encode can outlast the 20 ms wait)
+    assert stored["measured"]["planes"] == 80 and 32 <= stored["measured"]["uncompressed"] <= 64 + 1
     virtual = root / image_group_path(open_container(root), "virtual") / "0" / "c"
     assert sum(f.stat().st_size for f in virtual.rglob("*") if f.is_file()) < 0.6 * 3 * 2 * frame_bytes
     data = np.asarray(image_array(open_container(root), "measured"))
