@@ -44,6 +44,12 @@ BIG_BATCH = [*TWO_PLANES, "--lr", "1e-3"]
 #: 2e-3, float32. At batch 6 a step is bound by kernel launches on a GPU, not by arithmetic, so the GPU
 #: runs this recipe unchanged, many times faster than one CPU thread: the same curve, further.
 CPU_RECIPE = [*TWO_PLANES, "--lr", "2e-3", "--batch-size", "6", "--precision", "fp32"]
+#: the encode-once arm's recipe on the CPU (benchmarks.learning's encode-once-d16-k4-bf16)
+EO_BF16 = [
+    *CPU_RECIPE,
+    *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
+    *("--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16"),
+]
 #: the configurations trained side by side: name -> extra ``mm-deepz train`` options (a run's own
 #: ``--batch-size`` replaces the command's)
 RUNS: dict[str, list[str]] = {
@@ -68,11 +74,14 @@ RUNS: dict[str, list[str]] = {
     ],
     # the arm carried on in legs on the CPU (benchmarks.learning's encode-once-d16-k4-bf16), continued from
     # its committed checkpoint (``--resume 2plane_eo_b6_bf16=CKPT``, benchmarks/checkpoints/)
-    "2plane_eo_b6_bf16": [
-        *CPU_RECIPE,
-        *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
-        *("--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16"),
-    ],
+    "2plane_eo_b6_bf16": EO_BF16,
+    # its successor, with the target distances balanced (encode-once-d16-k4-bf16-balanced)
+    "2plane_eo_b6_bf16_balanced": [*EO_BF16, "--balance-defocus"],
+    # the bottleneck's context mechanism chosen by measurement: that recipe from scratch with each
+    **{
+        f"eo_context_{c}": [*EO_BF16, "--balance-defocus", "--context", c]
+        for c in ("dilated", "attention", "none")
+    },
 }
 #: seconds a main phase spends outside its steps (loading the stacks, CUDA set-up, the last saves), kept
 #: free under ``--total``
@@ -108,7 +117,7 @@ def pair_specs(
 
 def _specs(scale: str) -> list[tuple[str, PairSpec]]:
     """(folder, spec) of every stack pair."""
-    size = 64 if scale == "toy" else 256
+    size = 96 if scale == "toy" else 256  # toy: room for an 80-px patch (depth 4 with dilated context)
     specs: list[tuple[str, PairSpec]] = []
 
     def add(folder: str, phantom: str, seeds: range | tuple[int, ...], exposure_ms: float = 10.0) -> None:

@@ -109,6 +109,13 @@ def train_cmd(
     decoder_channels: Annotated[
         int, typer.Option(help="encode-once: the decoder's full-resolution width.")
     ] = 8,
+    context: Annotated[
+        str,
+        typer.Option(
+            help="encode-once: the bottleneck's wider view: dilated (residual dilated convolutions), "
+            "attention (self-attention over the bottleneck) or none."
+        ),
+    ] = "dilated",
     targets_per_sample: Annotated[
         int, typer.Option(help="Target planes supervised per training crop (encode-once: 4 recommended).")
     ] = 1,
@@ -210,6 +217,7 @@ def train_cmd(
         "depth": ("depth", depth),
         "max_channels": ("max_channels", max_channels),
         "decoder_channels": ("decoder_channels", decoder_channels),
+        "context": ("context", context),
         "targets_per_sample": ("targets_per_sample", targets_per_sample),
         "lr": ("lr", lr),
         "adversarial": ("adversarial_weight", adversarial),

@@ -164,8 +164,10 @@ class DeepZUNet(nn.Module):
 @dataclass(frozen=True)
 class EncodeOnceConfig(_Levels):
     """The encode-once generator: the encoder's levels (as :class:`UNetConfig`'s), the decoder's width
-    at full resolution (doubling per level up to ``decoder_max``) and the dilations of the residual
-    context blocks at the bottleneck (each widens the view by its dilation times 2**depth px per side).
+    at full resolution (doubling per level up to ``decoder_max``) and the bottleneck's context: the
+    dilations of its residual context blocks (each widens the view by its dilation times 2**depth px
+    per side) and, with ``attention_heads`` > 0, a self-attention block after them (every bottleneck
+    pixel sees the whole frame or tile).
     """
 
     n_planes: int = 1
@@ -175,6 +177,7 @@ class EncodeOnceConfig(_Levels):
     decoder_channels: int = 8
     decoder_max: int = 32
     dilations: tuple[int, ...] = (2, 4)
+    attention_heads: int = 0
     kind: Literal["encode-once"] = "encode-once"
 
     def __post_init__(self) -> None:
@@ -186,6 +189,12 @@ class EncodeOnceConfig(_Levels):
             )
         if any(d < 1 for d in self.dilations):
             raise ValueError(f"dilations must be >= 1, got {list(self.dilations)}.")
+        width = self.widths[-1]
+        if self.attention_heads < 0 or (self.attention_heads and width % self.attention_heads):
+            raise ValueError(
+                f"attention_heads must be 0 (no attention) or divide the bottleneck's {width} channels, "
+                f"got {self.attention_heads}."
+            )
 
     @property
     def decoder_widths(self) -> list[int]:
@@ -194,9 +203,12 @@ class EncodeOnceConfig(_Levels):
 
     def describe(self) -> str:
         """The architecture in a few words (model cards, packages)."""
+        context = [f"dilations {','.join(map(str, self.dilations))}"] if self.dilations else []
+        context += [f"attention, {self.attention_heads} heads"] if self.attention_heads else []
         return (
-            f"encode-once (encoder depth {self.depth}, width {self.base_channels}; decoder width "
-            f"{self.decoder_channels}): the planes encoded once per stack, each virtual plane decoded"
+            f"encode-once (encoder depth {self.depth}, width {self.base_channels}; bottleneck context: "
+            f"{'; '.join(context) or 'none'}; decoder width {self.decoder_channels}): the planes encoded "
+            "once per stack, each virtual plane decoded"
         )
 
 
@@ -213,6 +225,32 @@ class _Context(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = F.leaky_relu(x + self.body(x), 0.1)
+        return out
+
+
+class _Attention(nn.Module):
+    """Self-attention over the bottleneck's pixels (a pre-norm transformer block): every pixel sees the
+    whole frame or tile. Positions enter through a depthwise convolution before it (a conditional
+    position encoding, valid at any frame size); the block starts as the identity."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.position = nn.Conv2d(width, width, 3, padding=1, groups=width, padding_mode="reflect")
+        self.norm_attention = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(width)
+        last = nn.Linear(2 * width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), last)
+        for p in (*self.attention.out_proj.parameters(), *last.parameters()):
+            nn.init.zeros_(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = (x + self.position(x)).flatten(2).transpose(1, 2)  # (B, h*w, C)
+        q = self.norm_attention(tokens)
+        tokens = tokens + self.attention(q, q, q, need_weights=False)[0]
+        tokens = tokens + self.mlp(self.norm_mlp(tokens))
+        out: torch.Tensor = tokens.transpose(1, 2).reshape(b, c, h, w)
         return out
 
 
@@ -237,13 +275,14 @@ class _Film(nn.Module):
 class DeepZEncodeOnce(nn.Module):
     """Encode the measured planes once, decode every virtual plane from that encoding.
 
-    The encoder (the U-Net's down path on the planes alone, with dilated context blocks at its
-    bottleneck) runs once per measured frame and leaves one projected feature map per level. The
-    decoder, much narrower, starts from the bottleneck's map and climbs the levels; at each it scales
-    and shifts the level's map per pixel by a function of that level's DPM (:class:`_Film`, average-
-    pooled like the U-Net's DPMs), so tilted and curved surfaces still work. A stack of Z planes costs
-    one encoder pass and Z decoder passes; in training one encoding supervises several target planes.
-    The output is a residual on the mean of the input planes, as in :class:`DeepZUNet`.
+    The encoder (the U-Net's down path on the planes alone, with dilated context blocks and optionally
+    self-attention at its bottleneck) runs once per measured frame and leaves one projected feature map
+    per level. The decoder, much narrower, starts from the bottleneck's map and climbs the levels; at
+    each it scales and shifts the level's map per pixel by a function of that level's DPM
+    (:class:`_Film`, average-pooled like the U-Net's DPMs), so tilted and curved surfaces still work.
+    A stack of Z planes costs one encoder pass and Z decoder passes; in training one encoding
+    supervises several target planes. The output is a residual on the mean of the input planes, as in
+    :class:`DeepZUNet`.
     """
 
     def __init__(self, config: EncodeOnceConfig):
@@ -256,7 +295,9 @@ class DeepZEncodeOnce(nn.Module):
             self.down.append(_block(cin, w))
             cin = w
         self.bottom = nn.Sequential(
-            _block(widths[-2], widths[-1]), *(_Context(widths[-1], d) for d in config.dilations)
+            _block(widths[-2], widths[-1]),
+            *(_Context(widths[-1], d) for d in config.dilations),
+            *([_Attention(widths[-1], config.attention_heads)] if config.attention_heads else []),
         )
         self.project = nn.ModuleList(nn.Conv2d(w, v, 1) for w, v in zip(widths, dec, strict=True))
         self.film = nn.ModuleList(_Film(n, v) for v in dec)

@@ -43,6 +43,12 @@ from .stacks import PairedStack, dataset_summary
 
 logger = logging.getLogger(__name__)
 
+#: the encode-once bottleneck's context mechanisms (``--context``): their dilations and attention heads
+CONTEXTS: dict[str, tuple[tuple[int, ...], int]] = {
+    "dilated": ((2, 4), 0),
+    "attention": ((), 4),
+    "none": ((), 0),
+}
 #: extra L1 weight per unit of (patch-normalized) target intensity
 FOREGROUND_WEIGHT = 4.0
 #: smallest target contrast a patch is normalized by (target units; background-only patches
@@ -67,6 +73,9 @@ class TrainConfig(Settings):
     max_channels: int | None = None
     #: the encode-once decoder's width at full resolution
     decoder_channels: int = 8
+    #: the encode-once bottleneck's view beyond its depth (:data:`CONTEXTS`): dilated residual blocks,
+    #: self-attention, or none (the capped depth alone)
+    context: str = "dilated"
     #: target planes supervised per crop (the encode-once generator encodes the crop once for all)
     targets_per_sample: int = 1
     patch: int = 128
@@ -111,6 +120,10 @@ class TrainConfig(Settings):
             raise ValueError(
                 f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}."
             )
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, got {self.context!r}.")
+        if self.context != "dilated" and self.architecture != "encode-once":
+            raise ValueError(f"context {self.context!r} is an encode-once option; the U-Net has none.")
         if not 1 <= self.targets_per_sample <= 64:
             raise ValueError(f"targets_per_sample must be 1 to 64, got {self.targets_per_sample}.")
         try:
@@ -145,6 +158,13 @@ class TrainConfig(Settings):
                 f"{2 ** (self.depth + 1)} px for a depth-{self.depth} U-Net: use a larger --patch "
                 "or a smaller --depth."
             )
+        reach = max(CONTEXTS[self.context][0], default=0) if self.architecture == "encode-once" else 0
+        if (bottleneck := self.patch // 2**self.depth) <= reach:
+            raise ValueError(
+                f"The patch ({self.patch} px) leaves a {bottleneck}-px bottleneck, too small for the "
+                f"dilated context (dilation {reach}): use --patch {(reach + 1) * 2**self.depth} or more, "
+                "or --context none."
+            )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}.")
         if not 0 <= self.val_fraction < 1:
@@ -158,8 +178,15 @@ class TrainConfig(Settings):
     def generator(self) -> GeneratorConfig:
         """The architecture these settings describe."""
         if self.architecture == "encode-once":
+            dilations, heads = CONTEXTS[self.context]
             return EncodeOnceConfig(
-                self.n_planes, self.base_channels, self.depth, self.max_channels, self.decoder_channels
+                self.n_planes,
+                self.base_channels,
+                self.depth,
+                self.max_channels,
+                self.decoder_channels,
+                dilations=dilations,
+                attention_heads=heads,
             )
         return UNetConfig(self.n_planes, self.base_channels, self.depth, self.max_channels)
 

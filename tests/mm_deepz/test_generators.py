@@ -11,7 +11,7 @@ from helpers import blobs, encode_once_model, tiny_model
 
 from mm_deepz.engine import InferenceWorker, PlaneBundle, Predictor
 from mm_deepz.errors import ModelFileError
-from mm_deepz.model import DeepZEncodeOnce, UNetConfig, interleave
+from mm_deepz.model import DeepZEncodeOnce, EncodeOnceConfig, UNetConfig, interleave
 from mm_deepz.modelfile import FORMAT, DeepZModel, ModelCard, load_model
 
 
@@ -124,3 +124,25 @@ def test_uniform_dpms_given_as_one_distance_make_the_same_image_as_their_maps(ki
         compact = net.decode(encoded, distances)
         maps = net.decode(encoded, distances.expand(2, 3, 1, 32, 48).contiguous())
     torch.testing.assert_close(compact, maps, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("heads", "reaches"), [(0, False), (4, True)])
+def test_bottleneck_attention_sees_the_whole_frame_and_dilated_context_does_not(heads, reaches):
+    # a change in one corner of a 512² frame reaches the far corner's encoding through self-attention;
+    # the dilated blocks' view (about ±13 bottleneck pixels of 32) stops short of it
+    config = EncodeOnceConfig(1, 8, 4, 16, 4, 16, (2, 4), attention_heads=heads)
+    torch.manual_seed(0)
+    net = DeepZEncodeOnce(config).eval()
+    with torch.no_grad():
+        for p in net.parameters():  # the attention block starts as the identity: wake it up
+            if not p.any():
+                p.normal_(0, 0.3)
+        planes = torch.rand(1, 1, 512, 512)
+        changed = planes.clone()
+        changed[..., :64, :64] += 1
+        before, after = net.encode(planes)[-2], net.encode(changed)[-2]  # the bottleneck's map
+    near = (after[..., :4, :4] - before[..., :4, :4]).abs().max()
+    far = (after[..., -4:, -4:] - before[..., -4:, -4:]).abs().max()
+    assert near > 0  # near the change: always
+    assert bool(far > 0.01 * near) == reaches and (reaches or far == 0)
+    assert ("attention, 4 heads" in config.describe()) == reaches

@@ -566,10 +566,12 @@ def test_compare_puts_blind_tests_of_several_models_side_by_side(data, tmp_path)
     assert not (tmp_path / "x.png").exists()
 
 
-def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_path):
-    # one encoding supervises several target planes: the card says which generator it is and how much
-    # compute and supervision the learning curve cost, and the loss comes down within a few steps
-    from mm_deepz.model import DeepZEncodeOnce
+@pytest.mark.parametrize("context", ["dilated", "attention"])
+def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_path, context):
+    # one encoding supervises several target planes: the card says which generator it is (and its
+    # bottleneck's context) and how much compute and supervision the learning curve cost, and the loss
+    # comes down within a few steps
+    from mm_deepz.model import DeepZEncodeOnce, EncodeOnceConfig
     from mm_deepz.training.stacks import load_pairs
     from mm_deepz.training.train import TrainConfig, train
 
@@ -586,12 +588,16 @@ def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_pat
         depth=2,
         max_channels=16,
         decoder_channels=4,
+        context=context,
         adversarial_weight=0,
         device="cpu",
     )
     result = train(load_pairs([data / "train"]), cfg, tmp_path / "eo.pt")
     model = load_model(tmp_path / "eo.pt")
     assert isinstance(model.network, DeepZEncodeOnce) and model.card.architecture.kind == "encode-once"
+    arch = model.card.architecture
+    assert isinstance(arch, EncodeOnceConfig)
+    assert (arch.dilations, arch.attention_heads) == {"dilated": ((2, 4), 0), "attention": ((), 4)}[context]
     history = result.history
     assert history[-1]["supervised_planes"] == 120 * 4 * 3
     assert 0 < history[0]["cpu_seconds"] < history[-1]["cpu_seconds"]
@@ -602,6 +608,14 @@ def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_pat
         TrainConfig(architecture="encode-once", decoder_channels=2)
     with pytest.raises(DeepZError, match="architecture must be one of unet, encode-once"):
         TrainConfig(architecture="vit")
+    with pytest.raises(DeepZError, match="context must be one of dilated, attention, none"):
+        TrainConfig(architecture="encode-once", context="global")
+    with pytest.raises(DeepZError, match="context 'attention' is an encode-once option"):
+        TrainConfig(context="attention")
+    with pytest.raises(DeepZError, match="patch .32 px. leaves a 2-px bottleneck.*use --patch 80 or more"):
+        TrainConfig(architecture="encode-once", depth=4, patch=32)
+    with pytest.raises(DeepZError, match="attention_heads must be 0 .* divide the bottleneck's 6"):
+        TrainConfig(architecture="encode-once", context="attention", base_channels=4, max_channels=6)
 
 
 @pytest.mark.slow

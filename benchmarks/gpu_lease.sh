@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One GPU lease in one command (docs/models.md, "What a GPU lease runs"): the inference speed rows on
+# CUDA, then the encode-once runs of #32 trained side by side (the arm carried on by the CPU legs,
+# resumed from its committed checkpoint, and the bottleneck's three context mechanisms from scratch),
+# then the trained arm's inference speed beside the shipped U-Net's.
+#
+#   bash benchmarks/gpu_lease.sh OUT SECONDS [DEVICE SCALE]
+#
+# OUT receives results.tgz (the inference tables, model files, gpu_train.json, logs) and the runs'
+# training checkpoints (to go on with on the CPU); SECONDS bounds the training command (data, probes
+# and the main phase). DEVICE and SCALE (cuda full, by default) are "cpu toy" for a dry run here.
+# Wheels in $WHEELS (default .whl/: pydantic, which the GPU machine lacks, built for its Python 3.12)
+# are installed first when present.
+set -uo pipefail
+out=${1:?OUT}
+total=${2:?SECONDS}
+device=${3:-cuda}
+scale=${4:-full}
+work=${WORK:-runs/lease}
+arm=2plane_eo_b6_bf16_balanced
+runs=$arm,eo_context_dilated,eo_context_attention,eo_context_none
+mkdir -p "$out" "$work"
+wheels=${WHEELS:-.whl}
+if compgen -G "$wheels/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$wheels"/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1
+quick=() toy=()
+[ "$scale" = toy ] && quick=(--quick) toy=(--patch 80 --probe-steps 6)
+t0=$SECONDS
+# the training data on every core while the GPU measures inference
+python3 -c "from pathlib import Path; from benchmarks.gpu_train import simulate; simulate(Path('$work/data'), '$scale')" &
+simulating=$!
+timeout 150 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --out "$work/inference" ||
+    echo "inference rows failed (exit $?)"
+wait $simulating || exit 1
+echo "data and inference rows after $((SECONDS - t0)) s"
+timeout $((total + 60)) python3 -m benchmarks.gpu_train --device "$device" --scale "$scale" \
+    --data "$work/data" --work "$work/gpu" --out "$work/train" --total "$total" --runs "$runs" "${toy[@]}" \
+    --resume "$arm=benchmarks/checkpoints/encode_once_d16_k4_bf16_balanced.ckpt" --keep-checkpoints "$runs" ||
+    echo "training failed (exit $?)"
+echo "trained after $((SECONDS - t0)) s"
+if [ -f "$work/train/$arm.pt" ]; then
+    timeout 120 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --side-by-side \
+        --model mm_deepz/models/deepz_2plane.pt --model "$work/train/$arm.pt" --out "$work/side_by_side" ||
+        echo "side-by-side rows failed (exit $?)"
+fi
+for ckpt in "$work"/train/*.ckpt; do
+    [ -f "$ckpt" ] && mv "$ckpt" "$out/"
+done
+tar czf "$out/results.tgz" -C "$work" --exclude data --exclude gpu . && echo "done after $((SECONDS - t0)) s"
