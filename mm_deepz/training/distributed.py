@@ -54,9 +54,14 @@ class Ranks:
         return self.world_size > 1
 
     def device(self, device: torch.device) -> torch.device:
-        """This process's device: its own GPU (``cuda:LOCAL_RANK``) when training on GPUs."""
-        if device.type != "cuda" or not self.several:
+        """This process's device: its own GPU (``cuda:LOCAL_RANK``) when training on GPUs, always with its
+        index (torch 2.11's ``set_device`` and ``get_device_name`` refuse a bare ``cuda``)."""
+        if device.type != "cuda":
             return device
+        if not self.several:
+            return torch.device(
+                "cuda", device.index if device.index is not None else torch.cuda.current_device()
+            )
         if self.local_rank >= torch.cuda.device_count():
             raise DeepZError(
                 f"Process {self.rank} wants GPU {self.local_rank} but this machine has "
