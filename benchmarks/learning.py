@@ -63,6 +63,10 @@ ARMS: dict[str, list[str]] = {
     # checkpoint carried on with every distance from the nearest measured plane drawn equally often, so
     # that a third of the targets are 6-10 µm away (24 % before), the band it still lags in
     "encode-once-d16-k4-bf16-balanced": [*_D16_K4_BF16, "--balance-defocus"],
+    # the rule fixed before the balanced arm's scoring sent the compute here (session 28: far band 0.23
+    # against 0.19, not > 0.05 better): the decoder's coarse levels widened to 64 channels (16-32-64-64-64,
+    # 0.76 M parameters, 1.4x the decoder's arithmetic), from scratch, one schedule to 8000 steps first
+    "encode-once-d16m64-k4-bf16-balanced": [*_D16_K4_BF16, "--decoder-max", "64", "--balance-defocus"],
 }
 #: arms that carry on another arm's training with a changed recipe: they start from its committed checkpoint
 CARRIED_FROM = {"encode-once-d16-k4-bf16-balanced": "encode-once-d16-k4-bf16"}
@@ -75,6 +79,7 @@ STEPS = {
     "encode-once-d16-k2": 2400,
     "encode-once-d16-k4-bf16": 32000,
     "encode-once-d16-k4-bf16-balanced": 36000,
+    "encode-once-d16m64-k4-bf16-balanced": 8000,
 }
 #: the legs an arm is trained in on the way to its steps, each re-entering a one-cycle schedule over its
 #: own budget: how the float32 encode-once arm's curve was made (sessions 17-20), trained so again

@@ -109,6 +109,10 @@ def train_cmd(
     decoder_channels: Annotated[
         int, typer.Option(help="encode-once: the decoder's full-resolution width.")
     ] = 8,
+    decoder_max: Annotated[
+        int,
+        typer.Option(help="encode-once: the decoder's widest level (its width doubles per level up to it)."),
+    ] = 32,
     context: Annotated[
         str,
         typer.Option(
@@ -217,6 +221,7 @@ def train_cmd(
         "depth": ("depth", depth),
         "max_channels": ("max_channels", max_channels),
         "decoder_channels": ("decoder_channels", decoder_channels),
+        "decoder_max": ("decoder_max", decoder_max),
         "context": ("context", context),
         "targets_per_sample": ("targets_per_sample", targets_per_sample),
         "lr": ("lr", lr),

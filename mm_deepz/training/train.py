@@ -71,8 +71,9 @@ class TrainConfig(Settings):
     depth: int = 3
     #: widest U-Net level (None: doubling at every level); lets deeper networks stay small
     max_channels: int | None = None
-    #: the encode-once decoder's width at full resolution
+    #: the encode-once decoder's width at full resolution, doubling per level up to ``decoder_max``
     decoder_channels: int = 8
+    decoder_max: int = 32
     #: the encode-once bottleneck's view beyond its depth (:data:`CONTEXTS`): dilated residual blocks,
     #: self-attention, or none (the capped depth alone)
     context: str = "dilated"
@@ -185,6 +186,7 @@ class TrainConfig(Settings):
                 self.depth,
                 self.max_channels,
                 self.decoder_channels,
+                self.decoder_max,
                 dilations=dilations,
                 attention_heads=heads,
             )

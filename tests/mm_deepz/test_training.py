@@ -612,6 +612,12 @@ def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_pat
         TrainConfig(architecture="encode-once", context="global")
     with pytest.raises(DeepZError, match="context 'attention' is an encode-once option"):
         TrainConfig(context="attention")
+    wide = TrainConfig(
+        architecture="encode-once", depth=4, max_channels=64, decoder_channels=16, decoder_max=64
+    )
+    assert wide.generator().decoder_widths == [16, 32, 64, 64, 64]  # type: ignore[union-attr]
+    with pytest.raises(DeepZError, match="decoder_channels must be >= 4 and <= decoder_max"):
+        TrainConfig(architecture="encode-once", decoder_channels=32, decoder_max=16)
     with pytest.raises(DeepZError, match="patch .32 px. leaves a 2-px bottleneck.*use --patch 80 or more"):
         TrainConfig(architecture="encode-once", depth=4, patch=32)
     with pytest.raises(DeepZError, match="attention_heads must be 0 .* divide the bottleneck's 6"):
