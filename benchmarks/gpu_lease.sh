@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# One GPU lease in one command (docs/models.md, "What a GPU lease runs"): the inference speed rows on
-# CUDA, then the encode-once runs of #32 trained side by side (the arm carried on by the CPU legs,
-# resumed from its committed checkpoint, and the bottleneck's three context mechanisms from scratch),
-# then the trained arm's inference speed beside the shipped U-Net's.
+# One GPU lease in one command (docs/models.md, session 28): the inference speed rows on CUDA (with the
+# engine's default tiles and with whole frames), then the encode-once runs of #32 trained side by
+# side (the arm the CPU legs carry on, resumed from its committed checkpoint, and the bottleneck's
+# three context mechanisms from scratch), then that arm's inference speed beside the shipped U-Net's.
 #
 #   bash benchmarks/gpu_lease.sh OUT SECONDS [DEVICE SCALE]
 #
 # OUT receives results.tgz (the inference tables, model files, gpu_train.json, logs) and the runs'
 # training checkpoints (to go on with on the CPU); SECONDS bounds the training command (data, probes
 # and the main phase). DEVICE and SCALE (cuda full, by default) are "cpu toy" for a dry run here.
-# Wheels in $WHEELS (default .whl/: pydantic, which the GPU machine lacks, built for its Python 3.12)
-# are installed first when present.
+# ARM and ARM_CHECKPOINT name the carried run (benchmarks.gpu_train.RUNS) and its checkpoint.
+# Wheels in $WHEELS (default .whl/: pydantic, zarr, ome-types and the other packages the GPU machine
+# lacks, built for its Python 3.12) are installed first when present.
 set -uo pipefail
 out=${1:?OUT}
 total=${2:?SECONDS}
 device=${3:-cuda}
 scale=${4:-full}
 work=${WORK:-runs/lease}
-arm=2plane_eo_b6_bf16_balanced
+arm=${ARM:-2plane_eo_b6_d16m64_bf16_balanced}
+checkpoint=${ARM_CHECKPOINT:-benchmarks/checkpoints/encode_once_d16m64_k4_bf16_balanced.ckpt}
 runs=$arm,eo_context_dilated,eo_context_attention,eo_context_none
 mkdir -p "$out" "$work"
 wheels=${WHEELS:-.whl}
@@ -34,11 +36,14 @@ python3 -c "from pathlib import Path; from benchmarks.gpu_train import simulate;
 simulating=$!
 timeout 150 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --out "$work/inference" ||
     echo "inference rows failed (exit $?)"
+# the same rows with whole 2048² frames in one tile: how much of the engine's time its tiles cost
+timeout 150 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --tile-size 2048 \
+    --out "$work/inference_whole_frames" || echo "whole-frame rows failed (exit $?)"
 wait $simulating || exit 1
 echo "data and inference rows after $((SECONDS - t0)) s"
 timeout $((total + 60)) python3 -m benchmarks.gpu_train --device "$device" --scale "$scale" \
     --data "$work/data" --work "$work/gpu" --out "$work/train" --total "$total" --runs "$runs" "${toy[@]}" \
-    --resume "$arm=benchmarks/checkpoints/encode_once_d16_k4_bf16_balanced.ckpt" --keep-checkpoints "$runs" ||
+    --resume "$arm=$checkpoint" --keep-checkpoints "$runs" ||
     echo "training failed (exit $?)"
 echo "trained after $((SECONDS - t0)) s"
 if [ -f "$work/train/$arm.pt" ]; then

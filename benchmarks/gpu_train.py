@@ -77,6 +77,8 @@ RUNS: dict[str, list[str]] = {
     "2plane_eo_b6_bf16": EO_BF16,
     # its successor, with the target distances balanced (encode-once-d16-k4-bf16-balanced)
     "2plane_eo_b6_bf16_balanced": [*EO_BF16, "--balance-defocus"],
+    # the wider decoder that follows it (encode-once-d16m64-k4-bf16-balanced, session 28)
+    "2plane_eo_b6_d16m64_bf16_balanced": [*EO_BF16, "--decoder-max", "64", "--balance-defocus"],
     # the bottleneck's context mechanism chosen by measurement: that recipe from scratch with each
     **{
         f"eo_context_{c}": [*EO_BF16, "--balance-defocus", "--context", c]

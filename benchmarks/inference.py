@@ -44,13 +44,15 @@ def case(
     eager: bool = False,
     architecture: str = "unet",
     model_file: Path | None = None,
+    tile_size: int | None = None,
 ) -> dict:
     """One row: planes/s of the engine (over ``measure_planes`` of the ``n_out`` when given; an encode-once
     generator is always timed over the whole stack, which its one encoding serves), for a random-weight
-    generator of ``architecture`` or a trained ``model_file`` (its own widths)."""
+    generator of ``architecture`` or a trained ``model_file`` (its own widths); ``tile_size``: the engine's
+    tiles (default: the device's)."""
     model = demo_model(n_in, architecture=architecture) if model_file is None else load_model(model_file)
     architecture = model.card.architecture.kind
-    predictor = Predictor(model, device)
+    predictor = Predictor(model, device, tile_size=tile_size)
     cuda = predictor.device.type == "cuda"
     planes = _planes(n_in, size)
     plane_z = (0.0,) if n_in == 1 else (-2.0, 2.0)
@@ -87,15 +89,23 @@ def case(
 
 
 def run(
-    quick: bool, devices: list[str], side_by_side: bool = False, models: Sequence[Path] = ()
+    quick: bool,
+    devices: list[str],
+    side_by_side: bool = False,
+    models: Sequence[Path] = (),
+    tile_size: int | None = None,
 ) -> list[dict]:
     """All inference rows for the given devices (``side_by_side``: only the two generators on the same
-    2-plane stacks of 21 planes, each timed whole; ``models``: these trained 2-plane files instead)."""
+    2-plane stacks of 21 planes, each timed whole; ``models``: these trained 2-plane files instead;
+    ``tile_size``: the engine's tiles, else each device's default)."""
     eo = "encode-once"
     if models:
         sizes = (128,) if quick else (512, 2048)
         return [
-            case(dev, size, 21, 2, model_file=path) for dev in devices for size in sizes for path in models
+            case(dev, size, 21, 2, model_file=path, tile_size=tile_size)
+            for dev in devices
+            for size in sizes
+            for path in models
         ]
     if side_by_side:
         cases = [(size, 21, 2, None, False, arch) for size in (512, 2048) for arch in ("unet", eo)]
@@ -120,7 +130,8 @@ def run(
     for dev in devices:
         for size, n_out, n_in, timed, eager, arch in cases:
             gpu = dev == "cuda"
-            rows.append(case(dev, size, n_out, n_in, None if gpu or arch == eo else timed, eager, arch))
+            timed_over = None if gpu or arch == eo else timed
+            rows.append(case(dev, size, n_out, n_in, timed_over, eager, arch, tile_size=tile_size))
     return rows
 
 
@@ -153,10 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="side by side, these trained 2-plane model files (at their own widths), not random weights",
     )
+    ap.add_argument(
+        "--tile-size",
+        type=int,
+        help="the engine's tiles in px (default: the device's; 2048 is a whole 2048² frame in one tile)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     devices = args.device or ((["cuda"] if torch.cuda.is_available() else []) + ["cpu"])
-    rows = run(args.quick, devices, args.side_by_side, args.model)
+    rows = run(args.quick, devices, args.side_by_side, args.model, args.tile_size)
     measured = machine()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "inference.json").write_text(json.dumps({"machine": measured, "rows": rows}, indent=2))

@@ -119,6 +119,9 @@ def test_the_inference_rows_run_alone_for_a_bare_gpu_machine(tmp_path):
     assert (
         row["architecture"] == f"unet ({shipped.name})" and row["planes_in"] == 2 and row["planes_per_s"] > 0
     )
+    # the engine's tiles chosen on the command line (whole frames against tiles, on a GPU's next lease)
+    assert inference(["--quick", "--device", "cpu", "--out", str(tmp_path), "--tile-size", "64"]) == 0
+    assert {r["tile"] for r in json.loads((tmp_path / "inference.json").read_text())["rows"]} == {64}
 
 
 def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
