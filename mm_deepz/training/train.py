@@ -236,10 +236,7 @@ class TrainResult:
 def _device_name(device: torch.device) -> str:
     """The GPU's or the processor's name, for the card."""
     if device.type == "cuda":
-        # an index, always: torch 2.11 refuses a bare torch.device("cuda") here
-        return torch.cuda.get_device_name(
-            device.index if device.index is not None else torch.cuda.current_device()
-        )
+        return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
 
 
