@@ -14,7 +14,7 @@ from .. import dpm as dpm_mod
 from ..devices import device_problem
 from ..errors import DeviceError, InferenceError, InputError
 from ..modelfile import DeepZModel
-from ..normalization import IntensityScale, to_dtype
+from ..normalization import IntensityScale
 from .bundle import VirtualStack
 from .tiling import run_tiled
 
@@ -106,7 +106,7 @@ class Predictor:
         scale = IntensityScale.from_planes(planes, **self._pcts())
         out = self._run(scale.forward(planes), dist_n=dist_n)
         return VirtualStack(
-            to_dtype(scale.inverse(out), out_dtype), target_z_um, tuple(plane_z_um), scale, {"dpm": "uniform"}
+            scale.to_counts(out, out_dtype), target_z_um, tuple(plane_z_um), scale, {"dpm": "uniform"}
         )
 
     def predict_dpm(
@@ -126,7 +126,7 @@ class Predictor:
             raise InputError(f"DPMs of shape {dpms_um.shape[1:]} do not match the planes {planes.shape}.")
         maps_n = dpm_mod.to_network_units(dpms_um, self.model.card.z_range_um, strict=strict_range)
         scale = IntensityScale.from_planes(planes, **self._pcts())
-        return to_dtype(scale.inverse(self._run(scale.forward(planes), maps_n=maps_n)), out_dtype)
+        return scale.to_counts(self._run(scale.forward(planes), maps_n=maps_n), out_dtype)
 
     # -- internals ---------------------------------------------------------------------
     def _pcts(self) -> dict[str, float]:

@@ -65,6 +65,22 @@ def test_outputs_clip_to_the_camera_range():
     assert out.dtype == np.uint16 and out.max() == 65535
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8, np.float32])
+def test_network_units_become_camera_counts_plane_by_plane_as_a_whole_stack_would(dtype):
+    # the engine converts a stack one plane at a time (no stack-sized temporaries): the same counts,
+    # rounded and clipped to the camera's range, as converting the whole stack at once
+    from mm_deepz.normalization import IntensityScale, to_dtype
+
+    scale = IntensityScale(100.0, 3100.0)
+    y = np.random.default_rng(1).normal(0.5, 12, (2, 3, 40, 30)).astype(np.float32)  # far out of range too
+    counts = scale.to_counts(y, dtype)
+    assert counts.dtype == dtype and counts.shape == y.shape
+    np.testing.assert_array_equal(counts, to_dtype(scale.inverse(y), dtype))
+    if dtype is not np.float32:
+        assert counts.min() == 0 and counts.max() == np.iinfo(dtype).max
+    np.testing.assert_array_equal(scale.to_counts(y[0, 0], dtype), counts[0, 0])  # one plane alone
+
+
 def test_cuda_request_falls_back_to_cpu_with_a_warning():
     if torch.cuda.is_available():
         assert resolve_device("cuda").type == "cuda"
