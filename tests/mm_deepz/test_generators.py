@@ -124,6 +124,15 @@ def test_uniform_dpms_given_as_one_distance_make_the_same_image_as_their_maps(ki
         compact = net.decode(encoded, distances)
         maps = net.decode(encoded, distances.expand(2, 3, 1, 32, 48).contiguous())
     torch.testing.assert_close(compact, maps, rtol=1e-4, atol=1e-5)
+    # and train alike: the same gradients (the encode-once decoder folds uniform DPMs into its weights)
+    grads = []
+    for dpm in (distances, distances.expand(2, 3, 1, 32, 48).contiguous()):
+        net.zero_grad()
+        net.decode(net.encode(planes), dpm).square().mean().backward()
+        grads.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) == len(list(net.parameters()))
+    for folded, mapped in zip(*grads, strict=True):
+        torch.testing.assert_close(folded, mapped, rtol=1e-3, atol=1e-6)
 
 
 @pytest.mark.parametrize(("heads", "reaches"), [(0, False), (4, True)])
