@@ -8,6 +8,7 @@ gathers the planes of each stack until it is whole (so its input planes can go t
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,11 @@ import numpy as np
 SATURATION_WARN_FRACTION = 0.001
 #: full-scale values of 8- to 16-bit cameras
 FULL_SCALE = frozenset(2**bits - 1 for bits in range(8, 17))
+#: acquired time points kept until a runner waits for them: pycromanager's runner claims each in turn,
+#: up to two blocks of time points behind the camera (a block: up to 0.25 s of exposures,
+#: :data:`~.events.SEQUENCE_S`, 5000 time points of 50 µs); a runner that never waits (pymmcore-plus's
+#: MDA) leaves at most this many behind (a few MB)
+KEPT_TIME_POINTS = 10_000
 
 
 def saturated_fraction(image: np.ndarray) -> float:
@@ -58,7 +64,8 @@ class FrameRouter:
         self._arrival = threading.Condition()
         self._stopped = False
         self._arrived: dict[tuple[int, int], int] = {}  # (t, p) -> frames of it that arrived
-        self._acquired_t: dict[int, set[int]] = {}  # t -> positions whose frames all arrived
+        #: t -> positions whose frames all arrived, oldest first
+        self._acquired_t: OrderedDict[int, set[int]] = OrderedDict()
         self._lock = threading.Lock()
         self._planes: dict[tuple[str, int, int], dict[int, np.ndarray | None]] = {}
         self._rejected: set[tuple[str, int, int, int]] = set()
@@ -78,11 +85,13 @@ class FrameRouter:
                 return
             self._arrived.pop((t, p), None)
             self._acquired_t.setdefault(t, set()).add(p)
-            # a runner that does not wait (pymmcore-plus's MDA) leaves its time points here: only the
-            # last two may still be waited for (pycromanager's runner waits for t - 1 once t is submitted)
-            for old in [k for k in self._acquired_t if k < t - 1]:
-                del self._acquired_t[old]
+            self._forget(t - KEPT_TIME_POINTS)
             self._arrival.notify_all()
+
+    def _forget(self, t: int) -> None:
+        """Forget the acquired time points up to ``t`` (held: ``_arrival``)."""
+        while self._acquired_t and next(iter(self._acquired_t)) <= t:
+            self._acquired_t.popitem(last=False)
 
     def stop(self, _reason: str = "") -> None:
         """Wake every thread waiting in :meth:`wait_acquired`: nothing more arrives."""
@@ -98,7 +107,8 @@ class FrameRouter:
             self._arrival.wait_for(lambda: len(self._acquired_t.get(t, ())) >= n or self._stopped, timeout)
             if len(self._acquired_t.get(t, ())) < n:
                 return False  # not yet: a later wait may still see it complete
-            del self._acquired_t[t]
+            self._acquired_t.pop(t)
+            self._forget(t)  # a runner waits in order: the earlier ones are over
             return True
 
     # -- completion: when a stack's planes are all written ---------------------------------

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from acquisition_hooks import frames
 from acquisition_hooks.frames import FrameRouter, saturated_fraction
 from acquisition_hooks.plan import DeepZPlan
 from acquisition_hooks.state import RunState
@@ -53,14 +54,28 @@ def test_a_time_point_is_acquired_once_every_frame_of_every_position_arrived(rou
     assert not router.wait_acquired(1, timeout=0.05)  # given up: one input plane of each position missing
 
 
-def test_time_points_nobody_waits_for_are_not_kept(router):
+def test_time_points_nobody_waits_for_are_not_kept(router, monkeypatch):
     # the MDA runner never waits for a time point: a 10-minute run at 2048² grew by ~290 bytes a frame
+    monkeypatch.setattr(frames, "KEPT_TIME_POINTS", 50)
     for t in range(1000):
         for p in (0, 1):
             router.arrived("anchor", t, p)
             router.arrived("anchor", t, p)
-    assert len(router._acquired_t) <= 2
+    assert len(router._acquired_t) <= 50
     assert router.wait_acquired(999, timeout=0)  # the latest is still there for a runner that waits
+    assert not router._acquired_t  # and with it every earlier one: a runner waits in order
+
+
+def test_a_whole_block_acquired_before_its_first_wait_is_waited_for_at_once(router):
+    # pycromanager's runner submits a block of time points and waits for each in turn, possibly after
+    # the camera took all of them (a loaded machine): each wait finds its time point (they were
+    # forgotten two time points behind the camera, and each wait ran into its timeout)
+    for t in range(40):
+        for p in (0, 1):
+            router.arrived("anchor", t, p)
+            router.arrived("anchor", t, p)
+    assert all(router.wait_acquired(t, timeout=0) for t in range(40))
+    assert not router._acquired_t
 
 
 def test_full_stacks_need_every_plane(router):
