@@ -155,3 +155,19 @@ def test_bottleneck_attention_sees_the_whole_frame_and_dilated_context_does_not(
     assert near > 0  # near the change: always
     assert bool(far > 0.01 * near) == reaches and (reaches or far == 0)
     assert ("attention, 4 heads" in config.describe()) == reaches
+
+
+def test_the_bottleneck_attention_is_torch_multihead_attention_by_a_lighter_kernel():
+    # the block computes nn.MultiheadAttention's result through scaled_dot_product_attention (whose
+    # CPU kernel does not build the whole attention matrix): the same numbers from the same weights
+    from mm_deepz.model.unet import _Attention
+
+    torch.manual_seed(0)
+    block = _Attention(64, 4)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.2)
+        tokens = torch.rand(2, 100, 64)
+        torch.testing.assert_close(
+            block.attend(tokens), block.attention(tokens, tokens, tokens, need_weights=False)[0]
+        )
