@@ -72,8 +72,8 @@ RUNS: dict[str, list[str]] = {
         *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
         *("--decoder-channels", "16", "--targets-per-sample", "4"),
     ],
-    # the arm carried on in legs on the CPU (benchmarks.learning's encode-once-d16-k4-bf16), continued from
-    # its committed checkpoint (``--resume 2plane_eo_b6_bf16=CKPT``, benchmarks/checkpoints/)
+    # the arm carried on in legs on the CPU until step 32000 (benchmarks.learning's encode-once-d16-k4-bf16;
+    # its checkpoint there is in git's history at b8517cd: ``--resume 2plane_eo_b6_bf16=CKPT``)
     "2plane_eo_b6_bf16": EO_BF16,
     # its successor, with the target distances balanced (encode-once-d16-k4-bf16-balanced)
     "2plane_eo_b6_bf16_balanced": [*EO_BF16, "--balance-defocus"],
