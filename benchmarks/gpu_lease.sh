@@ -43,8 +43,10 @@ wait $simulating || exit 1
 echo "data and inference rows after $((SECONDS - t0)) s"
 timeout $((total + 60)) python3 -m benchmarks.gpu_train --device "$device" --scale "$scale" \
     --data "$work/data" --work "$work/gpu" --out "$work/train" --total "$total" --runs "$runs" "${toy[@]}" \
-    --resume "$arm=$checkpoint" --keep-checkpoints "$runs" ||
-    echo "training failed (exit $?)"
+    --resume "$arm=$checkpoint" --keep-checkpoints "$runs" || {
+    echo "training failed (exit $?); the runs' last lines:"
+    tail -n 15 "$work"/gpu/train_*.log
+}
 echo "trained after $((SECONDS - t0)) s"
 if [ -f "$work/train/$arm.pt" ]; then
     timeout 120 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --side-by-side \
