@@ -44,12 +44,12 @@ BIG_BATCH = [*TWO_PLANES, "--lr", "1e-3"]
 #: 2e-3, float32. At batch 6 a step is bound by kernel launches on a GPU, not by arithmetic, so the GPU
 #: runs this recipe unchanged, many times faster than one CPU thread: the same curve, further.
 CPU_RECIPE = [*TWO_PLANES, "--lr", "2e-3", "--batch-size", "6", "--precision", "fp32"]
+#: the encode-once generator of the learning runs (benchmarks.learning's arms): depth 4, at most 64 channels
+ENCODE_ONCE = ("--architecture", "encode-once", "--depth", "4", "--max-channels", "64")
+#: its leading options: decoder 16 channels wide, 4 targets per crop, bfloat16
+D16_K4_BF16 = (*ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16")
 #: the encode-once arm's recipe on the CPU (benchmarks.learning's encode-once-d16-k4-bf16)
-EO_BF16 = [
-    *CPU_RECIPE,
-    *("--architecture", "encode-once", "--depth", "4", "--max-channels", "64"),
-    *("--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16"),
-]
+EO_BF16 = [*CPU_RECIPE, *D16_K4_BF16]
 #: the configurations trained side by side: name -> extra ``mm-deepz train`` options (a run's own
 #: ``--batch-size`` replaces the command's)
 RUNS: dict[str, list[str]] = {

@@ -39,34 +39,40 @@ import torch
 from benchmarks.depth_probe import plot, probe
 from benchmarks.depth_probe import table as depth_table
 from benchmarks.finetune import evaluate, table
-from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, simulate, train_command
+from benchmarks.gpu_train import (
+    D16_K4_BF16,
+    ENCODE_ONCE,
+    TWO_PLANES,
+    _mz,
+    pair_specs,
+    simulate,
+    train_command,
+)
 from mm_deepz.modelfile import load_model
 from mm_deepz.shipped import shipped_model_path
 from simulators.training_data import make_stack_pair, write_stack_pair
 
 logger = logging.getLogger("benchmarks.learning")
 
-_ENCODE_ONCE = ("--architecture", "encode-once", "--depth", "4", "--max-channels", "64")
-_D16_K4_BF16 = (*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16")
 #: each arm's generator options (the U-Net is the shipped one's)
 ARMS: dict[str, list[str]] = {
     "unet": ["--architecture", "unet"],
-    "encode-once": [*_ENCODE_ONCE, "--decoder-channels", "8", "--targets-per-sample", "4"],
-    "encode-once-d16-k4": [*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4"],
-    "encode-once-d16-k2": [*_ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "2"],
+    "encode-once": [*ENCODE_ONCE, "--decoder-channels", "8", "--targets-per-sample", "4"],
+    "encode-once-d16-k4": [*ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4"],
+    "encode-once-d16-k2": [*ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "2"],
     # the leading arm again, its networks in bfloat16 on the CPU (the loss stays float32): 1.36x faster
     # steps at one thread (1.28 against 1.75 s, side by side, session 21), one schedule from scratch to
     # 8000 steps, then legs given by --steps (9000, 12000, 15600, 20000, 24000, 28000, 32000: docs/models.md);
     # the arm carried on
-    "encode-once-d16-k4-bf16": list(_D16_K4_BF16),
+    "encode-once-d16-k4-bf16": list(D16_K4_BF16),
     # the recipe changed where the bfloat16 arm flattened (32000 steps, session 27): its step-32000
     # checkpoint carried on with every distance from the nearest measured plane drawn equally often, so
     # that a third of the targets are 6-10 µm away (24 % before), the band it still lags in
-    "encode-once-d16-k4-bf16-balanced": [*_D16_K4_BF16, "--balance-defocus"],
+    "encode-once-d16-k4-bf16-balanced": [*D16_K4_BF16, "--balance-defocus"],
     # the rule fixed before the balanced arm's scoring sent the compute here (session 28: far band 0.23
     # against 0.19, not > 0.05 better): the decoder's coarse levels widened to 64 channels (16-32-64-64-64,
     # 0.76 M parameters, 1.4x the decoder's arithmetic), from scratch, one schedule to 8000 steps first
-    "encode-once-d16m64-k4-bf16-balanced": [*_D16_K4_BF16, "--decoder-max", "64", "--balance-defocus"],
+    "encode-once-d16m64-k4-bf16-balanced": [*D16_K4_BF16, "--decoder-max", "64", "--balance-defocus"],
 }
 #: arms that carry on another arm's training with a changed recipe: they start from its committed checkpoint
 CARRIED_FROM = {"encode-once-d16-k4-bf16-balanced": "encode-once-d16-k4-bf16"}

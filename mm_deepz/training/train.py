@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 #: the encode-once bottleneck's context mechanisms (``--context``): their dilations and attention heads
 CONTEXTS: dict[str, tuple[tuple[int, ...], int]] = {
-    "dilated": ((2, 4), 0),
+    "dilated": (EncodeOnceConfig.dilations, 0),
     "attention": ((), 4),
     "none": ((), 0),
 }
