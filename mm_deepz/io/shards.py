@@ -21,8 +21,8 @@ memory for its shard to fill, and a kill -9 loses at most the plane being writte
 **The camera never waits for the codec.** A camera image's planes (Blosc-compressed) are encoded only
 when the writer has time for it or the encode makes the write faster (:class:`CodecBudget`): when it
 waited for the plane at least as long as the last encode took, or the disk is slower than the encoder;
-the codec's encode time and size ratio are first measured on the camera's first plane by a thread of
-their own, while that plane is stored as it came.
+the codec's encode time and size ratio are first measured on one band of the camera's first plane by
+a thread of its own at the lowest CPU priority, while that plane is stored as it came.
 Planes that come faster than the encoder on a faster disk (a burst, the page cache, cores taken by the
 model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a 16-byte Blosc header
 before the plane's bytes, read by every Blosc decoder as any other chunk, written without a copy,
@@ -301,16 +301,30 @@ class ShardWriter:
 
 
 def _probe(budget: CodecBudget, codec: numcodecs.Blosc, blocks: list[np.ndarray]) -> None:
-    """Measure ``codec`` on a camera's first plane (its bands, on the encoding threads, as a compressed
-    write encodes them) for ``budget``, off the writer's thread: the camera does not wait for it."""
-    began = time.perf_counter()
+    """Measure ``codec`` on a camera's first plane for ``budget``, off the writer's thread and at the
+    lowest CPU priority (:func:`_idle_priority`), so that the camera path never waits for it or shares a
+    core with it: one band encoded on this thread (its CPU time, which a preempted thread does not
+    inflate), the plane's encode time taken as that of its bands on the encoding threads
+    (:func:`encode_all`), its size ratio as the band's."""
+    _idle_priority()
+    block = blocks[0]
+    began = time.thread_time()
     try:
-        encoded = encode_all(codec, blocks)
+        encoded = codec.encode(block)
     except Exception:  # the planes are stored uncompressed, readable as any: nothing is lost
         logger.warning("Measuring the codec failed: camera planes are stored uncompressed.", exc_info=True)
         return
-    stored = sum(_length(e) for e in encoded)
-    budget.learned(time.perf_counter() - began, sum(b.nbytes for b in blocks) / max(stored, 1))
+    rounds = math.ceil(len(blocks) / min(len(blocks), _workers()))
+    budget.learned((time.thread_time() - began) * rounds, block.nbytes / max(len(encoded), 1))
+
+
+def _idle_priority() -> None:
+    """The calling thread runs only on a core nothing else wants (Linux's ``SCHED_IDLE``; elsewhere as
+    it is)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread, on Linux
+    except (AttributeError, OSError):  # not Linux, or not allowed: the probe runs as any thread
+        logger.debug("The codec probe runs at normal priority.", exc_info=True)
 
 
 def chunks_per_shard(array: zarr.Array[Any]) -> Coords:
@@ -420,9 +434,13 @@ def _encoders() -> ThreadPoolExecutor:
     a forked process, which inherits no threads."""
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid():
-        workers = max(1, min(MAX_BANDS, os.cpu_count() or 1))
-        _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="mm-deepz-encode"))
+        _POOL = (os.getpid(), ThreadPoolExecutor(_workers(), thread_name_prefix="mm-deepz-encode"))
     return _POOL[1]
+
+
+def _workers() -> int:
+    """The encoding threads: one per core, at most :data:`~.schema.MAX_BANDS`."""
+    return max(1, min(MAX_BANDS, os.cpu_count() or 1))
 
 
 def _runs(entries: list[tuple[int, int, int]]) -> list[tuple[int, list[tuple[int, int]]]]:

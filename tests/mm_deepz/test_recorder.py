@@ -643,3 +643,39 @@ def test_a_camera_plane_is_compressed_when_the_disk_is_slower_than_the_encoder_e
     budget.spent(False, encode_s=0.0, write_s=1.0, nbytes=frame, stored=frame, planes=1)  # a stall
     assert budget.allows(frame)  # saving 6.4 MB of a slow disk's writes is worth the encode
     assert (budget.planes, budget.uncompressed) == (2, 2)
+
+
+def test_the_codec_probe_measures_one_band_at_idle_priority_and_learns_the_planes_size_ratio():
+    # the probe measures the codec for the budget on a thread of its own that runs only on a core nothing
+    # else wants (the camera path never shares one with it): one band of the plane encoded, its size
+    # ratio the plane's, its CPU time scaled to the plane's bands on the encoding threads
+    import os
+    import sys
+    import threading
+
+    import numcodecs
+
+    from mm_deepz.io import shards
+    from mm_deepz.io.shards import CodecBudget
+
+    frame = np.random.default_rng(0).poisson(100.0, (1024, 2048)).astype(np.uint16)
+    blocks = [np.ascontiguousarray(frame[y : y + 256]) for y in range(0, 1024, 256)]
+    codec = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    budget = CodecBudget()
+    policies = []
+
+    def probe() -> None:
+        shards._probe(budget, codec, blocks)
+        if sys.platform == "linux":
+            policies.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    if sys.platform == "linux":
+        assert policies == [os.SCHED_IDLE]
+    encode_s, ratio = budget._encode_s, budget._ratio
+    whole = len(frame.tobytes()) / len(codec.encode(frame))
+    assert encode_s is not None and encode_s > 0
+    assert 1.2 < ratio and abs(ratio - whole) < 0.1 * whole  # noise compresses: the band speaks for the plane
+    assert not budget.probe_due()  # measured once: no further probe
