@@ -141,16 +141,16 @@ def heavy_modules_after(code: str, modules: set[str]) -> list[str]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def encode_once_model(n_planes: int = 1, seed: int = 0) -> DeepZModel:
-    """A small encode-once model whose DPM conditioning is switched on (its FiLM layers start at zero,
-    which makes every untrained decoder ignore the DPM)."""
+def encode_once_model(n_planes: int = 1, seed: int = 0, config: Any = None) -> DeepZModel:
+    """A small encode-once model (or one of ``config``, an ``EncodeOnceConfig``) whose DPM conditioning
+    is switched on (its FiLM layers start at zero, which makes every untrained decoder ignore the DPM)."""
     import torch
 
     from mm_deepz.model import EncodeOnceConfig
 
     offsets = (0.0,) if n_planes == 1 else (-2.0, 2.0)
     card = ModelCard(
-        architecture=EncodeOnceConfig(n_planes, 8, 3, 16, 4, 16, (2,)),
+        architecture=config or EncodeOnceConfig(n_planes, 8, 3, 16, 4, 16, (2,)),
         input_offsets_um=offsets,
         z_range_um=10.0,
         optics=OPTICS,

@@ -198,10 +198,11 @@ class Predictor:
             )
         else:
             raise ValueError("_run_batches needs uniform distances or DPM maps")
-        multiple = self.model.card.architecture.multiple
+        arch = self.model.card.architecture
         stack = run_tiled(
-            self._encode, self._decode, p, dpm, self.tile_size, self.tile_overlap, multiple, self.batch_size
-        )
+            self._encode, self._decode, p, dpm, self.tile_size, self.tile_overlap, arch.multiple,
+            self.batch_size, arch.min_size,
+        )  # fmt: skip
         out = stack.cpu().numpy()  # one host sync per stack
         if not np.isfinite(out).all():
             raise InferenceError("The model produced NaN/Inf values; the virtual planes were discarded.")

@@ -37,13 +37,14 @@ def _ramp(n: int, overlap: int, device: torch.device) -> torch.Tensor:
 
 
 def pad_to_multiple(
-    x: torch.Tensor, multiple: int, margin: int = MARGIN
+    x: torch.Tensor, multiple: int, margin: int = MARGIN, minimum: int = 0
 ) -> tuple[torch.Tensor, tuple[slice, slice]]:
-    """Reflect-pad H and W by ``margin`` and up to a multiple; returns the padded tensor and the
-    slices of the original pixels in it."""
+    """Reflect-pad H and W by ``margin``, up to ``minimum`` and up to a multiple; returns the padded
+    tensor and the slices of the original pixels in it."""
     h, w = x.shape[-2:]
     m = min(margin, h - 1, w - 1)
-    ph, pw = (-(h + 2 * m)) % multiple, (-(w + 2 * m)) % multiple
+    ph, pw = (max(minimum - n - 2 * m, 0) for n in (h, w))
+    ph, pw = ph + (-(h + 2 * m + ph)) % multiple, pw + (-(w + 2 * m + pw)) % multiple
     if m or ph or pw:
         mode = "reflect" if min(h, w) > m + max(ph, pw) else "replicate"
         x = F.pad(x, (m, m + pw, m, m + ph), mode=mode)
@@ -59,10 +60,12 @@ def run_tiled(
     overlap: int,
     multiple: int,
     batch: int,
+    minimum: int = 0,
 ) -> torch.Tensor:
     """The Z images (Z, H, W) of the measured ``planes`` (1, n, H, W) on the DPMs ``dpm`` (Z, n, H, W), or
     uniform ones (Z, n, 1, 1), tile by tile and blended: each tile's planes are encoded once, then decoded
-    ``batch`` DPMs at a time (``decode(encoded, (1, b, n, h, w)) -> (1, b, h, w)``)."""
+    ``batch`` DPMs at a time (``decode(encoded, (1, b, n, h, w)) -> (1, b, h, w)``); tiles padded to
+    multiples of ``multiple`` and to at least ``minimum`` px a side."""
     z = dpm.shape[0]
     h, w = planes.shape[-2:]
     uniform = dpm.shape[-2:] == (1, 1)
@@ -73,7 +76,7 @@ def run_tiled(
     for y0 in tile_starts(h, tile, overlap):
         for x0 in tile_starts(w, tile, overlap):
             window = (slice(y0, y0 + tile), slice(x0, x0 + tile))
-            padded, (ys, xs) = pad_to_multiple(planes[..., window[0], window[1]], multiple)
+            padded, (ys, xs) = pad_to_multiple(planes[..., window[0], window[1]], multiple, minimum=minimum)
             encoded = encode(padded)
             th, tw = padded[..., ys, xs].shape[-2:]
             wy = _ramp(th, overlap if th == tile and h > tile else 0, dpm.device)
@@ -82,7 +85,7 @@ def run_tiled(
             for b0 in range(0, z, batch):
                 d = dpm[b0 : b0 + batch]
                 if not uniform:
-                    d, _ = pad_to_multiple(d[..., window[0], window[1]], multiple)
+                    d, _ = pad_to_multiple(d[..., window[0], window[1]], multiple, minimum=minimum)
                 pred = decode(encoded, d[None])[0, :, ys, xs].float()
                 out[b0 : b0 + batch, y0 : y0 + th, x0 : x0 + tw] += pred * weight
             norm[y0 : y0 + th, x0 : x0 + tw] += weight

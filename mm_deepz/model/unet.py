@@ -57,6 +57,11 @@ class _Levels:
         """Frame sizes must be multiples of this (padding is added otherwise)."""
         return int(2**self.depth)
 
+    @property
+    def min_size(self) -> int:
+        """The smallest frame side the network takes (smaller frames are padded up to it)."""
+        return self.multiple
+
 
 @dataclass(frozen=True)
 class UNetConfig(_Levels):
@@ -195,6 +200,11 @@ class EncodeOnceConfig(_Levels):
                 f"attention_heads must be 0 (no attention) or divide the bottleneck's {width} channels, "
                 f"got {self.attention_heads}."
             )
+
+    @property
+    def min_size(self) -> int:
+        """The smallest frame side: a bottleneck wider than the largest dilation (its reflected padding)."""
+        return self.multiple * (max(self.dilations, default=0) + 1)
 
     @property
     def decoder_widths(self) -> list[int]:

@@ -159,12 +159,11 @@ class TrainConfig(Settings):
                 f"{2 ** (self.depth + 1)} px for a depth-{self.depth} U-Net: use a larger --patch "
                 "or a smaller --depth."
             )
-        reach = max(CONTEXTS[self.context][0], default=0) if self.architecture == "encode-once" else 0
-        if (bottleneck := self.patch // 2**self.depth) <= reach:
+        if self.patch < (least := self.generator().min_size):
             raise ValueError(
-                f"The patch ({self.patch} px) leaves a {bottleneck}-px bottleneck, too small for the "
-                f"dilated context (dilation {reach}): use --patch {(reach + 1) * 2**self.depth} or more, "
-                "or --context none."
+                f"The patch ({self.patch} px) is smaller than the {self.architecture} generator's "
+                f"{least} px (its bottleneck must be wider than its dilated context): use --patch "
+                f"{least} or more, or --context none."
             )
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}.")

@@ -106,6 +106,22 @@ def test_the_worker_makes_stacks_with_an_encode_once_model():
     assert not np.array_equal(stacks[0].data[0], stacks[0].data[-1])  # depth matters
 
 
+def test_a_camera_roi_smaller_than_the_dilated_context_still_makes_its_stack():
+    # a depth-4 encode-once model with dilations up to 4 needs a bottleneck wider than 4 px (80-px frames):
+    # a smaller ROI (here 20 x 36 px) is padded up to that and cropped back, not refused by torch's padding
+    from mm_deepz.engine.tiling import pad_to_multiple
+
+    config = EncodeOnceConfig(1, 8, 4, 16, 4, 16, (2, 4))
+    assert config.min_size == 80 and UNetConfig(1, 8, 4, 16).min_size == 16
+    x = torch.arange(20 * 36, dtype=torch.float32).view(1, 1, 20, 36)
+    padded, (ys, xs) = pad_to_multiple(x, config.multiple, minimum=config.min_size)
+    assert padded.shape[-2:] == (80, 80) and torch.equal(padded[..., ys, xs], x)
+    predictor = Predictor(encode_once_model(config=config), "cpu")
+    stack = predictor.predict_stack(blobs((1, 20, 36), seed=1), (0.0,), [-4.0, 0.0, 4.0])
+    assert stack.data.shape == (3, 20, 36) and np.isfinite(stack.data).all()
+    assert not np.array_equal(stack.data[0], stack.data[-1])  # depth matters
+
+
 def test_the_panel_card_says_which_generator_a_model_is():
     from gui.texts import card_text
 

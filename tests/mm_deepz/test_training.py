@@ -618,7 +618,7 @@ def test_the_encode_once_generator_trains_several_targets_per_crop(data, tmp_pat
     assert wide.generator().decoder_widths == [16, 32, 64, 64, 64]  # type: ignore[union-attr]
     with pytest.raises(DeepZError, match="decoder_channels must be >= 4 and <= decoder_max"):
         TrainConfig(architecture="encode-once", decoder_channels=32, decoder_max=16)
-    with pytest.raises(DeepZError, match="patch .32 px. leaves a 2-px bottleneck.*use --patch 80 or more"):
+    with pytest.raises(DeepZError, match="patch .32 px. is smaller than the encode-once generator's 80 px"):
         TrainConfig(architecture="encode-once", depth=4, patch=32)
     with pytest.raises(DeepZError, match="attention_heads must be 0 .* divide the bottleneck's 6"):
         TrainConfig(architecture="encode-once", context="attention", base_channels=4, max_channels=6)
