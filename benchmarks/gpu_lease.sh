@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU lease in one command (docs/models.md, session 28): the inference speed rows on CUDA (with the
-# engine's default tiles and with whole frames), then the encode-once runs of #32 trained side by
+# engine's default tiles and with whole frames, and one profiled stack of each generator), then the encode-once runs of #32 trained side by
 # side (the arm the CPU legs carry on, resumed from its committed checkpoint, and the bottleneck's
 # three context mechanisms from scratch), then that arm's inference speed beside the shipped U-Net's.
 #
@@ -39,6 +39,9 @@ timeout 150 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --o
 # the same rows with whole 2048² frames in one tile: how much of the engine's time its tiles cost
 timeout 150 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --tile-size 2048 \
     --out "$work/inference_whole_frames" || echo "whole-frame rows failed (exit $?)"
+# where a 2048² stack's time goes (each engine phase, the operators): the engine against the eager loop
+timeout 90 python3 -m benchmarks.inference --device "$device" "${quick[@]}" --profile --out "$work/profile" ||
+    echo "profile failed (exit $?)"
 wait $simulating || exit 1
 echo "data and inference rows after $((SECONDS - t0)) s"
 timeout $((total + 60)) python3 -m benchmarks.gpu_train --device "$device" --scale "$scale" \

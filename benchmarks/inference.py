@@ -88,6 +88,39 @@ def case(
     return row
 
 
+#: the engine's phases (``torch.profiler.record_function`` labels in :mod:`mm_deepz.engine.predictor`)
+PHASES = ("mm_deepz.normalize", "mm_deepz.network", "mm_deepz.to_host", "mm_deepz.to_counts")
+
+
+def profile(device: str, size: int, architecture: str, out: Path, tile_size: int | None = None) -> dict:
+    """One 2-plane stack of 21 planes of ``size``² under torch's profiler (after a warm-up stack): the
+    seconds of each engine phase (:data:`PHASES`) and of the whole stack, and the profiler's table of
+    operators (``out/profile_<architecture>_<device>_<size>.txt``): where a stack's time goes on a GPU."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    predictor = Predictor(demo_model(2, architecture=architecture), device, tile_size=tile_size)
+    cuda = predictor.device.type == "cuda"
+    planes, targets = _planes(2, size), np.linspace(-8, 8, 21)
+    predictor.predict_stack(planes, (-2.0, 2.0), targets)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        predictor.predict_stack(planes, (-2.0, 2.0), targets)
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    phases = {e.key: round(e.cpu_time_total / 1e6, 3) for e in events if e.key in PHASES}
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    name = f"profile_{architecture}_{predictor.device.type}_{size}.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(events.table(sort_by=sort, row_limit=30))
+    row = {"architecture": architecture, "device": predictor.device.type, "frame": size,
+           "tile": predictor.tile_size, "batch": predictor.batch_size, "phases_s": phases,
+           "table": name}  # fmt: skip
+    logger.info("profile %s", row)
+    return row
+
+
 def run(
     quick: bool,
     devices: list[str],
@@ -169,12 +202,25 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="the engine's tiles in px (default: the device's; 2048 is a whole 2048² frame in one tile)",
     )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the rows: one 2-plane stack of 21 planes per generator under torch's profiler "
+        "(2048², 128² with --quick): each engine phase's seconds and the operators' table",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     devices = args.device or ((["cuda"] if torch.cuda.is_available() else []) + ["cpu"])
-    rows = run(args.quick, devices, args.side_by_side, args.model, args.tile_size)
     measured = machine()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        size = 128 if args.quick else 2048
+        profiles = [profile(dev, size, arch, args.out, args.tile_size) for dev in devices
+                    for arch in ("unet", "encode-once")]  # fmt: skip
+        summary = {"machine": measured, "profiles": profiles}
+        (args.out / "profile.json").write_text(json.dumps(summary, indent=2))
+        return 0
+    rows = run(args.quick, devices, args.side_by_side, args.model, args.tile_size)
     (args.out / "inference.json").write_text(json.dumps({"machine": measured, "rows": rows}, indent=2))
     (args.out / "inference.md").write_text(
         "\n".join([measured_on(measured), "", *inference_table(rows)]) + "\n"

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from .. import dpm as dpm_mod
 from ..devices import device_problem
@@ -103,11 +104,13 @@ class Predictor:
         planes = self._check_planes(planes, plane_z_um)
         dist = target_z_um[:, None] - np.asarray(plane_z_um)[None, :]  # (Z, n) µm
         dist_n = dpm_mod.to_network_units(dist, self.model.card.z_range_um, strict=strict_range)
-        scale = IntensityScale.from_planes(planes, **self._pcts())
-        out = self._run(scale.forward(planes), dist_n=dist_n)
-        return VirtualStack(
-            scale.to_counts(out, out_dtype), target_z_um, tuple(plane_z_um), scale, {"dpm": "uniform"}
-        )
+        with record_function("mm_deepz.normalize"):
+            scale = IntensityScale.from_planes(planes, **self._pcts())
+            planes_n = scale.forward(planes)
+        out = self._run(planes_n, dist_n=dist_n)
+        with record_function("mm_deepz.to_counts"):
+            counts = scale.to_counts(out, out_dtype)
+        return VirtualStack(counts, target_z_um, tuple(plane_z_um), scale, {"dpm": "uniform"})
 
     def predict_dpm(
         self,
@@ -199,13 +202,15 @@ class Predictor:
         else:
             raise ValueError("_run_batches needs uniform distances or DPM maps")
         arch = self.model.card.architecture
-        stack = run_tiled(
-            self._encode, self._decode, p, dpm, self.tile_size, self.tile_overlap, arch.multiple,
-            self.batch_size, arch.min_size,
-        )  # fmt: skip
-        out = stack.cpu().numpy()  # one host sync per stack
-        if not np.isfinite(out).all():
-            raise InferenceError("The model produced NaN/Inf values; the virtual planes were discarded.")
+        with record_function("mm_deepz.network"):
+            stack = run_tiled(
+                self._encode, self._decode, p, dpm, self.tile_size, self.tile_overlap, arch.multiple,
+                self.batch_size, arch.min_size,
+            )  # fmt: skip
+        with record_function("mm_deepz.to_host"):  # the stack to the host, checked there
+            out = stack.cpu().numpy()  # one host sync per stack
+            if not np.isfinite(out).all():
+                raise InferenceError("The model produced NaN/Inf values; the virtual planes were discarded.")
         return out
 
     def _encode(self, planes: torch.Tensor) -> Any:

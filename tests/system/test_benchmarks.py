@@ -99,6 +99,7 @@ def test_the_gpu_training_leg_runs_at_toy_scale_on_the_cpu(tmp_path, monkeypatch
 def test_the_inference_rows_run_alone_for_a_bare_gpu_machine(tmp_path):
     # the GPU speed goal is measured on a machine without the suite's other dependencies: this part
     # runs on torch and the engine, and writes the suite's inference table
+    from benchmarks.inference import PHASES
     from benchmarks.inference import main as inference
 
     assert inference(["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
@@ -122,6 +123,13 @@ def test_the_inference_rows_run_alone_for_a_bare_gpu_machine(tmp_path):
     # the engine's tiles chosen on the command line (whole frames against tiles, on a GPU's next lease)
     assert inference(["--quick", "--device", "cpu", "--out", str(tmp_path), "--tile-size", "64"]) == 0
     assert {r["tile"] for r in json.loads((tmp_path / "inference.json").read_text())["rows"]} == {64}
+    # where a stack's time goes: each engine phase timed under torch's profiler, with its operators' table
+    assert inference(["--quick", "--device", "cpu", "--out", str(tmp_path / "p"), "--profile"]) == 0
+    profiles = json.loads((tmp_path / "p" / "profile.json").read_text())["profiles"]
+    assert [p["architecture"] for p in profiles] == ["unet", "encode-once"]
+    for p in profiles:
+        assert set(p["phases_s"]) == set(PHASES) and p["phases_s"]["mm_deepz.network"] > 0
+        assert "aten::" in (tmp_path / "p" / p["table"]).read_text()
 
 
 def test_the_learning_efficiency_table_and_curves_come_from_the_cards(tmp_path):
