@@ -32,6 +32,7 @@ from ..model import (
     GeneratorConfig,
     PatchDiscriminator,
     UNetConfig,
+    generator_config,
     interleave,
 )
 from ..modelfile import DeepZModel, ModelCard, OpticsSpec
@@ -458,7 +459,13 @@ def _train(
     _check_z_range(train_pairs, cfg)
     sampler, (val_x, val_y) = _samplers(train_pairs, val_pairs, cfg)
     parent = load_parent(init, cfg) if init is not None and not resume else None
-    model = _new_model(pairs, cfg, parent)
+    ckpt_path = out.with_suffix(".ckpt")
+    ck = (
+        torch.load(ckpt_path, map_location=device, weights_only=True)
+        if resume and ckpt_path.exists()
+        else None
+    )
+    model = _new_model(pairs, cfg, parent, _trained_as(ck, cfg, ckpt_path) if ck is not None else None)
     net = model.network.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     disc: PatchDiscriminator | None = None
@@ -471,15 +478,13 @@ def _train(
     generate = ranks.wrap(EncodeDecode(net))  # the gradients averaged over the processes
     critic = ranks.wrap(disc) if disc is not None else None  # (the generator's loss reads the bare critic)
     share = ranks.share(cfg.batch_size)
-    ckpt_path = out.with_suffix(".ckpt")
     step, best, bad_evals, history = 0, math.inf, 0, []
     earlier_seconds = 0.0  # training time of the runs this one resumes
     earlier_cpu = 0.0  # and their CPU time
     earlier_legs: list[dict[str, Any]] = []  # their commands and step ranges (a resumed run's full recipe)
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     parent_record = parent_provenance(parent) if parent is not None else None
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if ck is not None:
         parent_record = ck.get("parent")
         _load_checkpoint(ck, net, opt, disc, d_opt, cfg)
         step, best, history = ck["step"], ck["best"], ck["history"]
@@ -574,6 +579,7 @@ def _train(
                     "cpu_seconds": earlier_cpu + time.process_time() - c0,
                     "legs": legs(),
                     "parent": parent_record,
+                    "architecture": model.card.model_dump(mode="json")["architecture"],
                 }
                 if disc is not None and d_opt is not None:
                     ck |= {"disc": disc.state_dict(), "d_opt": d_opt.state_dict()}
@@ -634,16 +640,39 @@ def _samplers(
     return sampler, PatchSampler(val_source, val_sampling).fixed_batch(12, seed=cfg.seed + 1)
 
 
-def _new_model(pairs: list[PairedStack], cfg: TrainConfig, parent: DeepZModel | None) -> DeepZModel:
-    """The model to train: its card from the settings and the stacks' optics (card percentiles: the
-    defaults), its weights the parent's where it is fine-tuned."""
+def _trained_as(ck: dict[str, Any], cfg: TrainConfig, path: Path) -> GeneratorConfig:
+    """The architecture a checkpoint's run trains: its own record (checkpoints written before it kept one:
+    their parent's where the run is a fine-tune, else the settings'). A run that is not a fine-tune is
+    refused when the settings now describe another architecture."""
+    parent = ck.get("parent") or {}
+    values = ck.get("architecture") or parent.get("card", {}).get("architecture")
+    ours = cfg.generator()
+    if values is None:
+        return ours
+    theirs = generator_config(dict(values))
+    if not parent and theirs != ours:
+        raise DeepZError(
+            f"{path} was trained as {theirs.describe()}; these settings describe {ours.describe()}. "
+            "Resume with the architecture options the run started with."
+        )
+    return theirs
+
+
+def _new_model(
+    pairs: list[PairedStack],
+    cfg: TrainConfig,
+    parent: DeepZModel | None,
+    architecture: GeneratorConfig | None = None,
+) -> DeepZModel:
+    """The model to train: its card from the settings (or ``architecture``, a resumed run's) and the
+    stacks' optics (card percentiles: the defaults), its weights the parent's where it is fine-tuned."""
     known = {**pairs[0].meta.get("optics", {}), **cfg.optics}
     optics = OpticsSpec(
         pixel_size_um=pairs[0].pixel_size_um,
         **{k: known.get(k) for k in ("na", "wavelength_em_um", "immersion_index")},
     )
     card = ModelCard(
-        architecture=parent.card.architecture if parent is not None else cfg.generator(),
+        architecture=parent.card.architecture if parent is not None else architecture or cfg.generator(),
         input_offsets_um=cfg.plane_offsets_um,
         z_range_um=cfg.z_range_um,
         optics=optics,

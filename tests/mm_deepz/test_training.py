@@ -239,6 +239,12 @@ def test_fine_tuning_starts_from_a_model_and_records_it_as_the_parent(data, tmp_
     first_val = child.history[0]["val_loss"]
     scratch = train(pairs, TrainConfig(steps=10, lr=1e-4, base_channels=4, depth=1, **cfg), tmp_path / "s.pt")
     assert first_val < scratch.history[0]["val_loss"]  # it started where the parent stood, not at random
+    # resumed, it goes on as the parent's architecture (its checkpoint says which), not the options' own
+    more = train(pairs, TrainConfig(steps=20, lr=1e-4, **cfg), tmp_path / "child.pt", resume=True)
+    assert more.steps_done == 20 and more.model.card.architecture == parent.card.architecture
+    # a run that is not a fine-tune, resumed with other architecture options, is refused by name
+    with pytest.raises(DeepZError, match="was trained as U-Net.*Resume with the architecture options"):
+        train(pairs, TrainConfig(steps=50, depth=2, **cfg), tmp_path / "parent.pt", resume=True)
     record = load_model(tmp_path / "child.pt").card.provenance["parent"]
     assert record["path"] == str(parent.path) and record["sha256"] == parent.sha256
     assert record["steps_done"] == 40 and record["card"]["architecture"]["base_channels"] == 4
