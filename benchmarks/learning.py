@@ -31,6 +31,7 @@ import json
 import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ from benchmarks.gpu_train import (
     simulate,
     train_command,
 )
-from mm_deepz.modelfile import load_model
+from mm_deepz.model import EncodeOnceConfig
+from mm_deepz.modelfile import DeepZModel, load_model
 from mm_deepz.shipped import shipped_model_path
 from simulators.training_data import make_stack_pair, write_stack_pair
 
@@ -76,6 +78,17 @@ ARMS: dict[str, list[str]] = {
 }
 #: arms that carry on another arm's training with a changed recipe: they start from its committed checkpoint
 CARRIED_FROM = {"encode-once-d16-k4-bf16-balanced": "encode-once-d16-k4-bf16"}
+#: arms fine-tuned from another arm's last weights (``train --init``, a fresh schedule at a fine-tune's peak
+#: rate, :data:`FINE_TUNE_LR`), the parent grown by a self-attention block of that many heads at the
+#: encoder's bottleneck (0: as it is), which starts as the identity: a paired test of what global context
+#: adds to a trained network, without the plateau every run from scratch crosses first (session 29)
+GROWN: dict[str, tuple[str, int]] = {
+    "encode-once-d16-k4-bf16-balanced-ft": ("encode-once-d16-k4-bf16-balanced", 0),
+    "encode-once-d16-k4-bf16-balanced-attention-ft": ("encode-once-d16-k4-bf16-balanced", 4),
+}
+ARMS |= {arm: ARMS[parent] for arm, (parent, _) in GROWN.items()}
+#: the peak learning rate of a fine-tune (benchmarks.finetune's)
+FINE_TUNE_LR = "5e-4"
 #: steps of each arm by default: about equal CPU time (~2000 CPU-thread seconds) on this project's 2-core
 #: machine, one thread each (the first two arms measured before the uniform-DPM fast path of 2026-12-02)
 STEPS = {
@@ -86,6 +99,8 @@ STEPS = {
     "encode-once-d16-k4-bf16": 32000,
     "encode-once-d16-k4-bf16-balanced": 36000,
     "encode-once-d16m64-k4-bf16-balanced": 8000,
+    "encode-once-d16-k4-bf16-balanced-ft": 2000,
+    "encode-once-d16-k4-bf16-balanced-attention-ft": 2000,
 }
 #: the legs an arm is trained in on the way to its steps, each re-entering a one-cycle schedule over its
 #: own budget: how the float32 encode-once arm's curve was made (sessions 17-20), trained so again
@@ -120,17 +135,54 @@ def train(arm: str, data: Path, out: Path, steps: int) -> Path:
             out.mkdir(parents=True, exist_ok=True)
             shutil.copy2(committed, checkpoint)
     precision = [] if "--precision" in ARMS[arm] else ["--precision", "auto"]
-    options = [*TWO_PLANES, *ARMS[arm], "--batch-size", "6", "--lr", "2e-3", *precision]
+    lr = FINE_TUNE_LR if arm in GROWN else "2e-3"
+    options = [*TWO_PLANES, *ARMS[arm], "--batch-size", "6", "--lr", lr, *precision]
     for leg in [n for n in LEGS.get(arm, ()) if n < steps] + [steps]:
         if steps_done(model) >= leg:
             continue
         start = ["--resume"] if checkpoint.exists() else ["--overwrite"]
+        if arm in GROWN and not checkpoint.exists():
+            start += ["--init", str(grown_parent(arm, out))]
         _mz(
             train_command(data, model, leg, 128, 200, "cpu", [*options, *start]),
             model.with_suffix(".log"),
             threads=1,
         )
     return model
+
+
+def grown_parent(arm: str, out: Path) -> Path:
+    """The model a :data:`GROWN` arm starts from (``<arm>.parent.pt``, made once): its parent arm's last
+    weights (that arm trained in ``out``), with a self-attention block at the bottleneck where asked."""
+    path = out / f"{_stem(arm)}.parent.pt"
+    if path.exists():
+        return path
+    parent_arm, heads = GROWN[arm]
+    parent = out / f"{_stem(parent_arm)}.pt"
+    if not parent.with_suffix(".ckpt").exists():
+        raise FileNotFoundError(
+            f"{arm} starts from {parent_arm}'s last weights, which {out} lacks: train that arm there first "
+            f"(python -m benchmarks.learning --out {out} --arm {parent_arm})."
+        )
+    model = load_model(last_weights(parent))
+    (with_attention(model, heads) if heads else model).save(path)
+    return path
+
+
+def with_attention(model: DeepZModel, heads: int) -> DeepZModel:
+    """An encode-once ``model`` with a self-attention block of ``heads`` heads added at its bottleneck, its
+    other weights the same: the same images until the block learns (it starts as the identity)."""
+    config = model.card.architecture
+    if not isinstance(config, EncodeOnceConfig) or config.attention_heads:
+        raise ValueError(f"attention is added to an encode-once model without it, not {config.describe()}")
+    card = model.card.model_copy(update={"architecture": replace(config, attention_heads=heads)})
+    grown = DeepZModel.new(card)
+    missing, unexpected = grown.network.load_state_dict(model.network.state_dict(), strict=False)
+    block = f"bottom.{len(grown.network.bottom) - 1}."
+    if unexpected or not all(key.startswith(block) for key in missing):
+        raise RuntimeError(f"growing {model.path} did not keep its weights: {missing}, {unexpected}")
+    grown.card.provenance = {**model.card.provenance, "grown": f"self-attention, {heads} heads, added"}
+    return grown
 
 
 def _stem(arm: str) -> str:

@@ -241,7 +241,9 @@ class _Context(nn.Module):
 class _Attention(nn.Module):
     """Self-attention over the bottleneck's pixels (a pre-norm transformer block): every pixel sees the
     whole frame or tile. Positions enter through a depthwise convolution before it (a conditional
-    position encoding, valid at any frame size); the block starts as the identity."""
+    position encoding, valid at any frame size); the block starts as the identity (the position
+    encoding's, the attention's and the MLP's last layers at zero), so it can be added to a trained
+    encoder without changing what it does."""
 
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -251,7 +253,7 @@ class _Attention(nn.Module):
         self.norm_mlp = nn.LayerNorm(width)
         last = nn.Linear(2 * width, width)
         self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), last)
-        for p in (*self.attention.out_proj.parameters(), *last.parameters()):
+        for p in (*self.position.parameters(), *self.attention.out_proj.parameters(), *last.parameters()):
             nn.init.zeros_(p)
 
     def attend(self, tokens: torch.Tensor) -> torch.Tensor:

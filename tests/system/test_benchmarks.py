@@ -337,3 +337,63 @@ def test_the_depth_probe_tells_a_network_that_places_light_in_depth_from_a_depth
     assert blind_stack[far]["within_one_step"] == 0.0 and blind_stack[far]["median_error_um"] >= 4.0
     assert png.stat().st_size > 10_000
     assert json.loads(out.read_text())["models"][str(model)]["bands"] == shipped
+
+
+def test_a_trained_encoder_grown_by_self_attention_makes_the_same_stacks_until_the_block_learns():
+    # benchmarks.learning's paired test of global context: the block starts as the identity, so the grown
+    # model's stacks are its parent's, and every part of the block still receives gradients
+    import numpy as np
+    import torch
+    from helpers import blobs, encode_once_model, tiny_model
+
+    from benchmarks.learning import with_attention
+    from mm_deepz.engine import Predictor
+
+    parent = encode_once_model(seed=1)
+    grown = with_attention(parent, 4)
+    assert "attention, 4 heads" in grown.card.architecture.describe()
+    planes, targets = blobs((1, 64, 64), seed=2), [-4.0, 0.0, 4.0]
+    before = Predictor(parent, "cpu").predict_stack(planes, (0.0,), targets, out_dtype=np.float32).data
+    after = Predictor(grown, "cpu").predict_stack(planes, (0.0,), targets, out_dtype=np.float32).data
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-3)
+    with torch.no_grad():  # the encoding itself, bottleneck included (an untrained decoder hardly reads it)
+        x = torch.rand(1, 1, 64, 64)
+        for ours, theirs in zip(grown.network.encode(x), parent.network.encode(x), strict=True):
+            torch.testing.assert_close(ours, theirs)
+    net = grown.network.train()
+    net(torch.rand(2, 2, 64, 64)).square().mean().backward()
+    block = net.bottom[-1]
+    for part in (block.position, block.attention.out_proj, block.mlp[-1]):
+        assert part.weight.grad is not None and part.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="attention is added to an encode-once model"):
+        with_attention(tiny_model(), 4)
+
+
+def test_a_grown_arm_fine_tunes_its_parents_last_weights_with_attention_added(tmp_path, training_commands):
+    # the paired test of global context: both arms start from the balanced arm's last weights, one as it
+    # is and one with self-attention at its bottleneck, fine-tuned at a fine-tune's peak rate
+    import torch
+    from helpers import encode_once_model
+
+    from benchmarks import learning
+    from mm_deepz.modelfile import load_model
+
+    out = tmp_path / "out"
+    arm = "encode-once-d16-k4-bf16-balanced-attention-ft"
+    with pytest.raises(FileNotFoundError, match="--arm encode-once-d16-k4-bf16-balanced"):
+        learning.train(arm, tmp_path / "data", out, 2000)
+    parent = encode_once_model(seed=4)
+    out.mkdir()
+    parent.save(out / "encode_once_d16_k4_bf16_balanced.pt")
+    last = {k: v + 0.01 for k, v in parent.network.state_dict().items()}  # the checkpoint's, not the best
+    torch.save(
+        {"step": 36000, "net": last, "history": [{"val_loss": 0.67}]},
+        out / "encode_once_d16_k4_bf16_balanced.ckpt",
+    )
+    learning.train(arm, tmp_path / "data", out, 2000)
+    (command,) = training_commands
+    grown = load_model(command[command.index("--init") + 1])
+    assert grown.card.architecture.attention_heads == 4
+    assert torch.equal(grown.network.state_dict()["head.weight"], last["head.weight"])
+    assert command[command.index("--lr") + 1] == learning.FINE_TUNE_LR and "--balance-defocus" in command
+    assert "--overwrite" in command and "--resume" not in command
