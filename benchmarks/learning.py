@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -79,14 +80,24 @@ ARMS: dict[str, list[str]] = {
 #: arms that carry on another arm's training with a changed recipe: they start from its committed checkpoint
 CARRIED_FROM = {"encode-once-d16-k4-bf16-balanced": "encode-once-d16-k4-bf16"}
 #: arms fine-tuned from another arm's last weights (``train --init``, a fresh schedule at a fine-tune's peak
-#: rate, :data:`FINE_TUNE_LR`), the parent grown by a self-attention block of that many heads at the
-#: encoder's bottleneck (0: as it is), which starts as the identity: a paired test of what global context
-#: adds to a trained network, without the plateau every run from scratch crosses first (session 29)
-GROWN: dict[str, tuple[str, int]] = {
-    "encode-once-d16-k4-bf16-balanced-ft": ("encode-once-d16-k4-bf16-balanced", 0),
-    "encode-once-d16-k4-bf16-balanced-attention-ft": ("encode-once-d16-k4-bf16-balanced", 4),
+#: rate, :data:`FINE_TUNE_LR`), the parent grown first where a growth is named (none: as it is): a
+#: self-attention block of 4 heads at the encoder's bottleneck, or the decoder's coarse levels widened to
+#: 64 channels, each starting as the identity. Paired tests of what global context or decoder width add
+#: to a trained network, without the plateau every run from scratch crosses first (session 29)
+GROWN: dict[str, tuple[str, Callable[[DeepZModel], DeepZModel] | None, list[str]]] = {
+    "encode-once-d16-k4-bf16-balanced-ft": ("encode-once-d16-k4-bf16-balanced", None, []),
+    "encode-once-d16-k4-bf16-balanced-attention-ft": (
+        "encode-once-d16-k4-bf16-balanced",
+        lambda model: with_attention(model, 4),
+        [],
+    ),
+    "encode-once-d16m64-k4-bf16-balanced-ft": (
+        "encode-once-d16-k4-bf16-balanced",
+        lambda model: with_wider_decoder(model, 64),
+        ["--decoder-max", "64"],  # what its card's settings say (the architecture is the grown model's)
+    ),
 }
-ARMS |= {arm: ARMS[parent] for arm, (parent, _) in GROWN.items()}
+ARMS |= {arm: ARMS[parent] + options for arm, (parent, _, options) in GROWN.items()}
 #: the peak learning rate of a fine-tune (benchmarks.finetune's)
 FINE_TUNE_LR = "5e-4"
 #: steps of each arm by default: about equal CPU time (~2000 CPU-thread seconds) on this project's 2-core
@@ -101,6 +112,7 @@ STEPS = {
     "encode-once-d16m64-k4-bf16-balanced": 8000,
     "encode-once-d16-k4-bf16-balanced-ft": 2000,
     "encode-once-d16-k4-bf16-balanced-attention-ft": 2000,
+    "encode-once-d16m64-k4-bf16-balanced-ft": 2000,
 }
 #: the legs an arm is trained in on the way to its steps, each re-entering a one-cycle schedule over its
 #: own budget: how the float32 encode-once arm's curve was made (sessions 17-20), trained so again
@@ -153,11 +165,11 @@ def train(arm: str, data: Path, out: Path, steps: int) -> Path:
 
 def grown_parent(arm: str, out: Path) -> Path:
     """The model a :data:`GROWN` arm starts from (``<arm>.parent.pt``, made once): its parent arm's last
-    weights (that arm trained in ``out``), with a self-attention block at the bottleneck where asked."""
+    weights (that arm trained in ``out``), grown as the arm says."""
     path = out / f"{_stem(arm)}.parent.pt"
     if path.exists():
         return path
-    parent_arm, heads = GROWN[arm]
+    parent_arm, growth, _ = GROWN[arm]
     parent = out / f"{_stem(parent_arm)}.pt"
     if not parent.with_suffix(".ckpt").exists():
         raise FileNotFoundError(
@@ -165,7 +177,7 @@ def grown_parent(arm: str, out: Path) -> Path:
             f"(python -m benchmarks.learning --out {out} --arm {parent_arm})."
         )
     model = load_model(last_weights(parent))
-    (with_attention(model, heads) if heads else model).save(path)
+    (growth(model) if growth is not None else model).save(path)
     return path
 
 
@@ -183,6 +195,55 @@ def with_attention(model: DeepZModel, heads: int) -> DeepZModel:
         raise RuntimeError(f"growing {model.path} did not keep its weights: {missing}, {unexpected}")
     grown.card.provenance = {**model.card.provenance, "grown": f"self-attention, {heads} heads, added"}
     return grown
+
+
+def with_wider_decoder(model: DeepZModel, decoder_max: int) -> DeepZModel:
+    """An encode-once ``model`` whose decoder levels are widened up to ``decoder_max`` channels, making the
+    same images (Net2Net-style: each layer's old weights where its old channels now sit, the new channels
+    initialised as a fresh network's, and every old channel blind to the new ones until training opens
+    them; new channels then learn through the gradients of the weights that read them)."""
+    config = model.card.architecture
+    if not isinstance(config, EncodeOnceConfig) or decoder_max < config.decoder_max:
+        raise ValueError(f"an encode-once decoder is widened, not narrowed: {config.describe()}")
+    card = model.card.model_copy(update={"architecture": replace(config, decoder_max=decoder_max)})
+    grown = DeepZModel.new(card)
+    old, new = model.network.state_dict(), grown.network.state_dict()
+    with torch.no_grad():
+        for name, weights in new.items():
+            if weights.shape == old[name].shape:
+                weights.copy_(old[name])
+                continue
+            # a transposed convolution's weights are (in, out, ...), a convolution's (out, in, ...)
+            out_dim, in_dim = (1, 0) if name.startswith("up.") and weights.ndim > 1 else (0, 1)
+            halves = ".net.2." in name  # FiLM's scales | shifts
+            out = _placed(old[name].shape[out_dim], weights.shape[out_dim], halves)
+            if weights.ndim == 1:
+                weights[out] = old[name]
+                continue
+            concatenated = name.startswith("merge.") and name.endswith(".0.weight")  # upsampled | features
+            inputs = _placed(old[name].shape[in_dim], weights.shape[in_dim], concatenated)
+            seen = weights.index_select(out_dim, out)
+            seen.index_fill_(in_dim, _others(inputs, weights.shape[in_dim]), 0.0)  # old channels: no new ones
+            seen.index_copy_(in_dim, inputs, old[name])
+            weights.index_copy_(out_dim, out, seen)
+    grown.network.load_state_dict(new)
+    grown.card.provenance = {**model.card.provenance, "grown": f"decoder widened to {decoder_max} channels"}
+    return grown
+
+
+def _placed(old: int, new: int, halves: bool) -> torch.Tensor:
+    """Where a layer's ``old`` channels sit among its ``new`` ones: first, or where the channels are two
+    halves (a concatenation, FiLM's scales and shifts), first in each half."""
+    if not halves:
+        return torch.arange(old)
+    return torch.cat([torch.arange(old // 2), new // 2 + torch.arange(old // 2)])
+
+
+def _others(placed: torch.Tensor, n: int) -> torch.Tensor:
+    """The channels of ``n`` that are not ``placed``."""
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[placed] = False
+    return keep.nonzero().flatten()
 
 
 def _stem(arm: str) -> str:

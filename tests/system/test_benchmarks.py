@@ -397,3 +397,31 @@ def test_a_grown_arm_fine_tunes_its_parents_last_weights_with_attention_added(tm
     assert torch.equal(grown.network.state_dict()["head.weight"], last["head.weight"])
     assert command[command.index("--lr") + 1] == learning.FINE_TUNE_LR and "--balance-defocus" in command
     assert "--overwrite" in command and "--resume" not in command
+
+
+def test_a_trained_decoder_widened_makes_the_same_images_and_its_new_channels_learn():
+    # the paired test of decoder width: the coarse levels widened from 32 to 64 channels keep the trained
+    # network's images exactly (old channels blind to the new ones), and the weights that would let the
+    # old channels read the new ones receive gradients, so the width is used once training starts
+    import torch
+    from helpers import encode_once_model
+
+    from benchmarks.learning import with_wider_decoder
+    from mm_deepz.model import EncodeOnceConfig
+
+    parent = encode_once_model(n_planes=2, seed=5, config=EncodeOnceConfig(2, 16, 4, 64, 16, 32))
+    with torch.no_grad():  # trained-looking weights: nothing at its initial zero
+        for p in parent.network.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    grown = with_wider_decoder(parent, 64)
+    assert grown.card.architecture.decoder_widths == [16, 32, 64, 64, 64]
+    x = torch.rand(2, 4, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.network(x), parent.network(x))
+    grown.network.train()
+    grown.network(x).square().mean().backward()
+    merge = grown.network.merge[0][0]  # its inputs: the upsampled path (64) | the scaled features (64)
+    assert not merge.weight[:32, 32:64].any() and merge.weight.grad[:32, 32:64].abs().sum() > 0
+    assert not merge.weight[:32, 96:].any() and merge.weight.grad[:32, 96:].abs().sum() > 0
+    with pytest.raises(ValueError, match="widened, not narrowed"):
+        with_wider_decoder(parent, 16)
