@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_train import TWO_PLANES, _mz, pair_specs, train_command
+from benchmarks.gpu_train import FINE_TUNE_LR, TWO_PLANES, _mz, pair_specs, train_command
 from mm_deepz.modelfile import load_model
 from mm_deepz.shipped import shipped_model_path
 from simulators.optics import Optics
@@ -40,7 +40,7 @@ logger = logging.getLogger("benchmarks.finetune")
 CHANGED_OPTICS = Optics(na=0.5, spherical_aberration_waves=0.2)
 #: the two runs: name -> (the model it starts from, None: random weights; its peak learning rate)
 RUNS: dict[str, tuple[Path | None, str]] = {
-    "finetune": (shipped_model_path(2), "5e-4"),
+    "finetune": (shipped_model_path(2), FINE_TUNE_LR),
     "scratch": (None, "2e-3"),
 }
 

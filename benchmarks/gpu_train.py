@@ -50,6 +50,8 @@ ENCODE_ONCE = ("--architecture", "encode-once", "--depth", "4", "--max-channels"
 D16_K4_BF16 = (*ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample", "4", "--precision", "bf16")
 #: the encode-once arm's recipe on the CPU (benchmarks.learning's encode-once-d16-k4-bf16)
 EO_BF16 = [*CPU_RECIPE, *D16_K4_BF16]
+#: the peak learning rate of a fine-tune (benchmarks.finetune's, benchmarks.learning's grown arms)
+FINE_TUNE_LR = "5e-4"
 #: the configurations trained side by side: name -> extra ``mm-deepz train`` options (a run's own
 #: ``--batch-size`` replaces the command's)
 RUNS: dict[str, list[str]] = {
@@ -79,6 +81,17 @@ RUNS: dict[str, list[str]] = {
     "2plane_eo_b6_bf16_balanced": [*EO_BF16, "--balance-defocus"],
     # the wider decoder that follows it (encode-once-d16m64-k4-bf16-balanced, session 28)
     "2plane_eo_b6_d16m64_bf16_balanced": [*EO_BF16, "--decoder-max", "64", "--balance-defocus"],
+    # the balanced arm's last weights with the decoder widened, fine-tuned (benchmarks.learning's
+    # encode-once-d16m64-k4-bf16-balanced-ft, session 29): resumed from its checkpoint, which names the
+    # grown architecture
+    "2plane_eo_b6_d16m64_bf16_balanced_ft": [
+        *EO_BF16,
+        "--balance-defocus",
+        "--decoder-max",
+        "64",
+        "--lr",
+        FINE_TUNE_LR,
+    ],
     # the bottleneck's context mechanism chosen by measurement: that recipe from scratch with each
     **{
         f"eo_context_{c}": [*EO_BF16, "--balance-defocus", "--context", c]

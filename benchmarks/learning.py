@@ -44,6 +44,7 @@ from benchmarks.finetune import evaluate, table
 from benchmarks.gpu_train import (
     D16_K4_BF16,
     ENCODE_ONCE,
+    FINE_TUNE_LR,
     TWO_PLANES,
     _mz,
     pair_specs,
@@ -98,8 +99,6 @@ GROWN: dict[str, tuple[str, Callable[[DeepZModel], DeepZModel] | None, list[str]
     ),
 }
 ARMS |= {arm: ARMS[parent] + options for arm, (parent, _, options) in GROWN.items()}
-#: the peak learning rate of a fine-tune (benchmarks.finetune's)
-FINE_TUNE_LR = "5e-4"
 #: steps of each arm by default: about equal CPU time (~2000 CPU-thread seconds) on this project's 2-core
 #: machine, one thread each (the first two arms measured before the uniform-DPM fast path of 2026-12-02)
 STEPS = {
