@@ -186,13 +186,11 @@ def with_attention(model: DeepZModel, heads: int) -> DeepZModel:
     config = model.card.architecture
     if not isinstance(config, EncodeOnceConfig) or config.attention_heads:
         raise ValueError(f"attention is added to an encode-once model without it, not {config.describe()}")
-    card = model.card.model_copy(update={"architecture": replace(config, attention_heads=heads)})
-    grown = DeepZModel.new(card)
+    grown = _regrown(model, f"self-attention, {heads} heads, added", attention_heads=heads)
     missing, unexpected = grown.network.load_state_dict(model.network.state_dict(), strict=False)
     block = f"bottom.{len(grown.network.bottom) - 1}."
     if unexpected or not all(key.startswith(block) for key in missing):
         raise RuntimeError(f"growing {model.path} did not keep its weights: {missing}, {unexpected}")
-    grown.card.provenance = {**model.card.provenance, "grown": f"self-attention, {heads} heads, added"}
     return grown
 
 
@@ -204,8 +202,7 @@ def with_wider_decoder(model: DeepZModel, decoder_max: int) -> DeepZModel:
     config = model.card.architecture
     if not isinstance(config, EncodeOnceConfig) or decoder_max < config.decoder_max:
         raise ValueError(f"an encode-once decoder is widened, not narrowed: {config.describe()}")
-    card = model.card.model_copy(update={"architecture": replace(config, decoder_max=decoder_max)})
-    grown = DeepZModel.new(card)
+    grown = _regrown(model, f"decoder widened to {decoder_max} channels", decoder_max=decoder_max)
     old, new = model.network.state_dict(), grown.network.state_dict()
     with torch.no_grad():
         for name, weights in new.items():
@@ -226,7 +223,15 @@ def with_wider_decoder(model: DeepZModel, decoder_max: int) -> DeepZModel:
             seen.index_copy_(in_dim, inputs, old[name])
             weights.index_copy_(out_dim, out, seen)
     grown.network.load_state_dict(new)
-    grown.card.provenance = {**model.card.provenance, "grown": f"decoder widened to {decoder_max} channels"}
+    return grown
+
+
+def _regrown(model: DeepZModel, note: str, **changes: Any) -> DeepZModel:
+    """A fresh model of ``model``'s card with its architecture changed as ``changes`` say; its provenance
+    the parent's, with ``note`` saying how it grew."""
+    card = model.card.model_copy(update={"architecture": replace(model.card.architecture, **changes)})
+    grown = DeepZModel.new(card)
+    grown.card.provenance = {**model.card.provenance, "grown": note}
     return grown
 
 
