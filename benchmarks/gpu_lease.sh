@@ -18,8 +18,8 @@ total=${2:?SECONDS}
 device=${3:-cuda}
 scale=${4:-full}
 work=${WORK:-runs/lease}
-arm=${ARM:-2plane_eo_b6_d16m64_bf16_balanced_ft}
-checkpoint=${ARM_CHECKPOINT:-benchmarks/checkpoints/encode_once_d16m64_k4_bf16_balanced_ft.ckpt}
+arm=${ARM:-2plane_eo_b6_bf16_balanced_ft}
+checkpoint=${ARM_CHECKPOINT:-benchmarks/checkpoints/encode_once_d16_k4_bf16_balanced_ft.ckpt}
 runs=$arm,eo_context_dilated,eo_context_attention,eo_context_none
 mkdir -p "$out" "$work"
 wheels=${WHEELS:-.whl}

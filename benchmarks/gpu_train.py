@@ -81,17 +81,10 @@ RUNS: dict[str, list[str]] = {
     "2plane_eo_b6_bf16_balanced": [*EO_BF16, "--balance-defocus"],
     # the wider decoder that follows it (encode-once-d16m64-k4-bf16-balanced, session 28)
     "2plane_eo_b6_d16m64_bf16_balanced": [*EO_BF16, "--decoder-max", "64", "--balance-defocus"],
-    # the balanced arm's last weights with the decoder widened, fine-tuned (benchmarks.learning's
-    # encode-once-d16m64-k4-bf16-balanced-ft, session 29): resumed from its checkpoint, which names the
-    # grown architecture
-    "2plane_eo_b6_d16m64_bf16_balanced_ft": [
-        *EO_BF16,
-        "--balance-defocus",
-        "--decoder-max",
-        "64",
-        "--lr",
-        FINE_TUNE_LR,
-    ],
+    # the balanced arm's last weights fine-tuned at a fine-tune's rate (benchmarks.learning's
+    # encode-once-d16-k4-bf16-balanced-ft, session 29: the best blind PCC of the encode-once arms), resumed
+    # from its checkpoint
+    "2plane_eo_b6_bf16_balanced_ft": [*EO_BF16, "--balance-defocus", "--lr", FINE_TUNE_LR],
     # the bottleneck's context mechanism chosen by measurement: that recipe from scratch with each
     **{
         f"eo_context_{c}": [*EO_BF16, "--balance-defocus", "--context", c]
