@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One GPU lease in one command (docs/models.md, session 28): the inference speed rows on CUDA (with the
-# engine's default tiles and with whole frames, and one profiled stack of each generator), then the encode-once runs of #32 trained side by
-# side (the arm the CPU legs carry on, resumed from its committed checkpoint, and the bottleneck's
-# three context mechanisms from scratch), then that arm's inference speed beside the shipped U-Net's.
+# engine's default tiles and with whole frames, and one profiled stack of each generator), then the
+# encode-once runs of #32 trained side by side (the arm the CPU legs carry on, resumed from its committed
+# checkpoint, and the bottleneck's three context mechanisms from scratch), then that arm's inference speed
+# beside the shipped U-Net's.
 #
 #   bash benchmarks/gpu_lease.sh OUT SECONDS [DEVICE SCALE]
 #

@@ -94,7 +94,7 @@ PHASES = ("mm_deepz.normalize", "mm_deepz.network", "mm_deepz.to_host", "mm_deep
 
 def profile(device: str, size: int, architecture: str, out: Path, tile_size: int | None = None) -> dict:
     """One 2-plane stack of 21 planes of ``size``² under torch's profiler (after a warm-up stack): the
-    seconds of each engine phase (:data:`PHASES`) and of the whole stack, and the profiler's table of
+    seconds of each engine phase (:data:`PHASES`) and the profiler's table of
     operators (``out/profile_<architecture>_<device>_<size>.txt``): where a stack's time goes on a GPU."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile

@@ -104,12 +104,7 @@ class Predictor:
         planes = self._check_planes(planes, plane_z_um)
         dist = target_z_um[:, None] - np.asarray(plane_z_um)[None, :]  # (Z, n) µm
         dist_n = dpm_mod.to_network_units(dist, self.model.card.z_range_um, strict=strict_range)
-        with record_function("mm_deepz.normalize"):
-            scale = IntensityScale.from_planes(planes, **self._pcts())
-            planes_n = scale.forward(planes)
-        out = self._run(planes_n, dist_n=dist_n)
-        with record_function("mm_deepz.to_counts"):
-            counts = scale.to_counts(out, out_dtype)
+        counts, scale = self._in_counts(planes, out_dtype, dist_n=dist_n)
         return VirtualStack(counts, target_z_um, tuple(plane_z_um), scale, {"dpm": "uniform"})
 
     def predict_dpm(
@@ -128,10 +123,22 @@ class Predictor:
         if dpms_um.shape[1:] != planes.shape:
             raise InputError(f"DPMs of shape {dpms_um.shape[1:]} do not match the planes {planes.shape}.")
         maps_n = dpm_mod.to_network_units(dpms_um, self.model.card.z_range_um, strict=strict_range)
-        scale = IntensityScale.from_planes(planes, **self._pcts())
-        return scale.to_counts(self._run(scale.forward(planes), maps_n=maps_n), out_dtype)
+        return self._in_counts(planes, out_dtype, maps_n=maps_n)[0]
 
     # -- internals ---------------------------------------------------------------------
+    def _in_counts(
+        self, planes: np.ndarray, out_dtype: type, **dpms: np.ndarray
+    ) -> tuple[np.ndarray, IntensityScale]:
+        """The images of the measured ``planes`` on the DPMs ``dpms`` (:meth:`_run`'s ``dist_n`` or
+        ``maps_n``) in camera counts of ``out_dtype``, and the intensity scale between the two; each phase
+        labelled for torch's profiler (``python -m benchmarks.inference --profile``)."""
+        with record_function("mm_deepz.normalize"):
+            scale = IntensityScale.from_planes(planes, **self._pcts())
+            planes_n = scale.forward(planes)
+        out = self._run(planes_n, **dpms)
+        with record_function("mm_deepz.to_counts"):
+            return scale.to_counts(out, out_dtype), scale
+
     def _pcts(self) -> dict[str, float]:
         n = self.model.card.normalization
         return {"low_percentile": n["low_percentile"], "high_percentile": n["high_percentile"]}

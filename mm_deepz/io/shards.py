@@ -314,7 +314,7 @@ def _probe(budget: CodecBudget, codec: numcodecs.Blosc, blocks: list[np.ndarray]
     except Exception:  # the planes are stored uncompressed, readable as any: nothing is lost
         logger.warning("Measuring the codec failed: camera planes are stored uncompressed.", exc_info=True)
         return
-    rounds = math.ceil(len(blocks) / min(len(blocks), _workers()))
+    rounds = math.ceil(len(blocks) / _workers())  # the bands' encodes, a worker each at a time
     budget.learned((time.thread_time() - began) * rounds, block.nbytes / max(len(encoded), 1))
 
 
