@@ -20,9 +20,12 @@ memory for its shard to fill, and a kill -9 loses at most the plane being writte
 
 **The camera never waits for the codec.** A camera image's planes (Blosc-compressed) are encoded only
 when the writer has time for it or the encode makes the write faster (:class:`CodecBudget`): when it
-waited for the plane at least as long as the last encode took, or the disk is slower than the encoder;
+waited for the plane at least as long as the last encode held it up, or the disk is slower than the
+encoder (a plane's bands are written as each is encoded, :class:`Bands`, so only the encode's part
+that its file writes do not overlap holds the writer up);
 the codec's encode time and size ratio are first measured on one band of the camera's first plane by
-a thread of its own at the lowest CPU priority, while that plane is stored as it came.
+a thread of its own at the lowest CPU priority, while that plane is stored as it came (or on a plane
+the writer had ample time for, if that comes first).
 Planes that come faster than the encoder on a faster disk (a burst, the page cache, cores taken by the
 model) are stored as Blosc's uncompressed ("memcpyed") chunks: the same codec, a 16-byte Blosc header
 before the plane's bytes, read by every Blosc decoder as any other chunk, written without a copy,
@@ -46,7 +49,8 @@ import os
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import product
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -68,6 +72,9 @@ EMPTY = 2**64 - 1
 _SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE}
 _SHUFFLE["bitshuffle"] = numcodecs.Blosc.BITSHUFFLE
 
+#: before the codec is measured, a plane is compressed (and measures it) when the writer waited for it
+#: this many times as long as its file writes take (LZ4 encodes a plane in about one write's time here)
+UNMEASURED_SLACK = 4.0
 #: the weight of each plane's file writes in the running mean of the write time per byte
 WRITE_SMOOTHING = 0.2
 #: a Blosc header's flag for a chunk stored uncompressed
@@ -81,16 +88,20 @@ Encoded = tuple[bytes | memoryview, ...]
 class CodecBudget:
     """Whether to compress the next plane of a camera image: when the writing thread waited for it (its
     wall time since its last write, less its own CPU time) at least as long as the last compression
-    took, or when compressing makes the write faster (a disk slower than the encoder: the bytes it saves
+    cost it (its waits for the encodes its file writes did not overlap), or when compressing makes the
+    write faster (a disk slower than the encoder: the bytes it saves
     take longer to write than the encode). A writer whose planes queue for it, on a disk faster than
     its encoder, stores them uncompressed until it has caught up. Until the codec is measured (its
-    encode time and size ratio, by a probe of the first plane off the writer's thread: :meth:`probe_due`,
-    :meth:`learned`), planes are stored uncompressed."""
+    encode time and size ratio, by a probe of the first plane off the writer's thread at idle priority:
+    :meth:`probe_due`, :meth:`learned`), a plane is compressed only when the writer waited for it
+    :data:`UNMEASURED_SLACK` times as long as its file writes take (the probe waits for an idle core,
+    which a model on the CPU may not leave), and that plane measures the codec."""
 
     def __init__(self) -> None:
         #: at the last write's end: the thread, its wall clock and its CPU clock
         self._since: tuple[int, float, float] | None = None
-        #: the last compressed plane's encode time (s) and size ratio: the next one is expected alike
+        #: what the last compressed plane's encode cost the writer (s) and its size ratio: the next one is
+        #: expected alike
         #: (None: not measured yet)
         self._encode_s: float | None = None
         self._ratio = 1.0
@@ -117,21 +128,23 @@ class CodecBudget:
         """At a write's start, for ``nbytes`` of planes: whether the writer waited long enough for an
         encode, or the encode costs less than writing the bytes it saves."""
         encode_s = self._encode_s
-        if encode_s is None or self._since is None or self._write_s_per_byte is None:
+        if self._since is None or self._write_s_per_byte is None:
             return False
         thread, wall, cpu = self._since
         waited = time.perf_counter() - wall
         if thread == threading.get_ident():  # another thread's wait is not seen: its whole interval
             waited -= time.thread_time() - cpu
-        saved_s = nbytes * (1 - 1 / self._ratio) * self._write_s_per_byte
-        return waited >= encode_s or saved_s > encode_s
+        write_s = nbytes * self._write_s_per_byte
+        if encode_s is None:  # the probe has not run (no idle core yet): this plane measures the codec
+            return waited >= UNMEASURED_SLACK * write_s  # if the writer has ample time for it
+        return waited >= encode_s or write_s * (1 - 1 / self._ratio) > encode_s
 
     def spent(
         self, compressed: bool, encode_s: float, write_s: float, nbytes: int, stored: int, planes: int
     ) -> None:
         """At a write's end, once its bytes are in their files: ``planes`` planes of ``nbytes``, stored in
-        ``stored`` bytes, ``compressed`` or not; what its encode (``encode_s``) and file writes
-        (``write_s``) took."""
+        ``stored`` bytes, ``compressed`` or not; what the writer waited for its encode (``encode_s``) and
+        what its file writes took (``write_s``)."""
         self.planes += planes
         if compressed:
             self._encode_s, self._ratio = encode_s, nbytes / max(stored, 1)
@@ -216,7 +229,7 @@ class ShardWriter:
     def write(self, t: int, c: int, z: int, planes: np.ndarray) -> None:
         """Planes ``z, z+1, ...`` of channel ``c`` at time point ``t`` ((n, y, x), or one (y, x) plane),
         inside the array's shape (the caller grows it): whole inner chunks, or a stack's last one. The
-        bands of rows of a chunk are encoded side by side (:func:`encode_all`)."""
+        bands of rows of a chunk are encoded side by side and written as each is encoded (:class:`Bands`)."""
         data = np.ascontiguousarray(planes, self._dtype)
         if data.ndim == 2:
             data = data[None]
@@ -237,18 +250,18 @@ class ShardWriter:
             threading.Thread(target=_probe, args=probe, name="mm-deepz-codec-probe", daemon=True).start()
         compress = self._codec is not None and (self.budget is None or self.budget.allows(data.nbytes))
         began = time.perf_counter()
-        encoded_blocks = encode_all(self._codec, blocks) if compress else stored_all(self._codec, blocks)
-        encode_end = time.perf_counter()
-        by_shard: dict[Coords, list[tuple[int, Encoded]]] = {}
-        for chunk, encoded in zip(chunks, encoded_blocks, strict=True):
+        encoded = Bands(self._codec, blocks, compress)
+        by_shard: dict[Coords, list[tuple[int, int]]] = {}
+        for i, chunk in enumerate(chunks):
             shard = tuple(i // n for i, n in zip(chunk, self._per_shard, strict=True))
-            by_shard.setdefault(shard, []).append((self._entry(chunk), encoded))
+            by_shard.setdefault(shard, []).append((self._entry(chunk), i))
         for shard, entries in by_shard.items():
-            self._add(self._dir / self._metadata.encode_chunk_key(shard), entries)
+            path = self._dir / self._metadata.encode_chunk_key(shard)
+            self._add(path, [k for k, _ in entries], (encoded[i] for _, i in entries))
         if self.budget is not None:
-            stored = sum(_length(e) for e in encoded_blocks)
-            written = time.perf_counter() - encode_end
-            self.budget.spent(compress, encode_end - began, written, data.nbytes, stored, len(data))
+            written = time.perf_counter() - began - encoded.waited_s
+            stored = encoded.stored()
+            self.budget.spent(compress, encoded.waited_s, written, data.nbytes, stored, len(data))
 
     def _entry(self, chunk: Coords) -> int:
         """The index entry (C order over the shard's chunks) of inner chunk ``chunk``."""
@@ -257,47 +270,88 @@ class ShardWriter:
             entry = entry * n + i % n
         return entry
 
-    def _add(self, path: Path, chunks: list[tuple[int, Encoded]]) -> None:
-        """Add encoded chunks (index entry, bytes) to the shard at ``path``: appended, then indexed."""
+    def _add(self, path: Path, keys: list[int], encoded: Iterable[Encoded]) -> None:
+        """Add encoded chunks (their index entries ``keys``; their bytes, taken in turn as they are
+        encoded) to the shard at ``path``: appended, then indexed."""
         if not path.exists():
-            self._rewrite(path, chunks)
+            self._rewrite(path, zip(keys, encoded, strict=True))
             return
         with open(path, "r+b", buffering=0) as f:
             index = read_index(f, self._index_bytes)
-            if (index[[k for k, _ in chunks], 0] != EMPTY).any():  # written before: the shard made anew
+            if (index[keys, 0] != EMPTY).any():  # written before: the shard made anew
                 f.seek(0)
                 old = f.read()
-                replaced = {k for k, _ in chunks}
                 kept = [(k, (old[o : o + n],)) for k, (o, n) in enumerate(index.tolist()) if o != EMPTY]
-                self._rewrite(path, [(k, b) for k, b in kept if k not in replaced] + chunks)
+                replaced = set(keys)
+                new = list(zip(keys, encoded, strict=True))
+                self._rewrite(path, [(k, b) for k, b in kept if k not in replaced] + new)
                 return
             offset = f.seek(0, os.SEEK_END)
             entries = []
-            for k, encoded in chunks:  # 1. the bytes, at the end
-                gap = _gap(offset, encoded)
-                _write_all(f, _padded(gap, encoded))
-                entries.append((k, offset + gap, n := _length(encoded)))
+            for k, chunk in zip(keys, encoded, strict=True):  # 1. the bytes, at the end
+                gap = _gap(offset, chunk)
+                _write_all(f, _padded(gap, chunk))
+                entries.append((k, offset + gap, n := _length(chunk)))
                 offset += gap + n
             for k, run in _runs(entries):  # 2. then the entries, in place: a plane's bands in one write
                 f.seek(16 * k)
                 _write_all(f, (np.array(run, "<u8").tobytes(),))
 
-    def _rewrite(self, path: Path, chunks: list[tuple[int, Encoded]]) -> None:
-        """Write a whole shard holding ``chunks`` to a temporary file and rename it to ``path``."""
+    def _rewrite(self, path: Path, chunks: Iterable[tuple[int, Encoded]]) -> None:
+        """Write a whole shard holding ``chunks`` (index entry, bytes) to a temporary file, its index
+        last, and rename it to ``path``; the temporary file is removed if a chunk's encode fails."""
         index = np.full((self._index_bytes // 16, 2), EMPTY, "<u8")
         offset = self._index_bytes
-        gaps = []
-        for k, encoded in chunks:
-            gaps.append(gap := _gap(offset, encoded))
-            index[k] = (offset + gap, n := _length(encoded))
-            offset += gap + n
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with open(temporary, "wb", buffering=0) as f:
-            _write_all(f, (index.tobytes(),))
-            for gap, (_, encoded) in zip(gaps, chunks, strict=True):
-                _write_all(f, _padded(gap, encoded))
+        try:
+            with open(temporary, "wb", buffering=0) as f:
+                f.seek(offset)
+                for k, encoded in chunks:
+                    gap = _gap(offset, encoded)
+                    _write_all(f, _padded(gap, encoded))
+                    index[k] = (offset + gap, n := _length(encoded))
+                    offset += gap + n
+                f.seek(0)
+                _write_all(f, (index.tobytes(),))
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         os.replace(temporary, path)
+
+
+class Bands:
+    """A write's inner chunks, taken by the writer in turn: stored as they came, or compressed on the
+    encoding threads side by side (Blosc releases the GIL as it encodes), each written as soon as it is
+    encoded while the later ones still encode, so that a plane's encode and its file writes overlap. The
+    writer's time spent waiting for the encodes is what compressing cost it (for the codec budget)."""
+
+    def __init__(self, codec: numcodecs.Blosc | None, blocks: list[np.ndarray], compress: bool) -> None:
+        self._n = len(blocks)
+        self._pending: list[Future[bytes]] = []
+        #: the writer's wall time spent waiting for encodes (s)
+        self.waited_s = 0.0
+        if codec is None or not compress:
+            self._ready: list[Encoded | None] = list(stored_all(codec, blocks))
+        elif self._n == 1:  # nothing to overlap: encoded on the writer's thread
+            began = time.perf_counter()
+            self._ready = [(codec.encode(blocks[0]),)]
+            self.waited_s = time.perf_counter() - began
+        else:
+            self._ready = [None] * self._n
+            self._pending = [_encoders().submit(codec.encode, block) for block in blocks]
+
+    def __getitem__(self, i: int) -> Encoded:
+        ready = self._ready[i]
+        if ready is None:
+            began = time.perf_counter()
+            ready = self._ready[i] = (self._pending[i].result(),)
+            self.waited_s += time.perf_counter() - began
+        return ready
+
+    def stored(self) -> int:
+        """Bytes of all the chunks (each awaited)."""
+        return sum(_length(self[i]) for i in range(self._n))
 
 
 def _probe(budget: CodecBudget, codec: numcodecs.Blosc, blocks: list[np.ndarray]) -> None:
@@ -305,7 +359,7 @@ def _probe(budget: CodecBudget, codec: numcodecs.Blosc, blocks: list[np.ndarray]
     lowest CPU priority (:func:`_idle_priority`), so that the camera path never waits for it or shares a
     core with it: one band encoded on this thread (its CPU time, which a preempted thread does not
     inflate), the plane's encode time taken as that of its bands on the encoding threads
-    (:func:`encode_all`), its size ratio as the band's."""
+    (:class:`Bands`), its size ratio as the band's."""
     _idle_priority()
     block = blocks[0]
     began = time.thread_time()
@@ -388,16 +442,6 @@ def _whole(chunks: set[Coords], bands: int) -> set[Coords]:
     """The (t, c, z, 0, 0) chunks of planes all of whose ``bands`` bands of rows are in ``chunks``."""
     count = Counter(chunk[:3] for chunk in chunks)
     return {(*key, 0, 0) for key, n in count.items() if n == bands}
-
-
-def encode_all(codec: numcodecs.Blosc | None, blocks: list[np.ndarray]) -> list[Encoded]:
-    """Each block encoded with ``codec`` (raw bytes without one); several blocks on the encoding threads
-    side by side (Blosc releases the GIL as it encodes)."""
-    if codec is None:
-        return stored_all(None, blocks)
-    if len(blocks) == 1:
-        return [(codec.encode(blocks[0]),)]
-    return [(encoded,) for encoded in _encoders().map(codec.encode, blocks)]
 
 
 def stored_all(codec: numcodecs.Blosc | None, blocks: list[np.ndarray]) -> list[Encoded]:

@@ -420,6 +420,59 @@ def test_a_large_plane_is_written_in_bands_that_zarr_python_reads_and_recovery_c
     assert found == {(0, 0, 0, 0, 0), (1, 0, 0, 0, 0)}
 
 
+def test_a_codec_failure_mid_plane_leaves_every_shard_as_it_was(tmp_path):
+    # a plane's bands are written as each is encoded, while the later ones still encode: an encode that
+    # fails after the first bands are on disk must leave the shard readable with the planes before it (the
+    # failed plane unindexed), and a new shard (a virtual stack's file) not made at all, no temporary file
+    geometry = Geometry(z_um=(0.0,), pixel_size_um=0.5, interval_s=1.0, shape_yx=(1024, 1024))
+    planes = np.random.default_rng(5).poisson(200, (2, 1024, 1024)).astype(np.uint16)
+    rec = Recorder(tmp_path / "r.ome.zarr", geometry)
+    rec.write_plane("measured", 0, 0, planes[0])
+    rec.write_stack("virtual", 0, planes[:1].astype(np.float32))  # 4 bands, always compressed
+    calls = []
+    fail_at = [3]
+    lock = threading.Lock()
+
+    class Failing:  # the array's codec, whose encode of one band fails
+        def __init__(self, codec):
+            self.codec = codec
+
+        def __getattr__(self, name):
+            return getattr(self.codec, name)
+
+        def encode(self, block):
+            with lock:  # the bands encode side by side
+                calls.append(block.shape)
+                fail = len(calls) == fail_at[0]
+            if fail:
+                raise RuntimeError("codec failed")
+            return self.codec.encode(block)
+
+    writers = [rec._images._shard_writer(image, 0) for image in ("virtual", "measured")]
+    for writer in writers:
+        writer._codec = Failing(writer._codec)
+    with pytest.raises(RuntimeError, match="codec failed"):
+        rec.write_stack("virtual", 1, planes[1:].astype(np.float32))
+    assert len(calls) == 4  # every band was on its way when the third failed
+    assert len(_shard_files(tmp_path / "r.ome.zarr" / rec.group_path("virtual"))) == 1  # t=1's never made
+    (shard,) = _shard_files(tmp_path / "r.ome.zarr" / rec.group_path("measured"))
+    before = shard.read_bytes()
+    writers[1].budget.learned(encode_s=0.001, ratio=4.0)  # the probe's measure
+    time.sleep(0.05)  # the writer waited for the camera: the plane is compressed
+    calls.clear()
+    fail_at[0] = 2
+    with pytest.raises(RuntimeError, match="codec failed"):
+        rec.write_plane("measured", 1, 0, planes[1])  # 2 bands: the second fails
+    after = shard.read_bytes()
+    assert len(calls) == 2 and len(after) > len(before)  # the first band's bytes were appended ...
+    assert after[: len(before)] == before  # ... and nothing before them changed: the index neither
+    rec.finish()
+    assert not list((tmp_path / "r.ome.zarr").rglob("*.partial"))
+    root = open_container(tmp_path / "r.ome.zarr")
+    np.testing.assert_array_equal(image_array(root, "measured")[0, 0, 0], planes[0])
+    np.testing.assert_array_equal(image_array(root, "virtual")[0, 0, 0], planes[0])
+
+
 KILLED_WRITER = """
 import sys
 import numpy as np
@@ -635,14 +688,16 @@ def test_a_camera_plane_is_compressed_when_the_disk_is_slower_than_the_encoder_e
     # the first plane: nothing known of the codec, stored as it came while one probe measures the codec
     assert not budget.allows(frame) and budget.probe_due() and not budget.probe_due()
     budget.spent(False, encode_s=0.0, write_s=0.01, nbytes=frame, stored=frame, planes=1)
-    assert not budget.allows(frame)  # still unmeasured: however long the writer waited
-    # the probe's measure: a slow encoder (50 ms), so that a thread preempted between the calls does not
-    # read as waiting, and a size ratio of 5
-    budget.learned(encode_s=0.05, ratio=5.0)
+    assert not budget.allows(frame)  # still unmeasured, and the writer did not wait
+    time.sleep(0.05)  # but when it waited 4x a write (10 ms) before the probe ran (no idle core) ...
+    assert budget.allows(frame)  # ... that plane is compressed and measures the codec: a slow encoder
+    # (50 ms, so that a thread preempted between the calls does not read as waiting), a size ratio of 5
+    budget.spent(True, encode_s=0.05, write_s=0.002, nbytes=frame, stored=frame // 5, planes=1)
+    budget.learned(encode_s=0.001, ratio=2.0)  # the probe, late: the measure it would give is not taken
     assert not budget.allows(frame)  # no wait, and 6.4 MB more into the page cache take 8 ms < 50
     budget.spent(False, encode_s=0.0, write_s=1.0, nbytes=frame, stored=frame, planes=1)  # a stall
     assert budget.allows(frame)  # saving 6.4 MB of a slow disk's writes is worth the encode
-    assert (budget.planes, budget.uncompressed) == (2, 2)
+    assert (budget.planes, budget.uncompressed) == (3, 2)
 
 
 def test_the_codec_probe_measures_one_band_at_idle_priority_and_learns_the_planes_size_ratio():
