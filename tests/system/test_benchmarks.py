@@ -425,3 +425,27 @@ def test_a_trained_decoder_widened_makes_the_same_images_and_its_new_channels_le
     assert not merge.weight[:32, 96:].any() and merge.weight.grad[:32, 96:].abs().sum() > 0
     with pytest.raises(ValueError, match="widened, not narrowed"):
         with_wider_decoder(parent, 16)
+
+
+def test_where_a_generator_is_heading_is_fitted_off_the_plateau_and_extrapolated_to_the_goal(tmp_path):
+    # #32's verdict: a lineage's gain per doubling of compute is fitted from where its far band first
+    # found a neuron (the plateau before it would flatten the slope), and the compute to a goal follows
+    import math
+
+    from benchmarks.heading import gain, hours_to, main
+
+    def point(hours, far):
+        return {"hours": hours, "pcc": 0.5, "f1_all": 0.8, "f1_far": far}
+
+    plateau = [point(0.5, 0.0), point(1.0, 0.0)]
+    rising = [point(2.0, 0.1), point(4.0, 0.2), point(8.0, 0.3)]  # +0.1 per doubling
+    points = plateau + rising
+    assert gain(points, "f1_far") == pytest.approx(0.1)
+    assert gain(points, "f1_far", last_doubling=True) == pytest.approx(0.1)  # 4 and 8 hours
+    assert hours_to(points, "f1_far", 0.5, 0.1) == pytest.approx(8.0 * 4)  # two doublings more
+    assert math.isinf(hours_to(points, "f1_far", 0.5, 0.0))  # flat: never
+    assert gain(plateau, "f1_far") != gain(plateau, "f1_far")  # never left the plateau: no slope (NaN)
+    lineage = {"name": "toy", "blind_set": "toy", "points": points}
+    (tmp_path / "points.json").write_text(json.dumps({"lineages": [lineage]}))
+    main(["--points", str(tmp_path / "points.json"), "--png", str(tmp_path / "heading.png")])
+    assert (tmp_path / "heading.png").stat().st_size > 10_000
