@@ -89,9 +89,9 @@ class CodecBudget:
     """Whether to compress the next plane of a camera image: when the writing thread waited for it (its
     wall time since its last write, less its own CPU time) at least as long as the last compression
     cost it (its waits for the encodes its file writes did not overlap), or when compressing makes the
-    write faster (a disk slower than the encoder: the bytes it saves
-    take longer to write than the encode). A writer whose planes queue for it, on a disk faster than
-    its encoder, stores them uncompressed until it has caught up. Until the codec is measured (its
+    write faster (a disk slower than the encoder: the bytes it saves take longer to write than the
+    encode). A writer whose planes queue for it, on a disk faster than its encoder, stores them
+    uncompressed until it has caught up. Until the codec is measured (its
     encode time and size ratio, by a probe of the first plane off the writer's thread at idle priority:
     :meth:`probe_due`, :meth:`learned`), a plane is compressed only when the writer waited for it
     :data:`UNMEASURED_SLACK` times as long as its file writes take (the probe waits for an idle core,
@@ -101,8 +101,7 @@ class CodecBudget:
         #: at the last write's end: the thread, its wall clock and its CPU clock
         self._since: tuple[int, float, float] | None = None
         #: what the last compressed plane's encode cost the writer (s) and its size ratio: the next one is
-        #: expected alike
-        #: (None: not measured yet)
+        #: expected alike (None: not measured yet)
         self._encode_s: float | None = None
         self._ratio = 1.0
         self._probing = False
