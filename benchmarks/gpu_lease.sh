@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One GPU lease in one command (docs/models.md, session 28): the inference speed rows on CUDA (with the
-# engine's default tiles and with whole frames, and one profiled stack of each generator), then the
-# encode-once runs of #32 trained side by side (the arm the CPU legs carry on, resumed from its committed
-# checkpoint, and the bottleneck's three context mechanisms from scratch), then that arm's inference speed
-# beside the shipped U-Net's.
+# engine's default tiles and with whole frames, and one profiled stack of each generator), then #32's
+# runs trained side by side (the encode-once arm the CPU legs carry on, resumed from its committed
+# checkpoint, and the shipped U-Net's weights trained on: session 30 found the U-Net's curve still rising
+# where the encode-once generator's had flattened), then that arm's inference speed beside the shipped
+# U-Net's, then the writing rows of #33 on the machine's cores (about 40 s).
 #
 #   bash benchmarks/gpu_lease.sh OUT SECONDS [DEVICE SCALE]
 #
@@ -21,7 +22,7 @@ scale=${4:-full}
 work=${WORK:-runs/lease}
 arm=${ARM:-2plane_eo_b6_bf16_balanced_ft}
 checkpoint=${ARM_CHECKPOINT:-benchmarks/checkpoints/encode_once_d16_k4_bf16_balanced_ft.ckpt}
-runs=$arm,eo_context_dilated,eo_context_attention,eo_context_none
+runs=$arm,2plane_d3_b6_shipped_ft
 mkdir -p "$out" "$work"
 wheels=${WHEELS:-.whl}
 if compgen -G "$wheels/*.whl" >/dev/null; then
@@ -57,6 +58,11 @@ if [ -f "$work/train/$arm.pt" ]; then
         --model mm_deepz/models/deepz_2plane.pt --model "$work/train/$arm.pt" --out "$work/side_by_side" ||
         echo "side-by-side rows failed (exit $?)"
 fi
+# #33 on a machine with more cores than CI's two: the recorders against raw page-cache writes
+mkdir -p "$work/writing" && cp docs/benchmarks.json "$work/writing/" &&
+    timeout 120 python3 -m benchmarks "${quick[@]}" --out "$work/writing" --section writing ||
+    echo "writing rows failed (exit $?)"
+echo "writing rows after $((SECONDS - t0)) s"
 for ckpt in "$work"/train/*.ckpt; do
     [ -f "$ckpt" ] && mv "$ckpt" "$out/"
 done

@@ -85,6 +85,10 @@ RUNS: dict[str, list[str]] = {
     # encode-once-d16-k4-bf16-balanced-ft, session 29: the best blind PCC of the encode-once arms), resumed
     # from its checkpoint
     "2plane_eo_b6_bf16_balanced_ft": [*EO_BF16, "--balance-defocus", "--lr", FINE_TUNE_LR],
+    # the shipped U-Net's weights trained on at the rate its last leg re-entered at (#32: its curve still
+    # rises where the encode-once generator's has flattened; docs/models.md, "Where each generator is
+    # heading"); a later lease resumes its checkpoint (``--resume 2plane_d3_b6_shipped_ft=CKPT``)
+    "2plane_d3_b6_shipped_ft": [*CPU_RECIPE, "--init", "mm_deepz/models/deepz_2plane.pt", "--lr", "2.3e-4"],
     # the bottleneck's context mechanism chosen by measurement: that recipe from scratch with each
     **{
         f"eo_context_{c}": [*EO_BF16, "--balance-defocus", "--context", c]
