@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mm_deepz.shipped import shipped_model_path
 from simulators.training_data import PairSpec, make_stack_pair, write_stack_pair
 
 logger = logging.getLogger("benchmarks.gpu_train")
@@ -52,6 +53,9 @@ D16_K4_BF16 = (*ENCODE_ONCE, "--decoder-channels", "16", "--targets-per-sample",
 EO_BF16 = [*CPU_RECIPE, *D16_K4_BF16]
 #: the peak learning rate of a fine-tune (benchmarks.finetune's, benchmarks.learning's grown arms)
 FINE_TUNE_LR = "5e-4"
+#: the peak learning rate at which the shipped U-Net's weights are trained on: where its last leg
+#: re-entered its schedule (a converged model lost ground at 1e-3, docs/models.md "Status")
+SHIPPED_FT_LR = "2.3e-4"
 #: the configurations trained side by side: name -> extra ``mm-deepz train`` options (a run's own
 #: ``--batch-size`` replaces the command's)
 RUNS: dict[str, list[str]] = {
@@ -88,7 +92,7 @@ RUNS: dict[str, list[str]] = {
     # the shipped U-Net's weights trained on at the rate its last leg re-entered at (#32: its curve still
     # rises where the encode-once generator's has flattened; docs/models.md, "Where each generator is
     # heading"); a later lease resumes its checkpoint (``--resume 2plane_d3_b6_shipped_ft=CKPT``)
-    "2plane_d3_b6_shipped_ft": [*CPU_RECIPE, "--init", "mm_deepz/models/deepz_2plane.pt", "--lr", "2.3e-4"],
+    "2plane_d3_b6_shipped_ft": [*CPU_RECIPE, "--init", str(shipped_model_path(2)), "--lr", SHIPPED_FT_LR],
     # the bottleneck's context mechanism chosen by measurement: that recipe from scratch with each
     **{
         f"eo_context_{c}": [*EO_BF16, "--balance-defocus", "--context", c]

@@ -45,6 +45,7 @@ from benchmarks.gpu_train import (
     D16_K4_BF16,
     ENCODE_ONCE,
     FINE_TUNE_LR,
+    SHIPPED_FT_LR,
     TWO_PLANES,
     _mz,
     pair_specs,
@@ -99,6 +100,12 @@ GROWN: dict[str, tuple[str, Callable[[DeepZModel], DeepZModel] | None, list[str]
     ),
 }
 ARMS |= {arm: ARMS[parent] + options for arm, (parent, _, options) in GROWN.items()}
+#: arms that train the shipped 2-plane U-Net's weights on (``train --init`` its file, at
+#: :data:`~benchmarks.gpu_train.SHIPPED_FT_LR`, in bfloat16 as its last leg): the lineage whose curve still
+#: rises where the encode-once generator's has flattened (session 30, docs/models.md "Where each
+#: generator is heading")
+FROM_SHIPPED = {"unet-shipped-ft"}
+ARMS |= {"unet-shipped-ft": ["--architecture", "unet", "--precision", "bf16"]}
 #: steps of each arm by default: about equal CPU time (~2000 CPU-thread seconds) on this project's 2-core
 #: machine, one thread each (the first two arms measured before the uniform-DPM fast path of 2026-12-02)
 STEPS = {
@@ -112,6 +119,7 @@ STEPS = {
     "encode-once-d16-k4-bf16-balanced-ft": 2000,
     "encode-once-d16-k4-bf16-balanced-attention-ft": 2000,
     "encode-once-d16m64-k4-bf16-balanced-ft": 2000,
+    "unet-shipped-ft": 24000,
 }
 #: the legs an arm is trained in on the way to its steps, each re-entering a one-cycle schedule over its
 #: own budget: how the float32 encode-once arm's curve was made (sessions 17-20), trained so again
@@ -146,7 +154,7 @@ def train(arm: str, data: Path, out: Path, steps: int) -> Path:
             out.mkdir(parents=True, exist_ok=True)
             shutil.copy2(committed, checkpoint)
     precision = [] if "--precision" in ARMS[arm] else ["--precision", "auto"]
-    lr = FINE_TUNE_LR if arm in GROWN else "2e-3"
+    lr = SHIPPED_FT_LR if arm in FROM_SHIPPED else FINE_TUNE_LR if arm in GROWN else "2e-3"
     options = [*TWO_PLANES, *ARMS[arm], "--batch-size", "6", "--lr", lr, *precision]
     for leg in [n for n in LEGS.get(arm, ()) if n < steps] + [steps]:
         if steps_done(model) >= leg:
@@ -154,6 +162,8 @@ def train(arm: str, data: Path, out: Path, steps: int) -> Path:
         start = ["--resume"] if checkpoint.exists() else ["--overwrite"]
         if arm in GROWN and not checkpoint.exists():
             start += ["--init", str(grown_parent(arm, out))]
+        elif arm in FROM_SHIPPED and not checkpoint.exists():
+            start += ["--init", str(shipped_model_path(2))]
         _mz(
             train_command(data, model, leg, 128, 200, "cpu", [*options, *start]),
             model.with_suffix(".log"),

@@ -231,6 +231,26 @@ def test_an_arm_that_changes_the_recipe_carries_on_its_parents_training(tmp_path
     assert torch.load(tmp_path / "again" / "encode_once_d16_k4_bf16_balanced.ckpt")["step"] == 34000
 
 
+def test_the_shipped_u_net_arm_trains_the_shipped_weights_on_and_then_resumes_its_own(
+    tmp_path, training_commands
+):
+    # #32's verdict carries the U-Net on: its arm starts from the shipped 2-plane file (train --init) at a
+    # converged model's rate, in bfloat16; once it has a checkpoint it resumes that, not the shipped file
+    import torch
+
+    from benchmarks import learning
+    from mm_deepz.shipped import shipped_model_path
+
+    learning.train("unet-shipped-ft", tmp_path / "data", tmp_path / "out", 24000)
+    (command,) = training_commands
+    assert command[command.index("--init") + 1] == str(shipped_model_path(2)) and "--overwrite" in command
+    assert command[command.index("--lr") + 1] == "2.3e-4"
+    assert command.count("--precision") == 1 and command[command.index("--precision") + 1] == "bf16"
+    torch.save({"step": 5000}, tmp_path / "committed" / "unet_shipped_ft.ckpt")
+    learning.train("unet-shipped-ft", tmp_path / "data", tmp_path / "again", 24000)
+    assert "--resume" in training_commands[1] and "--init" not in training_commands[1]
+
+
 def test_a_learning_arm_in_legs_goes_on_from_the_leg_its_checkpoint_reached(tmp_path, training_commands):
     # the float32 encode-once arm's curve was made in legs, each rebuilding its one-cycle schedule over
     # its own budget; a resumed run trains only the legs its checkpoint has not reached, each in turn
