@@ -31,10 +31,10 @@ FIGURES = {"f1_far": ("neuron F1, 6-10 µm", 0.85), "f1_all": ("neuron F1, all p
 def gain(points: list[dict[str, Any]], figure: str, last_doubling: bool = False) -> float:
     """The least-squares gain of ``figure`` per doubling of compute since the far band left zero (or
     over the last doubling of compute only); NaN with fewer than two points."""
-    first = next((i for i, p in enumerate(points) if p["f1_far"] > 0), len(points))
-    fitted = points[first:]
     if last_doubling:
         fitted = [p for p in points if p["hours"] >= points[-1]["hours"] / 2]
+    else:
+        fitted = points[next((i for i, p in enumerate(points) if p["f1_far"] > 0), len(points)) :]
     if len(fitted) < 2:
         return math.nan
     x = np.log2([p["hours"] for p in fitted])

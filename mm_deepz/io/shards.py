@@ -326,18 +326,17 @@ class Bands:
     writer's time spent waiting for the encodes is what compressing cost it (for the codec budget)."""
 
     def __init__(self, codec: numcodecs.Blosc | None, blocks: list[np.ndarray], compress: bool) -> None:
-        self._n = len(blocks)
         self._pending: list[Future[bytes]] = []
         #: the writer's wall time spent waiting for encodes (s)
         self.waited_s = 0.0
         if codec is None or not compress:
             self._ready: list[Encoded | None] = list(stored_all(codec, blocks))
-        elif self._n == 1:  # nothing to overlap: encoded on the writer's thread
+        elif len(blocks) == 1:  # nothing to overlap: encoded on the writer's thread
             began = time.perf_counter()
             self._ready = [(codec.encode(blocks[0]),)]
             self.waited_s = time.perf_counter() - began
         else:
-            self._ready = [None] * self._n
+            self._ready = [None] * len(blocks)
             self._pending = [_encoders().submit(codec.encode, block) for block in blocks]
 
     def __getitem__(self, i: int) -> Encoded:
@@ -350,7 +349,7 @@ class Bands:
 
     def stored(self) -> int:
         """Bytes of all the chunks (each awaited)."""
-        return sum(_length(self[i]) for i in range(self._n))
+        return sum(_length(self[i]) for i in range(len(self._ready)))
 
 
 def _probe(budget: CodecBudget, codec: numcodecs.Blosc, blocks: list[np.ndarray]) -> None:
